@@ -1,0 +1,1 @@
+"""Export: PyTorch -> ONNX (FP32, FP16) and ONNX -> TensorRT engines."""

@@ -1,0 +1,1 @@
+"""Training: the HardNet loss and the trainer."""
