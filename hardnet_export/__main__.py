@@ -1,0 +1,3 @@
+from hardnet_export.cli import main
+
+main()

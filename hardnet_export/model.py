@@ -1,0 +1,206 @@
+"""The HardNet network (L2Net layout) and its checkpoints.
+
+The layer indices of ``HardNet.features`` are the keys of the authors' state_dict, so the
+published checkpoints (``checkpoint_liberty_with_aug.pth``, ``HardNet++.pth``) load as they are.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hardnet_export import __version__
+from hardnet_export._io import atomic_path
+
+CHECKPOINT_FORMAT = "hardnet-export/1"
+SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "hardnet_builtin.pth"
+PATCH_SIZE = 32
+DESCRIPTOR_SIZE = 128
+
+
+def _conv_bn(c_in: int, c_out: int, *, stride: int = 1, relu: bool = True) -> list[nn.Module]:
+    layers: list[nn.Module] = [
+        nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out, affine=False),
+    ]
+    if relu:
+        layers.append(nn.ReLU())
+    return layers
+
+
+class HardNet(nn.Module):
+    """HardNet: 32x32 grayscale patch -> 128-D unit descriptor.
+
+    The per-patch standardisation runs inside ``forward`` so that every exported graph
+    carries it: raw 0..255 bytes go in, unit vectors come out.
+
+    Args:
+        dropout: dropout rate before the last conv (0.3 in the current authors' code,
+            0.1 in the NIPS version).
+
+    Shape:
+        - Input: (N, 1, 32, 32), uint8 (0..255) or floating point.
+        - Output: (N, 128) float32, unit L2 norm.
+    """
+
+    def __init__(self, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            *_conv_bn(1, 32),
+            *_conv_bn(32, 32),
+            *_conv_bn(32, 64, stride=2),
+            *_conv_bn(64, 64),
+            *_conv_bn(64, 128, stride=2),
+            *_conv_bn(128, 128),
+            nn.Dropout(dropout),
+            nn.Conv2d(128, DESCRIPTOR_SIZE, kernel_size=8, bias=False),
+            nn.BatchNorm2d(DESCRIPTOR_SIZE, affine=False),
+        )
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.orthogonal_(module.weight, gain=0.6)
+
+    @staticmethod
+    def standardize(x: torch.Tensor) -> torch.Tensor:
+        """Per-patch zero mean, unit (unbiased) std over all pixels; statistics detached.
+
+        Shape:
+            - Input: (N, 1, H, W) float.
+            - Output: same.
+        """
+        flat = x.reshape(x.shape[0], -1)
+        mean = flat.mean(dim=1).detach()
+        std = flat.std(dim=1).detach()
+        return (x - mean[:, None, None, None]) / (std[:, None, None, None] + 1e-7)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        if patches.ndim != 4 or tuple(patches.shape[1:]) != (1, PATCH_SIZE, PATCH_SIZE):
+            raise ValueError(
+                f"HardNet expects patches of shape (N, 1, {PATCH_SIZE}, {PATCH_SIZE}), "
+                f"got {tuple(patches.shape)}"
+            )
+        if not (patches.dtype == torch.uint8 or patches.is_floating_point()):
+            raise TypeError(f"HardNet expects uint8 or float patches, got {patches.dtype}")
+        x = patches.float() if patches.dtype == torch.uint8 else patches
+        x = self.features(self.standardize(x)).reshape(x.shape[0], DESCRIPTOR_SIZE)
+        return x / torch.sqrt((x * x).sum(dim=1, keepdim=True) + 1e-10)
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint as read from disk: the weights and what produced them."""
+
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    format: str = CHECKPOINT_FORMAT
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint safely (``weights_only=True``) in any supported format.
+
+    Formats: this project's (``{'format': 'hardnet-export/1', 'state_dict', 'meta', ...}``),
+    the authors' (``{'epoch', 'state_dict'}``) and a bare state_dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(
+            f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path} is not a checkpoint: expected a dict, found {type(obj).__name__}")
+    if obj.get("format") == CHECKPOINT_FORMAT:
+        extra = {k: v for k, v in obj.items() if k not in ("format", "state_dict", "meta")}
+        return Checkpoint(dict(obj["state_dict"]), json.loads(obj.get("meta", "{}")), extra)
+    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        meta = {"source": "authors' checkpoint", "epoch": obj.get("epoch")}
+        return Checkpoint(dict(obj["state_dict"]), meta, format="authors")
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return Checkpoint(dict(obj), {"source": "bare state_dict"}, format="state_dict")
+    raise ValueError(
+        f"{path} is not a HardNet checkpoint: expected a 'state_dict' entry, "
+        f"found keys {sorted(map(str, obj))[:8]}"
+    )
+
+
+def load_model(path: str | Path | None = None, *, dropout: float = 0.3) -> HardNet:
+    """Build HardNet and load weights strictly; returns the model in eval mode.
+
+    Args:
+        path: a checkpoint in this project's or the authors' format; ``None`` loads the
+            model this project ships inside the package.
+    """
+    if path is None:
+        if not SHIPPED_WEIGHTS.is_file():
+            raise FileNotFoundError(
+                f"no shipped model in this installation ({SHIPPED_WEIGHTS} is missing); "
+                "pass a checkpoint path"
+            )
+        path = SHIPPED_WEIGHTS
+    checkpoint = read_checkpoint(path)
+    model = HardNet(dropout=dropout)
+    state = {k.removeprefix("module."): v for k, v in checkpoint.state_dict.items()}
+    missing, unexpected = _key_mismatch(model, state)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not hold HardNet weights: missing keys {missing[:5]}, "
+            f"unexpected keys {unexpected[:5]}"
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path} does not fit the HardNet architecture: {exc}") from exc
+    return model.eval()
+
+
+def _key_mismatch(model: nn.Module, state: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    # Old saves lack num_batches_tracked; BatchNorm fills it in, so it is not required.
+    expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    given = {k for k in state if not k.endswith("num_batches_tracked")}
+    return sorted(expected - given), sorted(given - expected)
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    config: Mapping[str, Any] | None = None,
+    step: int | None = None,
+    data: str | list[str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write weights atomically with what produced them (config, step, data).
+
+    ``extra`` holds more tensors or plain values (optimizer state for resuming); everything
+    stays loadable with ``weights_only=True``.
+    """
+    module = model.module if hasattr(model, "module") else model
+    meta = {
+        "producer": f"hardnet-export {__version__}",
+        "torch": torch.__version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": dict(config or {}),
+        "step": step,
+        "data": data,
+    }
+    payload: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        "meta": json.dumps(meta, default=str),
+        **dict(extra or {}),
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path

@@ -1,0 +1,95 @@
+"""The HardNet loss: hardest-in-batch triplet margin, and the paper's ablation variants."""
+
+from __future__ import annotations
+
+import torch
+
+BATCH_REDUCTIONS = ("min", "average", "random")
+LOSS_TYPES = ("triplet_margin", "softmax", "contrastive")
+
+
+def distance_matrix(anchor: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances between all anchors and all positives, as the authors compute them.
+
+    Shape:
+        - anchor, positive: (N, D).
+        - Output: (N, N), ``out[i, j] = |a_i - p_j|``.
+    """
+    d_sq = (
+        (anchor * anchor).sum(1, keepdim=True)
+        + (positive * positive).sum(1)[None, :]
+        - 2.0 * anchor @ positive.t()
+    )
+    # Round-off can push d_sq of near-equal vectors slightly below zero; sqrt would give NaN.
+    return torch.sqrt(d_sq.clamp(min=0.0) + 1e-6) + 1e-8
+
+
+def hardnet_loss(
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    *,
+    margin: float = 1.0,
+    anchor_swap: bool = True,
+    batch_reduce: str = "min",
+    loss_type: str = "triplet_margin",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """HardNet loss of a batch of matching pairs, each pair from a different 3D point.
+
+    Args:
+        anchor, positive: descriptors; row i of each shows the same 3D point.
+        margin: triplet margin (and the contrastive margin).
+        anchor_swap: also consider the anchors as negatives of each positive.
+        batch_reduce: ``"min"`` (hardest in batch, HardNet), ``"average"`` (every
+            non-matching entry is a negative) or ``"random"`` (one random column per row).
+        loss_type: ``"triplet_margin"``, ``"softmax"`` (softmin over the two distances) or
+            ``"contrastive"``.
+        generator: random source for ``batch_reduce="random"``.
+
+    Shape:
+        - anchor, positive: (N, D) with N >= 2.
+        - Output: scalar.
+    """
+    if batch_reduce not in BATCH_REDUCTIONS:
+        raise ValueError(f"batch_reduce must be one of {BATCH_REDUCTIONS}, got {batch_reduce!r}")
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+    if anchor.ndim != 2 or anchor.shape != positive.shape:
+        raise ValueError(
+            "anchor and positive must both be (N, D), got "
+            f"{tuple(anchor.shape)} and {tuple(positive.shape)}"
+        )
+    n = anchor.shape[0]
+    if n < 2:
+        raise ValueError(f"the loss needs at least 2 pairs to find a negative, got {n}")
+
+    dist = distance_matrix(anchor, positive)
+    pos = torch.diagonal(dist)
+    eye = torch.eye(n, device=dist.device, dtype=dist.dtype)
+    # The diagonal holds the positives; near-duplicates (< 0.008) are not negatives either.
+    masked = dist + 10.0 * eye
+    masked = masked + 10.0 * (masked < 0.008).to(dist.dtype)
+
+    if batch_reduce == "min":
+        neg = masked.min(dim=1).values
+        if anchor_swap:
+            neg = torch.minimum(neg, masked.min(dim=0).values)
+    elif batch_reduce == "average":
+        neg = torch.minimum(masked, masked.t()) if anchor_swap else masked
+        neg = neg.reshape(-1)
+        pos = pos.repeat_interleave(n)
+    else:
+        cols = torch.randperm(n, generator=generator).to(dist.device)
+        rows = torch.arange(n, device=dist.device)
+        neg = masked[rows, cols]
+        if anchor_swap:
+            neg = torch.minimum(neg, masked[cols, rows])
+
+    if loss_type == "triplet_margin":
+        loss = torch.clamp(margin + pos - neg, min=0.0)
+    elif loss_type == "softmax":
+        exp_pos = torch.exp(2.0 - pos)
+        loss = -torch.log(exp_pos / (exp_pos + torch.exp(2.0 - neg) + 1e-8))
+    else:
+        loss = torch.clamp(margin - neg, min=0.0) + pos
+    return loss.mean()

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hardnet_export import HardNet, load_model, save_checkpoint
+from hardnet_export.model import read_checkpoint
+
+AUTHOR_KEYS_WEIGHT = [f"features.{i}.weight" for i in (0, 3, 6, 9, 12, 15, 19)]
+AUTHOR_KEYS_BN = [f"features.{i}" for i in (1, 4, 7, 10, 13, 16, 20)]
+
+
+@pytest.fixture
+def patches() -> torch.Tensor:
+    return torch.randint(0, 256, (5, 1, 32, 32), generator=torch.Generator().manual_seed(0)).to(
+        torch.uint8
+    )
+
+
+def test_parameter_count_and_author_keys() -> None:
+    model = HardNet()
+    assert sum(p.numel() for p in model.parameters()) == 1_334_560
+    keys = set(model.state_dict())
+    assert set(AUTHOR_KEYS_WEIGHT) <= keys
+    for prefix in AUTHOR_KEYS_BN:
+        assert {f"{prefix}.running_mean", f"{prefix}.running_var"} <= keys
+    assert model.features[19].kernel_size == (8, 8)
+    assert isinstance(model.features[18], torch.nn.Dropout)
+
+
+def test_orthogonal_init_gain() -> None:
+    weight = HardNet().features[3].weight.detach().reshape(32, -1)
+    # Orthogonal rows scaled by the gain: W W^T = 0.36 I.
+    torch.testing.assert_close(weight @ weight.t(), 0.36 * torch.eye(32), atol=1e-5, rtol=0)
+
+
+def test_output_shape_dtype_unit_norm(patches: torch.Tensor) -> None:
+    out = HardNet().eval()(patches)
+    assert out.shape == (5, 128) and out.dtype == torch.float32
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(5), atol=1e-5, rtol=0)
+
+
+def test_uint8_equals_float_and_scale_invariant(patches: torch.Tensor) -> None:
+    model = HardNet().eval()
+    with torch.no_grad():
+        from_bytes = model(patches)
+        torch.testing.assert_close(from_bytes, model(patches.float()), atol=1e-6, rtol=0)
+        torch.testing.assert_close(from_bytes, model(patches.float() / 255), atol=1e-4, rtol=0)
+
+
+def test_standardize_matches_definition(patches: torch.Tensor) -> None:
+    x = patches.float()
+    flat = x.reshape(5, -1)
+    expected = (flat - flat.mean(1, keepdim=True)) / (
+        flat.std(1, unbiased=True, keepdim=True) + 1e-7
+    )
+    torch.testing.assert_close(HardNet.standardize(x).reshape(5, -1), expected)
+
+
+@pytest.mark.parametrize("shape", [(5, 32, 32), (5, 3, 32, 32), (5, 1, 64, 64)])
+def test_wrong_shape_is_named(shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match=r"\(N, 1, 32, 32\)"):
+        HardNet()(torch.zeros(shape))
+
+
+def test_wrong_dtype() -> None:
+    with pytest.raises(TypeError, match="uint8 or float"):
+        HardNet()(torch.zeros((2, 1, 32, 32), dtype=torch.int32))
+
+
+def _trained_like_model() -> HardNet:
+    model = HardNet()
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(16, 1, 32, 32))  # move the BN running statistics off their defaults
+    return model.eval()
+
+
+def test_authors_checkpoint_round_trip(tmp_path, patches: torch.Tensor) -> None:
+    model = _trained_like_model()
+    # The authors' saves from old PyTorch have no num_batches_tracked entries.
+    state = {k: v for k, v in model.state_dict().items() if "num_batches_tracked" not in k}
+    torch.save({"epoch": 9, "state_dict": state}, tmp_path / "checkpoint_liberty_with_aug.pth")
+    loaded = load_model(tmp_path / "checkpoint_liberty_with_aug.pth")
+    assert not loaded.training
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(patches), model(patches))
+
+
+def test_own_checkpoint_records_provenance(tmp_path, patches: torch.Tensor) -> None:
+    model = _trained_like_model()
+    path = save_checkpoint(
+        tmp_path / "w.pth", model, config={"lr": 10.0}, step=42, data=["builtin"]
+    )
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.meta["step"] == 42
+    assert checkpoint.meta["config"] == {"lr": 10.0}
+    assert checkpoint.meta["data"] == ["builtin"]
+    assert checkpoint.meta["producer"].startswith("hardnet-export")
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(path)(patches), model(patches))
+    assert [p.name for p in tmp_path.iterdir()] == ["w.pth"]  # no temporary left behind
+
+
+def test_missing_file(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        load_model(tmp_path / "nope.pth")
+
+
+def test_not_a_checkpoint(tmp_path) -> None:
+    (tmp_path / "junk.pth").write_bytes(b"this is not a zip or pickle")
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        load_model(tmp_path / "junk.pth")
+    torch.save({"epoch": 1, "weights": [1, 2]}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="not a HardNet checkpoint"):
+        load_model(tmp_path / "other.pth")
+
+
+def test_wrong_architecture(tmp_path) -> None:
+    state = HardNet().state_dict()
+    state["features.0.weight"] = torch.zeros(64, 1, 3, 3)
+    torch.save({"epoch": 1, "state_dict": state}, tmp_path / "wide.pth")
+    with pytest.raises(ValueError, match="does not fit the HardNet architecture"):
+        load_model(tmp_path / "wide.pth")
+    del state["features.19.weight"]
+    torch.save({"epoch": 1, "state_dict": state}, tmp_path / "short.pth")
+    with pytest.raises(ValueError, match=r"missing keys \['features.19.weight'\]"):
+        load_model(tmp_path / "short.pth")
+
+
+def test_untrusted_pickle_is_refused(tmp_path) -> None:
+    torch.save({"state_dict": {}, "payload": object()}, tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        load_model(tmp_path / "evil.pth")
