@@ -1,0 +1,1 @@
+"""Runtime: one descriptor API over PyTorch, ONNX Runtime and TensorRT artifacts."""
