@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hardnet_export._progress import track
 from hardnet_export.data.types import PatchSet
 
 PATCH_SIZE = 65
@@ -165,11 +166,12 @@ def hpatches_patchset(
     split: str = "a",
     subset: str = "train",
     images: Sequence[str] = IMAGE_NAMES,
+    progress: bool = False,
 ) -> PatchSet:
     """All patches of one split subset as a PatchSet for training on HPatches.
 
     Each physical patch (sequence, row) gets its own label; its versions in ``images`` share
-    it. Patches stay 65x65: the trainer resizes them.
+    it. Patches stay 65x65: the trainer resizes them. ``progress`` shows a bar over sequences.
 
     Shape:
         - patches: (sum over sequences of N * len(images), 65, 65) uint8, grouped by sequence,
@@ -185,7 +187,8 @@ def hpatches_patchset(
     patches: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     offset = 0
-    for folder in folders:
+    description = f"reading HPatches {split}/{subset}"
+    for folder in track(folders, len(folders), description, "sequences", progress):
         seq = read_sequence(folder, images)
         n = len(seq[images[0]])
         row_labels = np.arange(offset, offset + n, dtype=np.int64)

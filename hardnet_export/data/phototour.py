@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hardnet_export._progress import track
 from hardnet_export.data.types import PatchSet
 
 PATCH_SIZE = 64
@@ -27,12 +28,13 @@ SUBSET_SIZES = {"liberty": 450_092, "notredame": 468_159, "yosemite": 633_587}
 _TILE_NAME = re.compile(r"patches(\d+)\.bmp")
 
 
-def read_phototour(root: str | os.PathLike[str], name: str) -> PatchSet:
+def read_phototour(root: str | os.PathLike[str], name: str, progress: bool = False) -> PatchSet:
     """Read one PhotoTour subset from ``root/name/`` or torchvision's ``root/name.pt``.
 
     Args:
         root: folder holding the subset folder or the ``.pt`` cache.
         name: subset name, e.g. ``"liberty"``.
+        progress: show a progress bar while reading the tiles.
 
     Returns:
         PatchSet whose labels are the 3D point ids of ``info.txt``.
@@ -50,7 +52,7 @@ def read_phototour(root: str | os.PathLike[str], name: str) -> PatchSet:
     cache = Path(root) / f"{name}.pt"
     if folder.is_dir():
         labels = _read_info(folder)
-        patches = _read_tiles(folder, len(labels))
+        patches = _read_tiles(folder, len(labels), progress)
         return PatchSet(patches=patches, labels=labels, name=name)
     if cache.is_file():
         patches, labels, _ = _read_cache(cache)
@@ -150,7 +152,7 @@ def _read_int_table(path: Path, num_fields: int) -> np.ndarray:
     raise AssertionError("unreachable: a table that fails to parse has a bad line")
 
 
-def _read_tiles(folder: Path, num_patches: int) -> np.ndarray:
+def _read_tiles(folder: Path, num_patches: int, progress: bool = False) -> np.ndarray:
     """Cut the 1024x1024 tiles of ``folder`` into patches, row-major, tiles in numeric order.
 
     Shape:
@@ -179,7 +181,7 @@ def _read_tiles(folder: Path, num_patches: int) -> np.ndarray:
         )
     out = np.empty((needed * PATCHES_PER_TILE, PATCH_SIZE, PATCH_SIZE), dtype=np.uint8)
     grid = (PATCHES_PER_ROW, PATCH_SIZE, PATCHES_PER_ROW, PATCH_SIZE)
-    for t in range(needed):
+    for t in track(range(needed), needed, f"reading {folder.name}", "tiles", progress):
         tile = _read_tile(folder / _tile_name(t))
         out[t * PATCHES_PER_TILE : (t + 1) * PATCHES_PER_TILE] = (
             tile.reshape(grid).transpose(0, 2, 1, 3).reshape(-1, PATCH_SIZE, PATCH_SIZE)

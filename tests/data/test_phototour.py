@@ -276,3 +276,9 @@ def test_missing_m50(subset) -> None:
     folder, _, _ = subset
     with pytest.raises(FileNotFoundError, match="m50_100000_100000_0.txt"):
         read_matches(folder.parent, "liberty")
+
+
+def test_progress_bar_does_not_change_the_result(subset) -> None:
+    folder, patches, _ = subset
+    ps = read_phototour(folder.parent, "liberty", progress=True)
+    np.testing.assert_array_equal(ps.patches, patches)
