@@ -185,7 +185,9 @@ def save_checkpoint(
     ``extra`` holds more tensors or plain values (optimizer state for resuming); everything
     stays loadable with ``weights_only=True``.
     """
-    module = model.module if hasattr(model, "module") else model
+    # DistributedDataParallel wraps the model; save the inner module's keys.
+    inner = getattr(model, "module", model)
+    module = inner if isinstance(inner, nn.Module) else model
     meta = {
         "producer": f"hardnet-export {__version__}",
         "torch": torch.__version__,
