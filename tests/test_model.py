@@ -132,3 +132,11 @@ def test_untrusted_pickle_is_refused(tmp_path) -> None:
     torch.save({"state_dict": {}, "payload": object()}, tmp_path / "evil.pth")
     with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
         load_model(tmp_path / "evil.pth")
+
+
+def test_no_shipped_model_is_a_clear_error(monkeypatch, tmp_path) -> None:
+    import hardnet_export.model as model_module
+
+    monkeypatch.setattr(model_module, "SHIPPED_WEIGHTS", tmp_path / "absent.pth")
+    with pytest.raises(FileNotFoundError, match="no shipped model"):
+        load_model()
