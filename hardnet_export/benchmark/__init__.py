@@ -1,0 +1,1 @@
+"""Latency and throughput benchmarks, reported the way trtexec reports them."""
