@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import typer
@@ -67,21 +68,31 @@ def evaluate() -> None:
 
 
 @app.command()
-def onnx() -> None:
+def onnx(
+    weights: Path | None = typer.Argument(
+        None, help="Checkpoint (.pth); omitted: the model shipped in the package."
+    ),
+    out: Path = typer.Option(..., "-o", "--out", help="The .onnx file to write."),
+    precision: str = typer.Option("fp32", help="fp32, fp16 or int8."),
+    input_dtype: str = typer.Option("uint8", help="Graph input: uint8 or float32 (0..255)."),
+    opset: int = typer.Option(18, help="ONNX opset (>= 18)."),
+    parity: bool = typer.Option(True, help="Compare with PyTorch at batch 1, 7, 300."),
+) -> None:
     """Export a checkpoint to ONNX (fp32, fp16, int8).
 
     Example: hardnet-export onnx weights.pth -o model.fp32.onnx --precision fp32
     """
-    _not_built("onnx")
+    from hardnet_export.export.metadata import read_metadata
+    from hardnet_export.export.onnx import export_onnx
+    from hardnet_export.export.parity import format_parity
 
-
-@app.command()
-def trt() -> None:
-    """Build a TensorRT engine from an ONNX graph.
-
-    Example: hardnet-export trt model.fp16.onnx -o model.fp16.engine
-    """
-    _not_built("trt")
+    path = export_onnx(
+        weights, out, precision=precision, input_dtype=input_dtype, opset=opset, parity=parity
+    )
+    meta = read_metadata(path)
+    if "parity" in meta:
+        typer.echo(format_parity(meta["parity"], title=f"{precision} ONNX Runtime vs PyTorch"))
+    typer.echo(f"wrote {path} ({precision}, input {input_dtype})")
 
 
 @app.command()

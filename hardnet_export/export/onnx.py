@@ -1,0 +1,326 @@
+"""PyTorch -> ONNX: one self-contained graph per precision, with provenance and a parity report.
+
+The graph takes ``patches`` (N, 1, 32, 32) uint8 (or float32 0..255) with a dynamic batch axis
+and returns ``descriptors`` (N, 128) float32; the per-patch standardisation and the L2 norm are
+inside it. torch's dynamo exporter folds BatchNorm into the convs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hardnet_export import __version__
+from hardnet_export._io import atomic_path, sha256_file
+from hardnet_export.export import metadata as meta_keys
+from hardnet_export.export.parity import DescribeFn, parity_report
+
+if TYPE_CHECKING:
+    import onnx
+    import onnxruntime
+
+    from hardnet_export.calibration.quantize import Int8Options
+    from hardnet_export.model import HardNet
+
+PRECISIONS = ("fp32", "fp16", "int8")
+INPUT_DTYPES = {"uint8": np.uint8, "float32": np.float32}
+INPUT_NAME = "patches"
+OUTPUT_NAME = "descriptors"
+MIN_OPSET = 18
+PARITY_PATCHES = 300  # enough for batch 300 in one chunk
+
+
+def export_onnx(
+    weights: str | Path | HardNet | None,
+    out: str | Path,
+    *,
+    precision: str = "fp32",
+    input_dtype: str = "uint8",
+    opset: int = MIN_OPSET,
+    parity: bool = True,
+    parity_patches: np.ndarray | None = None,
+    int8: Int8Options | None = None,
+) -> Path:
+    """Export HardNet to one ONNX file at ``precision`` and write it atomically to ``out``.
+
+    Args:
+        weights: a checkpoint path, a :class:`~hardnet_export.model.HardNet`, or ``None`` for
+            the model shipped in the package.
+        out: the ``.onnx`` file to write (its folder must exist).
+        precision: ``fp32``, ``fp16`` (conv stack in float16) or ``int8`` (Q/DQ, calibrated on
+            real patches and gated on held-out pairs; see ``int8``).
+        input_dtype: ``uint8`` (default) or ``float32`` (values 0..255) input.
+        opset: ONNX opset, at least 18.
+        parity: compare the graph with PyTorch at batch 1, 7 and 300 and store the report in
+            the metadata under ``parity``.
+        parity_patches: the patches for that report; default 300 held-out built-in patches.
+        int8: calibration and gate options for ``precision="int8"`` (defaults if ``None``).
+
+    Shape:
+        - parity_patches: (N, 32, 32) or (N, 1, 32, 32) uint8, N >= 2.
+
+    Returns:
+        ``out`` as a Path.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if input_dtype not in INPUT_DTYPES:
+        raise ValueError(
+            f"input_dtype must be one of {', '.join(INPUT_DTYPES)}, got {input_dtype!r}"
+        )
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
+    if int8 is not None and precision != "int8":
+        raise ValueError(f"int8 options given for precision {precision!r}")
+    out = Path(out)
+    _check_writable(out)
+
+    model, weights_sha, provenance = resolve_weights(weights)
+    proto = torch_to_onnx(model, input_dtype=input_dtype, opset=opset)
+    extra: dict[str, Any] = {}
+    if precision == "fp16":
+        from hardnet_export.export.fp16 import convert_to_fp16
+
+        proto = convert_to_fp16(proto)
+    elif precision == "int8":
+        from hardnet_export.calibration.quantize import Int8Options, quantize_int8
+
+        proto, extra = quantize_int8(proto, int8 or Int8Options())
+    check_graph(proto)
+
+    values: dict[str, Any] = {
+        "producer": f"{meta_keys.PRODUCER} {__version__}",
+        meta_keys.PRECISION: precision,
+        meta_keys.INPUT: {
+            "name": INPUT_NAME,
+            "dtype": input_dtype,
+            "shape": ["batch", 1, 32, 32],
+            "range": [0, 255],
+            "normalisation": "per-patch standardisation inside the graph",
+        },
+        meta_keys.OUTPUT: {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", 128]},
+        meta_keys.WEIGHTS_SHA256: weights_sha,
+        meta_keys.WEIGHTS_PROVENANCE: provenance,
+        **extra,
+    }
+    if parity:
+        patches, source = (
+            (parity_patches, "given patches")
+            if parity_patches is not None
+            else default_parity_patches()
+        )
+        values[meta_keys.PARITY] = parity_report(
+            torch_describe(model), ort_describe(proto), patches, source=source
+        )
+    set_metadata(proto, values)
+    with atomic_path(out) as tmp:
+        import onnx
+
+        onnx.save_model(proto, tmp)
+    return out
+
+
+class _Probe(Exception):
+    pass
+
+
+def _check_writable(out: Path) -> None:
+    # Fail before the expensive export, with the same message atomic_path would give.
+    if out.is_dir():
+        raise IsADirectoryError(f"cannot write {out}: it is a folder")
+    with contextlib.suppress(_Probe), atomic_path(out):
+        raise _Probe
+
+
+def resolve_weights(weights: str | Path | HardNet | None) -> tuple[HardNet, str, dict[str, Any]]:
+    """The model in eval mode, the sha256 of its weights and their provenance.
+
+    For a file the hash is the file's; for an in-memory module it is the hash of its
+    state_dict tensors (names, dtypes, shapes and bytes in key order).
+    """
+    from torch import nn
+
+    from hardnet_export.model import SHIPPED_WEIGHTS, HardNet, load_model, read_checkpoint
+
+    if isinstance(weights, nn.Module):
+        if not isinstance(weights, HardNet):
+            raise TypeError(f"weights must be a HardNet module, got {type(weights).__name__}")
+        model = copy.deepcopy(weights).cpu().eval()
+        return model, state_dict_sha256(model), {"source": "in-memory HardNet module"}
+    if weights is not None and not isinstance(weights, (str, Path)):
+        raise TypeError(
+            f"weights must be a checkpoint path, a HardNet or None, got {type(weights).__name__}"
+        )
+    path = SHIPPED_WEIGHTS if weights is None else Path(weights)
+    model = load_model(path)
+    checkpoint = read_checkpoint(path)
+    provenance = {"file": path.name, "format": checkpoint.format, **checkpoint.meta}
+    return model, sha256_file(path), provenance
+
+
+def state_dict_sha256(model: HardNet) -> str:
+    """Content hash of a module's weights, independent of how they were saved."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{name}:{array.dtype}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    # The exporter logs one warning per missing torchvision op; none of them matter here.
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def fold_batchnorm(model: HardNet) -> HardNet:
+    """A copy of ``model`` (eval mode) with every BatchNorm folded into the conv before it.
+
+    Folding in PyTorch rather than by the exporter's optimiser: that optimiser's rewrite rules
+    treat ``x + 1e-10`` as ``x + 0`` (constants within 1e-8 of zero) and drop the L2 norm's
+    epsilon, which turns the all-zero descriptor of a flat patch into NaN.
+    """
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(model).cpu().eval()
+    layers = list(folded.features)
+    fused: list[nn.Module] = []
+    for layer in layers:
+        if isinstance(layer, nn.BatchNorm2d) and fused and isinstance(fused[-1], nn.Conv2d):
+            fused[-1] = fuse_conv_bn_eval(fused[-1], layer)
+        elif not isinstance(layer, nn.Dropout):  # identity in eval mode
+            fused.append(layer)
+    folded.features = nn.Sequential(*fused)
+    return folded
+
+
+def torch_to_onnx(
+    model: HardNet, *, input_dtype: str = "uint8", opset: int = MIN_OPSET
+) -> onnx.ModelProto:
+    """The FP32 graph of ``model`` from ``torch.onnx.export(dynamo=True)``, batch axis dynamic,
+    BatchNorm folded, constants folded, no Dropout."""
+    import onnx_ir
+    import onnxscript.optimizer
+    import torch
+    from onnx_ir.passes import common as passes
+    from torch.export import Dim
+
+    dtype = torch.uint8 if input_dtype == "uint8" else torch.float32
+    example = torch.zeros((2, 1, 32, 32), dtype=dtype)
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            fold_batchnorm(model),
+            (example,),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamic_shapes={INPUT_NAME: {0: Dim("batch")}},
+            external_data=False,
+            optimize=False,  # see fold_batchnorm; constant folding alone is safe
+            verbose=False,
+        )
+    if program is None:
+        raise RuntimeError("torch.onnx.export returned no program")
+    graph = program.model
+    onnxscript.optimizer.fold_constants(graph)
+    for cleanup in (
+        passes.RemoveUnusedNodesPass(),
+        passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+        passes.DeduplicateInitializersPass(),
+        passes.CommonSubexpressionEliminationPass(),
+        passes.RemoveUnusedNodesPass(),
+    ):
+        cleanup(graph)
+    proto = onnx_ir.serde.serialize_model(graph)
+    # Keep only our provenance; the exporter's per-value torch metadata is noise to users.
+    del proto.metadata_props[:]
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+    proto.producer_name = meta_keys.PRODUCER
+    proto.producer_version = __version__
+    return proto
+
+
+def check_graph(proto: onnx.ModelProto) -> None:
+    """``onnx.checker`` (full check, with shape inference) or a ValueError saying why not."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ValueError(f"exported graph fails onnx.checker: {exc}") from exc
+
+
+def set_metadata(proto: onnx.ModelProto, values: dict[str, Any]) -> None:
+    """Replace the graph's metadata_props with ``values`` (encoded as strings)."""
+    del proto.metadata_props[:]
+    for key, value in meta_keys.encode_metadata(values).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def torch_describe(model: HardNet) -> DescribeFn:
+    """A describe function running ``model`` in PyTorch (the parity reference)."""
+    import torch
+
+    def describe(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+
+    return describe
+
+
+def ort_session(proto_or_path: onnx.ModelProto | str | Path) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime CPU session for a graph in memory or on disk."""
+    import onnxruntime
+
+    source = (
+        str(proto_or_path)
+        if isinstance(proto_or_path, (str, Path))
+        else proto_or_path.SerializeToString()
+    )
+    return onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"])
+
+
+def ort_describe(proto_or_path: onnx.ModelProto | str | Path) -> DescribeFn:
+    """A describe function running a HardNet graph on ONNX Runtime CPU; casts the input to
+    the graph's input dtype (uint8 patches in, whatever the graph takes)."""
+    session = ort_session(proto_or_path)
+    graph_input = session.get_inputs()[0]
+    dtype = np.uint8 if graph_input.type == "tensor(uint8)" else np.float32
+
+    def describe(batch: np.ndarray) -> np.ndarray:
+        return session.run(None, {graph_input.name: batch.astype(dtype, copy=False)})[0]
+
+    return describe
+
+
+def default_parity_patches(n: int = PARITY_PATCHES, seed: int = 0) -> tuple[np.ndarray, str]:
+    """``n`` real patches cut from the held-out built-in photos, and their description.
+
+    Shape:
+        - Output: (n, 32, 32) uint8.
+    """
+    from hardnet_export.data.builtin import make_patchset
+
+    patchset = make_patchset(n_points=(n + 1) // 2, views_per_point=2, split="val", seed=seed)
+    return patchset.patches[:n], f"built-in held-out photos (seed {seed})"
