@@ -96,6 +96,15 @@ def onnx(
 
 
 @app.command()
+def trt() -> None:
+    """Build a TensorRT engine from an ONNX graph.
+
+    Example: hardnet-export trt model.fp16.onnx -o model.fp16.engine
+    """
+    _not_built("trt")
+
+
+@app.command()
 def bench() -> None:
     """Benchmark latency and throughput per artifact, backend and batch size.
 
