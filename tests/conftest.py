@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-
-def cuda_device_count() -> int:
-    """CUDA devices visible through the driver; 0 without a driver or cuda-python."""
-    try:
-        from cuda.bindings import runtime
-    except ImportError:
-        return 0
-    err, count = runtime.cudaGetDeviceCount()
-    return int(count) if int(err) == 0 else 0
+from hardnet_export._cuda import cuda_device_count
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
