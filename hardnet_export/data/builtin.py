@@ -27,6 +27,12 @@ Photometry per view: gamma, gain, bias and Gaussian noise, vectorised over the b
 
 Determinism: :meth:`BuiltinPairs.batch` depends on ``(seed, split, index)`` only, so a trainer
 resuming at step ``k`` (or worker ``w`` drawing every ``W``-th batch) gets exactly batch ``k``.
+
+Speed: about 22,000 pairs per CPU-second in one process (batch 1024; 11-17k pairs/s wall on a
+shared 2-core machine), so a few data-loader workers keep a GPU fed.
+OpenCV SIFT on :func:`validation_pairs` (2000 pairs, seed 0; keypoint at the patch centre,
+size 5.33 so its 4x4 grid spans the patch, angle 0): nearest-neighbour accuracy 78.7 %,
+FPR95 6.7 % against as many random non-matching pairs.
 """
 
 from __future__ import annotations
@@ -358,14 +364,18 @@ def photometric(rng: np.random.Generator, patches: np.ndarray, aug: Augment) -> 
     # Gamma, gain and bias act per grey level: one 256-entry table per patch is far cheaper
     # than a power over every pixel.
     lut = (np.power(np.arange(256) / 255.0, gamma) * (255.0 * gain) + bias).astype(np.float32)
+    # +0.5 so that the final truncation rounds.
+    lut += 0.5
     x = lut[np.arange(m)[:, None, None], patches]
     # Noise: windows at random offsets into one fixed table of normals; drawing fresh
     # normals for every pixel took a third of the whole batch time.
     start = rng.integers(0, len(_noise_table()) - patches[0].size, m)
     windows = np.lib.stride_tricks.sliding_window_view(_noise_table(), patches[0].size)
-    x += windows[start].reshape(patches.shape) * sigma
-    # +0.5 then truncation rounds; clipping first keeps the cast in range.
-    return np.clip(x + 0.5, 0.0, 255.0).astype(np.uint8)
+    noise = windows[start].reshape(patches.shape)
+    noise *= sigma
+    x += noise
+    # Clipping first keeps the cast in range.
+    return np.clip(x, 0.0, 255.0, out=x).astype(np.uint8)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,11 @@ The viewpoint change is small, so this is an easy set. ``jitter=(degrees, ratio)
 each right patch by a uniform angle in ``+/- degrees`` and zooms it log-uniformly within
 ``[1/ratio, ratio]``: :data:`HARD_JITTER` is the harder variant.
 
+Baseline: OpenCV SIFT on these 32x32 patches (keypoint at the patch centre, size 5.33 so its
+4x4 grid spans the patch, angle 0), 2000 pairs, seed 0: nearest-neighbour accuracy 88.9 %
+and FPR95 0.9 % (against as many random non-matching pairs) on the plain pair; 58.2 % and
+3.0 % with :data:`HARD_JITTER`. A smaller SIFT window (size 4) gives 89.4 % and 63.9 %.
+
 Licence: Middlebury 2014; cite Scharstein et al., "High-resolution stereo datasets with
 subpixel-accurate ground truth", GCPR 2014. Never used for training.
 """
