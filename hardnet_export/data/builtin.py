@@ -115,8 +115,8 @@ def load_photo(name: str) -> np.ndarray:
         import matplotlib.cbook
         import matplotlib.image
 
-        with matplotlib.cbook.get_sample_data(key) as f:
-            image = matplotlib.image.imread(f, format="jpg")
+        path = matplotlib.cbook.get_sample_data(key, asfileobj=False)
+        image = matplotlib.image.imread(str(path))
     image = np.asarray(image)
     if image.ndim == 3:
         image = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2GRAY)
