@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -50,12 +51,65 @@ def _not_built(stage: str) -> NoReturn:
 
 
 @app.command()
-def train() -> None:
-    """Train HardNet.
+def train(
+    data: list[str] = typer.Option(
+        ["builtin"],
+        "--data",
+        "-d",
+        help="builtin | phototour:ROOT/NAME | hpatches:ROOT[:SPLIT]; repeat or comma-separate "
+        "to combine.",
+    ),
+    out: str = typer.Option("runs/hardnet", "--out", "-o", help="Run folder."),
+    steps: int = typer.Option(1000, help="Optimiser steps (lr decays linearly to 0 over them)."),
+    batch_size: int = typer.Option(1024, help="Pairs per step (global over DDP ranks)."),
+    lr: float = typer.Option(10.0, help="SGD learning rate."),
+    momentum: float = typer.Option(0.9, help="SGD momentum."),
+    dampening: float = typer.Option(0.9, help="SGD dampening."),
+    weight_decay: float = typer.Option(1e-4, help="SGD weight decay."),
+    margin: float = typer.Option(1.0, help="Triplet (and contrastive) margin."),
+    anchor_swap: bool = typer.Option(True, help="Also use anchors as negatives."),
+    batch_reduce: str = typer.Option("min", help="Negatives: min (hardest), average, random."),
+    loss_type: str = typer.Option(
+        "triplet_margin", help="Loss: triplet_margin, softmax, contrastive."
+    ),
+    augment: bool = typer.Option(True, help="Per-pair random flip/transpose."),
+    dropout: float = typer.Option(0.3, help="Dropout before the last conv."),
+    seed: int = typer.Option(0, help="Seed of data, augmentation and dropout."),
+    device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:N."),
+    precision: str = typer.Option("auto", help="auto, fp32, bf16, fp16 (autocast)."),
+    num_workers: int = typer.Option(-1, help="Data-loader workers; -1 = one per spare core."),
+    checkpoint_every: int = typer.Option(500, help="Steps between checkpoints."),
+    log_every: int = typer.Option(10, help="Steps between CSV log rows."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pth."),
+    stop_after: int | None = typer.Option(
+        None, help="End this run after N steps (checkpointed); --resume continues."
+    ),
+    global_hardest: bool = typer.Option(
+        False, "--global-hardest", help="Under torchrun, mine negatives over the global batch."
+    ),
+    threads: int = typer.Option(0, help="Torch CPU threads (0 = torch default)."),
+    progress: bool = typer.Option(True, help="Show the progress bar."),
+) -> None:
+    """Train HardNet (the paper's recipe by default); scale out with torchrun.
 
-    Example: hardnet-export train --data builtin --steps 1000 --out runs/builtin
+    Example: hardnet-export train --data builtin --steps 1000 --batch-size 256 --out runs/builtin
+
+    Example: torchrun --nproc_per_node=4 -m hardnet_export train --data phototour:/d/liberty
     """
-    _not_built("train")
+    from hardnet_export.train.trainer import TrainConfig
+    from hardnet_export.train.trainer import train as run_training
+
+    config = TrainConfig(
+        data=data, out=out, steps=steps, batch_size=batch_size, lr=lr, momentum=momentum,
+        dampening=dampening, weight_decay=weight_decay, margin=margin, anchor_swap=anchor_swap,
+        batch_reduce=batch_reduce, loss_type=loss_type, augment=augment, dropout=dropout,
+        seed=seed, device=device, precision=precision, num_workers=num_workers,
+        checkpoint_every=checkpoint_every, log_every=log_every, resume=resume,
+        stop_after=stop_after, global_hardest=global_hardest, threads=threads, progress=progress,
+    )  # fmt: skip
+    path = run_training(config)
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"wrote {path}")
 
 
 @app.command("eval")

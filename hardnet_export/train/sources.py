@@ -1,0 +1,221 @@
+"""Training pair sources: ``--data`` specs turned into deterministic batches of 32x32 pairs.
+
+A source answers ``batch(k, batch_size, rank, world)`` with the share of global batch ``k``
+that DDP rank ``rank`` of ``world`` trains on, as a function of ``(seed, k, rank, world)``
+only. That is what makes ``--resume`` exact and lets data-loader workers draw any batch.
+
+Specs:
+    - ``builtin``: pairs cut from the photos that ship in packages (training photos only).
+    - ``phototour:ROOT/NAME``: a Brown/PhotoTour subset (64x64 patches, resized to 32).
+    - ``hpatches:ROOT[:SPLIT]``: the train sequences of an HPatches split (default ``a``;
+      65x65 patches, resized to 32).
+Several specs combine: batch ``k`` comes from source ``k mod n`` (each batch from one source,
+so every batch still holds distinct 3D points).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hardnet_export.data.types import PatchSet
+
+PATCH_SIZE = 32
+HPATCHES_DEFAULT_SPLIT = "a"
+
+
+class PairSource(abc.ABC):
+    """Deterministic batches of matching pairs; picklable so data-loader workers can use it."""
+
+    spec: str
+
+    @abc.abstractmethod
+    def batch(
+        self, k: int, batch_size: int, rank: int = 0, world: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's share of global batch ``k``: ``batch_size // world`` pairs.
+
+        Shape:
+            - output: anchors (B / world, 32, 32) uint8, positives (B / world, 32, 32) uint8.
+        """
+
+    def check_batch_size(self, batch_size: int) -> None:  # noqa: B027 - optional hook
+        """Raise ValueError if this source cannot fill a batch of ``batch_size`` pairs."""
+
+
+@dataclass
+class BuiltinSource(PairSource):
+    """Pairs rendered from the built-in training photos (held-out photos never appear)."""
+
+    seed: int = 0
+    spec: str = "builtin"
+
+    def batch(
+        self, k: int, batch_size: int, rank: int = 0, world: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from hardnet_export.data.builtin import BuiltinPairs
+
+        # Every rank renders only its own share: batch k of rank r is stream batch k*W + r.
+        pairs = BuiltinPairs("train", self.seed)
+        anchors, positives, _ = pairs.batch(k * world + rank, batch_size // world)
+        return anchors, positives
+
+
+@dataclass
+class PatchSetSource(PairSource):
+    """Pairs drawn with HardNet's sampler from a labelled patch collection (resized to 32)."""
+
+    patches: np.ndarray
+    labels: np.ndarray
+    seed: int = 0
+    spec: str = ""
+    _samplers: dict[int, object] = field(default_factory=dict, repr=False)
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["_samplers"] = {}
+        return state
+
+    def _sampler(self, batch_size: int):  # type: ignore[no-untyped-def]
+        from hardnet_export.data.sampler import PairSampler
+
+        if batch_size not in self._samplers:
+            self._samplers[batch_size] = PairSampler(self.labels, batch_size, self.seed)
+        return self._samplers[batch_size]
+
+    def check_batch_size(self, batch_size: int) -> None:
+        try:
+            self._sampler(batch_size)
+        except ValueError as exc:
+            raise ValueError(f"data {self.spec!r}: {exc}") from exc
+
+    def batch(
+        self, k: int, batch_size: int, rank: int = 0, world: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # Index sampling is cheap: every rank draws the global batch and keeps its rows, so
+        # the ranks' shares hold distinct points, as global hardest mining needs.
+        a, p = self._sampler(batch_size).batch(k)
+        share = batch_size // world
+        a, p = a[rank * share : (rank + 1) * share], p[rank * share : (rank + 1) * share]
+        return self.patches[a], self.patches[p]
+
+
+def resize_patches(patches: np.ndarray, size: int = PATCH_SIZE) -> np.ndarray:
+    """Bilinear resize of every patch to ``size`` x ``size`` (Brown 64 -> 32, HPatches 65 -> 32).
+
+    Shape:
+        - patches: (N, S, S) uint8.
+        - output: (N, size, size) uint8.
+    """
+    if patches.ndim != 3:
+        raise ValueError(f"patches must be (N, S, S), got {patches.shape}")
+    if patches.shape[1:] == (size, size):
+        return np.ascontiguousarray(patches)
+    out = np.empty((len(patches), size, size), np.uint8)
+    for i, patch in enumerate(patches):
+        cv2.resize(patch, (size, size), dst=out[i], interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def patchset_source(patchset: PatchSet, seed: int = 0, spec: str = "") -> PatchSetSource:
+    """A source over an in-memory PatchSet; patches are resized to 32x32 once here."""
+    return PatchSetSource(
+        resize_patches(patchset.patches), np.asarray(patchset.labels), seed, spec or patchset.name
+    )
+
+
+def parse_source(spec: str, seed: int = 0) -> PairSource:
+    """One ``--data`` spec -> a source (reads the dataset now, so bad paths fail early)."""
+    spec = spec.strip()
+    kind, _, rest = spec.partition(":")
+    if kind == "builtin" and not rest:
+        return BuiltinSource(seed)
+    if kind == "phototour" and rest:
+        from hardnet_export.data.phototour import read_phototour
+
+        path = Path(rest)
+        if not path.name:
+            raise ValueError(
+                f"data {spec!r}: expected phototour:ROOT/NAME, e.g. phototour:/d/liberty"
+            )
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"data {spec!r}: folder {path.parent} does not exist")
+        return patchset_source(read_phototour(path.parent, path.name), seed, spec)
+    if kind == "hpatches" and rest:
+        from hardnet_export.data.hpatches import hpatches_patchset
+
+        root, split = rest, HPATCHES_DEFAULT_SPLIT
+        head, sep, tail = rest.rpartition(":")
+        if sep and not Path(rest).is_dir() and "/" not in tail and "\\" not in tail:
+            root, split = head, tail
+        if not Path(root).is_dir():
+            raise FileNotFoundError(f"data {spec!r}: HPatches folder {root} does not exist")
+        return patchset_source(hpatches_patchset(root, split, "train"), seed, spec)
+    raise ValueError(
+        f"unknown data spec {spec!r}: expected 'builtin', 'phototour:ROOT/NAME' or "
+        "'hpatches:ROOT[:SPLIT]'"
+    )
+
+
+def split_specs(specs: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Flatten repeated and comma-separated ``--data`` values into single specs."""
+    items = [specs] if isinstance(specs, str) else list(specs)
+    out = [s.strip() for item in items for s in item.split(",") if s.strip()]
+    if not out:
+        raise ValueError("no training data given: pass --data builtin (or a dataset spec)")
+    return out
+
+
+@dataclass
+class CombinedSource(PairSource):
+    """Several sources in turn: global batch ``k`` comes from source ``k mod n``."""
+
+    sources: list[PairSource]
+    spec: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ValueError("CombinedSource needs at least one source")
+        self.spec = ",".join(s.spec for s in self.sources)
+
+    def check_batch_size(self, batch_size: int) -> None:
+        for s in self.sources:
+            s.check_batch_size(batch_size)
+
+    def batch(
+        self, k: int, batch_size: int, rank: int = 0, world: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self.sources)
+        return self.sources[k % n].batch(k // n, batch_size, rank, world)
+
+
+def build_source(specs: str | list[str] | tuple[str, ...], seed: int = 0) -> PairSource:
+    """Parse every spec; one source is returned as is, several are combined."""
+    sources = [parse_source(s, seed) for s in split_specs(specs)]
+    return sources[0] if len(sources) == 1 else CombinedSource(sources)
+
+
+def flip_transpose(
+    anchors: np.ndarray, positives: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's augmentation: per pair, a random transpose and a random horizontal flip,
+    the same for both patches of the pair (so they still match).
+
+    Shape:
+        - anchors, positives: (B, S, S) uint8.
+        - output: same.
+    """
+    n = len(anchors)
+    transpose = rng.random(n) < 0.5
+    flip = rng.random(n) < 0.5
+    out = []
+    for x in (anchors, positives):
+        x = x.copy()
+        x[transpose] = x[transpose].transpose(0, 2, 1)
+        x[flip] = x[flip][:, :, ::-1]
+        out.append(x)
+    return out[0], out[1]

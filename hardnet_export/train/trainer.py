@@ -1,0 +1,474 @@
+"""The HardNet trainer: the paper's recipe, exact resume, workers for data, DDP for scale-out.
+
+Determinism: batch ``k`` (pairs and flip/transpose) is a function of ``(seed, k, rank,
+world)``, and the torch RNG (dropout) is re-seeded from ``(seed, k, rank)`` before every
+step, so the RNG state at step ``k`` is implied by the step itself. A run resumed from a
+checkpoint at step ``k`` therefore computes exactly what the uninterrupted run computed
+(bit-exact on CPU with the same thread count; on CUDA up to kernel non-determinism).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hardnet_export.model import HardNet, read_checkpoint, save_checkpoint
+from hardnet_export.train.distributed import (
+    DistInfo,
+    gather_with_grad,
+    init_distributed,
+    shutdown_distributed,
+)
+from hardnet_export.train.losses import BATCH_REDUCTIONS, LOSS_TYPES, hardnet_loss
+from hardnet_export.train.sources import PairSource, build_source, flip_transpose, split_specs
+
+CHECKPOINT_NAME = "checkpoint.pth"
+FINAL_NAME = "final.pth"
+LOG_NAME = "log.csv"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Fields that define the run: a resumed run must agree on all of them.
+RECIPE_FIELDS = (
+    "data",
+    "steps",
+    "batch_size",
+    "lr",
+    "momentum",
+    "dampening",
+    "weight_decay",
+    "margin",
+    "anchor_swap",
+    "batch_reduce",
+    "loss_type",
+    "augment",
+    "dropout",
+    "seed",
+    "global_hardest",
+)
+
+
+def default_num_workers() -> int:
+    """Data-loader workers: one core is left to the compute (1 on a 2-core machine), at most 8."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. Defaults are the paper's recipe.
+
+    Args:
+        data: dataset specs (see :mod:`hardnet_export.train.sources`), combined in turn.
+        out: run folder: ``checkpoint.pth`` (resumable), ``final.pth``, ``log.csv``.
+        steps: optimiser steps; the learning rate decays linearly to 0 over them.
+        batch_size: pairs per step (global over DDP ranks).
+        lr, momentum, dampening, weight_decay: SGD (lr 10 with dampening 0.9 acts like
+            lr 1 with plain momentum).
+        margin, anchor_swap, batch_reduce, loss_type: see :func:`hardnet_loss`.
+        augment: per-pair random transpose and horizontal flip, the same for both patches.
+        dropout: dropout rate before the last conv.
+        seed: seeds the data stream, augmentation and dropout.
+        device: ``auto`` (CUDA if present), ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``auto`` (bf16 autocast on CUDA where supported, else fp16; fp32 on CPU),
+            ``fp32``, ``bf16`` or ``fp16``.
+        num_workers: data-loader processes generating pairs; ``-1`` picks
+            :func:`default_num_workers`, ``0`` generates in the training process.
+        checkpoint_every: write ``checkpoint.pth`` every this many steps (and at the end).
+        log_every: steps between CSV log rows.
+        resume: continue from ``out/checkpoint.pth``.
+        stop_after: end this run (with a checkpoint) after this many steps, for time-boxed
+            jobs; ``--resume`` continues. ``None`` runs to ``steps``.
+        global_hardest: under DDP, mine the hardest negatives across the global batch.
+        threads: torch intra-op threads; 0 keeps torch's default.
+        progress: show a progress bar.
+    """
+
+    data: list[str] = field(default_factory=lambda: ["builtin"])
+    out: str = "runs/hardnet"
+    steps: int = 1000
+    batch_size: int = 1024
+    lr: float = 10.0
+    momentum: float = 0.9
+    dampening: float = 0.9
+    weight_decay: float = 1e-4
+    margin: float = 1.0
+    anchor_swap: bool = True
+    batch_reduce: str = "min"
+    loss_type: str = "triplet_margin"
+    augment: bool = True
+    dropout: float = 0.3
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    num_workers: int = -1
+    checkpoint_every: int = 500
+    log_every: int = 10
+    resume: bool = False
+    stop_after: int | None = None
+    global_hardest: bool = False
+    threads: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.data = split_specs(self.data)
+        self.out = str(self.out)
+        for name in ("steps", "checkpoint_every", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 2:
+            raise ValueError(
+                f"batch_size must be at least 2 (the loss needs negatives), got {self.batch_size!r}"
+            )
+        if self.stop_after is not None and self.stop_after < 1:
+            raise ValueError(f"stop_after must be a positive integer, got {self.stop_after!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        for name in ("momentum", "dampening", "dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
+        if self.weight_decay < 0 or self.margin < 0:
+            raise ValueError("weight_decay and margin must be non-negative")
+        if self.batch_reduce not in BATCH_REDUCTIONS:
+            raise ValueError(
+                f"batch_reduce must be one of {BATCH_REDUCTIONS}, got {self.batch_reduce!r}"
+            )
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.num_workers < -1:
+            raise ValueError(f"num_workers must be >= 0 (or -1 for auto), got {self.num_workers}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be non-negative, got {self.seed}")
+
+    def recipe(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in RECIPE_FIELDS}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when a device is present, else CPU; explicit CUDA without one fails."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {name!r}: expected auto, cpu, cuda or cuda:N") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA device")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {name!r}: expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype, or None for fp32."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The paper's schedule: linear decay from ``lr`` to 0 over all steps, set every step."""
+    return config.lr * (1.0 - step / config.steps)
+
+
+class BatchDataset(torch.utils.data.Dataset):
+    """Map-style view of the pair stream: item ``k`` is this rank's share of batch ``k``,
+    augmented; the trainer's sampler walks ``k`` from the resume step on."""
+
+    def __init__(self, source: PairSource, config: TrainConfig, dist: DistInfo) -> None:
+        self.source = source
+        self.batch_size = config.batch_size
+        self.augment = config.augment
+        self.seed = config.seed
+        self.dist = dist
+
+    def __getitem__(self, k: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+        a, p = self.source.batch(k, self.batch_size, self.dist.rank, self.dist.world)
+        if self.augment:
+            rng = np.random.default_rng([self.seed, k, self.dist.rank, 0xF11B])
+            a, p = flip_transpose(a, p, rng)
+        return (
+            k,
+            torch.from_numpy(np.ascontiguousarray(a)),
+            torch.from_numpy(np.ascontiguousarray(p)),
+        )
+
+
+def _worker_init(_: int) -> None:
+    import cv2
+
+    # One core per worker: OpenCV's own thread pool would fight the training process.
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def _batches(
+    dataset: BatchDataset, start: int, stop: int, num_workers: int, pin: bool
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        sampler=range(start, stop),
+        num_workers=num_workers,
+        pin_memory=pin,
+        worker_init_fn=_worker_init if num_workers else None,
+        prefetch_factor=4 if num_workers else None,
+        # Forked workers can deadlock in OpenCV's or OpenMP's thread pools that the parent
+        # already started; spawned ones start clean.
+        multiprocessing_context="spawn" if num_workers else None,
+    )
+    yield from loader
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return int(np.random.default_rng([seed, step, rank, 0xD40]).integers(0, 2**62))
+
+
+class _Log:
+    """CSV log (appended on resume) and TensorBoard when it is installed."""
+
+    FIELDS = ("step", "loss", "lr", "pairs_per_s", "elapsed_s")
+
+    def __init__(self, folder: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.path = folder / LOG_NAME
+        self.tb: Any = None
+        if not enabled:
+            return
+        new = not self.path.exists()
+        self._file = open(self.path, "a", newline="")  # noqa: SIM115 - closed in close()
+        self._csv = csv.writer(self._file)
+        if new:
+            self._csv.writerow(self.FIELDS)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(folder / "tensorboard"))
+        except ImportError:
+            self.tb = None
+
+    def row(self, step: int, loss: float, lr: float, pairs_per_s: float, elapsed: float) -> None:
+        if not self.enabled:
+            return
+        self._csv.writerow(
+            [step, f"{loss:.6f}", f"{lr:.6g}", f"{pairs_per_s:.1f}", f"{elapsed:.1f}"]
+        )
+        self._file.flush()
+        if self.tb is not None:
+            self.tb.add_scalar("loss", loss, step)
+            self.tb.add_scalar("lr", lr, step)
+            self.tb.add_scalar("pairs_per_s", pairs_per_s, step)
+
+    def close(self) -> None:
+        if self.enabled:
+            self._file.close()
+            if self.tb is not None:
+                self.tb.close()
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("lr {task.fields[lr]:.3g}"),
+        TextColumn("{task.fields[pairs_per_s]:.0f} pairs/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
+
+
+def _load_resume(
+    path: Path, config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> int:
+    if not path.is_file():
+        raise FileNotFoundError(f"nothing to resume: {path} does not exist")
+    ckpt = read_checkpoint(path)
+    saved = ckpt.meta.get("config", {})
+    diff = [k for k in RECIPE_FIELDS if k in saved and saved[k] != config.recipe()[k]]
+    if diff:
+        detail = ", ".join(f"{k}: {saved[k]!r} -> {getattr(config, k)!r}" for k in diff)
+        raise ValueError(f"cannot resume {path}: the run's settings differ ({detail})")
+    if "optimizer" not in ckpt.extra:
+        raise ValueError(f"cannot resume {path}: it holds no optimizer state")
+    model.load_state_dict(ckpt.state_dict)
+    optimizer.load_state_dict(ckpt.extra["optimizer"])
+    return int(ckpt.extra["step"])
+
+
+def train(config: TrainConfig) -> Path:
+    """Train HardNet as ``config`` says; returns the path of the final weights (``final.pth``).
+
+    Launched with ``torchrun --nproc_per_node=K`` it trains with DistributedDataParallel:
+    each rank trains on its ``batch_size / K`` share of every batch.
+    """
+    device = resolve_device(config.device)
+    dist = init_distributed(device.type == "cuda")
+    try:
+        return _train(config, device, dist)
+    finally:
+        shutdown_distributed(dist)
+
+
+def _train(config: TrainConfig, device: torch.device, dist: DistInfo) -> Path:
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    if config.batch_size % dist.world:
+        raise ValueError(
+            f"batch_size {config.batch_size} must divide evenly over {dist.world} processes"
+        )
+    if config.batch_size // dist.world < 2 and not config.global_hardest:
+        raise ValueError("each process needs at least 2 pairs per step")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    if not out.is_dir():
+        if out.exists():
+            raise FileExistsError(f"output {out} exists and is not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, final_path = out / CHECKPOINT_NAME, out / FINAL_NAME
+    if not config.resume and ckpt_path.exists():
+        raise FileExistsError(
+            f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out"
+        )
+
+    source = build_source(config.data, config.seed)
+    source.check_batch_size(config.batch_size)
+    torch.manual_seed(config.seed)
+    model = HardNet(dropout=config.dropout).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        dampening=config.dampening,
+        weight_decay=config.weight_decay,
+    )
+    start = _load_resume(ckpt_path, config, model, optimizer) if config.resume else 0
+    net: torch.nn.Module = model
+    if dist.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    amp_dtype = resolve_precision(config.precision, device)
+    scaler = torch.amp.GradScaler(
+        "cuda", enabled=amp_dtype == torch.float16 and device.type == "cuda"
+    )
+    num_workers = default_num_workers() if config.num_workers < 0 else config.num_workers
+    stop = (
+        config.steps if config.stop_after is None else min(config.steps, start + config.stop_after)
+    )
+    meta_config = {**dataclasses.asdict(config), "world_size": dist.world, "device": str(device)}
+
+    def checkpoint(step: int) -> None:
+        if dist.is_main:
+            save_checkpoint(
+                ckpt_path,
+                model,
+                config=meta_config,
+                step=step,
+                data=config.data,
+                extra={"optimizer": optimizer.state_dict(), "step": step},
+            )
+
+    log = _Log(out, dist.is_main)
+    dataset = BatchDataset(source, config, dist)
+    net.train()
+    step = start
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    loss_count = 0
+    last_loss = float("nan")
+    try:
+        with _progress(config.progress and dist.is_main) as bar:
+            task = bar.add_task(
+                "train", total=config.steps, completed=start, loss=math.nan, lr=config.lr,
+                pairs_per_s=0.0,
+            )  # fmt: skip
+            for k, anchors, positives in _batches(
+                dataset, start, stop, num_workers, device.type == "cuda"
+            ):
+                if k != step:
+                    raise RuntimeError(f"data loader delivered batch {k}, expected {step}")
+                lr = learning_rate(config, step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                torch.manual_seed(_step_seed(config.seed, step, dist.rank))
+                x = torch.cat([anchors, positives]).to(device, non_blocking=True)[:, None]
+                with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                    enabled=amp_dtype is not None):  # fmt: skip
+                    desc = net(x)
+                desc_a, desc_p = desc.float().chunk(2)
+                if config.global_hardest:
+                    desc_a, desc_p = gather_with_grad(desc_a, dist), gather_with_grad(desc_p, dist)
+                generator = torch.Generator().manual_seed(
+                    _step_seed(config.seed, step, dist.world + 1)
+                )
+                loss = hardnet_loss(
+                    desc_a,
+                    desc_p,
+                    margin=config.margin,
+                    anchor_swap=config.anchor_swap,
+                    batch_reduce=config.batch_reduce,
+                    loss_type=config.loss_type,
+                    generator=generator,
+                )
+                # DDP averages gradients; with the global loss each rank holds only its part.
+                scale = dist.world if config.global_hardest else 1
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss * scale).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                loss_sum += loss.detach()
+                loss_count += 1
+                if step % config.log_every == 0 or step == stop:
+                    last_loss = float(loss_sum) / loss_count
+                    if not math.isfinite(last_loss):
+                        raise RuntimeError(
+                            f"training diverged at step {step} (loss {last_loss}); lower --lr"
+                        )
+                    loss_sum.zero_()
+                    loss_count = 0
+                    elapsed = time.perf_counter() - t0
+                    rate = (step - start) * config.batch_size / max(elapsed, 1e-9)
+                    log.row(step, last_loss, lr, rate, elapsed)
+                    bar.update(task, loss=last_loss, lr=lr, pairs_per_s=rate)
+                bar.update(task, completed=step)
+                if step % config.checkpoint_every == 0 and step < stop:
+                    checkpoint(step)
+    except KeyboardInterrupt:
+        # Keep the work done so far: --resume continues from the last finished step.
+        if step > start:
+            checkpoint(step)
+        raise
+    finally:
+        log.close()
+    if step > start or not ckpt_path.exists():
+        checkpoint(step)
+    if step == config.steps and dist.is_main:
+        save_checkpoint(final_path, model, config=meta_config, step=step, data=config.data)
+    return final_path if step == config.steps else ckpt_path

@@ -1,0 +1,129 @@
+"""The trainer on tiny PhotoTour fixtures written here: learning, exact resume, safe checkpoints."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import structured_patches, write_phototour
+
+from hardnet_export.model import read_checkpoint
+from hardnet_export.train.trainer import TrainConfig, train
+
+N_POINTS = 48
+
+
+@pytest.fixture(scope="module")
+def phototour_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("brown")
+    patches = structured_patches(N_POINTS, 2, 64, seed=3)
+    write_phototour(root, "liberty", patches, np.repeat(np.arange(N_POINTS), 2))
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _few_threads() -> None:
+    torch.set_num_threads(1)
+
+
+def _config(root: Path, out: Path, **kw: object) -> TrainConfig:
+    base: dict[str, object] = dict(
+        data=[f"phototour:{root}/liberty"], out=str(out), steps=6, batch_size=16, lr=1.0,
+        num_workers=0, progress=False, log_every=1, checkpoint_every=2,
+    )  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def _losses(out: Path) -> list[float]:
+    with open(out / "log.csv") as f:
+        return [float(row["loss"]) for row in csv.DictReader(f)]
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(path).state_dict
+
+
+def test_a_few_steps_lower_the_loss(phototour_root: Path, tmp_path: Path) -> None:
+    final = train(_config(phototour_root, tmp_path, steps=24, dropout=0.0))
+    losses = _losses(tmp_path)
+    assert len(losses) == 24
+    assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.05
+    ckpt = read_checkpoint(final)
+    assert ckpt.meta["step"] == 24
+    assert ckpt.meta["data"] == [f"phototour:{phototour_root}/liberty"]
+    assert ckpt.meta["config"]["batch_size"] == 16
+    assert "optimizer" not in ckpt.extra  # the final weights carry no optimizer state
+
+
+def test_resume_gives_the_uninterrupted_result(phototour_root: Path, tmp_path: Path) -> None:
+    straight = train(_config(phototour_root, tmp_path / "a"))
+    # Interrupted after 3 steps (checkpoint at 3), resumed; the resumed half uses a
+    # data-loader worker, so worker-made batches must equal in-process ones too.
+    partial = train(_config(phototour_root, tmp_path / "b", stop_after=3))
+    assert partial.name == "checkpoint.pth" and read_checkpoint(partial).meta["step"] == 3
+    resumed = train(_config(phototour_root, tmp_path / "b", resume=True, num_workers=1))
+    for key, value in _weights(straight).items():
+        assert torch.equal(value, _weights(resumed)[key]), key
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
+
+
+def test_resume_refuses_a_changed_recipe(phototour_root: Path, tmp_path: Path) -> None:
+    train(_config(phototour_root, tmp_path, stop_after=2))
+    with pytest.raises(ValueError, match="batch_size"):
+        train(_config(phototour_root, tmp_path, resume=True, batch_size=8))
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(_config(phototour_root, tmp_path))
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(_config(phototour_root, tmp_path / "empty", resume=True))
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_one(
+    phototour_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train(_config(phototour_root, tmp_path, stop_after=2))
+    ckpt = tmp_path / "checkpoint.pth"
+    before = ckpt.read_bytes()
+
+    def save_half_then_fail(obj: object, f: object, *args: object, **kw: object) -> None:
+        Path(str(f)).write_bytes(before[: len(before) // 2])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", save_half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        train(_config(phototour_root, tmp_path, resume=True))
+    monkeypatch.undo()
+    assert ckpt.read_bytes() == before
+    assert read_checkpoint(ckpt).meta["step"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pth", "log.csv"]
+    final = train(_config(phototour_root, tmp_path, resume=True))
+    assert read_checkpoint(final).meta["step"] == 6
+
+
+def test_hpatches_and_combined_sources(tmp_path: Path) -> None:
+    from conftest import write_hpatches_sequence
+
+    from hardnet_export.data.hpatches import split_sequences
+    from hardnet_export.train.sources import build_source
+
+    patches = structured_patches(10, 16, 65, seed=1).reshape(10, 16, 65, 65)
+    names = ("ref",) + tuple(f"{lv}{i}" for lv in "eht" for i in range(1, 6))
+    for seq in split_sequences("a", "train"):
+        write_hpatches_sequence(tmp_path / seq, {n: patches[:, i] for i, n in enumerate(names)})
+    source = build_source([f"hpatches:{tmp_path}:a,builtin"])
+    a, p = source.batch(0, 8)  # batch 0 comes from HPatches, resized 65 -> 32
+    assert a.shape == p.shape == (8, 32, 32) and a.dtype == np.uint8
+
+
+def test_bad_configs_say_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        TrainConfig(batch_size=1)
+    with pytest.raises(ValueError, match="unknown data spec"):
+        train(TrainConfig(data=["imagenet"], out=str(tmp_path), progress=False))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train(TrainConfig(data=[f"phototour:{tmp_path}/no/liberty"], out=str(tmp_path)))
+    with pytest.raises(ValueError, match="batch_reduce"):
+        TrainConfig(batch_reduce="max")
