@@ -1,1 +1,21 @@
-"""Runtime: one descriptor API over PyTorch, ONNX Runtime and TensorRT artifacts."""
+"""Runtime: one descriptor API over PyTorch, ONNX Runtime and TensorRT artifacts.
+
+Example::
+
+    from hardnet_export import runtime
+
+    describer = runtime.load("model.fp16.onnx")          # or .pth, .engine; None: shipped
+    descriptors = describer.describe(patches)            # (N, 32, 32) -> (N, 128)
+    keypoints, descriptors = describer.compute(image, cv2.SIFT_create().detect(image))
+
+Importing this package loads numpy and OpenCV only; torch, ONNX Runtime, TensorRT and
+cuda-python are imported by the backend that needs them.
+"""
+
+from __future__ import annotations
+
+from hardnet_export.runtime.base import Describer
+from hardnet_export.runtime.patches import DEFAULT_MAGNIFICATION, extract_patches
+from hardnet_export.runtime.registry import BACKENDS, load
+
+__all__ = ["BACKENDS", "DEFAULT_MAGNIFICATION", "Describer", "extract_patches", "load"]

@@ -1,15 +1,62 @@
-"""The one small base class every backend implements: load once, infer a batch."""
+"""The one small base class every backend implements: load once, infer a batch.
+
+Input handling lives here once for every backend: validation (shape, dtype, range, NaN/inf),
+chunking to the backend's ``max_batch``, N = 0, and the three kinds of input ``describe``
+takes: host arrays (numpy or anything ``np.asarray`` reads), torch tensors (the result is a
+torch tensor on the input's device) and CUDA device arrays (``__cuda_array_interface__``:
+CuPy, Numba, pycuda GPUArray), which a backend may consume in place.
+
+torch is never imported here: a torch tensor is recognised by ``type(x).__module__``.
+"""
 
 from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from hardnet_export.runtime.patches import KeypointsLike
+
 DESCRIPTOR_SIZE = 128
 PATCH_SIZE = 32
+_PATCH_DTYPES = ("uint8", "float16", "float32", "float64")
+
+
+def _shape_error(shape: Any) -> ValueError:
+    return ValueError(
+        f"patches must have shape (N, {PATCH_SIZE}, {PATCH_SIZE}) or "
+        f"(N, 1, {PATCH_SIZE}, {PATCH_SIZE}), got {tuple(shape)}"
+    )
+
+
+def patch_batch_shape(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """The (N, 1, 32, 32) shape that a (N, 32, 32) or (N, 1, 32, 32) input stands for.
+
+    Raises:
+        ValueError: any other shape.
+    """
+    given = tuple(int(s) for s in shape)
+    full = (given[0], 1, *given[1:]) if len(given) == 3 else given
+    if len(full) != 4 or full[1:] != (1, PATCH_SIZE, PATCH_SIZE):
+        raise _shape_error(given)
+    return (full[0], 1, PATCH_SIZE, PATCH_SIZE)
+
+
+def check_patch_dtype(dtype: str) -> None:
+    """Raise TypeError unless ``dtype`` (a numpy-style name) is uint8 or floating point."""
+    if dtype not in _PATCH_DTYPES:
+        raise TypeError(f"patches must be uint8 or float (0..255), got dtype {dtype}")
+
+
+def check_patch_values(low: float, high: float, finite: bool) -> None:
+    """Raise ValueError for NaN/inf or values outside 0..255."""
+    if not finite:
+        raise ValueError("patches contain NaN or inf")
+    if low < 0.0 or high > 255.0:
+        raise ValueError(f"float patches must lie in 0..255, got values in [{low}, {high}]")
 
 
 def as_patch_batch(patches: Any) -> np.ndarray:
@@ -18,47 +65,119 @@ def as_patch_batch(patches: Any) -> np.ndarray:
     Accepts numpy arrays and anything ``np.asarray`` understands (CPU torch tensors included).
 
     Shape:
-        - Input: (N, 32, 32) or (N, 1, 32, 32); uint8, or float32/float64 in 0..255.
+        - Input: (N, 32, 32) or (N, 1, 32, 32); uint8, or float16/32/64 in 0..255.
         - Output: (N, 1, 32, 32), uint8 or float32.
     """
-    array = np.asarray(patches)
-    if array.ndim == 3:
-        array = array[:, None]
-    if array.ndim != 4 or array.shape[1:] != (1, PATCH_SIZE, PATCH_SIZE):
-        raise ValueError(
-            f"patches must have shape (N, {PATCH_SIZE}, {PATCH_SIZE}) or "
-            f"(N, 1, {PATCH_SIZE}, {PATCH_SIZE}), got {np.shape(patches)}"
+    try:
+        array = np.asarray(patches)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"patches must be an array of shape (N, 32, 32), got {type(patches).__name__}"
+        ) from exc
+    if array.dtype.kind in "OUSV":
+        raise TypeError(
+            f"patches must be a numeric uint8 or float (0..255) array, got "
+            f"{type(patches).__name__} of dtype {array.dtype}"
         )
+    shape = patch_batch_shape(array.shape)
+    check_patch_dtype(array.dtype.name)
+    array = array.reshape(shape)
     if array.dtype == np.uint8:
         return np.ascontiguousarray(array)
-    if array.dtype not in (np.float32, np.float64, np.float16):
-        raise TypeError(f"patches must be uint8 or float (0..255), got dtype {array.dtype}")
     array = np.ascontiguousarray(array, dtype=np.float32)
     if array.size:
-        if not np.isfinite(array).all():
-            raise ValueError("patches contain NaN or inf")
-        low, high = float(array.min()), float(array.max())
-        if low < 0.0 or high > 255.0:
-            raise ValueError(f"float patches must lie in 0..255, got values in [{low}, {high}]")
+        check_patch_values(float(array.min()), float(array.max()), bool(np.isfinite(array).all()))
     return array
+
+
+def is_torch_tensor(x: Any) -> bool:
+    """True for a torch.Tensor, decided without importing torch."""
+    module = type(x).__module__
+    return (module == "torch" or module.startswith("torch.")) and hasattr(x, "dtype")
+
+
+def cuda_array_interface(x: Any) -> dict[str, Any] | None:
+    """The ``__cuda_array_interface__`` of a device array, or None for anything else."""
+    try:
+        iface = getattr(x, "__cuda_array_interface__", None)
+    except Exception:  # torch raises for CPU tensors; that simply means "not a device array"
+        return None
+    return iface if isinstance(iface, dict) else None
+
+
+def device_patch_shape(iface: dict[str, Any]) -> tuple[tuple[int, int, int, int], str]:
+    """Check a device array's shape, dtype and layout; return (N, 1, 32, 32) and its dtype.
+
+    Device arrays are read in place, so they must be C-contiguous and already in the dtype
+    the backend wants; their values are not inspected (that would need a kernel or a copy).
+    """
+    shape = patch_batch_shape(tuple(iface["shape"]))
+    dtype = np.dtype(iface["typestr"]).name
+    check_patch_dtype(dtype)
+    strides = iface.get("strides")
+    if strides is not None:
+        itemsize = np.dtype(iface["typestr"]).itemsize
+        expected = tuple(int(s) for s in np.empty(iface["shape"], np.uint8).strides)
+        if tuple(strides) != tuple(s * itemsize for s in expected):
+            raise ValueError(f"device patches must be C-contiguous, got strides {strides}")
+    return shape, dtype
+
+
+def stream_handle(stream: Any) -> int | None:
+    """A raw ``cudaStream_t`` from a torch/CuPy/cuda-python stream or an int; None stays None."""
+    if stream is None:
+        return None
+    for attr in ("cuda_stream", "ptr", "handle"):
+        value = getattr(stream, attr, None)
+        if isinstance(value, int):
+            return value
+    try:
+        return int(stream)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            "stream must be a torch.cuda.Stream, cupy Stream, cuda-python cudaStream_t or "
+            f"an int handle, got {type(stream).__name__}"
+        ) from exc
 
 
 class Describer(abc.ABC):
     """A loaded descriptor model: ``describe`` patches, ``compute`` at OpenCV keypoints.
 
-    Subclasses implement ``_infer`` on one validated batch of at most ``max_batch`` patches;
-    this class validates input, chunks large batches and handles N = 0.
+    Subclasses implement ``_infer`` on one validated host batch of at most ``max_batch``
+    patches and may override ``_describe_torch`` / ``_describe_cuda_array`` to keep device
+    input on the device. This class validates input, chunks large batches and handles N = 0.
+
+    Attributes:
+        artifact: the file the model came from (None for an in-memory model).
+        precision: ``fp32``, ``fp16`` or ``int8`` (from ONNX metadata or the engine sidecar;
+            ``unknown`` when a foreign artifact does not say).
+        device: where inference runs: ``cpu``, ``cuda:0``, ...
+        max_batch: the largest batch one inference call takes; larger inputs are chunked.
+        input_dtype: the patch dtype the artifact consumes (``uint8`` or ``float32``).
+        magnification: default support region of ``compute``, in units of ``KeyPoint.size``.
     """
 
     backend: ClassVar[str] = ""
 
     def __init__(
-        self, artifact: Path | None, *, precision: str, device: str, max_batch: int | None
+        self,
+        artifact: Path | None,
+        *,
+        precision: str,
+        device: str,
+        max_batch: int | None,
+        input_dtype: str = "float32",
     ) -> None:
+        if max_batch is not None and max_batch < 1:
+            raise ValueError(f"max_batch must be a positive integer, got {max_batch}")
         self.artifact = artifact
         self.precision = precision
         self.device = device
         self.max_batch = max_batch
+        self.input_dtype = input_dtype
+        from hardnet_export.runtime.patches import DEFAULT_MAGNIFICATION
+
+        self.magnification = DEFAULT_MAGNIFICATION
 
     @abc.abstractmethod
     def _infer(self, batch: np.ndarray) -> np.ndarray:
@@ -69,22 +188,111 @@ class Describer(abc.ABC):
             - Output: (n, 128) float32.
         """
 
-    def describe(self, patches: Any) -> np.ndarray:
+    def describe(self, patches: Any, *, stream: Any = None) -> Any:
         """128-D unit descriptors of 32x32 patches.
+
+        Args:
+            patches: numpy array (or anything ``np.asarray`` reads), torch tensor (CPU or
+                CUDA) or CUDA device array (``__cuda_array_interface__``).
+            stream: optional CUDA stream (torch/CuPy/cuda-python stream or int handle) for
+                device input; backends that run on the GPU enqueue their work on it.
+
+        Returns:
+            (N, 128) float32 numpy array, or a torch tensor on the input's device when the
+            input is a torch tensor.
+
+        Raises:
+            ValueError: wrong shape, NaN/inf or float values outside 0..255.
+            TypeError: a dtype other than uint8/float or an unreadable object.
 
         Shape:
             - patches: (N, 32, 32) or (N, 1, 32, 32), uint8 or float (0..255); any N >= 0.
             - Output: (N, 128) float32.
         """
-        batch = as_patch_batch(patches)
+        if is_torch_tensor(patches):
+            return self._describe_torch(patches, stream)
+        if cuda_array_interface(patches) is not None:
+            return self._describe_cuda_array(patches, stream)
+        return self._describe_host(as_patch_batch(patches))
+
+    def _describe_host(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) == 0:
             return np.zeros((0, DESCRIPTOR_SIZE), np.float32)
         step = self.max_batch or len(batch)
         chunks = [self._infer(batch[i : i + step]) for i in range(0, len(batch), step)]
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
+    def _describe_torch(self, patches: Any, stream: Any) -> Any:
+        """Default for torch input: validate on its device, run on the host, return torch."""
+        import torch
+
+        batch = validate_torch_patches(patches)
+        host = batch.detach().to("cpu")
+        array = host.numpy() if host.dtype == torch.uint8 else host.float().numpy()
+        out = self._describe_host(as_patch_batch(array))
+        return torch.from_numpy(out).to(patches.device)
+
+    def _describe_cuda_array(self, patches: Any, stream: Any) -> Any:
+        """Default for CUDA device arrays: one copy to the host, then the host path."""
+        iface = cuda_array_interface(patches)
+        assert iface is not None
+        shape, dtype = device_patch_shape(iface)
+        host = np.empty(shape, dtype)
+        if host.nbytes:
+            from hardnet_export.runtime.cudart import copy_device_to_host
+
+            copy_device_to_host(host, int(iface["data"][0]))
+        return self._describe_host(as_patch_batch(host))
+
+    def compute(
+        self, image: np.ndarray, keypoints: KeypointsLike, *, magnification: float | None = None
+    ) -> tuple[KeypointsLike, np.ndarray]:
+        """Describe an image at keypoints, in the shape of OpenCV's ``Feature2D.compute``.
+
+        Every keypoint gets a descriptor (none is dropped, border ones included), so the
+        keypoints come back as given.
+
+        Args:
+            image: grayscale (H, W) or BGR (H, W, 3) uint8 image.
+            keypoints: a sequence of ``cv2.KeyPoint`` or an array of (x, y[, size, angle]).
+            magnification: support region in units of ``KeyPoint.size`` (see
+                :func:`~hardnet_export.runtime.patches.extract_patches`); defaults to
+                ``self.magnification``.
+
+        Shape:
+            - image: (H, W) or (H, W, 3) uint8.
+            - keypoints: K ``cv2.KeyPoint`` or (K, 2) / (K, 4) float.
+            - Output: (keypoints, (K, 128) float32).
+        """
+        from hardnet_export.runtime.patches import extract_patches
+
+        scale = self.magnification if magnification is None else magnification
+        patches = extract_patches(image, keypoints, magnification=scale)
+        return keypoints, self._describe_host(patches[:, None])
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(artifact={self.artifact}, precision={self.precision!r}, "
             f"device={self.device!r}, max_batch={self.max_batch})"
         )
+
+
+def validate_torch_patches(patches: Any) -> Any:
+    """Check a torch tensor of patches on its own device; return it as (N, 1, 32, 32).
+
+    Float values are checked for NaN/inf and the 0..255 range (one small reduction on the
+    tensor's device).
+    """
+    import torch
+
+    shape = patch_batch_shape(tuple(patches.shape))
+    if patches.dtype != torch.uint8 and not patches.is_floating_point():
+        raise TypeError(
+            f"patches must be uint8 or float (0..255), got dtype {str(patches.dtype)[6:]}"
+        )
+    batch = patches.reshape(shape)
+    if batch.is_floating_point() and batch.numel():
+        finite = bool(torch.isfinite(batch).all())
+        low, high = (float(v) for v in torch.aminmax(batch.detach().float()))
+        check_patch_values(low, high, finite)
+    return batch

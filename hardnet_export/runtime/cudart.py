@@ -1,0 +1,231 @@
+"""The few CUDA runtime calls the GPU backends need, through cuda-python (``cuda.bindings``).
+
+cuda-python returns ``(error, *values)`` tuples; :func:`check` turns a failure into a
+RuntimeError naming the call. Everything imports ``cuda.bindings`` lazily, so this module
+loads on a machine without it, and the probes (:func:`device_count`) answer 0 there.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import numpy as np
+
+
+def _runtime() -> Any:
+    try:
+        from cuda.bindings import runtime
+    except ImportError as exc:
+        raise ImportError(
+            "CUDA support needs cuda-python: pip install 'hardnet-export[trt]'"
+        ) from exc
+    return runtime
+
+
+def check(result: Any, call: str) -> Any:
+    """Unwrap a cuda-python result tuple; raise RuntimeError naming ``call`` on failure.
+
+    Returns:
+        None for a bare status, the value for one value, a tuple for several.
+    """
+    runtime = _runtime()
+    if isinstance(result, tuple):
+        err, values = result[0], result[1:]
+    else:
+        err, values = result, ()
+    if int(err) != int(runtime.cudaError_t.cudaSuccess):
+        _, name = runtime.cudaGetErrorName(err)
+        _, text = runtime.cudaGetErrorString(err)
+        raise RuntimeError(f"{call} failed: {name.decode()} ({text.decode()})")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+def device_count() -> int:
+    """CUDA devices usable through the driver; 0 without cuda-python, a driver or a GPU."""
+    try:
+        runtime = _runtime()
+        err, count = runtime.cudaGetDeviceCount()
+    except Exception:
+        return 0
+    return int(count) if int(err) == 0 else 0
+
+
+def device_properties(index: int) -> tuple[str, str]:
+    """Name and compute capability (``"8.6"``) of CUDA device ``index``."""
+    runtime = _runtime()
+    props = check(runtime.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
+    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else props.name
+    return name.rstrip("\x00").strip(), f"{props.major}.{props.minor}"
+
+
+def set_device(index: int) -> None:
+    check(_runtime().cudaSetDevice(index), "cudaSetDevice")
+
+
+class DeviceBuffer:
+    """``nbytes`` of device memory (cudaMalloc), freed by :meth:`free` or garbage collection."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+        self.ptr: int = int(check(_runtime().cudaMalloc(max(nbytes, 1)), "cudaMalloc"))
+
+    def free(self) -> None:
+        if self.ptr:
+            _runtime().cudaFree(self.ptr)
+            self.ptr = 0
+
+    def __del__(self) -> None:
+        self.free()
+
+
+class PinnedBuffer:
+    """Page-locked host memory (cudaHostAlloc) seen as a numpy array of ``shape`` and ``dtype``.
+
+    Pinned memory lets cudaMemcpyAsync run truly asynchronously and at full bus speed.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any] | type) -> None:
+        runtime = _runtime()
+        self.dtype = np.dtype(dtype)
+        self.nbytes = int(np.prod(shape)) * self.dtype.itemsize
+        self.ptr: int = int(
+            check(
+                runtime.cudaHostAlloc(max(self.nbytes, 1), runtime.cudaHostAllocDefault),
+                "cudaHostAlloc",
+            )
+        )
+        raw = (ctypes.c_uint8 * max(self.nbytes, 1)).from_address(self.ptr)
+        self.array: np.ndarray = np.ctypeslib.as_array(raw)[: self.nbytes].view(self.dtype)
+        self.array = self.array.reshape(shape)
+
+    def free(self) -> None:
+        if self.ptr:
+            self.array = np.empty(0, self.dtype)
+            _runtime().cudaFreeHost(self.ptr)
+            self.ptr = 0
+
+    def __del__(self) -> None:
+        self.free()
+
+
+class Stream:
+    """A CUDA stream of this object's own (blocking with respect to the legacy default stream,
+    so data written there by other libraries is ready before work queued here starts)."""
+
+    def __init__(self) -> None:
+        runtime = _runtime()
+        self.handle: Any = check(runtime.cudaStreamCreate(), "cudaStreamCreate")
+
+    def __int__(self) -> int:
+        return int(self.handle)
+
+    def synchronize(self) -> None:
+        check(_runtime().cudaStreamSynchronize(self.handle), "cudaStreamSynchronize")
+
+    def destroy(self) -> None:
+        if self.handle is not None:
+            _runtime().cudaStreamDestroy(self.handle)
+            self.handle = None
+
+
+def memcpy_async(dst: int, src: int, nbytes: int, kind: str, stream: int) -> None:
+    """cudaMemcpyAsync with ``kind`` one of ``"h2d"``, ``"d2h"``, ``"d2d"``."""
+    runtime = _runtime()
+    kinds = {
+        "h2d": runtime.cudaMemcpyKind.cudaMemcpyHostToDevice,
+        "d2h": runtime.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+        "d2d": runtime.cudaMemcpyKind.cudaMemcpyDeviceToDevice,
+    }
+    check(runtime.cudaMemcpyAsync(dst, src, nbytes, kinds[kind], stream), "cudaMemcpyAsync")
+
+
+def copy_device_to_host(host: np.ndarray, ptr: int) -> None:
+    """Blocking copy of ``host.nbytes`` bytes from device pointer ``ptr`` into ``host``."""
+    runtime = _runtime()
+    if not host.flags.c_contiguous:
+        raise ValueError("host buffer must be C-contiguous")
+    check(
+        runtime.cudaMemcpy(
+            host.ctypes.data, ptr, host.nbytes, runtime.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        ),
+        "cudaMemcpy",
+    )
+
+
+class Graph:
+    """A CUDA graph captured from the work queued on ``stream``.
+
+    Usage: ``graph.begin()``, queue the work on ``stream``, ``graph.end()``; then
+    ``graph.launch()`` replays it (same device addresses, same shapes) at a fraction of the
+    launch cost.
+    """
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self._graph: Any = None
+        self._exec: Any = None
+
+    def begin(self) -> None:
+        runtime = _runtime()
+        # ThreadLocal: other threads' unrelated CUDA calls do not invalidate this capture.
+        mode = runtime.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        check(runtime.cudaStreamBeginCapture(self.stream.handle, mode), "cudaStreamBeginCapture")
+
+    def end(self) -> None:
+        runtime = _runtime()
+        self._graph = check(runtime.cudaStreamEndCapture(self.stream.handle), "EndCapture")
+        self._exec = check(runtime.cudaGraphInstantiate(self._graph, 0), "cudaGraphInstantiate")
+
+    def launch(self) -> None:
+        check(_runtime().cudaGraphLaunch(self._exec, self.stream.handle), "cudaGraphLaunch")
+
+    def destroy(self) -> None:
+        runtime = _runtime()
+        if self._exec is not None:
+            runtime.cudaGraphExecDestroy(self._exec)
+            self._exec = None
+        if self._graph is not None:
+            runtime.cudaGraphDestroy(self._graph)
+            self._graph = None
+
+
+class Event:
+    """A timing-free CUDA event, used to order work across streams without a host wait."""
+
+    def __init__(self) -> None:
+        runtime = _runtime()
+        self.handle: Any = check(
+            runtime.cudaEventCreateWithFlags(runtime.cudaEventDisableTiming),
+            "cudaEventCreateWithFlags",
+        )
+
+    def record(self, stream: Any) -> None:
+        check(_runtime().cudaEventRecord(self.handle, stream), "cudaEventRecord")
+
+    def wait_on(self, stream: Any) -> None:
+        """Make ``stream`` wait (on the device) until the last recorded point has run."""
+        check(_runtime().cudaStreamWaitEvent(stream, self.handle, 0), "cudaStreamWaitEvent")
+
+    def destroy(self) -> None:
+        if self.handle is not None:
+            _runtime().cudaEventDestroy(self.handle)
+            self.handle = None
+
+
+def stream_synchronize(stream: Any) -> None:
+    check(_runtime().cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+
+
+def pointer_device(ptr: int) -> int | None:
+    """The device index that owns device pointer ``ptr`` (None for host/unregistered memory)."""
+    runtime = _runtime()
+    attrs = check(runtime.cudaPointerGetAttributes(ptr), "cudaPointerGetAttributes")
+    if int(attrs.type) not in (
+        int(runtime.cudaMemoryType.cudaMemoryTypeDevice),
+        int(runtime.cudaMemoryType.cudaMemoryTypeManaged),
+    ):
+        return None
+    return int(attrs.device)

@@ -1,0 +1,220 @@
+"""ONNX Runtime backend: ``.onnx`` graphs on the CPU, CUDA or ONNX Runtime's TensorRT provider.
+
+Providers by ``device``: ``"cpu"`` -> CPU; ``"cuda"`` / ``"cuda:N"`` -> CUDA, then CPU;
+``"tensorrt"`` -> TensorRT, then CUDA, then CPU; ``None`` -> CUDA when the installed ONNX
+Runtime has it and a CUDA device is present, else CPU (the TensorRT provider builds an
+engine on first use, which takes minutes, so it is only used when asked for). ``device``
+reports the provider that actually took the graph.
+
+Precision comes from the graph's ``metadata_props`` (``precision``), written by
+``hardnet_export.export``. A graph exported with a fixed batch fixes ``max_batch``; smaller
+batches are zero-padded to it. ONNX Runtime sessions are thread-safe, so ``describe`` may
+be called from several threads at once without a lock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardnet_export.runtime.base import DESCRIPTOR_SIZE, PATCH_SIZE, Describer
+
+DEFAULT_MAX_BATCH = 1024
+_PROVIDER_DEVICE = {
+    "TensorrtExecutionProvider": "tensorrt",
+    "CUDAExecutionProvider": "cuda",
+    "CPUExecutionProvider": "cpu",
+}
+_ONNX_DTYPES = {"tensor(uint8)": "uint8", "tensor(float)": "float32"}
+_OPT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def _import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ImportError(
+            "the onnxruntime backend (.onnx) needs ONNX Runtime: pip install onnxruntime "
+            "(or onnxruntime-gpu for CUDA)"
+        ) from exc
+    return onnxruntime
+
+
+def choose_providers(
+    device: str | None,
+    available: list[str],
+    *,
+    cuda_devices: int,
+    provider_options: dict[str, dict[str, Any]] | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Execution providers, in order of preference, for ``device``.
+
+    Raises:
+        ValueError: an unknown device name.
+        RuntimeError: a GPU provider asked for that this ONNX Runtime does not have.
+    """
+    options = dict(provider_options or {})
+    kind, _, index = (device or "").partition(":")
+    if index and not index.isdigit():
+        raise ValueError(f"device index must be an integer, got {device!r}")
+    gpu_options = {"device_id": int(index)} if index else {}
+    if device is None:
+        wanted = ["CUDAExecutionProvider"] if cuda_devices > 0 else []
+    elif kind == "cpu":
+        wanted = []
+    elif kind == "cuda":
+        wanted = ["CUDAExecutionProvider"]
+    elif kind == "tensorrt":
+        wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    else:
+        raise ValueError(
+            f"the onnxruntime backend runs on 'cpu', 'cuda[:N]' or 'tensorrt[:N]', got {device!r}"
+        )
+    if device is not None and wanted and wanted[0] not in available:
+        raise RuntimeError(
+            f"device={device!r} needs ONNX Runtime's {wanted[0]}, but this ONNX Runtime has "
+            f"{available}; install onnxruntime-gpu (instead of onnxruntime)"
+        )
+    chosen = [p for p in wanted if p in available] + ["CPUExecutionProvider"]
+    return [
+        (p, {**(gpu_options if p != "CPUExecutionProvider" else {}), **options.get(p, {})})
+        for p in chosen
+    ]
+
+
+class OnnxRuntimeDescriber(Describer):
+    """A HardNet ONNX graph in an ONNX Runtime session.
+
+    Options (``runtime.load(..., **options)``):
+        intra_op_num_threads, inter_op_num_threads: ONNX Runtime thread pools (0 = default).
+        graph_optimization_level: ``disable``, ``basic``, ``extended`` or ``all`` (default).
+        provider_options: ``{provider name: {option: value}}``, e.g.
+            ``{"TensorrtExecutionProvider": {"trt_fp16_enable": True}}``.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, session: Any, artifact: Path, *, max_batch: int | None) -> None:
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise ValueError(
+                f"{artifact} is not a HardNet graph: expected one input and one output, got "
+                f"{len(inputs)} inputs and {len(outputs)} outputs"
+            )
+        spec, out_spec = inputs[0], outputs[0]
+        shape = list(spec.shape)
+        if len(shape) != 4 or shape[1:] != [1, PATCH_SIZE, PATCH_SIZE]:
+            raise ValueError(
+                f"{artifact} is not a HardNet graph: its input {spec.name!r} has shape {shape}, "
+                f"expected (N, 1, {PATCH_SIZE}, {PATCH_SIZE})"
+            )
+        if out_spec.shape[-1] != DESCRIPTOR_SIZE:
+            raise ValueError(
+                f"{artifact} is not a HardNet graph: output {out_spec.name!r} has shape "
+                f"{out_spec.shape}, expected (N, {DESCRIPTOR_SIZE})"
+            )
+        if spec.type not in _ONNX_DTYPES:
+            raise ValueError(
+                f"{artifact}: input {spec.name!r} is {spec.type}, expected uint8 or float32"
+            )
+        fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+        if fixed is not None and max_batch is not None and max_batch != fixed:
+            raise ValueError(
+                f"{artifact} was exported with a fixed batch of {fixed}; max_batch={max_batch} "
+                "cannot be used (re-export with a dynamic batch)"
+            )
+        meta = session.get_modelmeta().custom_metadata_map
+        provider = session.get_providers()[0]
+        device = _PROVIDER_DEVICE.get(provider, provider)
+        options = session.get_provider_options().get(provider, {})
+        if device != "cpu" and "device_id" in options:
+            device = f"{device}:{options['device_id']}"
+        super().__init__(
+            artifact,
+            precision=meta.get("precision", "unknown"),
+            device=device,
+            max_batch=fixed or max_batch or DEFAULT_MAX_BATCH,
+            input_dtype=_ONNX_DTYPES[spec.type],
+        )
+        self.session = session
+        self.metadata: dict[str, str] = dict(meta)
+        self.providers: list[str] = list(session.get_providers())
+        self._fixed_batch = fixed
+        self._input_name = spec.name
+        self._output_name = out_spec.name
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | None,
+        *,
+        device: str | None = None,
+        max_batch: int | None = None,
+        intra_op_num_threads: int = 0,
+        inter_op_num_threads: int = 0,
+        graph_optimization_level: str = "all",
+        provider_options: dict[str, dict[str, Any]] | None = None,
+    ) -> OnnxRuntimeDescriber:
+        """Open an ONNX graph in a new session.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: the file is not a readable ONNX graph, or not a HardNet graph.
+        """
+        if path is None:
+            raise ValueError("the onnxruntime backend needs an .onnx path")
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        if graph_optimization_level not in _OPT_LEVELS:
+            raise ValueError(
+                f"graph_optimization_level must be one of {_OPT_LEVELS}, "
+                f"got {graph_optimization_level!r}"
+            )
+        ort = _import_onnxruntime()
+        from hardnet_export.runtime.cudart import device_count
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_num_threads
+        options.inter_op_num_threads = inter_op_num_threads
+        level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[graph_optimization_level]
+        options.graph_optimization_level = level
+        available = list(ort.get_available_providers())
+        cuda = device_count() if device is None else 0
+        chosen = choose_providers(
+            device, available, cuda_devices=cuda, provider_options=provider_options
+        )
+        try:
+            session = ort.InferenceSession(
+                str(path),
+                sess_options=options,
+                providers=[name for name, _ in chosen],
+                provider_options=[opts for _, opts in chosen],
+            )
+        except Exception as exc:  # ORT raises its own pybind classes (InvalidProtobuf, Fail)
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ValueError(
+                f"{path} is not a readable ONNX model ({type(exc).__name__}: {first_line})"
+            ) from exc
+        return cls(session, path, max_batch=max_batch)
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        if self.input_dtype == "uint8" and batch.dtype != np.uint8:
+            # A uint8 graph holds integer grey levels: round float input to them.
+            batch = np.rint(batch).astype(np.uint8)
+        elif self.input_dtype == "float32" and batch.dtype != np.float32:
+            batch = batch.astype(np.float32)
+        n = len(batch)
+        if self._fixed_batch is not None and n < self._fixed_batch:
+            padded = np.zeros((self._fixed_batch, *batch.shape[1:]), batch.dtype)
+            padded[:n] = batch
+            batch = padded
+        (out,) = self.session.run([self._output_name], {self._input_name: batch})
+        return np.ascontiguousarray(out[:n], dtype=np.float32)

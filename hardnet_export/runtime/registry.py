@@ -1,0 +1,138 @@
+"""The one backend registry and :func:`load`: the artifact's suffix picks the backend.
+
+A new backend is one module in ``hardnet_export/runtime/`` with a :class:`Describer`
+subclass that has an ``open(path, *, device, max_batch, **options)`` classmethod, plus one
+line in :data:`BACKENDS`. Backend modules import their library lazily, so a missing library
+is only an error when that backend is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hardnet_export.runtime.base import Describer
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A registered backend: its name, the ``module:Class`` implementing it, its suffixes."""
+
+    name: str
+    target: str
+    suffixes: tuple[str, ...]
+
+    def describer_class(self) -> type[Describer]:
+        module, _, cls = self.target.partition(":")
+        found: type[Describer] = getattr(importlib.import_module(module), cls)
+        return found
+
+
+BACKENDS: tuple[Backend, ...] = (
+    Backend("torch", "hardnet_export.runtime.torch_backend:TorchDescriber", (".pt", ".pth")),
+    Backend(
+        "onnxruntime", "hardnet_export.runtime.onnxruntime_backend:OnnxRuntimeDescriber", (".onnx",)
+    ),
+    Backend(
+        "tensorrt",
+        "hardnet_export.runtime.tensorrt_backend:TensorRTDescriber",
+        (".engine", ".plan"),
+    ),
+)
+
+
+def get_backend(name: str) -> Backend:
+    """The registered backend called ``name``.
+
+    Raises:
+        ValueError: no such backend.
+    """
+    for backend in BACKENDS:
+        if backend.name == name:
+            return backend
+    raise ValueError(f"unknown backend {name!r}; known: {[b.name for b in BACKENDS]}")
+
+
+def backend_for(path: str | Path) -> Backend:
+    """The backend that reads ``path``, by suffix.
+
+    Raises:
+        ValueError: no backend reads this suffix.
+    """
+    suffix = Path(path).suffix.lower()
+    for backend in BACKENDS:
+        if suffix in backend.suffixes:
+            return backend
+    known = sorted(s for b in BACKENDS for s in b.suffixes)
+    raise ValueError(f"no backend reads {path}: expected one of {known}")
+
+
+def load(
+    path: str | Path | None = None,
+    *,
+    backend: str | None = None,
+    device: str | None = None,
+    max_batch: int | None = None,
+    **options: Any,
+) -> Describer:
+    """Load a descriptor model; the artifact decides the backend.
+
+    ``.pt``/``.pth`` -> PyTorch, ``.onnx`` -> ONNX Runtime, ``.engine``/``.plan`` -> TensorRT
+    (its sidecar is checked against this TensorRT and GPU first). ``path=None`` loads the
+    model shipped in the package with PyTorch, on CUDA when available; with
+    ``backend="onnxruntime"`` it is first exported to a temporary ONNX graph.
+
+    Args:
+        path: the artifact, or None for the shipped model.
+        backend: force a backend by name (it must read the artifact's suffix).
+        device: ``cpu``, ``cuda``, ``cuda:N`` (and ``tensorrt`` for ONNX Runtime's TensorRT
+            provider); None picks the best available.
+        max_batch: the largest batch per inference call; larger inputs are chunked.
+        options: backend options (see each backend's class docstring).
+
+    Raises:
+        FileNotFoundError: no such artifact.
+        ValueError: unknown suffix or backend, or a corrupt artifact.
+        ImportError: the backend's library is not installed.
+    """
+    if path is None:
+        if backend in (None, "torch"):
+            return (
+                get_backend("torch")
+                .describer_class()
+                .open(None, device=device, max_batch=max_batch, **options)
+            )
+        if backend == "onnxruntime":
+            return _shipped_as_onnx(device=device, max_batch=max_batch, **options)
+        get_backend(backend)
+        raise ValueError(
+            f"backend {backend!r} needs an artifact: build one from the shipped model with "
+            "'hardnet-export onnx' and 'hardnet-export trt', then pass its path"
+        )
+    path = Path(path)
+    chosen = backend_for(path) if backend is None else get_backend(backend)
+    if path.suffix.lower() not in chosen.suffixes:
+        raise ValueError(
+            f"backend {chosen.name!r} reads {list(chosen.suffixes)} files, got {path.name}"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"model not found: {path}")
+    return chosen.describer_class().open(path, device=device, max_batch=max_batch, **options)
+
+
+def _shipped_as_onnx(**kwargs: Any) -> Describer:
+    from hardnet_export.export.onnx import export_onnx
+    from hardnet_export.model import SHIPPED_WEIGHTS
+
+    if not SHIPPED_WEIGHTS.is_file():
+        raise FileNotFoundError(
+            f"no shipped model in this installation ({SHIPPED_WEIGHTS} is missing)"
+        )
+    with tempfile.TemporaryDirectory(prefix="hardnet-export-") as tmp:
+        onnx_path = Path(tmp) / "hardnet_builtin.fp32.onnx"
+        export_onnx(SHIPPED_WEIGHTS, onnx_path)
+        # The session holds the graph in memory, so the temporary file may go.
+        return get_backend("onnxruntime").describer_class().open(onnx_path, **kwargs)

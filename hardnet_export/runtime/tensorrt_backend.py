@@ -1,0 +1,506 @@
+"""TensorRT backend: ``.engine`` / ``.plan`` files (TensorRT 10 and 11) through cuda-python.
+
+Loading checks, in this order, before any TensorRT object exists: the file, a CUDA device,
+the TensorRT installation, and the engine's JSON sidecar (``X.engine.json``, written by
+``hardnet_export.export.tensorrt``) against the running TensorRT version and GPU. A
+mismatch raises :class:`EngineMismatchError` with the command that rebuilds the engine.
+:func:`check_engine_sidecar` needs neither TensorRT nor a GPU.
+
+At run time the engine is deserialised once into one execution context with its own CUDA
+stream, device buffers (``cudaMalloc``) and pinned host buffers (``cudaHostAlloc``) sized for
+``max_batch``. A batch of exactly ``max_batch`` host patches replays a CUDA graph of the
+whole copy-in, ``execute_async_v3``, copy-out sequence; other sizes are enqueued directly.
+Device input (a CUDA torch tensor or any ``__cuda_array_interface__`` object) is read in
+place, and a torch tensor gets its descriptors written straight into a new CUDA tensor.
+
+Thread safety: one execution context serves all calls, so every enqueue runs under a lock,
+and an event orders work across the streams callers pass in. ``describe`` may be called
+from any number of threads; calls are serialised on the GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hardnet_export.runtime import cudart
+from hardnet_export.runtime.base import (
+    DESCRIPTOR_SIZE,
+    PATCH_SIZE,
+    Describer,
+    cuda_array_interface,
+    device_patch_shape,
+    stream_handle,
+    validate_torch_patches,
+)
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+PATCH_PIXELS = PATCH_SIZE * PATCH_SIZE
+
+
+class EngineMismatchError(ValueError):
+    """An engine built for another TensorRT version or GPU, or one TensorRT cannot read."""
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    """``X.engine`` -> ``X.engine.json``."""
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".json")
+
+
+def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
+    """The engine's JSON sidecar, or None when there is none.
+
+    Raises:
+        ValueError: the sidecar exists but is not a JSON object.
+    """
+    path = sidecar_path(engine)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable engine sidecar (invalid JSON: {exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not an engine sidecar: expected a JSON object")
+    return data
+
+
+def rebuild_command(engine: str | Path, sidecar: dict[str, Any] | None = None) -> str:
+    """The CLI command that rebuilds ``engine`` here from its ONNX graph."""
+    onnx = "MODEL.onnx"
+    if sidecar:
+        recorded = sidecar.get("onnx") or sidecar.get("onnx_path")
+        if isinstance(recorded, str) and recorded:
+            onnx = recorded
+    return f"hardnet-export trt {onnx} -o {engine} --rebuild"
+
+
+def _capability(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return ".".join(str(int(v)) for v in value)
+    return str(value)
+
+
+def check_engine_sidecar(
+    engine: str | Path, *, tensorrt_version: str, gpu_name: str, compute_capability: str
+) -> dict[str, Any]:
+    """Check that the engine at ``engine`` was built for this TensorRT and this GPU.
+
+    Reads ``X.engine.json``. TensorRT plans load only on the TensorRT version that built them
+    (any 10.x/11.x of the same major for ``version_compatible`` engines) and on GPUs of the
+    compute capability they were built for (``hardware_compatibility`` ``ampere_plus``:
+    any 8.0+). A different GPU model of the same compute capability is allowed with a warning.
+
+    Args:
+        engine: the engine file.
+        tensorrt_version: the running TensorRT's ``__version__``.
+        gpu_name: the CUDA device's name.
+        compute_capability: the CUDA device's ``"major.minor"``.
+
+    Returns:
+        The sidecar ({} when there is none: a foreign engine is left to TensorRT to judge).
+
+    Raises:
+        EngineMismatchError: another TensorRT version or GPU; the message holds the rebuild
+            command.
+        ValueError: an unreadable sidecar.
+    """
+    sidecar = read_sidecar(engine)
+    if sidecar is None:
+        return {}
+    rebuild = rebuild_command(engine, sidecar)
+    built_version = sidecar.get("tensorrt_version")
+    if built_version is not None:
+        built, running = str(built_version), str(tensorrt_version)
+        same_major = built.split(".")[0] == running.split(".")[0]
+        ok = built == running or (bool(sidecar.get("version_compatible")) and same_major)
+        if not ok:
+            raise EngineMismatchError(
+                f"{engine} was built with TensorRT {built}, but this is TensorRT {running}; "
+                f"engines only load on the TensorRT version that built them. Rebuild it: {rebuild}"
+            )
+    built_cc = _capability(sidecar.get("compute_capability"))
+    built_gpu = sidecar.get("gpu_name") or sidecar.get("gpu")
+    here_cc = _capability(compute_capability)
+    if built_cc is not None and here_cc is not None and built_cc != here_cc:
+        level = str(sidecar.get("hardware_compatibility", "none")).lower()
+        if not (level.startswith("ampere") and float(here_cc) >= 8.0):
+            raise EngineMismatchError(
+                f"{engine} was built for {built_gpu or 'a GPU'} (compute capability {built_cc}), "
+                f"but this GPU is {gpu_name} (compute capability {here_cc}). "
+                f"Rebuild it on this machine: {rebuild}"
+            )
+    elif built_gpu and str(built_gpu) != gpu_name:
+        warnings.warn(
+            f"{engine} was built on {built_gpu}, this GPU is {gpu_name} (same compute "
+            f"capability {here_cc}); it should run, but tactics were tuned for the other GPU. "
+            f"For the best speed: {rebuild}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return sidecar
+
+
+def _check_tensorrt_installed() -> None:
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise ImportError(
+            "the tensorrt backend (.engine) needs TensorRT: pip install 'hardnet-export[trt]'"
+        ) from exc
+    # tensorrt-stubs alone makes `import tensorrt` succeed as an empty namespace package.
+    if not hasattr(tensorrt, "Runtime"):
+        raise ImportError(
+            "the tensorrt backend (.engine) needs TensorRT, but only its type stubs are "
+            "installed: pip install 'hardnet-export[trt]'"
+        )
+
+
+def _device_index(device: str | None) -> int:
+    if device is None or device == "cuda":
+        return 0
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or not index.isdigit():
+        raise ValueError(f"the tensorrt backend runs on 'cuda' or 'cuda:N', got {device!r}")
+    return int(index)
+
+
+class TensorRTDescriber(Describer):
+    """A HardNet TensorRT engine.
+
+    Options (``runtime.load(..., **options)``):
+        cuda_graph: replay a CUDA graph for batches of exactly ``max_batch`` (default True).
+        dla_core: run on this DLA core (Jetson; the engine must have been built for DLA).
+    """
+
+    backend = "tensorrt"
+
+    def __init__(
+        self,
+        engine: trt.ICudaEngine,
+        artifact: Path,
+        *,
+        device_index: int,
+        max_batch: int | None,
+        precision: str,
+        cuda_graph: bool = True,
+    ) -> None:
+        import tensorrt as trt
+
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(
+                f"{artifact} is not a HardNet engine: expected one input and one output, "
+                f"got inputs {inputs} and outputs {outputs}"
+            )
+        self._input, self._output = inputs[0], outputs[0]
+        in_dtype = engine.get_tensor_dtype(self._input)
+        if in_dtype == trt.DataType.UINT8:
+            input_dtype = "uint8"
+        elif in_dtype == trt.DataType.FLOAT:
+            input_dtype = "float32"
+        else:
+            raise ValueError(f"{artifact}: input dtype {in_dtype} is not uint8 or float32")
+        if engine.get_tensor_dtype(self._output) != trt.DataType.FLOAT:
+            raise ValueError(f"{artifact}: output {self._output!r} is not float32")
+        dims = engine.get_tensor_shape(self._input)
+        shape = tuple(int(dims[i]) for i in range(len(dims)))
+        if len(shape) != 4 or shape[1:] != (1, PATCH_SIZE, PATCH_SIZE):
+            raise ValueError(
+                f"{artifact} is not a HardNet engine: input shape {shape}, "
+                f"expected (N, 1, {PATCH_SIZE}, {PATCH_SIZE})"
+            )
+        if shape[0] == -1:
+            low, _, high = engine.get_tensor_profile_shape(self._input, 0)
+            min_batch, profile_max = int(low[0]), int(high[0])
+        else:
+            min_batch = profile_max = int(shape[0])
+        if max_batch is not None and not min_batch <= max_batch <= profile_max:
+            raise ValueError(
+                f"max_batch={max_batch} is outside the engine's profile "
+                f"[{min_batch}, {profile_max}]; rebuild the engine with a larger profile"
+            )
+        super().__init__(
+            artifact,
+            precision=precision,
+            device=f"cuda:{device_index}",
+            max_batch=max_batch or profile_max,
+            input_dtype=input_dtype,
+        )
+        self.min_batch = min_batch
+        self.profile_max_batch = profile_max
+        self.engine = engine
+        self._device_index = device_index
+        self._np_in = np.dtype(input_dtype)
+        batch = self.max_batch or profile_max
+        self._lock = threading.Lock()
+        self.context: trt.IExecutionContext = engine.create_execution_context()
+        if self.context is None:
+            raise RuntimeError(f"TensorRT could not create an execution context for {artifact}")
+        self.stream = cudart.Stream()
+        self._event = cudart.Event()
+        self._d_in = cudart.DeviceBuffer(batch * PATCH_PIXELS * self._np_in.itemsize)
+        self._d_out = cudart.DeviceBuffer(batch * DESCRIPTOR_SIZE * 4)
+        self._h_in = cudart.PinnedBuffer((batch, 1, PATCH_SIZE, PATCH_SIZE), self._np_in)
+        self._h_out = cudart.PinnedBuffer((batch, DESCRIPTOR_SIZE), np.float32)
+        self._graph: cudart.Graph | None = None
+        self._shape_set: int | None = None
+        self._keep: tuple[Any, ...] = ()
+        self.sidecar: dict[str, Any] = {}
+        if cuda_graph:
+            self._capture_graph(batch)
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | None,
+        *,
+        device: str | None = None,
+        max_batch: int | None = None,
+        cuda_graph: bool = True,
+        dla_core: int | None = None,
+    ) -> TensorRTDescriber:
+        """Check and deserialise an engine (see the module docstring for the order of checks).
+
+        Raises:
+            FileNotFoundError: no engine file.
+            RuntimeError: no CUDA device.
+            ImportError: TensorRT is not installed.
+            EngineMismatchError: built for another TensorRT version or GPU, or unreadable.
+        """
+        if path is None:
+            raise ValueError(
+                "the tensorrt backend needs an engine path; build one with "
+                "'hardnet-export trt MODEL.onnx -o model.engine'"
+            )
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"TensorRT engine not found: {path}")
+        index = _device_index(device)
+        # No TensorRT object may exist without a CUDA device: it can crash the process later.
+        count = cudart.device_count()
+        if count == 0:
+            raise RuntimeError(
+                f"the tensorrt backend needs a CUDA device and none is visible; "
+                f"run {path.name} on a GPU machine or use the .onnx graph on the CPU"
+            )
+        if index >= count:
+            raise ValueError(f"device cuda:{index} asked for, but there are {count} CUDA devices")
+        _check_tensorrt_installed()
+        import tensorrt as trt
+
+        cudart.set_device(index)
+        gpu_name, capability = cudart.device_properties(index)
+        sidecar = check_engine_sidecar(
+            path,
+            tensorrt_version=trt.__version__,
+            gpu_name=gpu_name,
+            compute_capability=capability,
+        )
+        logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(logger)
+        if dla_core is not None:
+            runtime.DLA_core = dla_core
+        engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        if engine is None:
+            raise EngineMismatchError(
+                f"TensorRT {trt.__version__} could not deserialise {path} on {gpu_name} (it is "
+                "corrupt, or was built for another TensorRT version or GPU; see the TensorRT "
+                f"log above). Rebuild it: {rebuild_command(path, sidecar)}"
+            )
+        describer = cls(
+            engine,
+            path,
+            device_index=index,
+            max_batch=max_batch,
+            precision=str(sidecar.get("precision", "unknown")),
+            cuda_graph=cuda_graph,
+        )
+        describer._keep = (logger, runtime)  # the engine must not outlive its runtime
+        describer.sidecar = sidecar
+        return describer
+
+    # -- enqueueing (callers hold self._lock) -------------------------------------------
+
+    def _enqueue(self, n: int, in_ptr: int, out_ptr: int, stream: int) -> None:
+        """Queue one inference of ``n`` patches from ``in_ptr`` into ``out_ptr`` on ``stream``."""
+        self._event.wait_on(stream)  # the context's scratch memory is shared across streams
+        if self._shape_set != n:
+            if not self.context.set_input_shape(self._input, (n, 1, PATCH_SIZE, PATCH_SIZE)):
+                raise RuntimeError(f"TensorRT rejected input shape ({n}, 1, 32, 32)")
+            self._shape_set = n
+        self.context.set_tensor_address(self._input, in_ptr)
+        self.context.set_tensor_address(self._output, out_ptr)
+        if not self.context.execute_async_v3(stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+        self._event.record(stream)
+
+    def _enqueue_host(self, n: int) -> None:
+        """Copy ``n`` staged patches in, infer, copy descriptors out, on the own stream."""
+        stream = int(self.stream)
+        in_bytes = n * PATCH_PIXELS * self._np_in.itemsize
+        cudart.memcpy_async(self._d_in.ptr, self._h_in.ptr, in_bytes, "h2d", stream)
+        self._enqueue(n, self._d_in.ptr, self._d_out.ptr, stream)
+        out_bytes = n * DESCRIPTOR_SIZE * 4
+        cudart.memcpy_async(self._h_out.ptr, self._d_out.ptr, out_bytes, "d2h", stream)
+
+    def _capture_graph(self, batch: int) -> None:
+        # TensorRT needs one execution with the final shapes before a capture, so that its
+        # deferred shape-dependent setup is not recorded into the graph.
+        self._h_in.array[:] = 0
+        self._enqueue_host(batch)
+        self.stream.synchronize()
+        graph = cudart.Graph(self.stream)
+        graph.begin()
+        try:
+            self._enqueue_host(batch)
+        finally:
+            graph.end()
+        self._graph = graph
+
+    # -- Describer -------------------------------------------------------------------------
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return self._infer_locked(batch)
+
+    def _infer_locked(self, batch: np.ndarray) -> np.ndarray:
+        if batch.dtype != self._np_in:
+            batch = np.rint(batch) if self._np_in == np.uint8 else batch
+            batch = batch.astype(self._np_in)
+        n = len(batch)
+        run = max(n, self.min_batch)  # a profile minimum above n: zero patches fill the rest
+        self._h_in.array[:n] = batch
+        self._h_in.array[n:run] = 0
+        if self._graph is not None and run == self.max_batch:
+            if self._shape_set != run:
+                self.context.set_input_shape(self._input, (run, 1, PATCH_SIZE, PATCH_SIZE))
+                self._shape_set = run
+            self._event.wait_on(int(self.stream))
+            self._graph.launch()
+            self._event.record(int(self.stream))
+        else:
+            self._enqueue_host(run)
+        self.stream.synchronize()
+        return self._h_out.array[:n].copy()
+
+    def _describe_device(
+        self, n: int, in_ptr: int, itemsize: int, out_ptr: int | None, stream: int
+    ) -> np.ndarray | None:
+        """Infer ``n`` device patches at ``in_ptr`` in chunks of ``max_batch`` on ``stream``.
+
+        With ``out_ptr`` the descriptors go there (device) and nothing is returned;
+        without it they come back to the host.
+        """
+        step = self.max_batch or n
+        host = None if out_ptr is not None else np.empty((n, DESCRIPTOR_SIZE), np.float32)
+        with self._lock:
+            for start in range(0, n, step):
+                m = min(step, n - start)
+                if m < self.min_batch:  # too few for the profile: go through the host path
+                    staged = np.empty((m, 1, PATCH_SIZE, PATCH_SIZE), self._np_in)
+                    cudart.stream_synchronize(stream)
+                    cudart.copy_device_to_host(staged, in_ptr + start * PATCH_PIXELS * itemsize)
+                    part = self._infer_locked(staged)
+                    if out_ptr is None:
+                        assert host is not None
+                        host[start : start + m] = part
+                    else:
+                        target = out_ptr + start * DESCRIPTOR_SIZE * 4
+                        cudart.memcpy_async(target, part.ctypes.data, part.nbytes, "h2d", stream)
+                        cudart.stream_synchronize(stream)
+                    continue
+                src = in_ptr + start * PATCH_PIXELS * itemsize
+                if out_ptr is not None:
+                    self._enqueue(m, src, out_ptr + start * DESCRIPTOR_SIZE * 4, stream)
+                else:
+                    assert host is not None
+                    self._enqueue(m, src, self._d_out.ptr, stream)
+                    cudart.memcpy_async(
+                        self._h_out.ptr, self._d_out.ptr, m * DESCRIPTOR_SIZE * 4, "d2h", stream
+                    )
+                    cudart.stream_synchronize(stream)
+                    host[start : start + m] = self._h_out.array[:m]
+        return host
+
+    def _describe_torch(self, patches: Any, stream: Any) -> Any:
+        import torch
+
+        if patches.device.type != "cuda":
+            return super()._describe_torch(patches, stream)
+        if patches.device.index not in (None, self._device_index):
+            raise ValueError(
+                f"patches are on {patches.device}, the engine runs on cuda:{self._device_index}"
+            )
+        batch = validate_torch_patches(patches)
+        torch_dtype = torch.uint8 if self.input_dtype == "uint8" else torch.float32
+        if batch.dtype != torch_dtype:
+            batch = batch.round() if torch_dtype == torch.uint8 else batch
+            batch = batch.to(torch_dtype)
+        batch = batch.contiguous()  # a no-op for contiguous input: read in place
+        n = batch.shape[0]
+        out = torch.empty((n, DESCRIPTOR_SIZE), dtype=torch.float32, device=patches.device)
+        if n == 0:
+            return out
+        handle = stream_handle(stream)
+        if handle is None:
+            handle = torch.cuda.current_stream(patches.device).cuda_stream
+        else:
+            # Tell torch's caching allocator these tensors are in use on the caller's stream.
+            external = torch.cuda.ExternalStream(handle, device=patches.device)
+            batch.record_stream(external)
+            out.record_stream(external)
+        self._describe_device(n, batch.data_ptr(), batch.element_size(), out.data_ptr(), handle)
+        return out
+
+    def _describe_cuda_array(self, patches: Any, stream: Any) -> Any:
+        iface = cuda_array_interface(patches)
+        assert iface is not None
+        shape, dtype = device_patch_shape(iface)
+        if dtype != self.input_dtype:
+            raise TypeError(
+                f"this engine takes {self.input_dtype} patches; device input is read in place, "
+                f"so convert it on the device first (got {dtype})"
+            )
+        n = shape[0]
+        if n == 0:
+            return np.zeros((0, DESCRIPTOR_SIZE), np.float32)
+        ptr = int(iface["data"][0])
+        owner = cudart.pointer_device(ptr)
+        if owner is None:
+            raise ValueError("__cuda_array_interface__ points to memory that is not on a GPU")
+        if owner != self._device_index:
+            raise ValueError(f"patches are on cuda:{owner}, the engine runs on {self.device}")
+        handle = stream_handle(stream)
+        if handle is None:
+            producer = iface.get("stream")
+            if isinstance(producer, int) and producer not in (0,):
+                # The producer's stream (1 = legacy default, 2 = per-thread default) must
+                # finish writing the array before the engine reads it.
+                cudart.stream_synchronize(producer)
+            handle = int(self.stream)
+        host = self._describe_device(n, ptr, np.dtype(dtype).itemsize, None, handle)
+        return host
+
+    def close(self) -> None:
+        """Free the graph, buffers and stream now rather than at garbage collection."""
+        with self._lock:
+            if self._graph is not None:
+                self._graph.destroy()
+                self._graph = None
+            for buffer in (self._d_in, self._d_out, self._h_in, self._h_out):
+                buffer.free()
+            self._event.destroy()
+            self.stream.destroy()

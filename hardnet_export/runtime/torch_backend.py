@@ -1,0 +1,209 @@
+"""PyTorch backend: ``.pt``/``.pth`` checkpoints on the CPU or a CUDA device.
+
+On CUDA it offers FP16 (the conv stack in half precision; the per-patch standardisation and
+the final L2 normalisation stay in FP32), channels-last memory layout and CUDA-graph replay
+of a fixed batch of ``max_batch`` patches (``torch.cuda.CUDAGraph``; other batch sizes run
+eagerly). Torch tensors on the model's device are used in place.
+
+Thread safety: eager inference is re-entrant; the CUDA-graph replay shares static buffers
+and runs under a lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardnet_export.runtime.base import DESCRIPTOR_SIZE, Describer, validate_torch_patches
+
+DEFAULT_MAX_BATCH = 1024
+
+
+class TorchDescriber(Describer):
+    """HardNet in PyTorch.
+
+    Options (``runtime.load(..., **options)``):
+        fp16: run the conv stack in float16 (CUDA only).
+        channels_last: channels-last memory layout (CUDA only; faster convs on tensor cores).
+        cuda_graph: replay a captured CUDA graph for batches of exactly ``max_batch``.
+        num_threads: torch intra-op threads on the CPU (process-wide ``torch.set_num_threads``).
+    """
+
+    backend = "torch"
+
+    def __init__(
+        self,
+        model: Any,
+        artifact: Path | None,
+        *,
+        device: str = "cpu",
+        max_batch: int | None = DEFAULT_MAX_BATCH,
+        fp16: bool = False,
+        channels_last: bool = False,
+        cuda_graph: bool = False,
+    ) -> None:
+        import torch
+
+        torch_device = torch.device(device)
+        on_cuda = torch_device.type == "cuda"
+        if (fp16 or channels_last or cuda_graph) and not on_cuda:
+            raise ValueError(
+                "fp16, channels_last and cuda_graph need device='cuda', got device="
+                f"{str(torch_device)!r}"
+            )
+        if cuda_graph and max_batch is None:
+            raise ValueError("cuda_graph replays a fixed batch: give max_batch")
+        super().__init__(
+            artifact,
+            precision="fp16" if fp16 else "fp32",
+            device=str(torch_device),
+            max_batch=max_batch,
+            input_dtype="float32",
+        )
+        self._torch_device = torch_device
+        self._fp16 = fp16
+        self._channels_last = channels_last
+        model = model.to(torch_device).eval()
+        if fp16:
+            model = model.half()
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self._lock = threading.Lock()
+        self._graph: Any = None
+        if cuda_graph:
+            self._capture_graph()
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | None,
+        *,
+        device: str | None = None,
+        max_batch: int | None = None,
+        num_threads: int | None = None,
+        **options: Any,
+    ) -> TorchDescriber:
+        """Load a checkpoint (``None``: the shipped model) on ``device`` (default: CUDA if
+        available, else CPU)."""
+        try:
+            import torch
+        except ImportError as exc:
+            raise ImportError(
+                "the torch backend (.pt/.pth) needs PyTorch: pip install 'hardnet-export[train]'"
+            ) from exc
+        from hardnet_export.model import load_model
+
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device={device!r} asked for, but PyTorch sees no CUDA device")
+        elif not (device == "cpu" or device.startswith("cuda")):
+            raise ValueError(f"the torch backend runs on 'cpu' or 'cuda[:N]', got {device!r}")
+        model = load_model(path)
+        return cls(
+            model,
+            path,
+            device=device,
+            max_batch=DEFAULT_MAX_BATCH if max_batch is None else max_batch,
+            **options,
+        )
+
+    def _forward(self, x: Any) -> Any:
+        """Descriptors of a batch already on the model's device.
+
+        Shape:
+            - x: (n, 1, 32, 32) uint8 or float.
+            - Output: (n, 128) float32.
+        """
+        import torch
+
+        from hardnet_export.model import HardNet
+
+        x = HardNet.standardize(x.float())
+        if self._fp16:
+            x = x.half()
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = self.model.features(x).float().reshape(x.shape[0], DESCRIPTOR_SIZE)
+        return y / torch.sqrt((y * y).sum(dim=1, keepdim=True) + 1e-10)
+
+    def _capture_graph(self) -> None:
+        import torch
+
+        assert self.max_batch is not None
+        self._static_in = torch.zeros(
+            (self.max_batch, 1, 32, 32), dtype=torch.float32, device=self._torch_device
+        )
+        side = torch.cuda.Stream(self._torch_device)
+        side.wait_stream(torch.cuda.current_stream(self._torch_device))
+        with torch.inference_mode(), torch.cuda.stream(side):
+            for _ in range(2):  # warm-up outside the capture, as cuDNN autotuning allocates
+                self._forward(self._static_in)
+        torch.cuda.current_stream(self._torch_device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph):
+            self._static_out = self._forward(self._static_in)
+        self._graph = graph
+
+    def _run(self, x: Any) -> Any:
+        """Run a device batch of at most ``max_batch``; graph replay when it is exactly full."""
+        import torch
+
+        if self._graph is not None and x.shape[0] == self.max_batch:
+            with self._lock:
+                self._static_in.copy_(x)
+                self._graph.replay()
+                return self._static_out.clone()
+        with torch.inference_mode():
+            return self._forward(x)
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(batch).to(self._torch_device, non_blocking=False)
+        return self._run(x).cpu().numpy()
+
+    def _describe_torch(self, patches: Any, stream: Any) -> Any:
+        import torch
+
+        batch = validate_torch_patches(patches)
+        if batch.shape[0] == 0:
+            return torch.zeros((0, DESCRIPTOR_SIZE), dtype=torch.float32, device=patches.device)
+        x = batch.detach().to(self._torch_device)
+        step = self.max_batch or x.shape[0]
+        context = (
+            torch.cuda.stream(_as_torch_stream(stream, self._torch_device))
+            if stream is not None and self._torch_device.type == "cuda"
+            else contextlib.nullcontext()
+        )
+        with context:
+            chunks = [self._run(x[i : i + step]) for i in range(0, x.shape[0], step)]
+        out = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+        return out.to(patches.device)
+
+    def _describe_cuda_array(self, patches: Any, stream: Any) -> Any:
+        """Device arrays (CuPy, Numba, ...) are read in place as torch tensors; numpy out."""
+        if self._torch_device.type != "cuda":
+            return super()._describe_cuda_array(patches, stream)
+        import torch
+
+        tensor = torch.as_tensor(patches, device=self._torch_device)
+        return self._describe_torch(tensor, stream).cpu().numpy()
+
+
+def _as_torch_stream(stream: Any, device: Any) -> Any:
+    import torch
+
+    from hardnet_export.runtime.base import stream_handle
+
+    if isinstance(stream, torch.cuda.Stream):
+        return stream
+    handle = stream_handle(stream)
+    return torch.cuda.ExternalStream(handle, device=device)

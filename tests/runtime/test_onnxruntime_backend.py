@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hardnet_export import runtime
+from hardnet_export.runtime.onnxruntime_backend import choose_providers
+
+ALL = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def names(chosen: list[tuple[str, dict]]) -> list[str]:
+    return [name for name, _ in chosen]
+
+
+def test_provider_choice_by_device() -> None:
+    assert names(choose_providers("cpu", ALL, cuda_devices=1)) == ["CPUExecutionProvider"]
+    assert names(choose_providers("cuda", ALL, cuda_devices=1)) == ALL[1:]
+    assert names(choose_providers("tensorrt", ALL, cuda_devices=1)) == ALL
+    assert names(choose_providers(None, ALL, cuda_devices=1)) == ALL[1:]
+    assert names(choose_providers(None, ALL, cuda_devices=0)) == ["CPUExecutionProvider"]
+    chosen = choose_providers(
+        "cuda:1", ALL, cuda_devices=2, provider_options={"CUDAExecutionProvider": {"a": 1}}
+    )
+    assert chosen[0] == ("CUDAExecutionProvider", {"device_id": 1, "a": 1})
+    assert chosen[1] == ("CPUExecutionProvider", {})
+
+
+def test_provider_errors() -> None:
+    with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
+        choose_providers("cuda", ["CPUExecutionProvider"], cuda_devices=0)
+    with pytest.raises(ValueError, match="'cpu', 'cuda"):
+        choose_providers("tpu", ALL, cuda_devices=0)
+
+
+def test_session_options(onnx_model: Path) -> None:
+    d = runtime.load(
+        onnx_model,
+        device="cpu",
+        intra_op_num_threads=1,
+        inter_op_num_threads=1,
+        graph_optimization_level="basic",
+    )
+    assert d.providers == ["CPUExecutionProvider"]
+    assert d.describe(np.zeros((2, 32, 32), np.uint8)).shape == (2, 128)
+    with pytest.raises(ValueError, match="graph_optimization_level"):
+        runtime.load(onnx_model, graph_optimization_level="max")
+
+
+def test_truncated_onnx_names_the_file(onnx_model: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "truncated.onnx"
+    broken.write_bytes(onnx_model.read_bytes()[:2000])
+    with pytest.raises(ValueError, match="truncated.onnx.*not a readable ONNX model"):
+        runtime.load(broken)
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.onnx"):
+        runtime.load(empty)
+
+
+def test_metadata_precision_and_fixed_batch(checkpoint: Path, tmp_path: Path) -> None:
+    import warnings
+
+    import onnx
+    import torch
+
+    from hardnet_export.model import load_model
+
+    path = tmp_path / "fixed.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            load_model(checkpoint),
+            (torch.zeros(8, 1, 32, 32),),
+            str(path),
+            input_names=["patches"],
+            output_names=["descriptors"],
+            dynamo=False,
+        )
+    graph = onnx.load(str(path))
+    graph.metadata_props.add(key="precision", value="fp16")
+    onnx.save(graph, str(path))
+    d = runtime.load(path)
+    assert d.precision == "fp16" and d.max_batch == 8 and d.input_dtype == "float32"
+    x = np.random.default_rng(0).integers(0, 256, (19, 32, 32), dtype=np.uint8)
+    out = d.describe(x)  # 8 + 8 + 3 (zero-padded to 8)
+    np.testing.assert_allclose(out[16:], d.describe(x[16:]), atol=1e-5)
+    with pytest.raises(ValueError, match="fixed batch of 8"):
+        runtime.load(path, max_batch=4)
+
+
+def test_not_a_hardnet_graph(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Identity", ["x"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+    )
+    path = tmp_path / "identity.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(ValueError, match="not a HardNet graph"):
+        runtime.load(path)
