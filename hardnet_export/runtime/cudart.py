@@ -2,7 +2,7 @@
 
 cuda-python returns ``(error, *values)`` tuples; :func:`check` turns a failure into a
 RuntimeError naming the call. Everything imports ``cuda.bindings`` lazily, so this module
-loads on a machine without it, and the probes (:func:`device_count`) answer 0 there.
+loads on a machine without it. Device and TensorRT probes live in ``hardnet_export._cuda``.
 """
 
 from __future__ import annotations
@@ -41,24 +41,6 @@ def check(result: Any, call: str) -> Any:
     if not values:
         return None
     return values[0] if len(values) == 1 else values
-
-
-def device_count() -> int:
-    """CUDA devices usable through the driver; 0 without cuda-python, a driver or a GPU."""
-    try:
-        runtime = _runtime()
-        err, count = runtime.cudaGetDeviceCount()
-    except Exception:
-        return 0
-    return int(count) if int(err) == 0 else 0
-
-
-def device_properties(index: int) -> tuple[str, str]:
-    """Name and compute capability (``"8.6"``) of CUDA device ``index``."""
-    runtime = _runtime()
-    props = check(runtime.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
-    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else props.name
-    return name.rstrip("\x00").strip(), f"{props.major}.{props.minor}"
 
 
 def set_device(index: int) -> None:

@@ -174,7 +174,7 @@ class OnnxRuntimeDescriber(Describer):
                 f"got {graph_optimization_level!r}"
             )
         ort = _import_onnxruntime()
-        from hardnet_export.runtime.cudart import device_count
+        from hardnet_export._cuda import cuda_device_count
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_num_threads
@@ -187,7 +187,7 @@ class OnnxRuntimeDescriber(Describer):
         }[graph_optimization_level]
         options.graph_optimization_level = level
         available = list(ort.get_available_providers())
-        cuda = device_count() if device is None else 0
+        cuda = cuda_device_count() if device is None else 0
         chosen = choose_providers(
             device, available, cuda_devices=cuda, provider_options=provider_options
         )

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hardnet_export._cuda import device_properties, require_tensorrt
 from hardnet_export.runtime import cudart
 from hardnet_export.runtime.base import (
     DESCRIPTOR_SIZE,
@@ -151,21 +152,6 @@ def check_engine_sidecar(
     return sidecar
 
 
-def _check_tensorrt_installed() -> None:
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise ImportError(
-            "the tensorrt backend (.engine) needs TensorRT: pip install 'hardnet-export[trt]'"
-        ) from exc
-    # tensorrt-stubs alone makes `import tensorrt` succeed as an empty namespace package.
-    if not hasattr(tensorrt, "Runtime"):
-        raise ImportError(
-            "the tensorrt backend (.engine) needs TensorRT, but only its type stubs are "
-            "installed: pip install 'hardnet-export[trt]'"
-        )
-
-
 def _device_index(device: str | None) -> int:
     if device is None or device == "cuda":
         return 0
@@ -276,8 +262,7 @@ class TensorRTDescriber(Describer):
 
         Raises:
             FileNotFoundError: no engine file.
-            RuntimeError: no CUDA device.
-            ImportError: TensorRT is not installed.
+            MissingDependencyError (a RuntimeError): no CUDA device or no TensorRT.
             EngineMismatchError: built for another TensorRT version or GPU, or unreadable.
         """
         if path is None:
@@ -289,25 +274,18 @@ class TensorRTDescriber(Describer):
         if not path.is_file():
             raise FileNotFoundError(f"TensorRT engine not found: {path}")
         index = _device_index(device)
-        # No TensorRT object may exist without a CUDA device: it can crash the process later.
-        count = cudart.device_count()
-        if count == 0:
-            raise RuntimeError(
-                f"the tensorrt backend needs a CUDA device and none is visible; "
-                f"run {path.name} on a GPU machine or use the .onnx graph on the CPU"
-            )
-        if index >= count:
-            raise ValueError(f"device cuda:{index} asked for, but there are {count} CUDA devices")
-        _check_tensorrt_installed()
+        # No TensorRT object may exist without a CUDA device (it can crash the process
+        # later): require_tensorrt checks the device and the installation, creating nothing.
+        require_tensorrt(index, purpose="running a TensorRT engine")
         import tensorrt as trt
 
         cudart.set_device(index)
-        gpu_name, capability = cudart.device_properties(index)
+        gpu = device_properties(index)
         sidecar = check_engine_sidecar(
             path,
             tensorrt_version=trt.__version__,
-            gpu_name=gpu_name,
-            compute_capability=capability,
+            gpu_name=gpu["name"],
+            compute_capability=gpu["compute_capability"],
         )
         logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(logger)
@@ -316,7 +294,7 @@ class TensorRTDescriber(Describer):
         engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             raise EngineMismatchError(
-                f"TensorRT {trt.__version__} could not deserialise {path} on {gpu_name} (it is "
+                f"TensorRT {trt.__version__} could not deserialise {path} on {gpu['name']} (it is "
                 "corrupt, or was built for another TensorRT version or GPU; see the TensorRT "
                 f"log above). Rebuild it: {rebuild_command(path, sidecar)}"
             )

@@ -26,26 +26,17 @@ def checkpoint(model_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def onnx_model(checkpoint: Path, model_dir: Path) -> Path:
-    """The same weights as an ONNX graph with a dynamic batch and uint8 input."""
-    import warnings
+    """The same weights exported by the project's exporter: FP32, dynamic batch, uint8 input."""
+    from hardnet_export.export.onnx import export_onnx
 
-    import torch
+    return export_onnx(checkpoint, model_dir / "random.fp32.onnx", parity=False)
 
-    from hardnet_export.model import load_model
 
-    path = model_dir / "random.fp32.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            load_model(checkpoint),
-            (torch.zeros(2, 1, 32, 32, dtype=torch.uint8),),
-            str(path),
-            input_names=["patches"],
-            output_names=["descriptors"],
-            dynamic_axes={"patches": {0: "batch"}, "descriptors": {0: "batch"}},
-            dynamo=False,
-        )
-    return path
+@pytest.fixture(scope="session")
+def onnx_fp16_model(checkpoint: Path, model_dir: Path) -> Path:
+    from hardnet_export.export.onnx import export_onnx
+
+    return export_onnx(checkpoint, model_dir / "random.fp16.onnx", precision="fp16", parity=False)
 
 
 @pytest.fixture(scope="session")

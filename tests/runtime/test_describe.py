@@ -41,7 +41,7 @@ def test_matches_pytorch(describer: Describer, patches: np.ndarray, reference: n
 
 def test_reports_what_it_runs(describer: Describer) -> None:
     assert describer.device == "cpu"
-    assert describer.precision in ("fp32", "unknown")
+    assert describer.precision == "fp32"
     assert describer.max_batch == 16
     assert describer.backend in repr(describer) or type(describer).__name__ in repr(describer)
 
@@ -138,6 +138,15 @@ def test_compute_rejects_bad_input(describer: Describer) -> None:
         describer.compute(np.zeros((40, 40), np.float32), np.zeros((1, 2)))
     with pytest.raises(ValueError, match=r"\(K, 2\) or \(K, 4\)"):
         describer.compute(np.zeros((40, 40), np.uint8), np.zeros((1, 3)))
+
+
+def test_fp16_graph_on_onnxruntime(
+    onnx_fp16_model: Path, patches: np.ndarray, reference: np.ndarray
+) -> None:
+    d = runtime.load(onnx_fp16_model)
+    assert d.precision == "fp16"
+    sim = cosine(d.describe(patches), reference)
+    assert sim.mean() >= 0.999 and sim.min() >= 0.99
 
 
 def test_max_batch_must_be_positive(checkpoint: Path) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hardnet_export import runtime
-from hardnet_export.runtime import cudart
+from hardnet_export._cuda import cuda_device_count
 from hardnet_export.runtime.tensorrt_backend import (
     EngineMismatchError,
     check_engine_sidecar,
@@ -129,10 +129,10 @@ def test_sidecar_check_needs_no_tensorrt(tmp_path: Path) -> None:
     assert result.stdout.strip() == "False False True"
 
 
-@pytest.mark.skipif(cudart.device_count() > 0, reason="checks the no-GPU path")
+@pytest.mark.skipif(cuda_device_count() > 0, reason="checks the no-GPU path")
 def test_no_cuda_device_is_a_clear_error_before_tensorrt(tmp_path: Path) -> None:
     engine = write_engine(tmp_path, tensorrt_version="10.13.0.35")
-    with pytest.raises(RuntimeError, match="needs a CUDA device"):
+    with pytest.raises(RuntimeError, match="needs TensorRT and a CUDA device"):
         runtime.load(engine)
     assert "tensorrt" not in sys.modules or not hasattr(sys.modules["tensorrt"], "Runtime")
 
