@@ -168,21 +168,112 @@ def bench() -> None:
 
 
 @app.command()
-def describe() -> None:
+def describe(
+    images: list[Path] = typer.Argument(..., help="Image files (any format OpenCV reads)."),
+    out: Path = typer.Option(..., "-o", "--out", help="The .npz file to write."),
+    model: Path | None = typer.Option(
+        None, "--model", help="Model artifact (.pth, .onnx, .engine); omitted: the shipped one."
+    ),
+    detector: str = typer.Option("sift", help="Keypoint detector: sift, orb or fast."),
+    max_keypoints: int = typer.Option(2000, help="Strongest keypoints kept per image."),
+    keypoints: Path | None = typer.Option(
+        None, "--keypoints", help="A .npy of (K, 2) or (K, 4) keypoints used for every image."
+    ),
+    device: str | None = typer.Option(None, help="cpu, cuda, cuda:N (default: best)."),
+) -> None:
     """Detect keypoints in images and describe them.
 
-    Example: hardnet-export describe a.png b.png -o descriptors.npz
+    The .npz holds keypoints_i (K, 4: x, y, size, angle) and descriptors_i (K, 128) for
+    image i, and the image paths under 'images'.
+
+    Example: hardnet-export describe a.png b.png --model model.fp32.onnx -o descriptors.npz
     """
-    _not_built("describe")
+    from hardnet_export import runtime
+    from hardnet_export._progress import track
+    from hardnet_export.runtime.features import (
+        describe_image,
+        load_keypoints_file,
+        save_features,
+    )
+    from hardnet_export.runtime.images import read_image
+
+    given = load_keypoints_file(keypoints) if keypoints is not None else None
+    describer = runtime.load(model, device=device)
+    features = [
+        describe_image(
+            describer,
+            read_image(path),
+            detector=detector,
+            max_keypoints=max_keypoints,
+            keypoints=given,
+        )
+        for path in track(images, len(images), "describing", unit="img", enabled=len(images) > 1)
+    ]
+    save_features(out, images, features)
+    for path, (kps, _) in zip(images, features, strict=True):
+        typer.echo(f"{path}: {len(kps)} keypoints")
+    typer.echo(f"wrote {out} ({describer.backend}, {describer.precision}, {describer.device})")
 
 
 @app.command()
-def match() -> None:
+def match(
+    image1: Path = typer.Argument(..., help="First image."),
+    image2: Path = typer.Argument(..., help="Second image."),
+    out: Path = typer.Option(..., "-o", "--out", help="The PNG of inlier matches to write."),
+    model: Path | None = typer.Option(
+        None, "--model", help="Model artifact (.pth, .onnx, .engine); omitted: the shipped one."
+    ),
+    descriptor: str = typer.Option("hardnet", help="hardnet, or sift for comparison."),
+    detector: str = typer.Option("sift", help="Keypoint detector: sift, orb or fast."),
+    geometry: str = typer.Option("homography", help="homography or fundamental."),
+    max_keypoints: int = typer.Option(2000, help="Strongest keypoints kept per image."),
+    ratio: float = typer.Option(0.8, help="Ratio-test threshold."),
+    threshold: float = typer.Option(3.0, help="RANSAC inlier threshold in pixels."),
+    device: str | None = typer.Option(None, help="cpu, cuda, cuda:N (default: best)."),
+) -> None:
     """Match two images and draw the inliers.
 
-    Example: hardnet-export match left.png right.png -o matches.png
+    Mutual nearest neighbours with a ratio test, then RANSAC (USAC MAGSAC++ when OpenCV has
+    it). --descriptor sift runs OpenCV's SIFT descriptor on the same keypoints.
+
+    Example: hardnet-export match left.png right.png --model model.fp32.onnx -o matches.png
     """
-    _not_built("match")
+    import cv2
+
+    from hardnet_export import runtime
+    from hardnet_export._io import atomic_write_bytes
+    from hardnet_export.runtime.base import Describer
+    from hardnet_export.runtime.images import read_image
+    from hardnet_export.runtime.matching import draw_matches, match_images
+
+    if descriptor not in ("hardnet", "sift"):
+        raise ValueError(f"--descriptor must be hardnet or sift, got {descriptor!r}")
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"-o must name a .png file, got {out}")
+    first, second = read_image(image1), read_image(image2)
+    describer: Describer | str = (
+        runtime.load(model, device=device) if descriptor == "hardnet" else "sift"
+    )
+    result = match_images(
+        first,
+        second,
+        describer,
+        detector=detector,
+        max_keypoints=max_keypoints,
+        geometry=geometry,
+        ratio=ratio,
+        threshold=threshold,
+    )
+    ok, png = cv2.imencode(".png", draw_matches(first, second, result))
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the match image")
+    atomic_write_bytes(out, png.tobytes())
+    typer.echo(
+        f"{descriptor}: {len(result.keypoints1)} / {len(result.keypoints2)} keypoints, "
+        f"{len(result.matches)} matches, {result.n_inliers} inliers "
+        f"(inlier ratio {result.inlier_ratio:.3f}, {geometry})"
+    )
+    typer.echo(f"wrote {out}")
 
 
 @app.command()

@@ -1,0 +1,97 @@
+"""`hardnet-export describe` and `match` end to end, on small real photos."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hardnet_export", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    import skimage.data
+
+    folder = tmp_path_factory.mktemp("photos")
+    gray = cv2.resize(
+        cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY), (200, 200), cv2.INTER_AREA
+    )
+    rotated = cv2.warpAffine(gray, cv2.getRotationMatrix2D((100, 100), 20, 1.0), (200, 200))
+    cv2.imwrite(str(folder / "a.png"), gray)
+    cv2.imwrite(str(folder / "b.png"), rotated)
+    return folder / "a.png", folder / "b.png"
+
+
+def test_describe_writes_npz(photos: tuple[Path, Path], onnx_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "f.npz"
+    args = ("describe", *map(str, photos), "--model", str(onnx_model), "--max-keypoints", "50")
+    result = run_cli(*args, "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    data = np.load(out)
+    assert list(data["images"]) == [str(p) for p in photos]
+    for i in range(2):
+        kps, desc = data[f"keypoints_{i}"], data[f"descriptors_{i}"]
+        assert kps.shape[1] == 4 and 0 < len(kps) <= 50 and desc.shape == (len(kps), 128)
+        np.testing.assert_allclose(np.linalg.norm(desc, axis=1), 1.0, atol=1e-4)
+
+
+def test_describe_given_keypoints(
+    photos: tuple[Path, Path], onnx_model: Path, tmp_path: Path
+) -> None:
+    given = tmp_path / "kps.npy"
+    np.save(given, np.array([[10.0, 20.0], [0.0, 0.0], [199.0, 199.0]]))
+    out = tmp_path / "f.npz"
+    result = run_cli(
+        "describe", str(photos[0]), "--model", str(onnx_model), "--keypoints", str(given),
+        "--detector", "orb", "-o", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert np.load(out)["descriptors_0"].shape == (3, 128)  # border keypoints kept
+
+
+@pytest.mark.parametrize("descriptor", ["hardnet", "sift"])
+def test_match_draws_inliers(
+    photos: tuple[Path, Path], onnx_model: Path, tmp_path: Path, descriptor: str
+) -> None:
+    out = tmp_path / "m.png"
+    result = run_cli(
+        "match", *map(str, photos), "--model", str(onnx_model), "--descriptor", descriptor,
+        "--max-keypoints", "300", "-o", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"{descriptor}:" in result.stdout and "inliers" in result.stdout
+    inliers = int(result.stdout.split(" inliers")[0].split()[-1])
+    assert inliers >= 20
+    assert cv2.imread(str(out)).shape == (200, 400, 3)
+
+
+def test_cli_errors_are_one_sentence(
+    photos: tuple[Path, Path], onnx_model: Path, tmp_path: Path
+) -> None:
+    bad_npy = tmp_path / "bad.npy"
+    np.save(bad_npy, np.zeros((3, 3)))
+    model = ("--model", str(onnx_model))
+    npz, png = ("-o", str(tmp_path / "x.npz")), ("-o", str(tmp_path / "m.png"))
+    a, pair = str(photos[0]), tuple(map(str, photos))
+    cases = [
+        (("describe", str(tmp_path / "no.png"), *model, *npz), "not found"),
+        (("describe", a, *model, "--detector", "surf", *npz), "surf"),
+        (("describe", a, *model, "--keypoints", str(bad_npy), *npz), "(K, 2)"),
+        (("match", *pair, *model, "--geometry", "affine", *png), "affine"),
+        (("match", *pair, *model, "--descriptor", "orb", *png), "orb"),
+        (("match", *pair, "--model", str(tmp_path / "none.onnx"), *png), "not found"),
+    ]
+    for args, message in cases:
+        result = run_cli(*args)
+        assert result.returncode != 0, args
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not list(tmp_path.glob("x.npz")) and not list(tmp_path.glob("m.png"))
