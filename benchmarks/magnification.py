@@ -1,0 +1,197 @@
+"""Choose ``compute``'s magnification by measurement: HardNet vs SIFT on a real stereo pair.
+
+Keypoints: OpenCV SIFT detections in the left and right Middlebury motorcycle images
+(``skimage.data.stereo_motorcycle``, never used for training). Ground truth: a left keypoint
+at (x, y) with a known, unoccluded disparity d should match a right keypoint near
+(x - d, y). Each descriptor is matched by mutual nearest neighbour (no ratio test) and we
+report, over left keypoints with ground truth:
+
+- ``mnn@T``: the fraction whose mutual nearest neighbour lies within T px of the truth
+  (the figure to beat);
+- ``precision@T``: correct among the mutual nearest neighbours found;
+- ``repeatable@T`` (descriptor-independent): the fraction that has any right keypoint
+  within T px, an upper bound for ``mnn@T``.
+
+SIFT's own descriptor (``cv2.SIFT.compute`` on the same keypoints) is the reference; HardNet
+runs ``Describer.compute`` at each magnification (support side = magnification x
+KeyPoint.size). Writes benchmarks/results/magnification.{md,json}.
+
+Usage::
+
+    python benchmarks/magnification.py                     # the shipped model
+    python benchmarks/magnification.py --model model.fp32.onnx --magnifications 4,6,8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from hardnet_export._io import atomic_write_text, sha256_file
+from hardnet_export.runtime import load
+from hardnet_export.runtime.keypoints import keypoints_as_array
+from hardnet_export.runtime.matching import describe_with, match_descriptors
+
+DEFAULT_MAGNIFICATIONS = (3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 16.0)
+THRESHOLDS = (2.0, 3.0)
+
+
+def ground_truth(left_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Expected right positions of left keypoints and which of them have ground truth.
+
+    Shape:
+        - left_xy: (K, 2) x, y.
+        - Output: (K, 2) right x, y; (K,) bool.
+    """
+    from hardnet_export.data.stereo import load_motorcycle, visible_mask
+
+    _, _, disparity = load_motorcycle()
+    visible = visible_mask(disparity)
+    h, w = disparity.shape
+    col = np.clip(np.rint(left_xy[:, 0]).astype(int), 0, w - 1)
+    row = np.clip(np.rint(left_xy[:, 1]).astype(int), 0, h - 1)
+    valid = visible[row, col]
+    expected = left_xy.astype(np.float64).copy()
+    expected[valid, 0] -= disparity[row[valid], col[valid]]
+    return expected, valid
+
+
+def score(
+    matches: np.ndarray, right_xy: np.ndarray, expected: np.ndarray, valid: np.ndarray
+) -> dict[str, float]:
+    """mnn@T and precision@T of (left, right) index pairs against the ground truth."""
+    m = matches[valid[matches[:, 0]]]
+    error = np.linalg.norm(right_xy[m[:, 1]] - expected[m[:, 0]], axis=1)
+    out: dict[str, float] = {}
+    for t in THRESHOLDS:
+        correct = int((error <= t).sum())
+        out[f"mnn@{t:g}"] = correct / max(int(valid.sum()), 1)
+        out[f"precision@{t:g}"] = correct / max(len(m), 1)
+    return out
+
+
+def run(
+    model: str | None, magnifications: list[float], max_keypoints: int, device: str | None
+) -> dict[str, Any]:
+    from hardnet_export.data.stereo import load_motorcycle
+
+    left, right, _ = load_motorcycle()
+    sift = cv2.SIFT_create(nfeatures=max_keypoints)
+    kps_l, kps_r = list(sift.detect(left, None)), list(sift.detect(right, None))
+    xy_l = keypoints_as_array(kps_l)[:, :2].astype(np.float64)
+    xy_r = keypoints_as_array(kps_r)[:, :2].astype(np.float64)
+    expected, valid = ground_truth(xy_l)
+    nearest = np.linalg.norm(expected[:, None] - xy_r[None], axis=2).min(1)
+    repeatable = {f"repeatable@{t:g}": float((nearest[valid] <= t).mean()) for t in THRESHOLDS}
+
+    rows: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    matches = match_descriptors(
+        describe_with("sift", left, kps_l), describe_with("sift", right, kps_r), ratio=None
+    )
+    rows.append(
+        {"descriptor": "sift", "magnification": None, **score(matches, xy_r, expected, valid)}
+    )
+    describer = load(model, device=device)
+    for mag in magnifications:
+        d_l = describer.compute(left, kps_l, magnification=mag)[1]
+        d_r = describer.compute(right, kps_r, magnification=mag)[1]
+        matches = match_descriptors(d_l, d_r, ratio=None)
+        rows.append(
+            {"descriptor": "hardnet", "magnification": mag, **score(matches, xy_r, expected, valid)}
+        )
+        print(f"magnification {mag:g}: mnn@3 {rows[-1]['mnn@3']:.3f}", file=sys.stderr)
+    hardnet = [r for r in rows if r["descriptor"] == "hardnet"]
+    best = max(hardnet, key=lambda r: (r["mnn@3"] + r["mnn@2"], -r["magnification"]))
+    artifact = Path(str(describer.artifact)) if describer.artifact else None
+    return {
+        "pair": "Middlebury motorcycle (skimage.data.stereo_motorcycle), left -> right",
+        "keypoints": {
+            "detector": f"cv2.SIFT_create(nfeatures={max_keypoints}).detect",
+            "left": len(kps_l),
+            "right": len(kps_r),
+            "left_with_ground_truth": int(valid.sum()),
+            **repeatable,
+        },
+        "model": {
+            "artifact": str(artifact) if artifact else "shipped",
+            "sha256": sha256_file(artifact) if artifact and artifact.is_file() else None,
+            "backend": describer.backend,
+            "precision": describer.precision,
+            "device": describer.device,
+        },
+        "rows": rows,
+        "best_magnification": best["magnification"],
+        "beats_sift": best["mnn@3"] >= rows[0]["mnn@3"] and best["mnn@2"] >= rows[0]["mnn@2"],
+        "seconds": round(time.perf_counter() - start, 1),
+        "machine": f"{platform.machine()}, {platform.python_version()}, opencv {cv2.__version__}",
+    }
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    kp = result["keypoints"]
+    cols = [f"{m}@{t:g}" for m in ("mnn", "precision") for t in THRESHOLDS]
+    lines = [
+        "# Magnification sweep: HardNet vs SIFT on the motorcycle stereo pair",
+        "",
+        f"Keypoints: {kp['detector']}: {kp['left']} left, {kp['right']} right, "
+        f"{kp['left_with_ground_truth']} left with ground truth. Repeatable (any right "
+        f"keypoint within 2 / 3 px of the truth): {kp['repeatable@2']:.3f} / "
+        f"{kp['repeatable@3']:.3f}.",
+        f"Model: {result['model']['artifact']} ({result['model']['backend']}, "
+        f"{result['model']['precision']}, {result['model']['device']}).",
+        "Matching: mutual nearest neighbour, no ratio test. mnn@T: fraction of left keypoints "
+        "with ground truth whose match lies within T px of it; precision@T: correct / matches.",
+        "",
+        "| descriptor | magnification | " + " | ".join(cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
+    for row in result["rows"]:
+        mag = "-" if row["magnification"] is None else f"{row['magnification']:g}"
+        values = " | ".join(f"{row[c]:.3f}" for c in cols)
+        lines.append(f"| {row['descriptor']} | {mag} | {values} |")
+    verdict = "matches at least as well as" if result["beats_sift"] else "does NOT beat"
+    lines += [
+        "",
+        f"Best magnification: {result['best_magnification']:g} (HardNet {verdict} SIFT there).",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None, help="artifact (default: the shipped model)")
+    parser.add_argument(
+        "--magnifications",
+        default=",".join(f"{m:g}" for m in DEFAULT_MAGNIFICATIONS),
+        help="comma-separated values to sweep",
+    )
+    parser.add_argument("--max-keypoints", type=int, default=2000)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+    mags = [float(v) for v in args.magnifications.split(",") if v.strip()]
+    result = run(args.model, mags, args.max_keypoints, args.device)
+    given = sys.argv[1:] if argv is None else argv
+    result["command"] = " ".join(["python benchmarks/magnification.py", *given])
+    markdown = to_markdown(result)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out_dir / "magnification.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(args.out_dir / "magnification.md", markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
