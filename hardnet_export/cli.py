@@ -131,21 +131,65 @@ def onnx(
     input_dtype: str = typer.Option("uint8", help="Graph input: uint8 or float32 (0..255)."),
     opset: int = typer.Option(18, help="ONNX opset (>= 18)."),
     parity: bool = typer.Option(True, help="Compare with PyTorch at batch 1, 7, 300."),
+    int8_target: str = typer.Option(
+        "tensorrt", help="int8: tensorrt (symmetric int8) or cpu (uint8, fastest on ORT CPU)."
+    ),
+    calibration: str = typer.Option(
+        "builtin", help="int8: builtin, a .npy of patches, a PhotoTour or HPatches folder."
+    ),
+    calibration_size: int = typer.Option(1024, help="int8: calibration patches."),
+    calibration_seed: int = typer.Option(0, help="int8: seed of the calibration draw."),
+    calibration_method: str = typer.Option("minmax", help="int8: minmax, entropy, percentile."),
+    save_calibration: Path | None = typer.Option(
+        None, help="int8: save the calibration set (.npy) for a reproducible build."
+    ),
+    max_fpr95_loss: float = typer.Option(
+        1.0, help="int8 gate: most FPR95 percentage points lost vs fp32 on held-out pairs."
+    ),
+    force: bool = typer.Option(False, help="int8: write the graph even if the gate fails."),
 ) -> None:
     """Export a checkpoint to ONNX (fp32, fp16, int8).
 
     Example: hardnet-export onnx weights.pth -o model.fp32.onnx --precision fp32
+
+    Example: hardnet-export onnx weights.pth -o model.int8-tensorrt.onnx --precision int8
     """
     from hardnet_export.export.metadata import read_metadata
     from hardnet_export.export.onnx import export_onnx
     from hardnet_export.export.parity import format_parity
 
+    int8 = None
+    if precision == "int8":
+        from hardnet_export.calibration.quantize import Int8Options
+
+        int8 = Int8Options(
+            target=int8_target,
+            method=calibration_method,
+            calibration=calibration,
+            calibration_size=calibration_size,
+            seed=calibration_seed,
+            save_calibration=save_calibration,
+            max_fpr95_loss=max_fpr95_loss,
+            force=force,
+            progress=True,
+        )
     path = export_onnx(
-        weights, out, precision=precision, input_dtype=input_dtype, opset=opset, parity=parity
+        weights,
+        out,
+        precision=precision,
+        input_dtype=input_dtype,
+        opset=opset,
+        parity=parity,
+        int8=int8,
     )
     meta = read_metadata(path)
     if "parity" in meta:
         typer.echo(format_parity(meta["parity"], title=f"{precision} ONNX Runtime vs PyTorch"))
+    if "int8_gate" in meta:
+        from hardnet_export.calibration.gate import GateResult
+
+        typer.echo(GateResult(**meta["int8_gate"]).summary())
+        typer.echo(f"calibration set sha256 {meta['calibration_sha256']}")
     typer.echo(f"wrote {path} ({precision}, input {input_dtype})")
 
 

@@ -94,6 +94,7 @@ def export_onnx(
         from hardnet_export.calibration.quantize import Int8Options, quantize_int8
 
         proto, extra = quantize_int8(proto, int8 or Int8Options())
+    proto.producer_name, proto.producer_version = meta_keys.PRODUCER, __version__
     check_graph(proto)
 
     values: dict[str, Any] = {

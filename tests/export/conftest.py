@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hardnet_export import HardNet, save_checkpoint
-from hardnet_export.export.onnx import export_onnx
+from hardnet_export.export.onnx import default_parity_patches, export_onnx
 
 
 @pytest.fixture(scope="session")
@@ -21,8 +21,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def parity_patches() -> np.ndarray:
-    rng = np.random.default_rng(0)
-    return rng.integers(0, 256, (300, 32, 32), dtype=np.uint8)
+    # 300 real patches from the held-out built-in photos (the export's default parity set).
+    return default_parity_patches()[0]
 
 
 @pytest.fixture(scope="session")

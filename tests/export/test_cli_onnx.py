@@ -4,6 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from hardnet_export._io import sha256_file
 from hardnet_export.export.metadata import read_metadata
 
 
@@ -32,3 +35,26 @@ def test_onnx_command_errors_are_one_sentence(checkpoint: Path, tmp_path: Path) 
         assert result.returncode != 0
         assert message in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_onnx_int8_command_gates_and_records_calibration(checkpoint: Path, tmp_path: Path) -> None:
+    out, calib = tmp_path / "m.int8.onnx", tmp_path / "calib.npy"
+    args = ["onnx", str(checkpoint), "-o", str(out), "--precision", "int8"]
+    result = run_cli(*args, "--calibration-size", "256", "--save-calibration", str(calib))
+    assert result.returncode == 0, result.stderr
+    meta = read_metadata(out)
+    assert meta["precision"] == "int8" and meta["int8_target"] == "tensorrt"
+    assert meta["calibration_sha256"] == sha256_file(calib)
+    assert meta["int8_gate"]["passed"] and "INT8 gate passed" in result.stdout
+    assert set(meta["parity"]["batches"]) == {"1", "7", "300"}
+
+
+def test_onnx_int8_command_refuses_blank_calibration(checkpoint: Path, tmp_path: Path) -> None:
+    blank = tmp_path / "blank.npy"
+    np.save(blank, np.zeros((64, 32, 32), np.uint8))
+    out = tmp_path / "m.int8.onnx"
+    args = ["onnx", str(checkpoint), "-o", str(out), "--precision", "int8", "--no-parity"]
+    result = run_cli(*args, "--calibration", str(blank))
+    assert result.returncode != 0 and not out.exists()
+    assert "refused by the accuracy gate" in result.stderr and "--force" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,34 @@
+"""Calibration fixtures: one small FP32 graph, a 256-patch set and 500 held-out pairs."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+import torch
+
+from hardnet_export import HardNet
+from hardnet_export.calibration.dataset import CalibrationSet, make_calibration_set
+from hardnet_export.data.builtin import validation_pairs
+from hardnet_export.data.types import MatchedPairs
+from hardnet_export.export.onnx import torch_to_onnx
+
+
+@pytest.fixture(scope="session")
+def model() -> HardNet:
+    torch.manual_seed(0)
+    return HardNet().eval()
+
+
+@pytest.fixture(scope="session")
+def fp32_graph(model: HardNet) -> onnx.ModelProto:
+    return torch_to_onnx(model)
+
+
+@pytest.fixture(scope="session")
+def calibration() -> CalibrationSet:
+    return make_calibration_set("builtin", size=256, seed=0)
+
+
+@pytest.fixture(scope="session")
+def gate_pairs() -> MatchedPairs:
+    return validation_pairs(500, seed=0)

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hardnet_export.calibration.gate import Int8GateError, evaluate_gate, pair_metrics
+from hardnet_export.data.types import MatchedPairs
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_pair_metrics_extremes() -> None:
+    anchors = _unit(np.random.default_rng(0).normal(size=(100, 16)))
+    assert pair_metrics(anchors, anchors) == (0.0, 100.0)
+    fpr, nn = pair_metrics(anchors, anchors[::-1])
+    assert fpr > 50 and nn < 5
+
+
+def _pairs(n: int = 60) -> MatchedPairs:
+    rng = np.random.default_rng(0)
+    anchors = rng.integers(0, 256, (n, 32, 32), dtype=np.uint8)
+    noise = rng.integers(-20, 21, anchors.shape)
+    positives = np.clip(anchors.astype(int) + noise, 0, 255).astype(np.uint8)
+    return MatchedPairs(anchors, positives, name="synthetic")
+
+
+def _describe(batch: np.ndarray) -> np.ndarray:
+    flat = batch.reshape(len(batch), -1).astype(np.float64)
+    flat -= flat.mean(axis=1, keepdims=True)
+    return _unit(flat).astype(np.float32)
+
+
+def test_identical_candidate_passes() -> None:
+    result = evaluate_gate(_describe, _describe, _pairs())
+    assert result["passed"] and result["fpr95_loss_pp"] == 0 and result["pairs"] == 60
+    assert result["min_cosine"] == pytest.approx(1.0)
+
+
+def test_broken_candidate_is_refused_unless_forced() -> None:
+    def broken(batch: np.ndarray) -> np.ndarray:
+        return _describe(batch[::-1].copy())[::-1] * 0 + 1 / np.sqrt(1024)
+
+    with pytest.raises(Int8GateError, match="refused by the accuracy gate"):
+        evaluate_gate(_describe, broken, _pairs(), max_fpr95_loss=1.0)
+    result = evaluate_gate(_describe, broken, _pairs(), force=True)
+    assert not result["passed"] and result["forced"] and result["fpr95_loss_pp"] > 1.0
