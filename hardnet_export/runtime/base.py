@@ -179,6 +179,16 @@ class Describer(abc.ABC):
 
         self.magnification = DEFAULT_MAGNIFICATION
 
+    @classmethod
+    @abc.abstractmethod
+    def open(
+        cls, path: Path | None, *, device: str | None = None, max_batch: int | None = None
+    ) -> Describer:
+        """Load the artifact at ``path``; backends add their own keyword options.
+
+        The registry calls this (see ``runtime.load``).
+        """
+
     @abc.abstractmethod
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         """Descriptors of one batch.

@@ -52,7 +52,8 @@ class DeviceBuffer:
 
     def __init__(self, nbytes: int) -> None:
         self.nbytes = nbytes
-        self.ptr: int = int(check(_runtime().cudaMalloc(max(nbytes, 1)), "cudaMalloc"))
+        self.ptr = 0  # set first: __del__ runs even when the allocation below fails
+        self.ptr = int(check(_runtime().cudaMalloc(max(nbytes, 1)), "cudaMalloc"))
 
     def free(self) -> None:
         if self.ptr:
@@ -73,7 +74,8 @@ class PinnedBuffer:
         runtime = _runtime()
         self.dtype = np.dtype(dtype)
         self.nbytes = int(np.prod(shape)) * self.dtype.itemsize
-        self.ptr: int = int(
+        self.ptr = 0
+        self.ptr = int(
             check(
                 runtime.cudaHostAlloc(max(self.nbytes, 1), runtime.cudaHostAllocDefault),
                 "cudaHostAlloc",

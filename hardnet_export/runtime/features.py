@@ -70,7 +70,7 @@ def save_features(
         arrays[f"descriptors_{i}"] = np.asarray(desc, np.float32)
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub mistypes **kwds
     return path
 
 

@@ -312,9 +312,17 @@ class TensorRTDescriber(Describer):
 
     # -- enqueueing (callers hold self._lock) -------------------------------------------
 
-    def _enqueue(self, n: int, in_ptr: int, out_ptr: int, stream: int) -> None:
-        """Queue one inference of ``n`` patches from ``in_ptr`` into ``out_ptr`` on ``stream``."""
-        self._event.wait_on(stream)  # the context's scratch memory is shared across streams
+    def _enqueue(
+        self, n: int, in_ptr: int, out_ptr: int, stream: int, *, order: bool = True
+    ) -> None:
+        """Queue one inference of ``n`` patches from ``in_ptr`` into ``out_ptr`` on ``stream``.
+
+        ``order`` makes ``stream`` wait for the previous inference on any stream (the
+        context's scratch memory is shared) and marks this one; it is off while capturing a
+        graph, where waiting on an event recorded outside the capture is not allowed.
+        """
+        if order:
+            self._event.wait_on(stream)
         if self._shape_set != n:
             if not self.context.set_input_shape(self._input, (n, 1, PATCH_SIZE, PATCH_SIZE)):
                 raise RuntimeError(f"TensorRT rejected input shape ({n}, 1, 32, 32)")
@@ -323,14 +331,15 @@ class TensorRTDescriber(Describer):
         self.context.set_tensor_address(self._output, out_ptr)
         if not self.context.execute_async_v3(stream):
             raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
-        self._event.record(stream)
+        if order:
+            self._event.record(stream)
 
-    def _enqueue_host(self, n: int) -> None:
+    def _enqueue_host(self, n: int, *, order: bool = True) -> None:
         """Copy ``n`` staged patches in, infer, copy descriptors out, on the own stream."""
         stream = int(self.stream)
         in_bytes = n * PATCH_PIXELS * self._np_in.itemsize
         cudart.memcpy_async(self._d_in.ptr, self._h_in.ptr, in_bytes, "h2d", stream)
-        self._enqueue(n, self._d_in.ptr, self._d_out.ptr, stream)
+        self._enqueue(n, self._d_in.ptr, self._d_out.ptr, stream, order=order)
         out_bytes = n * DESCRIPTOR_SIZE * 4
         cudart.memcpy_async(self._h_out.ptr, self._d_out.ptr, out_bytes, "d2h", stream)
 
@@ -343,7 +352,7 @@ class TensorRTDescriber(Describer):
         graph = cudart.Graph(self.stream)
         graph.begin()
         try:
-            self._enqueue_host(batch)
+            self._enqueue_host(batch, order=False)
         finally:
             graph.end()
         self._graph = graph
