@@ -113,12 +113,48 @@ def train(
 
 
 @app.command("eval")
-def evaluate() -> None:
-    """Evaluate a model against OpenCV SIFT.
+def evaluate(
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Checkpoint (.pth) or artifact (.onnx, .engine); default: the shipped model.",
+    ),
+    data: list[str] = typer.Option(
+        ["builtin", "stereo"],
+        "--data",
+        "-d",
+        help="builtin | stereo | stereo-hard | phototour:ROOT/NAME[:FILE] | "
+        "hpatches:ROOT[:SPLIT]; repeat or comma-separate.",
+    ),
+    json_out: str | None = typer.Option(None, "--json", help="Also write the results as JSON."),
+    rootsift: bool = typer.Option(False, "--rootsift", help="Add a RootSIFT column."),
+    pairs: int = typer.Option(2000, "--pairs", help="Pairs for builtin and stereo data."),
+    seed: int = typer.Option(0, help="Seed of the builtin/stereo pairs."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    progress: bool = typer.Option(True, help="Show the progress bar."),
+) -> None:
+    """Evaluate a model against OpenCV SIFT on the same patches.
 
-    Example: hardnet-export eval --model model.onnx --data stereo
+    Example: hardnet-export eval --model runs/builtin/final.pth --data stereo,builtin --json r.json
     """
-    _not_built("eval")
+    from rich.console import Console
+
+    from hardnet_export.evaluation.suite import render_tables, run_evaluation, write_json
+
+    if model is None:
+        from hardnet_export.model import SHIPPED_WEIGHTS
+
+        model = str(SHIPPED_WEIGHTS)
+    tables = run_evaluation(
+        model, data, rootsift=rootsift, n_pairs=pairs, seed=seed, device=device,
+        progress=progress,
+    )  # fmt: skip
+    console = Console()
+    for table in render_tables(tables):
+        console.print(table)
+    if json_out:
+        typer.echo(f"wrote {write_json(tables, json_out)}")
 
 
 @app.command()

@@ -35,3 +35,37 @@ def fpr95(distances: np.ndarray, labels: np.ndarray) -> float:
     threshold_index = int(np.argmax(np.cumsum(sorted_match) >= 0.95 * n_pos))
     false_positives = int((~sorted_match[:threshold_index]).sum())
     return false_positives / n_neg
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray, numpos: int | None = None) -> float:
+    """Area under the precision-recall curve as hpatches-benchmark computes it.
+
+    Items are ranked by descending score; precision and recall are taken after every item,
+    starting from (recall 0, precision 1), and integrated with the trapezoidal rule.
+    ``numpos`` counts positives that were never retrieved (HPatches matching counts every
+    reference patch), so recall is over ``numpos`` rather than the positives in ``labels``.
+
+    Shape:
+        - scores: (M,) higher = more confident.
+        - labels: (M,) 1/True for a positive.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    if scores.ndim != 1 or labels.shape != scores.shape:
+        raise ValueError(
+            f"scores and labels must be 1-D of equal length, got {scores.shape}, {labels.shape}"
+        )
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("scores contain NaN or inf")
+    positives = int(labels.sum()) if numpos is None else int(numpos)
+    if positives < labels.sum():
+        raise ValueError(f"numpos {numpos} is below the {int(labels.sum())} positives given")
+    if positives == 0:
+        raise ValueError("average precision needs at least one positive")
+    ranked = labels[np.argsort(-scores, kind="mergesort")]
+    tp = np.concatenate([[0], np.cumsum(ranked)])
+    fp = np.concatenate([[0], np.cumsum(~ranked)])
+    recall = tp / positives
+    precision = np.maximum(tp, 1e-10) / np.maximum(tp + fp, 1e-10)
+    # Trapezoids over the recall steps (np.trapz is gone from numpy 2.x as trapezoid).
+    return float(np.sum((recall[1:] - recall[:-1]) * (precision[1:] + precision[:-1]) / 2.0))

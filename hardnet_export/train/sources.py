@@ -19,12 +19,11 @@ import abc
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from hardnet_export.data.resize import resize_patches
 from hardnet_export.data.types import PatchSet
 
-PATCH_SIZE = 32
 HPATCHES_DEFAULT_SPLIT = "a"
 
 
@@ -102,23 +101,6 @@ class PatchSetSource(PairSource):
         share = batch_size // world
         a, p = a[rank * share : (rank + 1) * share], p[rank * share : (rank + 1) * share]
         return self.patches[a], self.patches[p]
-
-
-def resize_patches(patches: np.ndarray, size: int = PATCH_SIZE) -> np.ndarray:
-    """Bilinear resize of every patch to ``size`` x ``size`` (Brown 64 -> 32, HPatches 65 -> 32).
-
-    Shape:
-        - patches: (N, S, S) uint8.
-        - output: (N, size, size) uint8.
-    """
-    if patches.ndim != 3:
-        raise ValueError(f"patches must be (N, S, S), got {patches.shape}")
-    if patches.shape[1:] == (size, size):
-        return np.ascontiguousarray(patches)
-    out = np.empty((len(patches), size, size), np.uint8)
-    for i, patch in enumerate(patches):
-        cv2.resize(patch, (size, size), dst=out[i], interpolation=cv2.INTER_LINEAR)
-    return out
 
 
 def patchset_source(patchset: PatchSet, seed: int = 0, spec: str = "") -> PatchSetSource:

@@ -39,3 +39,18 @@ def test_perfect_separation_is_zero() -> None:
 def test_bad_input(distances, labels, message) -> None:
     with pytest.raises(ValueError, match=message):
         fpr95(np.array(distances), np.array(labels))
+
+
+def test_average_precision_hand_checked() -> None:
+    from hardnet_export.evaluation.metrics import average_precision
+
+    # Ranked 1, 0, 1: recall 0, .5, .5, 1 with precision 1, 1, .5, 2/3 -> trapezoids.
+    ap = average_precision(np.array([3.0, 2.0, 1.0]), np.array([1, 0, 1]))
+    assert ap == pytest.approx(0.5 + 0.5 * (0.5 + 2 / 3) / 2)
+    assert average_precision(np.array([2.0, 1.0, 0.0]), np.array([1, 1, 0])) == 1.0
+    # A positive never retrieved (numpos) caps recall at 1/2.
+    assert average_precision(np.array([2.0, 1.0]), np.array([1, 0]), numpos=2) == 0.5
+    with pytest.raises(ValueError, match="numpos"):
+        average_precision(np.array([1.0, 2.0]), np.array([1, 1]), numpos=1)
+    with pytest.raises(ValueError, match="positive"):
+        average_precision(np.array([1.0]), np.array([0]))

@@ -1,0 +1,185 @@
+"""``hardnet-export eval``: a model and OpenCV SIFT on the same patches, one table per dataset.
+
+Data specs:
+    - ``builtin``: validation pairs from the held-out built-in photos.
+    - ``stereo``: the motorcycle stereo pair; ``stereo-hard`` adds rotation and zoom jitter.
+    - ``phototour:ROOT/NAME[:PAIRS_FILE]``: FPR95 on a PhotoTour pair list.
+    - ``hpatches:ROOT[:SPLIT]``: HPatches verification and matching mAP (default split ``a``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hardnet_export._io import atomic_write_text
+from hardnet_export.evaluation.describers import Describe, as_describer
+from hardnet_export.evaluation.sift import SIFT_SIZE, sift_describer
+
+EVAL_SPECS = "builtin | stereo | stereo-hard | phototour:ROOT/NAME[:FILE] | hpatches:ROOT[:SPLIT]"
+# Metric -> (label, lower is better); values are fractions, shown as percentages.
+METRICS: dict[str, tuple[str, bool]] = {
+    "fpr95": ("FPR95 %", True),
+    "nn_accuracy": ("NN accuracy %", False),
+    "verification_map": ("verification mAP %", False),
+    "matching_map": ("matching mAP %", False),
+    "matching_map_e": ("matching mAP easy %", False),
+    "matching_map_h": ("matching mAP hard %", False),
+    "matching_map_t": ("matching mAP tough %", False),
+}
+
+
+@dataclass
+class EvalTable:
+    """Results of every describer on one dataset: ``results[describer][metric]``."""
+
+    dataset: str
+    detail: str
+    results: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def metrics(self) -> list[str]:
+        first = next(iter(self.results.values()), {})
+        return [m for m in METRICS if m in first]
+
+
+@dataclass(frozen=True)
+class _Dataset:
+    name: str
+    detail: str
+    run: Callable[[Describe, Any], dict[str, float]]
+
+
+def _parse(spec: str, n_pairs: int, seed: int) -> _Dataset:
+    from hardnet_export.evaluation.pairs import evaluate_matched_pairs
+
+    spec = spec.strip()
+    kind, _, rest = spec.partition(":")
+    if kind == "builtin" and not rest:
+        from hardnet_export.data.builtin import validation_pairs
+
+        pairs = validation_pairs(n_pairs, seed=seed)
+        detail = f"{n_pairs} pairs from held-out photos, seed {seed}"
+        return _Dataset(spec, detail, lambda d, p: evaluate_matched_pairs(d, pairs, progress=p))
+    if kind in ("stereo", "stereo-hard") and not rest:
+        from hardnet_export.data.stereo import HARD_JITTER, stereo_pairs
+
+        jitter = HARD_JITTER if kind == "stereo-hard" else None
+        pairs = stereo_pairs(n_pairs, seed=seed, jitter=jitter)
+        detail = f"motorcycle, {n_pairs} pairs, seed {seed}" + (
+            f", jitter {jitter[0]:g} deg / {jitter[1]:g}x" if jitter else ""
+        )
+        return _Dataset(spec, detail, lambda d, p: evaluate_matched_pairs(d, pairs, progress=p))
+    if kind == "phototour" and rest:
+        from hardnet_export.data.phototour import STANDARD_MATCHES
+        from hardnet_export.evaluation.phototour import evaluate_phototour
+
+        path, pairs_file = rest, STANDARD_MATCHES
+        head, sep, tail = rest.rpartition(":")
+        if sep and tail.endswith(".txt"):
+            path, pairs_file = head, tail
+        folder = Path(path)
+        if not folder.parent.is_dir():
+            raise FileNotFoundError(f"data {spec!r}: folder {folder.parent} does not exist")
+        return _Dataset(
+            spec,
+            f"{folder.name}, {pairs_file}",
+            lambda d, p: evaluate_phototour(d, folder.parent, folder.name, pairs_file, p),
+        )
+    if kind == "hpatches" and rest:
+        from hardnet_export.evaluation.hpatches import evaluate_hpatches
+
+        root, split = rest, "a"
+        head, sep, tail = rest.rpartition(":")
+        if sep and not Path(rest).is_dir() and "/" not in tail:
+            root, split = head, tail
+        if not Path(root).is_dir():
+            raise FileNotFoundError(f"data {spec!r}: HPatches folder {root} does not exist")
+        return _Dataset(
+            spec,
+            f"split {split} (test sequences)",
+            lambda d, p: evaluate_hpatches(d, root, split, progress=p),
+        )
+    raise ValueError(f"unknown evaluation data {spec!r}: expected {EVAL_SPECS}")
+
+
+def run_evaluation(
+    model: str | Path | Describe,
+    data: Sequence[str] = ("builtin", "stereo"),
+    *,
+    rootsift: bool = False,
+    sift_size: float = SIFT_SIZE,
+    n_pairs: int = 2000,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = True,
+) -> list[EvalTable]:
+    """Evaluate ``model`` and OpenCV SIFT (and RootSIFT if asked) on every dataset."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    specs = [s.strip() for item in data for s in item.split(",") if s.strip()]
+    if not specs:
+        raise ValueError(f"no evaluation data given: expected {EVAL_SPECS}")
+    if n_pairs < 2:
+        raise ValueError(f"n_pairs must be at least 2, got {n_pairs}")
+    # Cheap checks first: a missing model or a bad spec fails before any pairs are cut.
+    describers = [as_describer(model, device=device), ("SIFT", sift_describer(sift_size))]
+    datasets = [_parse(s, n_pairs, seed) for s in specs]
+    if rootsift:
+        describers.append(("RootSIFT", sift_describer(sift_size, root=True)))
+    tables = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.speed} patches/s"), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, disable=not progress) as bar:
+        for ds in datasets:
+            table = EvalTable(ds.name, ds.detail)
+            for name, describe in describers:
+                task = bar.add_task(f"{ds.name}: {name}", total=None)
+                table.results[name] = ds.run(describe, lambda n, t=task: bar.advance(t, n))
+                bar.update(task, total=bar.tasks[task].completed)
+            tables.append(table)
+    return tables
+
+
+def render_tables(tables: Sequence[EvalTable]) -> list[Any]:
+    """Rich tables, one per dataset: rows are metrics, columns describers, best in bold."""
+    from rich.table import Table
+
+    out = []
+    for t in tables:
+        table = Table(title=f"{t.dataset} ({t.detail})")
+        table.add_column("metric")
+        for name in t.results:
+            table.add_column(name, justify="right")
+        for metric in t.metrics():
+            label, lower = METRICS[metric]
+            values = [t.results[name][metric] for name in t.results]
+            best = min(values) if lower else max(values)
+            table.add_row(
+                label,
+                *[f"[bold]{100 * v:.2f}[/bold]" if v == best else f"{100 * v:.2f}" for v in values],
+            )
+        out.append(table)
+    return out
+
+
+def tables_to_json(tables: Sequence[EvalTable]) -> dict[str, Any]:
+    """A JSON-ready summary (fractions, not percentages)."""
+    return {
+        "units": "fractions (FPR95 lower is better; accuracy and mAP higher)",
+        "datasets": [{"data": t.dataset, "detail": t.detail, "results": t.results} for t in tables],
+    }
+
+
+def write_json(tables: Sequence[EvalTable], path: str | Path) -> Path:
+    path = Path(path)
+    atomic_write_text(path, json.dumps(tables_to_json(tables), indent=2) + "\n")
+    return path
