@@ -149,6 +149,27 @@ def test_fp16_graph_on_onnxruntime(
     assert sim.mean() >= 0.999 and sim.min() >= 0.99
 
 
+def test_int8_tensorrt_graph_on_onnxruntime(
+    checkpoint: Path, patches: np.ndarray, reference: np.ndarray, tmp_path: Path
+) -> None:
+    # The exporter's TensorRT-flavoured Q/DQ graph (symmetric int8) runs on the CPU too.
+    from hardnet_export.calibration.quantize import Int8Options
+    from hardnet_export.data.types import MatchedPairs
+    from hardnet_export.export.onnx import export_onnx
+
+    calibration = tmp_path / "calibration.npy"
+    np.save(calibration, patches)
+    gate = MatchedPairs(patches[:32], np.ascontiguousarray(patches[:32, ::-1]))
+    options = Int8Options(
+        calibration=calibration, calibration_size=len(patches), gate_pairs=gate, force=True
+    )
+    path = export_onnx(checkpoint, tmp_path / "m.int8.onnx", precision="int8", int8=options,
+                       parity=False)  # fmt: skip
+    d = runtime.load(path)
+    assert d.precision == "int8"
+    assert cosine(d.describe(patches), reference).mean() >= 0.99
+
+
 def test_max_batch_must_be_positive(checkpoint: Path) -> None:
     with pytest.raises(ValueError, match="max_batch"):
         runtime.load(checkpoint, max_batch=0)
