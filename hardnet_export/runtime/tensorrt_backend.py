@@ -166,7 +166,8 @@ class TensorRTDescriber(Describer):
 
     Options (``runtime.load(..., **options)``):
         cuda_graph: replay a CUDA graph for batches of exactly ``max_batch`` (default True).
-        dla_core: run on this DLA core (Jetson; the engine must have been built for DLA).
+        dla_core: run on this DLA core (Jetson; the engine must have been built for DLA);
+            default: the core recorded in the sidecar, if any.
     """
 
     backend = "tensorrt"
@@ -289,6 +290,8 @@ class TensorRTDescriber(Describer):
         )
         logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(logger)
+        if dla_core is None and isinstance(sidecar.get("dla_core"), int):
+            dla_core = int(sidecar["dla_core"])  # an engine built for a DLA core runs there
         if dla_core is not None:
             runtime.DLA_core = dla_core
         engine = runtime.deserialize_cuda_engine(path.read_bytes())

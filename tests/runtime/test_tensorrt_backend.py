@@ -155,7 +155,7 @@ def engine(onnx_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from hardnet_export.export.tensorrt import build_engine  # the exporter's builder
 
     path = tmp_path_factory.mktemp("engines") / "random.engine"
-    build_engine(onnx_model, path, max_batch=64)
+    build_engine(onnx_model, path, opt_batch=64, max_batch=64)
     return path
 
 
