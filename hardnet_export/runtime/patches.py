@@ -7,10 +7,11 @@ the detector's neighbourhood; 2 sigma for SIFT). ``angle`` follows OpenCV: degre
 in image coordinates, where y points down, so a positive angle turns clockwise on screen;
 -1 means "no orientation" (treated as 0). The patch's +x axis is the keypoint's orientation.
 
-Large supports are sampled from a Gaussian pyramid level (``cv2.pyrDown``) so that each patch
-pixel covers at most about two source pixels, which keeps downsampled patches free of
-aliasing. Pixels outside the image come from ``BORDER_REFLECT_101``: keypoints at or beyond
-the border are kept, never dropped.
+Downsampled patches are anti-aliased like the training patches: the support is sampled from
+the Gaussian-pyramid level (``cv2.pyrDown``) where a patch pixel covers f in [1, 2) source
+pixels, blurred there by ``0.5 * sqrt(f**2 - 1)`` (rounded to a few pre-blurred copies).
+Pixels outside the image come from ``BORDER_REFLECT_101``: keypoints at or beyond the border
+are kept, never dropped.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from hardnet_export.runtime.images import as_gray
 DEFAULT_MAGNIFICATION = 6.0
 
 KeypointsLike: TypeAlias = "Sequence[cv2.KeyPoint] | np.ndarray"
+
+# Pre-blur sigmas (pixels of a pyramid level) for residual scales 1..2: 0.5 * sqrt(f**2 - 1).
+_BLUR_SIGMAS = np.array([0.0, 0.3, 0.45, 0.6, 0.75, 0.87])
 
 # cv2.remap wants each output dimension below SHRT_MAX: at most this many patches per call.
 _REMAP_CHUNK = 1000
@@ -102,8 +106,8 @@ def extract_patches(
     ``angle`` 0 or -1 at ``(x0 + c, y0 + c)`` gives exactly ``image[y0:y0+32, x0:x0+32]``.
 
     Keypoints given as (K, 2) have no size: they get ``size = patch_size / magnification``,
-    a native-resolution patch. Bilinear sampling, from the Gaussian-pyramid level that keeps
-    ``s`` below 2; the border is ``BORDER_REFLECT_101``; every keypoint is kept.
+    a native-resolution patch. Bilinear sampling from an anti-aliased pyramid level (see the
+    module docstring); the border is ``BORDER_REFLECT_101``; every keypoint is kept.
 
     Args:
         image: grayscale or BGR uint8 image (BGRA and (H, W, 1) also accepted).
@@ -138,22 +142,31 @@ def extract_patches(
             break
         pyramid.append(cv2.pyrDown(pyramid[-1]))
     levels = np.minimum(levels, len(pyramid) - 1)
+    factor = 2.0**levels
+    residual = scale / factor  # source pixels per patch pixel at the chosen level
+    # The blur that keeps sampling at `residual` from aliasing, 0.5 * sqrt(f**2 - 1), as the
+    # training patches get it; rounded to a few pre-blurred copies per level.
+    sigma = 0.5 * np.sqrt(np.maximum(residual**2 - 1.0, 0.0))
+    blur = np.abs(sigma[:, None] - _BLUR_SIGMAS[None, :]).argmin(1)
     theta = np.where(kps[:, 3] < 0, 0.0, np.deg2rad(kps[:, 3]))
     grid = np.arange(patch_size, dtype=np.float64) - (patch_size - 1) / 2.0
     du, dv = np.meshgrid(grid, grid)  # du varies along columns (x), dv along rows (y)
-    for level in np.unique(levels):
-        idx = np.flatnonzero(levels == level)
-        factor = 2.0**level
-        # pyrDown output pixel i sits on input pixel 2i.
-        cx, cy = kps[idx, 0] / factor, kps[idx, 1] / factor
-        s = scale[idx] / factor
-        cos, sin = (s * np.cos(theta[idx]))[:, None, None], (s * np.sin(theta[idx]))[:, None, None]
-        map_x = (cx[:, None, None] + cos * du - sin * dv).astype(np.float32)
-        map_y = (cy[:, None, None] + sin * du + cos * dv).astype(np.float32)
+    # pyrDown output pixel i sits on input pixel 2i.
+    cx, cy = kps[:, 0] / factor, kps[:, 1] / factor
+    cos = (residual * np.cos(theta))[:, None, None]
+    sin = (residual * np.sin(theta))[:, None, None]
+    map_x = (cx[:, None, None] + cos * du - sin * dv).astype(np.float32)
+    map_y = (cy[:, None, None] + sin * du + cos * dv).astype(np.float32)
+    for level, level_blur in sorted({(int(a), int(b)) for a, b in zip(levels, blur, strict=True)}):
+        idx = np.flatnonzero((levels == level) & (blur == level_blur))
         source = pyramid[level]
+        if _BLUR_SIGMAS[level_blur] > 0:
+            source = cv2.GaussianBlur(
+                source, (0, 0), float(_BLUR_SIGMAS[level_blur]), borderType=cv2.BORDER_REFLECT_101
+            )
         for start in range(0, len(idx), _REMAP_CHUNK):
-            part = slice(start, start + _REMAP_CHUNK)
-            n = len(idx[part])
+            part = idx[start : start + _REMAP_CHUNK]
+            n = len(part)
             sampled = cv2.remap(
                 source,
                 map_x[part].reshape(n * patch_size, patch_size),
@@ -161,5 +174,5 @@ def extract_patches(
                 interpolation=cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_REFLECT_101,
             )
-            out[idx[part]] = sampled.reshape(n, patch_size, patch_size)
+            out[part] = sampled.reshape(n, patch_size, patch_size)
     return out
