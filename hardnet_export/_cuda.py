@@ -130,6 +130,20 @@ def require_tensorrt(device: int = 0, *, purpose: str = "this") -> ModuleType:
     return module
 
 
+def set_cuda_device(index: int) -> None:
+    """Make device ``index`` current for this thread (``cudaSetDevice``).
+
+    Raises:
+        MissingDependencyError: no cuda-python or no such device.
+    """
+    require_cuda_device(index)
+    runtime = _cudart()
+    assert runtime is not None
+    (err,) = runtime.cudaSetDevice(index)
+    if int(err) != 0:
+        raise MissingDependencyError(f"cudaSetDevice({index}) failed: {getattr(err, 'name', err)}")
+
+
 def device_properties(index: int = 0) -> dict[str, Any]:
     """Name, compute capability and memory of CUDA device ``index`` (cudaGetDeviceProperties).
 

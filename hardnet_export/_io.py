@@ -34,6 +34,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise now what :func:`atomic_path` would raise later, without touching ``path``.
+
+    Lets a long computation fail before it starts when its output cannot be written.
+    """
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise IsADirectoryError(f"cannot write {target}: it is a folder")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"cannot write {target}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"cannot write {target}: folder {parent} is not writable")
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

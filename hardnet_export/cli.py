@@ -230,12 +230,56 @@ def onnx(
 
 
 @app.command()
-def trt() -> None:
+def trt(
+    onnx: Path = typer.Argument(
+        ..., help="An fp32, fp16 or int8 graph from 'hardnet-export onnx'."
+    ),
+    out: Path = typer.Option(..., "-o", "--out", help="The engine file (sidecar: OUT.json)."),
+    min_batch: int = typer.Option(1, help="Smallest batch of the optimisation profile."),
+    opt_batch: int = typer.Option(256, help="Batch TensorRT tunes for."),
+    max_batch: int = typer.Option(1024, help="Largest batch of the optimisation profile."),
+    workspace_mib: int = typer.Option(1024, help="Workspace memory pool limit (MiB)."),
+    timing_cache: Path | None = typer.Option(None, help="Timing cache file to reuse and update."),
+    dla_core: int | None = typer.Option(None, help="Build for this DLA core (Jetson)."),
+    gpu_fallback: bool = typer.Option(
+        True, help="With --dla-core: let the GPU run what DLA can't."
+    ),
+    version_compatible: bool = typer.Option(False, help="Runs on later TensorRT of this major."),
+    hardware_compatible: bool = typer.Option(False, help="Runs on any Ampere-or-newer GPU."),
+    device: int = typer.Option(0, help="CUDA device to build on."),
+    rebuild: bool = typer.Option(False, help="Build even if a matching engine exists."),
+) -> None:
     """Build a TensorRT engine from an ONNX graph.
 
     Example: hardnet-export trt model.fp16.onnx -o model.fp16.engine
     """
-    _not_built("trt")
+    from rich.console import Console
+
+    from hardnet_export.export.tensorrt import build_engine
+
+    with Console(stderr=True).status(f"building a TensorRT engine from {onnx}"):
+        result = build_engine(
+            onnx,
+            out,
+            min_batch=min_batch,
+            opt_batch=opt_batch,
+            max_batch=max_batch,
+            workspace_mib=workspace_mib,
+            timing_cache=timing_cache,
+            dla_core=dla_core,
+            gpu_fallback=gpu_fallback,
+            version_compatible=version_compatible,
+            hardware_compatible=hardware_compatible,
+            device=device,
+            rebuild=rebuild,
+        )
+    side = result.sidecar
+    what = "reused" if result.reused else f"built in {side.get('build_seconds', 0):.1f} s"
+    typer.echo(
+        f"{result.engine} ({what}): {side['precision']}, TensorRT {side['tensorrt_version']}, "
+        f"{side['gpu_name']} (sm {side['compute_capability']}), batch "
+        f"{min_batch}/{opt_batch}/{max_batch}"
+    )
 
 
 @app.command()

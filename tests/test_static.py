@@ -20,7 +20,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TENSORRT_MODULES = ["hardnet_export/runtime/tensorrt_backend.py"]
+TENSORRT_MODULES = [
+    "hardnet_export/runtime/tensorrt_backend.py",
+    "hardnet_export/export/tensorrt.py",
+    "hardnet_export/_cuda.py",
+]
 
 
 def _split_top_level(params: str) -> list[str]:

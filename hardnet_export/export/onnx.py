@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hardnet_export import __version__
-from hardnet_export._io import atomic_path, sha256_file
+from hardnet_export._io import atomic_path, check_writable, sha256_file
 from hardnet_export.export import metadata as meta_keys
 from hardnet_export.export.parity import DescribeFn, parity_report
 
@@ -81,7 +81,7 @@ def export_onnx(
     if int8 is not None and precision != "int8":
         raise ValueError(f"int8 options given for precision {precision!r}")
     out = Path(out)
-    _check_writable(out)
+    check_writable(out)
 
     model, weights_sha, provenance = resolve_weights(weights)
     proto = torch_to_onnx(model, input_dtype=input_dtype, opset=opset)
@@ -127,18 +127,6 @@ def export_onnx(
 
         onnx.save_model(proto, tmp)
     return out
-
-
-class _Probe(Exception):
-    pass
-
-
-def _check_writable(out: Path) -> None:
-    # Fail before the expensive export, with the same message atomic_path would give.
-    if out.is_dir():
-        raise IsADirectoryError(f"cannot write {out}: it is a folder")
-    with contextlib.suppress(_Probe), atomic_path(out):
-        raise _Probe
 
 
 def resolve_weights(weights: str | Path | HardNet | None) -> tuple[HardNet, str, dict[str, Any]]:

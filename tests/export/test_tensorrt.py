@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hardnet_export._cuda import cuda_device_count, tensorrt_status
+from hardnet_export.export.tensorrt import build_engine, sidecar_path
+
+HAVE_TENSORRT_AND_GPU = tensorrt_status()[0] is not None and cuda_device_count() > 0
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hardnet_export", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.skipif(HAVE_TENSORRT_AND_GPU, reason="TensorRT and a CUDA device are present")
+def test_trt_without_tensorrt_says_what_is_missing(fp32_onnx: Path, tmp_path: Path) -> None:
+    engine = tmp_path / "m.engine"
+    result = run_cli("trt", str(fp32_onnx), "-o", str(engine))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip()
+    assert message.startswith("error: building a TensorRT engine needs TensorRT and a CUDA device")
+    if tensorrt_status()[0] is None:
+        assert "pip install 'hardnet-export[trt]'" in message
+    if cuda_device_count() == 0:
+        assert "CUDA device" in message
+    assert not engine.exists() and not sidecar_path(engine).exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"min_batch": 0}, ValueError, "1 <= min <= opt <= max"),
+        ({"opt_batch": 2048, "max_batch": 1024}, ValueError, "1 <= min <= opt <= max"),
+        ({"workspace_mib": 0}, ValueError, "workspace_mib"),
+        ({"dla_core": 0}, ValueError, "DLA runs FP16 and INT8 graphs only"),
+    ],
+)
+def test_bad_options_fail_before_tensorrt(
+    fp32_onnx: Path, tmp_path: Path, kwargs: dict, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        build_engine(fp32_onnx, tmp_path / "m.engine", **kwargs)
+
+
+def test_bad_paths(fp32_onnx: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="ONNX graph not found"):
+        build_engine(tmp_path / "missing.onnx", tmp_path / "m.engine")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_engine(fp32_onnx, tmp_path / "no" / "m.engine")
+    with pytest.raises(IsADirectoryError):
+        build_engine(fp32_onnx, tmp_path)
+
+
+def test_cli_bad_profile_is_one_sentence(fp32_onnx: Path, tmp_path: Path) -> None:
+    result = run_cli(
+        "trt",
+        str(fp32_onnx),
+        "-o",
+        str(tmp_path / "m.engine"),
+        "--min-batch",
+        "9",
+        "--opt-batch",
+        "4",
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "min <= opt <= max" in result.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAVE_TENSORRT_AND_GPU, reason="needs TensorRT")
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_build_sidecar_and_cache_reuse(
+    precision: str, fp16_onnx: Path, checkpoint: Path, parity_patches, tmp_path: Path
+) -> None:
+    import tensorrt as trt
+
+    from hardnet_export._io import sha256_file
+    from hardnet_export.calibration.quantize import Int8Options
+    from hardnet_export.export.onnx import export_onnx
+
+    if precision == "int8":
+        graph = export_onnx(
+            checkpoint,
+            tmp_path / "m.int8.onnx",
+            precision="int8",
+            parity_patches=parity_patches,
+            int8=Int8Options(calibration_size=256),
+        )
+    else:
+        graph = fp16_onnx
+    engine, cache = tmp_path / f"m.{precision}.engine", tmp_path / "timing.cache"
+    first = build_engine(graph, engine, max_batch=512, opt_batch=64, timing_cache=cache)
+    assert not first.reused and engine.is_file() and cache.is_file()
+    side = json.loads(sidecar_path(engine).read_text())
+    assert side["precision"] == precision and side["tensorrt_version"] == trt.__version__
+    assert side["onnx_sha256"] == sha256_file(graph) and side["engine_sha256"] == sha256_file(
+        engine
+    )
+    assert side["profile"]["max"] == [512, 1, 32, 32] and side["gpu_name"]
+    assert "." in side["compute_capability"] and side["build_seconds"] > 0
+    if precision == "int8":
+        assert side["calibration_sha256"] and side["int8_target"] == "tensorrt"
+    # Plain engine file: TensorRT deserialises it directly.
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    assert runtime.deserialize_cuda_engine(engine.read_bytes()) is not None
+    again = build_engine(graph, engine, max_batch=512, opt_batch=64, timing_cache=cache)
+    assert again.reused and again.sidecar == side
+    other = build_engine(graph, engine, max_batch=256, opt_batch=64, timing_cache=cache)
+    assert not other.reused
+    forced = build_engine(graph, engine, max_batch=256, opt_batch=64, rebuild=True)
+    assert not forced.reused
+
+
+def test_reuse_needs_same_key_and_untouched_engine(tmp_path: Path) -> None:
+    from hardnet_export._io import sha256_file
+    from hardnet_export.export.tensorrt import CACHE_KEYS, SIDECAR_FORMAT, _reusable
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    planned = {key: f"value-{key}" for key in CACHE_KEYS}
+    recorded = {**planned, "format": SIDECAR_FORMAT, "engine_sha256": sha256_file(engine)}
+    sidecar_path(engine).write_text(json.dumps(recorded))
+    assert _reusable(engine, planned) == recorded
+    assert _reusable(engine, {**planned, "tensorrt_version": "other"}) is None
+    assert _reusable(engine, {**planned, "profile": {"max": [2048, 1, 32, 32]}}) is None
+    engine.write_bytes(b"another plan")
+    assert _reusable(engine, planned) is None
+    sidecar_path(engine).write_text("not json")
+    assert _reusable(engine, planned) is None
