@@ -182,6 +182,9 @@ def onnx(
     max_fpr95_loss: float = typer.Option(
         1.0, help="int8 gate: most FPR95 percentage points lost vs fp32 on held-out pairs."
     ),
+    max_nn_loss: float = typer.Option(
+        2.0, help="int8 gate: most NN-accuracy percentage points lost vs fp32."
+    ),
     force: bool = typer.Option(False, help="int8: write the graph even if the gate fails."),
 ) -> None:
     """Export a checkpoint to ONNX (fp32, fp16, int8).
@@ -206,6 +209,7 @@ def onnx(
             seed=calibration_seed,
             save_calibration=save_calibration,
             max_fpr95_loss=max_fpr95_loss,
+            max_nn_accuracy_loss=max_nn_loss,
             force=force,
             progress=True,
         )

@@ -47,6 +47,7 @@ class Int8Options:
         seed: seed of that draw.
         save_calibration: write the calibration set here (``.npy``) for a reproducible build.
         max_fpr95_loss: the gate's limit, in FPR95 percentage points over FP32.
+        max_nn_accuracy_loss: the gate's limit on lost NN accuracy, in percentage points.
         force: write the graph even when the gate fails (the failure stays in the metadata).
         gate_pairs: held-out pairs the gate evaluates (built-in photos unless given).
         progress: show progress bars.
@@ -59,6 +60,7 @@ class Int8Options:
     seed: int = 0
     save_calibration: Path | None = None
     max_fpr95_loss: float = 1.0
+    max_nn_accuracy_loss: float = 2.0
     force: bool = False
     gate_pairs: MatchedPairs | None = None
     progress: bool = False
@@ -72,8 +74,9 @@ class Int8Options:
             raise ValueError(
                 f"calibration method must be one of {', '.join(METHODS)}, got {self.method!r}"
             )
-        if not self.max_fpr95_loss >= 0:
-            raise ValueError(f"max_fpr95_loss must be >= 0, got {self.max_fpr95_loss}")
+        for name in ("max_fpr95_loss", "max_nn_accuracy_loss"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 def resolve_calibration(options: Int8Options) -> CalibrationSet:
@@ -191,6 +194,7 @@ def quantize_int8(
         ort_describe(int8),
         pairs,
         max_fpr95_loss=options.max_fpr95_loss,
+        max_nn_accuracy_loss=options.max_nn_accuracy_loss,
         force=options.force,
         label=f"INT8 ({options.target}, {options.method} calibration on {calibration.source})",
     )
