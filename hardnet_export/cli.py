@@ -287,12 +287,69 @@ def trt(
 
 
 @app.command()
-def bench() -> None:
+def bench(
+    artifacts: list[Path] | None = typer.Argument(
+        None,
+        help=".onnx / .engine / .pth files; omitted: every variant of the shipped model "
+        "that runs here (exported into the cache).",
+    ),
+    batch_sizes: str = typer.Option(
+        "1,32,256,1024", "--batch-sizes", help="Comma-separated patches per call."
+    ),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="CPU threads (ONNX Runtime, PyTorch); default: all usable."
+    ),
+    warmup_s: float = typer.Option(0.2, "--warmup-s", help="Warm-up seconds per case."),
+    duration_s: float = typer.Option(
+        3.0, "--duration-s", help="Timed seconds per case (and at least 10 calls)."
+    ),
+    accuracy_pairs: int = typer.Option(
+        1000, "--accuracy-pairs", help="Held-out pairs for the FPR95 / NN-accuracy column."
+    ),
+    baseline: bool = typer.Option(
+        True, "--baseline/--no-baseline", help="Add PyTorch eager FP32, the 1x reference."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON."),
+    markdown: Path | None = typer.Option(None, "--markdown", help="Write a Markdown table."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write a PNG: throughput and p50 latency against batch size."
+    ),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Where the default set is exported (~/.cache/hardnet-export)."
+    ),
+) -> None:
     """Benchmark latency and throughput per artifact, backend and batch size.
 
-    Example: hardnet-export bench model.fp32.onnx --batch-sizes 1,32,256
+    Example: hardnet-export bench model.fp32.onnx --batch-sizes 1,32,256 --json bench.json
     """
-    _not_built("bench")
+    from rich.console import Console
+
+    from hardnet_export.benchmark import report
+    from hardnet_export.benchmark.run import parse_batch_sizes, run_benchmark
+
+    result = run_benchmark(
+        artifacts or (),
+        batch_sizes=parse_batch_sizes(batch_sizes),
+        device=device,
+        threads=threads,
+        warmup_s=warmup_s,
+        duration_s=duration_s,
+        accuracy_pairs=accuracy_pairs,
+        baseline=baseline,
+        cache_dir=cache_dir,
+        command=" ".join(["hardnet-export", *sys.argv[1:]]),
+    )
+    # The table has a dozen columns: never squeeze it into a pipe's default 80.
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(report.to_table(result))
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    for path, write in ((json_out, report.write_json), (markdown, report.write_markdown)):
+        if path is not None:
+            console.print(f"wrote {write(result, path)}")
+    if plot is not None:
+        console.print(f"wrote {report.write_plot(result, plot)}")
 
 
 @app.command()

@@ -1,0 +1,159 @@
+"""What a benchmark ran on: CPU, cores, GPU and driver, library versions."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+#: Distributions whose versions decide the numbers; the first installed name of each is used.
+LIBRARIES: dict[str, tuple[str, ...]] = {
+    "numpy": ("numpy",),
+    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+    "onnx": ("onnx",),
+    "torch": ("torch",),
+    "tensorrt": ("tensorrt", "tensorrt-cu13", "tensorrt-cu12"),
+    "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python"),
+    "cuda-python": ("cuda-python", "cuda-bindings"),
+}
+#: CPU features that change which kernels ONNX Runtime and PyTorch pick (INT8 and FP16 above all).
+ISA_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "i8mm",
+)
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions by distribution metadata (nothing is imported), ``None`` if absent."""
+    from hardnet_export import __version__
+
+    versions: dict[str, str | None] = {"hardnet-export": __version__}
+    for name, distributions in LIBRARIES.items():
+        versions[name] = None
+        for distribution in distributions:
+            try:
+                versions[name] = importlib.metadata.version(distribution)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    return versions
+
+
+def _cpuinfo() -> dict[str, str]:
+    path = Path("/proc/cpuinfo")
+    if not path.is_file():
+        return {}
+    info: dict[str, str] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip()
+        if sep and key not in info:
+            info[key] = value.strip()
+    return info
+
+
+def cpu_info() -> dict[str, Any]:
+    """CPU model, usable cores and the instruction-set features that matter for inference."""
+    info = _cpuinfo()
+    model = info.get("model name") or info.get("Model") or platform.processor() or "unknown"
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "model": model,
+        "architecture": platform.machine(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable,
+        "isa": [flag for flag in ISA_FLAGS if flag in flags],
+    }
+
+
+def cpu_slug(cpu: dict[str, Any] | None = None) -> str:
+    """A file-name-safe machine tag such as ``cpu-2core-intel-xeon-processor``."""
+    cpu = cpu or cpu_info()
+    model = re.sub(r"\((r|tm)\)|cpu|@.*$", "", str(cpu["model"]).lower())
+    words = re.findall(r"[a-z0-9]+", model)
+    return "-".join(["cpu", f"{cpu['usable_cpus']}core", *words])[:80]
+
+
+def gpu_slug(gpus: list[dict[str, Any]] | None = None) -> str:
+    """A file-name-safe tag of the first GPU such as ``gpu-nvidia-h100-80gb-hbm3``.
+
+    Raises:
+        RuntimeError: no CUDA device is visible.
+    """
+    gpus = gpu_info() if gpus is None else gpus
+    if not gpus:
+        raise RuntimeError("no CUDA device is visible")
+    words = re.findall(r"[a-z0-9]+", str(gpus[0]["name"]).lower())
+    return "-".join(["gpu", *words])[:80]
+
+
+def _cuda_versions() -> dict[str, str | None]:
+    """CUDA driver and runtime versions as ``"12.4"``; None where they cannot be read."""
+    versions: dict[str, str | None] = {"driver": None, "runtime": None}
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        return versions
+    for key, call in (
+        ("driver", runtime.cudaDriverGetVersion),
+        ("runtime", runtime.cudaRuntimeGetVersion),
+    ):
+        try:
+            err, value = call()
+        except Exception:  # a broken install can raise from the bindings; report unknown
+            continue
+        if int(err) == 0 and int(value) > 0:
+            versions[key] = f"{int(value) // 1000}.{int(value) % 1000 // 10}"
+    return versions
+
+
+def gpu_info() -> list[dict[str, Any]]:
+    """Visible CUDA devices (name, compute capability, memory) with the CUDA driver and
+    runtime versions; ``[]`` without a device."""
+    from hardnet_export import _cuda
+
+    count = _cuda.cuda_device_count()
+    if count == 0:
+        return []
+    versions = _cuda_versions()
+    return [
+        {
+            **_cuda.device_properties(i),
+            "cuda_driver": versions["driver"],
+            "cuda_runtime": versions["runtime"],
+        }
+        for i in range(count)
+    ]
+
+
+def _memory_gb() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """Everything a reader needs to compare two benchmark files."""
+    return {
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu_info(),
+        "memory_gb": _memory_gb(),
+        "gpus": gpu_info(),
+        "libraries": library_versions(),
+    }

@@ -1,0 +1,179 @@
+"""A benchmark result as a terminal table, a Markdown table, a JSON file and a PNG plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hardnet_export._io import atomic_path, atomic_write_text
+from hardnet_export.benchmark.results import PAPER_MS_PER_PATCH, BenchmarkResult
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+COLUMNS = (
+    "target",
+    "batch",
+    "p50 ms",
+    "p99 ms",
+    "GPU p50 ms",
+    "patches/s",
+    "x eager fp32",
+    f"patches / {PAPER_MS_PER_PATCH:g} ms",
+    "run var",
+    "FPR95",
+    "NN acc",
+)
+_GPU_COLUMN = COLUMNS.index("GPU p50 ms")
+
+
+def _has_compute(result: BenchmarkResult) -> bool:
+    return any(c.compute is not None for t in result.targets for c in t.cases)
+
+
+def columns(result: BenchmarkResult) -> list[str]:
+    """Column names; the GPU compute column only where some case has a device clock."""
+    names = list(COLUMNS)
+    if not _has_compute(result):
+        del names[_GPU_COLUMN]
+    return names
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.1f}"
+    return f"{value:.{digits}g}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f} %"
+
+
+def rows(result: BenchmarkResult) -> list[list[str]]:
+    """The table as strings, one row per target and batch size; accuracy on a target's
+    first row only, since it does not depend on the batch size."""
+    table: list[list[str]] = []
+    for target in result.targets:
+        for i, case in enumerate(target.cases):
+            acc = target.accuracy if i == 0 else None
+            table.append(
+                [
+                    target.label if i == 0 else "",
+                    str(case.batch_size),
+                    _fmt(case.latency.p50),
+                    _fmt(case.latency.p99),
+                    _fmt(case.compute.p50 if case.compute else None),
+                    f"{case.throughput:,.0f}",
+                    "-" if case.vs_baseline is None else f"{case.vs_baseline:.2f}x",
+                    f"{case.patches_per_ms:.2f}",
+                    _pct(case.variation) + (" !" if case.unstable else ""),
+                    _pct(acc.fpr95) if acc else "",
+                    _pct(acc.nn_accuracy) if acc else "",
+                ]
+            )
+    if not _has_compute(result):
+        for row in table:
+            del row[_GPU_COLUMN]
+    return table
+
+
+def _caption(result: BenchmarkResult) -> str:
+    cpu = result.machine["cpu"]
+    gpus = ", ".join(g.get("name", "?") for g in result.machine.get("gpus", [])) or "no GPU"
+    s = result.settings
+    return (
+        f"{cpu['model']} ({cpu['usable_cpus']} CPUs), {gpus}; device {s['device']}, "
+        f"{s['threads']} threads; warm-up {s['warmup_s']} s, >= {s['duration_s']} s and "
+        f">= {s['min_iterations']} iterations per case; inputs: {result.inputs}"
+    )
+
+
+def to_table(result: BenchmarkResult) -> Table:
+    """A rich table for the terminal."""
+    from rich.table import Table
+
+    table = Table(title="hardnet-export bench", caption=_caption(result))
+    for name in columns(result):
+        table.add_column(name, justify="left" if name == "target" else "right")
+    all_rows = rows(result)
+    last_rows = set(_last_rows(result))
+    for i, row in enumerate(all_rows):
+        table.add_row(*row, end_section=i in last_rows)
+    return table
+
+
+def _last_rows(result: BenchmarkResult) -> list[int]:
+    ends, count = [], 0
+    for target in result.targets:
+        count += len(target.cases)
+        ends.append(count - 1)
+    return ends
+
+
+def to_markdown(result: BenchmarkResult) -> str:
+    """The same table in Markdown, with the machine and settings above it."""
+    lines = [
+        "# hardnet-export bench",
+        "",
+        f"- command: `{result.command}`",
+        f"- created: {result.created}",
+        f"- machine: {_caption(result)}",
+        "- libraries: "
+        + ", ".join(f"{k} {v}" for k, v in result.machine["libraries"].items() if v),
+        "- latency is end to end per call (host uint8 patches in, host descriptors out), "
+        "trtexec percentiles; `GPU p50` is CUDA-event device time; `run var` is the spread of "
+        "the medians of 5 consecutive slices of the timed window over the overall median "
+        "(`!` above 2.5 %)",
+        "",
+        "| " + " | ".join(columns(result)) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(columns(result)))) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(result)]
+    if result.warnings:
+        lines += ["", "Warnings:", ""] + [f"- {w}" for w in result.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def write_json(result: BenchmarkResult, path: str | Path) -> Path:
+    path = Path(path)
+    atomic_write_text(path, result.to_json())
+    return path
+
+
+def write_markdown(result: BenchmarkResult, path: str | Path) -> Path:
+    path = Path(path)
+    atomic_write_text(path, to_markdown(result))
+    return path
+
+
+def write_plot(result: BenchmarkResult, path: str | Path) -> Path:
+    """Throughput and p50 latency against batch size, one line per target (log axes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import ScalarFormatter
+
+    path = Path(path)
+    figure = Figure(figsize=(12, 5), layout="constrained")
+    ax_thr, ax_lat = figure.subplots(1, 2)
+    for target in result.targets:
+        sizes = [c.batch_size for c in target.cases]
+        ax_thr.plot(sizes, [c.throughput for c in target.cases], marker="o", label=target.label)
+        ax_lat.plot(sizes, [c.latency.p50 for c in target.cases], marker="o", label=target.label)
+    for ax, ylabel in ((ax_thr, "throughput (patches/s)"), (ax_lat, "p50 latency per call (ms)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    ax_thr.legend(fontsize="small")
+    figure.suptitle(_caption(result), fontsize="small", wrap=True)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    return path

@@ -1,0 +1,127 @@
+"""What a benchmark produces: one result per target and batch size, and the whole run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hardnet_export.benchmark.stats import LatencySummary
+
+FORMAT = "hardnet-export-bench/1"
+#: "computing a descriptor takes about 1 millisecond on a low-end GPU" (HardNet, arXiv abstract).
+PAPER_MS_PER_PATCH = 1.0
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One target at one batch size.
+
+    ``latency`` is end to end per call (host patches in, host descriptors out; on a GPU that
+    includes the host-to-device and device-to-host copies); ``compute`` is the device's own
+    time for the same calls from CUDA events, ``None`` where the backend has no device clock.
+    ``throughput`` is patches per second over the timed window; ``vs_baseline`` is it over
+    PyTorch eager FP32 on the same device at the same batch size in the same run;
+    ``patches_per_ms`` is how many descriptors fit in the paper's "about 1 ms" per descriptor.
+    ``variation`` is the run-to-run spread of the window's slices (see
+    :func:`hardnet_export.benchmark.stats.run_variation`), ``unstable`` whether it is > 2.5 %.
+    """
+
+    batch_size: int
+    iterations: int
+    warmup_iterations: int
+    latency: LatencySummary
+    compute: LatencySummary | None
+    throughput: float
+    per_patch_ms: float
+    patches_per_ms: float
+    variation: float
+    unstable: bool
+    vs_baseline: float | None = None
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Accuracy of a target on a fixed held-out pair set, beside its speed.
+
+    ``fpr95`` and ``nn_accuracy`` are fractions in [0, 1].
+    """
+
+    pairs: str
+    n_pairs: int
+    fpr95: float
+    nn_accuracy: float
+
+
+@dataclass
+class TargetResult:
+    """One artifact loaded with one backend on one device, timed at every batch size."""
+
+    label: str
+    artifact: str | None
+    backend: str
+    precision: str
+    device: str
+    options: dict[str, Any]
+    load_s: float
+    accuracy: Accuracy | None
+    cases: list[CaseResult] = field(default_factory=list)
+    is_baseline: bool = False
+
+    def case(self, batch_size: int) -> CaseResult | None:
+        return next((c for c in self.cases if c.batch_size == batch_size), None)
+
+
+@dataclass
+class BenchmarkResult:
+    """A whole run: settings, machine, every target's results, and the warnings raised."""
+
+    created: str
+    command: str
+    settings: dict[str, Any]
+    machine: dict[str, Any]
+    inputs: str
+    targets: list[TargetResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    format: str = FORMAT
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return list(self.settings["batch_sizes"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"paper_ms_per_patch": PAPER_MS_PER_PATCH, **dataclasses.asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchmarkResult:
+        """Rebuild a result from :meth:`to_dict` output (a saved JSON file)."""
+        if data.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} result: format is {data.get('format')!r}")
+        targets = []
+        for t in data["targets"]:
+            cases = [
+                CaseResult(
+                    **{
+                        **c,
+                        "latency": LatencySummary(**c["latency"]),
+                        "compute": LatencySummary(**c["compute"]) if c["compute"] else None,
+                    }
+                )
+                for c in t["cases"]
+            ]
+            accuracy = Accuracy(**t["accuracy"]) if t["accuracy"] else None
+            targets.append(TargetResult(**{**t, "cases": cases, "accuracy": accuracy}))
+        fields = {k: data[k] for k in ("created", "command", "settings", "machine", "inputs")}
+        return cls(**fields, targets=targets, warnings=list(data["warnings"]))
+
+    @classmethod
+    def load(cls, path: str | Path) -> BenchmarkResult:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"benchmark result not found: {path}")
+        return cls.from_dict(json.loads(path.read_text()))

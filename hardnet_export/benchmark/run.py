@@ -1,0 +1,321 @@
+"""Orchestration: load each target, measure its accuracy, time it at every batch size."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardnet_export.benchmark.machine import machine_info
+from hardnet_export.benchmark.results import (
+    PAPER_MS_PER_PATCH,
+    Accuracy,
+    BenchmarkResult,
+    CaseResult,
+    TargetResult,
+)
+from hardnet_export.benchmark.stats import (
+    VARIATION_LIMIT,
+    LatencySummary,
+    is_unstable,
+    run_variation,
+    throughput,
+)
+from hardnet_export.benchmark.targets import (
+    Target,
+    artifact_targets,
+    baseline_target,
+    check_device,
+    default_targets,
+    shipped_weights,
+)
+from hardnet_export.benchmark.timing import (
+    DEFAULT_DURATION_S,
+    DEFAULT_WARMUP_S,
+    MIN_ITERATIONS,
+    time_step,
+)
+
+DEFAULT_BATCH_SIZES = (1, 32, 256, 1024)
+DEFAULT_ACCURACY_PAIRS = 1000
+ACCURACY_SEED = 0
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """``"1,32,256"`` -> ``[1, 32, 256]``; ValueError for anything but positive integers."""
+    sizes = []
+    for part in text.split(","):
+        try:
+            sizes.append(int(part.strip()))
+        except ValueError:
+            raise ValueError(
+                f"batch sizes must be comma-separated positive integers, got {text!r}"
+            ) from None
+    return check_batch_sizes(sizes)
+
+
+def check_batch_sizes(batch_sizes: Sequence[int]) -> list[int]:
+    """Sorted unique positive batch sizes; ValueError naming the bad value otherwise."""
+    sizes = list(batch_sizes)
+    if not sizes:
+        raise ValueError("batch sizes must not be empty")
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"batch sizes must be positive integers, got {size!r}")
+    return sorted({int(s) for s in sizes})
+
+
+def benchmark_patches(n: int, seed: int = ACCURACY_SEED) -> tuple[np.ndarray, str]:
+    """``n`` real uint8 patches from the held-out built-in photos (tiled when fewer exist),
+    or uniform noise where the built-in photos are not installed, and what they are.
+
+    Shape:
+        - return[0]: (n, 1, 32, 32) uint8, C-contiguous.
+    """
+    try:
+        from hardnet_export.data.builtin import validation_pairs
+
+        pairs = validation_pairs(min(n, DEFAULT_ACCURACY_PAIRS), seed=seed)
+        pool = np.concatenate([pairs.anchors, pairs.positives])
+        source = f"held-out built-in photo patches ({pairs.name})"
+    except ImportError as exc:
+        pool = np.random.default_rng(seed).integers(0, 256, (n, 32, 32), dtype=np.uint8)
+        source = f"uniform noise patches (built-in photos unavailable: {exc})"
+    reps = -(-n // len(pool))
+    patches = np.ascontiguousarray(np.tile(pool, (reps, 1, 1))[:n, None])
+    return patches, source
+
+
+def measure_accuracy(describer: Any, pairs: Any) -> Accuracy:
+    """FPR95 and nearest-neighbour accuracy of ``describer`` on matched pairs."""
+    from hardnet_export.evaluation.pairs import evaluate_pairs
+
+    anchors = describer.describe(pairs.anchors)
+    positives = describer.describe(pairs.positives)
+    scores = evaluate_pairs(anchors, positives)
+    return Accuracy(pairs.name, len(pairs), scores.fpr95, scores.nn_accuracy)
+
+
+#: The load option that sets CPU threads, per backend (each library names it its own way).
+THREAD_OPTIONS = {"torch": "num_threads", "onnxruntime": "intra_op_num_threads"}
+
+
+def load_target(target: Target, max_batch: int, threads: int) -> Any:
+    """Load ``target`` through the runtime with ``threads`` CPU threads where that applies."""
+    from hardnet_export.runtime import load
+    from hardnet_export.runtime.registry import backend_for
+
+    backend = target.backend or backend_for(target.artifact or "x.pth").name
+    options = dict(target.options)
+    if target.device == "cpu" and backend in THREAD_OPTIONS:
+        options.setdefault(THREAD_OPTIONS[backend], threads)
+    return load(
+        target.artifact, backend=backend, device=target.device, max_batch=max_batch, **options
+    )
+
+
+def _step(describer: Any, batch: np.ndarray) -> Callable[[], float | None]:
+    timed = getattr(describer, "describe_timed", None)
+    if timed is not None:
+        return lambda: timed(batch)[1]
+
+    def step() -> None:
+        describer.describe(batch)
+
+    return step
+
+
+def time_target(
+    describer: Any,
+    patches: np.ndarray,
+    batch_size: int,
+    *,
+    warmup_s: float,
+    duration_s: float,
+    min_iterations: int = MIN_ITERATIONS,
+) -> CaseResult:
+    """Time ``describer`` on the first ``batch_size`` of ``patches``.
+
+    Shape:
+        - patches: (N, 1, 32, 32) uint8, N >= batch_size.
+    """
+    batch = patches[:batch_size]
+    timings = time_step(
+        _step(describer, batch),
+        warmup_s=warmup_s,
+        duration_s=duration_s,
+        min_iterations=min_iterations,
+    )
+    rate = throughput(batch_size, timings.host)
+    # Variation is judged on the device clock where there is one, as trtexec does.
+    variation = run_variation(timings.device if timings.device is not None else timings.host)
+    return CaseResult(
+        batch_size=batch_size,
+        iterations=len(timings.host),
+        warmup_iterations=timings.warmup_iterations,
+        latency=LatencySummary.from_seconds(timings.host),
+        compute=None if timings.device is None else LatencySummary.from_seconds(timings.device),
+        throughput=rate,
+        per_patch_ms=1e3 / rate,
+        patches_per_ms=rate / 1e3 * PAPER_MS_PER_PATCH,
+        variation=variation,
+        unstable=is_unstable(variation),
+    )
+
+
+def run_benchmark(
+    artifacts: Sequence[str | Path] = (),
+    *,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    device: str = "cpu",
+    threads: int | None = None,
+    warmup_s: float = DEFAULT_WARMUP_S,
+    duration_s: float = DEFAULT_DURATION_S,
+    min_iterations: int = MIN_ITERATIONS,
+    accuracy_pairs: int = DEFAULT_ACCURACY_PAIRS,
+    baseline: bool = True,
+    cache_dir: str | Path | None = None,
+    command: str = "",
+    progress: bool = True,
+) -> BenchmarkResult:
+    """Benchmark artifacts (or every variant of the shipped model) at every batch size.
+
+    Args:
+        artifacts: ``.onnx`` / ``.engine`` / ``.pth`` files; empty benchmarks the default set
+            (:func:`~hardnet_export.benchmark.targets.default_targets`).
+        batch_sizes: patches per call.
+        device: ``cpu`` or ``cuda``.
+        threads: CPU threads for ONNX Runtime and PyTorch; default all usable cores.
+        warmup_s, duration_s, min_iterations: trtexec's timing rules per case.
+        accuracy_pairs: held-out built-in pairs for the FPR95 / NN-accuracy column (0: skip).
+        baseline: add PyTorch eager FP32 of the shipped model to explicit artifacts, so the
+            throughput ratio has its reference in the same run.
+        cache_dir: where the default set's exports are kept.
+        command: the command line to record in the result.
+        progress: show a progress bar.
+    """
+    sizes = check_batch_sizes(batch_sizes)
+    device = check_device(device)
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = int(threads) if threads is not None else int(usable or 1)
+    if threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads}")
+    if accuracy_pairs < 0:
+        raise ValueError(f"accuracy_pairs must be >= 0, got {accuracy_pairs}")
+    notes: list[str] = []
+    if artifacts:
+        targets = artifact_targets(artifacts, device)
+        if baseline:
+            try:
+                targets.insert(0, baseline_target(device, shipped_weights()))
+            except FileNotFoundError as exc:
+                notes.append(f"no PyTorch eager FP32 baseline, so no throughput ratio: {exc}")
+    else:
+        targets = default_targets(device, Path(cache_dir) if cache_dir else None)
+
+    patches, inputs = benchmark_patches(max(sizes))
+    pairs = None
+    if accuracy_pairs:
+        from hardnet_export.data.builtin import validation_pairs
+
+        pairs = validation_pairs(accuracy_pairs, seed=ACCURACY_SEED)
+
+    result = BenchmarkResult(
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        command=command,
+        settings={
+            "batch_sizes": sizes,
+            "device": device,
+            "threads": threads,
+            "warmup_s": warmup_s,
+            "duration_s": duration_s,
+            "min_iterations": min_iterations,
+            "variation_runs": 5,
+            "variation_limit": VARIATION_LIMIT,
+            "accuracy_pairs": accuracy_pairs,
+            "accuracy_seed": ACCURACY_SEED,
+        },
+        machine=machine_info(),
+        inputs=inputs,
+        warnings=notes,
+    )
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not progress,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("bench", total=len(targets) * len(sizes))
+        for target in targets:
+            bar.update(task, description=f"{target.label}: loading")
+            start = time.perf_counter()
+            describer = load_target(target, max(sizes), threads)
+            load_s = time.perf_counter() - start
+            accuracy = measure_accuracy(describer, pairs) if pairs is not None else None
+            entry = TargetResult(
+                label=target.label,
+                artifact=None if target.artifact is None else str(target.artifact),
+                backend=describer.backend,
+                precision=describer.precision,
+                device=describer.device,
+                options={k: v for k, v in target.options.items()},
+                load_s=load_s,
+                accuracy=accuracy,
+                is_baseline=target.is_baseline,
+            )
+            for size in sizes:
+                bar.update(task, description=f"{target.label}: batch {size}")
+                case = time_target(
+                    describer,
+                    patches,
+                    size,
+                    warmup_s=warmup_s,
+                    duration_s=duration_s,
+                    min_iterations=min_iterations,
+                )
+                entry.cases.append(case)
+                if case.unstable:
+                    result.warnings.append(
+                        f"{target.label} at batch {size}: run-to-run variation "
+                        f"{100 * case.variation:.1f} % exceeds {100 * VARIATION_LIMIT:.1f} %"
+                    )
+                bar.advance(task)
+            result.targets.append(entry)
+            del describer
+    _add_ratios(result)
+    return result
+
+
+def _add_ratios(result: BenchmarkResult) -> None:
+    """Fill ``vs_baseline``: throughput over the baseline's at the same batch size."""
+    base = next((t for t in result.targets if t.is_baseline), None)
+    if base is None:
+        return
+    for target in result.targets:
+        for i, case in enumerate(target.cases):
+            ref = base.case(case.batch_size)
+            if ref is not None:
+                target.cases[i] = _replace(case, vs_baseline=case.throughput / ref.throughput)
+
+
+def _replace(case: CaseResult, **changes: Any) -> CaseResult:
+    import dataclasses
+
+    return dataclasses.replace(case, **changes)

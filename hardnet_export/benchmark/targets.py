@@ -1,0 +1,147 @@
+"""What to benchmark: given artifacts, or every variant of the shipped model that runs here.
+
+The default set is exported once per weights file into a cache folder (the export takes
+seconds to minutes; the benchmark reuses the files on the next run).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hardnet_export import __version__
+
+DEVICES = ("cpu", "cuda")
+#: ONNX variants of the shipped model benchmarked on ONNX Runtime: (label suffix, precision,
+#: INT8 target). ``int8-cpu`` is ONNX Runtime's fastest CPU graph (uint8 asymmetric
+#: activations); ``int8-tensorrt`` is the symmetric graph TensorRT accepts.
+ONNX_VARIANTS: tuple[tuple[str, str, str | None], ...] = (
+    ("fp32", "fp32", None),
+    ("fp16", "fp16", None),
+    ("int8-tensorrt", "int8", "tensorrt"),
+    ("int8-cpu", "int8", "cpu"),
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing to time: an artifact (``None``: the shipped model) with one backend on one
+    device, and the load options that make it what it is (``cuda_graphs``, ...)."""
+
+    label: str
+    artifact: Path | None
+    backend: str | None
+    device: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    is_baseline: bool = False
+
+
+def check_device(device: str) -> str:
+    """``cpu`` or ``cuda``; raise ValueError for anything else, or for ``cuda`` without a GPU."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "cuda":
+        from hardnet_export._cuda import cuda_status
+
+        count, why = cuda_status()
+        if count == 0:
+            raise ValueError(f"device 'cuda' was asked for but {why}")
+    return device
+
+
+def default_cache_dir() -> Path:
+    """``$HARDNET_EXPORT_CACHE`` or ``$XDG_CACHE_HOME/hardnet-export`` (``~/.cache``)."""
+    if os.environ.get("HARDNET_EXPORT_CACHE"):
+        return Path(os.environ["HARDNET_EXPORT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hardnet-export"
+
+
+def artifact_targets(paths: Sequence[str | Path], device: str) -> list[Target]:
+    """One target per given artifact, backend chosen by the runtime from the file type."""
+    targets = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_file():
+            raise FileNotFoundError(f"artifact not found: {path}")
+        targets.append(Target(path.name, path, None, device))
+    return targets
+
+
+def baseline_target(device: str, weights: Path | None = None) -> Target:
+    """PyTorch eager FP32 of ``weights`` (the shipped model by default): the 1x reference."""
+    return Target(f"torch fp32 eager ({device})", weights, "torch", device, {}, is_baseline=True)
+
+
+def shipped_weights() -> Path:
+    """The shipped checkpoint; FileNotFoundError when this installation has none."""
+    from hardnet_export.model import SHIPPED_WEIGHTS
+
+    if not SHIPPED_WEIGHTS.is_file():
+        raise FileNotFoundError(
+            f"no shipped model in this installation ({SHIPPED_WEIGHTS} is missing); "
+            "pass artifacts to benchmark"
+        )
+    return SHIPPED_WEIGHTS
+
+
+def exported_onnx(
+    weights: Path | None, precision: str, int8_target: str | None, cache_dir: Path
+) -> Path:
+    """The ONNX export of ``weights`` at ``precision``, made once and cached by weights hash."""
+    from hardnet_export._io import sha256_file
+    from hardnet_export.export.onnx import export_onnx
+
+    source = weights or shipped_weights()
+    tag = precision if int8_target is None else f"{precision}-{int8_target}"
+    folder = Path(cache_dir) / "bench" / f"{sha256_file(source)[:16]}-v{__version__}"
+    out = folder / f"hardnet.{tag}.onnx"
+    if out.is_file():
+        return out
+    folder.mkdir(parents=True, exist_ok=True)
+    int8 = None
+    if int8_target is not None:
+        from hardnet_export.calibration.quantize import Int8Options
+
+        int8 = Int8Options(target=int8_target)
+    return export_onnx(source, out, precision=precision, int8=int8)
+
+
+def default_targets(
+    device: str, cache_dir: Path | None = None, weights: Path | None = None
+) -> list[Target]:
+    """Every variant of the model that runs on ``device`` here, baseline first.
+
+    CPU: PyTorch eager FP32, then ONNX FP32, FP16, INT8 (TensorRT flavour) and INT8 (CPU
+    flavour) on ONNX Runtime. CUDA: PyTorch FP32 and FP16 with CUDA graphs, and TensorRT
+    engines (FP32, FP16, INT8) where TensorRT is installed.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    weights = weights or shipped_weights()
+    targets = [baseline_target(device, weights)]
+    if device == "cuda":
+        targets.append(
+            Target(
+                "torch fp16 cuda-graphs (cuda)",
+                weights,
+                "torch",
+                device,
+                {"precision": "fp16", "cuda_graphs": True},
+            )
+        )
+        from hardnet_export._cuda import tensorrt_status
+
+        if tensorrt_status()[0] is not None:
+            for suffix, precision, int8_target in ONNX_VARIANTS:
+                if suffix == "int8-cpu":
+                    continue
+                onnx_path = exported_onnx(weights, precision, int8_target, cache)
+                targets.append(Target(f"tensorrt {suffix}", onnx_path, "tensorrt", device))
+        return targets
+    for suffix, precision, int8_target in ONNX_VARIANTS:
+        onnx_path = exported_onnx(weights, precision, int8_target, cache)
+        targets.append(Target(f"onnxruntime {suffix}", onnx_path, "onnxruntime", device))
+    return targets

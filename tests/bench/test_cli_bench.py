@@ -1,0 +1,102 @@
+"""The ``bench`` command end to end on the CPU: a tiny real run, and the errors users hit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hardnet_export.benchmark.results import BenchmarkResult
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hardnet_export", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def onnx_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real FP32 export of a randomly initialised HardNet."""
+    import torch
+
+    from hardnet_export.export.onnx import export_onnx
+    from hardnet_export.model import HardNet
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("bench") / "tiny.fp32.onnx"
+    return export_onnx(HardNet().eval(), out, precision="fp32", parity=False)
+
+
+def test_short_real_run_writes_json_markdown_and_png(onnx_artifact: Path, tmp_path: Path) -> None:
+    json_path, md_path, png_path = tmp_path / "r.json", tmp_path / "r.md", tmp_path / "r.png"
+    result = run_cli(
+        "bench", str(onnx_artifact), "--batch-sizes", "1,4", "--duration-s", "0.05",
+        "--warmup-s", "0.01", "--threads", "1", "--accuracy-pairs", "64", "--no-baseline",
+        "--json", str(json_path), "--markdown", str(md_path), "--plot", str(png_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "tiny.fp32.onnx" in result.stdout
+
+    data = json.loads(json_path.read_text())
+    assert data["format"] == "hardnet-export-bench/1"
+    assert data["settings"]["batch_sizes"] == [1, 4]
+    assert data["settings"]["threads"] == 1
+    machine = data["machine"]
+    assert machine["cpu"]["model"] and machine["cpu"]["usable_cpus"] >= 1
+    for lib in ("numpy", "onnxruntime", "torch", "tensorrt", "opencv"):
+        assert lib in machine["libraries"]
+    assert machine["libraries"]["onnxruntime"]
+    (target,) = data["targets"]
+    assert target["backend"] == "onnxruntime" and target["precision"] == "fp32"
+    assert target["device"] == "cpu"
+    assert 0 <= target["accuracy"]["fpr95"] <= 1 and 0 <= target["accuracy"]["nn_accuracy"] <= 1
+    assert target["accuracy"]["n_pairs"] == 64
+    assert [c["batch_size"] for c in target["cases"]] == [1, 4]
+    for case in target["cases"]:
+        lat = case["latency"]
+        assert case["iterations"] >= 10 and lat["n"] == case["iterations"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+        assert lat["min"] <= lat["mean"] <= lat["max"]
+        assert case["compute"] is None  # no device clock on the CPU
+        assert case["throughput"] == pytest.approx(case["batch_size"] * 1e3 / lat["mean"])
+        assert case["per_patch_ms"] == pytest.approx(1e3 / case["throughput"])
+        assert case["patches_per_ms"] == pytest.approx(case["throughput"] / 1e3)
+        assert case["variation"] >= 0 and case["unstable"] == (case["variation"] > 0.025)
+        assert case["vs_baseline"] is None
+    # The file reads back into the same result.
+    assert BenchmarkResult.load(json_path).to_dict() == data
+
+    assert png_path.read_bytes()[:8] == PNG_SIGNATURE
+    assert "| tiny.fp32.onnx | 1 |" in md_path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch-sizes", "0"], "batch sizes must be positive integers, got 0"),
+        (["--batch-sizes", "1,x"], "comma-separated positive integers"),
+        (["--device", "tpu"], "device must be one of cpu, cuda, got 'tpu'"),
+        (["--threads", "0"], "threads must be a positive integer"),
+    ],
+)
+def test_bad_arguments_give_one_clear_sentence(
+    onnx_artifact: Path, args: list[str], message: str
+) -> None:
+    result = run_cli("bench", str(onnx_artifact), *args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_artifact(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.onnx"
+    result = run_cli("bench", str(missing), "--no-baseline")
+    assert result.returncode != 0
+    assert f"artifact not found: {missing}" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
