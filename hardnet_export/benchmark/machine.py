@@ -147,6 +147,14 @@ def _memory_gb() -> float | None:
         return None
 
 
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages: other work competing for the cores skews timings."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
 def machine_info() -> dict[str, Any]:
     """Everything a reader needs to compare two benchmark files."""
     return {
@@ -156,4 +164,5 @@ def machine_info() -> dict[str, Any]:
         "memory_gb": _memory_gb(),
         "gpus": gpu_info(),
         "libraries": library_versions(),
+        "load_average_start": load_average(),
     }

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from hardnet_export.benchmark.machine import machine_info
+from hardnet_export.benchmark.machine import load_average, machine_info
 from hardnet_export.benchmark.results import (
     PAPER_MS_PER_PATCH,
     Accuracy,
@@ -282,6 +282,9 @@ def run_benchmark(
             )
             for size in sizes:
                 bar.update(task, description=f"{target.label}: batch {size}")
+                if target.per_batch:
+                    del describer
+                    describer = load_target(target, size, threads)
                 case = time_target(
                     describer,
                     patches,
@@ -299,8 +302,26 @@ def run_benchmark(
                 bar.advance(task)
             result.targets.append(entry)
             del describer
+    result.machine["load_average_end"] = load_average()
+    busy = _busy_warning(result.machine)
+    if busy:
+        result.warnings.append(busy)
     _add_ratios(result)
     return result
+
+
+def _busy_warning(machine: dict[str, Any]) -> str | None:
+    """A warning when other work was running as the benchmark started: a 1-minute load
+    average above one core (or a quarter of the cores on a big machine). The end-of-run
+    value includes the benchmark's own threads, so it is recorded but not judged."""
+    start = machine.get("load_average_start")
+    cpus = machine["cpu"]["usable_cpus"] or 1
+    if not start or start[0] <= max(1.0, 0.25 * cpus):
+        return None
+    return (
+        f"the machine was busy when the run started (1-minute load average {start[0]:.1f} on "
+        f"{cpus} CPUs): other work competed for the cores, so timings are pessimistic and noisy"
+    )
 
 
 def _add_ratios(result: BenchmarkResult) -> None:

@@ -37,6 +37,9 @@ class Target:
     device: str
     options: Mapping[str, Any] = field(default_factory=dict)
     is_baseline: bool = False
+    #: Load once per batch size with ``max_batch`` = that size (a CUDA graph or a TensorRT
+    #: profile replays one fixed shape).
+    per_batch: bool = False
 
 
 def check_device(device: str) -> str:
@@ -116,8 +119,8 @@ def default_targets(
     """Every variant of the model that runs on ``device`` here, baseline first.
 
     CPU: PyTorch eager FP32, then ONNX FP32, FP16, INT8 (TensorRT flavour) and INT8 (CPU
-    flavour) on ONNX Runtime. CUDA: PyTorch FP32 and FP16 with CUDA graphs, and TensorRT
-    engines (FP32, FP16, INT8) where TensorRT is installed.
+    flavour) on ONNX Runtime. CUDA: PyTorch FP32, PyTorch FP16 replaying a CUDA graph per
+    batch size, and TensorRT engines (FP32, FP16, INT8) where TensorRT is installed.
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     weights = weights or shipped_weights()
@@ -125,11 +128,12 @@ def default_targets(
     if device == "cuda":
         targets.append(
             Target(
-                "torch fp16 cuda-graphs (cuda)",
+                "torch fp16 cuda-graph (cuda)",
                 weights,
                 "torch",
                 device,
-                {"precision": "fp16", "cuda_graphs": True},
+                {"fp16": True, "cuda_graph": True},
+                per_batch=True,
             )
         )
         from hardnet_export._cuda import tensorrt_status
