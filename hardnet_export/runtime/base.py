@@ -232,6 +232,41 @@ class Describer(abc.ABC):
         chunks = [self._infer(batch[i : i + step]) for i in range(0, len(batch), step)]
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
+    def describe_timed(self, patches: Any) -> tuple[np.ndarray, float | None]:
+        """``describe`` for host patches, plus the device's own compute time in seconds.
+
+        For benchmarks: host clocks around this call give the end-to-end latency (copies to
+        and from the device included); the second value is what CUDA events measured around
+        the inference alone, summed over chunks. ``None`` where the backend has no device
+        clock (every CPU backend).
+
+        Shape:
+            - patches: (N, 32, 32) or (N, 1, 32, 32), uint8 or float (0..255); N >= 0.
+            - Output: ((N, 128) float32, seconds or None).
+        """
+        batch = as_patch_batch(patches)
+        if len(batch) == 0:
+            return np.zeros((0, DESCRIPTOR_SIZE), np.float32), None
+        step = self.max_batch or len(batch)
+        chunks, total = [], 0.0
+        timed = True
+        for i in range(0, len(batch), step):
+            out, seconds = self._infer_timed(batch[i : i + step])
+            chunks.append(out)
+            timed = timed and seconds is not None
+            total += seconds or 0.0
+        out = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        return out, (total if timed else None)
+
+    def _infer_timed(self, batch: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """``_infer`` and its device compute time in seconds; GPU backends override this.
+
+        Shape:
+            - batch: (n, 1, 32, 32) uint8 or float32, 1 <= n <= max_batch.
+            - Output: ((n, 128) float32, seconds or None).
+        """
+        return self._infer(batch), None
+
     def _describe_torch(self, patches: Any, stream: Any) -> Any:
         """Default for torch input: validate on its device, run on the host, return torch."""
         import torch

@@ -177,14 +177,19 @@ class Graph:
 
 
 class Event:
-    """A timing-free CUDA event, used to order work across streams without a host wait."""
+    """A CUDA event: timing-free by default, to order work across streams without a host
+    wait; ``timing=True`` for :func:`elapsed_seconds` (benchmarks)."""
 
-    def __init__(self) -> None:
+    def __init__(self, timing: bool = False) -> None:
         runtime = _runtime()
+        flags = runtime.cudaEventDefault if timing else runtime.cudaEventDisableTiming
         self.handle: Any = check(
-            runtime.cudaEventCreateWithFlags(runtime.cudaEventDisableTiming),
-            "cudaEventCreateWithFlags",
+            runtime.cudaEventCreateWithFlags(flags), "cudaEventCreateWithFlags"
         )
+
+    def synchronize(self) -> None:
+        """Wait on the host until the last recorded point has run."""
+        check(_runtime().cudaEventSynchronize(self.handle), "cudaEventSynchronize")
 
     def record(self, stream: Any) -> None:
         check(_runtime().cudaEventRecord(self.handle, stream), "cudaEventRecord")
@@ -197,6 +202,12 @@ class Event:
         if self.handle is not None:
             _runtime().cudaEventDestroy(self.handle)
             self.handle = None
+
+
+def elapsed_seconds(start: Event, end: Event) -> float:
+    """Device time between two recorded timing events (both created with ``timing=True``)."""
+    ms = check(_runtime().cudaEventElapsedTime(start.handle, end.handle), "cudaEventElapsedTime")
+    return float(ms) / 1e3
 
 
 def stream_synchronize(stream: Any) -> None:

@@ -170,6 +170,24 @@ class TorchDescriber(Describer):
         x = torch.from_numpy(batch).to(self._torch_device, non_blocking=False)
         return self._run(x).cpu().numpy()
 
+    def _infer_timed(self, batch: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """On CUDA, CUDA events on the current stream around the forward pass (or the graph
+        replay): device compute time without the host-device copies."""
+        if self._torch_device.type != "cuda":
+            return self._infer(batch), None
+        import torch
+
+        x = torch.from_numpy(batch).to(self._torch_device)
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        stream = torch.cuda.current_stream(self._torch_device)
+        start.record(stream)
+        y = self._run(x)
+        end.record(stream)
+        out = y.cpu().numpy()
+        end.synchronize()
+        return out, start.elapsed_time(end) / 1e3
+
     def _describe_torch(self, patches: Any, stream: Any) -> Any:
         import torch
 
