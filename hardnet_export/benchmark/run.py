@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,10 @@ from hardnet_export.benchmark.timing import (
     MIN_ITERATIONS,
     time_step,
 )
+
+if TYPE_CHECKING:
+    from hardnet_export.data.types import MatchedPairs
+    from hardnet_export.runtime.base import Describer
 
 DEFAULT_BATCH_SIZES = (1, 32, 256, 1024)
 DEFAULT_ACCURACY_PAIRS = 1000
@@ -91,7 +95,7 @@ def benchmark_patches(n: int, seed: int = ACCURACY_SEED) -> tuple[np.ndarray, st
     return patches, source
 
 
-def measure_accuracy(describer: Any, pairs: Any) -> Accuracy:
+def measure_accuracy(describer: Describer, pairs: MatchedPairs) -> Accuracy:
     """FPR95 and nearest-neighbour accuracy of ``describer`` on matched pairs."""
     from hardnet_export.evaluation.pairs import evaluate_pairs
 
@@ -105,7 +109,7 @@ def measure_accuracy(describer: Any, pairs: Any) -> Accuracy:
 THREAD_OPTIONS = {"torch": "num_threads", "onnxruntime": "intra_op_num_threads"}
 
 
-def load_target(target: Target, max_batch: int, threads: int) -> Any:
+def load_target(target: Target, max_batch: int, threads: int) -> Describer:
     """Load ``target`` through the runtime with ``threads`` CPU threads where that applies."""
     from hardnet_export.runtime import load
     from hardnet_export.runtime.registry import backend_for
@@ -119,19 +123,13 @@ def load_target(target: Target, max_batch: int, threads: int) -> Any:
     )
 
 
-def _step(describer: Any, batch: np.ndarray) -> Callable[[], float | None]:
-    timed = getattr(describer, "describe_timed", None)
-    if timed is not None:
-        return lambda: timed(batch)[1]
-
-    def step() -> None:
-        describer.describe(batch)
-
-    return step
+def _step(describer: Describer, batch: np.ndarray) -> Callable[[], float | None]:
+    # describe_timed returns when the descriptors are on the host (GPU work synchronised).
+    return lambda: describer.describe_timed(batch)[1]
 
 
 def time_target(
-    describer: Any,
+    describer: Describer,
     patches: np.ndarray,
     batch_size: int,
     *,
