@@ -96,13 +96,12 @@ def benchmark_patches(n: int, seed: int = ACCURACY_SEED) -> tuple[np.ndarray, st
 
 
 def measure_accuracy(describer: Describer, pairs: MatchedPairs) -> Accuracy:
-    """FPR95 and nearest-neighbour accuracy of ``describer`` on matched pairs."""
-    from hardnet_export.evaluation.pairs import evaluate_pairs
+    """FPR95 and nearest-neighbour accuracy of ``describer`` on matched pairs, with the
+    evaluation stage's definitions (fixed non-matching partners, seed ``ACCURACY_SEED``)."""
+    from hardnet_export.evaluation.pairs import evaluate_matched_pairs
 
-    anchors = describer.describe(pairs.anchors)
-    positives = describer.describe(pairs.positives)
-    scores = evaluate_pairs(anchors, positives)
-    return Accuracy(pairs.name, len(pairs), scores.fpr95, scores.nn_accuracy)
+    scores = evaluate_matched_pairs(describer.describe, pairs, seed=ACCURACY_SEED)
+    return Accuracy(pairs.name, len(pairs), scores["fpr95"], scores["nn_accuracy"])
 
 
 #: The load option that sets CPU threads, per backend (each library names it its own way).
