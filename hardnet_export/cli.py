@@ -310,6 +310,11 @@ def bench(
     baseline: bool = typer.Option(
         True, "--baseline/--no-baseline", help="Add PyTorch eager FP32, the 1x reference."
     ),
+    weights: Path | None = typer.Option(
+        None,
+        "--weights",
+        help="Checkpoint behind the default set and the baseline (default: the shipped model).",
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON."),
     markdown: Path | None = typer.Option(None, "--markdown", help="Write a Markdown table."),
     plot: Path | None = typer.Option(
@@ -337,6 +342,7 @@ def bench(
         duration_s=duration_s,
         accuracy_pairs=accuracy_pairs,
         baseline=baseline,
+        weights=weights,
         cache_dir=cache_dir,
         command=" ".join(["hardnet-export", *sys.argv[1:]]),
     )

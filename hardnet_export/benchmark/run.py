@@ -176,6 +176,7 @@ def run_benchmark(
     min_iterations: int = MIN_ITERATIONS,
     accuracy_pairs: int = DEFAULT_ACCURACY_PAIRS,
     baseline: bool = True,
+    weights: str | Path | None = None,
     cache_dir: str | Path | None = None,
     command: str = "",
     progress: bool = True,
@@ -192,6 +193,8 @@ def run_benchmark(
         accuracy_pairs: held-out built-in pairs for the FPR95 / NN-accuracy column (0: skip).
         baseline: add PyTorch eager FP32 of the shipped model to explicit artifacts, so the
             throughput ratio has its reference in the same run.
+        weights: the checkpoint behind the default set and the baseline; default the model
+            shipped in the package.
         cache_dir: where the default set's exports are kept.
         command: the command line to record in the result.
         progress: show a progress bar.
@@ -204,16 +207,23 @@ def run_benchmark(
         raise ValueError(f"threads must be a positive integer, got {threads}")
     if accuracy_pairs < 0:
         raise ValueError(f"accuracy_pairs must be >= 0, got {accuracy_pairs}")
+    if weights is not None and not Path(weights).is_file():
+        raise FileNotFoundError(f"weights not found: {weights}")
     notes: list[str] = []
     if artifacts:
         targets = artifact_targets(artifacts, device)
         if baseline:
             try:
-                targets.insert(0, baseline_target(device, shipped_weights()))
+                source = Path(weights) if weights is not None else shipped_weights()
+                targets.insert(0, baseline_target(device, source))
             except FileNotFoundError as exc:
                 notes.append(f"no PyTorch eager FP32 baseline, so no throughput ratio: {exc}")
     else:
-        targets = default_targets(device, Path(cache_dir) if cache_dir else None)
+        targets = default_targets(
+            device,
+            Path(cache_dir) if cache_dir else None,
+            Path(weights) if weights is not None else None,
+        )
 
     patches, inputs = benchmark_patches(max(sizes))
     pairs = None
@@ -236,6 +246,7 @@ def run_benchmark(
             "variation_limit": VARIATION_LIMIT,
             "accuracy_pairs": accuracy_pairs,
             "accuracy_seed": ACCURACY_SEED,
+            "weights": str(weights) if weights is not None else "shipped model",
         },
         machine=machine_info(),
         inputs=inputs,
