@@ -40,13 +40,15 @@ from hardnet_export.benchmark.timing import (
     MIN_ITERATIONS,
     time_step,
 )
+from hardnet_export.data.types import MatchedPairs
 
 if TYPE_CHECKING:
-    from hardnet_export.data.types import MatchedPairs
     from hardnet_export.runtime.base import Describer
 
 DEFAULT_BATCH_SIZES = (1, 32, 256, 1024)
 DEFAULT_ACCURACY_PAIRS = 1000
+#: Pairs drawn for timing input alone when the accuracy column is switched off.
+TIMING_ONLY_PAIRS = 256
 ACCURACY_SEED = 0
 
 
@@ -74,25 +76,35 @@ def check_batch_sizes(batch_sizes: Sequence[int]) -> list[int]:
     return sorted({int(s) for s in sizes})
 
 
-def benchmark_patches(n: int, seed: int = ACCURACY_SEED) -> tuple[np.ndarray, str]:
-    """``n`` real uint8 patches from the held-out built-in photos (tiled when fewer exist),
-    or uniform noise where the built-in photos are not installed, and what they are.
-
-    Shape:
-        - return[0]: (n, 1, 32, 32) uint8, C-contiguous.
-    """
+def held_out_pairs(n: int, seed: int = ACCURACY_SEED) -> MatchedPairs | None:
+    """``n`` fixed matched pairs from the held-out built-in photos; None where the built-in
+    photos (scikit-image, scikit-learn, matplotlib) are not installed."""
     try:
         from hardnet_export.data.builtin import validation_pairs
 
-        pairs = validation_pairs(min(n, DEFAULT_ACCURACY_PAIRS), seed=seed)
+        return validation_pairs(n, seed=seed)
+    except ImportError:
+        return None
+
+
+def benchmark_patches(
+    n: int, pairs: MatchedPairs | None, seed: int = ACCURACY_SEED
+) -> tuple[np.ndarray, str]:
+    """``n`` timing patches and what they are: the patches of ``pairs`` (tiled when there are
+    fewer), or uniform noise without pairs.
+
+    Shape:
+        - return[0]: (n, 1, 32, 32) uint8, C-contiguous: the layout the graphs take, so the
+          timed calls copy nothing.
+    """
+    if pairs is not None and len(pairs):
         pool = np.concatenate([pairs.anchors, pairs.positives])
         source = f"held-out built-in photo patches ({pairs.name})"
-    except ImportError as exc:
+    else:
         pool = np.random.default_rng(seed).integers(0, 256, (n, 32, 32), dtype=np.uint8)
-        source = f"uniform noise patches (built-in photos unavailable: {exc})"
+        source = "uniform noise patches (built-in photos not installed)"
     reps = -(-n // len(pool))
-    patches = np.ascontiguousarray(np.tile(pool, (reps, 1, 1))[:n, None])
-    return patches, source
+    return np.ascontiguousarray(np.tile(pool, (reps, 1, 1))[:n, None]), source
 
 
 def measure_accuracy(describer: Describer, pairs: MatchedPairs) -> Accuracy:
@@ -113,7 +125,12 @@ def load_target(target: Target, max_batch: int, threads: int) -> Describer:
     from hardnet_export.runtime import load
     from hardnet_export.runtime.registry import backend_for
 
-    backend = target.backend or backend_for(target.artifact or "x.pth").name
+    if target.backend is not None:
+        backend = target.backend
+    elif target.artifact is not None:
+        backend = backend_for(target.artifact).name
+    else:
+        raise ValueError(f"target {target.label!r} names neither a backend nor an artifact")
     options = dict(target.options)
     if target.device == "cpu" and backend in THREAD_OPTIONS:
         options.setdefault(THREAD_OPTIONS[backend], threads)
@@ -225,12 +242,12 @@ def run_benchmark(
             Path(weights) if weights is not None else None,
         )
 
-    patches, inputs = benchmark_patches(max(sizes))
-    pairs = None
-    if accuracy_pairs:
-        from hardnet_export.data.builtin import validation_pairs
-
-        pairs = validation_pairs(accuracy_pairs, seed=ACCURACY_SEED)
+    # One fixed pair set: its patches are the timing input, and it is the accuracy set.
+    pairs = held_out_pairs(accuracy_pairs or TIMING_ONLY_PAIRS)
+    patches, inputs = benchmark_patches(max(sizes), pairs)
+    if pairs is None and accuracy_pairs:
+        notes.append("no accuracy column: the built-in photos are not installed")
+    accuracy_set = pairs if accuracy_pairs else None
 
     result = BenchmarkResult(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -276,7 +293,9 @@ def run_benchmark(
             start = time.perf_counter()
             describer = load_target(target, max(sizes), threads)
             load_s = time.perf_counter() - start
-            accuracy = measure_accuracy(describer, pairs) if pairs is not None else None
+            accuracy = (
+                measure_accuracy(describer, accuracy_set) if accuracy_set is not None else None
+            )
             entry = TargetResult(
                 label=target.label,
                 artifact=None if target.artifact is None else str(target.artifact),
