@@ -148,8 +148,9 @@ def resolve_weights(weights: str | Path | HardNet | None) -> tuple[HardNet, str,
         raise TypeError(
             f"weights must be a checkpoint path, a HardNet or None, got {type(weights).__name__}"
         )
+    # load_model(None) gives the clear "no shipped model in this installation" error.
+    model = load_model(None if weights is None else weights)
     path = SHIPPED_WEIGHTS if weights is None else Path(weights)
-    model = load_model(path)
     checkpoint = read_checkpoint(path)
     provenance = {"file": path.name, "format": checkpoint.format, **checkpoint.meta}
     return model, sha256_file(path), provenance

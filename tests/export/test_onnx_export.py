@@ -125,3 +125,11 @@ def test_flat_patches_give_zero_descriptors_like_pytorch(fp32_onnx: Path, checkp
         expected = load_model(checkpoint)(torch.from_numpy(patches)).numpy()
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
+
+
+def test_shipped_model_missing_is_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hardnet_export.model as model_module
+
+    monkeypatch.setattr(model_module, "SHIPPED_WEIGHTS", tmp_path / "absent.pth")
+    with pytest.raises(FileNotFoundError, match="no shipped model"):
+        export_onnx(None, tmp_path / "m.onnx")
