@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_hpatches_sequence
+from fixture_files import write_hpatches_sequence
 
 from hardnet_export.data.hpatches import IMAGE_NAMES, split_sequences
 from hardnet_export.evaluation.hpatches import evaluate_hpatches, verification_pairs

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import structured_patches, write_phototour
+from fixture_files import structured_patches, write_phototour
 
 from hardnet_export.evaluation.phototour import evaluate_phototour
 from hardnet_export.evaluation.sift import sift_describer

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import structured_patches, write_phototour
+from fixture_files import structured_patches, write_phototour
 
 from hardnet_export.model import read_checkpoint
 from hardnet_export.train.distributed import DistInfo, gather_with_grad

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import structured_patches, write_phototour
+from fixture_files import structured_patches, write_phototour
 
 from hardnet_export.model import read_checkpoint
 from hardnet_export.train.trainer import TrainConfig, train
@@ -104,7 +104,7 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(
 
 
 def test_hpatches_and_combined_sources(tmp_path: Path) -> None:
-    from conftest import write_hpatches_sequence
+    from fixture_files import write_hpatches_sequence
 
     from hardnet_export.data.hpatches import split_sequences
     from hardnet_export.train.sources import build_source
