@@ -315,6 +315,16 @@ class Describer(abc.ABC):
         patches = extract_patches(image, keypoints, magnification=scale)
         return keypoints, self._describe_host(patches[:, None])
 
+    def close(self) -> None:
+        """Release device memory, streams and graphs now (no-op where there are none)."""
+        return None
+
+    def __enter__(self) -> Describer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(artifact={self.artifact}, precision={self.precision!r}, "

@@ -367,7 +367,12 @@ class TensorRTDescriber(Describer):
         with self._lock:
             return self._infer_locked(batch)
 
+    def _check_open(self) -> None:
+        if not self._d_in.ptr:
+            raise RuntimeError(f"{self.artifact}: this describer was closed; load it again")
+
     def _infer_locked(self, batch: np.ndarray) -> np.ndarray:
+        self._check_open()
         if batch.dtype != self._np_in:
             batch = np.rint(batch) if self._np_in == np.uint8 else batch
             batch = batch.astype(self._np_in)
@@ -424,6 +429,7 @@ class TensorRTDescriber(Describer):
         step = self.max_batch or n
         host = None if out_ptr is not None else np.empty((n, DESCRIPTOR_SIZE), np.float32)
         with self._lock:
+            self._check_open()
             for start in range(0, n, step):
                 m = min(step, n - start)
                 if m < self.min_batch:  # too few for the profile: go through the host path

@@ -170,6 +170,11 @@ def test_int8_tensorrt_graph_on_onnxruntime(
     assert cosine(d.describe(patches), reference).mean() >= 0.99
 
 
+def test_context_manager(onnx_model: Path) -> None:
+    with runtime.load(onnx_model) as d:
+        assert d.describe(np.zeros((1, 32, 32), np.uint8)).shape == (1, 128)
+
+
 def test_max_batch_must_be_positive(checkpoint: Path) -> None:
     with pytest.raises(ValueError, match="max_batch"):
         runtime.load(checkpoint, max_batch=0)
