@@ -14,6 +14,7 @@ be called from several threads at once without a lock.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,31 @@ def choose_providers(
         (p, {**(gpu_options if p != "CPUExecutionProvider" else {}), **options.get(p, {})})
         for p in chosen
     ]
+
+
+def check_active_providers(device: str | None, asked: list[str], active: list[str]) -> None:
+    """ONNX Runtime drops a provider it cannot start (missing CUDA or TensorRT libraries) and
+    falls back with only a log line; say so instead.
+
+    Raises:
+        RuntimeError: ``device`` names CUDA and the CUDA provider is not running.
+
+    Warns:
+        RuntimeWarning: ``device="tensorrt"`` fell back to CUDA or the CPU (allowed, as
+            documented), or ``device=None`` chose CUDA and got the CPU.
+    """
+    kind = (device or "").partition(":")[0]
+    if kind == "cuda" and "CUDAExecutionProvider" not in active:
+        raise RuntimeError(
+            f"device={device!r}: ONNX Runtime could not start its CUDA provider (running "
+            f"{active}); check the CUDA and cuDNN libraries onnxruntime-gpu needs"
+        )
+    if asked[0] != "CPUExecutionProvider" and asked[0] not in active:
+        warnings.warn(
+            f"ONNX Runtime could not start {asked[0]}; running on {active[0]}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 class OnnxRuntimeDescriber(Describer):
@@ -203,6 +229,7 @@ class OnnxRuntimeDescriber(Describer):
             raise ValueError(
                 f"{path} is not a readable ONNX model ({type(exc).__name__}: {first_line})"
             ) from exc
+        check_active_providers(device, [name for name, _ in chosen], session.get_providers())
         return cls(session, path, max_batch=max_batch)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hardnet_export import runtime
-from hardnet_export.runtime.onnxruntime_backend import choose_providers
+from hardnet_export.runtime.onnxruntime_backend import check_active_providers, choose_providers
 
 ALL = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -33,6 +33,16 @@ def test_provider_errors() -> None:
         choose_providers("cuda", ["CPUExecutionProvider"], cuda_devices=0)
     with pytest.raises(ValueError, match="'cpu', 'cuda"):
         choose_providers("tpu", ALL, cuda_devices=0)
+
+
+def test_provider_that_did_not_start_is_not_silent() -> None:
+    cpu = ["CPUExecutionProvider"]
+    with pytest.raises(RuntimeError, match="could not start its CUDA provider"):
+        check_active_providers("cuda", ALL[1:], cpu)
+    with pytest.warns(RuntimeWarning, match="TensorrtExecutionProvider; running on CUDA"):
+        check_active_providers("tensorrt", ALL, ALL[1:])
+    check_active_providers("cpu", cpu, cpu)
+    check_active_providers("cuda:0", ALL[1:], ALL[1:])
 
 
 def test_session_options(onnx_model: Path) -> None:
