@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hardnet_export._cuda import device_properties, require_tensorrt
+from hardnet_export.export.tensorrt import sidecar_path  # the exporter owns the sidecar format
 from hardnet_export.runtime import cudart
 from hardnet_export.runtime.base import (
     DESCRIPTOR_SIZE,
@@ -48,12 +49,6 @@ PATCH_PIXELS = PATCH_SIZE * PATCH_SIZE
 
 class EngineMismatchError(ValueError):
     """An engine built for another TensorRT version or GPU, or one TensorRT cannot read."""
-
-
-def sidecar_path(engine: str | Path) -> Path:
-    """``X.engine`` -> ``X.engine.json``."""
-    engine = Path(engine)
-    return engine.with_name(engine.name + ".json")
 
 
 def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
