@@ -1,0 +1,406 @@
+"""The main job in one command: model -> ONNX FP32/FP16/INT8 -> TensorRT where present ->
+accuracy against OpenCV SIFT -> speed -> the motorcycle stereo pair matched -> a report.
+
+Every stage after the model and the FP32 graph is optional: when one fails (no GPU, no
+TensorRT) the failure is recorded in the report and the rest goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardnet_export import __version__
+from hardnet_export._io import atomic_write_text
+
+ONNX_VARIANTS = {  # artifact name -> (precision, int8 target)
+    "fp32": ("fp32", None),
+    "fp16": ("fp16", None),
+    "int8-tensorrt": ("int8", "tensorrt"),
+    "int8-cpu": ("int8", "cpu"),
+}
+ENGINE_VARIANTS = ("fp16", "int8-tensorrt")  # what TensorRT builds best; fp32 adds little
+MATCH_TOLERANCE_PX = 3.0
+
+
+@dataclass
+class DemoConfig:
+    """What the demo runs.
+
+    Args:
+        out: folder for every artifact and report (created).
+        train_steps: 0 uses the shipped model; N > 0 trains one for N steps first.
+        device: ``auto``, ``cpu`` or ``cuda`` for training and benchmarking.
+        pairs: evaluation pairs per set (built-in validation, motorcycle stereo).
+        batch_sizes: benchmark batch sizes.
+        bench_duration_s: timed seconds per artifact and batch size.
+        progress: show progress.
+    """
+
+    out: Path = Path("demo-out")
+    train_steps: int = 0
+    device: str = "auto"
+    pairs: int = 1000
+    batch_sizes: tuple[int, ...] = (1, 32, 256)
+    bench_duration_s: float = 1.0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.train_steps < 0:
+            raise ValueError(f"train_steps must be >= 0, got {self.train_steps}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.pairs < 10:
+            raise ValueError(f"pairs must be >= 10, got {self.pairs}")
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise ValueError(f"batch sizes must be >= 1, got {self.batch_sizes}")
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # ok | skipped | failed
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class DemoReport:
+    config: dict[str, Any]
+    version: str = __version__
+    stages: list[StageResult] = field(default_factory=list)
+    weights: str = ""
+    artifacts: dict[str, str] = field(default_factory=dict)
+    accuracy: list[dict[str, Any]] = field(default_factory=list)
+    speed: list[dict[str, Any]] = field(default_factory=list)
+    matching: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Stages:
+    """Runs stages in order, timing each; optional ones may fail without ending the demo."""
+
+    def __init__(self, report: DemoReport, console: Any, total: int) -> None:
+        self.report = report
+        self.console = console
+        self.total = total
+
+    def run(self, name: str, fn: Callable[[], str | None], *, optional: bool = True) -> bool:
+        from hardnet_export._cuda import MissingDependencyError
+
+        index = len(self.report.stages) + 1
+        self.console.rule(f"[bold][{index}/{self.total}] {name}")
+        start = time.perf_counter()
+        try:
+            detail = fn() or ""
+            status = "ok"
+        except MissingDependencyError as exc:
+            status, detail = "skipped", str(exc)
+        except Exception as exc:
+            if not optional:
+                raise
+            status, detail = "failed", f"{type(exc).__name__}: {exc}"
+            self.console.print(traceback.format_exc(limit=3), style="dim")
+        seconds = time.perf_counter() - start
+        self.report.stages.append(StageResult(name, status, round(seconds, 2), detail))
+        style = {"ok": "green", "skipped": "yellow", "failed": "red"}[status]
+        line = f"[{style}]{status}[/] in {seconds:.1f} s" + (f": {detail}" if detail else "")
+        self.console.print(line)
+        return status == "ok"
+
+
+def run_demo(config: DemoConfig) -> DemoReport:
+    """Run the whole pipeline on built-in data and write ``report.md`` and ``report.json``."""
+    from rich.console import Console
+
+    console = Console(stderr=True, quiet=not config.progress)
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    report = DemoReport(config={**asdict(config), "out": str(out)})
+    stages = _Stages(report, console, total=7)
+    weights: dict[str, Path] = {}
+
+    def model_stage() -> str:
+        weights["path"] = _model(config, out)
+        report.weights = str(weights["path"])
+        report.artifacts["pytorch"] = str(weights["path"])
+        return str(weights["path"])
+
+    stages.run("Model", model_stage, optional=False)
+    stages.run("ONNX export (fp32, fp16, int8)", lambda: _export(report, weights["path"], out))
+    stages.run("TensorRT engines", lambda: _engines(report, out))
+    stages.run("Accuracy vs OpenCV SIFT", lambda: _accuracy(report, config))
+    stages.run("Speed", lambda: _speed(report, config, out))
+    stages.run("Matching the motorcycle stereo pair", lambda: _matching(report, out))
+    stages.run("Report", lambda: _write_report(report, out), optional=False)
+    for table in summary_tables(report):
+        console.print(table)
+    return report
+
+
+def _model(config: DemoConfig, out: Path) -> Path:
+    from hardnet_export.model import SHIPPED_WEIGHTS
+
+    if config.train_steps == 0:
+        if not SHIPPED_WEIGHTS.is_file():
+            raise FileNotFoundError(
+                f"no shipped model in this installation ({SHIPPED_WEIGHTS}); "
+                "run the demo with --train-steps N to train one"
+            )
+        return SHIPPED_WEIGHTS
+    from hardnet_export.train.trainer import TrainConfig, train
+
+    run = TrainConfig(
+        data=["builtin"],
+        out=str(out / "train"),
+        steps=config.train_steps,
+        batch_size=128,
+        lr=5.0,
+        device=config.device,
+        checkpoint_every=max(1, config.train_steps),
+        progress=config.progress,
+    )
+    return train(run)
+
+
+def _export(report: DemoReport, weights: Path, out: Path) -> str:
+    from hardnet_export.calibration.quantize import Int8Options
+    from hardnet_export.export.onnx import export_onnx
+
+    done = []
+    for name, (precision, target) in ONNX_VARIANTS.items():
+        path = out / f"model.{name}.onnx"
+        int8 = Int8Options(target=target, force=True) if target else None
+        export_onnx(weights, path, precision=precision, int8=int8)
+        report.artifacts[f"onnx {name}"] = str(path)
+        done.append(path.name)
+    return ", ".join(done)
+
+
+def _engines(report: DemoReport, out: Path) -> str:
+    from hardnet_export._cuda import require_tensorrt
+    from hardnet_export.export.tensorrt import build_engine
+
+    require_tensorrt(purpose="building TensorRT engines")
+    done = []
+    for name in ENGINE_VARIANTS:
+        engine = out / f"model.{name}.engine"
+        build_engine(report.artifacts[f"onnx {name}"], engine)
+        report.artifacts[f"tensorrt {name}"] = str(engine)
+        done.append(engine.name)
+    return ", ".join(done)
+
+
+def _accuracy(report: DemoReport, config: DemoConfig) -> str:
+    from hardnet_export import runtime
+    from hardnet_export.data.builtin import validation_pairs
+    from hardnet_export.data.stereo import stereo_pairs
+    from hardnet_export.evaluation.pairs import evaluate_matched_pairs
+    from hardnet_export.evaluation.sift import sift_describer
+
+    datasets = {
+        "built-in validation": validation_pairs(config.pairs, seed=0),
+        "motorcycle stereo": stereo_pairs(config.pairs, seed=0),
+    }
+    describers: dict[str, Any] = {"OpenCV SIFT": sift_describer()}
+    for name, path in report.artifacts.items():
+        describers[name] = runtime.load(path).describe
+    for data, pairs in datasets.items():
+        for name, describe in describers.items():
+            metrics = evaluate_matched_pairs(describe, pairs)
+            report.accuracy.append(
+                {
+                    "data": data,
+                    "descriptor": name,
+                    "pairs": len(pairs),
+                    "fpr95_pct": round(100 * metrics["fpr95"], 3),
+                    "nn_accuracy_pct": round(100 * metrics["nn_accuracy"], 3),
+                }
+            )
+    best = {row["data"]: row for row in report.accuracy if row["descriptor"] == "pytorch"}
+    # The headline compares the PyTorch model; every artifact's row is in the report.
+    sift = {row["data"]: row for row in report.accuracy if row["descriptor"] == "OpenCV SIFT"}
+    return "; ".join(
+        f"{data}: HardNet FPR95 {best[data]['fpr95_pct']:.2f}% vs SIFT "
+        f"{sift[data]['fpr95_pct']:.2f}%, NN {best[data]['nn_accuracy_pct']:.1f}% vs "
+        f"{sift[data]['nn_accuracy_pct']:.1f}%"
+        for data in best
+    )
+
+
+def _speed(report: DemoReport, config: DemoConfig, out: Path) -> str:
+    from hardnet_export.benchmark.report import write_json, write_markdown, write_plot
+    from hardnet_export.benchmark.run import run_benchmark
+
+    device = "cpu" if config.device == "auto" and not _has_cuda() else config.device
+    device = "cuda" if device == "auto" else device
+    artifacts = [path for name, path in report.artifacts.items() if name != "pytorch"]
+    result = run_benchmark(
+        artifacts,
+        batch_sizes=config.batch_sizes,
+        device=device,
+        duration_s=config.bench_duration_s,
+        accuracy_pairs=0,  # the accuracy stage already measured every artifact
+        weights=report.weights,
+        command="hardnet-export demo",
+        progress=config.progress,
+    )
+    write_json(result, out / "bench.json")
+    write_markdown(result, out / "bench.md")
+    write_plot(result, out / "bench.png")
+    report.files.update(bench_json="bench.json", bench_md="bench.md", bench_png="bench.png")
+    for target in result.targets:
+        for case in target.cases:
+            report.speed.append(
+                {
+                    "artifact": target.label,
+                    "backend": target.backend,
+                    "device": target.device,
+                    "batch": case.batch_size,
+                    "p50_ms": round(case.latency.p50, 4),
+                    "patches_per_s": round(case.throughput, 1),
+                    "vs_pytorch": None if case.vs_baseline is None else round(case.vs_baseline, 2),
+                }
+            )
+    fastest = max(report.speed, key=lambda row: row["patches_per_s"])
+    return f"fastest: {fastest['artifact']} at batch {fastest['batch']}, " + (
+        f"{fastest['patches_per_s']:.0f} patches/s"
+    )
+
+
+def _has_cuda() -> bool:
+    from hardnet_export._cuda import cuda_device_count
+
+    return cuda_device_count() > 0
+
+
+def _matching(report: DemoReport, out: Path) -> str:
+    import cv2
+
+    from hardnet_export import runtime
+    from hardnet_export.data.stereo import load_motorcycle
+    from hardnet_export.runtime.matching import draw_matches, match_images
+
+    left, right, disparity = load_motorcycle()
+    describer = runtime.load(report.artifacts.get("onnx fp32") or report.weights)
+    lines = []
+    for name, descriptor in (("hardnet", describer), ("sift", "sift")):
+        result = match_images(left, right, descriptor, geometry="fundamental")
+        correct = stereo_correct(result, disparity)
+        png = out / f"matches_{name}.png"
+        if not cv2.imwrite(str(png), draw_matches(left, right, result)):
+            raise OSError(f"could not write {png}")
+        report.files[f"matches_{name}"] = png.name
+        row = {
+            "descriptor": name,
+            "keypoints": [len(result.keypoints1), len(result.keypoints2)],
+            "tentative": len(result.matches),
+            "inliers": result.n_inliers,
+            "inlier_ratio": round(result.inlier_ratio, 4),
+            "correct_inliers": correct,
+            "correct_ratio": round(correct / max(1, result.n_inliers), 4),
+        }
+        report.matching.append(row)
+        lines.append(f"{name}: {result.n_inliers} inliers, {correct} correct")
+    return "; ".join(lines)
+
+
+def stereo_correct(result: Any, disparity: np.ndarray, tol: float = MATCH_TOLERANCE_PX) -> int:
+    """Inlier matches that agree with the ground-truth disparity (x_R = x_L - d) within ``tol``.
+
+    Shape:
+        - disparity: (H, W) float, invalid pixels non-finite.
+    """
+    count = 0
+    for (i, j), inlier in zip(result.matches, result.inliers, strict=True):
+        if not inlier:
+            continue
+        x1, y1 = result.keypoints1[i].pt
+        x2, y2 = result.keypoints2[j].pt
+        d = disparity[int(round(y1)), int(round(x1))]
+        if np.isfinite(d) and abs(x2 - (x1 - d)) <= tol and abs(y2 - y1) <= tol:
+            count += 1
+    return count
+
+
+def _write_report(report: DemoReport, out: Path) -> str:
+    report.files["report_json"] = "report.json"
+    report.files["report_md"] = "report.md"
+    atomic_write_text(out / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
+    atomic_write_text(out / "report.md", render_markdown(report))
+    return f"{out / 'report.md'}, {out / 'report.json'}"
+
+
+def _md_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "_none_\n"
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_cell(row.get(k)) for k in keys) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def render_markdown(report: DemoReport) -> str:
+    parts = [
+        f"# hardnet-export {report.version} demo report\n",
+        f"Weights: `{report.weights}`\n",
+        "## Stages\n",
+        _md_table([asdict(s) for s in report.stages]),
+        "## Artifacts\n",
+        _md_table([{"artifact": k, "path": v} for k, v in report.artifacts.items()]),
+        "## Accuracy (FPR95 and nearest-neighbour accuracy, %)\n",
+        _md_table(report.accuracy),
+        "## Speed\n",
+        _md_table(report.speed),
+    ]
+    if "bench_png" in report.files:
+        parts.append(f"![throughput and latency]({report.files['bench_png']})\n")
+    parts += ["## Motorcycle stereo matching\n", _md_table(report.matching)]
+    for name in ("hardnet", "sift"):
+        if f"matches_{name}" in report.files:
+            parts.append(f"![{name} matches]({report.files[f'matches_{name}']})\n")
+    return "\n".join(parts)
+
+
+def summary_tables(report: DemoReport) -> list[Any]:
+    """Rich tables for the terminal: stages, accuracy against SIFT, speed, matching."""
+    from rich.table import Table
+
+    tables = []
+    stages = Table(title="stages")
+    for column in ("stage", "status", "seconds", "detail"):
+        stages.add_column(column)
+    for stage in report.stages:
+        stages.add_row(stage.name, stage.status, f"{stage.seconds:.1f}", stage.detail[:100])
+    tables.append(stages)
+    for title, rows in (
+        ("accuracy (%)", report.accuracy),
+        ("speed", [r for r in report.speed if r["batch"] in (1, max(report.config["batch_sizes"]))]),
+        ("motorcycle stereo matching", report.matching),
+    ):
+        if not rows:
+            continue
+        table = Table(title=title)
+        for key in rows[0]:
+            table.add_column(key, justify="left" if key in ("data", "descriptor") else "right")
+        for row in rows:
+            table.add_row(*(_cell(row[key]) for key in rows[0]))
+        tables.append(table)
+    return tables
