@@ -144,8 +144,10 @@ def run_demo(config: DemoConfig) -> DemoReport:
     stages.run("Speed", lambda: _speed(report, config, out))
     stages.run("Matching the motorcycle stereo pair", lambda: _matching(report, out))
     stages.run("Report", lambda: _write_report(report, out), optional=False)
-    for table in summary_tables(report):
-        console.print(table)
+    if config.progress:
+        summary = Console()  # progress went to stderr; the results go to stdout
+        for table in summary_tables(report):
+            summary.print(table)
     return report
 
 
@@ -390,9 +392,10 @@ def summary_tables(report: DemoReport) -> list[Any]:
     for stage in report.stages:
         stages.add_row(stage.name, stage.status, f"{stage.seconds:.1f}", stage.detail[:100])
     tables.append(stages)
+    ends = (1, max(report.config["batch_sizes"]))
     for title, rows in (
         ("accuracy (%)", report.accuracy),
-        ("speed", [r for r in report.speed if r["batch"] in (1, max(report.config["batch_sizes"]))]),
+        ("speed", [r for r in report.speed if r["batch"] in ends]),
         ("motorcycle stereo matching", report.matching),
     ):
         if not rows:

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hardnet_export.demo import DemoConfig
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_on_cpu(tmp_path) -> None:
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--train-steps", "2", "--pairs", "60"]
+    args += ["--batch-sizes", "1,4", "--duration-s", "0.02", "--device", "cpu"]
+    result = subprocess.run(
+        [sys.executable, "-m", "hardnet_export", *args], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+
+    status = {stage["name"]: stage["status"] for stage in report["stages"]}
+    assert status.pop("TensorRT engines") in ("ok", "skipped")
+    assert set(status.values()) == {"ok"}, status
+    for name in ("fp32", "fp16", "int8-tensorrt", "int8-cpu"):
+        assert (out / f"model.{name}.onnx").is_file()
+
+    rows = {(r["data"], r["descriptor"]): r for r in report["accuracy"]}
+    for data in ("built-in validation", "motorcycle stereo"):
+        for descriptor in ("OpenCV SIFT", "pytorch", "onnx fp32", "onnx int8-cpu"):
+            row = rows[(data, descriptor)]
+            assert 0 <= row["fpr95_pct"] <= 100 and 0 <= row["nn_accuracy_pct"] <= 100
+        # Export changes nothing a descriptor comparison can see.
+        assert (
+            rows[(data, "onnx fp32")]["nn_accuracy_pct"]
+            == rows[(data, "pytorch")]["nn_accuracy_pct"]
+        )
+
+    speed = {(r["artifact"], r["batch"]) for r in report["speed"]}
+    assert {batch for _, batch in speed} == {1, 4}
+    assert all(r["patches_per_s"] > 0 for r in report["speed"])
+    assert {m["descriptor"] for m in report["matching"]} == {"hardnet", "sift"}
+    for name in ("report.md", "bench.json", "bench.png", "matches_hardnet.png", "matches_sift.png"):
+        assert (out / name).stat().st_size > 0
+    for png in ("bench.png", "matches_hardnet.png", "matches_sift.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (out / "report.md").read_text()
+    assert "OpenCV SIFT" in markdown and "![hardnet matches](matches_hardnet.png)" in markdown
+    assert "OpenCV SIFT" in result.stdout  # the summary tables are printed
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"train_steps": -1}, "train_steps"),
+        ({"device": "tpu"}, "device"),
+        ({"pairs": 3}, "pairs"),
+        ({"batch_sizes": ()}, "batch sizes"),
+    ],
+)
+def test_bad_config(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        DemoConfig(**kwargs)
+
+
+def test_bad_cli_argument_is_one_sentence(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "hardnet_export", "demo", "--out", str(tmp_path), "--device", "tpu"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "device must be auto, cpu or cuda" in result.stderr
+    assert "Traceback" not in result.stderr
