@@ -111,9 +111,9 @@ def run_mypy(stubs: Path, *files: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("module", TENSORRT_MODULES)
-def test_tensorrt_code_type_checks_against_the_stubs(tensorrt_stubs: Path, module: str) -> None:
-    result = run_mypy(tensorrt_stubs, module)
+def test_tensorrt_code_type_checks_against_the_stubs(tensorrt_stubs: Path) -> None:
+    # One mypy run for all modules: each run re-reads the 10k-line stubs and numpy's.
+    result = run_mypy(tensorrt_stubs, *TENSORRT_MODULES)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
