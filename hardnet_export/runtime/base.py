@@ -209,7 +209,8 @@ class Describer(abc.ABC):
 
         Returns:
             (N, 128) float32 numpy array, or a torch tensor on the input's device when the
-            input is a torch tensor.
+            input is a torch tensor. Float patches given to an artifact with a uint8 input
+            (``input_dtype``) are rounded to the nearest grey level first.
 
         Raises:
             ValueError: wrong shape, NaN/inf or float values outside 0..255.
