@@ -240,6 +240,7 @@ def run_benchmark(
             device,
             Path(cache_dir) if cache_dir else None,
             Path(weights) if weights is not None else None,
+            max_batch=max(sizes),
         )
 
     # One fixed pair set: its patches are the timing input, and it is the accuracy set.
