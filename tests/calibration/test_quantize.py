@@ -66,6 +66,12 @@ def test_cpu_graph_uses_uint8_activations(
         inits[n.input[2]].dtype for n in graph.graph.node if n.op_type == "QuantizeLinear"
     }
     assert activation_zero_points == {np.dtype(np.uint8)}
+    # Every Relu is folded into its conv's uint8 output range (zero point 0), so the conv
+    # stack runs as QLinearConv after ONNX Runtime's fusion with no DQ -> Relu -> Q between.
+    assert not [n for n in graph.graph.node if n.op_type == "Relu"]
+    patches = calibration.batches(64)[0]
+    cosine = (ort_describe(graph)(patches) * ort_describe(fp32_graph)(patches)).sum(1)
+    assert cosine.mean() > 0.99
 
 
 def test_metadata_and_reproducible_hash(
