@@ -100,3 +100,29 @@ def test_missing_artifact(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert f"artifact not found: {missing}" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.gpu
+def test_cuda_run_reports_device_compute_time(tmp_path: Path) -> None:
+    import torch
+
+    from hardnet_export.model import HardNet, save_checkpoint
+
+    torch.manual_seed(0)
+    weights = save_checkpoint(tmp_path / "random.pth", HardNet().eval())
+    json_path = tmp_path / "gpu.json"
+    result = run_cli(
+        "bench", str(weights), "--device", "cuda", "--batch-sizes", "1,64",
+        "--duration-s", "0.05", "--accuracy-pairs", "64", "--weights", str(weights),
+        "--json", str(json_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(json_path.read_text())
+    assert data["machine"]["gpus"] and data["machine"]["gpus"][0]["name"]
+    baseline, target = data["targets"]
+    assert baseline["is_baseline"] and target["device"].startswith("cuda")
+    for case in target["cases"]:
+        # Device time excludes the copies and the host: never more than end to end.
+        assert case["compute"] is not None
+        assert 0 < case["compute"]["p50"] <= case["latency"]["p50"]
+        assert case["vs_baseline"] is not None and case["vs_baseline"] > 0
