@@ -185,6 +185,7 @@ def onnx(
     max_nn_loss: float = typer.Option(
         2.0, help="int8 gate: most NN-accuracy percentage points lost vs fp32."
     ),
+    gate_pairs: int = typer.Option(2000, help="int8 gate: held-out built-in pairs to evaluate."),
     force: bool = typer.Option(False, help="int8: write the graph even if the gate fails."),
 ) -> None:
     """Export a checkpoint to ONNX (fp32, fp16, int8).
@@ -210,6 +211,7 @@ def onnx(
             save_calibration=save_calibration,
             max_fpr95_loss=max_fpr95_loss,
             max_nn_accuracy_loss=max_nn_loss,
+            gate_size=gate_pairs,
             force=force,
             progress=True,
         )

@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TENSORRT_MODULES = [
     "hardnet_export/runtime/tensorrt_backend.py",
     "hardnet_export/export/tensorrt.py",
-    "hardnet_export/_cuda.py",
 ]
 
 

@@ -50,7 +50,9 @@ class Int8Options:
         max_fpr95_loss: the gate's limit, in FPR95 percentage points over FP32.
         max_nn_accuracy_loss: the gate's limit on lost NN accuracy, in percentage points.
         force: write the graph even when the gate fails (the failure stays in the metadata).
-        gate_pairs: held-out pairs the gate evaluates (built-in photos unless given).
+        gate_pairs: held-out pairs the gate evaluates; default ``gate_size`` pairs from the
+            held-out built-in photos.
+        gate_size: how many built-in held-out pairs the gate draws when none are given.
         progress: show progress bars.
     """
 
@@ -64,6 +66,7 @@ class Int8Options:
     max_nn_accuracy_loss: float = 2.0
     force: bool = False
     gate_pairs: MatchedPairs | None = None
+    gate_size: int = 2000
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -75,6 +78,8 @@ class Int8Options:
             raise ValueError(
                 f"calibration method must be one of {', '.join(METHODS)}, got {self.method!r}"
             )
+        if self.gate_size < 2:
+            raise ValueError(f"gate_size must be >= 2 pairs, got {self.gate_size}")
         for name in ("max_fpr95_loss", "max_nn_accuracy_loss"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -195,7 +200,7 @@ def quantize_int8(
     if pairs is None:
         from hardnet_export.data.builtin import validation_pairs
 
-        pairs = validation_pairs()
+        pairs = validation_pairs(options.gate_size)
     gate = evaluate_gate(
         ort_describe(fp32),
         ort_describe(int8),

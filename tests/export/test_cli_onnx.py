@@ -40,12 +40,14 @@ def test_onnx_command_errors_are_one_sentence(checkpoint: Path, tmp_path: Path) 
 def test_onnx_int8_command_gates_and_records_calibration(checkpoint: Path, tmp_path: Path) -> None:
     out, calib = tmp_path / "m.int8.onnx", tmp_path / "calib.npy"
     args = ["onnx", str(checkpoint), "-o", str(out), "--precision", "int8"]
-    result = run_cli(*args, "--calibration-size", "256", "--save-calibration", str(calib))
+    args += ["--calibration-size", "256", "--save-calibration", str(calib), "--gate-pairs", "500"]
+    result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     meta = read_metadata(out)
     assert meta["precision"] == "int8" and meta["int8_target"] == "tensorrt"
     assert meta["calibration_sha256"] == sha256_file(calib)
     assert meta["int8_gate"]["passed"] and "INT8 gate passed" in result.stdout
+    assert meta["int8_gate"]["pairs"] == 500
     assert set(meta["parity"]["batches"]) == {"1", "7", "300"}
 
 
@@ -54,7 +56,7 @@ def test_onnx_int8_command_refuses_blank_calibration(checkpoint: Path, tmp_path:
     np.save(blank, np.zeros((64, 32, 32), np.uint8))
     out = tmp_path / "m.int8.onnx"
     args = ["onnx", str(checkpoint), "-o", str(out), "--precision", "int8", "--no-parity"]
-    result = run_cli(*args, "--calibration", str(blank))
+    result = run_cli(*args, "--calibration", str(blank), "--gate-pairs", "300")
     assert result.returncode != 0 and not out.exists()
     assert "refused by the accuracy gate" in result.stderr and "--force" in result.stderr
     assert "Traceback" not in result.stderr
