@@ -153,6 +153,9 @@ def quantize_qdq(
         source, target_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save_model(fp32, source)
         with _quiet_quantiser():
+            ranges = (
+                _entropy_ranges(source, PatchReader(), Path(tmp)) if method == "entropy" else None
+            )
             quantize_static(
                 source,
                 target_path,
@@ -164,8 +167,38 @@ def quantize_qdq(
                 weight_type=QuantType.QInt8,
                 calibrate_method=methods[method],
                 extra_options=extra,
+                **({"calibration_cache_path": ranges} if ranges is not None else {}),
             )
         return onnx.load(target_path)
+
+
+def _entropy_ranges(model: Path, reader: Any, tmp: Path) -> Path | None:
+    """Entropy (KL) activation ranges with 2048 histogram bins, as a calibration cache file.
+
+    quantize_static builds its entropy calibrator with 128 bins for 128 quantised bins, which
+    leaves the KL search a single candidate, the full range: "entropy" would silently be
+    min/max. Where ONNX Runtime can take precomputed ranges (``calibration_cache_path``,
+    ``save_tensors_data``), compute them here with TensorRT's 2048 bins; otherwise None.
+    """
+    import inspect
+
+    from onnxruntime.quantization import calibrate, quantize_static
+
+    if not hasattr(calibrate, "save_tensors_data") or (
+        "calibration_cache_path" not in inspect.signature(quantize_static).parameters
+    ):
+        return None
+    calibrator = calibrate.create_calibrator(
+        model,
+        ["Conv"],
+        augmented_model_path=str(tmp / "entropy-augmented.onnx"),
+        calibrate_method=calibrate.CalibrationMethod.Entropy,
+        extra_options={"num_bins": 2048, "num_quantized_bins": 128},
+    )
+    calibrator.collect_data(reader)
+    cache = tmp / "entropy-ranges.json"
+    calibrate.save_tensors_data(calibrator.compute_data(), cache)
+    return cache
 
 
 @contextlib.contextmanager

@@ -109,3 +109,20 @@ def test_gate_refuses_blank_calibration(
 def test_bad_options(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Int8Options(**kwargs)
+
+
+def test_entropy_calibration_is_not_minmax(
+    fp32_graph: onnx.ModelProto, calibration: CalibrationSet, tensorrt_graph: onnx.ModelProto
+) -> None:
+    # quantize_static's own entropy calibrator (128 bins for 128 levels) reduces to min/max.
+    entropy = quantize_qdq(fp32_graph, calibration, target="tensorrt", method="entropy")
+
+    def activation_scales(model: onnx.ModelProto) -> list[float]:
+        inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        return [float(inits[n.input[1]]) for n in model.graph.node if n.op_type == "QuantizeLinear"]
+
+    minmax_scales, entropy_scales = activation_scales(tensorrt_graph), activation_scales(entropy)
+    assert len(minmax_scales) == len(entropy_scales)
+    assert entropy_scales != minmax_scales
+    # KL thresholds clip outliers: never a wider range than min/max.
+    assert all(e <= m * (1 + 1e-6) for e, m in zip(entropy_scales, minmax_scales, strict=True))
