@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from fixture_files import structured_patches, write_phototour
-from test_hpatches import write_split
+from test_eval_hpatches import write_split
 
 from hardnet_export.model import HardNet, save_checkpoint
 
