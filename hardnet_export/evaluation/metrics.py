@@ -10,7 +10,9 @@ def fpr95(distances: np.ndarray, labels: np.ndarray) -> float:
 
     Pairs are sorted by distance; at the first index where 95 % of the matching pairs are
     recalled, FPR95 is the number of non-matching pairs before that index over all
-    non-matching pairs.
+    non-matching pairs. Ties are broken against the descriptor: a non-matching pair at the
+    same distance as a matching one is ranked first, so collapsed descriptors (all distances
+    equal) score 1.0, not 0.0.
 
     Shape:
         - distances: (M,) descriptor distances (smaller = more similar).
@@ -31,7 +33,7 @@ def fpr95(distances: np.ndarray, labels: np.ndarray) -> float:
     n_pos, n_neg = int(is_match.sum()), int((~is_match).sum())
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"FPR95 needs matching and non-matching pairs, got {n_pos} and {n_neg}")
-    sorted_match = is_match[np.argsort(distances, kind="stable")]
+    sorted_match = is_match[np.lexsort((is_match, distances))]
     threshold_index = int(np.argmax(np.cumsum(sorted_match) >= 0.95 * n_pos))
     false_positives = int((~sorted_match[:threshold_index]).sum())
     return false_positives / n_neg

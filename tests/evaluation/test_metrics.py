@@ -23,6 +23,13 @@ def test_ninety_five_percent_rule() -> None:
     assert fpr95(distances[perm], labels[perm].astype(bool)) == pytest.approx(1 / 8)
 
 
+def test_ties_count_against_the_descriptor() -> None:
+    # Collapsed descriptors: every distance equal. Nothing is separated, so FPR95 is 1.
+    assert fpr95(np.zeros(6), np.array([1, 1, 1, 0, 0, 0])) == 1.0
+    # A tie at the 95 % point: the tied non-match counts as a false positive.
+    assert fpr95(np.array([0.1, 0.5, 0.5, 0.9]), np.array([1, 1, 0, 0])) == 0.5
+
+
 def test_perfect_separation_is_zero() -> None:
     assert fpr95(np.array([0.1, 0.2, 0.9, 1.0]), np.array([1, 1, 0, 0])) == 0.0
 
