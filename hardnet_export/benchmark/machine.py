@@ -65,6 +65,21 @@ def _cpuinfo() -> dict[str, str]:
     return info
 
 
+def physical_cores() -> int | None:
+    """Distinct (socket, core) pairs in /proc/cpuinfo: cores without SMT siblings."""
+    path = Path("/proc/cpuinfo")
+    if not path.is_file():
+        return None
+    cores, socket = set(), "0"
+    for line in path.read_text(errors="replace").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "physical id":
+            socket = value.strip()
+        elif key.strip() == "core id":
+            cores.add((socket, value.strip()))
+    return len(cores) or None
+
+
 def cpu_info() -> dict[str, Any]:
     """CPU model, usable cores and the instruction-set features that matter for inference."""
     info = _cpuinfo()
@@ -74,6 +89,7 @@ def cpu_info() -> dict[str, Any]:
     return {
         "model": model,
         "architecture": platform.machine(),
+        "physical_cores": physical_cores(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable,
         "isa": [flag for flag in ISA_FLAGS if flag in flags],

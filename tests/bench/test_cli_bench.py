@@ -49,6 +49,8 @@ def test_short_real_run_writes_json_markdown_and_png(onnx_artifact: Path, tmp_pa
     assert data["settings"]["threads"] == 1
     machine = data["machine"]
     assert machine["cpu"]["model"] and machine["cpu"]["usable_cpus"] >= 1
+    assert machine["cpu"]["logical_cpus"] >= machine["cpu"]["usable_cpus"]
+    assert set(machine) >= {"os", "python", "gpus", "memory_gb", "load_average_start"}
     for lib in ("numpy", "onnxruntime", "torch", "tensorrt", "opencv"):
         assert lib in machine["libraries"]
     assert machine["libraries"]["onnxruntime"]
