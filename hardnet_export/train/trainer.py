@@ -39,7 +39,6 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # Fields that define the run: a resumed run must agree on all of them.
 RECIPE_FIELDS = (
     "data",
-    "steps",
     "batch_size",
     "lr",
     "momentum",
@@ -83,7 +82,10 @@ class TrainConfig:
             :func:`default_num_workers`, ``0`` generates in the training process.
         checkpoint_every: write ``checkpoint.pth`` every this many steps (and at the end).
         log_every: steps between CSV log rows.
-        resume: continue from ``out/checkpoint.pth``.
+        resume: continue from ``out/checkpoint.pth``. With the same settings the result
+            equals the uninterrupted run; a different ``steps`` (the one setting that may
+            change) shortens or lengthens the run, the rate decaying linearly from where it is
+            to 0 at the new end.
         stop_after: end this run (with a checkpoint) after this many steps, for time-boxed
             jobs; ``--resume`` continues. ``None`` runs to ``steps``.
         global_hardest: under DDP, mine the hardest negatives across the global batch.
@@ -178,9 +180,15 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def learning_rate(config: TrainConfig, step: int) -> float:
-    """The paper's schedule: linear decay from ``lr`` to 0 over all steps, set every step."""
-    return config.lr * (1.0 - step / config.steps)
+def learning_rate(config: TrainConfig, step: int, anchor: tuple[int, float] = (0, 0.0)) -> float:
+    """The paper's schedule: linear decay from ``lr`` to 0 over all steps, set every step.
+
+    ``anchor = (k0, lr0)`` is where the line starts: ``(0, config.lr)`` for a run that kept
+    its length (the default); a run resumed with a different ``steps`` decays from the rate
+    it had reached, ``lr0`` at step ``k0``, to 0 at the new end, so the rate never jumps.
+    """
+    k0, lr0 = anchor if anchor[0] > 0 else (0, config.lr)
+    return lr0 * (config.steps - step) / (config.steps - k0)
 
 
 class BatchDataset(torch.utils.data.Dataset):
@@ -304,7 +312,7 @@ def _progress(enabled: bool) -> Any:
 
 def _load_resume(
     path: Path, config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer
-) -> int:
+) -> tuple[int, tuple[int, float]]:
     if not path.is_file():
         raise FileNotFoundError(f"nothing to resume: {path} does not exist")
     ckpt = read_checkpoint(path)
@@ -315,9 +323,18 @@ def _load_resume(
         raise ValueError(f"cannot resume {path}: the run's settings differ ({detail})")
     if "optimizer" not in ckpt.extra:
         raise ValueError(f"cannot resume {path}: it holds no optimizer state")
+    step = int(ckpt.extra["step"])
+    if step > config.steps:
+        raise ValueError(f"cannot resume {path} at step {step} with --steps {config.steps}")
     model.load_state_dict(ckpt.state_dict)
     optimizer.load_state_dict(ckpt.extra["optimizer"])
-    return int(ckpt.extra["step"])
+    anchor = (int(ckpt.extra.get("lr_anchor_step", 0)), float(ckpt.extra.get("lr_anchor", 0.0)))
+    saved_steps = int(saved.get("steps", config.steps))
+    if saved_steps != config.steps and step < config.steps:
+        # A new length: decay on from the rate reached so far (see learning_rate).
+        old = TrainConfig(**{**dataclasses.asdict(config), "steps": saved_steps})
+        anchor = (step, learning_rate(old, step, anchor)) if step > 0 else (0, 0.0)
+    return step, anchor
 
 
 def train(config: TrainConfig) -> Path:
@@ -367,7 +384,9 @@ def _train(config: TrainConfig, device: torch.device, dist: DistInfo) -> Path:
         dampening=config.dampening,
         weight_decay=config.weight_decay,
     )
-    start = _load_resume(ckpt_path, config, model, optimizer) if config.resume else 0
+    start, anchor = 0, (0, 0.0)
+    if config.resume:
+        start, anchor = _load_resume(ckpt_path, config, model, optimizer)
     net: torch.nn.Module = model
     if dist.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -391,7 +410,12 @@ def _train(config: TrainConfig, device: torch.device, dist: DistInfo) -> Path:
                 config=meta_config,
                 step=step,
                 data=config.data,
-                extra={"optimizer": optimizer.state_dict(), "step": step},
+                extra={
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "lr_anchor_step": anchor[0],
+                    "lr_anchor": anchor[1],
+                },
             )
 
     log = _Log(out, dist.is_main)
@@ -413,7 +437,7 @@ def _train(config: TrainConfig, device: torch.device, dist: DistInfo) -> Path:
             ):
                 if k != step:
                     raise RuntimeError(f"data loader delivered batch {k}, expected {step}")
-                lr = learning_rate(config, step)
+                lr = learning_rate(config, step, anchor)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 torch.manual_seed(_step_seed(config.seed, step, dist.rank))

@@ -127,3 +127,15 @@ def test_bad_configs_say_what_is_wrong(tmp_path: Path) -> None:
         train(TrainConfig(data=[f"phototour:{tmp_path}/no/liberty"], out=str(tmp_path)))
     with pytest.raises(ValueError, match="batch_reduce"):
         TrainConfig(batch_reduce="max")
+
+
+def test_resume_with_new_length_decays_from_the_current_rate(
+    phototour_root: Path, tmp_path: Path
+) -> None:
+    train(_config(phototour_root, tmp_path, steps=10, stop_after=4))
+    final = train(_config(phototour_root, tmp_path, steps=6, resume=True))
+    assert read_checkpoint(final).meta["step"] == 6
+    with open(tmp_path / "log.csv") as f:
+        lrs = [float(row["lr"]) for row in csv.DictReader(f)]
+    # 1.0 * (1 - k/10) for k < 4, then from 0.6 at step 4 down to 0 at step 6.
+    assert lrs == pytest.approx([1.0, 0.9, 0.8, 0.7, 0.6, 0.3])
