@@ -129,6 +129,9 @@ def evaluate(
     ),
     json_out: str | None = typer.Option(None, "--json", help="Also write the results as JSON."),
     rootsift: bool = typer.Option(False, "--rootsift", help="Add a RootSIFT column."),
+    sift_size: float = typer.Option(
+        4.0, "--sift-size", help="OpenCV keypoint size of SIFT (window = 6 x size pixels)."
+    ),
     pairs: int = typer.Option(2000, "--pairs", help="Pairs for builtin and stereo data."),
     seed: int = typer.Option(0, help="Seed of the builtin/stereo pairs."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -147,8 +150,8 @@ def evaluate(
 
         model = str(SHIPPED_WEIGHTS)
     tables = run_evaluation(
-        model, data, rootsift=rootsift, n_pairs=pairs, seed=seed, device=device,
-        progress=progress,
+        model, data, rootsift=rootsift, sift_size=sift_size, n_pairs=pairs, seed=seed,
+        device=device, progress=progress,
     )  # fmt: skip
     console = Console()
     for table in render_tables(tables):
