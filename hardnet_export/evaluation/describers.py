@@ -1,9 +1,8 @@
 """What evaluation compares: anything that turns 32x32 patches into descriptors.
 
 A describer is a callable ``patches (N, 32, 32) uint8 -> descriptors (N, D) float32``.
-Model files load through :func:`hardnet_export.runtime.load` when this installation has it
-(``.pth``, ``.onnx``, ``.engine`` alike); without it, ``.pth`` checkpoints run through the
-PyTorch model directly.
+Model files (``.pth``, ``.onnx``, ``.engine`` alike) load through
+:func:`hardnet_export.runtime.load`, the one runtime.
 """
 
 from __future__ import annotations
@@ -23,7 +22,8 @@ def as_describer(model: str | Path | Describe, *, device: str = "auto") -> tuple
     Args:
         model: a checkpoint (``.pth``/``.pt``), an exported artifact (``.onnx``, ``.engine``)
             or any callable patches -> descriptors.
-        device: ``auto``, ``cpu`` or ``cuda`` for backends that have a choice.
+        device: ``auto`` (the runtime picks the best available), ``cpu``, ``cuda`` or
+            ``cuda:N``.
     """
     if callable(model):
         return getattr(model, "__name__", type(model).__name__), model
@@ -32,37 +32,8 @@ def as_describer(model: str | Path | Describe, *, device: str = "auto") -> tuple
         raise FileNotFoundError(f"model {path} does not exist (expected a .pth, .onnx or .engine)")
     from hardnet_export import runtime
 
-    load: Any = getattr(runtime, "load", None)
-    if load is not None:
-        describer = load(path, device=device)
-        return path.name, describer.describe
-    if path.suffix in (".pth", ".pt"):
-        return path.name, _torch_describer(path, device)
-    raise ValueError(
-        f"cannot evaluate {path}: {path.suffix} artifacts need hardnet_export.runtime.load, "
-        "which this installation lacks; pass a .pth checkpoint"
-    )
-
-
-def _torch_describer(path: Path, device: str, batch: int = 1024) -> Describe:
-    import torch
-
-    from hardnet_export.model import load_model
-
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       "cpu" if device == "auto" else device)  # fmt: skip
-    model = load_model(path).to(dev)
-
-    def describe(patches: np.ndarray) -> np.ndarray:
-        out = np.empty((len(patches), 128), np.float32)
-        with torch.inference_mode():
-            for i in range(0, len(patches), batch):
-                x = torch.from_numpy(np.ascontiguousarray(patches[i : i + batch]))[:, None]
-                out[i : i + batch] = model(x.to(dev)).float().cpu().numpy()
-        return out
-
-    describe.__name__ = path.name
-    return describe
+    describer = runtime.load(path, device=None if device == "auto" else device)
+    return path.name, describer.describe
 
 
 def describe_in_chunks(
