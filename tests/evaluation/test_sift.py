@@ -12,9 +12,9 @@ def test_unit_descriptors_that_see_the_whole_patch() -> None:
     d = sift_descriptors(patches)
     assert d.shape == (5, 128) and d.dtype == np.float32
     assert np.allclose(np.linalg.norm(d, axis=1), 1.0, atol=1e-5)
-    # A change in a corner of the patch changes the descriptor: the window covers it.
+    # A change off the centre changes the descriptor: the window (6 x 4 px) reaches it.
     changed = patches.copy()
-    changed[:, :6, :6] = 255 - changed[:, :6, :6]
+    changed[:, 5:11, 5:11] = 255 - changed[:, 5:11, 5:11]
     assert (np.linalg.norm(sift_descriptors(changed) - d, axis=1) > 0.05).all()
 
 
