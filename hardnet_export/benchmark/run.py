@@ -334,7 +334,7 @@ def run_benchmark(
     busy = _busy_warning(result.machine)
     if busy:
         result.warnings.append(busy)
-    _add_ratios(result)
+    add_ratios(result)
     return result
 
 
@@ -352,7 +352,7 @@ def _busy_warning(machine: dict[str, Any]) -> str | None:
     )
 
 
-def _add_ratios(result: BenchmarkResult) -> None:
+def add_ratios(result: BenchmarkResult) -> None:
     """Fill ``vs_baseline``: throughput over the baseline's at the same batch size."""
     base = next((t for t in result.targets if t.is_baseline), None)
     if base is None:
