@@ -91,16 +91,33 @@ def shipped_weights() -> Path:
     return SHIPPED_WEIGHTS
 
 
+def exporter_fingerprint() -> str:
+    """A hash of this version and the export and calibration code: a cached export is reused
+    only by the code that made it (a changed quantiser must not be timed with an old graph)."""
+    import hashlib
+
+    import hardnet_export
+
+    root = Path(hardnet_export.__file__).parent
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted([*(root / "export").glob("*.py"), *(root / "calibration").glob("*.py")]):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def exported_onnx(
     weights: Path | None, precision: str, int8_target: str | None, cache_dir: Path
 ) -> Path:
-    """The ONNX export of ``weights`` at ``precision``, made once and cached by weights hash."""
+    """The ONNX export of ``weights`` at ``precision``, made once and cached by the weights'
+    hash and :func:`exporter_fingerprint`."""
     from hardnet_export._io import sha256_file
     from hardnet_export.export.onnx import export_onnx
 
     source = weights or shipped_weights()
     tag = precision if int8_target is None else f"{precision}-{int8_target}"
-    folder = Path(cache_dir) / "bench" / f"{sha256_file(source)[:16]}-v{__version__}"
+    key = f"{sha256_file(source)[:16]}-{exporter_fingerprint()[:12]}"
+    folder = Path(cache_dir) / "bench" / key
     out = folder / f"hardnet.{tag}.onnx"
     if out.is_file():
         return out
