@@ -56,8 +56,8 @@ def train(
         ["builtin"],
         "--data",
         "-d",
-        help="builtin | phototour:ROOT/NAME | hpatches:ROOT[:SPLIT]; repeat or comma-separate "
-        "to combine.",
+        help="builtin[:KEY=VALUE...] | phototour:ROOT/NAME | hpatches:ROOT[:SPLIT]; repeat or "
+        "comma-separate to combine.",
     ),
     out: str = typer.Option("runs/hardnet", "--out", "-o", help="Run folder."),
     steps: int = typer.Option(1000, help="Optimiser steps (lr decays linearly to 0 over them)."),
@@ -89,6 +89,7 @@ def train(
     ),
     threads: int = typer.Option(0, help="Torch CPU threads (0 = torch default)."),
     progress: bool = typer.Option(True, help="Show the progress bar."),
+    init: str | None = typer.Option(None, help="Start from these weights (fine-tuning)."),
 ) -> None:
     """Train HardNet (the paper's recipe by default); scale out with torchrun.
 
@@ -106,6 +107,7 @@ def train(
         seed=seed, device=device, precision=precision, num_workers=num_workers,
         checkpoint_every=checkpoint_every, log_every=log_every, resume=resume,
         stop_after=stop_after, global_hardest=global_hardest, threads=threads, progress=progress,
+        init=init,
     )  # fmt: skip
     path = run_training(config)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -5,7 +5,9 @@ that DDP rank ``rank`` of ``world`` trains on, as a function of ``(seed, k, rank
 only. That is what makes ``--resume`` exact and lets data-loader workers draw any batch.
 
 Specs:
-    - ``builtin``: pairs cut from the photos that ship in packages (training photos only).
+    - ``builtin[:KEY=VALUE...]``: pairs cut from the photos that ship in packages (training
+      photos only); KEY=VALUE overrides the view-change ranges of
+      :class:`hardnet_export.data.builtin.Augment`, e.g. ``builtin:rotation_deg=5:tilt=1.2``.
     - ``phototour:ROOT/NAME``: a Brown/PhotoTour subset (64x64 patches, resized to 32).
     - ``hpatches:ROOT[:SPLIT]``: the train sequences of an HPatches split (default ``a``;
       65x65 patches, resized to 32).
@@ -48,18 +50,23 @@ class PairSource(abc.ABC):
 
 @dataclass
 class BuiltinSource(PairSource):
-    """Pairs rendered from the built-in training photos (held-out photos never appear)."""
+    """Pairs rendered from the built-in training photos (held-out photos never appear).
+
+    ``augment`` overrides fields of :class:`hardnet_export.data.builtin.Augment` (the ranges
+    of change between the two views), e.g. ``{"rotation_deg": 5.0}``.
+    """
 
     seed: int = 0
     spec: str = "builtin"
+    augment: dict[str, float] = field(default_factory=dict)
 
     def batch(
         self, k: int, batch_size: int, rank: int = 0, world: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
-        from hardnet_export.data.builtin import BuiltinPairs
+        from hardnet_export.data.builtin import Augment, BuiltinPairs
 
         # Every rank renders only its own share: batch k of rank r is stream batch k*W + r.
-        pairs = BuiltinPairs("train", self.seed)
+        pairs = BuiltinPairs("train", self.seed, augment=Augment(**self.augment))
         anchors, positives, _ = pairs.batch(k * world + rank, batch_size // world)
         return anchors, positives
 
@@ -110,12 +117,35 @@ def patchset_source(patchset: PatchSet, seed: int = 0, spec: str = "") -> PatchS
     )
 
 
+def _augment_options(spec: str, rest: str) -> dict[str, float]:
+    """``KEY=VALUE[:KEY=VALUE...]`` -> Augment overrides (numbers; validated by Augment)."""
+    import dataclasses
+
+    from hardnet_export.data.builtin import Augment
+
+    fields = {f.name for f in dataclasses.fields(Augment) if f.name != "scale_range"}
+    options: dict[str, float] = {}
+    for item in filter(None, rest.split(":")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(
+                f"data {spec!r}: expected builtin[:KEY=VALUE...] with KEY one of "
+                f"{sorted(fields)}, got {item!r}"
+            )
+        try:
+            options[key] = float(value)
+        except ValueError:
+            raise ValueError(f"data {spec!r}: {key} must be a number, got {value!r}") from None
+    Augment(**options)  # type: ignore[arg-type]  # fail now, not in a data-loader worker
+    return options
+
+
 def parse_source(spec: str, seed: int = 0) -> PairSource:
     """One ``--data`` spec -> a source (reads the dataset now, so bad paths fail early)."""
     spec = spec.strip()
     kind, _, rest = spec.partition(":")
-    if kind == "builtin" and not rest:
-        return BuiltinSource(seed)
+    if kind == "builtin":
+        return BuiltinSource(seed, spec, _augment_options(spec, rest))
     if kind == "phototour" and rest:
         from hardnet_export.data.phototour import read_phototour
 
@@ -138,7 +168,7 @@ def parse_source(spec: str, seed: int = 0) -> PairSource:
             raise FileNotFoundError(f"data {spec!r}: HPatches folder {root} does not exist")
         return patchset_source(hpatches_patchset(root, split, "train"), seed, spec)
     raise ValueError(
-        f"unknown data spec {spec!r}: expected 'builtin', 'phototour:ROOT/NAME' or "
+        f"unknown data spec {spec!r}: expected 'builtin[:KEY=VALUE...]', 'phototour:ROOT/NAME' or "
         "'hpatches:ROOT[:SPLIT]'"
     )
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hardnet_export.model import HardNet, read_checkpoint, save_checkpoint
+from hardnet_export.model import HardNet, load_model, read_checkpoint, save_checkpoint
 from hardnet_export.train.distributed import (
     DistInfo,
     gather_with_grad,
@@ -52,6 +52,7 @@ RECIPE_FIELDS = (
     "dropout",
     "seed",
     "global_hardest",
+    "init",
 )
 
 
@@ -91,6 +92,7 @@ class TrainConfig:
         global_hardest: under DDP, mine the hardest negatives across the global batch.
         threads: torch intra-op threads; 0 keeps torch's default.
         progress: show a progress bar.
+        init: start from these weights (fine-tuning) instead of a fresh initialisation.
     """
 
     data: list[str] = field(default_factory=lambda: ["builtin"])
@@ -118,6 +120,7 @@ class TrainConfig:
     global_hardest: bool = False
     threads: int = 0
     progress: bool = True
+    init: str | None = None
 
     def __post_init__(self) -> None:
         self.data = split_specs(self.data)
@@ -384,6 +387,9 @@ def _train(config: TrainConfig, device: torch.device, dist: DistInfo) -> Path:
         dampening=config.dampening,
         weight_decay=config.weight_decay,
     )
+    if config.init and not config.resume:
+        # The same strict loading as inference: any HardNet checkpoint format.
+        model.load_state_dict(load_model(config.init).state_dict())
     start, anchor = 0, (0, 0.0)
     if config.resume:
         start, anchor = _load_resume(ckpt_path, config, model, optimizer)

@@ -139,3 +139,20 @@ def test_resume_with_new_length_decays_from_the_current_rate(
         lrs = [float(row["lr"]) for row in csv.DictReader(f)]
     # 1.0 * (1 - k/10) for k < 4, then from 0.6 at step 4 down to 0 at step 6.
     assert lrs == pytest.approx([1.0, 0.9, 0.8, 0.7, 0.6, 0.3])
+
+
+def test_builtin_view_change_options_and_init(phototour_root: Path, tmp_path: Path) -> None:
+    from hardnet_export.train.sources import build_source
+
+    source = build_source("builtin:rotation_deg=2:tilt=1.1")
+    assert source.augment == {"rotation_deg": 2.0, "tilt": 1.1}  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="KEY one of"):
+        build_source("builtin:spin=3")
+    with pytest.raises(ValueError, match="ratio"):
+        build_source("builtin:tilt=0.5")
+    # Fine-tuning starts from the given weights and records where they came from.
+    first = train(_config(phototour_root, tmp_path / "a", steps=2))
+    tuned = train(_config(phototour_root, tmp_path / "b", steps=1, lr=1e-9, init=str(first)))
+    before, after = _weights(first), _weights(tuned)
+    assert torch.allclose(before["features.0.weight"], after["features.0.weight"], atol=1e-6)
+    assert read_checkpoint(tuned).meta["config"]["init"] == str(first)
