@@ -1,44 +1,63 @@
-"""One progress-bar style for long loops: count, rate and ETA, via rich."""
+"""One progress-bar style for long work: count, rate and ETA, via rich."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def track(
-    items: Iterable[T], total: int, description: str, unit: str = "it", enabled: bool = True
-) -> Iterator[T]:
-    """Yield ``items`` while a rich bar shows done/total, items per second and time left.
+def progress_bar(*columns: Any, enabled: bool = True, transient: bool = False) -> Any:
+    """A rich ``Progress``: description, bar, done/total, then ``columns``, elapsed and ETA.
 
-    With ``enabled=False`` the items pass through untouched (library default, quiet tests).
+    ``columns`` are rich columns or format strings (e.g. ``"loss {task.fields[loss]:.4f}"``);
+    with ``enabled=False`` the bar draws nothing.
     """
-    if not enabled:
-        yield from items
-        return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
-        ProgressColumn,
-        Task,
         TextColumn,
+        TimeElapsedColumn,
         TimeRemainingColumn,
     )
+
+    extra = [TextColumn(c) if isinstance(c, str) else c for c in columns]
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *extra,
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=transient,
+    )
+
+
+def rate_column(unit: str) -> Any:
+    """A column showing the task's speed as ``<rate> <unit>/s``."""
+    from rich.progress import ProgressColumn, Task
     from rich.text import Text
 
     class RateColumn(ProgressColumn):
         def render(self, task: Task) -> Text:
             return Text(f"{task.speed:.1f} {unit}/s" if task.speed else f"- {unit}/s")
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    ) as progress:
+    return RateColumn()
+
+
+def track(
+    items: Iterable[T], total: int, description: str, unit: str = "it", enabled: bool = True
+) -> Iterator[T]:
+    """Yield ``items`` while a bar shows done/total, items per second and time left.
+
+    With ``enabled=False`` the items pass through untouched (library default, quiet tests).
+    """
+    if not enabled:
+        yield from items
+        return
+    with progress_bar(rate_column(unit)) as progress:
         yield from progress.track(items, total=total, description=description)

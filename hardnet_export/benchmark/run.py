@@ -270,24 +270,9 @@ def run_benchmark(
         inputs=inputs,
         warnings=notes,
     )
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from hardnet_export._progress import progress_bar
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not progress,
-        transient=True,
-    ) as bar:
+    with progress_bar(enabled=progress, transient=True) as bar:
         task = bar.add_task("bench", total=len(targets) * len(sizes))
         for target in targets:
             bar.update(task, description=f"{target.label}: loading")

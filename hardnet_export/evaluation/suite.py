@@ -9,6 +9,7 @@ Data specs:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,18 +61,18 @@ def _parse(spec: str, n_pairs: int, seed: int) -> _Dataset:
     if kind == "builtin" and not rest:
         from hardnet_export.data.builtin import validation_pairs
 
-        pairs = validation_pairs(n_pairs, seed=seed)
+        pairs = functools.cache(lambda: validation_pairs(n_pairs, seed=seed))
         detail = f"{n_pairs} pairs from held-out photos, seed {seed}"
-        return _Dataset(spec, detail, lambda d, p: evaluate_matched_pairs(d, pairs, progress=p))
+        return _Dataset(spec, detail, lambda d, p: evaluate_matched_pairs(d, pairs(), progress=p))
     if kind in ("stereo", "stereo-hard") and not rest:
         from hardnet_export.data.stereo import HARD_JITTER, stereo_pairs
 
         jitter = HARD_JITTER if kind == "stereo-hard" else None
-        pairs = stereo_pairs(n_pairs, seed=seed, jitter=jitter)
+        pairs = functools.cache(lambda: stereo_pairs(n_pairs, seed=seed, jitter=jitter))
         detail = f"motorcycle, {n_pairs} pairs, seed {seed}" + (
             f", jitter {jitter[0]:g} deg / {jitter[1]:g}x" if jitter else ""
         )
-        return _Dataset(spec, detail, lambda d, p: evaluate_matched_pairs(d, pairs, progress=p))
+        return _Dataset(spec, detail, lambda d, p: evaluate_matched_pairs(d, pairs(), progress=p))
     if kind == "phototour" and rest:
         from hardnet_export.data.phototour import STANDARD_MATCHES
         from hardnet_export.evaluation.phototour import evaluate_phototour
@@ -117,28 +118,21 @@ def run_evaluation(
     progress: bool = True,
 ) -> list[EvalTable]:
     """Evaluate ``model`` and OpenCV SIFT (and RootSIFT if asked) on every dataset."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    from hardnet_export._progress import progress_bar, rate_column
 
     specs = [s.strip() for item in data for s in item.split(",") if s.strip()]
     if not specs:
         raise ValueError(f"no evaluation data given: expected {EVAL_SPECS}")
     if n_pairs < 2:
         raise ValueError(f"n_pairs must be at least 2, got {n_pairs}")
-    # Cheap checks first: a missing model or a bad spec fails before any pairs are cut.
-    describers = [as_describer(model, device=device), ("SIFT", sift_describer(sift_size))]
+    # Cheap checks first: a bad spec or a missing model fails before any pairs are cut
+    # (pairs are cut on first use).
     datasets = [_parse(s, n_pairs, seed) for s in specs]
+    describers = [as_describer(model, device=device), ("SIFT", sift_describer(sift_size))]
     if rootsift:
         describers.append(("RootSIFT", sift_describer(sift_size, root=True)))
     tables = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.speed} patches/s"), TimeRemainingColumn())  # fmt: skip
-    with Progress(*columns, disable=not progress) as bar:
+    with progress_bar(rate_column("patches"), enabled=progress) as bar:
         for ds in datasets:
             table = EvalTable(ds.name, ds.detail)
             for name, describe in describers:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hardnet_export._progress import progress_bar
 from hardnet_export.model import HardNet, load_model, read_checkpoint, save_checkpoint
 from hardnet_export.train.distributed import (
     DistInfo,
@@ -290,26 +291,11 @@ class _Log:
 
 
 def _progress(enabled: bool) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]train"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TextColumn("lr {task.fields[lr]:.3g}"),
-        TextColumn("{task.fields[pairs_per_s]:.0f} pairs/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        disable=not enabled,
+    return progress_bar(
+        "loss {task.fields[loss]:.4f}",
+        "lr {task.fields[lr]:.3g}",
+        "{task.fields[pairs_per_s]:.0f} pairs/s",
+        enabled=enabled,
     )
 
 
