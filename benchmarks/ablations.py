@@ -69,6 +69,11 @@ def main() -> None:
     parser.add_argument("--eval-pairs", type=int, default=1000)
     parser.add_argument("--workdir", default="runs/ablations")
     parser.add_argument("--num-workers", type=int, default=1)
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help="trainer precision; bf16 is ~2.8x faster on CPUs with native bf16 (AVX512-BF16, AMX)",
+    )
     args = parser.parse_args()
 
     evalsets = {
@@ -93,7 +98,8 @@ def main() -> None:
         config = TrainConfig(
             data=["builtin"], out=str(workdir / f"run{i}"), steps=steps, batch_size=batch,
             lr=args.lr, num_workers=args.num_workers, progress=False, log_every=max(1, steps // 8),
-            checkpoint_every=steps, **{k: v for k, v in overrides.items() if k != "batch_size"},
+            checkpoint_every=steps, precision=args.precision,
+            **{k: v for k, v in overrides.items() if k != "batch_size"},
         )  # fmt: skip
         t0 = time.perf_counter()
         final = train(config)
@@ -114,10 +120,12 @@ def main() -> None:
         "pairs_per_run": args.pairs,
         "base_batch_size": args.batch_size,
         "lr": args.lr,
+        "precision": args.precision,
         "eval_pairs": args.eval_pairs,
         "cpu": _cpu_name(),
         "command": f"python benchmarks/ablations.py --pairs {args.pairs} --batch-size "
-        f"{args.batch_size} --lr {args.lr:g} --eval-pairs {args.eval_pairs}",
+        f"{args.batch_size} --lr {args.lr:g} --eval-pairs {args.eval_pairs} "
+        f"--precision {args.precision}",
     }
     RESULTS.mkdir(exist_ok=True)
     atomic_write_text(
@@ -132,7 +140,8 @@ def render(meta: dict[str, Any], results: list[dict[str, Any]]) -> str:
         "",
         f"Budget: **{meta['pairs_per_run']} training pairs per run** (a tiny fraction of the "
         "paper's 50M), same seed and pair stream for every run, lr "
-        f"{meta['lr']:g} with linear decay to 0, batch {meta['base_batch_size']} unless the "
+        f"{meta['lr']:g} with linear decay to 0, {meta['precision']} precision, batch "
+        f"{meta['base_batch_size']} unless the "
         "row varies it (then steps = pairs / batch). Scored on "
         f"{meta['eval_pairs']} motorcycle stereo pairs and {meta['eval_pairs']} built-in "
         "validation pairs (held-out photos). FPR95 lower is better, NN accuracy higher.",
