@@ -475,6 +475,11 @@ class BuiltinPairs:
         seed: base seed; batch ``k`` depends on ``(seed, split, k)`` only.
         augment: ranges of the change between views.
         min_distance: keypoints of one draw are at least this many photo pixels apart.
+        photos_per_draw: draw every batch's points from only this many photos (chosen per
+            batch, by the usual photo weights); None spreads them over all photos. Fewer
+            photos put more points near each other, so the hardest negatives in a batch are
+            often the neighbouring points of the same photo: what dense matching (many
+            keypoints a few pixels apart in one image) has to tell apart.
 
     Example:
         >>> pairs = BuiltinPairs("train", seed=0)
@@ -487,6 +492,7 @@ class BuiltinPairs:
         seed: int = 0,
         augment: Augment | None = None,
         min_distance: float = 8.0,
+        photos_per_draw: int | None = None,
     ) -> None:
         self.photos = split_photos(split)
         self.split = split
@@ -497,6 +503,12 @@ class BuiltinPairs:
         if min_distance < 0:
             raise ValueError(f"min_distance must be >= 0, got {min_distance}")
         self.min_distance = float(min_distance)
+        if photos_per_draw is not None and not 1 <= photos_per_draw <= len(self.photos):
+            raise ValueError(
+                f"photos_per_draw must be in 1..{len(self.photos)} (the {split} photos), "
+                f"got {photos_per_draw}"
+            )
+        self.photos_per_draw = photos_per_draw
         self._photo_ids = np.array([PHOTO_NAMES.index(n) for n in self.photos])
 
     def _photo_weights(self) -> np.ndarray:
@@ -510,6 +522,11 @@ class BuiltinPairs:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``n`` keypoints (photo index into self.photos, (x, y)), at least min_distance apart."""
         weights = self._photo_weights()
+        if self.photos_per_draw is not None:
+            chosen = rng.choice(len(weights), size=self.photos_per_draw, replace=False, p=weights)
+            weights = np.zeros_like(weights)
+            weights[chosen] = self._photo_weights()[chosen]
+            weights /= weights.sum()
         photo_parts, xy_parts = [], []
         have = 0
         for _ in range(100):
@@ -538,7 +555,9 @@ class BuiltinPairs:
             photo_parts, xy_parts = [all_photo[keep]], [all_xy[keep]]
         raise ValueError(
             f"cannot place {n} keypoints at least {self.min_distance} px apart in the "
-            f"{self.split} photos; ask for fewer or lower min_distance"
+            f"{self.split} photos"
+            + ("" if self.photos_per_draw is None else f" ({self.photos_per_draw} per draw)")
+            + "; ask for fewer, lower min_distance or raise photos_per_draw"
         )
 
     def draw(
@@ -620,7 +639,11 @@ class BuiltinPairs:
             index += step
 
     def __repr__(self) -> str:
-        return f"BuiltinPairs(split={self.split!r}, seed={self.seed}, photos={len(self.photos)})"
+        per_draw = "" if self.photos_per_draw is None else f", per_draw={self.photos_per_draw}"
+        return (
+            f"BuiltinPairs(split={self.split!r}, seed={self.seed}, "
+            f"photos={len(self.photos)}{per_draw})"
+        )
 
 
 def make_patchset(

@@ -7,7 +7,9 @@ only. That is what makes ``--resume`` exact and lets data-loader workers draw an
 Specs:
     - ``builtin[:KEY=VALUE...]``: pairs cut from the photos that ship in packages (training
       photos only); KEY=VALUE overrides the view-change ranges of
-      :class:`hardnet_export.data.builtin.Augment`, e.g. ``builtin:rotation_deg=5:tilt=1.2``.
+      :class:`hardnet_export.data.builtin.Augment`, e.g. ``builtin:rotation_deg=5:tilt=1.2``,
+      and ``photos_per_draw=N`` draws each batch from N photos only (neighbouring points
+      become the hard negatives; see :class:`hardnet_export.data.builtin.BuiltinPairs`).
     - ``phototour:ROOT/NAME``: a Brown/PhotoTour subset (64x64 patches, resized to 32).
     - ``hpatches:ROOT[:SPLIT]``: the train sequences of an HPatches split (default ``a``;
       65x65 patches, resized to 32).
@@ -53,12 +55,14 @@ class BuiltinSource(PairSource):
     """Pairs rendered from the built-in training photos (held-out photos never appear).
 
     ``augment`` overrides fields of :class:`hardnet_export.data.builtin.Augment` (the ranges
-    of change between the two views), e.g. ``{"rotation_deg": 5.0}``.
+    of change between the two views), e.g. ``{"rotation_deg": 5.0}``; ``photos_per_draw``
+    is :class:`hardnet_export.data.builtin.BuiltinPairs`'s.
     """
 
     seed: int = 0
     spec: str = "builtin"
     augment: dict[str, float] = field(default_factory=dict)
+    photos_per_draw: int | None = None
 
     def batch(
         self, k: int, batch_size: int, rank: int = 0, world: int = 1
@@ -66,7 +70,12 @@ class BuiltinSource(PairSource):
         from hardnet_export.data.builtin import Augment, BuiltinPairs
 
         # Every rank renders only its own share: batch k of rank r is stream batch k*W + r.
-        pairs = BuiltinPairs("train", self.seed, augment=Augment(**self.augment))
+        pairs = BuiltinPairs(
+            "train",
+            self.seed,
+            augment=Augment(**self.augment),
+            photos_per_draw=self.photos_per_draw,
+        )
         anchors, positives, _ = pairs.batch(k * world + rank, batch_size // world)
         return anchors, positives
 
@@ -117,27 +126,36 @@ def patchset_source(patchset: PatchSet, seed: int = 0, spec: str = "") -> PatchS
     )
 
 
-def _augment_options(spec: str, rest: str) -> dict[str, float]:
-    """``KEY=VALUE[:KEY=VALUE...]`` -> Augment overrides (numbers; validated by Augment)."""
+def _builtin_source(spec: str, rest: str, seed: int) -> BuiltinSource:
+    """``KEY=VALUE[:KEY=VALUE...]`` -> Augment overrides and ``photos_per_draw`` (numbers;
+    validated now, not in a data-loader worker)."""
     import dataclasses
 
-    from hardnet_export.data.builtin import Augment
+    from hardnet_export.data.builtin import Augment, BuiltinPairs
 
     fields = {f.name for f in dataclasses.fields(Augment) if f.name != "scale_range"}
+    keys = fields | {"photos_per_draw"}
     options: dict[str, float] = {}
     for item in filter(None, rest.split(":")):
         key, sep, value = item.partition("=")
-        if not sep or key not in fields:
+        if not sep or key not in keys:
             raise ValueError(
                 f"data {spec!r}: expected builtin[:KEY=VALUE...] with KEY one of "
-                f"{sorted(fields)}, got {item!r}"
+                f"{sorted(keys)}, got {item!r}"
             )
         try:
             options[key] = float(value)
         except ValueError:
             raise ValueError(f"data {spec!r}: {key} must be a number, got {value!r}") from None
-    Augment(**options)  # type: ignore[arg-type]  # fail now, not in a data-loader worker
-    return options
+    per_draw = options.pop("photos_per_draw", None)
+    if per_draw is not None and per_draw != int(per_draw):
+        raise ValueError(f"data {spec!r}: photos_per_draw must be a whole number, got {per_draw}")
+    photos = None if per_draw is None else int(per_draw)
+    try:
+        BuiltinPairs("train", seed, Augment(**options), photos_per_draw=photos)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ValueError(f"data {spec!r}: {exc}") from None
+    return BuiltinSource(seed, spec, options, photos)
 
 
 def parse_source(spec: str, seed: int = 0) -> PairSource:
@@ -145,7 +163,7 @@ def parse_source(spec: str, seed: int = 0) -> PairSource:
     spec = spec.strip()
     kind, _, rest = spec.partition(":")
     if kind == "builtin":
-        return BuiltinSource(seed, spec, _augment_options(spec, rest))
+        return _builtin_source(spec, rest, seed)
     if kind == "phototour" and rest:
         from hardnet_export.data.phototour import read_phototour
 

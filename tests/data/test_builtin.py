@@ -110,6 +110,30 @@ def test_training_draws_only_training_photos_and_validation_only_held_out() -> N
     assert set(val.sources.tolist()) <= held_ids
 
 
+def _nearest_same_photo(d) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Per point, the distance to the nearest other point of the same photo."""
+    out = []
+    for s in np.unique(d.sources):
+        xy = d.centres[d.sources == s]
+        if len(xy) > 1:
+            dist = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.eye(len(xy)) * 1e9
+            out.append(dist.min(axis=1))
+    return np.concatenate(out)
+
+
+def test_photos_per_draw_keeps_each_batch_to_that_many_photos() -> None:
+    pairs = BuiltinPairs("train", seed=0, photos_per_draw=2)
+    chosen = [set(pairs.draw(256, k).sources.tolist()) for k in range(6)]
+    assert all(len(c) == 2 for c in chosen)
+    assert len(set().union(*chosen)) > 2  # a different pair of photos per draw
+    dense = _nearest_same_photo(pairs.draw(256, 0))
+    spread = _nearest_same_photo(BuiltinPairs("train", seed=0).draw(256, 0))
+    assert dense.min() > 8.0  # still apart ...
+    assert dense.mean() < 0.6 * spread.mean()  # ... but neighbours now
+    with pytest.raises(ValueError, match="photos_per_draw must be in 1..16"):
+        BuiltinPairs("train", photos_per_draw=0)
+
+
 def test_points_of_one_draw_are_apart() -> None:
     d = BuiltinPairs("val", seed=0).draw(300, 5)
     for s in np.unique(d.sources):

@@ -146,6 +146,12 @@ def test_builtin_view_change_options_and_init(phototour_root: Path, tmp_path: Pa
 
     source = build_source("builtin:rotation_deg=2:tilt=1.1")
     assert source.augment == {"rotation_deg": 2.0, "tilt": 1.1}  # type: ignore[attr-defined]
+    dense = build_source("builtin:photos_per_draw=3:noise=2")
+    assert dense.photos_per_draw == 3 and dense.augment == {"noise": 2.0}  # type: ignore[attr-defined]
+    for bad, message in [("spin=3", "KEY one of"), ("photos_per_draw=1.5", "whole number"),
+                         ("photos_per_draw=40", "photos_per_draw must be in")]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            build_source(f"builtin:{bad}")
     with pytest.raises(ValueError, match="KEY one of"):
         build_source("builtin:spin=3")
     with pytest.raises(ValueError, match="ratio"):
