@@ -279,11 +279,15 @@ class Augment:
     blur_prob: float = 0.3  # chance a view is blurred ...
     blur_px: float = 1.0  # ... by a Gaussian of uniform [0, x] patch pixels
     noise: float = 4.0  # Gaussian noise std, uniform [0, x] grey levels
+    parallax_prob: float = 0.0  # chance one view of a point shows a depth edge ...
+    parallax_px: float = 8.0  # ... beyond which the background moved by uniform [1, x] px
 
     def __post_init__(self) -> None:
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
             raise ValueError(f"scale_range must be 0 < lo <= hi, got {self.scale_range}")
+        if self.parallax_px < 1.0:
+            raise ValueError(f"Augment.parallax_px must be >= 1, got {self.parallax_px}")
         for field in ("relative_scale", "tilt", "gain", "gamma"):
             if getattr(self, field) < 1.0:
                 raise ValueError(f"Augment.{field} is a ratio >= 1, got {getattr(self, field)}")
@@ -297,8 +301,9 @@ class Augment:
         ):
             if getattr(self, field) < 0:
                 raise ValueError(f"Augment.{field} must be >= 0, got {getattr(self, field)}")
-        if not 0.0 <= self.blur_prob <= 1.0:
-            raise ValueError(f"Augment.blur_prob must be in [0, 1], got {self.blur_prob}")
+        for field in ("blur_prob", "parallax_prob"):
+            if not 0.0 <= getattr(self, field) <= 1.0:
+                raise ValueError(f"Augment.{field} must be in [0, 1], got {getattr(self, field)}")
 
 
 def _log_uniform(rng: np.random.Generator, ratio: float, size: tuple[int, ...]) -> np.ndarray:
@@ -376,6 +381,48 @@ def photometric(rng: np.random.Generator, patches: np.ndarray, aug: Augment) -> 
     x += noise
     # Clipping first keeps the cast in range.
     return np.clip(x, 0.0, 255.0, out=x).astype(np.uint8)
+
+
+def parallax(
+    rng: np.random.Generator,
+    patches: np.ndarray,
+    images: list[np.ndarray],
+    image_index: np.ndarray,
+    matrices: np.ndarray,
+    views: int,
+    aug: Augment,
+) -> None:
+    """A depth edge in one view of some points, in place: beyond a random straight line
+    that misses the patch centre, that view shows the photo shifted by a few pixels, as a
+    background at another depth moves against the foreground between two cameras.
+
+    Homographies of a plane never do this, and real 3D scenes (stereo pairs, Brown's
+    photo-tourism patches) do it all the time; SIFT's spatial pooling tolerates it.
+
+    Shape:
+        - patches: (n * views, 32, 32) uint8, point-major; changed in place.
+        - image_index, matrices: per patch, as for :func:`render_patches`.
+    """
+    n = len(patches) // views
+    hit = np.flatnonzero(rng.random(n) < aug.parallax_prob)
+    if not len(hit):
+        return
+    which = hit * views + rng.integers(0, views, len(hit))
+    normal = rng.uniform(-np.pi, np.pi, len(hit))
+    offset = rng.uniform(0.2, 0.8, len(hit))  # of the half side: the centre stays foreground
+    size = rng.uniform(1.0, aug.parallax_px, len(hit))
+    direction = rng.uniform(-np.pi, np.pi, len(hit))
+    shift = np.tile(np.eye(3), (len(hit), 1, 1))
+    shift[:, 0, 2] = size * np.cos(direction)
+    shift[:, 1, 2] = size * np.sin(direction)
+    moved = render_patches(images, image_index[which], matrices[which] @ shift)
+    c, r = (PATCH_SIZE - 1) / 2.0, PATCH_SIZE / 2.0
+    u = (np.arange(PATCH_SIZE) - c) / r
+    beyond = (
+        np.cos(normal)[:, None, None] * u[None, None, :]
+        + np.sin(normal)[:, None, None] * u[None, :, None]
+    ) > offset[:, None, None]
+    patches[which] = np.where(beyond, moved, patches[which])
 
 
 @dataclass(frozen=True)
@@ -588,6 +635,8 @@ class BuiltinPairs:
             for k in uniq.tolist()
         ]
         patches = render_patches(images, image_index.reshape(-1), mats)
+        if aug.parallax_prob > 0:
+            parallax(rng, patches, images, image_index.reshape(-1), mats, views, aug)
         patches = photometric(rng, patches, aug)
         return PairDraw(
             views=patches.reshape(n_points, views, PATCH_SIZE, PATCH_SIZE),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import cv2
@@ -164,6 +165,25 @@ def test_without_change_both_views_are_the_photo_around_the_keypoint() -> None:
         crop = cv2.resize(photo[y0 : y0 + 64, x0 : x0 + 64], (32, 32), interpolation=cv2.INTER_AREA)
         found.append(_corr(view[None], crop[None])[0])
     assert len(found) > 20 and np.median(found) > 0.9
+
+
+def test_parallax_moves_only_the_far_side_of_a_line_in_one_view() -> None:
+    edge = dataclasses.replace(STILL, parallax_prob=1.0, parallax_px=6.0)
+    d = BuiltinPairs("train", seed=0, augment=edge).draw(200, 4)
+    changed = d.anchors != d.positives
+    # Every point has a depth edge in one view; the centre (inside 0.2 of the half side)
+    # is always foreground, so it is the same in both views.
+    assert changed.reshape(200, -1).any(axis=1).mean() > 0.9
+    assert not changed[:, 14:18, 14:18].any()
+    # A line at least 0.2 half-sides from the centre cuts off less than half the patch.
+    assert changed.sum(axis=(1, 2)).max() < 32 * 32 // 2
+    # The same seed without parallax gives the photo itself in both views.
+    plain = BuiltinPairs("train", seed=0, augment=STILL).draw(200, 4)
+    np.testing.assert_array_equal(plain.anchors, plain.positives)
+    with pytest.raises(ValueError, match="parallax_prob"):
+        Augment(parallax_prob=1.5)
+    with pytest.raises(ValueError, match="parallax_px"):
+        Augment(parallax_px=0.5)
 
 
 def test_make_patchset_has_the_brown_layout() -> None:
