@@ -393,6 +393,10 @@ def _train(config: TrainConfig, device: torch.device, dist: DistInfo) -> Path:
         config.steps if config.stop_after is None else min(config.steps, start + config.stop_after)
     )
     meta_config = {**dataclasses.asdict(config), "world_size": dist.world, "device": str(device)}
+    if config.init and Path(config.init).is_file():
+        # The lineage travels with the weights: a fine-tuned model's card can say what its
+        # starting point was trained on and for how long (nested for chains).
+        meta_config["init_meta"] = read_checkpoint(config.init).meta
 
     def checkpoint(step: int) -> None:
         if dist.is_main:

@@ -161,4 +161,6 @@ def test_builtin_view_change_options_and_init(phototour_root: Path, tmp_path: Pa
     tuned = train(_config(phototour_root, tmp_path / "b", steps=1, lr=1e-9, init=str(first)))
     before, after = _weights(first), _weights(tuned)
     assert torch.allclose(before["features.0.weight"], after["features.0.weight"], atol=1e-6)
-    assert read_checkpoint(tuned).meta["config"]["init"] == str(first)
+    config = read_checkpoint(tuned).meta["config"]
+    assert config["init"] == str(first)
+    assert config["init_meta"]["step"] == 2  # the lineage travels with the weights
