@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--eval-pairs", type=int, default=1000)
     parser.add_argument("--workdir", default="runs/ablations")
     parser.add_argument("--num-workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument(
         "--precision",
         default="auto",
@@ -98,7 +99,7 @@ def main() -> None:
         config = TrainConfig(
             data=["builtin"], out=str(workdir / f"run{i}"), steps=steps, batch_size=batch,
             lr=args.lr, num_workers=args.num_workers, progress=False, log_every=max(1, steps // 8),
-            checkpoint_every=steps, precision=args.precision,
+            checkpoint_every=steps, precision=args.precision, threads=args.threads,
             **{k: v for k, v in overrides.items() if k != "batch_size"},
         )  # fmt: skip
         t0 = time.perf_counter()
@@ -125,7 +126,7 @@ def main() -> None:
         "cpu": _cpu_name(),
         "command": f"python benchmarks/ablations.py --pairs {args.pairs} --batch-size "
         f"{args.batch_size} --lr {args.lr:g} --eval-pairs {args.eval_pairs} "
-        f"--precision {args.precision}",
+        f"--precision {args.precision} --threads {args.threads}",
     }
     RESULTS.mkdir(exist_ok=True)
     atomic_write_text(
