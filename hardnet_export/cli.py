@@ -514,7 +514,9 @@ def demo(
     failed = [s.name for s in report.stages if s.status == "failed"]
     typer.echo(f"report: {out / 'report.md'}")
     if failed:
+        # The report is written either way; the exit status tells scripts (and CI) it broke.
         typer.echo(f"stages that failed: {', '.join(failed)}", err=True)
+        raise typer.Exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

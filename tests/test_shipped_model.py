@@ -1,0 +1,41 @@
+"""The model shipped inside the package: loads without a path and beats OpenCV SIFT."""
+
+from __future__ import annotations
+
+import torch
+
+from hardnet_export.data.stereo import stereo_pairs
+from hardnet_export.evaluation.pairs import evaluate_matched_pairs
+from hardnet_export.evaluation.sift import sift_describer
+from hardnet_export.model import SHIPPED_WEIGHTS, load_model, read_checkpoint
+
+
+def test_load_model_without_a_path_loads_the_shipped_weights() -> None:
+    model = load_model()
+    assert not model.training
+    shipped = read_checkpoint(SHIPPED_WEIGHTS)
+    # Built-in photos only (with view-change options), all the way down the fine-tuning chain.
+    meta = shipped.meta
+    while meta:
+        assert meta["data"] and all(s.split(":")[0] == "builtin" for s in meta["data"])
+        meta = meta["config"].get("init_meta")
+    assert "optimizer" not in shipped.extra  # inference weights only
+    assert SHIPPED_WEIGHTS.stat().st_size <= 6 * 2**20
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, shipped.state_dict[key]), key
+
+
+def test_shipped_model_beats_sift_on_stereo_pairs() -> None:
+    torch.set_num_threads(1)
+    model = load_model()
+
+    def describe(patches):  # type: ignore[no-untyped-def]
+        with torch.inference_mode():
+            return model(torch.from_numpy(patches)[:, None]).numpy()
+
+    # A different seed from the model card's evaluation: a fresh subset of the stereo pair.
+    pairs = stereo_pairs(400, seed=7)
+    ours = evaluate_matched_pairs(describe, pairs)
+    sift = evaluate_matched_pairs(sift_describer(), pairs)
+    assert ours["nn_accuracy"] > sift["nn_accuracy"]
+    assert ours["fpr95"] < sift["fpr95"]
