@@ -571,8 +571,7 @@ class BuiltinPairs:
         weights = self._photo_weights()
         if self.photos_per_draw is not None:
             chosen = rng.choice(len(weights), size=self.photos_per_draw, replace=False, p=weights)
-            weights = np.zeros_like(weights)
-            weights[chosen] = self._photo_weights()[chosen]
+            weights = np.where(np.isin(np.arange(len(weights)), chosen), weights, 0.0)
             weights /= weights.sum()
         photo_parts, xy_parts = [], []
         have = 0
