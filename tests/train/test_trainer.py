@@ -152,8 +152,6 @@ def test_builtin_view_change_options_and_init(phototour_root: Path, tmp_path: Pa
                          ("photos_per_draw=40", "photos_per_draw must be in")]:  # fmt: skip
         with pytest.raises(ValueError, match=message):
             build_source(f"builtin:{bad}")
-    with pytest.raises(ValueError, match="KEY one of"):
-        build_source("builtin:spin=3")
     with pytest.raises(ValueError, match="ratio"):
         build_source("builtin:tilt=0.5")
     # Fine-tuning starts from the given weights and records where they came from.
