@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,15 +23,28 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise FileNotFoundError(f"cannot write {target}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise PermissionError(f"cannot write {target}: folder {parent} is not writable")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _new_temporary(parent, target.name)
     try:
         yield tmp
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _new_temporary(parent: Path, name: str) -> Path:
+    """Create an empty, uniquely named file in ``parent`` with the mode a plain ``open()``
+    gives (0666 less the umask); ``tempfile.mkstemp`` would make it 0600, and the rename
+    would carry that mode onto the artifact."""
+    for _ in range(100):
+        candidate = parent / f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return candidate
+    raise FileExistsError(f"cannot create a temporary file beside {parent / name}")
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:

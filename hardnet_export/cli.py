@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import NoReturn
 
@@ -184,15 +186,38 @@ def onnx(
     ),
     calibration_size: int = typer.Option(1024, help="int8: calibration patches."),
     calibration_seed: int = typer.Option(0, help="int8: seed of the calibration draw."),
-    calibration_method: str = typer.Option("minmax", help="int8: minmax, entropy, percentile."),
+    calibration_method: str = typer.Option("percentile", help="int8: minmax, entropy, percentile."),
     save_calibration: Path | None = typer.Option(
         None, help="int8: save the calibration set (.npy) for a reproducible build."
+    ),
+    keep_float: str | None = typer.Option(
+        None,
+        help="int8: comma-separated layers (conv0..conv6) kept float (FP16 for tensorrt, FP32 "
+        "for cpu); 'none' quantises every conv. Default: conv0,conv1,conv2 (measured).",
+    ),
+    float_budget: float | None = typer.Option(
+        None,
+        help="int8: instead of --keep-float, keep the most sensitive layers float within "
+        "this share (0..1) of the multiply-adds.",
+    ),
+    sensitivity: bool = typer.Option(
+        False,
+        "--sensitivity",
+        help="int8: rank each layer quantised alone; print it and write OUT.sensitivity.json.",
+    ),
+    for_isa: str | None = typer.Option(
+        None,
+        help="int8 cpu: int8 kernels of the machine it will run on (avx512-vnni, avx-vnni, "
+        "amx-int8, avx512, avx2, neon-dotprod, neon); default: this machine's.",
     ),
     max_fpr95_loss: float = typer.Option(
         1.0, help="int8 gate: most FPR95 percentage points lost vs fp32 on held-out pairs."
     ),
     max_nn_loss: float = typer.Option(
         2.0, help="int8 gate: most NN-accuracy percentage points lost vs fp32."
+    ),
+    min_cosine: float = typer.Option(
+        0.98, help="int8 gate: least cosine to fp32 of the worst held-out patch."
     ),
     gate_pairs: int = typer.Option(2000, help="int8 gate: held-out built-in pairs to evaluate."),
     force: bool = typer.Option(False, help="int8: write the graph even if the gate fails."),
@@ -201,7 +226,10 @@ def onnx(
 
     Example: hardnet-export onnx weights.pth -o model.fp32.onnx --precision fp32
 
-    Example: hardnet-export onnx weights.pth -o model.int8-tensorrt.onnx --precision int8
+    Example: hardnet-export onnx -o model.int8-tensorrt.onnx --precision int8 --sensitivity
+
+    Example: hardnet-export onnx -o model.int8-cpu.onnx --precision int8 --int8-target cpu
+    --for-isa avx2 --keep-float conv0,conv1
     """
     from hardnet_export.export.metadata import read_metadata
     from hardnet_export.export.onnx import export_onnx
@@ -211,6 +239,13 @@ def onnx(
     if precision == "int8":
         from hardnet_export.calibration.quantize import Int8Options
 
+        layers = None
+        if keep_float is not None:
+            layers = tuple(
+                name.strip()
+                for name in keep_float.split(",")
+                if name.strip() and name.strip().lower() != "none"
+            )
         int8 = Int8Options(
             target=int8_target,
             method=calibration_method,
@@ -218,8 +253,13 @@ def onnx(
             calibration_size=calibration_size,
             seed=calibration_seed,
             save_calibration=save_calibration,
+            for_isa=for_isa,
+            keep_float=layers,
+            float_budget=float_budget,
+            sensitivity=sensitivity,
             max_fpr95_loss=max_fpr95_loss,
             max_nn_accuracy_loss=max_nn_loss,
+            min_cosine=min_cosine,
             gate_size=gate_pairs,
             force=force,
             progress=True,
@@ -234,6 +274,15 @@ def onnx(
         int8=int8,
     )
     meta = read_metadata(path)
+    if "int8_sensitivity" in meta:
+        from hardnet_export._io import atomic_write_text
+        from hardnet_export.calibration.sensitivity import SensitivityReport
+
+        report = SensitivityReport.from_dict(meta["int8_sensitivity"])
+        typer.echo(report.format())
+        json_path = path.with_name(path.name + ".sensitivity.json")
+        atomic_write_text(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
+        typer.echo(f"wrote {json_path}")
     if "parity" in meta:
         typer.echo(format_parity(meta["parity"], title=f"{precision} ONNX Runtime vs PyTorch"))
     if "int8_gate" in meta:
@@ -241,6 +290,11 @@ def onnx(
 
         typer.echo(GateResult(**meta["int8_gate"]).summary())
         typer.echo(f"calibration set sha256 {meta['calibration_sha256']}")
+    if "int8_settings" in meta:
+        floats = meta["int8_settings"].get("float_layers") or {}
+        kept = ", ".join(f"{k} {v}" for k, v in floats.items()) or "none"
+        isa = f", for {meta['int8_isa']} int8 kernels" if "int8_isa" in meta else ""
+        typer.echo(f"float layers: {kept}{isa}")
     typer.echo(f"wrote {path} ({precision}, input {input_dtype})")
 
 
@@ -479,6 +533,48 @@ def match(
 
 
 @app.command()
+def check(
+    artifact: Path = typer.Argument(..., help="The artifact to check: .onnx, .engine or .pth."),
+    reference: Path | None = typer.Option(
+        None,
+        "--reference",
+        help="The FP32 model it came from (.pth or fp32 .onnx); default: the shipped model, "
+        "when the artifact's weights hash says it came from it.",
+    ),
+    device: str | None = typer.Option(
+        None, help="cpu, cuda, cuda:N, tensorrt (default: what the artifact would use here)."
+    ),
+    pairs: int = typer.Option(2000, help="Held-out built-in pairs to compare on."),
+    seed: int = typer.Option(0, help="Seed of those pairs."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON."),
+) -> None:
+    """Check an artifact on the machine it will run on against its FP32 model.
+
+    Runs the artifact with the backend and device it would use here (ONNX Runtime on this
+    CPU's int8 kernels, TensorRT on this GPU), prints worst/mean cosine, NN agreement,
+    FPR95 and NN accuracy and the host, and exits 1 when the INT8 gate's limits (stored in
+    the artifact) are exceeded.
+
+    Example: hardnet-export check model.int8-cpu.onnx
+
+    Example: hardnet-export check model.int8-tensorrt.engine --reference weights.pth
+    """
+    from hardnet_export._io import atomic_write_text, check_writable
+    from hardnet_export.check import check_artifact
+
+    if json_out is not None:
+        check_writable(json_out)
+    report = check_artifact(artifact, reference, device=device, pairs=pairs, seed=seed)
+    typer.echo(report.format())
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+        typer.echo(f"wrote {json_out}")
+    if not report.passed:
+        typer.echo(f"error: {report.reason()}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for everything."),
     train_steps: int = typer.Option(
@@ -522,6 +618,8 @@ def demo(
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one sentence; ``--debug`` shows the traceback."""
     args = sys.argv[1:] if argv is None else argv
+    # Warnings are advice to the user: one line each, without the source line they came from.
+    warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
     try:
         app(args=args, prog_name="hardnet-export")
     except USER_ERRORS as exc:

@@ -18,9 +18,9 @@ from torch import nn
 
 from hardnet_export import __version__
 from hardnet_export._io import atomic_path
+from hardnet_export.shipped import SHIPPED_WEIGHTS
 
 CHECKPOINT_FORMAT = "hardnet-export/1"
-SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "hardnet_builtin.pth"
 PATCH_SIZE = 32
 DESCRIPTOR_SIZE = 128
 

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from hardnet_export.host import cpu_flags, cpu_model, int8_isa
+
 #: Distributions whose versions decide the numbers; the first installed name of each is used.
 LIBRARIES: dict[str, tuple[str, ...]] = {
     "numpy": ("numpy",),
@@ -24,6 +26,7 @@ ISA_FLAGS = (
     "avx2",
     "fma",
     "avx512f",
+    "avx512bw",
     "avx512_vnni",
     "avx_vnni",
     "avx512_bf16",
@@ -52,19 +55,6 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def _cpuinfo() -> dict[str, str]:
-    path = Path("/proc/cpuinfo")
-    if not path.is_file():
-        return {}
-    info: dict[str, str] = {}
-    for line in path.read_text(errors="replace").splitlines():
-        key, sep, value = line.partition(":")
-        key = key.strip()
-        if sep and key not in info:
-            info[key] = value.strip()
-    return info
-
-
 def physical_cores() -> int | None:
     """Distinct (socket, core) pairs in /proc/cpuinfo: cores without SMT siblings."""
     path = Path("/proc/cpuinfo")
@@ -82,17 +72,16 @@ def physical_cores() -> int | None:
 
 def cpu_info() -> dict[str, Any]:
     """CPU model, usable cores and the instruction-set features that matter for inference."""
-    info = _cpuinfo()
-    model = info.get("model name") or info.get("Model") or platform.processor() or "unknown"
-    flags = set((info.get("flags") or info.get("Features") or "").split())
+    flags = cpu_flags()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
-        "model": model,
+        "model": cpu_model(),
         "architecture": platform.machine(),
         "physical_cores": physical_cores(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable,
         "isa": [flag for flag in ISA_FLAGS if flag in flags],
+        "int8_isa": int8_isa(flags),
     }
 
 

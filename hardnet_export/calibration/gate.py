@@ -3,18 +3,21 @@
 INT8 engines that lose accuracy silently are a common failure of deployment tools; here the
 loss is measured on matching pairs cut from photos that never entered training or
 calibration (FPR95 and NN accuracy as :mod:`hardnet_export.evaluation.pairs` computes them),
-and a graph that loses more than the limit (default 1 FPR95 percentage point) is refused
-unless forced. The figures go into the graph's metadata either way.
+and a graph that loses more than the limits (1 FPR95 percentage point, 2 points of NN
+accuracy, a worst-patch cosine to FP32 under 0.98) is refused unless forced. The figures go
+into the graph's metadata either way, with the semantics they were computed in (exact Q/DQ
+or this host's kernels) and the host.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hardnet_export.evaluation.pairs import pair_metrics
+from hardnet_export.export.metadata import SEMANTICS, SEMANTICS_HOST
 from hardnet_export.export.parity import DescribeFn, compare_descriptors, describe_in_batches
 
 if TYPE_CHECKING:
@@ -45,14 +48,37 @@ class GateResult:
     max_nn_accuracy_loss_pp: float
     passed: bool
     forced: bool
+    min_cosine_limit: float = -1.0
+    nn_agreement: float = float("nan")
+    semantics: str = SEMANTICS_HOST
+    host: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def failures(self) -> list[str]:
+        """The limits this result exceeds, one phrase each (empty when it passed)."""
+        found = []
+        if self.fpr95_loss_pp > self.max_fpr95_loss_pp:
+            found.append(
+                f"FPR95 rose by {self.fpr95_loss_pp:.2f} pp (limit {self.max_fpr95_loss_pp:g})"
+            )
+        if self.nn_accuracy_loss_pp > self.max_nn_accuracy_loss_pp:
+            found.append(
+                f"NN accuracy fell by {self.nn_accuracy_loss_pp:.2f} points "
+                f"(limit {self.max_nn_accuracy_loss_pp:g})"
+            )
+        if not self.min_cosine >= self.min_cosine_limit:
+            found.append(
+                f"the worst patch's cosine to FP32 is {self.min_cosine:.4f} "
+                f"(limit {self.min_cosine_limit:g})"
+            )
+        return found
+
     def summary(self) -> str:
         verdict = "passed" if self.passed else ("FAILED (forced)" if self.forced else "FAILED")
         return (
-            f"INT8 gate {verdict} on {self.pairs} held-out pairs: FPR95 "
+            f"INT8 gate {verdict} ({self.semantics}) on {self.pairs} held-out pairs: FPR95 "
             f"{self.fpr95_reference:.2f}% -> {self.fpr95_candidate:.2f}% "
             f"({self.fpr95_loss_pp:+.2f} pp, limit {self.max_fpr95_loss_pp:g}), NN accuracy "
             f"{self.nn_accuracy_reference:.2f}% -> {self.nn_accuracy_candidate:.2f}% "
@@ -68,18 +94,28 @@ def evaluate_gate(
     *,
     max_fpr95_loss: float = 1.0,
     max_nn_accuracy_loss: float = 2.0,
+    min_cosine: float = -1.0,
     force: bool = False,
     label: str = "INT8",
+    semantics: str = SEMANTICS_HOST,
 ) -> dict[str, Any]:
     """Compare ``candidate`` with ``reference`` on ``pairs``; the result as a JSON-ready dict.
 
+    ``semantics`` says how ``candidate`` computes (``exact-qdq`` or ``host-kernels``); it is
+    recorded with this host's CPU and int8 kernel kind.
+
     Raises:
-        Int8GateError: FPR95 rises by more than ``max_fpr95_loss`` percentage points, or NN
-            accuracy falls by more than ``max_nn_accuracy_loss`` points, and ``force`` is
-            False; the message gives the figures and how to proceed. NN accuracy guards
-            against collapsed descriptors: equal distances everywhere tie, and a tie-blind
-            FPR95 can then read as perfect.
+        Int8GateError: FPR95 rises by more than ``max_fpr95_loss`` percentage points, NN
+            accuracy falls by more than ``max_nn_accuracy_loss`` points, or the worst
+            patch's cosine to the reference is below ``min_cosine``, and ``force`` is False;
+            the message gives the figures and how to proceed. NN accuracy guards against
+            collapsed descriptors: equal distances everywhere tie, and a tie-blind FPR95 can
+            then read as perfect.
     """
+    from hardnet_export.host import host_record
+
+    if semantics not in SEMANTICS:
+        raise ValueError(f"semantics must be one of {SEMANTICS}, got {semantics!r}")
     patches = np.concatenate([pairs.anchors, pairs.positives])[:, None]
     n = len(pairs)
     ref = describe_in_batches(reference, patches, GATE_BATCH)
@@ -92,14 +128,12 @@ def evaluate_gate(
     fpr_ref, nn_ref = 100 * reference_metrics["fpr95"], 100 * reference_metrics["nn_accuracy"]
     fpr_cand, nn_cand = 100 * candidate_metrics["fpr95"], 100 * candidate_metrics["nn_accuracy"]
     agreement = compare_descriptors(ref, cand)
-    loss = fpr_cand - fpr_ref
-    passed = loss <= max_fpr95_loss and nn_ref - nn_cand <= max_nn_accuracy_loss
     result = GateResult(
         pairs=n,
         source=pairs.name,
         fpr95_reference=fpr_ref,
         fpr95_candidate=fpr_cand,
-        fpr95_loss_pp=loss,
+        fpr95_loss_pp=fpr_cand - fpr_ref,
         nn_accuracy_reference=nn_ref,
         nn_accuracy_candidate=nn_cand,
         nn_accuracy_loss_pp=nn_ref - nn_cand,
@@ -107,13 +141,21 @@ def evaluate_gate(
         mean_cosine=agreement["mean_cosine"],
         max_fpr95_loss_pp=max_fpr95_loss,
         max_nn_accuracy_loss_pp=max_nn_accuracy_loss,
-        passed=passed,
-        forced=force and not passed,
+        passed=False,
+        forced=False,
+        min_cosine_limit=min_cosine,
+        nn_agreement=agreement["nn_agreement"],
+        semantics=semantics,
+        host=host_record(),
     )
+    passed = not result.failures()
+    result = replace(result, passed=passed, forced=force and not passed)
     if not passed and not force:
         raise Int8GateError(
-            f"{label} refused by the accuracy gate: {result.summary()}. Try another "
-            "calibration method or a larger calibration set, raise the limits with "
-            "--max-fpr95-loss / --max-nn-loss, or write it anyway with --force."
+            f"{label} refused by the accuracy gate: {'; '.join(result.failures())}. "
+            f"{result.summary()}. Keep more layers float (--keep-float conv0,conv1 or "
+            "--float-budget 0.5; see --sensitivity), try another calibration method or a "
+            "larger calibration set, relax the limits (--max-fpr95-loss, --max-nn-loss, "
+            "--min-cosine), or write it anyway with --force."
         )
     return result.to_dict()

@@ -2,11 +2,26 @@
 
 ``tensorrt``: int8 activations and weights, symmetric (zero points 0), per-channel weights,
 float biases (TensorRT's parser rejects int32 bias dequantisation), Q/DQ around Conv only.
+Its figures are computed in the graph's **exact Q/DQ semantics** (ONNX Runtime with graph
+optimisations off: QuantizeLinear and DequantizeLinear run as written, the convs in float),
+which is what TensorRT computes, whatever int8 kernels the exporting CPU has.
+
 ``cpu``: uint8 asymmetric activations with each Relu folded into its conv's output range,
-ONNX Runtime's fast CPU path (about 1.7x the ``tensorrt`` flavour on x86), int32 biases.
-Both start from the FP32 graph (uint8 input, standardisation inside, which stays float) and
-both pass the accuracy gate before they are written. ``quant_pre_process`` is skipped: it
-crashes on torch's dynamo exporter output.
+ONNX Runtime's fast CPU path, int32 biases. Its settings depend on the int8 kernels of the
+CPU it is made for (:data:`CPU_SETTINGS`, :mod:`hardnet_export.host`): on x86 without VNNI
+the weights use 7 bits, so that ONNX Runtime's 16-bit pair sums cannot saturate. It is gated
+as this host's kernels run it when it is made for this host's kernel kind, and in exact
+semantics (which equal the target's kernels, as nothing saturates) when made for another.
+
+Mixed precision: the layers named in ``keep_float`` (default: :data:`DEFAULT_FLOAT_LAYERS`,
+chosen by measurement) stay float, FP16 in the ``tensorrt`` flavour (a valid strongly typed
+graph) and FP32 in the ``cpu`` flavour. ``float_budget`` instead keeps the most sensitive
+layers (:mod:`hardnet_export.calibration.sensitivity`) within a share of the multiply-adds.
+
+Both flavours start from the FP32 graph (uint8 input, standardisation inside, which stays
+float) and pass the accuracy gate before they are written. Activation ranges are calibrated
+once per export and reused by every graph built from them. ``quant_pre_process`` is skipped:
+it crashes on torch's dynamo exporter output.
 """
 
 from __future__ import annotations
@@ -15,13 +30,14 @@ import contextlib
 import io
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hardnet_export import host
 from hardnet_export.calibration.dataset import DEFAULT_SIZE, CalibrationSet
 from hardnet_export.export import metadata as meta_keys
 
@@ -33,6 +49,48 @@ if TYPE_CHECKING:
 TARGETS = ("tensorrt", "cpu")
 METHODS = ("minmax", "entropy", "percentile")
 CALIBRATION_BATCH = 64
+#: Histogram bins of the entropy and percentile calibrators (TensorRT's entropy calibrator
+#: uses 2048 too); ONNX Runtime's percentile default (99.999 %) is kept.
+HISTOGRAM_BINS = 2048
+#: The float16/float32 type each flavour gives the layers it keeps float.
+FLOAT_TYPE = {"tensorrt": "fp16", "cpu": "fp32"}
+#: Layers kept float by default, chosen by measurement (benchmarks/int8_tradeoff.py,
+#: benchmarks/results/int8-tradeoff-*.md): the early full-resolution convs see the heavy
+#: tails of per-patch standardisation (a near-flat patch with one bright pixel has z ~ 30
+#: while the median |z| is 0.6), which one per-tensor int8 scale cannot serve together
+#: with flat patches; the rest of the network quantises with little loss.
+DEFAULT_FLOAT_LAYERS: dict[str, tuple[str, ...]] = {
+    "tensorrt": ("conv0", "conv1", "conv2"),
+    "cpu": ("conv0", "conv1", "conv2"),
+}
+DEFAULT_METHOD = "percentile"
+
+
+@dataclass(frozen=True)
+class CpuInt8Settings:
+    """How the ``cpu`` flavour is quantised for one int8 kernel kind (ONNX Runtime CPU).
+
+    Args:
+        reduce_range: 7-bit weights (|w| <= 64), so that u8 x s8 pair sums fit in 16 bits.
+        why: the measurement or rule behind the choice.
+    """
+
+    reduce_range: bool
+    why: str
+
+
+_NO_SATURATION = "32-bit accumulation: 8-bit weights are exact and fastest"
+_SATURATES = (
+    "16-bit saturating pair sums (vpmaddubsw): 7-bit weights cannot overflow them; "
+    "measured in benchmarks/results/int8-isa-*.md"
+)
+#: The ``cpu`` flavour's settings per int8 kernel kind (keys of :data:`host.INT8_ISAS`).
+CPU_SETTINGS: dict[str, CpuInt8Settings] = {
+    isa: CpuInt8Settings(reduce_range=isa in host.SATURATING_ISAS, why=_SATURATES)
+    if isa in host.SATURATING_ISAS
+    else CpuInt8Settings(reduce_range=False, why=_NO_SATURATION)
+    for isa in host.INT8_ISAS
+}
 
 
 @dataclass(frozen=True)
@@ -47,8 +105,18 @@ class Int8Options:
         calibration_size: patches drawn from the source.
         seed: seed of that draw.
         save_calibration: write the calibration set here (``.npy``) for a reproducible build.
+        for_isa: ``cpu`` flavour: the int8 kernel kind of the machine it will run on
+            (a key of :data:`hardnet_export.host.INT8_ISAS`); None = this machine's.
+        keep_float: layer names (``conv0`` ... ``conv6``) kept in float (FP16 for
+            ``tensorrt``, FP32 for ``cpu``); None = :data:`DEFAULT_FLOAT_LAYERS`, ``()`` =
+            every conv in int8.
+        float_budget: instead of ``keep_float``: keep the most sensitive layers float while
+            their multiply-adds stay within this share (0..1) of the network's.
+        sensitivity: rank every layer's sensitivity (each conv quantised alone) on the gate
+            pairs and store the report in the metadata (always done for ``float_budget``).
         max_fpr95_loss: the gate's limit, in FPR95 percentage points over FP32.
         max_nn_accuracy_loss: the gate's limit on lost NN accuracy, in percentage points.
+        min_cosine: the gate's limit on the worst patch's cosine to FP32.
         force: write the graph even when the gate fails (the failure stays in the metadata).
         gate_pairs: held-out pairs the gate evaluates; default ``gate_size`` pairs from the
             held-out built-in photos.
@@ -57,13 +125,18 @@ class Int8Options:
     """
 
     target: str = "tensorrt"
-    method: str = "minmax"
+    method: str = DEFAULT_METHOD
     calibration: str | Path | CalibrationSet = "builtin"
     calibration_size: int = DEFAULT_SIZE
     seed: int = 0
     save_calibration: Path | None = None
+    for_isa: str | None = None
+    keep_float: tuple[str, ...] | None = None
+    float_budget: float | None = None
+    sensitivity: bool = False
     max_fpr95_loss: float = 1.0
     max_nn_accuracy_loss: float = 2.0
+    min_cosine: float = 0.98
     force: bool = False
     gate_pairs: MatchedPairs | None = None
     gate_size: int = 2000
@@ -83,6 +156,35 @@ class Int8Options:
         for name in ("max_fpr95_loss", "max_nn_accuracy_loss"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not -1.0 <= self.min_cosine <= 1.0:
+            raise ValueError(f"min_cosine must lie in -1..1, got {self.min_cosine}")
+        if self.for_isa is not None:
+            if self.target != "cpu":
+                raise ValueError(
+                    "for_isa applies to the cpu flavour only: the tensorrt flavour is checked "
+                    "in exact Q/DQ semantics, which no CPU changes"
+                )
+            host.check_isa(self.for_isa)
+        if self.keep_float is not None and self.float_budget is not None:
+            raise ValueError("give keep_float (layer names) or float_budget (a share), not both")
+        if self.float_budget is not None and not 0.0 <= self.float_budget <= 1.0:
+            raise ValueError(f"float_budget must lie in 0..1, got {self.float_budget}")
+        if self.keep_float is not None:
+            object.__setattr__(self, "keep_float", tuple(self.keep_float))
+
+    @property
+    def isa(self) -> str | None:
+        """The int8 kernel kind the ``cpu`` flavour is made for; None for ``tensorrt``."""
+        if self.target != "cpu":
+            return None
+        return self.for_isa or host.int8_isa()
+
+    @property
+    def semantics(self) -> str:
+        """How this graph's gate and parity figures are computed (see the module docstring)."""
+        if self.target == "cpu" and self.isa == host.int8_isa():
+            return meta_keys.SEMANTICS_HOST
+        return meta_keys.SEMANTICS_EXACT
 
 
 def resolve_calibration(options: Int8Options) -> CalibrationSet:
@@ -99,106 +201,207 @@ def resolve_calibration(options: Int8Options) -> CalibrationSet:
     return calibration
 
 
-def quantize_qdq(
-    fp32: onnx.ModelProto, calibration: CalibrationSet, *, target: str, method: str
-) -> onnx.ModelProto:
-    """Calibrate ``fp32`` on ``calibration`` and return its Q/DQ graph for ``target``."""
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+def conv_layers(model: onnx.ModelProto) -> list[str]:
+    """The conv layer names of a HardNet graph in order (``conv0`` ... ``conv6``)."""
+    return [node.name for node in model.graph.node if node.op_type == "Conv"]
 
-    if target not in TARGETS:
-        raise ValueError(f"int8 target must be one of {', '.join(TARGETS)}, got {target!r}")
-    methods = {
+
+def check_layers(model: onnx.ModelProto, names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` in graph order, if each is a conv layer of ``model``.
+
+    Raises:
+        ValueError: an unknown name; the message lists the layers.
+    """
+    layers = conv_layers(model)
+    unknown = [name for name in names if name not in layers]
+    if unknown:
+        raise ValueError(
+            f"no conv layer called {', '.join(unknown)}; the layers are {', '.join(layers)}"
+        )
+    return tuple(name for name in layers if name in names)
+
+
+class PatchReader:
+    """Feeds a calibration set to ONNX Runtime's calibrator as uint8 (n, 1, 32, 32) batches."""
+
+    def __init__(self, calibration: CalibrationSet, input_name: str) -> None:
+        self.batches = calibration.batches(CALIBRATION_BATCH)
+        self.input_name = input_name
+        self.rewind()
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self.position, None)
+        return None if batch is None else {self.input_name: batch}
+
+    def rewind(self) -> None:
+        self.position: Iterator[np.ndarray] = iter(self.batches)
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        self.rewind()
+        return iter(lambda: self.get_next(), None)  # type: ignore[arg-type]
+
+
+def _op_types(target: str) -> list[str]:
+    # Quantising Relu too lets the quantiser fold each Relu into the uint8 range of the conv
+    # output (zero point 0): no DQ -> Relu -> Q between convs. Measured on 2 cores (AVX-512
+    # VNNI), batch 512: 1.5x the Conv-only graph, and a closer match to FP32.
+    return ["Conv"] if target == "tensorrt" else ["Conv", "Relu"]
+
+
+class Quantizer:
+    """Calibrates an FP32 graph once, then builds Q/DQ graphs with any layers kept float.
+
+    Use as a context manager (it holds a temporary folder for the calibrated ranges)::
+
+        with Quantizer(fp32, calibration, target="tensorrt", method="percentile") as q:
+            graph = q.build(keep_float=("conv0",))
+    """
+
+    def __init__(
+        self,
+        fp32: onnx.ModelProto,
+        calibration: CalibrationSet,
+        *,
+        target: str,
+        method: str,
+        isa: str | None = None,
+    ) -> None:
+        if target not in TARGETS:
+            raise ValueError(f"int8 target must be one of {', '.join(TARGETS)}, got {target!r}")
+        if method not in METHODS:
+            raise ValueError(
+                f"calibration method must be one of {', '.join(METHODS)}, got {method!r}"
+            )
+        if target == "cpu":
+            isa = host.check_isa(isa or host.int8_isa())
+        self.fp32, self.calibration = fp32, calibration
+        self.target, self.method, self.isa = target, method, isa
+        self.layers = conv_layers(fp32)
+        self._stack = contextlib.ExitStack()
+        self._tmp: Path | None = None
+        self._ranges: Path | None = None
+
+    def __enter__(self) -> Quantizer:
+        import onnx
+
+        self._tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="hnq-")))
+        onnx.save_model(self.fp32, self._tmp / "fp32.onnx")
+        with _quiet_quantiser():
+            self._ranges = self._calibrate()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    @property
+    def settings(self) -> CpuInt8Settings | None:
+        """The ``cpu`` flavour's settings for its kernel kind; None for ``tensorrt``."""
+        return CPU_SETTINGS[self.isa] if self.isa is not None else None
+
+    def _calibrate(self) -> Path | None:
+        """Activation ranges of every tensor the quantiser needs, as a calibration cache
+        file; None where this ONNX Runtime cannot take one (then each build calibrates).
+
+        quantize_static's own entropy calibrator uses 128 bins for 128 quantised bins, which
+        leaves the KL search a single candidate, the full range: "entropy" would silently be
+        min/max. The ranges here use TensorRT's 2048 bins.
+        """
+        import inspect
+
+        from onnxruntime.quantization import calibrate, quantize_static
+
+        assert self._tmp is not None
+        if not hasattr(calibrate, "save_tensors_data") or (
+            "calibration_cache_path" not in inspect.signature(quantize_static).parameters
+        ):
+            return None
+        extra: dict[str, Any] = {}
+        if self.method == "entropy":
+            extra = {"num_bins": HISTOGRAM_BINS, "num_quantized_bins": 128}
+        elif self.method == "percentile":
+            extra = {"num_bins": HISTOGRAM_BINS}
+        calibrator = calibrate.create_calibrator(
+            self._tmp / "fp32.onnx",
+            _op_types(self.target),
+            augmented_model_path=str(self._tmp / "augmented.onnx"),
+            calibrate_method=_ort_method(self.method),
+            extra_options=extra,
+        )
+        calibrator.collect_data(PatchReader(self.calibration, self.fp32.graph.input[0].name))
+        cache = self._tmp / "ranges.json"
+        calibrate.save_tensors_data(calibrator.compute_data(), cache)
+        return cache
+
+    def build(self, keep_float: Sequence[str] = ()) -> onnx.ModelProto:
+        """The Q/DQ graph with the layers ``keep_float`` in float (FP16 for ``tensorrt``)."""
+        import onnx
+        from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+        if self._tmp is None:
+            raise RuntimeError("use Quantizer as a context manager (with Quantizer(...) as q)")
+        kept = check_layers(self.fp32, keep_float)
+        # A float conv keeps its Relu float too: a Relu quantised alone only adds error.
+        excluded = [*kept, *(f"relu{name[len('conv') :]}" for name in kept)]
+        if self.target == "tensorrt":
+            activation_type = QuantType.QInt8
+            extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
+            reduce_range = False
+        else:
+            activation_type = QuantType.QUInt8
+            extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
+            assert self.settings is not None
+            reduce_range = self.settings.reduce_range
+        out = self._tmp / f"int8-{len(list(self._tmp.iterdir()))}.onnx"
+        with _quiet_quantiser():
+            quantize_static(
+                self._tmp / "fp32.onnx",
+                out,
+                None
+                if self._ranges is not None
+                else PatchReader(self.calibration, self.fp32.graph.input[0].name),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=_op_types(self.target),
+                per_channel=True,
+                reduce_range=reduce_range,
+                activation_type=activation_type,
+                weight_type=QuantType.QInt8,
+                calibrate_method=_ort_method(self.method),
+                nodes_to_exclude=excluded,
+                extra_options=extra,
+                **({"calibration_cache_path": self._ranges} if self._ranges is not None else {}),
+            )
+        model = onnx.load(out)
+        out.unlink()
+        if kept and self.target == "tensorrt":
+            from hardnet_export.export.fp16 import nodes_to_fp16
+
+            names = {node.name for node in model.graph.node}
+            model = nodes_to_fp16(model, [name for name in excluded if name in names])
+        return model
+
+
+def _ort_method(method: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {
         "minmax": CalibrationMethod.MinMax,
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
-    }
-    if method not in methods:
-        raise ValueError(f"calibration method must be one of {', '.join(METHODS)}, got {method!r}")
-    if target == "tensorrt":
-        activation_type = QuantType.QInt8
-        extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
-        op_types = ["Conv"]
-    else:
-        activation_type = QuantType.QUInt8
-        extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
-        # Quantising Relu too lets the quantiser fold each Relu into the uint8 range of the
-        # conv output (zero point 0): no DQ -> Relu -> Q between convs. Measured on 2 cores
-        # (AVX-512 VNNI), batch 512: 1.5x the Conv-only graph, and a closer match to FP32
-        # (the Relu outputs get the whole uint8 range instead of half of it).
-        op_types = ["Conv", "Relu"]
-
-    class PatchReader(CalibrationDataReader):
-        """Feeds the calibration set to the calibrator as uint8 (n, 1, 32, 32) batches."""
-
-        def __init__(self) -> None:
-            self.batches = calibration.batches(CALIBRATION_BATCH)
-            self.rewind()
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            batch = next(self.position, None)
-            return None if batch is None else {input_name: batch}
-
-        def rewind(self) -> None:
-            self.position: Iterator[np.ndarray] = iter(self.batches)
-
-    input_name = fp32.graph.input[0].name
-    with tempfile.TemporaryDirectory(prefix="hardnet-int8-") as tmp:
-        source, target_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save_model(fp32, source)
-        with _quiet_quantiser():
-            ranges = (
-                _entropy_ranges(source, PatchReader(), Path(tmp)) if method == "entropy" else None
-            )
-            quantize_static(
-                source,
-                target_path,
-                PatchReader(),
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=op_types,
-                per_channel=True,
-                activation_type=activation_type,
-                weight_type=QuantType.QInt8,
-                calibrate_method=methods[method],
-                extra_options=extra,
-                **({"calibration_cache_path": ranges} if ranges is not None else {}),
-            )
-        return onnx.load(target_path)
+    }[method]
 
 
-def _entropy_ranges(model: Path, reader: Any, tmp: Path) -> Path | None:
-    """Entropy (KL) activation ranges with 2048 histogram bins, as a calibration cache file.
-
-    quantize_static builds its entropy calibrator with 128 bins for 128 quantised bins, which
-    leaves the KL search a single candidate, the full range: "entropy" would silently be
-    min/max. Where ONNX Runtime can take precomputed ranges (``calibration_cache_path``,
-    ``save_tensors_data``), compute them here with TensorRT's 2048 bins; otherwise None.
-    """
-    import inspect
-
-    from onnxruntime.quantization import calibrate, quantize_static
-
-    if not hasattr(calibrate, "save_tensors_data") or (
-        "calibration_cache_path" not in inspect.signature(quantize_static).parameters
-    ):
-        return None
-    calibrator = calibrate.create_calibrator(
-        model,
-        ["Conv"],
-        augmented_model_path=str(tmp / "entropy-augmented.onnx"),
-        calibrate_method=calibrate.CalibrationMethod.Entropy,
-        extra_options={"num_bins": 2048, "num_quantized_bins": 128},
-    )
-    calibrator.collect_data(reader)
-    cache = tmp / "entropy-ranges.json"
-    calibrate.save_tensors_data(calibrator.compute_data(), cache)
-    return cache
+def quantize_qdq(
+    fp32: onnx.ModelProto,
+    calibration: CalibrationSet,
+    *,
+    target: str,
+    method: str,
+    isa: str | None = None,
+    keep_float: Sequence[str] = (),
+) -> onnx.ModelProto:
+    """Calibrate ``fp32`` on ``calibration`` and return its Q/DQ graph for ``target``."""
+    with Quantizer(fp32, calibration, target=target, method=method, isa=isa) as quantizer:
+        return quantizer.build(keep_float)
 
 
 @contextlib.contextmanager
@@ -221,31 +424,66 @@ def quantize_int8(
     """Calibrate, quantise and gate: the INT8 graph and the metadata to store with it.
 
     Raises:
-        Int8GateError: the INT8 graph loses more than ``options.max_fpr95_loss`` FPR95
-            percentage points on held-out pairs and ``options.force`` is False.
+        Int8GateError: the INT8 graph loses more than the gate allows on held-out pairs
+            and ``options.force`` is False.
     """
     from hardnet_export.calibration.gate import evaluate_gate
     from hardnet_export.export.onnx import ort_describe
 
     calibration = resolve_calibration(options)
-    int8 = quantize_qdq(fp32, calibration, target=options.target, method=options.method)
     pairs = options.gate_pairs
     if pairs is None:
         from hardnet_export.data.builtin import validation_pairs
 
         pairs = validation_pairs(options.gate_size)
+    semantics = options.semantics
+    with Quantizer(
+        fp32, calibration, target=options.target, method=options.method, isa=options.isa
+    ) as quantizer:
+        sensitivity = None
+        if options.sensitivity or options.float_budget is not None:
+            from hardnet_export.calibration.sensitivity import layer_sensitivity
+
+            sensitivity = layer_sensitivity(
+                quantizer, pairs, semantics=semantics, progress=options.progress
+            )
+        if options.float_budget is not None:
+            assert sensitivity is not None
+            keep_float = sensitivity.within_budget(options.float_budget)
+        elif options.keep_float is None:
+            keep_float = DEFAULT_FLOAT_LAYERS[options.target]
+        else:
+            keep_float = check_layers(fp32, options.keep_float)
+        int8 = quantizer.build(keep_float)
+    float_layers = dict.fromkeys(keep_float, FLOAT_TYPE[options.target])
+    label = f"INT8 ({options.target}, {options.method} calibration on {calibration.source})"
     gate = evaluate_gate(
         ort_describe(fp32),
-        ort_describe(int8),
+        ort_describe(int8, semantics=semantics),
         pairs,
         max_fpr95_loss=options.max_fpr95_loss,
         max_nn_accuracy_loss=options.max_nn_accuracy_loss,
+        min_cosine=options.min_cosine,
         force=options.force,
-        label=f"INT8 ({options.target}, {options.method} calibration on {calibration.source})",
+        label=label,
+        semantics=semantics,
     )
-    return int8, {
+    settings: dict[str, Any] = {
+        "per_channel_weights": True,
+        "activations": "int8 symmetric" if options.target == "tensorrt" else "uint8 asymmetric",
+        "float_layers": float_layers,
+    }
+    if options.isa is not None:
+        settings["reduce_range"] = CPU_SETTINGS[options.isa].reduce_range
+    values: dict[str, Any] = {
         meta_keys.INT8_TARGET: options.target,
+        meta_keys.INT8_SETTINGS: settings,
         meta_keys.CALIBRATION_SHA256: calibration.sha256,
         meta_keys.CALIBRATION: {**calibration.describe(), "method": options.method},
         meta_keys.INT8_GATE: gate,
     }
+    if options.isa is not None:
+        values[meta_keys.INT8_ISA] = options.isa
+    if sensitivity is not None:
+        values[meta_keys.INT8_SENSITIVITY] = sensitivity.to_dict()
+    return int8, values

@@ -25,7 +25,32 @@ PARITY = "parity"  # export.parity.parity_report against PyTorch
 CALIBRATION_SHA256 = "calibration_sha256"  # int8 only
 CALIBRATION = "calibration"  # {"source", "size", "seed", "method", ...}
 INT8_GATE = "int8_gate"  # calibration.gate result
-JSON_KEYS = frozenset({INPUT, OUTPUT, WEIGHTS_PROVENANCE, PARITY, CALIBRATION, INT8_GATE})
+INT8_ISA = "int8_isa"  # cpu flavour: the int8 kernel kind it was made for (host.INT8_ISAS)
+INT8_SETTINGS = "int8_settings"  # {"activations", "per_channel_weights", "float_layers", ...}
+INT8_SENSITIVITY = "int8_sensitivity"  # calibration.sensitivity report, when one chose layers
+JSON_KEYS = frozenset(
+    {
+        INPUT,
+        OUTPUT,
+        WEIGHTS_PROVENANCE,
+        PARITY,
+        CALIBRATION,
+        INT8_GATE,
+        INT8_SETTINGS,
+        INT8_SENSITIVITY,
+    }
+)
+
+# How a figure of an INT8 graph was computed (the "semantics" field of gate, parity, check).
+#: The graph's exact Q/DQ semantics: ONNX Runtime with graph optimisations off, so Quantize-
+#: and DequantizeLinear run as written and the convs in float: what TensorRT computes, equal
+#: on every host.
+SEMANTICS_EXACT = "exact-qdq"
+#: This host's fused int8 kernels (ONNX Runtime with all optimisations): what a CPU runs.
+SEMANTICS_HOST = "host-kernels"
+#: A GPU backend's kernels (TensorRT, ONNX Runtime CUDA): what ``check`` measures on a GPU.
+SEMANTICS_DEVICE = "device-kernels"
+SEMANTICS = (SEMANTICS_EXACT, SEMANTICS_HOST, SEMANTICS_DEVICE)
 
 
 def encode_metadata(values: Mapping[str, Any]) -> dict[str, str]:

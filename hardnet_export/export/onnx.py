@@ -22,6 +22,7 @@ from hardnet_export import __version__
 from hardnet_export._io import atomic_path, check_writable, sha256_file
 from hardnet_export.export import metadata as meta_keys
 from hardnet_export.export.parity import DescribeFn, parity_report
+from hardnet_export.host import host_record
 
 if TYPE_CHECKING:
     import onnx
@@ -118,9 +119,18 @@ def export_onnx(
             if parity_patches is not None
             else default_parity_patches()
         )
-        values[meta_keys.PARITY] = parity_report(
-            torch_describe(model), ort_describe(proto), patches, source=source
-        )
+        # An INT8 graph's parity is computed in the same semantics as its gate.
+        semantics = extra.get(meta_keys.INT8_GATE, {}).get("semantics", meta_keys.SEMANTICS_HOST)
+        values[meta_keys.PARITY] = {
+            **parity_report(
+                torch_describe(model),
+                ort_describe(proto, semantics=semantics),
+                patches,
+                source=source,
+            ),
+            "semantics": semantics,
+            "host": host_record(),
+        }
     set_metadata(proto, values)
     with atomic_path(out) as tmp:
         import onnx
@@ -245,9 +255,26 @@ def torch_to_onnx(
     del proto.metadata_props[:]
     for node in proto.graph.node:
         del node.metadata_props[:]
+    name_layers(proto)
     proto.producer_name = meta_keys.PRODUCER
     proto.producer_version = __version__
     return proto
+
+
+def name_layers(proto: onnx.ModelProto) -> None:
+    """Name the convs ``conv0`` ... ``conv6`` and each ReLU after a conv after it (``relu0``
+    ...), in graph order: the names INT8 sensitivity reports, ``--keep-float`` and TensorRT's
+    layer profiles use."""
+    convs = [node for node in proto.graph.node if node.op_type == "Conv"]
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    for index, conv in enumerate(convs):
+        conv.name = f"conv{index}"
+        after = consumers.get(conv.output[0], [])
+        if len(after) == 1 and after[0].op_type == "Relu":
+            after[0].name = f"relu{index}"
 
 
 def check_graph(proto: onnx.ModelProto) -> None:
@@ -279,22 +306,36 @@ def torch_describe(model: HardNet) -> DescribeFn:
     return describe
 
 
-def ort_session(proto_or_path: onnx.ModelProto | str | Path) -> onnxruntime.InferenceSession:
-    """An ONNX Runtime CPU session for a graph in memory or on disk."""
+def ort_session(
+    proto_or_path: onnx.ModelProto | str | Path, *, semantics: str = meta_keys.SEMANTICS_HOST
+) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime CPU session for a graph in memory or on disk.
+
+    ``semantics``: ``host-kernels`` (all graph optimisations: ONNX Runtime fuses Q/DQ into
+    this CPU's int8 kernels) or ``exact-qdq`` (optimisations off: the graph as written).
+    """
     import onnxruntime
 
+    if semantics not in meta_keys.SEMANTICS:
+        raise ValueError(f"semantics must be one of {meta_keys.SEMANTICS}, got {semantics!r}")
     source = (
         str(proto_or_path)
         if isinstance(proto_or_path, (str, Path))
         else proto_or_path.SerializeToString()
     )
-    return onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    if semantics == meta_keys.SEMANTICS_EXACT:
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
-def ort_describe(proto_or_path: onnx.ModelProto | str | Path) -> DescribeFn:
-    """A describe function running a HardNet graph on ONNX Runtime CPU; casts the input to
-    the graph's input dtype (uint8 patches in, whatever the graph takes)."""
-    session = ort_session(proto_or_path)
+def ort_describe(
+    proto_or_path: onnx.ModelProto | str | Path, *, semantics: str = meta_keys.SEMANTICS_HOST
+) -> DescribeFn:
+    """A describe function running a HardNet graph on ONNX Runtime CPU in ``semantics`` (see
+    :func:`ort_session`); casts the input to the graph's input dtype (uint8 patches in,
+    whatever the graph takes)."""
+    session = ort_session(proto_or_path, semantics=semantics)
     graph_input = session.get_inputs()[0]
     dtype = np.uint8 if graph_input.type == "tensor(uint8)" else np.float32
 

@@ -102,8 +102,9 @@ def parity_report(
 def format_parity(report: dict[str, Any], title: str = "parity") -> str:
     """A small fixed-width table of a :func:`parity_report` for printing."""
     source = f" from {report['source']}" if report["source"] else ""
+    semantics = f" ({report['semantics']})" if report.get("semantics") else ""
     lines = [
-        f"{title} on {report['patches']} patches{source}",
+        f"{title}{semantics} on {report['patches']} patches{source}",
         f"{'batch':>6} {'max |err|':>10} {'min cos':>9} {'mean cos':>9} {'NN agree':>9}",
     ]
     for size, row in report["batches"].items():

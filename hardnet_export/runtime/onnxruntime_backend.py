@@ -110,12 +110,51 @@ def check_active_providers(device: str | None, asked: list[str], active: list[st
         )
 
 
+def int8_kernel_warning(path: Path, metadata: dict[str, str], isa: str | None = None) -> str | None:
+    """Why ONNX Runtime's int8 kernels on a CPU of kind ``isa`` (default: this one) would not
+    compute an INT8 graph as it was checked, or None when they would.
+
+    ONNX Runtime's u8 x s8 kernels on x86 without VNNI sum pairs of products in saturating 16
+    bits (:mod:`hardnet_export.host`). The ``tensorrt`` flavour (symmetric int8 activations,
+    8-bit weights) was checked in exact Q/DQ semantics, and a ``cpu`` graph made for VNNI
+    kernels has 8-bit weights: on such a CPU both can clip silently.
+    """
+    from hardnet_export import host
+
+    if metadata.get("precision") != "int8":
+        return None
+    isa = isa or host.int8_isa()
+    if not host.saturates(isa):
+        return None
+    target = metadata.get("int8_target")
+    if target == "tensorrt":
+        return (
+            f"{path.name} is the TensorRT flavour of INT8, checked in exact Q/DQ semantics; "
+            f"ONNX Runtime's int8 kernels on this CPU ({isa}: {host.INT8_ISAS[isa]}) compute "
+            "something else and may lose accuracy. On this CPU use the cpu flavour "
+            "(hardnet-export onnx --precision int8 --int8-target cpu), or "
+            "graph_optimization_level='disable' for exact (slower) results; "
+            "'hardnet-export check' measures the difference."
+        )
+    made_for = metadata.get("int8_isa")
+    if target == "cpu" and made_for and not host.saturates(made_for):
+        return (
+            f"{path.name} was made for {made_for} int8 kernels (8-bit weights); this CPU has "
+            f"{isa} ({host.INT8_ISAS[isa]}), where such weights can saturate. Re-export it "
+            f"for this CPU: hardnet-export onnx --precision int8 --int8-target cpu --for-isa "
+            f"{isa}."
+        )
+    return None
+
+
 class OnnxRuntimeDescriber(Describer):
     """A HardNet ONNX graph in an ONNX Runtime session.
 
     Options (``runtime.load(..., **options)``):
         intra_op_num_threads, inter_op_num_threads: ONNX Runtime thread pools (0 = default).
         graph_optimization_level: ``disable``, ``basic``, ``extended`` or ``all`` (default).
+            ``disable`` runs an INT8 graph in its exact Q/DQ semantics (what TensorRT
+            computes), independent of this CPU's int8 kernels, at float speed.
         provider_options: ``{provider name: {option: value}}``, e.g.
             ``{"TensorrtExecutionProvider": {"trt_fp16_enable": True}}``.
     """
@@ -166,6 +205,9 @@ class OnnxRuntimeDescriber(Describer):
         )
         self.session = session
         self.metadata: dict[str, str] = dict(meta)
+        #: ``host-kernels`` (ONNX Runtime fuses Q/DQ into this CPU's int8 kernels) or
+        #: ``exact-qdq`` (graph optimisations off: the graph as written).
+        self.semantics = "host-kernels"
         self.providers: list[str] = list(session.get_providers())
         self._fixed_batch = fixed
         self._input_name = spec.name
@@ -230,7 +272,15 @@ class OnnxRuntimeDescriber(Describer):
                 f"{path} is not a readable ONNX model ({type(exc).__name__}: {first_line})"
             ) from exc
         check_active_providers(device, [name for name, _ in chosen], session.get_providers())
-        return cls(session, path, max_batch=max_batch)
+        describer = cls(session, path, max_batch=max_batch)
+        describer.semantics = (
+            "exact-qdq" if graph_optimization_level == "disable" else "host-kernels"
+        )
+        if describer.device == "cpu" and describer.semantics == "host-kernels":
+            warning = int8_kernel_warning(path, describer.metadata)
+            if warning:
+                warnings.warn(warning, RuntimeWarning, stacklevel=2)
+        return describer
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         if self.input_dtype == "uint8" and batch.dtype != np.uint8:

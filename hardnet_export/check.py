@@ -1,0 +1,214 @@
+"""``hardnet-export check``: does this artifact, on this machine, still match its FP32 model?
+
+Run on the deployment machine (a robot, a server): the artifact is loaded with the backend and
+device it would use there (ONNX Runtime on this CPU's int8 kernels, TensorRT on this GPU),
+compared with the FP32 reference on held-out built-in pairs by the INT8 gate's own measure
+(:func:`hardnet_export.calibration.gate.evaluate_gate`), and judged against the limits stored
+in the artifact's metadata (the gate's defaults when it has none). The reference is the FP32
+model the artifact's metadata names: the shipped model when the weights hash matches;
+otherwise the caller must give one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hardnet_export.export import metadata as meta_keys
+
+DEFAULT_PAIRS = 2000
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The artifact against its reference on this machine."""
+
+    artifact: str
+    backend: str
+    device: str
+    precision: str
+    semantics: str
+    reference: str
+    gate: dict[str, Any]
+    host: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.gate["passed"])
+
+    def reason(self) -> str:
+        """One sentence: why it failed (empty when it passed)."""
+        from hardnet_export.calibration.gate import GateResult
+
+        failures = GateResult(**self.gate).failures()
+        if not failures:
+            return ""
+        return (
+            f"{Path(self.artifact).name} on {self.device} ({self.semantics}) is not within its "
+            f"limits against {self.reference}: {'; '.join(failures)}."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+    def format(self) -> str:
+        """A short plain-text report for the terminal."""
+        g = self.gate
+        cpu = self.host.get("cpu", {})
+        gpus = self.host.get("gpus") or []
+        libraries = self.host.get("libraries", {})
+        versions = ", ".join(f"{k} {v}" for k, v in libraries.items() if v)
+        lines = [
+            f"artifact   {self.artifact} ({self.precision}, {self.backend} on {self.device}, "
+            f"{self.semantics})",
+            f"reference  {self.reference}",
+            f"host       {cpu.get('model', 'unknown CPU')}, int8 kernels "
+            f"{cpu.get('int8_isa', 'unknown')}"
+            + "".join(f"; GPU {gpu.get('name')}" for gpu in gpus),
+            f"libraries  {versions}",
+            f"pairs      {g['pairs']} held-out pairs from {g['source']}",
+            f"cosine     worst {g['min_cosine']:.4f} (limit {g['min_cosine_limit']:g}), "
+            f"mean {g['mean_cosine']:.5f}; NN agreement {g['nn_agreement']:.4f}",
+            f"FPR95      {g['fpr95_reference']:.2f}% -> {g['fpr95_candidate']:.2f}% "
+            f"({g['fpr95_loss_pp']:+.2f} pp, limit {g['max_fpr95_loss_pp']:g})",
+            f"NN acc     {g['nn_accuracy_reference']:.2f}% -> {g['nn_accuracy_candidate']:.2f}% "
+            f"({-g['nn_accuracy_loss_pp']:+.2f} pp, limit -{g['max_nn_accuracy_loss_pp']:g})",
+            "PASSED" if self.passed else f"FAILED: {self.reason()}",
+        ]
+        return "\n".join(lines)
+
+
+def artifact_metadata(path: Path) -> dict[str, Any]:
+    """The provenance an artifact carries: ONNX ``metadata_props`` or an engine's sidecar.
+
+    Raises:
+        FileNotFoundError: no artifact (or, for an engine, no sidecar).
+        ValueError: unreadable metadata.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"artifact not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return meta_keys.read_metadata(path)
+    if suffix in (".engine", ".plan"):
+        from hardnet_export.export.tensorrt import sidecar_path
+
+        side = sidecar_path(path)
+        if not side.is_file():
+            raise FileNotFoundError(f"{path} has no sidecar {side.name}: rebuild the engine")
+        try:
+            data = json.loads(side.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{side} is not a readable engine sidecar ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"{side} is not an engine sidecar (expected a JSON object)")
+        return data
+    return {}
+
+
+def resolve_reference(artifact: Path, metadata: dict[str, Any], reference: Path | None) -> Path:
+    """The FP32 model to compare ``artifact`` with.
+
+    Raises:
+        ValueError: no ``reference`` given and the artifact's weights are not the shipped
+            model's (or it does not say whose they are).
+    """
+    if reference is not None:
+        return Path(reference)
+    from hardnet_export._io import sha256_file
+    from hardnet_export.shipped import SHIPPED_WEIGHTS
+
+    if artifact.suffix.lower() in (".pt", ".pth"):
+        weights = sha256_file(artifact)
+    else:
+        weights = metadata.get(meta_keys.WEIGHTS_SHA256)
+    if weights and SHIPPED_WEIGHTS.is_file() and weights == sha256_file(SHIPPED_WEIGHTS):
+        return SHIPPED_WEIGHTS
+    named = f"weights sha256 {weights[:12]}..." if weights else "no weights hash"
+    raise ValueError(
+        f"{artifact.name} carries {named}, which is not the shipped model: pass the FP32 "
+        "model it was exported from with --reference (a .pth checkpoint or an fp32 .onnx)"
+    )
+
+
+def _limits(metadata: dict[str, Any]) -> dict[str, float]:
+    from hardnet_export.calibration.quantize import Int8Options
+
+    defaults = Int8Options()
+    gate = metadata.get(meta_keys.INT8_GATE)
+    gate = gate if isinstance(gate, dict) else {}
+    return {
+        "max_fpr95_loss": float(gate.get("max_fpr95_loss_pp", defaults.max_fpr95_loss)),
+        "max_nn_accuracy_loss": float(
+            gate.get("max_nn_accuracy_loss_pp", defaults.max_nn_accuracy_loss)
+        ),
+        "min_cosine": float(gate.get("min_cosine_limit", defaults.min_cosine)),
+    }
+
+
+def check_artifact(
+    artifact: str | Path,
+    reference: str | Path | None = None,
+    *,
+    device: str | None = None,
+    pairs: int = DEFAULT_PAIRS,
+    seed: int = 0,
+    **options: Any,
+) -> CheckReport:
+    """Compare ``artifact``, run as this machine would run it, with its FP32 reference.
+
+    Args:
+        artifact: an ``.onnx``, ``.engine`` or ``.pth`` file.
+        reference: the FP32 model; default: the shipped model when the artifact's weights
+            hash matches it.
+        device: the artifact's device (``runtime.load``'s); None = what it would pick.
+        pairs: held-out built-in pairs to compare on.
+        seed: seed of those pairs.
+        options: backend options for the artifact (``intra_op_num_threads``, ...).
+
+    Raises:
+        FileNotFoundError, ValueError: a missing or unreadable artifact or reference, or no
+            reference where one is needed.
+    """
+    from hardnet_export import runtime
+    from hardnet_export.benchmark.machine import cpu_info, gpu_info, library_versions
+    from hardnet_export.calibration.gate import evaluate_gate
+    from hardnet_export.data.builtin import validation_pairs
+
+    artifact = Path(artifact)
+    if pairs < 2:
+        raise ValueError(f"check needs at least 2 pairs, got {pairs}")
+    metadata = artifact_metadata(artifact)
+    reference_path = resolve_reference(
+        artifact, metadata, None if reference is None else Path(reference)
+    )
+    candidate = runtime.load(artifact, device=device, **options)
+    reference_model = runtime.load(reference_path, device="cpu")
+    if reference_model.precision not in ("fp32", "unknown"):
+        raise ValueError(
+            f"the reference must be an FP32 model, but {reference_path.name} is "
+            f"{reference_model.precision}"
+        )
+    semantics = getattr(candidate, "semantics", None) or (
+        meta_keys.SEMANTICS_HOST if candidate.device == "cpu" else meta_keys.SEMANTICS_DEVICE
+    )
+    gate = evaluate_gate(
+        reference_model.describe,
+        candidate.describe,
+        validation_pairs(pairs, seed),
+        force=True,
+        semantics=semantics,
+        **_limits(metadata),
+    )
+    return CheckReport(
+        artifact=str(artifact),
+        backend=candidate.backend,
+        device=candidate.device,
+        precision=candidate.precision,
+        semantics=semantics,
+        reference=str(reference_path),
+        gate=gate,
+        host={"cpu": cpu_info(), "gpus": gpu_info(), "libraries": library_versions()},
+    )

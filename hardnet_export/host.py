@@ -1,0 +1,123 @@
+"""This machine's CPU as INT8 inference sees it: model, instruction-set flags, int8 kernel kind.
+
+Torch-free and import-cheap (reads ``/proc/cpuinfo`` once), so the runtime, the exporter and
+``check`` can all say which int8 kernels computed a figure.
+
+Why the int8 instruction set matters: on x86 without VNNI, ONNX Runtime's (MLAS) u8 x s8
+convolution kernels multiply with ``vpmaddubsw``, which adds two u8 x s8 products into a
+*saturating* 16-bit sum before widening; 2 x 255 x 127 = 64,770 > 32,767, so large
+activations times large weights clip silently. VNNI (``vpdpbusd``: AVX-512 VNNI or AVX-VNNI)
+and AMX accumulate in 32 bits. ONNX Runtime's quantisation guide therefore recommends
+``reduce_range`` (7-bit weights, |w| <= 64: 2 x 255 x 64 = 32,640 fits) on non-VNNI x86.
+ARM's NEON int8 kernels widen to 16 bits per product and accumulate in 32 bits (``sdot``/
+``udot`` with the dot-product extension), so they do not saturate.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from pathlib import Path
+from typing import Any
+
+#: int8 kernel kinds, best first; each is what :func:`int8_isa` may return.
+INT8_ISAS: dict[str, str] = {
+    "amx-int8": "AMX tiles, 32-bit accumulation",
+    "avx512-vnni": "AVX-512 VNNI (vpdpbusd), 32-bit accumulation",
+    "avx-vnni": "AVX-VNNI (256-bit vpdpbusd), 32-bit accumulation",
+    "avx512": "AVX-512 without VNNI (vpmaddubsw), saturating 16-bit pair sums",
+    "avx2": "AVX2 without VNNI (vpmaddubsw), saturating 16-bit pair sums",
+    "neon-dotprod": "ARM NEON with sdot/udot, 32-bit accumulation",
+    "neon": "ARM NEON, 16-bit products widened to 32 bits",
+    "generic": "no SIMD int8 kernels known to this project",
+}
+#: Kernel kinds whose u8 x s8 pair sums saturate at 16 bits (see the module docstring).
+SATURATING_ISAS = frozenset({"avx512", "avx2"})
+
+
+@functools.lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    """The first value of each key in /proc/cpuinfo (the first CPU's); {} elsewhere."""
+    path = Path("/proc/cpuinfo")
+    if not path.is_file():
+        return {}
+    info: dict[str, str] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip()
+        if sep and key not in info:
+            info[key] = value.strip()
+    return info
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (x86 ``flags`` or ARM ``Features``); empty when unknown."""
+    info = _cpuinfo()
+    return frozenset((info.get("flags") or info.get("Features") or "").split())
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name, e.g. ``AMD EPYC 9R14``, or ``unknown``."""
+    info = _cpuinfo()
+    return info.get("model name") or info.get("Model") or platform.processor() or "unknown"
+
+
+def int8_isa(flags: frozenset[str] | set[str] | None = None) -> str:
+    """The int8 kernel kind of a CPU with these flags (default: this machine's).
+
+    Returns one key of :data:`INT8_ISAS`.
+    """
+    flags = cpu_flags() if flags is None else frozenset(flags)
+    machine = platform.machine().lower()
+    if "amx_int8" in flags:
+        return "amx-int8"
+    if "avx512_vnni" in flags:
+        return "avx512-vnni"
+    if "avx_vnni" in flags:
+        return "avx-vnni"
+    if "avx512bw" in flags:
+        return "avx512"
+    if "avx2" in flags:
+        return "avx2"
+    if "asimddp" in flags:
+        return "neon-dotprod"
+    if "asimd" in flags or machine in ("aarch64", "arm64"):
+        return "neon"
+    return "generic"
+
+
+def check_isa(isa: str) -> str:
+    """``isa`` if it is a known int8 kernel kind.
+
+    Raises:
+        ValueError: an unknown name; the message lists the known ones.
+    """
+    if isa not in INT8_ISAS:
+        raise ValueError(f"unknown int8 instruction set {isa!r}; known: {', '.join(INT8_ISAS)}")
+    return isa
+
+
+def saturates(isa: str) -> bool:
+    """Whether ONNX Runtime's u8 x s8 kernels on ``isa`` sum pairs in saturating 16 bits."""
+    return check_isa(isa) in SATURATING_ISAS
+
+
+def host_record() -> dict[str, Any]:
+    """What computed a CPU figure: CPU model, architecture, int8 kernel kind, ONNX Runtime."""
+    from importlib import metadata
+
+    onnxruntime = None
+    for distribution in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            onnxruntime = metadata.version(distribution)
+            break
+        except metadata.PackageNotFoundError:
+            continue
+    isa = int8_isa()
+    return {
+        "cpu": cpu_model(),
+        "architecture": platform.machine(),
+        "int8_isa": isa,
+        "int8_kernels": INT8_ISAS[isa],
+        "onnxruntime": onnxruntime,
+    }
