@@ -193,7 +193,8 @@ def onnx(
     keep_float: str | None = typer.Option(
         None,
         help="int8: comma-separated layers (conv0..conv6) kept float (FP16 for tensorrt, FP32 "
-        "for cpu); 'none' quantises every conv. Default: conv0,conv1,conv2 (measured).",
+        "for cpu); 'none' quantises every conv. Default (measured): conv0-3 for tensorrt, "
+        "conv0-2 for cpu.",
     ),
     float_budget: float | None = typer.Option(
         None,

@@ -19,3 +19,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    # INT8 figures depend on the CPU's int8 kernels; say which ones this run had.
+    from hardnet_export import host
+
+    isa = host.int8_isa()
+    return f"hardnet-export: {host.cpu_model()}, int8 kernels {isa} ({host.INT8_ISAS[isa]})"

@@ -86,11 +86,14 @@ def cpu_info() -> dict[str, Any]:
 
 
 def cpu_slug(cpu: dict[str, Any] | None = None) -> str:
-    """A file-name-safe machine tag such as ``cpu-2core-intel-xeon-processor``."""
+    """A file-name-safe machine tag such as ``cpu-2core-amd-epyc-avx2``: CPU count, model and
+    int8 kernel kind (two machines that report the same model name, such as AMD EPYC Zen 3 and
+    Zen 4 virtual machines, differ there, and so do their INT8 figures)."""
     cpu = cpu or cpu_info()
     model = re.sub(r"\((r|tm)\)|cpu|@.*$", "", str(cpu["model"]).lower())
-    words = re.findall(r"[a-z0-9]+", model)
-    return "-".join(["cpu", f"{cpu['usable_cpus']}core", *words])[:80]
+    words = re.findall(r"[a-z0-9]+", model)[:8]
+    isa = cpu.get("int8_isa") or int8_isa()
+    return "-".join(["cpu", f"{cpu['usable_cpus']}core", *words, isa])[:80]
 
 
 def gpu_slug(gpus: list[dict[str, Any]] | None = None) -> str:

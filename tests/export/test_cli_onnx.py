@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from hardnet_export._io import sha256_file
 from hardnet_export.export.metadata import read_metadata
@@ -37,18 +39,65 @@ def test_onnx_command_errors_are_one_sentence(checkpoint: Path, tmp_path: Path) 
     assert not list(tmp_path.iterdir())
 
 
-def test_onnx_int8_command_gates_and_records_calibration(checkpoint: Path, tmp_path: Path) -> None:
+def test_onnx_int8_command_gates_and_records_calibration(tmp_path: Path) -> None:
+    # The shipped model (no weights argument): INT8 accuracy is a property of trained weights.
     out, calib = tmp_path / "m.int8.onnx", tmp_path / "calib.npy"
-    args = ["onnx", str(checkpoint), "-o", str(out), "--precision", "int8"]
+    args = ["onnx", "-o", str(out), "--precision", "int8"]
     args += ["--calibration-size", "256", "--save-calibration", str(calib), "--gate-pairs", "500"]
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     meta = read_metadata(out)
     assert meta["precision"] == "int8" and meta["int8_target"] == "tensorrt"
     assert meta["calibration_sha256"] == sha256_file(calib)
-    assert meta["int8_gate"]["passed"] and "INT8 gate passed" in result.stdout
+    assert meta["int8_gate"]["passed"] and "INT8 gate passed (exact-qdq)" in result.stdout
     assert meta["int8_gate"]["pairs"] == 500
     assert set(meta["parity"]["batches"]) == {"1", "7", "300"}
+    assert meta["parity"]["semantics"] == meta["int8_gate"]["semantics"] == "exact-qdq"
+    assert "float layers: conv0 fp16, conv1 fp16, conv2 fp16, conv3 fp16" in result.stdout
+
+
+def test_onnx_int8_sensitivity_and_chosen_layers(tmp_path: Path) -> None:
+    out = tmp_path / "m.int8-cpu.onnx"
+    args = ["onnx", "-o", str(out), "--precision", "int8", "--int8-target", "cpu", "--no-parity"]
+    args += ["--calibration-size", "256", "--gate-pairs", "200", "--sensitivity"]
+    result = run_cli(*args, "--keep-float", "conv0,conv1", "--min-cosine", "0.9")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "m.int8-cpu.onnx.sensitivity.json").read_text())
+    assert sorted(row["layer"] for row in report["layers"]) == [f"conv{i}" for i in range(7)]
+    assert report["target"] == "cpu" and report["semantics"] == "host-kernels"
+    assert "most sensitive first" in result.stdout and report["layers"][0]["layer"] in result.stdout
+    meta = read_metadata(out)
+    assert meta["int8_settings"]["float_layers"] == {"conv0": "fp32", "conv1": "fp32"}
+    assert meta["int8_sensitivity"]["layers"] == report["layers"]
+
+
+def test_onnx_int8_float_budget_keeps_the_most_sensitive(tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    args = ["onnx", "-o", str(out), "--precision", "int8", "--no-parity", "--float-budget", "0.3"]
+    result = run_cli(*args, "--calibration-size", "256", "--gate-pairs", "200", "--force")
+    assert result.returncode == 0, result.stderr
+    meta = read_metadata(out)
+    ranking = [row["layer"] for row in meta["int8_sensitivity"]["layers"]]
+    kept = list(meta["int8_settings"]["float_layers"])
+    shares = {row["layer"]: row["share"] for row in meta["int8_sensitivity"]["layers"]}
+    assert kept and sum(shares[k] for k in kept) <= 0.3
+    assert ranking[0] in kept or shares[ranking[0]] > 0.3
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--keep-float", "conv9"], "no conv layer called conv9"),
+        (["--for-isa", "avx2"], "cpu flavour only"),
+        (["--int8-target", "cpu", "--for-isa", "pentium"], "unknown int8 instruction set"),
+        (["--keep-float", "conv0", "--float-budget", "0.2"], "not both"),
+    ],
+)
+def test_onnx_int8_bad_options(tmp_path: Path, extra: list[str], message: str) -> None:
+    out = tmp_path / "m.onnx"
+    result = run_cli("onnx", "-o", str(out), "--precision", "int8", "--no-parity", *extra)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
 
 
 def test_onnx_int8_command_refuses_blank_calibration(checkpoint: Path, tmp_path: Path) -> None:

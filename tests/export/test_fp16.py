@@ -66,3 +66,35 @@ def test_convert_rejects_graph_without_conv() -> None:
     )
     with pytest.raises(ValueError, match="Conv"):
         convert_to_fp16(helper.make_model(graph))
+
+
+def test_float16_islands(fp32_onnx: Path, parity_patches: np.ndarray) -> None:
+    from hardnet_export.export.fp16 import nodes_to_fp16
+
+    fp32 = onnx.load(str(fp32_onnx))
+    islands = nodes_to_fp16(fp32, ["conv1", "relu1", "conv3"])
+    onnx.checker.check_model(islands, full_check=True)
+    nodes = {n.name: n for n in islands.graph.node}
+    producers = {out: n for n in islands.graph.node for out in n.output}
+    inits = {init.name: init for init in islands.graph.initializer}
+    for name in ("conv1", "conv3"):
+        conv = nodes[name]
+        assert inits[conv.input[1]].data_type == onnx.TensorProto.FLOAT16
+        assert producers[conv.input[0]].op_type == "Cast"
+    # relu1 runs in float16 beside conv1: no cast between them, one cast after it.
+    assert producers[nodes["relu1"].input[0]].name == "conv1"
+    assert nodes["conv0"].input[1] in inits
+    assert inits[nodes["conv0"].input[1]].data_type == onnx.TensorProto.FLOAT
+    casts = [n for n in islands.graph.node if n.op_type == "Cast"]
+    assert len(casts) == 1 + 2 * 2  # the uint8 input cast, then one in and one out per island
+    session = onnxruntime.InferenceSession(
+        islands.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    patches = parity_patches[:, None]
+    got, want = session.run(None, {"patches": patches})[0], _run(fp32_onnx, patches)
+    cosine = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cosine.min() > 0.999
+    with pytest.raises(ValueError, match="no node called"):
+        nodes_to_fp16(fp32, ["conv9"])
+    with pytest.raises(ValueError, match="does not know how to run"):
+        nodes_to_fp16(fp32, [next(n.name for n in fp32.graph.node if n.op_type == "Div")])

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+
+from hardnet_export import host
+
+
+@pytest.mark.parametrize(
+    ("flags", "isa"),
+    [
+        ({"sse4_2", "avx2", "fma"}, "avx2"),  # Zen 3
+        ({"avx2", "avx512f", "avx512bw"}, "avx512"),  # Skylake-SP
+        ({"avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16"}, "avx512-vnni"),  # Zen 4
+        ({"avx2", "avx_vnni"}, "avx-vnni"),  # Alder Lake
+        ({"avx2", "avx512bw", "avx512_vnni", "amx_int8"}, "amx-int8"),  # Sapphire Rapids
+        ({"fp", "asimd", "asimddp"}, "neon-dotprod"),  # Cortex-A78 (Jetson Orin)
+        ({"fp", "asimd"}, "neon"),  # Cortex-A57
+    ],
+)
+def test_int8_kernel_kind_from_cpu_flags(flags: set[str], isa: str) -> None:
+    assert host.int8_isa(flags) == isa
+
+
+def test_which_kinds_saturate() -> None:
+    assert {isa for isa in host.INT8_ISAS if host.saturates(isa)} == {"avx2", "avx512"}
+    with pytest.raises(ValueError, match=r"unknown int8 instruction set 'sse2'; known: amx-int8"):
+        host.saturates("sse2")
+
+
+def test_this_host() -> None:
+    record = host.host_record()
+    assert record["int8_isa"] == host.int8_isa() in host.INT8_ISAS
+    assert record["int8_kernels"] == host.INT8_ISAS[record["int8_isa"]]
+    assert record["cpu"] == host.cpu_model() and record["onnxruntime"]
