@@ -31,7 +31,8 @@ from hardnet_export.data.stereo import stereo_pairs
 from hardnet_export.evaluation.describers import as_describer
 from hardnet_export.evaluation.pairs import evaluate_matched_pairs
 from hardnet_export.evaluation.sift import SIFT_SIZE, sift_describer
-from hardnet_export.train.trainer import TrainConfig, train
+from hardnet_export.train.config import TrainConfig
+from hardnet_export.train.trainer import train
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -37,17 +37,18 @@ import numpy as np
 
 from hardnet_export import host
 from hardnet_export._io import atomic_path, atomic_write_text
+from hardnet_export.artifacts.metadata import SEMANTICS_EXACT, SEMANTICS_HOST
 from hardnet_export.benchmark.machine import cpu_slug, machine_info
 from hardnet_export.benchmark.timing import time_step
 from hardnet_export.calibration.dataset import make_calibration_set
-from hardnet_export.calibration.quantize import DEFAULT_FLOAT_LAYERS, Quantizer
-from hardnet_export.calibration.sensitivity import conv_multiply_adds
 from hardnet_export.data.builtin import validation_pairs
 from hardnet_export.data.stereo import HARD_JITTER, stereo_pairs
 from hardnet_export.data.types import MatchedPairs
 from hardnet_export.evaluation.pairs import pair_metrics
-from hardnet_export.export.metadata import SEMANTICS_EXACT, SEMANTICS_HOST
+from hardnet_export.export.int8 import DEFAULT_FLOAT_LAYERS, Quantizer
 from hardnet_export.export.onnx import resolve_weights, torch_to_onnx
+from hardnet_export.export.sensitivity import conv_multiply_adds
+from hardnet_export.runtime.onnxruntime_backend import ort_session
 
 FLOAT_SETS: tuple[tuple[str, ...], ...] = (
     (),
@@ -59,15 +60,7 @@ FLOAT_SETS: tuple[tuple[str, ...], ...] = (
 
 
 def session(model: Any, semantics: str, threads: int) -> Any:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    if semantics == SEMANTICS_EXACT:
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return onnxruntime.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    return ort_session(model, semantics=semantics, threads=threads)
 
 
 def run(sess: Any, patches: np.ndarray, batch: int = 256) -> np.ndarray:

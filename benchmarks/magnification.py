@@ -37,9 +37,9 @@ import cv2
 import numpy as np
 
 from hardnet_export._io import atomic_write_text, sha256_file
+from hardnet_export.geometry import keypoints_to_array
 from hardnet_export.runtime import load
-from hardnet_export.runtime.keypoints import keypoints_as_array
-from hardnet_export.runtime.matching import describe_with, match_descriptors
+from hardnet_export.runtime.matching import OpenCVSift, describe_with, match_descriptors
 
 DEFAULT_MAGNIFICATIONS = (3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 16.0)
 THRESHOLDS = (2.0, 3.0)
@@ -102,16 +102,17 @@ def run(
     left, right, _ = load_motorcycle()
     sift = cv2.SIFT_create(nfeatures=max_keypoints)
     kps_l, kps_r = list(sift.detect(left, None)), list(sift.detect(right, None))
-    xy_l = keypoints_as_array(kps_l)[:, :2].astype(np.float64)
-    xy_r = keypoints_as_array(kps_r)[:, :2].astype(np.float64)
+    xy_l = keypoints_to_array(kps_l, default_size=1.0)[:, :2]
+    xy_r = keypoints_to_array(kps_r, default_size=1.0)[:, :2]
     expected, valid = ground_truth(xy_l)
     nearest = np.linalg.norm(expected[:, None] - xy_r[None], axis=2).min(1)
     repeatable = {f"repeatable@{t:g}": float((nearest[valid] <= t).mean()) for t in THRESHOLDS}
 
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
+    sift = OpenCVSift()
     matches = match_descriptors(
-        describe_with("sift", left, kps_l), describe_with("sift", right, kps_r), ratio=None
+        describe_with(sift, left, kps_l), describe_with(sift, right, kps_r), ratio=None
     )
     rows.append(
         {"descriptor": "sift", "magnification": None, **score(matches, xy_r, expected, valid)}

@@ -13,12 +13,10 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+from hardnet_export.errors import MissingDependencyError
+
 TRT_INSTALL = "pip install 'hardnet-export[trt]' (TensorRT 10.x or 11.x and cuda-python)"
 CUDA_INSTALL = "pip install cuda-python"
-
-
-class MissingDependencyError(RuntimeError):
-    """A library or device the requested operation needs is not available."""
 
 
 def _cudart() -> Any | None:

@@ -9,6 +9,8 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+from hardnet_export.errors import MissingFileError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -20,7 +22,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
-        raise FileNotFoundError(f"cannot write {target}: folder {parent} does not exist")
+        raise MissingFileError(f"cannot write {target}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise PermissionError(f"cannot write {target}: folder {parent} is not writable")
     tmp = _new_temporary(parent, target.name)
@@ -57,7 +59,7 @@ def check_writable(path: str | os.PathLike[str]) -> None:
     if target.is_dir():
         raise IsADirectoryError(f"cannot write {target}: it is a folder")
     if not parent.is_dir():
-        raise FileNotFoundError(f"cannot write {target}: folder {parent} does not exist")
+        raise MissingFileError(f"cannot write {target}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise PermissionError(f"cannot write {target}: folder {parent} is not writable")
 

@@ -11,12 +11,13 @@ otherwise the caller must give one.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hardnet_export.export import metadata as meta_keys
+from hardnet_export.artifacts.metadata import SEMANTICS_DEVICE, SEMANTICS_HOST, read_metadata
+from hardnet_export.artifacts.sidecar import read_sidecar
+from hardnet_export.errors import InputError, MissingFileError
 
 DEFAULT_PAIRS = 2000
 
@@ -80,39 +81,45 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def artifact_metadata(path: Path) -> dict[str, Any]:
-    """The provenance an artifact carries: ONNX ``metadata_props`` or an engine's sidecar.
+@dataclass(frozen=True)
+class Provenance:
+    """What an artifact says about where it came from: its weights' hash and the INT8 gate's
+    limits, from ONNX metadata or an engine's sidecar (and that engine's ONNX, if present)."""
+
+    weights_sha256: str | None
+    gate: dict[str, Any]
+
+
+def read_provenance(path: Path) -> Provenance:
+    """The provenance of an ``.onnx``, ``.engine`` or ``.pth`` artifact.
 
     Raises:
-        FileNotFoundError: no artifact (or, for an engine, no sidecar).
-        ValueError: unreadable metadata.
+        MissingFileError: no artifact.
+        InputError: unreadable metadata or sidecar.
     """
     if not path.is_file():
-        raise FileNotFoundError(f"artifact not found: {path}")
+        raise MissingFileError(f"artifact not found: {path}")
     suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        return meta_keys.read_metadata(path)
+    if suffix in (".pt", ".pth"):
+        from hardnet_export._io import sha256_file
+
+        return Provenance(sha256_file(path), {})
     if suffix in (".engine", ".plan"):
-        from hardnet_export.export.tensorrt import sidecar_path
-
-        side = sidecar_path(path)
-        if not side.is_file():
-            raise FileNotFoundError(f"{path} has no sidecar {side.name}: rebuild the engine")
-        try:
-            data = json.loads(side.read_text())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{side} is not a readable engine sidecar ({exc})") from exc
-        if not isinstance(data, dict):
-            raise ValueError(f"{side} is not an engine sidecar (expected a JSON object)")
-        return data
-    return {}
+        sidecar = read_sidecar(path)
+        if sidecar is None:
+            return Provenance(None, {})
+        graph = Path(sidecar.onnx)
+        gate = read_metadata(graph).int8_gate or {} if graph.is_file() else {}
+        return Provenance(sidecar.weights_sha256, gate)
+    meta = read_metadata(path)
+    return Provenance(meta.weights_sha256, meta.int8_gate or {})
 
 
-def resolve_reference(artifact: Path, metadata: dict[str, Any], reference: Path | None) -> Path:
+def resolve_reference(artifact: Path, provenance: Provenance, reference: Path | None) -> Path:
     """The FP32 model to compare ``artifact`` with.
 
     Raises:
-        ValueError: no ``reference`` given and the artifact's weights are not the shipped
+        InputError: no ``reference`` given and the artifact's weights are not the shipped
             model's (or it does not say whose they are).
     """
     if reference is not None:
@@ -120,25 +127,20 @@ def resolve_reference(artifact: Path, metadata: dict[str, Any], reference: Path 
     from hardnet_export._io import sha256_file
     from hardnet_export.shipped import SHIPPED_WEIGHTS
 
-    if artifact.suffix.lower() in (".pt", ".pth"):
-        weights = sha256_file(artifact)
-    else:
-        weights = metadata.get(meta_keys.WEIGHTS_SHA256)
+    weights = provenance.weights_sha256
     if weights and SHIPPED_WEIGHTS.is_file() and weights == sha256_file(SHIPPED_WEIGHTS):
         return SHIPPED_WEIGHTS
     named = f"weights sha256 {weights[:12]}..." if weights else "no weights hash"
-    raise ValueError(
+    raise InputError(
         f"{artifact.name} carries {named}, which is not the shipped model: pass the FP32 "
         "model it was exported from with --reference (a .pth checkpoint or an fp32 .onnx)"
     )
 
 
-def _limits(metadata: dict[str, Any]) -> dict[str, float]:
-    from hardnet_export.calibration.quantize import Int8Options
+def _limits(gate: dict[str, Any]) -> dict[str, float]:
+    from hardnet_export.export.int8 import Int8Options
 
     defaults = Int8Options()
-    gate = metadata.get(meta_keys.INT8_GATE)
-    gate = gate if isinstance(gate, dict) else {}
     return {
         "max_fpr95_loss": float(gate.get("max_fpr95_loss_pp", defaults.max_fpr95_loss)),
         "max_nn_accuracy_loss": float(
@@ -179,20 +181,20 @@ def check_artifact(
 
     artifact = Path(artifact)
     if pairs < 2:
-        raise ValueError(f"check needs at least 2 pairs, got {pairs}")
-    metadata = artifact_metadata(artifact)
+        raise InputError(f"check needs at least 2 pairs, got {pairs}")
+    provenance = read_provenance(artifact)
     reference_path = resolve_reference(
-        artifact, metadata, None if reference is None else Path(reference)
+        artifact, provenance, None if reference is None else Path(reference)
     )
     candidate = runtime.load(artifact, device=device, **options)
     reference_model = runtime.load(reference_path, device="cpu")
     if reference_model.precision not in ("fp32", "unknown"):
-        raise ValueError(
+        raise InputError(
             f"the reference must be an FP32 model, but {reference_path.name} is "
             f"{reference_model.precision}"
         )
     semantics = getattr(candidate, "semantics", None) or (
-        meta_keys.SEMANTICS_HOST if candidate.device == "cpu" else meta_keys.SEMANTICS_DEVICE
+        SEMANTICS_HOST if candidate.device == "cpu" else SEMANTICS_DEVICE
     )
     gate = evaluate_gate(
         reference_model.describe,
@@ -200,7 +202,7 @@ def check_artifact(
         validation_pairs(pairs, seed),
         force=True,
         semantics=semantics,
-        **_limits(metadata),
+        **_limits(provenance.gate),
     )
     return CheckReport(
         artifact=str(artifact),

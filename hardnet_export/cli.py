@@ -1,17 +1,39 @@
-"""The ``hardnet-export`` command line: one thin command per stage; the library does the work."""
+"""The ``hardnet-export`` command line: one thin command per stage; the library does the work.
+
+Every default shown in ``--help`` is the library's own: read from its config dataclasses
+(``TrainConfig``, ``Int8Options``, ``DemoConfig``) or its functions' keyword defaults, never
+restated here. Errors of the project's own types (:mod:`hardnet_export.errors`) and of the
+operating system print as one line; anything else is a bug, reported as one.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
+import re
 import sys
+import typing
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any
 
 import typer
 
 from hardnet_export import __version__
+from hardnet_export.benchmark.run import run_benchmark
+from hardnet_export.check import check_artifact
+from hardnet_export.demo import DemoConfig
+from hardnet_export.errors import HardnetError, InputError
+from hardnet_export.evaluation.suite import run_evaluation
+from hardnet_export.export.int8 import Int8Options
+from hardnet_export.export.onnx import export_onnx
+from hardnet_export.export.tensorrt import build_engine
+from hardnet_export.runtime.features import describe_image
+from hardnet_export.runtime.matching import match_images
+from hardnet_export.train.config import TrainConfig
 
 app = typer.Typer(
     name="hardnet-export",
@@ -22,13 +44,72 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # help text is plain: "[trt]" in a pip command is not markup
 )
 
 _state = {"debug": False}
 
-# Errors a user can cause (bad path, bad argument, missing library): one sentence, no traceback.
-USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError, ImportError, KeyError)
+
+def default(owner: Any, name: str) -> Any:
+    """The library's default for ``name``: a field of a dataclass or a keyword of a function."""
+    if dataclasses.is_dataclass(owner):
+        found = {f.name: f for f in dataclasses.fields(owner)}[name]
+        if found.default is not dataclasses.MISSING:
+            return found.default
+        assert found.default_factory is not dataclasses.MISSING
+        return found.default_factory()
+    return inspect.signature(owner).parameters[name].default
+
+
+def documented(owner: Any) -> dict[str, str]:
+    """One line of help per argument from the ``Args:`` section of ``owner``'s docstring
+    (names listed together, ``a, b: text``, share their text)."""
+    doc = inspect.getdoc(owner) or ""
+    section = doc.partition("Args:\n")[2]
+    section = re.split(r"\n\S", section, maxsplit=1)[0]
+    entries: dict[str, str] = {}
+    for match in re.finditer(r"^    (\w[\w, ]*):(.*(?:\n {6,}.*)*)", section, re.M):
+        text = " ".join(part.strip() for part in match.group(2).splitlines())
+        for name in match.group(1).split(","):
+            entries[name.strip()] = re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "")
+    return entries
+
+
+def options_from(
+    config: type[Any], names: dict[str, tuple[str, ...]] | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command one option per field of ``config``: its type, default and help from the
+    dataclass (``names``: extra option names per field, e.g. ``{"out": ("-o",)}``). The
+    command receives the fields as keyword arguments."""
+    names = names or {}
+    hints = typing.get_type_hints(config)
+    helps = documented(config)
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        parameters = []
+        annotations: dict[str, Any] = {}
+        for item in dataclasses.fields(config):
+            flag = "--" + item.name.replace("_", "-")
+            declared = [flag, *names.get(item.name, ())]
+            if hints[item.name] is bool:
+                declared = [f"{flag}/--no-{flag[2:]}"] + list(names.get(item.name, ()))
+            option = typer.Option(
+                default(config, item.name), *declared, help=helps.get(item.name, "")
+            )
+            parameters.append(
+                inspect.Parameter(
+                    item.name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=option,
+                    annotation=hints[item.name],
+                )
+            )
+            annotations[item.name] = hints[item.name]
+        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = annotations
+        return command
+
+    return decorate
 
 
 def _version(value: bool) -> None:
@@ -47,103 +128,55 @@ def _root(
     _state["debug"] = debug
 
 
-def _not_built(stage: str) -> NoReturn:
-    typer.echo(f"error: the '{stage}' stage is not built yet in this version.", err=True)
-    raise typer.Exit(2)
-
-
 @app.command()
-def train(
-    data: list[str] = typer.Option(
-        ["builtin"],
-        "--data",
-        "-d",
-        help="builtin[:KEY=VALUE...] | phototour:ROOT/NAME | hpatches:ROOT[:SPLIT]; repeat or "
-        "comma-separate to combine.",
-    ),
-    out: str = typer.Option("runs/hardnet", "--out", "-o", help="Run folder."),
-    steps: int = typer.Option(1000, help="Optimiser steps (lr decays linearly to 0 over them)."),
-    batch_size: int = typer.Option(1024, help="Pairs per step (global over DDP ranks)."),
-    lr: float = typer.Option(10.0, help="SGD learning rate."),
-    momentum: float = typer.Option(0.9, help="SGD momentum."),
-    dampening: float = typer.Option(0.9, help="SGD dampening."),
-    weight_decay: float = typer.Option(1e-4, help="SGD weight decay."),
-    margin: float = typer.Option(1.0, help="Triplet (and contrastive) margin."),
-    anchor_swap: bool = typer.Option(True, help="Also use anchors as negatives."),
-    batch_reduce: str = typer.Option("min", help="Negatives: min (hardest), average, random."),
-    loss_type: str = typer.Option(
-        "triplet_margin", help="Loss: triplet_margin, softmax, contrastive."
-    ),
-    augment: bool = typer.Option(True, help="Per-pair random flip/transpose."),
-    dropout: float = typer.Option(0.3, help="Dropout before the last conv."),
-    seed: int = typer.Option(0, help="Seed of data, augmentation and dropout."),
-    device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:N."),
-    precision: str = typer.Option(
-        "auto",
-        help="auto, fp32, bf16, fp16 (autocast). auto = fp32 on CPU; bf16 trains about 2.8x "
-        "faster on CPUs with native bf16 (AVX512-BF16, AMX).",
-    ),
-    num_workers: int = typer.Option(-1, help="Data-loader workers; -1 = one per spare core."),
-    checkpoint_every: int = typer.Option(500, help="Steps between checkpoints."),
-    log_every: int = typer.Option(10, help="Steps between CSV log rows."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pth."),
-    stop_after: int | None = typer.Option(
-        None, help="End this run after N steps (checkpointed); --resume continues."
-    ),
-    global_hardest: bool = typer.Option(
-        False, "--global-hardest", help="Under torchrun, mine negatives over the global batch."
-    ),
-    threads: int = typer.Option(0, help="Torch CPU threads (0 = torch default)."),
-    progress: bool = typer.Option(True, help="Show the progress bar."),
-    init: str | None = typer.Option(None, help="Start from these weights (fine-tuning)."),
-) -> None:
+@options_from(TrainConfig, {"data": ("-d",), "out": ("-o",)})
+def train(**fields: Any) -> None:
     """Train HardNet (the paper's recipe by default); scale out with torchrun.
+
+    --data takes builtin[:KEY=VALUE...], phototour:ROOT/NAME or hpatches:ROOT[:SPLIT]
+    (or a dataset folder); repeat it or comma-separate to combine.
 
     Example: hardnet-export train --data builtin --steps 1000 --batch-size 256 --out runs/builtin
 
     Example: torchrun --nproc_per_node=4 -m hardnet_export train --data phototour:/d/liberty
     """
-    from hardnet_export.train.trainer import TrainConfig
     from hardnet_export.train.trainer import train as run_training
 
-    config = TrainConfig(
-        data=data, out=out, steps=steps, batch_size=batch_size, lr=lr, momentum=momentum,
-        dampening=dampening, weight_decay=weight_decay, margin=margin, anchor_swap=anchor_swap,
-        batch_reduce=batch_reduce, loss_type=loss_type, augment=augment, dropout=dropout,
-        seed=seed, device=device, precision=precision, num_workers=num_workers,
-        checkpoint_every=checkpoint_every, log_every=log_every, resume=resume,
-        stop_after=stop_after, global_hardest=global_hardest, threads=threads, progress=progress,
-        init=init,
-    )  # fmt: skip
-    path = run_training(config)
+    path = run_training(TrainConfig(**fields))
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"wrote {path}")
 
 
 @app.command("eval")
 def evaluate(
-    model: str = typer.Option(
+    model: Path | None = typer.Option(
         None,
         "--model",
         "-m",
         help="Checkpoint (.pth) or artifact (.onnx, .engine); default: the shipped model.",
     ),
     data: list[str] = typer.Option(
-        ["builtin", "stereo"],
+        list(default(run_evaluation, "data")),
         "--data",
         "-d",
-        help="builtin | stereo | stereo-hard | phototour:ROOT/NAME[:FILE] | "
-        "hpatches:ROOT[:SPLIT]; repeat or comma-separate.",
+        help="builtin | stereo | stereo-hard | phototour:ROOT/NAME[:PAIRS.txt] | "
+        "hpatches:ROOT[:SPLIT] (or a dataset folder); repeat or comma-separate.",
     ),
-    json_out: str | None = typer.Option(None, "--json", help="Also write the results as JSON."),
-    rootsift: bool = typer.Option(False, "--rootsift", help="Add a RootSIFT column."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON."),
+    rootsift: bool = typer.Option(
+        default(run_evaluation, "rootsift"), "--rootsift", help="Add a RootSIFT column."
+    ),
     sift_size: float = typer.Option(
-        4.0, "--sift-size", help="OpenCV keypoint size of SIFT (window = 6 x size pixels)."
+        default(run_evaluation, "sift_size"),
+        "--sift-size",
+        help="OpenCV keypoint size of SIFT (window = 6 x size pixels).",
     ),
-    pairs: int = typer.Option(2000, "--pairs", help="Pairs for builtin and stereo data."),
-    seed: int = typer.Option(0, help="Seed of the builtin/stereo pairs."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    progress: bool = typer.Option(True, help="Show the progress bar."),
+    pairs: int = typer.Option(
+        default(run_evaluation, "n_pairs"), "--pairs", help="Pairs for builtin and stereo data."
+    ),
+    seed: int = typer.Option(default(run_evaluation, "seed"), help="Seed of those pairs."),
+    device: str = typer.Option(default(run_evaluation, "device"), help="auto, cpu or cuda."),
+    progress: bool = typer.Option(default(run_evaluation, "progress"), help="Progress bar."),
 ) -> None:
     """Evaluate a model against OpenCV SIFT on the same patches.
 
@@ -151,21 +184,24 @@ def evaluate(
     """
     from rich.console import Console
 
-    from hardnet_export.evaluation.suite import render_tables, run_evaluation, write_json
+    from hardnet_export._io import check_writable
+    from hardnet_export.evaluation.suite import render_tables, write_json
+    from hardnet_export.shipped import SHIPPED_WEIGHTS
 
-    if model is None:
-        from hardnet_export.model import SHIPPED_WEIGHTS
-
-        model = str(SHIPPED_WEIGHTS)
+    if json_out is not None:
+        check_writable(json_out)
     tables = run_evaluation(
-        model, data, rootsift=rootsift, sift_size=sift_size, n_pairs=pairs, seed=seed,
-        device=device, progress=progress,
+        model or SHIPPED_WEIGHTS, data, rootsift=rootsift, sift_size=sift_size, n_pairs=pairs,
+        seed=seed, device=device, progress=progress,
     )  # fmt: skip
     console = Console()
     for table in render_tables(tables):
         console.print(table)
-    if json_out:
+    if json_out is not None:
         typer.echo(f"wrote {write_json(tables, json_out)}")
+
+
+_INT8_HELP = documented(Int8Options)
 
 
 @app.command()
@@ -175,18 +211,29 @@ def onnx(
     ),
     out: Path = typer.Option(..., "-o", "--out", help="The .onnx file to write."),
     precision: str = typer.Option("fp32", help="fp32, fp16 or int8."),
-    input_dtype: str = typer.Option("uint8", help="Graph input: uint8 or float32 (0..255)."),
-    opset: int = typer.Option(18, help="ONNX opset (>= 18)."),
-    parity: bool = typer.Option(True, help="Compare with PyTorch at batch 1, 7, 300."),
     int8_target: str = typer.Option(
         "tensorrt", help="int8: tensorrt (symmetric int8) or cpu (uint8, fastest on ORT CPU)."
     ),
-    calibration: str = typer.Option(
-        "builtin", help="int8: builtin, a .npy of patches, a PhotoTour or HPatches folder."
+    input_dtype: str = typer.Option(
+        default(export_onnx, "input_dtype"), help="Graph input: uint8 or float32 (0..255)."
     ),
-    calibration_size: int = typer.Option(1024, help="int8: calibration patches."),
-    calibration_seed: int = typer.Option(0, help="int8: seed of the calibration draw."),
-    calibration_method: str = typer.Option("percentile", help="int8: minmax, entropy, percentile."),
+    opset: int = typer.Option(default(export_onnx, "opset"), help="ONNX opset (>= 18)."),
+    parity: bool = typer.Option(
+        default(export_onnx, "parity"), help="Compare with PyTorch at batch 1, 7, 300."
+    ),
+    calibration: str = typer.Option(
+        default(Int8Options, "calibration"),
+        help="int8: builtin, PATCHES.npy, phototour:ROOT/NAME, hpatches:ROOT or a folder.",
+    ),
+    calibration_size: int = typer.Option(
+        default(Int8Options, "calibration_size"), help="int8: calibration patches."
+    ),
+    calibration_seed: int = typer.Option(
+        default(Int8Options, "seed"), help="int8: seed of the calibration draw."
+    ),
+    calibration_method: str = typer.Option(
+        default(Int8Options, "method"), help="int8: percentile, minmax or entropy."
+    ),
     save_calibration: Path | None = typer.Option(
         None, help="int8: save the calibration set (.npy) for a reproducible build."
     ),
@@ -202,7 +249,7 @@ def onnx(
         "this share (0..1) of the multiply-adds.",
     ),
     sensitivity: bool = typer.Option(
-        False,
+        default(Int8Options, "sensitivity"),
         "--sensitivity",
         help="int8: rank each layer quantised alone; print it and write OUT.sensitivity.json.",
     ),
@@ -212,16 +259,21 @@ def onnx(
         "amx-int8, avx512, avx2, neon-dotprod, neon); default: this machine's.",
     ),
     max_fpr95_loss: float = typer.Option(
-        1.0, help="int8 gate: most FPR95 percentage points lost vs fp32 on held-out pairs."
+        default(Int8Options, "max_fpr95_loss"), help=f"int8: {_INT8_HELP['max_fpr95_loss']}"
     ),
     max_nn_loss: float = typer.Option(
-        2.0, help="int8 gate: most NN-accuracy percentage points lost vs fp32."
+        default(Int8Options, "max_nn_accuracy_loss"),
+        help=f"int8: {_INT8_HELP['max_nn_accuracy_loss']}",
     ),
     min_cosine: float = typer.Option(
-        0.98, help="int8 gate: least cosine to fp32 of the worst held-out patch."
+        default(Int8Options, "min_cosine"), help=f"int8: {_INT8_HELP['min_cosine']}"
     ),
-    gate_pairs: int = typer.Option(2000, help="int8 gate: held-out built-in pairs to evaluate."),
-    force: bool = typer.Option(False, help="int8: write the graph even if the gate fails."),
+    gate_pairs: int = typer.Option(
+        default(Int8Options, "gate_size"), help="int8 gate: held-out built-in pairs to evaluate."
+    ),
+    force: bool = typer.Option(
+        default(Int8Options, "force"), help="int8: write the graph even if the gate fails."
+    ),
 ) -> None:
     """Export a checkpoint to ONNX (fp32, fp16, int8).
 
@@ -232,14 +284,13 @@ def onnx(
     Example: hardnet-export onnx -o model.int8-cpu.onnx --precision int8 --int8-target cpu
     --for-isa avx2 --keep-float conv0,conv1
     """
-    from hardnet_export.export.metadata import read_metadata
-    from hardnet_export.export.onnx import export_onnx
+    from hardnet_export.artifacts.metadata import read_metadata
+    from hardnet_export.artifacts.variants import variant_for
     from hardnet_export.export.parity import format_parity
 
+    variant = variant_for(precision, int8_target if precision == "int8" else None)
     int8 = None
-    if precision == "int8":
-        from hardnet_export.calibration.quantize import Int8Options
-
+    if variant.int8_target is not None:
         layers = None
         if keep_float is not None:
             layers = tuple(
@@ -248,7 +299,6 @@ def onnx(
                 if name.strip() and name.strip().lower() != "none"
             )
         int8 = Int8Options(
-            target=int8_target,
             method=calibration_method,
             calibration=calibration,
             calibration_size=calibration_size,
@@ -265,38 +315,39 @@ def onnx(
             force=force,
             progress=True,
         )
+        int8.isa(variant.int8_target)  # --for-isa with the tensorrt flavour fails now, not later
     path = export_onnx(
         weights,
         out,
-        precision=precision,
+        variant=variant,
         input_dtype=input_dtype,
         opset=opset,
         parity=parity,
         int8=int8,
     )
     meta = read_metadata(path)
-    if "int8_sensitivity" in meta:
+    if meta.int8_sensitivity is not None:
         from hardnet_export._io import atomic_write_text
-        from hardnet_export.calibration.sensitivity import SensitivityReport
+        from hardnet_export.export.sensitivity import SensitivityReport
 
-        report = SensitivityReport.from_dict(meta["int8_sensitivity"])
+        report = SensitivityReport.from_dict(meta.int8_sensitivity)
         typer.echo(report.format())
         json_path = path.with_name(path.name + ".sensitivity.json")
         atomic_write_text(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
         typer.echo(f"wrote {json_path}")
-    if "parity" in meta:
-        typer.echo(format_parity(meta["parity"], title=f"{precision} ONNX Runtime vs PyTorch"))
-    if "int8_gate" in meta:
+    if meta.parity is not None:
+        typer.echo(format_parity(meta.parity, title=f"{variant.name} ONNX Runtime vs PyTorch"))
+    if meta.int8_gate is not None:
         from hardnet_export.calibration.gate import GateResult
 
-        typer.echo(GateResult(**meta["int8_gate"]).summary())
-        typer.echo(f"calibration set sha256 {meta['calibration_sha256']}")
-    if "int8_settings" in meta:
-        floats = meta["int8_settings"].get("float_layers") or {}
+        typer.echo(GateResult(**meta.int8_gate).summary())
+        typer.echo(f"calibration set sha256 {meta.calibration_sha256}")
+    if meta.int8_settings is not None:
+        floats = meta.int8_settings.get("float_layers") or {}
         kept = ", ".join(f"{k} {v}" for k, v in floats.items()) or "none"
-        isa = f", for {meta['int8_isa']} int8 kernels" if "int8_isa" in meta else ""
+        isa = f", for {meta.int8_isa} int8 kernels" if meta.int8_isa else ""
         typer.echo(f"float layers: {kept}{isa}")
-    typer.echo(f"wrote {path} ({precision}, input {input_dtype})")
+    typer.echo(f"wrote {path} ({variant.name}, input {input_dtype})")
 
 
 @app.command()
@@ -305,27 +356,40 @@ def trt(
         ..., help="An fp32, fp16 or int8 graph from 'hardnet-export onnx'."
     ),
     out: Path = typer.Option(..., "-o", "--out", help="The engine file (sidecar: OUT.json)."),
-    min_batch: int = typer.Option(1, help="Smallest batch of the optimisation profile."),
-    opt_batch: int = typer.Option(256, help="Batch TensorRT tunes for."),
-    max_batch: int = typer.Option(1024, help="Largest batch of the optimisation profile."),
-    workspace_mib: int = typer.Option(1024, help="Workspace memory pool limit (MiB)."),
+    min_batch: int = typer.Option(
+        default(build_engine, "min_batch"), help="Smallest batch of the optimisation profile."
+    ),
+    opt_batch: int = typer.Option(
+        default(build_engine, "opt_batch"), help="Batch TensorRT tunes for."
+    ),
+    max_batch: int = typer.Option(
+        default(build_engine, "max_batch"), help="Largest batch of the optimisation profile."
+    ),
+    workspace_mib: int = typer.Option(
+        default(build_engine, "workspace_mib"), help="Workspace memory pool limit (MiB)."
+    ),
     timing_cache: Path | None = typer.Option(None, help="Timing cache file to reuse and update."),
     dla_core: int | None = typer.Option(None, help="Build for this DLA core (Jetson)."),
     gpu_fallback: bool = typer.Option(
-        True, help="With --dla-core: let the GPU run what DLA can't."
+        default(build_engine, "gpu_fallback"),
+        help="With --dla-core: let the GPU run what DLA can't.",
     ),
-    version_compatible: bool = typer.Option(False, help="Runs on later TensorRT of this major."),
-    hardware_compatible: bool = typer.Option(False, help="Runs on any Ampere-or-newer GPU."),
-    device: int = typer.Option(0, help="CUDA device to build on."),
-    rebuild: bool = typer.Option(False, help="Build even if a matching engine exists."),
+    version_compatible: bool = typer.Option(
+        default(build_engine, "version_compatible"), help="Runs on later TensorRT of this major."
+    ),
+    hardware_compatible: bool = typer.Option(
+        default(build_engine, "hardware_compatible"), help="Runs on any Ampere-or-newer GPU."
+    ),
+    device: int = typer.Option(default(build_engine, "device"), help="CUDA device to build on."),
+    rebuild: bool = typer.Option(
+        default(build_engine, "rebuild"), help="Build even if a matching engine exists."
+    ),
 ) -> None:
     """Build a TensorRT engine from an ONNX graph.
 
     Example: hardnet-export trt model.fp16.onnx -o model.fp16.engine
     """
     from rich.console import Console
-
-    from hardnet_export.export.tensorrt import build_engine
 
     with Console(stderr=True).status(f"building a TensorRT engine from {onnx}"):
         result = build_engine(
@@ -344,10 +408,10 @@ def trt(
             rebuild=rebuild,
         )
     side = result.sidecar
-    what = "reused" if result.reused else f"built in {side.get('build_seconds', 0):.1f} s"
+    what = "reused" if result.reused else f"built in {side.build_seconds or 0:.1f} s"
     typer.echo(
-        f"{result.engine} ({what}): {side['precision']}, TensorRT {side['tensorrt_version']}, "
-        f"{side['gpu_name']} (sm {side['compute_capability']}), batch "
+        f"{result.engine} ({what}): {side.precision}, TensorRT {side.tensorrt_version}, "
+        f"{side.gpu_name} (sm {side.compute_capability}), batch "
         f"{min_batch}/{opt_batch}/{max_batch}"
     )
 
@@ -360,21 +424,31 @@ def bench(
         "that runs here (exported into the cache).",
     ),
     batch_sizes: str = typer.Option(
-        "1,32,256,1024", "--batch-sizes", help="Comma-separated patches per call."
+        ",".join(map(str, default(run_benchmark, "batch_sizes"))),
+        "--batch-sizes",
+        help="Comma-separated patches per call.",
     ),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = typer.Option(default(run_benchmark, "device"), "--device", help="cpu or cuda."),
     threads: int | None = typer.Option(
         None, "--threads", help="CPU threads (ONNX Runtime, PyTorch); default: all usable."
     ),
-    warmup_s: float = typer.Option(0.2, "--warmup-s", help="Warm-up seconds per case."),
+    warmup_s: float = typer.Option(
+        default(run_benchmark, "warmup_s"), "--warmup-s", help="Warm-up seconds per case."
+    ),
     duration_s: float = typer.Option(
-        3.0, "--duration-s", help="Timed seconds per case (and at least 10 calls)."
+        default(run_benchmark, "duration_s"),
+        "--duration-s",
+        help="Timed seconds per case (and at least 10 calls).",
     ),
     accuracy_pairs: int = typer.Option(
-        1000, "--accuracy-pairs", help="Held-out pairs for the FPR95 / NN-accuracy column."
+        default(run_benchmark, "accuracy_pairs"),
+        "--accuracy-pairs",
+        help="Held-out pairs for the FPR95 / NN-accuracy column.",
     ),
     baseline: bool = typer.Option(
-        True, "--baseline/--no-baseline", help="Add PyTorch eager FP32, the 1x reference."
+        default(run_benchmark, "baseline"),
+        "--baseline/--no-baseline",
+        help="Add PyTorch eager FP32, the 1x reference.",
     ),
     weights: Path | None = typer.Option(
         None,
@@ -396,9 +470,13 @@ def bench(
     """
     from rich.console import Console
 
+    from hardnet_export._io import check_writable
     from hardnet_export.benchmark import report
-    from hardnet_export.benchmark.run import parse_batch_sizes, run_benchmark
+    from hardnet_export.benchmark.run import parse_batch_sizes
 
+    for path in (json_out, markdown, plot):
+        if path is not None:
+            check_writable(path)
     result = run_benchmark(
         artifacts or (),
         batch_sizes=parse_batch_sizes(batch_sizes),
@@ -431,8 +509,12 @@ def describe(
     model: Path | None = typer.Option(
         None, "--model", help="Model artifact (.pth, .onnx, .engine); omitted: the shipped one."
     ),
-    detector: str = typer.Option("sift", help="Keypoint detector: sift, orb or fast."),
-    max_keypoints: int = typer.Option(2000, help="Strongest keypoints kept per image."),
+    detector: str = typer.Option(
+        default(describe_image, "detector"), help="Keypoint detector: sift, orb or fast."
+    ),
+    max_keypoints: int = typer.Option(
+        default(describe_image, "max_keypoints"), help="Strongest keypoints kept per image."
+    ),
     keypoints: Path | None = typer.Option(
         None, "--keypoints", help="A .npy of (K, 2) or (K, 4) keypoints used for every image."
     ),
@@ -446,14 +528,12 @@ def describe(
     Example: hardnet-export describe a.png b.png --model model.fp32.onnx -o descriptors.npz
     """
     from hardnet_export import runtime
+    from hardnet_export._io import check_writable
     from hardnet_export._progress import track
-    from hardnet_export.runtime.features import (
-        describe_image,
-        load_keypoints_file,
-        save_features,
-    )
+    from hardnet_export.runtime.features import load_keypoints_file, save_features
     from hardnet_export.runtime.images import read_image
 
+    check_writable(out)
     given = load_keypoints_file(keypoints) if keypoints is not None else None
     describer = runtime.load(model, device=device)
     features = [
@@ -481,11 +561,19 @@ def match(
         None, "--model", help="Model artifact (.pth, .onnx, .engine); omitted: the shipped one."
     ),
     descriptor: str = typer.Option("hardnet", help="hardnet, or sift for comparison."),
-    detector: str = typer.Option("sift", help="Keypoint detector: sift, orb or fast."),
-    geometry: str = typer.Option("homography", help="homography or fundamental."),
-    max_keypoints: int = typer.Option(2000, help="Strongest keypoints kept per image."),
-    ratio: float = typer.Option(0.8, help="Ratio-test threshold."),
-    threshold: float = typer.Option(3.0, help="RANSAC inlier threshold in pixels."),
+    detector: str = typer.Option(
+        default(match_images, "detector"), help="Keypoint detector: sift, orb or fast."
+    ),
+    geometry: str = typer.Option(
+        default(match_images, "geometry"), help="homography or fundamental."
+    ),
+    max_keypoints: int = typer.Option(
+        default(match_images, "max_keypoints"), help="Strongest keypoints kept per image."
+    ),
+    ratio: float = typer.Option(default(match_images, "ratio"), help="Ratio-test threshold."),
+    threshold: float = typer.Option(
+        default(match_images, "threshold"), help="RANSAC inlier threshold in pixels."
+    ),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N (default: best)."),
 ) -> None:
     """Match two images and draw the inliers.
@@ -498,18 +586,18 @@ def match(
     import cv2
 
     from hardnet_export import runtime
-    from hardnet_export._io import atomic_write_bytes
-    from hardnet_export.runtime.base import Describer
+    from hardnet_export._io import atomic_write_bytes, check_writable
     from hardnet_export.runtime.images import read_image
-    from hardnet_export.runtime.matching import draw_matches, match_images
+    from hardnet_export.runtime.matching import KeypointDescriber, OpenCVSift, draw_matches
 
     if descriptor not in ("hardnet", "sift"):
-        raise ValueError(f"--descriptor must be hardnet or sift, got {descriptor!r}")
+        raise InputError(f"--descriptor must be hardnet or sift, got {descriptor!r}")
     if out.suffix.lower() != ".png":
-        raise ValueError(f"-o must name a .png file, got {out}")
+        raise InputError(f"-o must name a .png file, got {out}")
+    check_writable(out)
     first, second = read_image(image1), read_image(image2)
-    describer: Describer | str = (
-        runtime.load(model, device=device) if descriptor == "hardnet" else "sift"
+    describer: KeypointDescriber = (
+        runtime.load(model, device=device) if descriptor == "hardnet" else OpenCVSift()
     )
     result = match_images(
         first,
@@ -545,8 +633,10 @@ def check(
     device: str | None = typer.Option(
         None, help="cpu, cuda, cuda:N, tensorrt (default: what the artifact would use here)."
     ),
-    pairs: int = typer.Option(2000, help="Held-out built-in pairs to compare on."),
-    seed: int = typer.Option(0, help="Seed of those pairs."),
+    pairs: int = typer.Option(
+        default(check_artifact, "pairs"), help="Held-out built-in pairs to compare on."
+    ),
+    seed: int = typer.Option(default(check_artifact, "seed"), help="Seed of those pairs."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON."),
 ) -> None:
     """Check an artifact on the machine it will run on against its FP32 model.
@@ -561,7 +651,6 @@ def check(
     Example: hardnet-export check model.int8-tensorrt.engine --reference weights.pth
     """
     from hardnet_export._io import atomic_write_text, check_writable
-    from hardnet_export.check import check_artifact
 
     if json_out is not None:
         check_writable(json_out)
@@ -575,16 +664,29 @@ def check(
         raise typer.Exit(1)
 
 
+_DEMO_HELP = documented(DemoConfig)
+
+
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for everything."),
+    out: Path = typer.Option(default(DemoConfig, "out"), "--out", "-o", help=_DEMO_HELP["out"]),
     train_steps: int = typer.Option(
-        0, "--train-steps", help="0 uses the shipped model; N trains a model for N steps first."
+        default(DemoConfig, "train_steps"), "--train-steps", help=_DEMO_HELP["train_steps"]
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    pairs: int = typer.Option(1000, "--pairs", help="Evaluation pairs per data set."),
-    batch_sizes: str = typer.Option("1,32,256", "--batch-sizes", help="Benchmark batch sizes."),
-    duration_s: float = typer.Option(1.0, "--duration-s", help="Timed seconds per case."),
+    device: str = typer.Option(
+        default(DemoConfig, "device"), "--device", help=_DEMO_HELP["device"]
+    ),
+    pairs: int = typer.Option(default(DemoConfig, "pairs"), "--pairs", help=_DEMO_HELP["pairs"]),
+    batch_sizes: str = typer.Option(
+        ",".join(map(str, default(DemoConfig, "batch_sizes"))),
+        "--batch-sizes",
+        help=_DEMO_HELP["batch_sizes"],
+    ),
+    duration_s: float = typer.Option(
+        default(DemoConfig, "bench_duration_s"),
+        "--duration-s",
+        help=_DEMO_HELP["bench_duration_s"],
+    ),
 ) -> None:
     """Run the whole pipeline on built-in data: export, accuracy vs SIFT, speed, matching.
 
@@ -595,16 +697,15 @@ def demo(
     Example: hardnet-export demo --out demo-small --train-steps 50 --pairs 200
     """
     from hardnet_export.benchmark.run import parse_batch_sizes
-    from hardnet_export.demo import DemoConfig, run_demo
+    from hardnet_export.demo import run_demo
 
-    sizes = tuple(parse_batch_sizes(batch_sizes))
     report = run_demo(
         DemoConfig(
             out=out,
             train_steps=train_steps,
             device=device,
             pairs=pairs,
-            batch_sizes=sizes,
+            batch_sizes=tuple(parse_batch_sizes(batch_sizes)),
             bench_duration_s=duration_s,
         )
     )
@@ -617,15 +718,29 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors print one sentence; ``--debug`` shows the traceback."""
+    """Console entry point: the project's errors and the system's print one sentence (exit
+    1); anything else is a bug, reported in one line (exit 2); ``--debug`` shows the traceback."""
     args = sys.argv[1:] if argv is None else argv
     # Warnings are advice to the user: one line each, without the source line they came from.
     warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
+    debug = "--debug" in args
     try:
         app(args=args, prog_name="hardnet-export")
-    except USER_ERRORS as exc:
-        if _state["debug"] or "--debug" in args:
+    except (HardnetError, OSError) as exc:
+        if debug or _state["debug"]:
             raise
         message = str(exc).strip() or type(exc).__name__
         typer.echo(f"error: {message}", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if debug or _state["debug"]:
+            raise
+        typer.echo(
+            f"internal error, please report it with the output of --debug: "
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+            err=True,
+        )
+        sys.exit(2)

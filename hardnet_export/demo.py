@@ -19,14 +19,9 @@ import numpy as np
 
 from hardnet_export import __version__
 from hardnet_export._io import atomic_write_text
+from hardnet_export.artifacts.variants import VARIANTS
+from hardnet_export.errors import InputError, MissingFileError
 
-ONNX_VARIANTS = {  # artifact name -> (precision, int8 target)
-    "fp32": ("fp32", None),
-    "fp16": ("fp16", None),
-    "int8-tensorrt": ("int8", "tensorrt"),
-    "int8-cpu": ("int8", "cpu"),
-}
-ENGINE_VARIANTS = ("fp16", "int8-tensorrt")  # what TensorRT builds best; fp32 adds little
 MATCH_TOLERANCE_PX = 3.0
 
 
@@ -55,13 +50,13 @@ class DemoConfig:
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         if self.train_steps < 0:
-            raise ValueError(f"train_steps must be >= 0, got {self.train_steps}")
+            raise InputError(f"train_steps must be >= 0, got {self.train_steps}")
         if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+            raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.pairs < 10:
-            raise ValueError(f"pairs must be >= 10, got {self.pairs}")
+            raise InputError(f"pairs must be >= 10, got {self.pairs}")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
-            raise ValueError(f"batch sizes must be >= 1, got {self.batch_sizes}")
+            raise InputError(f"batch sizes must be >= 1, got {self.batch_sizes}")
 
 
 @dataclass
@@ -78,7 +73,9 @@ class DemoReport:
     version: str = __version__
     stages: list[StageResult] = field(default_factory=list)
     weights: str = ""
-    artifacts: dict[str, str] = field(default_factory=dict)
+    #: variant name -> path, for every ONNX graph and TensorRT engine written.
+    onnx: dict[str, str] = field(default_factory=dict)
+    engines: dict[str, str] = field(default_factory=dict)
     accuracy: list[dict[str, Any]] = field(default_factory=list)
     speed: list[dict[str, Any]] = field(default_factory=list)
     matching: list[dict[str, Any]] = field(default_factory=list)
@@ -86,6 +83,13 @@ class DemoReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def artifacts(self) -> dict[str, str]:
+        """Display label -> path of the weights and every artifact, in pipeline order."""
+        labels = {"pytorch": self.weights} if self.weights else {}
+        labels.update({f"onnx {name}": path for name, path in self.onnx.items()})
+        labels.update({f"tensorrt {name}": path for name, path in self.engines.items()})
+        return labels
 
 
 class _Stages:
@@ -97,7 +101,7 @@ class _Stages:
         self.total = total
 
     def run(self, name: str, fn: Callable[[], str | None], *, optional: bool = True) -> bool:
-        from hardnet_export._cuda import MissingDependencyError
+        from hardnet_export.errors import MissingDependencyError
 
         index = len(self.report.stages) + 1
         self.console.rule(f"[bold][{index}/{self.total}] {name}")
@@ -134,11 +138,11 @@ def run_demo(config: DemoConfig) -> DemoReport:
     def model_stage() -> str:
         weights["path"] = _model(config, out)
         report.weights = str(weights["path"])
-        report.artifacts["pytorch"] = str(weights["path"])
         return str(weights["path"])
 
     stages.run("Model", model_stage, optional=False)
-    stages.run("ONNX export (fp32, fp16, int8)", lambda: _export(report, weights["path"], out))
+    names = ", ".join(v.name for v in VARIANTS)
+    stages.run(f"ONNX export ({names})", lambda: _export(report, weights["path"], out))
     stages.run("TensorRT engines", lambda: _engines(report, out))
     stages.run("Accuracy vs OpenCV SIFT", lambda: _accuracy(report, config))
     stages.run("Speed", lambda: _speed(report, config, out))
@@ -156,12 +160,13 @@ def _model(config: DemoConfig, out: Path) -> Path:
 
     if config.train_steps == 0:
         if not SHIPPED_WEIGHTS.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"no shipped model in this installation ({SHIPPED_WEIGHTS}); "
                 "run the demo with --train-steps N to train one"
             )
         return SHIPPED_WEIGHTS
-    from hardnet_export.train.trainer import TrainConfig, train
+    from hardnet_export.train.config import TrainConfig
+    from hardnet_export.train.trainer import train
 
     run = TrainConfig(
         data=["builtin"],
@@ -177,17 +182,16 @@ def _model(config: DemoConfig, out: Path) -> Path:
 
 
 def _export(report: DemoReport, weights: Path, out: Path) -> str:
-    from hardnet_export.calibration.quantize import Int8Options
+    from hardnet_export.export.int8 import Int8Options
     from hardnet_export.export.onnx import export_onnx
 
-    done = []
-    for name, (precision, target) in ONNX_VARIANTS.items():
-        path = out / f"model.{name}.onnx"
-        int8 = Int8Options(target=target, force=True) if target else None
-        export_onnx(weights, path, precision=precision, int8=int8)
-        report.artifacts[f"onnx {name}"] = str(path)
-        done.append(path.name)
-    return ", ".join(done)
+    for variant in VARIANTS:
+        path = out / variant.file_name()
+        # The demo shows every variant: a gate failure is in the metadata, not fatal here.
+        int8 = Int8Options(force=True) if variant.int8_target else None
+        export_onnx(weights, path, variant=variant, int8=int8)
+        report.onnx[variant.name] = str(path)
+    return ", ".join(Path(path).name for path in report.onnx.values())
 
 
 def _engines(report: DemoReport, out: Path) -> str:
@@ -195,13 +199,12 @@ def _engines(report: DemoReport, out: Path) -> str:
     from hardnet_export.export.tensorrt import build_engine
 
     require_tensorrt(purpose="building TensorRT engines")
-    done = []
-    for name in ENGINE_VARIANTS:
-        engine = out / f"model.{name}.engine"
-        build_engine(report.artifacts[f"onnx {name}"], engine)
-        report.artifacts[f"tensorrt {name}"] = str(engine)
-        done.append(engine.name)
-    return ", ".join(done)
+    for variant in VARIANTS:
+        if variant.demo_engine and variant.name in report.onnx:
+            engine = out / variant.file_name(suffix=".engine")
+            build_engine(report.onnx[variant.name], engine)
+            report.engines[variant.name] = str(engine)
+    return ", ".join(Path(path).name for path in report.engines.values())
 
 
 def _accuracy(report: DemoReport, config: DemoConfig) -> str:
@@ -216,7 +219,7 @@ def _accuracy(report: DemoReport, config: DemoConfig) -> str:
         "motorcycle stereo": stereo_pairs(config.pairs, seed=0),
     }
     describers: dict[str, Any] = {"OpenCV SIFT": sift_describer()}
-    for name, path in report.artifacts.items():
+    for name, path in report.artifacts().items():
         describers[name] = runtime.load(path).describe
     for data, pairs in datasets.items():
         for name, describe in describers.items():
@@ -247,7 +250,7 @@ def _speed(report: DemoReport, config: DemoConfig, out: Path) -> str:
 
     device = "cpu" if config.device == "auto" and not _has_cuda() else config.device
     device = "cuda" if device == "auto" else device
-    artifacts = [path for name, path in report.artifacts.items() if name != "pytorch"]
+    artifacts = [*report.onnx.values(), *report.engines.values()]
     result = run_benchmark(
         artifacts,
         batch_sizes=config.batch_sizes,
@@ -292,12 +295,12 @@ def _matching(report: DemoReport, out: Path) -> str:
 
     from hardnet_export import runtime
     from hardnet_export.data.stereo import load_motorcycle
-    from hardnet_export.runtime.matching import draw_matches, match_images
+    from hardnet_export.runtime.matching import OpenCVSift, draw_matches, match_images
 
     left, right, disparity = load_motorcycle()
-    describer = runtime.load(report.artifacts.get("onnx fp32") or report.weights)
+    describer = runtime.load(report.onnx.get("fp32") or report.weights)
     lines = []
-    for name, descriptor in (("hardnet", describer), ("sift", "sift")):
+    for name, descriptor in (("hardnet", describer), ("sift", OpenCVSift())):
         result = match_images(left, right, descriptor, geometry="fundamental")
         correct = stereo_correct(result, disparity)
         png = out / f"matches_{name}.png"
@@ -366,7 +369,7 @@ def render_markdown(report: DemoReport) -> str:
         "## Stages\n",
         _md_table([asdict(s) for s in report.stages]),
         "## Artifacts\n",
-        _md_table([{"artifact": k, "path": v} for k, v in report.artifacts.items()]),
+        _md_table([{"artifact": k, "path": v} for k, v in report.artifacts().items()]),
         "## Accuracy (FPR95 and nearest-neighbour accuracy, %)\n",
         _md_table(report.accuracy),
         "## Speed\n",

@@ -20,6 +20,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from hardnet_export.errors import InputError
+
 #: int8 kernel kinds, best first; each is what :func:`int8_isa` may return.
 INT8_ISAS: dict[str, str] = {
     "amx-int8": "AMX tiles, 32-bit accumulation",
@@ -93,7 +95,7 @@ def check_isa(isa: str) -> str:
         ValueError: an unknown name; the message lists the known ones.
     """
     if isa not in INT8_ISAS:
-        raise ValueError(f"unknown int8 instruction set {isa!r}; known: {', '.join(INT8_ISAS)}")
+        raise InputError(f"unknown int8 instruction set {isa!r}; known: {', '.join(INT8_ISAS)}")
     return isa
 
 

@@ -18,11 +18,12 @@ from torch import nn
 
 from hardnet_export import __version__
 from hardnet_export._io import atomic_path
+from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
+from hardnet_export.errors import InputError, InputTypeError, MissingFileError
+from hardnet_export.geometry import PATCH_SIZE
 from hardnet_export.shipped import SHIPPED_WEIGHTS
 
 CHECKPOINT_FORMAT = "hardnet-export/1"
-PATCH_SIZE = 32
-DESCRIPTOR_SIZE = 128
 
 
 def _conv_bn(c_in: int, c_out: int, *, stride: int = 1, relu: bool = True) -> list[nn.Module]:
@@ -81,16 +82,38 @@ class HardNet(nn.Module):
         return (x - mean[:, None, None, None]) / (std[:, None, None, None] + 1e-7)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return self.describe(patches)
+
+    def describe(
+        self,
+        patches: torch.Tensor,
+        *,
+        compute_dtype: torch.dtype | None = None,
+        channels_last: bool = False,
+    ) -> torch.Tensor:
+        """Descriptors of ``patches`` (what ``forward`` computes, with the options of the
+        PyTorch runtime backend; every export traces ``forward``).
+
+        Args:
+            patches: raw grey levels.
+            compute_dtype: run the conv stack in this dtype (``torch.float16`` for a
+                ``.half()`` model on CUDA); standardisation and the L2 norm stay float32.
+            channels_last: feed the convs channels-last tensors (faster on tensor cores).
+        """
         if patches.ndim != 4 or tuple(patches.shape[1:]) != (1, PATCH_SIZE, PATCH_SIZE):
-            raise ValueError(
+            raise InputError(
                 f"HardNet expects patches of shape (N, 1, {PATCH_SIZE}, {PATCH_SIZE}), "
                 f"got {tuple(patches.shape)}"
             )
         if not (patches.dtype == torch.uint8 or patches.is_floating_point()):
-            raise TypeError(f"HardNet expects uint8 or float patches, got {patches.dtype}")
-        x = patches.float() if patches.dtype == torch.uint8 else patches
-        x = self.features(self.standardize(x)).reshape(x.shape[0], DESCRIPTOR_SIZE)
-        return x / torch.sqrt((x * x).sum(dim=1, keepdim=True) + 1e-10)
+            raise InputTypeError(f"HardNet expects uint8 or float patches, got {patches.dtype}")
+        x = self.standardize(patches.float())
+        if compute_dtype is not None:
+            x = x.to(compute_dtype)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = self.features(x).float().reshape(x.shape[0], DESCRIPTOR_SIZE)
+        return y / torch.sqrt((y * y).sum(dim=1, keepdim=True) + 1e-10)
 
 
 @dataclass
@@ -111,15 +134,15 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise MissingFileError(f"checkpoint not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(
+        raise InputError(
             f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})"
         ) from exc
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{path} is not a checkpoint: expected a dict, found {type(obj).__name__}")
+        raise InputError(f"{path} is not a checkpoint: expected a dict, found {type(obj).__name__}")
     if obj.get("format") == CHECKPOINT_FORMAT:
         extra = {k: v for k, v in obj.items() if k not in ("format", "state_dict", "meta")}
         return Checkpoint(dict(obj["state_dict"]), json.loads(obj.get("meta", "{}")), extra)
@@ -128,7 +151,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         return Checkpoint(dict(obj["state_dict"]), meta, format="authors")
     if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return Checkpoint(dict(obj), {"source": "bare state_dict"}, format="state_dict")
-    raise ValueError(
+    raise InputError(
         f"{path} is not a HardNet checkpoint: expected a 'state_dict' entry, "
         f"found keys {sorted(map(str, obj))[:8]}"
     )
@@ -143,7 +166,7 @@ def load_model(path: str | Path | None = None, *, dropout: float = 0.3) -> HardN
     """
     if path is None:
         if not SHIPPED_WEIGHTS.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"no shipped model in this installation ({SHIPPED_WEIGHTS} is missing); "
                 "pass a checkpoint path"
             )
@@ -153,14 +176,14 @@ def load_model(path: str | Path | None = None, *, dropout: float = 0.3) -> HardN
     state = {k.removeprefix("module."): v for k, v in checkpoint.state_dict.items()}
     missing, unexpected = _key_mismatch(model, state)
     if missing or unexpected:
-        raise ValueError(
+        raise InputError(
             f"{path} does not hold HardNet weights: missing keys {missing[:5]}, "
             f"unexpected keys {unexpected[:5]}"
         )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"{path} does not fit the HardNet architecture: {exc}") from exc
+        raise InputError(f"{path} does not fit the HardNet architecture: {exc}") from exc
     return model.eval()
 
 

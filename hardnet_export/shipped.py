@@ -1,4 +1,9 @@
-"""Where the model shipped inside the package lies (torch-free, so the runtime can find it)."""
+"""Where the model shipped inside the package lies (torch-free, so the runtime can find it).
+
+The checkpoint is what training wrote; the FP32 ONNX graph beside it is its export
+(``hardnet-export onnx -o hardnet_export/weights/hardnet_builtin.fp32.onnx``, checked against
+the checkpoint by ``tests/test_shipped_model.py``), so machines without torch run the model.
+"""
 
 from __future__ import annotations
 
@@ -6,3 +11,5 @@ from pathlib import Path
 
 #: The shipped HardNet checkpoint, trained on the built-in photos (model card beside it).
 SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "hardnet_builtin.pth"
+#: The same weights as an FP32 ONNX graph, for the torch-free runtime.
+SHIPPED_ONNX = SHIPPED_WEIGHTS.with_name("hardnet_builtin.fp32.onnx")

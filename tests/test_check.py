@@ -26,12 +26,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def int8_cpu(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped model's cpu-flavour INT8 graph for this host, as `onnx` writes it."""
-    from hardnet_export.calibration.quantize import Int8Options
+    from hardnet_export.export.int8 import Int8Options
     from hardnet_export.export.onnx import export_onnx
 
     out = tmp_path_factory.mktemp("check") / "model.int8-cpu.onnx"
-    options = Int8Options(target="cpu", calibration_size=512, gate_size=300)
-    return export_onnx(None, out, precision="int8", int8=options, parity=False)
+    options = Int8Options(calibration_size=512, gate_size=300)
+    return export_onnx(None, out, variant="int8-cpu", int8=options, parity=False)
 
 
 def test_check_passes_a_good_graph(int8_cpu: Path, tmp_path: Path) -> None:
@@ -72,7 +72,7 @@ def test_check_needs_a_reference_for_foreign_weights(tmp_path: Path) -> None:
 
     torch.manual_seed(0)
     weights = save_checkpoint(tmp_path / "mine.pth", HardNet().eval())
-    fp16 = export_onnx(weights, tmp_path / "mine.fp16.onnx", precision="fp16", parity=False)
+    fp16 = export_onnx(weights, tmp_path / "mine.fp16.onnx", variant="fp16", parity=False)
     result = run_cli("check", str(fp16), "--pairs", "100")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "not the shipped model" in result.stderr and "--reference" in result.stderr

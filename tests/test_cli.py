@@ -7,7 +7,7 @@ import pytest
 
 from hardnet_export import __version__
 
-STAGES = ["train", "eval", "onnx", "trt", "bench", "describe", "match", "demo"]
+STAGES = ["train", "eval", "onnx", "trt", "bench", "describe", "match", "check", "demo"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -38,7 +38,7 @@ def test_every_command_has_help_with_example(stage: str) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--data", "imagenet"], "unknown data spec 'imagenet'"),
+        (["--data", "imagenet"], "unknown training data 'imagenet'"),
         (["--data", "phototour:/no/such/folder/liberty"], "does not exist"),
         (["--batch-size", "1"], "batch_size must be at least 2"),
         (["--batch-reduce", "max"], "batch_reduce must be one of"),
@@ -49,3 +49,85 @@ def test_train_bad_arguments_give_one_sentence(args: list[str], message: str, tm
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def _cli_defaults(command: str) -> dict[str, object]:
+    import typer.main
+
+    from hardnet_export.cli import app
+
+    group = typer.main.get_command(app)
+    return {p.name: p.default for p in group.commands[command].params}  # type: ignore[attr-defined]
+
+
+def test_help_defaults_are_the_library_defaults() -> None:
+    import dataclasses
+
+    from hardnet_export.benchmark.run import run_benchmark
+    from hardnet_export.check import check_artifact
+    from hardnet_export.cli import default
+    from hardnet_export.demo import DemoConfig
+    from hardnet_export.evaluation.suite import run_evaluation
+    from hardnet_export.export.int8 import Int8Options
+    from hardnet_export.export.onnx import export_onnx
+    from hardnet_export.export.tensorrt import build_engine
+    from hardnet_export.runtime.matching import match_images
+    from hardnet_export.train.config import TrainConfig
+
+    train = _cli_defaults("train")
+    for field in dataclasses.fields(TrainConfig):
+        assert train[field.name] == default(TrainConfig, field.name), field.name
+    assert set(train) == {f.name for f in dataclasses.fields(TrainConfig)}
+    expected = {
+        "eval": {"sift_size": (run_evaluation, "sift_size"), "pairs": (run_evaluation, "n_pairs")},
+        "onnx": {
+            "opset": (export_onnx, "opset"),
+            "calibration_method": (Int8Options, "method"),
+            "calibration_size": (Int8Options, "calibration_size"),
+            "max_nn_loss": (Int8Options, "max_nn_accuracy_loss"),
+            "min_cosine": (Int8Options, "min_cosine"),
+            "gate_pairs": (Int8Options, "gate_size"),
+        },
+        "trt": {name: (build_engine, name) for name in ("opt_batch", "max_batch", "workspace_mib")},
+        "bench": {
+            "duration_s": (run_benchmark, "duration_s"),
+            "warmup_s": (run_benchmark, "warmup_s"),
+        },
+        "match": {"ratio": (match_images, "ratio"), "threshold": (match_images, "threshold")},
+        "check": {"pairs": (check_artifact, "pairs")},
+        "demo": {"pairs": (DemoConfig, "pairs"), "duration_s": (DemoConfig, "bench_duration_s")},
+    }
+    for command, options in expected.items():
+        shown = _cli_defaults(command)
+        for option, (owner, name) in options.items():
+            assert shown[option] == default(owner, name), (command, option)
+    assert _cli_defaults("demo")["batch_sizes"] == ",".join(map(str, DemoConfig().batch_sizes))
+    result = run_cli("train", "--help")
+    assert f"[default: {TrainConfig().steps}]" in result.stdout
+
+
+BUGGY_COMMAND = """
+import sys
+from hardnet_export import cli
+
+@cli.app.command("boom")
+def boom() -> None:
+    {}["gpu_name"]  # a bug: a KeyError the code did not mean to raise
+
+cli.main(sys.argv[1:])
+"""
+
+
+def test_only_the_projects_errors_are_user_errors(tmp_path) -> None:
+    # A user error: one line, exit 1. A bug: "internal error", exit 2; --debug shows it.
+    missing = run_cli("check", str(tmp_path / "none.onnx"))
+    assert missing.returncode == 1 and missing.stderr.startswith("error: artifact not found")
+    for extra, code, text in (
+        ([], 2, "internal error, please report"),
+        (["--debug"], 1, "KeyError"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-c", BUGGY_COMMAND, *extra, "boom"], capture_output=True, text=True
+        )
+        assert result.returncode == code and text in result.stderr, result.stderr
+        assert "error: 'gpu_name'" not in result.stderr

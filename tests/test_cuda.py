@@ -6,7 +6,7 @@ import types
 import pytest
 
 from hardnet_export import _cuda
-from hardnet_export._cuda import MissingDependencyError
+from hardnet_export.errors import MissingDependencyError
 
 
 def test_device_count_never_raises() -> None:

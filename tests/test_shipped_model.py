@@ -39,3 +39,24 @@ def test_shipped_model_beats_sift_on_stereo_pairs() -> None:
     sift = evaluate_matched_pairs(sift_describer(), pairs)
     assert ours["nn_accuracy"] > sift["nn_accuracy"]
     assert ours["fpr95"] < sift["fpr95"]
+
+
+def test_the_torch_free_form_is_the_same_model() -> None:
+    # The FP32 ONNX graph beside the checkpoint: exported from exactly these weights, with the
+    # same descriptors; runtime.load() uses it where torch is missing or ONNX Runtime is asked.
+    from hardnet_export import runtime
+    from hardnet_export._io import sha256_file
+    from hardnet_export.artifacts.metadata import read_metadata
+    from hardnet_export.data.builtin import validation_pairs
+    from hardnet_export.shipped import SHIPPED_ONNX
+
+    meta = read_metadata(SHIPPED_ONNX)
+    assert meta.variant == "fp32" and meta.weights_sha256 == sha256_file(SHIPPED_WEIGHTS)
+    assert SHIPPED_ONNX.stat().st_size <= 6 * 2**20
+    onnx_model = runtime.load(backend="onnxruntime")
+    assert onnx_model.artifact == SHIPPED_ONNX and onnx_model.backend == "onnxruntime"
+    patches = validation_pairs(100, seed=3).anchors
+    with torch.inference_mode():
+        want = load_model()(torch.from_numpy(patches)[:, None]).numpy()
+    got = onnx_model.describe(patches)
+    assert float((got * want).sum(1).min()) >= 0.9999

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from hardnet_export.errors import MissingDependencyError
 from hardnet_export.host import cpu_flags, cpu_model, int8_isa
 
 #: Distributions whose versions decide the numbers; the first installed name of each is used.
@@ -104,7 +105,7 @@ def gpu_slug(gpus: list[dict[str, Any]] | None = None) -> str:
     """
     gpus = gpu_info() if gpus is None else gpus
     if not gpus:
-        raise RuntimeError("no CUDA device is visible")
+        raise MissingDependencyError("no CUDA device is visible")
     words = re.findall(r"[a-z0-9]+", str(gpus[0]["name"]).lower())
     return "-".join(["gpu", *words])[:80]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hardnet_export.benchmark.stats import LatencySummary
+from hardnet_export.errors import InputError, MissingFileError
 
 FORMAT = "hardnet-export-bench/1"
 #: "computing a descriptor takes about 1 millisecond on a low-end GPU" (HardNet, arXiv abstract).
@@ -101,7 +102,7 @@ class BenchmarkResult:
     def from_dict(cls, data: dict[str, Any]) -> BenchmarkResult:
         """Rebuild a result from :meth:`to_dict` output (a saved JSON file)."""
         if data.get("format") != FORMAT:
-            raise ValueError(f"not a {FORMAT} result: format is {data.get('format')!r}")
+            raise InputError(f"not a {FORMAT} result: format is {data.get('format')!r}")
         targets = []
         for t in data["targets"]:
             cases = [
@@ -123,5 +124,5 @@ class BenchmarkResult:
     def load(cls, path: str | Path) -> BenchmarkResult:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"benchmark result not found: {path}")
+            raise MissingFileError(f"benchmark result not found: {path}")
         return cls.from_dict(json.loads(path.read_text()))

@@ -41,6 +41,7 @@ from hardnet_export.benchmark.timing import (
     time_step,
 )
 from hardnet_export.data.types import MatchedPairs
+from hardnet_export.errors import InputError, MissingFileError
 
 if TYPE_CHECKING:
     from hardnet_export.runtime.base import Describer
@@ -59,7 +60,7 @@ def parse_batch_sizes(text: str) -> list[int]:
         try:
             sizes.append(int(part.strip()))
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"batch sizes must be comma-separated positive integers, got {text!r}"
             ) from None
     return check_batch_sizes(sizes)
@@ -69,10 +70,10 @@ def check_batch_sizes(batch_sizes: Sequence[int]) -> list[int]:
     """Sorted unique positive batch sizes; ValueError naming the bad value otherwise."""
     sizes = list(batch_sizes)
     if not sizes:
-        raise ValueError("batch sizes must not be empty")
+        raise InputError("batch sizes must not be empty")
     for size in sizes:
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-            raise ValueError(f"batch sizes must be positive integers, got {size!r}")
+            raise InputError(f"batch sizes must be positive integers, got {size!r}")
     return sorted({int(s) for s in sizes})
 
 
@@ -116,26 +117,22 @@ def measure_accuracy(describer: Describer, pairs: MatchedPairs) -> Accuracy:
     return Accuracy(pairs.name, len(pairs), scores["fpr95"], scores["nn_accuracy"])
 
 
-#: The load option that sets CPU threads, per backend (each library names it its own way).
-THREAD_OPTIONS = {"torch": "num_threads", "onnxruntime": "intra_op_num_threads"}
-
-
 def load_target(target: Target, max_batch: int, threads: int) -> Describer:
     """Load ``target`` through the runtime with ``threads`` CPU threads where that applies."""
     from hardnet_export.runtime import load
-    from hardnet_export.runtime.registry import backend_for
+    from hardnet_export.runtime.registry import backend_for, get_backend
 
     if target.backend is not None:
-        backend = target.backend
+        backend = get_backend(target.backend)
     elif target.artifact is not None:
-        backend = backend_for(target.artifact).name
+        backend = backend_for(target.artifact)
     else:
-        raise ValueError(f"target {target.label!r} names neither a backend nor an artifact")
+        raise InputError(f"target {target.label!r} names neither a backend nor an artifact")
     options = dict(target.options)
-    if target.device == "cpu" and backend in THREAD_OPTIONS:
-        options.setdefault(THREAD_OPTIONS[backend], threads)
+    if target.device == "cpu" and backend.threads_option is not None:
+        options.setdefault(backend.threads_option, threads)
     return load(
-        target.artifact, backend=backend, device=target.device, max_batch=max_batch, **options
+        target.artifact, backend=backend.name, device=target.device, max_batch=max_batch, **options
     )
 
 
@@ -221,11 +218,11 @@ def run_benchmark(
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = int(threads) if threads is not None else int(usable or 1)
     if threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads}")
+        raise InputError(f"threads must be a positive integer, got {threads}")
     if accuracy_pairs < 0:
-        raise ValueError(f"accuracy_pairs must be >= 0, got {accuracy_pairs}")
+        raise InputError(f"accuracy_pairs must be >= 0, got {accuracy_pairs}")
     if weights is not None and not Path(weights).is_file():
-        raise FileNotFoundError(f"weights not found: {weights}")
+        raise MissingFileError(f"weights not found: {weights}")
     notes: list[str] = []
     if artifacts:
         targets = artifact_targets(artifacts, device)

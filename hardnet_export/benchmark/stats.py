@@ -8,6 +8,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from hardnet_export.errors import InputError
+
 #: Percentiles reported for every latency series, as trtexec reports them.
 PERCENTILES = (50, 90, 95, 99)
 #: Run-to-run variation above this fraction is flagged (trtexec's threshold for GPU time).
@@ -19,9 +21,9 @@ DEFAULT_RUNS = 5
 def _as_timings(timings: Sequence[float] | np.ndarray) -> np.ndarray:
     array = np.asarray(timings, dtype=np.float64)
     if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"timings must be a non-empty 1-D sequence, got shape {array.shape}")
+        raise InputError(f"timings must be a non-empty 1-D sequence, got shape {array.shape}")
     if not np.isfinite(array).all() or (array < 0).any():
-        raise ValueError("timings must be finite and non-negative")
+        raise InputError("timings must be finite and non-negative")
     return array
 
 
@@ -35,7 +37,7 @@ def percentile(timings: Sequence[float] | np.ndarray, p: float) -> float:
         - timings: (N,) durations, any unit, N >= 1.
     """
     if not 0 < p <= 100:
-        raise ValueError(f"percentile must lie in (0, 100], got {p}")
+        raise InputError(f"percentile must lie in (0, 100], got {p}")
     ordered = np.sort(_as_timings(timings))
     n = len(ordered)
     index = n - 1 - int((1 - Fraction(str(p)) / 100) * n)
@@ -86,11 +88,11 @@ def throughput(batch_size: int, timings: Sequence[float] | np.ndarray) -> float:
         - timings: (N,) seconds per iteration of ``batch_size`` patches.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     array = _as_timings(timings)
     total = float(array.sum())
     if total <= 0:
-        raise ValueError("timings sum to zero; cannot compute a throughput")
+        raise InputError("timings sum to zero; cannot compute a throughput")
     return batch_size * len(array) / total
 
 
@@ -103,9 +105,9 @@ def run_medians(timings: Sequence[float] | np.ndarray, runs: int = DEFAULT_RUNS)
     """
     array = _as_timings(timings)
     if runs < 2:
-        raise ValueError(f"runs must be >= 2, got {runs}")
+        raise InputError(f"runs must be >= 2, got {runs}")
     if len(array) < runs:
-        raise ValueError(
+        raise InputError(
             f"need at least {runs} timings to split into {runs} runs, got {len(array)}"
         )
     return np.array([percentile(part, 50) for part in np.array_split(array, runs)])

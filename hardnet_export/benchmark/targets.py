@@ -13,17 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from hardnet_export import __version__
+from hardnet_export.artifacts.variants import VARIANTS, Variant
+from hardnet_export.errors import InputError, MissingFileError
 
 DEVICES = ("cpu", "cuda")
-#: ONNX variants of the shipped model benchmarked on ONNX Runtime: (label suffix, precision,
-#: INT8 target). ``int8-cpu`` is ONNX Runtime's fastest CPU graph (uint8 asymmetric
-#: activations); ``int8-tensorrt`` is the symmetric graph TensorRT accepts.
-ONNX_VARIANTS: tuple[tuple[str, str, str | None], ...] = (
-    ("fp32", "fp32", None),
-    ("fp16", "fp16", None),
-    ("int8-tensorrt", "int8", "tensorrt"),
-    ("int8-cpu", "int8", "cpu"),
-)
 
 
 @dataclass(frozen=True)
@@ -45,13 +38,13 @@ class Target:
 def check_device(device: str) -> str:
     """``cpu`` or ``cuda``; raise ValueError for anything else, or for ``cuda`` without a GPU."""
     if device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+        raise InputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     if device == "cuda":
         from hardnet_export._cuda import cuda_status
 
         count, why = cuda_status()
         if count == 0:
-            raise ValueError(f"device 'cuda' was asked for but {why}")
+            raise InputError(f"device 'cuda' was asked for but {why}")
     return device
 
 
@@ -69,7 +62,7 @@ def artifact_targets(paths: Sequence[str | Path], device: str) -> list[Target]:
     for raw in paths:
         path = Path(raw)
         if not path.is_file():
-            raise FileNotFoundError(f"artifact not found: {path}")
+            raise MissingFileError(f"artifact not found: {path}")
         targets.append(Target(path.name, path, None, device))
     return targets
 
@@ -84,7 +77,7 @@ def shipped_weights() -> Path:
     from hardnet_export.model import SHIPPED_WEIGHTS
 
     if not SHIPPED_WEIGHTS.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no shipped model in this installation ({SHIPPED_WEIGHTS} is missing); "
             "pass artifacts to benchmark"
         )
@@ -92,44 +85,45 @@ def shipped_weights() -> Path:
 
 
 def exporter_fingerprint() -> str:
-    """A hash of this version and the export and calibration code: a cached export is reused
-    only by the code that made it (a changed quantiser must not be timed with an old graph)."""
+    """A hash of this version and the code exports depend on (patch geometry, artifacts,
+    calibration, export): a cached export is reused only by the code that made it (a changed
+    quantiser must not be timed with an old graph)."""
     import hashlib
 
     import hardnet_export
 
     root = Path(hardnet_export.__file__).parent
     digest = hashlib.sha256(__version__.encode())
-    for path in sorted([*(root / "export").glob("*.py"), *(root / "calibration").glob("*.py")]):
+    sources = [root / "geometry.py"]
+    for package in ("artifacts", "calibration", "export"):
+        sources += (root / package).glob("*.py")
+    for path in sorted(sources):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
-def exported_onnx(
-    weights: Path | None, precision: str, int8_target: str | None, cache_dir: Path
-) -> Path:
-    """The ONNX export of ``weights`` at ``precision``, made once and cached by the weights'
-    hash and :func:`exporter_fingerprint`."""
+def exported_onnx(weights: Path | None, variant: Variant, cache_dir: Path) -> Path:
+    """The ``variant`` export of ``weights``, made once and cached by the weights' hash and
+    :func:`exporter_fingerprint`."""
     from hardnet_export._io import sha256_file
     from hardnet_export.export.onnx import export_onnx
 
     source = weights or shipped_weights()
-    tag = precision if int8_target is None else f"{precision}-{int8_target}"
     key = f"{sha256_file(source)[:16]}-{exporter_fingerprint()[:12]}"
     folder = Path(cache_dir) / "bench" / key
-    out = folder / f"hardnet.{tag}.onnx"
+    out = folder / variant.file_name("hardnet")
     if out.is_file():
         return out
     folder.mkdir(parents=True, exist_ok=True)
     int8 = None
-    if int8_target is not None:
-        from hardnet_export.calibration.quantize import Int8Options
+    if variant.int8_target is not None:
+        from hardnet_export.export.int8 import Int8Options
 
         # The benchmark shows each graph's accuracy beside its speed, so an INT8 graph that
         # misses the export gate is still timed (the failed gate stays in its metadata).
-        int8 = Int8Options(target=int8_target, force=True)
-    return export_onnx(source, out, precision=precision, int8=int8)
+        int8 = Int8Options(force=True)
+    return export_onnx(source, out, variant=variant, int8=int8)
 
 
 def built_engine(onnx_path: Path, max_batch: int, cache_dir: Path) -> Path:
@@ -158,10 +152,10 @@ def default_targets(
 ) -> list[Target]:
     """Every variant of the model that runs on ``device`` here, baseline first.
 
-    CPU: PyTorch eager FP32, then ONNX FP32, FP16, INT8 (TensorRT flavour) and INT8 (CPU
-    flavour) on ONNX Runtime. CUDA: PyTorch FP32, PyTorch FP16 replaying a CUDA graph per
-    batch size, and TensorRT engines (FP32, FP16, INT8) with the batch profile
-    1..``max_batch`` where TensorRT is installed.
+    CPU: PyTorch eager FP32, then every variant of the table on ONNX Runtime. CUDA:
+    PyTorch FP32, PyTorch FP16 replaying a CUDA graph per batch size, and a TensorRT engine
+    of every variant TensorRT builds, with the batch profile 1..``max_batch``, where
+    TensorRT is installed.
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     weights = weights or shipped_weights()
@@ -180,14 +174,12 @@ def default_targets(
         from hardnet_export._cuda import tensorrt_status
 
         if tensorrt_status()[0] is not None:
-            for suffix, precision, int8_target in ONNX_VARIANTS:
-                if suffix == "int8-cpu":  # ONNX Runtime's CPU flavour; TensorRT rejects it
-                    continue
-                onnx_path = exported_onnx(weights, precision, int8_target, cache)
-                engine = built_engine(onnx_path, max_batch, cache)
-                targets.append(Target(f"tensorrt {suffix}", engine, "tensorrt", device))
+            for variant in VARIANTS:
+                if variant.tensorrt:
+                    engine = built_engine(exported_onnx(weights, variant, cache), max_batch, cache)
+                    targets.append(Target(f"tensorrt {variant.name}", engine, "tensorrt", device))
         return targets
-    for suffix, precision, int8_target in ONNX_VARIANTS:
-        onnx_path = exported_onnx(weights, precision, int8_target, cache)
-        targets.append(Target(f"onnxruntime {suffix}", onnx_path, "onnxruntime", device))
+    for variant in VARIANTS:
+        onnx_path = exported_onnx(weights, variant, cache)
+        targets.append(Target(f"onnxruntime {variant.name}", onnx_path, "onnxruntime", device))
     return targets

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hardnet_export.errors import InputError
+
 #: trtexec's conventions: 200 ms warm-up, then at least 3 s and at least 10 iterations.
 DEFAULT_WARMUP_S = 0.2
 DEFAULT_DURATION_S = 3.0
@@ -47,11 +49,11 @@ def time_step(
     synchronises), so host clocks around it measure real latency.
     """
     if warmup_s < 0 or not np.isfinite(warmup_s):
-        raise ValueError(f"warmup_s must be >= 0, got {warmup_s}")
+        raise InputError(f"warmup_s must be >= 0, got {warmup_s}")
     if duration_s < 0 or not np.isfinite(duration_s):
-        raise ValueError(f"duration_s must be >= 0, got {duration_s}")
+        raise InputError(f"duration_s must be >= 0, got {duration_s}")
     if min_iterations < 1:
-        raise ValueError(f"min_iterations must be >= 1, got {min_iterations}")
+        raise InputError(f"min_iterations must be >= 1, got {min_iterations}")
     clock = time.perf_counter
     warmup = 0
     start = clock()

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hardnet_export.artifacts.describe import DescribeFn, describe_in_batches
+from hardnet_export.artifacts.metadata import SEMANTICS, SEMANTICS_HOST
+from hardnet_export.errors import InputError
+from hardnet_export.evaluation.metrics import compare_descriptors
 from hardnet_export.evaluation.pairs import pair_metrics
-from hardnet_export.export.metadata import SEMANTICS, SEMANTICS_HOST
-from hardnet_export.export.parity import DescribeFn, compare_descriptors, describe_in_batches
 
 if TYPE_CHECKING:
     from hardnet_export.data.types import MatchedPairs
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 GATE_BATCH = 256
 
 
-class Int8GateError(ValueError):
+class Int8GateError(InputError):
     """The quantised graph lost more accuracy than the gate allows."""
 
 
@@ -115,7 +117,7 @@ def evaluate_gate(
     from hardnet_export.host import host_record
 
     if semantics not in SEMANTICS:
-        raise ValueError(f"semantics must be one of {SEMANTICS}, got {semantics!r}")
+        raise InputError(f"semantics must be one of {SEMANTICS}, got {semantics!r}")
     patches = np.concatenate([pairs.anchors, pairs.positives])[:, None]
     n = len(pairs)
     ref = describe_in_batches(reference, patches, GATE_BATCH)

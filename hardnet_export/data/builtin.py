@@ -45,8 +45,19 @@ import cv2
 import numpy as np
 
 from hardnet_export.data.types import MatchedPairs, PatchSet
+from hardnet_export.errors import InputError, InputTypeError
+from hardnet_export.geometry import (
+    PATCH_SIZE,
+    PHOTO_BLURS,
+    antialias_sigma,
+    blur_level,
+    blurred_copy,
+    local_scale,
+    patch_frame,
+    render_patches,
+    to_uint8,
+)
 
-PATCH_SIZE = 32
 #: Photo pixels covered by a patch at scale 1 (patch pixels are 2 photo pixels).
 BASE_SUPPORT = 64.0
 
@@ -80,9 +91,6 @@ HELDOUT_PHOTOS: tuple[str, ...] = ("coffee", "flower", "gravel", "coins")
 TRAIN_PHOTOS: tuple[str, ...] = tuple(n for n in PHOTO_NAMES if n not in HELDOUT_PHOTOS)
 SPLITS = ("train", "val")
 
-# Pre-blurred copies of each photo (photo pixels); the renderer picks the nearest.
-_BLUR_LEVELS = np.array([0.0, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 1.8, 2.2, 2.6, 3.2, 4.0])
-
 
 def split_photos(split: str) -> tuple[str, ...]:
     """Photo names of a split: ``"train"`` or ``"val"`` (the held-out photos)."""
@@ -90,7 +98,7 @@ def split_photos(split: str) -> tuple[str, ...]:
         return TRAIN_PHOTOS
     if split == "val":
         return HELDOUT_PHOTOS
-    raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    raise InputError(f"split must be one of {SPLITS}, got {split!r}")
 
 
 @functools.cache
@@ -101,7 +109,7 @@ def load_photo(name: str) -> np.ndarray:
         - return: (H, W) uint8.
     """
     if name not in PHOTO_SOURCES:
-        raise ValueError(f"unknown built-in photo {name!r}; expected one of {PHOTO_NAMES}")
+        raise InputError(f"unknown built-in photo {name!r}; expected one of {PHOTO_NAMES}")
     package, key = PHOTO_SOURCES[name]
     if package == "skimage":
         import skimage.data
@@ -121,7 +129,7 @@ def load_photo(name: str) -> np.ndarray:
     if image.ndim == 3:
         image = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2GRAY)
     if image.dtype != np.uint8:
-        raise TypeError(f"photo {name!r} loaded as {image.dtype}, expected uint8")
+        raise InputTypeError(f"photo {name!r} loaded as {image.dtype}, expected uint8")
     image = np.ascontiguousarray(image)
     image.setflags(write=False)
     return image
@@ -136,7 +144,7 @@ def texture_score(gray: np.ndarray) -> np.ndarray:
         - return: (H, W) float32, >= 0.
     """
     if gray.ndim != 2 or gray.dtype != np.uint8:
-        raise ValueError(f"texture_score needs (H, W) uint8, got {gray.shape} {gray.dtype}")
+        raise InputError(f"texture_score needs (H, W) uint8, got {gray.shape} {gray.dtype}")
     eig = cv2.cornerMinEigenVal(gray.astype(np.float32), blockSize=5, ksize=3)
     score = np.sqrt(np.maximum(eig, 0.0))
     return cv2.GaussianBlur(score, (0, 0), 1.5)
@@ -158,104 +166,8 @@ def _keypoint_cdf(name: str) -> np.ndarray:
 
 @functools.cache
 def _blurred(name: str, level: int) -> np.ndarray:
-    """Photo ``name`` blurred with ``_BLUR_LEVELS[level]`` (photo pixels)."""
+    """Photo ``name`` blurred with ``PHOTO_BLURS[level]`` (photo pixels)."""
     return blurred_copy(load_photo(name), level)
-
-
-def blurred_copy(image: np.ndarray, level: int) -> np.ndarray:
-    """``image`` blurred with the pre-set sigma number ``level`` (see :func:`blur_level`).
-
-    Shape:
-        - image: (H, W) uint8.
-        - return: (H, W) uint8, read-only.
-    """
-    sigma = float(_BLUR_LEVELS[level])
-    if sigma == 0.0:
-        return image
-    out = cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
-    out.setflags(write=False)
-    return out
-
-
-def blur_level(sigma: np.ndarray) -> np.ndarray:
-    """Index of the pre-blurred copy nearest to each wanted blur (photo pixels)."""
-    return np.abs(np.asarray(sigma)[..., None] - _BLUR_LEVELS).argmin(-1)
-
-
-def antialias_sigma(matrices: np.ndarray) -> np.ndarray:
-    """Blur (photo pixels) that keeps a warp from aliasing, from its local scale at the
-    patch centre: ``0.5 * sqrt(max(f**2 - 1, 0))`` with ``f`` = photo pixels per patch pixel.
-
-    Shape:
-        - matrices: (M, 3, 3) patch-to-photo homographies.
-        - return: (M,) float64.
-    """
-    return 0.5 * np.sqrt(np.maximum(local_scale(matrices) ** 2 - 1.0, 0.0))
-
-
-def local_scale(matrices: np.ndarray) -> np.ndarray:
-    """Photo pixels per patch pixel at the patch centre: sqrt(|det J|) of each homography.
-
-    Shape:
-        - matrices: (M, 3, 3) patch-to-photo homographies.
-        - return: (M,) float64.
-    """
-    c = (PATCH_SIZE - 1) / 2.0
-    h = np.asarray(matrices, dtype=np.float64)
-    w = h[:, 2, 0] * c + h[:, 2, 1] * c + h[:, 2, 2]
-    xy = h[:, :2, 0] * c + h[:, :2, 1] * c + h[:, :2, 2]
-    # Jacobian of the projective map at the centre: (A - p q^T) / w with p = image point.
-    jac = (h[:, :2, :2] - (xy / w[:, None])[:, :, None] * h[:, 2, None, :2]) / w[:, None, None]
-    return np.sqrt(np.abs(np.linalg.det(jac)))
-
-
-def render_patches(
-    images: list[np.ndarray], image_index: np.ndarray, matrices: np.ndarray
-) -> np.ndarray:
-    """Warp 32x32 patches out of images; ``matrices[i]`` maps patch pixel centres
-    ``(u, v, 1)`` to pixel coordinates of ``images[image_index[i]]``. Bilinear, borders
-    reflected. The caller blurs the sources beforehand where the warp downscales.
-
-    Shape:
-        - image_index: (M,) int.
-        - matrices: (M, 3, 3) float.
-        - return: (M, 32, 32) uint8.
-    """
-    out = np.empty((len(matrices), PATCH_SIZE, PATCH_SIZE), np.uint8)
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    size = (PATCH_SIZE, PATCH_SIZE)
-    for i, (k, m) in enumerate(zip(image_index.tolist(), matrices, strict=True)):
-        cv2.warpPerspective(
-            images[k], m, size, dst=out[i], flags=flags, borderMode=cv2.BORDER_REFLECT_101
-        )
-    return out
-
-
-def patch_frame(
-    centres: np.ndarray, support: np.ndarray | float, homographies: np.ndarray | None = None
-) -> np.ndarray:
-    """Compose patch-to-photo matrices: patch pixel -> normalised square [-1, 1]^2 ->
-    optional homography (the view's change) -> ``support`` photo pixels around ``centre``.
-
-    Shape:
-        - centres: (M, 2) photo (x, y).
-        - support: scalar or (M,) side of the covered square at identity, photo pixels.
-        - homographies: (M, 3, 3) in normalised patch coordinates, or None for identity.
-        - return: (M, 3, 3) float64.
-    """
-    m = len(centres)
-    half = np.broadcast_to(np.asarray(support, np.float64) / 2.0, (m,))
-    to_photo = np.zeros((m, 3, 3))
-    to_photo[:, 0, 0] = half
-    to_photo[:, 1, 1] = half
-    to_photo[:, :2, 2] = centres
-    to_photo[:, 2, 2] = 1.0
-    c = (PATCH_SIZE - 1) / 2.0
-    r = PATCH_SIZE / 2.0
-    to_norm = np.array([[1 / r, 0, -c / r], [0, 1 / r, -c / r], [0, 0, 1.0]])
-    if homographies is not None:
-        to_photo = to_photo @ homographies
-    return to_photo @ to_norm
 
 
 @dataclass(frozen=True)
@@ -285,12 +197,12 @@ class Augment:
     def __post_init__(self) -> None:
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
-            raise ValueError(f"scale_range must be 0 < lo <= hi, got {self.scale_range}")
+            raise InputError(f"scale_range must be 0 < lo <= hi, got {self.scale_range}")
         if self.parallax_px < 1.0:
-            raise ValueError(f"Augment.parallax_px must be >= 1, got {self.parallax_px}")
+            raise InputError(f"Augment.parallax_px must be >= 1, got {self.parallax_px}")
         for field in ("relative_scale", "tilt", "gain", "gamma"):
             if getattr(self, field) < 1.0:
-                raise ValueError(f"Augment.{field} is a ratio >= 1, got {getattr(self, field)}")
+                raise InputError(f"Augment.{field} is a ratio >= 1, got {getattr(self, field)}")
         for field in (
             "rotation_deg",
             "perspective",
@@ -300,10 +212,10 @@ class Augment:
             "noise",
         ):
             if getattr(self, field) < 0:
-                raise ValueError(f"Augment.{field} must be >= 0, got {getattr(self, field)}")
+                raise InputError(f"Augment.{field} must be >= 0, got {getattr(self, field)}")
         for field in ("blur_prob", "parallax_prob"):
             if not 0.0 <= getattr(self, field) <= 1.0:
-                raise ValueError(f"Augment.{field} must be in [0, 1], got {getattr(self, field)}")
+                raise InputError(f"Augment.{field} must be in [0, 1], got {getattr(self, field)}")
 
 
 def _log_uniform(rng: np.random.Generator, ratio: float, size: tuple[int, ...]) -> np.ndarray:
@@ -379,8 +291,7 @@ def photometric(rng: np.random.Generator, patches: np.ndarray, aug: Augment) -> 
     noise = windows[start].reshape(patches.shape)
     noise *= sigma
     x += noise
-    # Clipping first keeps the cast in range.
-    return np.clip(x, 0.0, 255.0, out=x).astype(np.uint8)
+    return to_uint8(x)
 
 
 def parallax(
@@ -457,14 +368,14 @@ def _as_rng(rng_or_seed: np.random.Generator | int) -> np.random.Generator:
         return rng_or_seed
     if isinstance(rng_or_seed, (int, np.integer)) and not isinstance(rng_or_seed, bool):
         return np.random.default_rng(int(rng_or_seed))
-    raise TypeError(f"expected a numpy Generator or an int seed, got {type(rng_or_seed)}")
+    raise InputTypeError(f"expected a numpy Generator or an int seed, got {type(rng_or_seed)}")
 
 
 def _check_count(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        raise InputTypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise InputError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
 
 
@@ -546,12 +457,12 @@ class BuiltinPairs:
         self.seed = _check_count("seed", seed, minimum=0)
         self.augment = augment if augment is not None else Augment()
         if not isinstance(self.augment, Augment):
-            raise TypeError(f"augment must be an Augment, got {type(self.augment).__name__}")
+            raise InputTypeError(f"augment must be an Augment, got {type(self.augment).__name__}")
         if min_distance < 0:
-            raise ValueError(f"min_distance must be >= 0, got {min_distance}")
+            raise InputError(f"min_distance must be >= 0, got {min_distance}")
         self.min_distance = float(min_distance)
         if photos_per_draw is not None and not 1 <= photos_per_draw <= len(self.photos):
-            raise ValueError(
+            raise InputError(
                 f"photos_per_draw must be in 1..{len(self.photos)} (the {split} photos), "
                 f"got {photos_per_draw}"
             )
@@ -599,7 +510,7 @@ class BuiltinPairs:
                 idx = np.flatnonzero(keep)[:n]
                 return all_photo[idx], all_xy[idx]
             photo_parts, xy_parts = [all_photo[keep]], [all_xy[keep]]
-        raise ValueError(
+        raise InputError(
             f"cannot place {n} keypoints at least {self.min_distance} px apart in the "
             f"{self.split} photos"
             + ("" if self.photos_per_draw is None else f" ({self.photos_per_draw} per draw)")
@@ -627,10 +538,10 @@ class BuiltinPairs:
         )
         sigma = np.sqrt(antialias_sigma(mats) ** 2 + (blur_px * f) ** 2)
         level = blur_level(sigma)
-        key = flat_photo * len(_BLUR_LEVELS) + level
+        key = flat_photo * len(PHOTO_BLURS) + level
         uniq, image_index = np.unique(key, return_inverse=True)
         images = [
-            _blurred(self.photos[k // len(_BLUR_LEVELS)], int(k % len(_BLUR_LEVELS)))
+            _blurred(self.photos[k // len(PHOTO_BLURS)], int(k % len(PHOTO_BLURS)))
             for k in uniq.tolist()
         ]
         patches = render_patches(images, image_index.reshape(-1), mats)

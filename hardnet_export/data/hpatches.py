@@ -16,8 +16,10 @@ import numpy as np
 
 from hardnet_export._progress import track
 from hardnet_export.data.types import PatchSet
+from hardnet_export.errors import InputError, InputTypeError, MissingFileError
 
-PATCH_SIZE = 65
+#: Side of an HPatches patch as stored, in pixels (resized to 32 for the network).
+HPATCHES_PATCH_SIZE = 65
 IMAGE_NAMES: tuple[str, ...] = ("ref",) + tuple(
     f"{level}{i}" for level in "eht" for i in range(1, 6)
 )
@@ -100,9 +102,9 @@ def split_sequences(split: str = "full", subset: str = "test") -> tuple[str, ...
         subset: ``train`` or ``test``. ``full`` has an empty train set.
     """
     if split not in SPLITS:
-        raise ValueError(f"unknown HPatches split {split!r}; expected one of {sorted(SPLITS)}")
+        raise InputError(f"unknown HPatches split {split!r}; expected one of {sorted(SPLITS)}")
     if subset not in ("train", "test"):
-        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+        raise InputError(f"subset must be 'train' or 'test', got {subset!r}")
     return SPLITS[split][subset]
 
 
@@ -117,11 +119,11 @@ def list_sequences(
     names = split_sequences(split, subset)
     base = Path(root)
     if not base.is_dir():
-        raise FileNotFoundError(f"HPatches root {base} does not exist (expected hpatches-release)")
+        raise MissingFileError(f"HPatches root {base} does not exist (expected hpatches-release)")
     folders = [base / name for name in names]
     missing = [f.name for f in folders if not f.is_dir()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{base} lacks {len(missing)} of the {len(names)} sequences of split {split!r} "
             f"({subset}), e.g. {', '.join(missing[:5])}: point root at hpatches-release"
         )
@@ -146,13 +148,13 @@ def read_sequence(
     folder = Path(folder)
     _check_image_names(images)
     if not folder.is_dir():
-        raise FileNotFoundError(f"HPatches sequence folder {folder} does not exist")
+        raise MissingFileError(f"HPatches sequence folder {folder} does not exist")
     out: dict[str, np.ndarray] = {}
     first = ""
     for name in images:
         stack = _read_stack(folder / f"{name}.png")
         if out and len(stack) != len(out[first]):
-            raise ValueError(
+            raise InputError(
                 f"{folder / f'{name}.png'} holds {len(stack)} patches but {first}.png holds "
                 f"{len(out[first])}: every image of a sequence stacks the same patches"
             )
@@ -180,10 +182,10 @@ def hpatches_patchset(
     """
     _check_image_names(images)
     if not images:
-        raise ValueError("images must name at least one of " + ", ".join(IMAGE_NAMES))
+        raise InputError("images must name at least one of " + ", ".join(IMAGE_NAMES))
     folders = list_sequences(root, split, subset)
     if not folders:
-        raise ValueError(f"split {split!r} has no {subset} sequences")
+        raise InputError(f"split {split!r} has no {subset} sequences")
     patches: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     offset = 0
@@ -205,12 +207,12 @@ def hpatches_patchset(
 
 def _check_image_names(images: Sequence[str]) -> None:
     if isinstance(images, str):
-        raise TypeError(f"images must be a sequence of names, got the string {images!r}")
+        raise InputTypeError(f"images must be a sequence of names, got the string {images!r}")
     unknown = [i for i in images if i not in IMAGE_NAMES]
     if unknown:
-        raise ValueError(f"unknown HPatches image(s) {unknown}; expected names from {IMAGE_NAMES}")
+        raise InputError(f"unknown HPatches image(s) {unknown}; expected names from {IMAGE_NAMES}")
     if len(set(images)) != len(images):
-        raise ValueError(f"images must not repeat a name, got {list(images)}")
+        raise InputError(f"images must not repeat a name, got {list(images)}")
 
 
 def _read_stack(path: Path) -> np.ndarray:
@@ -220,24 +222,25 @@ def _read_stack(path: Path) -> np.ndarray:
         - output: (N, 65, 65) uint8.
     """
     if not path.is_file():
-        raise FileNotFoundError(f"missing HPatches image {path}")
+        raise MissingFileError(f"missing HPatches image {path}")
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise ValueError(f"cannot decode {path}: the file is corrupt or not a PNG image")
+        raise InputError(f"cannot decode {path}: the file is corrupt or not a PNG image")
     if image.ndim == 3 and image.shape[2] in (3, 4):
         color = image[..., :3]
         if not ((color[..., 0] == color[..., 1]).all() and (color[..., 1] == color[..., 2]).all()):
-            raise ValueError(f"{path} is a colour image; HPatches patches are 8-bit grayscale")
+            raise InputError(f"{path} is a colour image; HPatches patches are 8-bit grayscale")
         image = np.ascontiguousarray(color[..., 0])
     if image.dtype != np.uint8 or image.ndim != 2:
-        raise ValueError(
+        raise InputError(
             f"{path} must be an 8-bit grayscale image, got dtype {image.dtype} shape {image.shape}"
         )
     height, width = image.shape
-    if width != PATCH_SIZE:
-        raise ValueError(f"{path} must be {PATCH_SIZE} px wide, got {width}")
-    if height == 0 or height % PATCH_SIZE:
-        raise ValueError(
-            f"{path} must be a multiple of {PATCH_SIZE} px tall (stacked patches), got {height}"
+    if width != HPATCHES_PATCH_SIZE:
+        raise InputError(f"{path} must be {HPATCHES_PATCH_SIZE} px wide, got {width}")
+    if height == 0 or height % HPATCHES_PATCH_SIZE:
+        raise InputError(
+            f"{path} must be a multiple of {HPATCHES_PATCH_SIZE} px tall (stacked patches), "
+            f"got {height}"
         )
-    return image.reshape(height // PATCH_SIZE, PATCH_SIZE, PATCH_SIZE)
+    return image.reshape(height // HPATCHES_PATCH_SIZE, HPATCHES_PATCH_SIZE, HPATCHES_PATCH_SIZE)

@@ -16,10 +16,12 @@ import numpy as np
 
 from hardnet_export._progress import track
 from hardnet_export.data.types import PatchSet
+from hardnet_export.errors import InputError, MissingFileError
 
-PATCH_SIZE = 64
+#: Side of a Brown/PhotoTour patch as stored, in pixels (resized to 32 for the network).
+BROWN_PATCH_SIZE = 64
 TILE_SIZE = 1024
-PATCHES_PER_ROW = TILE_SIZE // PATCH_SIZE
+PATCHES_PER_ROW = TILE_SIZE // BROWN_PATCH_SIZE
 PATCHES_PER_TILE = PATCHES_PER_ROW * PATCHES_PER_ROW
 STANDARD_MATCHES = "m50_100000_100000_0.txt"
 # The published patch counts, for users checking a download; the reader trusts info.txt.
@@ -57,7 +59,7 @@ def read_phototour(root: str | os.PathLike[str], name: str, progress: bool = Fal
     if cache.is_file():
         patches, labels, _ = _read_cache(cache)
         return PatchSet(patches=patches, labels=labels, name=name)
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"no PhotoTour subset {name!r} under {Path(root)}: expected the folder {folder} "
         f"(patches0000.bmp, ..., info.txt) or torchvision's cache {cache}"
     )
@@ -88,20 +90,20 @@ def read_matches(
     if not folder.is_dir() and filename == STANDARD_MATCHES and cache.is_file():
         return _read_cache(cache)[2]
     if not folder.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no PhotoTour subset {name!r} under {Path(root)}: expected the folder {folder}"
             + (f" or torchvision's cache {cache}" if filename == STANDARD_MATCHES else "")
         )
     path = folder / filename
     if not path.is_file():
-        raise FileNotFoundError(f"missing pair list {path}")
+        raise MissingFileError(f"missing pair list {path}")
     num_patches = len(_read_info(folder))
     table = _read_int_table(path, num_fields=6)
     patch_ids = table[:, [0, 3]]
     bad = np.flatnonzero(((patch_ids < 0) | (patch_ids >= num_patches)).any(axis=1))
     if len(bad):
         row = int(bad[0])
-        raise ValueError(
+        raise InputError(
             f"{path} line {row + 1}: patch ids {patch_ids[row, 0]} and {patch_ids[row, 1]} must "
             f"lie in [0, {num_patches}) (the patch count of info.txt)"
         )
@@ -112,10 +114,10 @@ def read_matches(
 def _read_info(folder: Path) -> np.ndarray:
     path = folder / "info.txt"
     if not path.is_file():
-        raise FileNotFoundError(f"missing {path}: it gives the 3D point id of every patch")
+        raise MissingFileError(f"missing {path}: it gives the 3D point id of every patch")
     labels = np.ascontiguousarray(_read_int_table(path, num_fields=2)[:, 0])
     if len(labels) == 0:
-        raise ValueError(f"{path} is empty: expected one line '<3D point id> <unused>' per patch")
+        raise InputError(f"{path} is empty: expected one line '<3D point id> <unused>' per patch")
     return labels
 
 
@@ -128,7 +130,7 @@ def _read_int_table(path: Path, num_fields: int) -> np.ndarray:
     try:
         text = path.read_text(encoding="ascii")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not an ASCII text table: {err}") from err
+        raise InputError(f"{path} is not an ASCII text table: {err}") from err
     lines = text.rstrip().splitlines()
     tokens = text.split()
     if len(tokens) == len(lines) * num_fields:
@@ -139,14 +141,14 @@ def _read_int_table(path: Path, num_fields: int) -> np.ndarray:
     for number, line in enumerate(lines, start=1):
         fields = line.split()
         if len(fields) != num_fields:
-            raise ValueError(
+            raise InputError(
                 f"{path} line {number}: expected {num_fields} integer fields, got "
                 f"{len(fields)}: {line!r}"
             )
         try:
             np.array(fields, dtype=np.int64)
         except (ValueError, OverflowError) as err:
-            raise ValueError(
+            raise InputError(
                 f"{path} line {number}: expected {num_fields} integers, got {line!r}"
             ) from err
     raise AssertionError("unreachable: a table that fails to parse has a bad line")
@@ -164,27 +166,27 @@ def _read_tiles(folder: Path, num_patches: int, progress: bool = False) -> np.nd
     needed = -(-num_patches // PATCHES_PER_TILE)
     for expected, number in enumerate(numbers):
         if number != expected:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"missing tile {folder / _tile_name(expected)}: tiles are numbered without gaps "
                 f"from {_tile_name(0)}, found {_tile_name(number)} next"
             )
     if len(numbers) < needed:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"missing tile {folder / _tile_name(len(numbers))}: info.txt lists {num_patches} "
             f"patches, which need {needed} tiles of {PATCHES_PER_TILE}, but the folder holds "
             f"{len(numbers)} (info.txt is longer than the tiles hold)"
         )
     if len(numbers) > needed:
-        raise ValueError(
+        raise InputError(
             f"{folder} holds {len(numbers)} tiles but info.txt lists only {num_patches} patches "
             f"({needed} tiles): info.txt is truncated or the tiles belong to another subset"
         )
-    out = np.empty((needed * PATCHES_PER_TILE, PATCH_SIZE, PATCH_SIZE), dtype=np.uint8)
-    grid = (PATCHES_PER_ROW, PATCH_SIZE, PATCHES_PER_ROW, PATCH_SIZE)
+    out = np.empty((needed * PATCHES_PER_TILE, BROWN_PATCH_SIZE, BROWN_PATCH_SIZE), dtype=np.uint8)
+    grid = (PATCHES_PER_ROW, BROWN_PATCH_SIZE, PATCHES_PER_ROW, BROWN_PATCH_SIZE)
     for t in track(range(needed), needed, f"reading {folder.name}", "tiles", progress):
         tile = _read_tile(folder / _tile_name(t))
         out[t * PATCHES_PER_TILE : (t + 1) * PATCHES_PER_TILE] = (
-            tile.reshape(grid).transpose(0, 2, 1, 3).reshape(-1, PATCH_SIZE, PATCH_SIZE)
+            tile.reshape(grid).transpose(0, 2, 1, 3).reshape(-1, BROWN_PATCH_SIZE, BROWN_PATCH_SIZE)
         )
     return out[:num_patches]
 
@@ -198,18 +200,18 @@ def _read_tile(path: Path) -> np.ndarray:
     # silently converted, since it cannot come from the real dataset.
     tile = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if tile is None:
-        raise ValueError(f"cannot decode {path}: the file is corrupt or not a BMP image")
+        raise InputError(f"cannot decode {path}: the file is corrupt or not a BMP image")
     if tile.ndim == 3 and tile.shape[2] in (3, 4):
         color = tile[..., :3]
         if not ((color[..., 0] == color[..., 1]).all() and (color[..., 1] == color[..., 2]).all()):
-            raise ValueError(f"{path} is a colour image; PhotoTour tiles are 8-bit grayscale")
+            raise InputError(f"{path} is a colour image; PhotoTour tiles are 8-bit grayscale")
         tile = np.ascontiguousarray(color[..., 0])
     if tile.dtype != np.uint8 or tile.ndim != 2:
-        raise ValueError(
+        raise InputError(
             f"{path} must be an 8-bit grayscale image, got dtype {tile.dtype} shape {tile.shape}"
         )
     if tile.shape != (TILE_SIZE, TILE_SIZE):
-        raise ValueError(
+        raise InputError(
             f"{path} must be {TILE_SIZE}x{TILE_SIZE} (16x16 patches of 64x64), got "
             f"{tile.shape[1]}x{tile.shape[0]}"
         )
@@ -229,9 +231,9 @@ def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a corrupt or foreign file
-        raise ValueError(f"cannot load {path} as a torchvision PhotoTour cache: {err}") from err
+        raise InputError(f"cannot load {path} as a torchvision PhotoTour cache: {err}") from err
     if not isinstance(content, (tuple, list)) or len(content) != 3:
-        raise ValueError(
+        raise InputError(
             f"{path} must hold a tuple (patches, labels, matches) as torchvision writes it, "
             f"got {type(content).__name__}"
             + (f" of length {len(content)}" if isinstance(content, (tuple, list)) else "")
@@ -249,23 +251,23 @@ def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 if isinstance(value, torch.Tensor)
                 else type(value).__name__
             )
-            raise ValueError(f"{path}: {field} must be a {ndim}-D {dtype} tensor, got {got}")
+            raise InputError(f"{path}: {field} must be a {ndim}-D {dtype} tensor, got {got}")
         arrays.append(value.numpy())
     patches, labels, matches = arrays
-    if patches.shape[1:] != (PATCH_SIZE, PATCH_SIZE):
-        raise ValueError(f"{path}: patches must be (N, 64, 64), got {patches.shape}")
+    if patches.shape[1:] != (BROWN_PATCH_SIZE, BROWN_PATCH_SIZE):
+        raise InputError(f"{path}: patches must be (N, 64, 64), got {patches.shape}")
     if labels.shape != (len(patches),):
-        raise ValueError(
+        raise InputError(
             f"{path}: labels must be ({len(patches)},) to match the patches, got {labels.shape}"
         )
     if matches.shape[1] != 3:
-        raise ValueError(f"{path}: matches must be (M, 3), got {matches.shape}")
+        raise InputError(f"{path}: matches must be (M, 3), got {matches.shape}")
     if len(matches) and (
         matches[:, :2].min() < 0
         or matches[:, :2].max() >= len(patches)
         or not np.isin(matches[:, 2], (0, 1)).all()
     ):
-        raise ValueError(
+        raise InputError(
             f"{path}: matches must hold patch ids in [0, {len(patches)}) and is_match in {{0, 1}}"
         )
     return patches, labels, matches

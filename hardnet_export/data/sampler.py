@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from hardnet_export.errors import InputError, InputTypeError
+
 PAPER_PAIRS_PER_EPOCH = 5_000_000
 
 
@@ -43,14 +45,14 @@ class PairSampler:
     ) -> None:
         labels = np.asarray(labels)
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise TypeError(
+            raise InputTypeError(
                 f"labels must be a 1-D integer array, got shape {labels.shape} {labels.dtype}"
             )
         for name, value in (("batch_size", batch_size), ("seed", seed)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+                raise InputTypeError(f"{name} must be an int, got {type(value).__name__}")
         if seed < 0:
-            raise ValueError(f"seed must be non-negative, got {seed}")
+            raise InputError(f"seed must be non-negative, got {seed}")
         # Group patch indices by point: order lists them point by point, starts/counts slice it.
         _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
         order = np.argsort(inverse, kind="stable").astype(np.int64)
@@ -60,17 +62,17 @@ class PairSampler:
         self._starts = starts[usable]
         self._counts = counts[usable].astype(np.int64)
         if batch_size < 2:
-            raise ValueError(
+            raise InputError(
                 f"batch_size must be at least 2 (the loss needs negatives), got {batch_size}"
             )
         if batch_size > self.num_points:
-            raise ValueError(
+            raise InputError(
                 f"batch_size {batch_size} exceeds the {self.num_points} points that have at least "
                 f"two patches (of {len(counts)} points, {len(labels)} patches): every pair in a "
                 "batch needs its own point"
             )
         if not isinstance(pairs_per_epoch, (int, np.integer)) or pairs_per_epoch < 1:
-            raise ValueError(f"pairs_per_epoch must be a positive int, got {pairs_per_epoch!r}")
+            raise InputError(f"pairs_per_epoch must be a positive int, got {pairs_per_epoch!r}")
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.pairs_per_epoch = int(pairs_per_epoch)
@@ -91,7 +93,7 @@ class PairSampler:
             - output: anchors (B,) int64, positives (B,) int64.
         """
         if k < 0:
-            raise ValueError(f"batch index must be non-negative, got {k}")
+            raise InputError(f"batch index must be non-negative, got {k}")
         rng = np.random.default_rng([self.seed, int(k)])
         points = rng.choice(self.num_points, size=self.batch_size, replace=False)
         counts = self._counts[points]
@@ -105,7 +107,7 @@ class PairSampler:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The batches of one epoch, from batch ``start`` within it (to resume mid-epoch)."""
         if epoch < 0 or not 0 <= start <= len(self):
-            raise ValueError(f"need epoch >= 0 and 0 <= start <= {len(self)}, got {epoch}, {start}")
+            raise InputError(f"need epoch >= 0 and 0 <= start <= {len(self)}, got {epoch}, {start}")
         first = epoch * len(self)
         for i in range(start, len(self)):
             yield self.batch(first + i)

@@ -34,16 +34,16 @@ import functools
 import cv2
 import numpy as np
 
-from hardnet_export.data.builtin import (
+from hardnet_export.data.builtin import greedy_keep, texture_score
+from hardnet_export.data.types import MatchedPairs
+from hardnet_export.errors import InputError, InputTypeError
+from hardnet_export.geometry import (
     antialias_sigma,
     blur_level,
     blurred_copy,
-    greedy_keep,
     patch_frame,
     render_patches,
-    texture_score,
 )
-from hardnet_export.data.types import MatchedPairs
 
 #: Rotation (degrees, +/-) and zoom ratio of the harder variant.
 HARD_JITTER: tuple[float, float] = (20.0, 1.25)
@@ -77,11 +77,13 @@ def _blurred_view(view: int, level: int) -> np.ndarray:
 
 def _check_disparity(disparity: np.ndarray) -> None:
     if not isinstance(disparity, np.ndarray) or disparity.ndim != 2:
-        raise ValueError(
+        raise InputError(
             f"disparity must be an (H, W) array, got {getattr(disparity, 'shape', disparity)}"
         )
     if not np.issubdtype(disparity.dtype, np.floating):
-        raise TypeError(f"disparity must be floating point (+inf = unknown), got {disparity.dtype}")
+        raise InputTypeError(
+            f"disparity must be floating point (+inf = unknown), got {disparity.dtype}"
+        )
 
 
 def occlusion_mask(disparity: np.ndarray) -> np.ndarray:
@@ -140,14 +142,14 @@ def stereo_points(
         - return: left (n, 2) float64 (x, y), right (n, 2) float64 (x, y).
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+        raise InputError(f"n must be a positive int, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        raise InputError(f"seed must be a non-negative int, got {seed!r}")
     from scipy.spatial import cKDTree
 
     right_margin = margin if right_margin is None else right_margin
     if margin < 0 or right_margin < 0 or min_distance < 0:
-        raise ValueError(
+        raise InputError(
             "margin, right_margin and min_distance must be >= 0, got "
             f"{margin}, {right_margin}, {min_distance}"
         )
@@ -190,7 +192,7 @@ def stereo_points(
             idx = idx[:n]
             return lxy[idx], rxy[idx]
         if k == len(order):
-            raise ValueError(
+            raise InputError(
                 f"the motorcycle pair holds only {len(idx)} textured visible points "
                 f"{min_distance} px apart with margins {margin}, {right_margin}; asked for {n}"
             )
@@ -218,11 +220,11 @@ def stereo_pairs(
         - return.anchors, return.positives: (n, 32, 32) uint8.
     """
     if not support > 0:
-        raise ValueError(f"support must be > 0 pixels, got {support}")
+        raise InputError(f"support must be > 0 pixels, got {support}")
     degrees, ratio = 0.0, 1.0
     if jitter is not None:
         if len(jitter) != 2 or jitter[0] < 0 or jitter[1] < 1:
-            raise ValueError(f"jitter must be (degrees >= 0, ratio >= 1), got {jitter!r}")
+            raise InputError(f"jitter must be (degrees >= 0, ratio >= 1), got {jitter!r}")
         degrees, ratio = float(jitter[0]), float(jitter[1])
     # The rotated, zoomed-out square must still fit inside the right image.
     reach = np.cos(np.deg2rad(min(degrees, 45.0))) + np.sin(np.deg2rad(min(degrees, 45.0)))

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hardnet_export.errors import InputError
+
 
 @dataclass(frozen=True)
 class PatchSet:
@@ -22,12 +24,12 @@ class PatchSet:
 
     def __post_init__(self) -> None:
         if self.patches.ndim != 3 or self.patches.dtype != np.uint8:
-            raise ValueError(
+            raise InputError(
                 f"PatchSet.patches must be (N, S, S) uint8, got {self.patches.shape} "
                 f"{self.patches.dtype}"
             )
         if self.labels.shape != (len(self.patches),):
-            raise ValueError(
+            raise InputError(
                 f"PatchSet.labels must be ({len(self.patches)},), got {self.labels.shape}"
             )
 
@@ -51,12 +53,12 @@ class MatchedPairs:
     def __post_init__(self) -> None:
         for field, value in (("anchors", self.anchors), ("positives", self.positives)):
             if value.ndim != 3 or value.shape[1:] != (32, 32) or value.dtype != np.uint8:
-                raise ValueError(
+                raise InputError(
                     f"MatchedPairs.{field} must be (N, 32, 32) uint8, got {value.shape} "
                     f"{value.dtype}"
                 )
         if len(self.anchors) != len(self.positives):
-            raise ValueError(
+            raise InputError(
                 f"MatchedPairs needs as many anchors as positives, got {len(self.anchors)} "
                 f"and {len(self.positives)}"
             )

@@ -24,14 +24,16 @@ but not pair for pair; inter-sequence negatives never come from the anchor's own
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from hardnet_export.artifacts.describe import DescribeFn, describe_in_batches
 from hardnet_export.data.hpatches import list_sequences, read_sequence
-from hardnet_export.data.resize import resize_patches
-from hardnet_export.evaluation.describers import Describe, describe_in_chunks
+from hardnet_export.errors import InputError
 from hardnet_export.evaluation.metrics import average_precision
+from hardnet_export.geometry import resize_patches
 
 NOISE = ("e", "h", "t")
 
@@ -41,14 +43,14 @@ def _slot_image(slot: int, noise: str) -> str:
 
 
 def _describe_sequences(
-    describe: Describe, folders: list[Path], progress: object = None
+    describe: DescribeFn, folders: list[Path], progress: Callable[[int], object] | None = None
 ) -> dict[str, dict[str, np.ndarray]]:
     out: dict[str, dict[str, np.ndarray]] = {}
     for folder in folders:
         seq = read_sequence(folder)
         names = list(seq)
         stacked = resize_patches(np.concatenate([seq[n] for n in names]))
-        desc = describe_in_chunks(describe, stacked, progress=progress)
+        desc = describe_in_batches(describe, stacked, progress=progress)
         n = len(seq[names[0]])
         out[folder.name] = {name: desc[i * n : (i + 1) * n] for i, name in enumerate(names)}
     return out
@@ -83,10 +85,10 @@ def verification_pairs(
     """
     names = list(lengths)
     if len(names) < 2:
-        raise ValueError("HPatches verification needs at least two sequences")
+        raise InputError("HPatches verification needs at least two sequences")
     n_rows = np.array([lengths[s] for s in names])
     if (n_rows < 2).any():
-        raise ValueError("every HPatches sequence needs at least two patches")
+        raise InputError("every HPatches sequence needs at least two patches")
     rng = np.random.default_rng(seed)
     s = rng.integers(0, len(names), n_pairs)
     k = rng.integers(0, n_rows[s])
@@ -132,16 +134,16 @@ def verification_map(
 
 
 def evaluate_hpatches(
-    describe: Describe,
+    describe: DescribeFn,
     root: str | os.PathLike[str],
     split: str = "a",
     n_pairs: int = 100_000,
-    progress: object = None,
+    progress: Callable[[int], object] | None = None,
 ) -> dict[str, float]:
     """Verification and matching mAP (fractions) on the test sequences of ``split``."""
     folders = list_sequences(root, split, "test")
     if not folders:
-        raise ValueError(f"HPatches split {split!r} has no test sequences")
+        raise InputError(f"HPatches split {split!r} has no test sequences")
     descs = _describe_sequences(describe, folders, progress)
     return {
         **verification_map(descs, n_pairs),

@@ -1,8 +1,10 @@
-"""Patch-verification metrics."""
+"""Patch-verification metrics, and the agreement of two descriptor sets."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from hardnet_export.errors import InputError
 
 
 def fpr95(distances: np.ndarray, labels: np.ndarray) -> float:
@@ -21,18 +23,18 @@ def fpr95(distances: np.ndarray, labels: np.ndarray) -> float:
     distances = np.asarray(distances, dtype=np.float64)
     labels = np.asarray(labels)
     if distances.ndim != 1 or labels.shape != distances.shape:
-        raise ValueError(
+        raise InputError(
             f"distances and labels must be 1-D of equal length, got {distances.shape} and "
             f"{labels.shape}"
         )
     if not np.all(np.isfinite(distances)):
-        raise ValueError("distances contain NaN or inf")
+        raise InputError("distances contain NaN or inf")
     if not np.isin(labels, (0, 1)).all():
-        raise ValueError("labels must be 0/1 or boolean")
+        raise InputError("labels must be 0/1 or boolean")
     is_match = labels.astype(bool)
     n_pos, n_neg = int(is_match.sum()), int((~is_match).sum())
     if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"FPR95 needs matching and non-matching pairs, got {n_pos} and {n_neg}")
+        raise InputError(f"FPR95 needs matching and non-matching pairs, got {n_pos} and {n_neg}")
     sorted_match = is_match[np.lexsort((is_match, distances))]
     threshold_index = int(np.argmax(np.cumsum(sorted_match) >= 0.95 * n_pos))
     false_positives = int((~sorted_match[:threshold_index]).sum())
@@ -54,16 +56,16 @@ def average_precision(scores: np.ndarray, labels: np.ndarray, numpos: int | None
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels).astype(bool)
     if scores.ndim != 1 or labels.shape != scores.shape:
-        raise ValueError(
+        raise InputError(
             f"scores and labels must be 1-D of equal length, got {scores.shape}, {labels.shape}"
         )
     if not np.all(np.isfinite(scores)):
-        raise ValueError("scores contain NaN or inf")
+        raise InputError("scores contain NaN or inf")
     positives = int(labels.sum()) if numpos is None else int(numpos)
     if positives < labels.sum():
-        raise ValueError(f"numpos {numpos} is below the {int(labels.sum())} positives given")
+        raise InputError(f"numpos {numpos} is below the {int(labels.sum())} positives given")
     if positives == 0:
-        raise ValueError("average precision needs at least one positive")
+        raise InputError("average precision needs at least one positive")
     ranked = labels[np.argsort(-scores, kind="mergesort")]
     tp = np.concatenate([[0], np.cumsum(ranked)])
     fp = np.concatenate([[0], np.cumsum(~ranked)])
@@ -71,3 +73,37 @@ def average_precision(scores: np.ndarray, labels: np.ndarray, numpos: int | None
     precision = np.maximum(tp, 1e-10) / np.maximum(tp + fp, 1e-10)
     # Trapezoids over the recall steps (np.trapz is gone from numpy 2.x as trapezoid).
     return float(np.sum((recall[1:] - recall[:-1]) * (precision[1:] + precision[:-1]) / 2.0))
+
+
+def compare_descriptors(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """Max abs error, min/mean cosine and nearest-neighbour agreement of two descriptor sets.
+
+    Nearest-neighbour agreement is the fraction of descriptors whose nearest other descriptor
+    (by L2 distance) is the same index under both sets; it needs at least 2 descriptors.
+
+    Shape:
+        - reference: (N, D) float.
+        - candidate: (N, D) float.
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    candidate = np.asarray(candidate, dtype=np.float64)
+    if reference.ndim != 2 or reference.shape != candidate.shape or len(reference) < 2:
+        raise InputError(
+            "compare_descriptors needs two (N, D) arrays of equal shape with N >= 2, got "
+            f"{reference.shape} and {candidate.shape}"
+        )
+    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1)
+    cosine = (reference * candidate).sum(axis=1) / np.maximum(norms, 1e-12)
+    return {
+        "max_abs_error": float(np.abs(reference - candidate).max()),
+        "min_cosine": float(cosine.min()),
+        "mean_cosine": float(cosine.mean()),
+        "nn_agreement": float(np.mean(_nearest_other(reference) == _nearest_other(candidate))),
+    }
+
+
+def _nearest_other(descriptors: np.ndarray) -> np.ndarray:
+    squared = (descriptors * descriptors).sum(axis=1)
+    distances = squared[:, None] + squared[None, :] - 2.0 * descriptors @ descriptors.T
+    np.fill_diagonal(distances, np.inf)
+    return distances.argmin(axis=1)

@@ -10,10 +10,13 @@ is the share of anchors whose closest positive (Euclidean) is their own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+from hardnet_export.artifacts.describe import DescribeFn, describe_in_batches
 from hardnet_export.data.types import MatchedPairs
-from hardnet_export.evaluation.describers import Describe, describe_in_chunks
+from hardnet_export.errors import InputError
 from hardnet_export.evaluation.metrics import fpr95
 
 
@@ -24,7 +27,7 @@ def nonmatching_partners(n: int, seed: int = 0) -> np.ndarray:
         - output: (n,) int64.
     """
     if n < 2:
-        raise ValueError(f"need at least 2 pairs to form non-matching pairs, got {n}")
+        raise InputError(f"need at least 2 pairs to form non-matching pairs, got {n}")
     offsets = np.random.default_rng([seed, n]).integers(1, n, n)
     return (np.arange(n) + offsets) % n
 
@@ -36,7 +39,7 @@ def pair_metrics(anchors: np.ndarray, positives: np.ndarray, seed: int = 0) -> d
         - anchors, positives: (n, D) float, row i of each from the same point.
     """
     if anchors.shape != positives.shape or anchors.ndim != 2:
-        raise ValueError(
+        raise InputError(
             f"anchors and positives must be equal (n, D), got {anchors.shape}, {positives.shape}"
         )
     a = anchors.astype(np.float64)
@@ -56,9 +59,12 @@ def pair_metrics(anchors: np.ndarray, positives: np.ndarray, seed: int = 0) -> d
 
 
 def evaluate_matched_pairs(
-    describe: Describe, pairs: MatchedPairs, seed: int = 0, progress: object = None
+    describe: DescribeFn,
+    pairs: MatchedPairs,
+    seed: int = 0,
+    progress: Callable[[int], object] | None = None,
 ) -> dict[str, float]:
     """Describe both sides of ``pairs`` and return FPR95 and NN accuracy (fractions)."""
     patches = np.concatenate([pairs.anchors, pairs.positives])
-    desc = describe_in_chunks(describe, patches, progress=progress)
+    desc = describe_in_batches(describe, patches, progress=progress)
     return pair_metrics(desc[: len(pairs)], desc[len(pairs) :], seed)

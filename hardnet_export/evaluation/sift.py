@@ -31,7 +31,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-PATCH_SIZE = 32
+from hardnet_export.errors import InputError
+
 #: Chosen on built-in validation pairs (2000, seed 1): see the table above.
 SIFT_SIZE = 4.0
 
@@ -51,9 +52,9 @@ def sift_descriptors(
         - output: (N, 128) float32.
     """
     if patches.ndim != 3 or patches.dtype != np.uint8:
-        raise ValueError(f"patches must be (N, S, S) uint8, got {patches.shape} {patches.dtype}")
+        raise InputError(f"patches must be (N, S, S) uint8, got {patches.shape} {patches.dtype}")
     if not size > 0:
-        raise ValueError(f"SIFT keypoint size must be positive, got {size}")
+        raise InputError(f"SIFT keypoint size must be positive, got {size}")
     sift = cv2.SIFT_create()
     centre = (patches.shape[2] - 1) / 2.0, (patches.shape[1] - 1) / 2.0
     out = np.zeros((len(patches), 128), np.float32)

@@ -1,10 +1,11 @@
 """``hardnet-export eval``: a model and OpenCV SIFT on the same patches, one table per dataset.
 
-Data specs:
+Data specs (the grammar of :mod:`hardnet_export.data.sources`; evaluation takes these kinds):
     - ``builtin``: validation pairs from the held-out built-in photos.
     - ``stereo``: the motorcycle stereo pair; ``stereo-hard`` adds rotation and zoom jitter.
-    - ``phototour:ROOT/NAME[:PAIRS_FILE]``: FPR95 on a PhotoTour pair list.
-    - ``hpatches:ROOT[:SPLIT]``: HPatches verification and matching mAP (default split ``a``).
+    - ``phototour:ROOT/NAME[:PAIRS_FILE]`` (or the folder): FPR95 on a PhotoTour pair list.
+    - ``hpatches:ROOT[:SPLIT]`` (or the folder): HPatches verification and matching mAP
+      (default split ``a``).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from hardnet_export._io import atomic_write_text
-from hardnet_export.evaluation.describers import Describe, as_describer
+from hardnet_export.artifacts.describe import DescribeFn
+from hardnet_export.data.sources import split_specs
+from hardnet_export.errors import InputError
+from hardnet_export.evaluation.describers import as_describer
 from hardnet_export.evaluation.sift import SIFT_SIZE, sift_describer
 
-EVAL_SPECS = "builtin | stereo | stereo-hard | phototour:ROOT/NAME[:FILE] | hpatches:ROOT[:SPLIT]"
 # Metric -> (label, lower is better); values are fractions, shown as percentages.
 METRICS: dict[str, tuple[str, bool]] = {
     "fpr95": ("FPR95 %", True),
@@ -50,64 +53,65 @@ class EvalTable:
 class _Dataset:
     name: str
     detail: str
-    run: Callable[[Describe, Any], dict[str, float]]
+    run: Callable[[DescribeFn, Any], dict[str, float]]
+
+
+#: The kinds of :mod:`hardnet_export.data.sources` evaluation takes.
+EVALUATION_KINDS = ("builtin", "stereo", "stereo-hard", "phototour", "hpatches")
 
 
 def _parse(spec: str, n_pairs: int, seed: int) -> _Dataset:
+    from hardnet_export.data.sources import parse_source
     from hardnet_export.evaluation.pairs import evaluate_matched_pairs
 
-    spec = spec.strip()
-    kind, _, rest = spec.partition(":")
-    if kind == "builtin" and not rest:
+    source = parse_source(spec, allowed=EVALUATION_KINDS, purpose="evaluation data")
+    if source.kind == "builtin":
+        if source.options:
+            raise InputError(
+                f"evaluation data {spec!r}: builtin takes no options here (the held-out photos "
+                "are evaluated as they are)"
+            )
         from hardnet_export.data.builtin import validation_pairs
 
         pairs = functools.cache(lambda: validation_pairs(n_pairs, seed=seed))
         detail = f"{n_pairs} pairs from held-out photos, seed {seed}"
-        return _Dataset(spec, detail, lambda d, p: evaluate_matched_pairs(d, pairs(), progress=p))
-    if kind in ("stereo", "stereo-hard") and not rest:
+        return _Dataset(
+            source.spec, detail, lambda d, p: evaluate_matched_pairs(d, pairs(), progress=p)
+        )
+    if source.kind in ("stereo", "stereo-hard"):
         from hardnet_export.data.stereo import HARD_JITTER, stereo_pairs
 
-        jitter = HARD_JITTER if kind == "stereo-hard" else None
+        jitter = HARD_JITTER if source.kind == "stereo-hard" else None
         pairs = functools.cache(lambda: stereo_pairs(n_pairs, seed=seed, jitter=jitter))
         detail = f"motorcycle, {n_pairs} pairs, seed {seed}" + (
             f", jitter {jitter[0]:g} deg / {jitter[1]:g}x" if jitter else ""
         )
-        return _Dataset(spec, detail, lambda d, p: evaluate_matched_pairs(d, pairs(), progress=p))
-    if kind == "phototour" and rest:
+        return _Dataset(
+            source.spec, detail, lambda d, p: evaluate_matched_pairs(d, pairs(), progress=p)
+        )
+    if source.kind == "phototour":
         from hardnet_export.data.phototour import STANDARD_MATCHES
         from hardnet_export.evaluation.phototour import evaluate_phototour
 
-        path, pairs_file = rest, STANDARD_MATCHES
-        head, sep, tail = rest.rpartition(":")
-        if sep and tail.endswith(".txt"):
-            path, pairs_file = head, tail
-        folder = Path(path)
-        if not folder.parent.is_dir():
-            raise FileNotFoundError(f"data {spec!r}: folder {folder.parent} does not exist")
+        pairs_file = source.pairs_file or STANDARD_MATCHES
         return _Dataset(
-            spec,
-            f"{folder.name}, {pairs_file}",
-            lambda d, p: evaluate_phototour(d, folder.parent, folder.name, pairs_file, p),
+            source.spec,
+            f"{source.name}, {pairs_file}",
+            lambda d, p: evaluate_phototour(d, source.root, source.name, pairs_file, p),
         )
-    if kind == "hpatches" and rest:
-        from hardnet_export.evaluation.hpatches import evaluate_hpatches
+    from hardnet_export.evaluation.hpatches import evaluate_hpatches
 
-        root, split = rest, "a"
-        head, sep, tail = rest.rpartition(":")
-        if sep and not Path(rest).is_dir() and "/" not in tail:
-            root, split = head, tail
-        if not Path(root).is_dir():
-            raise FileNotFoundError(f"data {spec!r}: HPatches folder {root} does not exist")
-        return _Dataset(
-            spec,
-            f"split {split} (test sequences)",
-            lambda d, p: evaluate_hpatches(d, root, split, progress=p),
-        )
-    raise ValueError(f"unknown evaluation data {spec!r}: expected {EVAL_SPECS}")
+    assert source.path is not None and source.split is not None
+    root, split = source.path, source.split
+    return _Dataset(
+        source.spec,
+        f"split {split} (test sequences)",
+        lambda d, p: evaluate_hpatches(d, root, split, progress=p),
+    )
 
 
 def run_evaluation(
-    model: str | Path | Describe,
+    model: str | Path | DescribeFn,
     data: Sequence[str] = ("builtin", "stereo"),
     *,
     rootsift: bool = False,
@@ -120,11 +124,14 @@ def run_evaluation(
     """Evaluate ``model`` and OpenCV SIFT (and RootSIFT if asked) on every dataset."""
     from hardnet_export._progress import progress_bar, rate_column
 
-    specs = [s.strip() for item in data for s in item.split(",") if s.strip()]
+    specs = split_specs(data)
     if not specs:
-        raise ValueError(f"no evaluation data given: expected {EVAL_SPECS}")
+        raise InputError(
+            "no evaluation data given: expected builtin, stereo, stereo-hard, "
+            "phototour:ROOT/NAME[:PAIRS.txt] or hpatches:ROOT[:SPLIT]"
+        )
     if n_pairs < 2:
-        raise ValueError(f"n_pairs must be at least 2, got {n_pairs}")
+        raise InputError(f"n_pairs must be at least 2, got {n_pairs}")
     # Cheap checks first: a bad spec or a missing model fails before any pairs are cut
     # (pairs are cut on first use).
     datasets = [_parse(s, n_pairs, seed) for s in specs]

@@ -1,1 +1,10 @@
-"""Export: PyTorch -> ONNX (FP32, FP16) and ONNX -> TensorRT engines."""
+"""Export: PyTorch -> one ONNX graph per entry of the variants table
+(:data:`hardnet_export.artifacts.variants.VARIANTS`): :mod:`~hardnet_export.export.onnx`,
+FP16 in :mod:`~hardnet_export.export.fp16`, INT8 Q/DQ in :mod:`~hardnet_export.export.int8`
+with :mod:`~hardnet_export.export.sensitivity`, parity against PyTorch in
+:mod:`~hardnet_export.export.parity`; and ONNX -> TensorRT engines
+(:mod:`~hardnet_export.export.tensorrt`).
+
+Imports point down: to calibration, evaluation, the runtime (ONNX Runtime sessions), the data,
+the model and the floor; nothing below imports this package.
+"""

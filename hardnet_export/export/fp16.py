@@ -12,16 +12,27 @@ runs it on a CPU.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from hardnet_export.errors import InputError
 
 if TYPE_CHECKING:
     import onnx
 
+    from hardnet_export.artifacts.variants import Variant
+
 FP16_MAX = float(np.finfo(np.float16).max)
 # Ops that keep their meaning when all their float inputs turn float16.
 _FP16_SAFE_OPS = frozenset({"Conv", "Relu"})
+
+
+def fp16_variant(
+    fp32: onnx.ModelProto, variant: Variant, options: None = None
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """The ``fp16`` variant's graph (the entry point the variants table names)."""
+    return convert_to_fp16(fp32), {}
 
 
 def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -34,11 +45,11 @@ def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     nodes = list(model.graph.node)
     conv_positions = [i for i, node in enumerate(nodes) if node.op_type == "Conv"]
     if not conv_positions:
-        raise ValueError("FP16 conversion expects a graph with Conv nodes, found none")
+        raise InputError("FP16 conversion expects a graph with Conv nodes, found none")
     stack = nodes[conv_positions[0] : conv_positions[-1] + 1]
     graph_outputs = {out.name for out in model.graph.output}
     if graph_outputs & {out for node in stack for out in node.output}:
-        raise ValueError("FP16 conversion expects float32 ops (the L2 norm) after the last Conv")
+        raise InputError("FP16 conversion expects float32 ops (the L2 norm) after the last Conv")
     return nodes_to_fp16(model, [node.name for node in stack])
 
 
@@ -64,11 +75,11 @@ def nodes_to_fp16(model: onnx.ModelProto, names: Collection[str]) -> onnx.ModelP
     chosen = set(names)
     missing = sorted(chosen - {node.name for node in nodes})
     if missing:
-        raise ValueError(f"no node called {missing} in the graph")
+        raise InputError(f"no node called {missing} in the graph")
     half = [node for node in nodes if node.name in chosen]
     unsafe = sorted({node.op_type for node in half} - _FP16_SAFE_OPS)
     if unsafe:
-        raise ValueError(f"float16 conversion does not know how to run {unsafe} in float16")
+        raise InputError(f"float16 conversion does not know how to run {unsafe} in float16")
 
     initializers = {init.name: init for init in graph.initializer}
     used_by_float32 = {name for node in nodes if node.name not in chosen for name in node.input}
@@ -78,7 +89,7 @@ def nodes_to_fp16(model: onnx.ModelProto, names: Collection[str]) -> onnx.ModelP
         if array.dtype != np.float32:
             continue
         if np.abs(array).max(initial=0.0) > FP16_MAX:
-            raise ValueError(f"weight {name} exceeds the float16 range ({FP16_MAX})")
+            raise InputError(f"weight {name} exceeds the float16 range ({FP16_MAX})")
         new_name = f"{name}_fp16" if name in used_by_float32 else name
         converted = numpy_helper.from_array(array.astype(np.float16), new_name)
         if new_name == name:
@@ -91,7 +102,7 @@ def nodes_to_fp16(model: onnx.ModelProto, names: Collection[str]) -> onnx.ModelP
     graph_outputs = {out.name for out in graph.output}
     if produced_half & graph_outputs:
         outputs = sorted(produced_half & graph_outputs)
-        raise ValueError(f"float16 nodes may not produce the graph outputs {outputs}")
+        raise InputError(f"float16 nodes may not produce the graph outputs {outputs}")
     entering = sorted(
         {n for node in half for n in node.input if n and n not in weights}
         - produced_half

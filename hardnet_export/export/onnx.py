@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import logging
 import warnings
@@ -20,18 +21,19 @@ import numpy as np
 
 from hardnet_export import __version__
 from hardnet_export._io import atomic_path, check_writable, sha256_file
-from hardnet_export.export import metadata as meta_keys
-from hardnet_export.export.parity import DescribeFn, parity_report
+from hardnet_export.artifacts.describe import DescribeFn
+from hardnet_export.artifacts.metadata import PRODUCER, SEMANTICS_HOST, GraphMetadata
+from hardnet_export.artifacts.variants import Variant, get_variant
+from hardnet_export.errors import InputError, InputTypeError
+from hardnet_export.export.parity import parity_report
 from hardnet_export.host import host_record
 
 if TYPE_CHECKING:
     import onnx
-    import onnxruntime
 
-    from hardnet_export.calibration.quantize import Int8Options
+    from hardnet_export.export.int8 import Int8Options
     from hardnet_export.model import HardNet
 
-PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_DTYPES = {"uint8": np.uint8, "float32": np.float32}
 INPUT_NAME = "patches"
 OUTPUT_NAME = "descriptors"
@@ -43,27 +45,29 @@ def export_onnx(
     weights: str | Path | HardNet | None,
     out: str | Path,
     *,
-    precision: str = "fp32",
+    variant: str | Variant = "fp32",
     input_dtype: str = "uint8",
     opset: int = MIN_OPSET,
     parity: bool = True,
     parity_patches: np.ndarray | None = None,
     int8: Int8Options | None = None,
 ) -> Path:
-    """Export HardNet to one ONNX file at ``precision`` and write it atomically to ``out``.
+    """Export HardNet as one variant (:data:`hardnet_export.artifacts.variants.VARIANTS`) to
+    one ONNX file, written atomically to ``out``.
 
     Args:
         weights: a checkpoint path, a :class:`~hardnet_export.model.HardNet`, or ``None`` for
             the model shipped in the package.
         out: the ``.onnx`` file to write (its folder must exist).
-        precision: ``fp32``, ``fp16`` (conv stack in float16) or ``int8`` (Q/DQ, calibrated on
-            real patches and gated on held-out pairs; see ``int8``).
+        variant: ``fp32``, ``fp16`` (conv stack in float16), ``int8-tensorrt`` or
+            ``int8-cpu`` (Q/DQ, calibrated on real patches and gated on held-out pairs; see
+            ``int8``), or a :class:`~hardnet_export.artifacts.variants.Variant`.
         input_dtype: ``uint8`` (default) or ``float32`` (values 0..255) input.
         opset: ONNX opset, at least 18.
         parity: compare the graph with PyTorch at batch 1, 7 and 300 and store the report in
             the metadata under ``parity``.
         parity_patches: the patches for that report; default 300 held-out built-in patches.
-        int8: calibration and gate options for ``precision="int8"`` (defaults if ``None``).
+        int8: calibration and gate options of an INT8 variant (defaults if ``None``).
 
     Shape:
         - parity_patches: (N, 32, 32) or (N, 1, 32, 32) uint8, N >= 2.
@@ -71,67 +75,66 @@ def export_onnx(
     Returns:
         ``out`` as a Path.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    chosen = variant if isinstance(variant, Variant) else get_variant(variant)
     if input_dtype not in INPUT_DTYPES:
-        raise ValueError(
+        raise InputError(
             f"input_dtype must be one of {', '.join(INPUT_DTYPES)}, got {input_dtype!r}"
         )
     if opset < MIN_OPSET:
-        raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
-    if int8 is not None and precision != "int8":
-        raise ValueError(f"int8 options given for precision {precision!r}")
+        raise InputError(f"opset must be >= {MIN_OPSET}, got {opset}")
+    if int8 is not None and chosen.int8_target is None:
+        raise InputError(f"int8 options given for the {chosen.name} variant")
     out = Path(out)
     check_writable(out)
 
     model, weights_sha, provenance = resolve_weights(weights)
     proto = torch_to_onnx(model, input_dtype=input_dtype, opset=opset)
     extra: dict[str, Any] = {}
-    if precision == "fp16":
-        from hardnet_export.export.fp16 import convert_to_fp16
-
-        proto = convert_to_fp16(proto)
-    elif precision == "int8":
-        from hardnet_export.calibration.quantize import Int8Options, quantize_int8
-
-        proto, extra = quantize_int8(proto, int8 or Int8Options())
-    proto.producer_name, proto.producer_version = meta_keys.PRODUCER, __version__
+    make_graph = chosen.graph_function()
+    if make_graph is not None:
+        proto, extra = make_graph(proto, chosen, int8)
+    proto.producer_name, proto.producer_version = PRODUCER, __version__
     check_graph(proto)
 
-    values: dict[str, Any] = {
-        "producer": f"{meta_keys.PRODUCER} {__version__}",
-        meta_keys.PRECISION: precision,
-        meta_keys.INPUT: {
+    metadata = GraphMetadata(
+        producer=f"{PRODUCER} {__version__}",
+        precision=chosen.precision,
+        input={
             "name": INPUT_NAME,
             "dtype": input_dtype,
             "shape": ["batch", 1, 32, 32],
             "range": [0, 255],
             "normalisation": "per-patch standardisation inside the graph",
         },
-        meta_keys.OUTPUT: {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", 128]},
-        meta_keys.WEIGHTS_SHA256: weights_sha,
-        meta_keys.WEIGHTS_PROVENANCE: provenance,
+        output={"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", 128]},
+        weights_sha256=weights_sha,
+        weights_provenance=provenance,
         **extra,
-    }
+    )
     if parity:
+        from hardnet_export.runtime.onnxruntime_backend import ort_describe
+
         patches, source = (
             (parity_patches, "given patches")
             if parity_patches is not None
             else default_parity_patches()
         )
         # An INT8 graph's parity is computed in the same semantics as its gate.
-        semantics = extra.get(meta_keys.INT8_GATE, {}).get("semantics", meta_keys.SEMANTICS_HOST)
-        values[meta_keys.PARITY] = {
-            **parity_report(
-                torch_describe(model),
-                ort_describe(proto, semantics=semantics),
-                patches,
-                source=source,
-            ),
-            "semantics": semantics,
-            "host": host_record(),
-        }
-    set_metadata(proto, values)
+        semantics = (metadata.int8_gate or {}).get("semantics", SEMANTICS_HOST)
+        metadata = dataclasses.replace(
+            metadata,
+            parity={
+                **parity_report(
+                    torch_describe(model),
+                    ort_describe(proto, semantics=semantics),
+                    patches,
+                    source=source,
+                ),
+                "semantics": semantics,
+                "host": host_record(),
+            },
+        )
+    set_metadata(proto, metadata)
     with atomic_path(out) as tmp:
         import onnx
 
@@ -151,11 +154,11 @@ def resolve_weights(weights: str | Path | HardNet | None) -> tuple[HardNet, str,
 
     if isinstance(weights, nn.Module):
         if not isinstance(weights, HardNet):
-            raise TypeError(f"weights must be a HardNet module, got {type(weights).__name__}")
+            raise InputTypeError(f"weights must be a HardNet module, got {type(weights).__name__}")
         model = copy.deepcopy(weights).cpu().eval()
         return model, state_dict_sha256(model), {"source": "in-memory HardNet module"}
     if weights is not None and not isinstance(weights, (str, Path)):
-        raise TypeError(
+        raise InputTypeError(
             f"weights must be a checkpoint path, a HardNet or None, got {type(weights).__name__}"
         )
     # load_model(None) gives the clear "no shipped model in this installation" error.
@@ -256,7 +259,7 @@ def torch_to_onnx(
     for node in proto.graph.node:
         del node.metadata_props[:]
     name_layers(proto)
-    proto.producer_name = meta_keys.PRODUCER
+    proto.producer_name = PRODUCER
     proto.producer_version = __version__
     return proto
 
@@ -278,19 +281,19 @@ def name_layers(proto: onnx.ModelProto) -> None:
 
 
 def check_graph(proto: onnx.ModelProto) -> None:
-    """``onnx.checker`` (full check, with shape inference) or a ValueError saying why not."""
+    """``onnx.checker`` (full check, with shape inference) or an InputError saying why not."""
     import onnx
 
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise ValueError(f"exported graph fails onnx.checker: {exc}") from exc
+        raise InputError(f"exported graph fails onnx.checker: {exc}") from exc
 
 
-def set_metadata(proto: onnx.ModelProto, values: dict[str, Any]) -> None:
-    """Replace the graph's metadata_props with ``values`` (encoded as strings)."""
+def set_metadata(proto: onnx.ModelProto, metadata: GraphMetadata) -> None:
+    """Replace the graph's metadata_props with ``metadata``."""
     del proto.metadata_props[:]
-    for key, value in meta_keys.encode_metadata(values).items():
+    for key, value in metadata.to_props().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
 
@@ -302,45 +305,6 @@ def torch_describe(model: HardNet) -> DescribeFn:
     def describe(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return model(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
-
-    return describe
-
-
-def ort_session(
-    proto_or_path: onnx.ModelProto | str | Path, *, semantics: str = meta_keys.SEMANTICS_HOST
-) -> onnxruntime.InferenceSession:
-    """An ONNX Runtime CPU session for a graph in memory or on disk.
-
-    ``semantics``: ``host-kernels`` (all graph optimisations: ONNX Runtime fuses Q/DQ into
-    this CPU's int8 kernels) or ``exact-qdq`` (optimisations off: the graph as written).
-    """
-    import onnxruntime
-
-    if semantics not in meta_keys.SEMANTICS:
-        raise ValueError(f"semantics must be one of {meta_keys.SEMANTICS}, got {semantics!r}")
-    source = (
-        str(proto_or_path)
-        if isinstance(proto_or_path, (str, Path))
-        else proto_or_path.SerializeToString()
-    )
-    options = onnxruntime.SessionOptions()
-    if semantics == meta_keys.SEMANTICS_EXACT:
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
-def ort_describe(
-    proto_or_path: onnx.ModelProto | str | Path, *, semantics: str = meta_keys.SEMANTICS_HOST
-) -> DescribeFn:
-    """A describe function running a HardNet graph on ONNX Runtime CPU in ``semantics`` (see
-    :func:`ort_session`); casts the input to the graph's input dtype (uint8 patches in,
-    whatever the graph takes)."""
-    session = ort_session(proto_or_path, semantics=semantics)
-    graph_input = session.get_inputs()[0]
-    dtype = np.uint8 if graph_input.type == "tensor(uint8)" else np.float32
-
-    def describe(batch: np.ndarray) -> np.ndarray:
-        return session.run(None, {graph_input.name: batch.astype(dtype, copy=False)})[0]
 
     return describe
 

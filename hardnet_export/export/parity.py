@@ -6,60 +6,16 @@ the report also checks the dynamic batch axis (odd sizes, a short last chunk).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-DescribeFn = Callable[[np.ndarray], np.ndarray]
+from hardnet_export.artifacts.describe import DescribeFn, describe_in_batches
+from hardnet_export.errors import InputError
+from hardnet_export.evaluation.metrics import compare_descriptors
+
 DEFAULT_BATCH_SIZES = (1, 7, 300)
-
-
-def compare_descriptors(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
-    """Max abs error, min/mean cosine and nearest-neighbour agreement of two descriptor sets.
-
-    Nearest-neighbour agreement is the fraction of descriptors whose nearest other descriptor
-    (by L2 distance) is the same index under both sets; it needs at least 2 descriptors.
-
-    Shape:
-        - reference: (N, D) float.
-        - candidate: (N, D) float.
-    """
-    reference = np.asarray(reference, dtype=np.float64)
-    candidate = np.asarray(candidate, dtype=np.float64)
-    if reference.ndim != 2 or reference.shape != candidate.shape or len(reference) < 2:
-        raise ValueError(
-            "compare_descriptors needs two (N, D) arrays of equal shape with N >= 2, got "
-            f"{reference.shape} and {candidate.shape}"
-        )
-    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1)
-    cosine = (reference * candidate).sum(axis=1) / np.maximum(norms, 1e-12)
-    return {
-        "max_abs_error": float(np.abs(reference - candidate).max()),
-        "min_cosine": float(cosine.min()),
-        "mean_cosine": float(cosine.mean()),
-        "nn_agreement": float(np.mean(_nearest_other(reference) == _nearest_other(candidate))),
-    }
-
-
-def _nearest_other(descriptors: np.ndarray) -> np.ndarray:
-    squared = (descriptors * descriptors).sum(axis=1)
-    distances = squared[:, None] + squared[None, :] - 2.0 * descriptors @ descriptors.T
-    np.fill_diagonal(distances, np.inf)
-    return distances.argmin(axis=1)
-
-
-def describe_in_batches(describe: DescribeFn, patches: np.ndarray, batch_size: int) -> np.ndarray:
-    """Run ``describe`` over ``patches`` in chunks of ``batch_size`` and concatenate.
-
-    Shape:
-        - patches: (N, 1, 32, 32).
-        - Output: (N, 128).
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    chunks = [describe(patches[i : i + batch_size]) for i in range(0, len(patches), batch_size)]
-    return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
 def parity_report(
@@ -83,7 +39,7 @@ def parity_report(
     if patches.ndim == 3:
         patches = patches[:, None]
     if patches.ndim != 4 or patches.shape[1:] != (1, 32, 32) or len(patches) < 2:
-        raise ValueError(f"parity needs (N, 1, 32, 32) patches with N >= 2, got {patches.shape}")
+        raise InputError(f"parity needs (N, 1, 32, 32) patches with N >= 2, got {patches.shape}")
     patches = np.ascontiguousarray(patches)
     reference_descriptors = describe_in_batches(reference, patches, len(patches))
     batches = {}

@@ -15,38 +15,23 @@ device are probed before any TensorRT object is created.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from hardnet_export import __version__
 from hardnet_export._cuda import (
-    MissingDependencyError,
     device_properties,
     require_tensorrt,
     set_cuda_device,
     tensorrt_version,
 )
-from hardnet_export._io import atomic_write_bytes, atomic_write_text, check_writable, sha256_file
-
-SIDECAR_FORMAT = "hardnet-export-engine/1"
-PATCH_SHAPE = (1, 32, 32)
-# Sidecar fields that must all match for an existing engine to be reused.
-CACHE_KEYS = (
-    "onnx_sha256",
-    "precision",
-    "profile",
-    "tensorrt_version",
-    "gpu_name",
-    "compute_capability",
-    "dla_core",
-    "gpu_fallback",
-    "version_compatible",
-    "hardware_compatibility",
-)
+from hardnet_export._io import atomic_write_bytes, check_writable, sha256_file
+from hardnet_export.artifacts.metadata import read_metadata
+from hardnet_export.artifacts.sidecar import EngineSidecar, read_sidecar
+from hardnet_export.artifacts.variants import VARIANTS, variant_for
+from hardnet_export.errors import DeviceError, InputError, MissingDependencyError, MissingFileError
 
 
 @dataclass(frozen=True)
@@ -54,14 +39,8 @@ class EngineBuild:
     """An engine on disk, its sidecar, and whether an existing engine was reused."""
 
     engine: Path
-    sidecar: dict[str, Any]
+    sidecar: EngineSidecar
     reused: bool
-
-
-def sidecar_path(engine: str | Path) -> Path:
-    """``X.engine`` -> ``X.engine.json``."""
-    engine = Path(engine)
-    return engine.with_name(engine.name + ".json")
 
 
 def build_engine(
@@ -103,20 +82,29 @@ def build_engine(
     """
     onnx_path, out = Path(onnx_path), Path(out)
     if not onnx_path.is_file():
-        raise FileNotFoundError(f"ONNX graph not found: {onnx_path}")
+        raise MissingFileError(f"ONNX graph not found: {onnx_path}")
     _check_profile(min_batch, opt_batch, max_batch)
     if workspace_mib < 1:
-        raise ValueError(f"workspace_mib must be >= 1, got {workspace_mib}")
+        raise InputError(f"workspace_mib must be >= 1, got {workspace_mib}")
     if dla_core is not None and dla_core < 0:
-        raise ValueError(f"dla_core must be >= 0, got {dla_core}")
+        raise InputError(f"dla_core must be >= 0, got {dla_core}")
     if out.is_dir():
         raise IsADirectoryError(f"cannot write {out}: it is a folder")
     check_writable(out)
-    graph = _graph_info(onnx_path)
-    if dla_core is not None and graph["precision"] not in ("fp16", "int8"):
-        raise ValueError(
-            f"DLA runs FP16 and INT8 graphs only; {onnx_path} is {graph['precision']}: export "
-            "it with --precision fp16 or int8"
+    graph = read_metadata(onnx_path)
+    variant = (
+        variant_for(graph.precision, graph.int8_target) if graph.precision != "unknown" else None
+    )
+    if variant is not None and not variant.tensorrt:
+        raise InputError(
+            f"{onnx_path} is the {variant.name} variant, which TensorRT does not build "
+            f"({variant.summary}); export a TensorRT variant: "
+            f"{', '.join(v.name for v in VARIANTS if v.tensorrt)}"
+        )
+    if dla_core is not None and not (variant is not None and variant.dla):
+        raise InputError(
+            f"DLA runs {', '.join(v.name for v in VARIANTS if v.dla)} graphs only; {onnx_path} "
+            f"is {graph.precision}: export it with --precision fp16 or int8"
         )
 
     require_tensorrt(device, purpose="building a TensorRT engine")
@@ -131,98 +119,75 @@ def build_engine(
     set_cuda_device(device)
     gpu = device_properties(device)
     if hardware_compatible and float(gpu["compute_capability"]) < 8.0:
-        raise ValueError(
+        raise InputError(
             f"hardware-compatible (Ampere+) engines must be built on an Ampere or newer GPU; "
             f"{gpu['name']} has compute capability {gpu['compute_capability']}"
         )
 
-    sidecar: dict[str, Any] = {
-        "format": SIDECAR_FORMAT,
-        "producer": f"hardnet-export {__version__}",
-        "engine": out.name,
-        "onnx": str(onnx_path),
-        "onnx_sha256": sha256_file(onnx_path),
-        "precision": graph["precision"],
-        "int8_target": graph.get("int8_target"),
-        "calibration_sha256": graph.get("calibration_sha256"),
-        "weights_sha256": graph.get("weights_sha256"),
-        "tensorrt_version": str(trt.__version__),
-        "gpu_name": gpu["name"],
-        "compute_capability": gpu["compute_capability"],
-        "device_index": device,
-        "profile": {
-            "input": graph["input"],
-            "min": [min_batch, *PATCH_SHAPE],
-            "opt": [opt_batch, *PATCH_SHAPE],
-            "max": [max_batch, *PATCH_SHAPE],
-        },
-        "workspace_bytes": workspace_mib << 20,
-        "dla_core": dla_core,
-        "gpu_fallback": bool(gpu_fallback and dla_core is not None),
-        "version_compatible": version_compatible,
-        "hardware_compatibility": "ampere_plus" if hardware_compatible else "none",
-        "strongly_typed": True,
-    }
+    planned = EngineSidecar.plan(
+        onnx_path,
+        out,
+        onnx_sha256=sha256_file(onnx_path),
+        graph=graph,
+        tensorrt_version=str(trt.__version__),
+        gpu_name=gpu["name"],
+        compute_capability=gpu["compute_capability"],
+        device_index=device,
+        batch=(min_batch, opt_batch, max_batch),
+        workspace_bytes=workspace_mib << 20,
+        dla_core=dla_core,
+        gpu_fallback=gpu_fallback,
+        version_compatible=version_compatible,
+        hardware_compatible=hardware_compatible,
+    )
     if not rebuild:
-        existing = _reusable(out, sidecar)
+        existing = _reusable(out, planned)
         if existing is not None:
             return EngineBuild(out, existing, reused=True)
 
     started = time.perf_counter()
-    plan = _build_plan(onnx_path, sidecar, timing_cache=timing_cache)
-    sidecar["build_seconds"] = round(time.perf_counter() - started, 3)
-    sidecar["built_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    sidecar["timing_cache"] = str(timing_cache) if timing_cache is not None else None
+    plan, input_name = _build_plan(onnx_path, planned, timing_cache=timing_cache)
     atomic_write_bytes(out, plan)
-    sidecar["engine_sha256"] = sha256_file(out)
-    atomic_write_text(sidecar_path(out), json.dumps(sidecar, indent=2) + "\n")
+    sidecar = dataclasses.replace(
+        planned,
+        profile={**planned.profile, "input": input_name},
+        build_seconds=round(time.perf_counter() - started, 3),
+        built_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        timing_cache=str(timing_cache) if timing_cache is not None else None,
+        engine_sha256=sha256_file(out),
+    )
+    sidecar.write(out)
     return EngineBuild(out, sidecar, reused=False)
 
 
 def _check_profile(min_batch: int, opt_batch: int, max_batch: int) -> None:
     if not 1 <= min_batch <= opt_batch <= max_batch:
-        raise ValueError(
+        raise InputError(
             "the batch profile needs 1 <= min <= opt <= max, got "
             f"min={min_batch}, opt={opt_batch}, max={max_batch}"
         )
 
 
-def _graph_info(onnx_path: Path) -> dict[str, Any]:
-    from hardnet_export.export.metadata import read_metadata
-
-    meta = read_metadata(onnx_path)
-    input_spec = meta.get("input")
-    return {
-        "precision": meta.get("precision", "unknown"),
-        "int8_target": meta.get("int8_target"),
-        "calibration_sha256": meta.get("calibration_sha256"),
-        "weights_sha256": meta.get("weights_sha256"),
-        "input": input_spec.get("name", "patches") if isinstance(input_spec, dict) else "patches",
-    }
-
-
-def _reusable(out: Path, planned: dict[str, Any]) -> dict[str, Any] | None:
+def _reusable(out: Path, planned: EngineSidecar) -> EngineSidecar | None:
     """The existing sidecar when ``out`` is an engine built with the same key, else None."""
-    side = sidecar_path(out)
-    if not (out.is_file() and side.is_file()):
+    if not out.is_file():
         return None
     try:
-        existing = json.loads(side.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        existing = read_sidecar(out)
+    except InputError:
         return None
-    if not isinstance(existing, dict) or existing.get("format") != SIDECAR_FORMAT:
+    if existing is None or existing.cache_key() != planned.cache_key():
         return None
-    if any(existing.get(key) != planned.get(key) for key in CACHE_KEYS):
-        return None
-    if existing.get("engine_sha256") != sha256_file(out):
+    if existing.engine_sha256 != sha256_file(out):
         return None  # the plan was replaced or truncated since its sidecar was written
     return existing
 
 
 def _build_plan(
-    onnx_path: Path, sidecar: dict[str, Any], *, timing_cache: str | Path | None
-) -> bytes:
-    """Parse, configure and build; the caller has checked TensorRT and the device."""
+    onnx_path: Path, sidecar: EngineSidecar, *, timing_cache: str | Path | None
+) -> tuple[bytes, str]:
+    """Parse, configure and build: the plan and the network's input name. The caller has
+    checked TensorRT and the device."""
     import tensorrt
 
     major, _ = tensorrt_version(tensorrt)
@@ -234,15 +199,15 @@ def _build_plan(
     parser = tensorrt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ValueError(f"TensorRT cannot parse {onnx_path}: {errors or 'no details'}")
+        raise InputError(f"TensorRT cannot parse {onnx_path}: {errors or 'no details'}")
     if network.num_inputs != 1:
-        raise ValueError(f"{onnx_path} must have one input, TensorRT sees {network.num_inputs}")
+        raise InputError(f"{onnx_path} must have one input, TensorRT sees {network.num_inputs}")
     input_name = network.get_input(0).name
 
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(tensorrt.MemoryPoolType.WORKSPACE, int(sidecar["workspace_bytes"]))
+    config.set_memory_pool_limit(tensorrt.MemoryPoolType.WORKSPACE, sidecar.workspace_bytes)
     profile = builder.create_optimization_profile()
-    shapes = sidecar["profile"]
+    shapes = sidecar.profile
     profile.set_shape(
         input_name,
         tensorrt.Dims(shapes["min"]),
@@ -250,23 +215,22 @@ def _build_plan(
         tensorrt.Dims(shapes["max"]),
     )
     config.add_optimization_profile(profile)
-    shapes["input"] = input_name
 
-    dla_core = sidecar["dla_core"]
+    dla_core = sidecar.dla_core
     if dla_core is not None:
         available = builder.num_DLA_cores
         if not 0 <= dla_core < available:
-            raise ValueError(
+            raise InputError(
                 f"DLA core {dla_core} requested, but this device has {available} DLA core(s) "
                 "(DLA exists on Jetson AGX Orin; TensorRT 11.0-11.3 lacks it)"
             )
         config.default_device_type = tensorrt.DeviceType.DLA
         config.DLA_core = dla_core
-        if sidecar["gpu_fallback"]:
+        if sidecar.gpu_fallback:
             config.set_flag(tensorrt.BuilderFlag.GPU_FALLBACK)
-    if sidecar["version_compatible"]:
+    if sidecar.version_compatible:
         config.set_flag(tensorrt.BuilderFlag.VERSION_COMPATIBLE)
-    if sidecar["hardware_compatibility"] == "ampere_plus":
+    if sidecar.hardware_compatibility == "ampere_plus":
         config.hardware_compatibility_level = tensorrt.HardwareCompatibilityLevel.AMPERE_PLUS
 
     cache_path = Path(timing_cache) if timing_cache is not None else None
@@ -275,15 +239,15 @@ def _build_plan(
     )
     cache = config.create_timing_cache(cache_bytes)
     if not config.set_timing_cache(cache, False):
-        raise ValueError(
+        raise InputError(
             f"timing cache {cache_path} does not fit this TensorRT version or GPU; delete it"
         )
 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise RuntimeError(
+        raise DeviceError(
             f"TensorRT failed to build an engine from {onnx_path} (see its log above)"
         )
     if cache_path is not None:
         atomic_write_bytes(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
-    return bytes(memoryview(plan))
+    return bytes(memoryview(plan)), input_name

@@ -14,8 +14,8 @@ cuda-python are imported by the backend that needs them.
 
 from __future__ import annotations
 
+from hardnet_export.geometry import DEFAULT_MAGNIFICATION, extract_patches
 from hardnet_export.runtime.base import Describer
-from hardnet_export.runtime.patches import DEFAULT_MAGNIFICATION, extract_patches
 from hardnet_export.runtime.registry import BACKENDS, load
 
 __all__ = ["BACKENDS", "DEFAULT_MAGNIFICATION", "Describer", "extract_patches", "load"]

@@ -17,16 +17,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from hardnet_export.runtime.patches import KeypointsLike
+from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
+from hardnet_export.errors import InputError, InputTypeError
+from hardnet_export.geometry import PATCH_SIZE
 
-DESCRIPTOR_SIZE = 128
-PATCH_SIZE = 32
+if TYPE_CHECKING:
+    from hardnet_export.geometry import KeypointsLike
+
 _PATCH_DTYPES = ("uint8", "float16", "float32", "float64")
 
 
-def _shape_error(shape: Any) -> ValueError:
-    return ValueError(
+def _shape_error(shape: Any) -> InputError:
+    return InputError(
         f"patches must have shape (N, {PATCH_SIZE}, {PATCH_SIZE}) or "
         f"(N, 1, {PATCH_SIZE}, {PATCH_SIZE}), got {tuple(shape)}"
     )
@@ -48,15 +50,15 @@ def patch_batch_shape(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
 def check_patch_dtype(dtype: str) -> None:
     """Raise TypeError unless ``dtype`` (a numpy-style name) is uint8 or floating point."""
     if dtype not in _PATCH_DTYPES:
-        raise TypeError(f"patches must be uint8 or float (0..255), got dtype {dtype}")
+        raise InputTypeError(f"patches must be uint8 or float (0..255), got dtype {dtype}")
 
 
 def check_patch_values(low: float, high: float, finite: bool) -> None:
     """Raise ValueError for NaN/inf or values outside 0..255."""
     if not finite:
-        raise ValueError("patches contain NaN or inf")
+        raise InputError("patches contain NaN or inf")
     if low < 0.0 or high > 255.0:
-        raise ValueError(f"float patches must lie in 0..255, got values in [{low}, {high}]")
+        raise InputError(f"float patches must lie in 0..255, got values in [{low}, {high}]")
 
 
 def as_patch_batch(patches: Any) -> np.ndarray:
@@ -71,11 +73,11 @@ def as_patch_batch(patches: Any) -> np.ndarray:
     try:
         array = np.asarray(patches)
     except (TypeError, ValueError) as exc:
-        raise TypeError(
+        raise InputTypeError(
             f"patches must be an array of shape (N, 32, 32), got {type(patches).__name__}"
         ) from exc
     if array.dtype.kind in "OUSV":
-        raise TypeError(
+        raise InputTypeError(
             f"patches must be a numeric uint8 or float (0..255) array, got "
             f"{type(patches).__name__} of dtype {array.dtype}"
         )
@@ -119,7 +121,7 @@ def device_patch_shape(iface: dict[str, Any]) -> tuple[tuple[int, int, int, int]
         itemsize = np.dtype(iface["typestr"]).itemsize
         expected = tuple(int(s) for s in np.empty(iface["shape"], np.uint8).strides)
         if tuple(strides) != tuple(s * itemsize for s in expected):
-            raise ValueError(f"device patches must be C-contiguous, got strides {strides}")
+            raise InputError(f"device patches must be C-contiguous, got strides {strides}")
     return shape, dtype
 
 
@@ -134,7 +136,7 @@ def stream_handle(stream: Any) -> int | None:
     try:
         return int(stream)
     except (TypeError, ValueError) as exc:
-        raise TypeError(
+        raise InputTypeError(
             "stream must be a torch.cuda.Stream, cupy Stream, cuda-python cudaStream_t or "
             f"an int handle, got {type(stream).__name__}"
         ) from exc
@@ -169,13 +171,13 @@ class Describer(abc.ABC):
         input_dtype: str = "float32",
     ) -> None:
         if max_batch is not None and max_batch < 1:
-            raise ValueError(f"max_batch must be a positive integer, got {max_batch}")
+            raise InputError(f"max_batch must be a positive integer, got {max_batch}")
         self.artifact = artifact
         self.precision = precision
         self.device = device
         self.max_batch = max_batch
         self.input_dtype = input_dtype
-        from hardnet_export.runtime.patches import DEFAULT_MAGNIFICATION
+        from hardnet_export.geometry import DEFAULT_MAGNIFICATION
 
         self.magnification = DEFAULT_MAGNIFICATION
 
@@ -302,7 +304,7 @@ class Describer(abc.ABC):
             image: grayscale (H, W) or BGR (H, W, 3) uint8 image.
             keypoints: a sequence of ``cv2.KeyPoint`` or an array of (x, y[, size, angle]).
             magnification: support region in units of ``KeyPoint.size`` (see
-                :func:`~hardnet_export.runtime.patches.extract_patches`); defaults to
+                :func:`~hardnet_export.geometry.extract_patches`); defaults to
                 ``self.magnification``.
 
         Shape:
@@ -310,7 +312,7 @@ class Describer(abc.ABC):
             - keypoints: K ``cv2.KeyPoint`` or (K, 2) / (K, 4) float.
             - Output: (keypoints, (K, 128) float32).
         """
-        from hardnet_export.runtime.patches import extract_patches
+        from hardnet_export.geometry import extract_patches
 
         scale = self.magnification if magnification is None else magnification
         patches = extract_patches(image, keypoints, magnification=scale)
@@ -343,7 +345,7 @@ def validate_torch_patches(patches: Any) -> Any:
 
     shape = patch_batch_shape(tuple(patches.shape))
     if patches.dtype != torch.uint8 and not patches.is_floating_point():
-        raise TypeError(
+        raise InputTypeError(
             f"patches must be uint8 or float (0..255), got dtype {str(patches.dtype)[6:]}"
         )
     batch = patches.reshape(shape)

@@ -12,12 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from hardnet_export.errors import DeviceError, InputError, MissingDependencyError
+
 
 def _runtime() -> Any:
     try:
         from cuda.bindings import runtime
     except ImportError as exc:
-        raise ImportError(
+        raise MissingDependencyError(
             "CUDA support needs cuda-python: pip install 'hardnet-export[trt]'"
         ) from exc
     return runtime
@@ -37,7 +39,7 @@ def check(result: Any, call: str) -> Any:
     if int(err) != int(runtime.cudaError_t.cudaSuccess):
         _, name = runtime.cudaGetErrorName(err)
         _, text = runtime.cudaGetErrorString(err)
-        raise RuntimeError(f"{call} failed: {name.decode()} ({text.decode()})")
+        raise DeviceError(f"{call} failed: {name.decode()} ({text.decode()})")
     if not values:
         return None
     return values[0] if len(values) == 1 else values
@@ -130,7 +132,7 @@ def copy_device_to_host(host: np.ndarray, ptr: int) -> None:
     """Blocking copy of ``host.nbytes`` bytes from device pointer ``ptr`` into ``host``."""
     runtime = _runtime()
     if not host.flags.c_contiguous:
-        raise ValueError("host buffer must be C-contiguous")
+        raise InputError("host buffer must be C-contiguous")
     check(
         runtime.cudaMemcpy(
             host.ctypes.data, ptr, host.nbytes, runtime.cudaMemcpyKind.cudaMemcpyDeviceToHost

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from hardnet_export._io import atomic_path
+from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.geometry import PATCH_SIZE, keypoints_to_array
 from hardnet_export.runtime.base import Describer
-from hardnet_export.runtime.keypoints import detect_keypoints, keypoints_as_array
-from hardnet_export.runtime.patches import keypoints_to_array
+from hardnet_export.runtime.keypoints import detect_keypoints
 
 
 def describe_image(
@@ -42,12 +43,13 @@ def describe_image(
         - keypoints: (K, 2) or (K, 4).
         - Output: (K, 4) float32 keypoints, (K, 128) float32 descriptors.
     """
-    if keypoints is None:
-        found = detect_keypoints(image, detector=detector, max_keypoints=max_keypoints)
-        kps = keypoints_as_array(found)
-    else:
-        size = 32 / describer.magnification
-        kps = keypoints_to_array(keypoints, default_size=size).astype(np.float32)
+    given = (
+        detect_keypoints(image, detector=detector, max_keypoints=max_keypoints)
+        if keypoints is None
+        else keypoints
+    )
+    size = PATCH_SIZE / describer.magnification
+    kps = keypoints_to_array(given, default_size=size).astype(np.float32)
     _, descriptors = describer.compute(image, kps)
     return kps, np.asarray(descriptors, np.float32)
 
@@ -63,7 +65,7 @@ def save_features(
         - features: per image, ((K, 4), (K, 128)).
     """
     if len(images) != len(features):
-        raise ValueError(f"{len(images)} image names for {len(features)} feature sets")
+        raise InputError(f"{len(images)} image names for {len(features)} feature sets")
     arrays: dict[str, np.ndarray] = {"images": np.array([str(p) for p in images])}
     for i, (kps, desc) in enumerate(features):
         arrays[f"keypoints_{i}"] = np.asarray(kps, np.float32)
@@ -83,13 +85,13 @@ def load_keypoints_file(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"keypoints file not found: {path}")
+        raise MissingFileError(f"keypoints file not found: {path}")
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
-        raise ValueError(f"{path} is not a readable .npy array ({exc})") from exc
+        raise InputError(f"{path} is not a readable .npy array ({exc})") from exc
     if not isinstance(array, np.ndarray) or array.ndim != 2 or array.shape[1] not in (2, 4):
-        raise ValueError(
+        raise InputError(
             f"{path} must hold a (K, 2) or (K, 4) array, got shape {getattr(array, 'shape', '?')}"
         )
     return array

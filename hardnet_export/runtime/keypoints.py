@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import cv2
 import numpy as np
 
-from hardnet_export.runtime.images import as_gray
+from hardnet_export.errors import InputError
+from hardnet_export.geometry import as_gray
 
 DETECTORS = ("sift", "orb", "fast")
 
@@ -27,7 +26,7 @@ def detect_keypoints(
         - image: (H, W) or (H, W, 3) BGR uint8.
     """
     if max_keypoints is not None and max_keypoints < 1:
-        raise ValueError(f"max_keypoints must be positive, got {max_keypoints}")
+        raise InputError(f"max_keypoints must be positive, got {max_keypoints}")
     gray = as_gray(image)
     if detector == "sift":
         found = cv2.SIFT_create(nfeatures=max_keypoints or 0).detect(gray, None)
@@ -36,33 +35,6 @@ def detect_keypoints(
     elif detector == "fast":
         found = cv2.FastFeatureDetector_create().detect(gray, None)
     else:
-        raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
+        raise InputError(f"detector must be one of {DETECTORS}, got {detector!r}")
     ordered = sorted(found, key=lambda k: -k.response)
     return ordered[:max_keypoints] if max_keypoints else ordered
-
-
-def keypoints_as_array(keypoints: Sequence[cv2.KeyPoint]) -> np.ndarray:
-    """(x, y, size, angle) per keypoint.
-
-    Shape:
-        - Output: (K, 4) float32.
-    """
-    return np.array([(k.pt[0], k.pt[1], k.size, k.angle) for k in keypoints], np.float32).reshape(
-        -1, 4
-    )
-
-
-def array_as_keypoints(array: np.ndarray, *, default_size: float = 1.0) -> list[cv2.KeyPoint]:
-    """``cv2.KeyPoint`` objects from (x, y) or (x, y, size, angle) rows.
-
-    Shape:
-        - array: (K, 2) or (K, 4).
-    """
-    array = np.asarray(array, np.float64)
-    if array.ndim != 2 or array.shape[1] not in (2, 4):
-        raise ValueError(f"keypoints array must have shape (K, 2) or (K, 4), got {array.shape}")
-    if array.shape[1] == 2:
-        return [cv2.KeyPoint(float(x), float(y), default_size) for x, y in array]
-    return [
-        cv2.KeyPoint(float(x), float(y), float(size), float(angle)) for x, y, size, angle in array
-    ]

@@ -7,14 +7,15 @@ classic RANSAC.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
-from hardnet_export.runtime.base import Describer
-from hardnet_export.runtime.images import as_gray
+from hardnet_export.errors import InputError
+from hardnet_export.geometry import as_gray
 from hardnet_export.runtime.keypoints import detect_keypoints
 
 GEOMETRIES = ("homography", "fundamental")
@@ -33,7 +34,7 @@ class MatchResult:
         model: the 3x3 homography (image 1 -> image 2) or fundamental matrix; None when
             there were too few matches or RANSAC failed.
         geometry: ``homography`` or ``fundamental``.
-        descriptor: ``sift`` or the describer's backend name.
+        descriptor: the describer's backend name (``opencv-sift`` for OpenCV's SIFT).
     """
 
     keypoints1: list[cv2.KeyPoint]
@@ -76,12 +77,12 @@ def match_descriptors(
     d1 = np.asarray(descriptors1, np.float32)
     d2 = np.asarray(descriptors2, np.float32)
     if d1.ndim != 2 or d2.ndim != 2 or d1.shape[1] != d2.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"descriptors must be (N1, D) and (N2, D) with the same D, got {d1.shape} and "
             f"{d2.shape}"
         )
     if ratio is not None and not 0.0 < ratio <= 1.0:
-        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+        raise InputError(f"ratio must be in (0, 1], got {ratio}")
     if len(d1) == 0 or len(d2) == 0:
         return np.zeros((0, 2), np.int64)
     sq2 = (d2 * d2).sum(1)
@@ -126,7 +127,7 @@ def estimate_geometry(
         - Output: (3, 3) float64 or None, (M,) bool.
     """
     if geometry not in GEOMETRIES:
-        raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+        raise InputError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
     mask = np.zeros(len(points1), bool)
     if len(points1) < _MIN_MATCHES[geometry]:
         return None, mask
@@ -144,31 +145,54 @@ def estimate_geometry(
     return model, found.ravel().astype(bool)
 
 
+class KeypointDescriber(Protocol):
+    """Anything that describes an image at keypoints, like OpenCV's ``Feature2D.compute``:
+    every :class:`Describer` and :class:`OpenCVSift`."""
+
+    backend: str
+
+    def compute(
+        self, image: np.ndarray, keypoints: Sequence[cv2.KeyPoint]
+    ) -> tuple[Any, np.ndarray]: ...
+
+
+class OpenCVSift:
+    """OpenCV's own SIFT descriptor at given keypoints: the baseline to compare HardNet with."""
+
+    backend = "opencv-sift"
+
+    def compute(
+        self, image: np.ndarray, keypoints: Sequence[cv2.KeyPoint]
+    ) -> tuple[Sequence[cv2.KeyPoint], np.ndarray]:
+        """Descriptors at ``keypoints`` (all kept, in order).
+
+        Shape:
+            - Output: (K, 128) float32.
+        """
+        gray = as_gray(image)
+        if not keypoints:
+            return keypoints, np.zeros((0, 128), np.float32)
+        kept, descriptors = cv2.SIFT_create().compute(gray, list(keypoints))
+        if len(kept) != len(keypoints):
+            raise RuntimeError("OpenCV SIFT dropped keypoints; cannot align descriptors")
+        return keypoints, descriptors.astype(np.float32)
+
+
 def describe_with(
-    describer: Describer | str, image: np.ndarray, keypoints: list[cv2.KeyPoint]
+    describer: KeypointDescriber, image: np.ndarray, keypoints: list[cv2.KeyPoint]
 ) -> np.ndarray:
-    """Descriptors at ``keypoints`` from a Describer, or OpenCV's own ``"sift"``.
+    """Descriptors at ``keypoints`` from a Describer or :class:`OpenCVSift`.
 
     Shape:
         - Output: (K, D) float32 (D = 128 for both).
     """
-    if isinstance(describer, Describer):
-        return np.asarray(describer.compute(image, keypoints)[1])
-    if describer != "sift":
-        raise ValueError(f"descriptor must be a Describer or 'sift', got {describer!r}")
-    gray = as_gray(image)
-    if not keypoints:
-        return np.zeros((0, 128), np.float32)
-    kept, descriptors = cv2.SIFT_create().compute(gray, list(keypoints))
-    if len(kept) != len(keypoints):
-        raise RuntimeError("OpenCV SIFT dropped keypoints; cannot align descriptors")
-    return descriptors.astype(np.float32)
+    return np.asarray(describer.compute(image, keypoints)[1], np.float32)
 
 
 def match_images(
     image1: np.ndarray,
     image2: np.ndarray,
-    describer: Describer | str = "sift",
+    describer: KeypointDescriber,
     *,
     detector: str = "sift",
     max_keypoints: int | None = 2000,
@@ -180,7 +204,7 @@ def match_images(
 
     Args:
         image1, image2: grayscale or BGR uint8 images.
-        describer: a loaded :class:`Describer`, or ``"sift"`` for OpenCV's SIFT descriptor.
+        describer: a loaded :class:`Describer`, or :class:`OpenCVSift` for OpenCV's own.
         detector: ``sift``, ``orb`` or ``fast``.
         max_keypoints: strongest keypoints kept per image.
         geometry: ``homography`` or ``fundamental``.
@@ -191,7 +215,7 @@ def match_images(
         - image1, image2: (H, W) or (H, W, 3) uint8.
     """
     if geometry not in GEOMETRIES:
-        raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+        raise InputError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
     kps1 = detect_keypoints(image1, detector=detector, max_keypoints=max_keypoints)
     kps2 = detect_keypoints(image2, detector=detector, max_keypoints=max_keypoints)
     desc1 = describe_with(describer, image1, kps1)
@@ -200,8 +224,7 @@ def match_images(
     pts1 = np.array([kps1[i].pt for i in matches[:, 0]], np.float64).reshape(-1, 2)
     pts2 = np.array([kps2[j].pt for j in matches[:, 1]], np.float64).reshape(-1, 2)
     model, inliers = estimate_geometry(pts1, pts2, geometry, threshold)
-    name = describer.backend if isinstance(describer, Describer) else describer
-    return MatchResult(kps1, kps2, matches, inliers, model, geometry, name)
+    return MatchResult(kps1, kps2, matches, inliers, model, geometry, describer.backend)
 
 
 def draw_matches(

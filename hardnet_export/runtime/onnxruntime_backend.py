@@ -16,11 +16,23 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hardnet_export.runtime.base import DESCRIPTOR_SIZE, PATCH_SIZE, Describer
+from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE, DescribeFn
+from hardnet_export.artifacts.metadata import (
+    SEMANTICS,
+    SEMANTICS_EXACT,
+    SEMANTICS_HOST,
+    GraphMetadata,
+)
+from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
+from hardnet_export.geometry import PATCH_SIZE, to_uint8
+from hardnet_export.runtime.base import Describer
+
+if TYPE_CHECKING:
+    import onnx
 
 DEFAULT_MAX_BATCH = 1024
 _PROVIDER_DEVICE = {
@@ -36,7 +48,7 @@ def _import_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
-        raise ImportError(
+        raise MissingDependencyError(
             "the onnxruntime backend (.onnx) needs ONNX Runtime: pip install onnxruntime "
             "(or onnxruntime-gpu for CUDA)"
         ) from exc
@@ -59,7 +71,7 @@ def choose_providers(
     options = dict(provider_options or {})
     kind, _, index = (device or "").partition(":")
     if index and not index.isdigit():
-        raise ValueError(f"device index must be an integer, got {device!r}")
+        raise InputError(f"device index must be an integer, got {device!r}")
     gpu_options = {"device_id": int(index)} if index else {}
     if device is None:
         wanted = ["CUDAExecutionProvider"] if cuda_devices > 0 else []
@@ -70,11 +82,11 @@ def choose_providers(
     elif kind == "tensorrt":
         wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
     else:
-        raise ValueError(
+        raise InputError(
             f"the onnxruntime backend runs on 'cpu', 'cuda[:N]' or 'tensorrt[:N]', got {device!r}"
         )
     if device is not None and wanted and wanted[0] not in available:
-        raise RuntimeError(
+        raise MissingDependencyError(
             f"device={device!r} needs ONNX Runtime's {wanted[0]}, but this ONNX Runtime has "
             f"{available}; install onnxruntime-gpu (instead of onnxruntime)"
         )
@@ -98,7 +110,7 @@ def check_active_providers(device: str | None, asked: list[str], active: list[st
     """
     kind = (device or "").partition(":")[0]
     if kind == "cuda" and "CUDAExecutionProvider" not in active:
-        raise RuntimeError(
+        raise MissingDependencyError(
             f"device={device!r}: ONNX Runtime could not start its CUDA provider (running "
             f"{active}); check the CUDA and cuDNN libraries onnxruntime-gpu needs"
         )
@@ -110,7 +122,7 @@ def check_active_providers(device: str | None, asked: list[str], active: list[st
         )
 
 
-def int8_kernel_warning(path: Path, metadata: dict[str, str], isa: str | None = None) -> str | None:
+def int8_kernel_warning(path: Path, metadata: GraphMetadata, isa: str | None = None) -> str | None:
     """Why ONNX Runtime's int8 kernels on a CPU of kind ``isa`` (default: this one) would not
     compute an INT8 graph as it was checked, or None when they would.
 
@@ -121,12 +133,12 @@ def int8_kernel_warning(path: Path, metadata: dict[str, str], isa: str | None = 
     """
     from hardnet_export import host
 
-    if metadata.get("precision") != "int8":
+    if metadata.precision != "int8":
         return None
     isa = isa or host.int8_isa()
     if not host.saturates(isa):
         return None
-    target = metadata.get("int8_target")
+    target = metadata.int8_target
     if target == "tensorrt":
         return (
             f"{path.name} is the TensorRT flavour of INT8, checked in exact Q/DQ semantics; "
@@ -136,7 +148,7 @@ def int8_kernel_warning(path: Path, metadata: dict[str, str], isa: str | None = 
             "graph_optimization_level='disable' for exact (slower) results; "
             "'hardnet-export check' measures the difference."
         )
-    made_for = metadata.get("int8_isa")
+    made_for = metadata.int8_isa
     if target == "cpu" and made_for and not host.saturates(made_for):
         return (
             f"{path.name} was made for {made_for} int8 kernels (8-bit weights); this CPU has "
@@ -145,6 +157,53 @@ def int8_kernel_warning(path: Path, metadata: dict[str, str], isa: str | None = 
             f"{isa}."
         )
     return None
+
+
+def ort_session(
+    proto_or_path: onnx.ModelProto | str | Path,
+    *,
+    semantics: str = SEMANTICS_HOST,
+    threads: int = 0,
+) -> Any:
+    """An ONNX Runtime CPU session for a graph in memory or on disk (``threads``: intra-op
+    threads, 0 = ONNX Runtime's default).
+
+    ``semantics``: ``host-kernels`` (all graph optimisations: ONNX Runtime fuses Q/DQ into
+    this CPU's int8 kernels) or ``exact-qdq`` (optimisations off: the graph as written).
+    """
+    onnxruntime = _import_onnxruntime()
+
+    if semantics not in SEMANTICS:
+        raise InputError(f"semantics must be one of {SEMANTICS}, got {semantics!r}")
+    source = (
+        str(proto_or_path)
+        if isinstance(proto_or_path, (str, Path))
+        else proto_or_path.SerializeToString()
+    )
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    if semantics == SEMANTICS_EXACT:
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def ort_describe(
+    proto_or_path: onnx.ModelProto | str | Path,
+    *,
+    semantics: str = SEMANTICS_HOST,
+    threads: int = 0,
+) -> DescribeFn:
+    """A describe function running a HardNet graph on ONNX Runtime CPU in ``semantics`` (see
+    :func:`ort_session`); casts the input to the graph's input dtype (uint8 patches in,
+    whatever the graph takes)."""
+    session = ort_session(proto_or_path, semantics=semantics, threads=threads)
+    graph_input = session.get_inputs()[0]
+    dtype = np.uint8 if graph_input.type == "tensor(uint8)" else np.float32
+
+    def describe(batch: np.ndarray) -> np.ndarray:
+        return session.run(None, {graph_input.name: batch.astype(dtype, copy=False)})[0]
+
+    return describe
 
 
 class OnnxRuntimeDescriber(Describer):
@@ -164,29 +223,29 @@ class OnnxRuntimeDescriber(Describer):
     def __init__(self, session: Any, artifact: Path, *, max_batch: int | None) -> None:
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1:
-            raise ValueError(
+            raise InputError(
                 f"{artifact} is not a HardNet graph: expected one input and one output, got "
                 f"{len(inputs)} inputs and {len(outputs)} outputs"
             )
         spec, out_spec = inputs[0], outputs[0]
         shape = list(spec.shape)
         if len(shape) != 4 or shape[1:] != [1, PATCH_SIZE, PATCH_SIZE]:
-            raise ValueError(
+            raise InputError(
                 f"{artifact} is not a HardNet graph: its input {spec.name!r} has shape {shape}, "
                 f"expected (N, 1, {PATCH_SIZE}, {PATCH_SIZE})"
             )
         if out_spec.shape[-1] != DESCRIPTOR_SIZE:
-            raise ValueError(
+            raise InputError(
                 f"{artifact} is not a HardNet graph: output {out_spec.name!r} has shape "
                 f"{out_spec.shape}, expected (N, {DESCRIPTOR_SIZE})"
             )
         if spec.type not in _ONNX_DTYPES:
-            raise ValueError(
+            raise InputError(
                 f"{artifact}: input {spec.name!r} is {spec.type}, expected uint8 or float32"
             )
         fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
         if fixed is not None and max_batch is not None and max_batch != fixed:
-            raise ValueError(
+            raise InputError(
                 f"{artifact} was exported with a fixed batch of {fixed}; max_batch={max_batch} "
                 "cannot be used (re-export with a dynamic batch)"
             )
@@ -198,16 +257,16 @@ class OnnxRuntimeDescriber(Describer):
             device = f"{device}:{options['device_id']}"
         super().__init__(
             artifact,
-            precision=meta.get("precision", "unknown"),
+            precision=GraphMetadata.from_props(meta, str(artifact)).precision,
             device=device,
             max_batch=fixed or max_batch or DEFAULT_MAX_BATCH,
             input_dtype=_ONNX_DTYPES[spec.type],
         )
         self.session = session
-        self.metadata: dict[str, str] = dict(meta)
+        self.metadata = GraphMetadata.from_props(meta, str(artifact))
         #: ``host-kernels`` (ONNX Runtime fuses Q/DQ into this CPU's int8 kernels) or
         #: ``exact-qdq`` (graph optimisations off: the graph as written).
-        self.semantics = "host-kernels"
+        self.semantics = SEMANTICS_HOST
         self.providers: list[str] = list(session.get_providers())
         self._fixed_batch = fixed
         self._input_name = spec.name
@@ -232,12 +291,12 @@ class OnnxRuntimeDescriber(Describer):
             ValueError: the file is not a readable ONNX graph, or not a HardNet graph.
         """
         if path is None:
-            raise ValueError("the onnxruntime backend needs an .onnx path")
+            raise InputError("the onnxruntime backend needs an .onnx path")
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {path}")
+            raise MissingFileError(f"ONNX model not found: {path}")
         if graph_optimization_level not in _OPT_LEVELS:
-            raise ValueError(
+            raise InputError(
                 f"graph_optimization_level must be one of {_OPT_LEVELS}, "
                 f"got {graph_optimization_level!r}"
             )
@@ -268,15 +327,15 @@ class OnnxRuntimeDescriber(Describer):
             )
         except Exception as exc:  # ORT raises its own pybind classes (InvalidProtobuf, Fail)
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise ValueError(
+            raise InputError(
                 f"{path} is not a readable ONNX model ({type(exc).__name__}: {first_line})"
             ) from exc
         check_active_providers(device, [name for name, _ in chosen], session.get_providers())
         describer = cls(session, path, max_batch=max_batch)
         describer.semantics = (
-            "exact-qdq" if graph_optimization_level == "disable" else "host-kernels"
+            SEMANTICS_EXACT if graph_optimization_level == "disable" else SEMANTICS_HOST
         )
-        if describer.device == "cpu" and describer.semantics == "host-kernels":
+        if describer.device == "cpu" and describer.semantics == SEMANTICS_HOST:
             warning = int8_kernel_warning(path, describer.metadata)
             if warning:
                 warnings.warn(warning, RuntimeWarning, stacklevel=2)
@@ -285,7 +344,7 @@ class OnnxRuntimeDescriber(Describer):
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         if self.input_dtype == "uint8" and batch.dtype != np.uint8:
             # A uint8 graph holds integer grey levels: round float input to them.
-            batch = np.rint(batch).astype(np.uint8)
+            batch = to_uint8(batch)
         elif self.input_dtype == "float32" and batch.dtype != np.float32:
             batch = batch.astype(np.float32)
         n = len(batch)

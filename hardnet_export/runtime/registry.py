@@ -2,28 +2,33 @@
 
 A new backend is one module in ``hardnet_export/runtime/`` with a :class:`Describer`
 subclass that has an ``open(path, *, device, max_batch, **options)`` classmethod, plus one
-line in :data:`BACKENDS`. Backend modules import their library lazily, so a missing library
-is only an error when that backend is asked for.
+entry in :data:`BACKENDS` (its suffixes and the load option that sets its CPU threads, which
+the benchmark uses). Backend modules import their library lazily, so a missing library is
+only an error when that backend is asked for.
 """
 
 from __future__ import annotations
 
 import importlib
-import tempfile
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.runtime.base import Describer
+from hardnet_export.shipped import SHIPPED_ONNX
 
 
 @dataclass(frozen=True)
 class Backend:
-    """A registered backend: its name, the ``module:Class`` implementing it, its suffixes."""
+    """A registered backend: its name, the ``module:Class`` implementing it, the artifact
+    suffixes it reads, and the ``load`` option that sets its CPU threads (None: no CPU)."""
 
     name: str
     target: str
     suffixes: tuple[str, ...]
+    threads_option: str | None = None
 
     def describer_class(self) -> type[Describer]:
         module, _, cls = self.target.partition(":")
@@ -32,9 +37,17 @@ class Backend:
 
 
 BACKENDS: tuple[Backend, ...] = (
-    Backend("torch", "hardnet_export.runtime.torch_backend:TorchDescriber", (".pt", ".pth")),
     Backend(
-        "onnxruntime", "hardnet_export.runtime.onnxruntime_backend:OnnxRuntimeDescriber", (".onnx",)
+        "torch",
+        "hardnet_export.runtime.torch_backend:TorchDescriber",
+        (".pt", ".pth"),
+        threads_option="num_threads",
+    ),
+    Backend(
+        "onnxruntime",
+        "hardnet_export.runtime.onnxruntime_backend:OnnxRuntimeDescriber",
+        (".onnx",),
+        threads_option="intra_op_num_threads",
     ),
     Backend(
         "tensorrt",
@@ -53,7 +66,7 @@ def get_backend(name: str) -> Backend:
     for backend in BACKENDS:
         if backend.name == name:
             return backend
-    raise ValueError(f"unknown backend {name!r}; known: {[b.name for b in BACKENDS]}")
+    raise InputError(f"unknown backend {name!r}; known: {[b.name for b in BACKENDS]}")
 
 
 def backend_for(path: str | Path) -> Backend:
@@ -67,7 +80,7 @@ def backend_for(path: str | Path) -> Backend:
         if suffix in backend.suffixes:
             return backend
     known = sorted(s for b in BACKENDS for s in b.suffixes)
-    raise ValueError(f"no backend reads {path}: expected one of {known}")
+    raise InputError(f"no backend reads {path}: expected one of {known}")
 
 
 def load(
@@ -82,8 +95,9 @@ def load(
 
     ``.pt``/``.pth`` -> PyTorch, ``.onnx`` -> ONNX Runtime, ``.engine``/``.plan`` -> TensorRT
     (its sidecar is checked against this TensorRT and GPU first). ``path=None`` loads the
-    model shipped in the package with PyTorch, on CUDA when available; with
-    ``backend="onnxruntime"`` it is first exported to a temporary ONNX graph.
+    model shipped in the package: its checkpoint with PyTorch (on CUDA when available) where
+    torch is installed, else, or with ``backend="onnxruntime"``, its FP32 ONNX graph, which
+    ships beside it.
 
     Args:
         path: the artifact, or None for the shipped model.
@@ -99,40 +113,35 @@ def load(
         ImportError: the backend's library is not installed.
     """
     if path is None:
-        if backend in (None, "torch"):
+        if backend is None:
+            backend = "torch" if importlib.util.find_spec("torch") is not None else "onnxruntime"
+        if backend == "torch":
             return (
                 get_backend("torch")
                 .describer_class()
                 .open(None, device=device, max_batch=max_batch, **options)
             )
         if backend == "onnxruntime":
-            return _shipped_as_onnx(device=device, max_batch=max_batch, **options)
+            if not SHIPPED_ONNX.is_file():
+                raise MissingFileError(
+                    f"no shipped model in this installation ({SHIPPED_ONNX} is missing)"
+                )
+            return (
+                get_backend("onnxruntime")
+                .describer_class()
+                .open(SHIPPED_ONNX, device=device, max_batch=max_batch, **options)
+            )
         get_backend(backend)
-        raise ValueError(
+        raise InputError(
             f"backend {backend!r} needs an artifact: build one from the shipped model with "
             "'hardnet-export onnx' and 'hardnet-export trt', then pass its path"
         )
     path = Path(path)
     chosen = backend_for(path) if backend is None else get_backend(backend)
     if path.suffix.lower() not in chosen.suffixes:
-        raise ValueError(
+        raise InputError(
             f"backend {chosen.name!r} reads {list(chosen.suffixes)} files, got {path.name}"
         )
     if not path.is_file():
-        raise FileNotFoundError(f"model not found: {path}")
+        raise MissingFileError(f"model not found: {path}")
     return chosen.describer_class().open(path, device=device, max_batch=max_batch, **options)
-
-
-def _shipped_as_onnx(**kwargs: Any) -> Describer:
-    from hardnet_export.export.onnx import export_onnx
-    from hardnet_export.model import SHIPPED_WEIGHTS
-
-    if not SHIPPED_WEIGHTS.is_file():
-        raise FileNotFoundError(
-            f"no shipped model in this installation ({SHIPPED_WEIGHTS} is missing)"
-        )
-    with tempfile.TemporaryDirectory(prefix="hardnet-export-") as tmp:
-        onnx_path = Path(tmp) / "hardnet_builtin.fp32.onnx"
-        export_onnx(SHIPPED_WEIGHTS, onnx_path)
-        # The session holds the graph in memory, so the temporary file may go.
-        return get_backend("onnxruntime").describer_class().open(onnx_path, **kwargs)

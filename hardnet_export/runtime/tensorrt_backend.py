@@ -1,10 +1,11 @@
 """TensorRT backend: ``.engine`` / ``.plan`` files (TensorRT 10 and 11) through cuda-python.
 
 Loading checks, in this order, before any TensorRT object exists: the file, a CUDA device,
-the TensorRT installation, and the engine's JSON sidecar (``X.engine.json``, written by
-``hardnet_export.export.tensorrt``) against the running TensorRT version and GPU. A
-mismatch raises :class:`EngineMismatchError` with the command that rebuilds the engine.
-:func:`check_engine_sidecar` needs neither TensorRT nor a GPU.
+the TensorRT installation, and the engine's JSON sidecar (``X.engine.json``,
+:class:`hardnet_export.artifacts.sidecar.EngineSidecar`, which the builder writes) against the
+running TensorRT version and GPU. A mismatch raises
+:class:`~hardnet_export.artifacts.sidecar.EngineMismatchError` with the command that rebuilds
+the engine; that check needs neither TensorRT nor a GPU.
 
 At run time the engine is deserialised once into one execution context with its own CUDA
 stream, device buffers (``cudaMalloc``) and pinned host buffers (``cudaHostAlloc``) sized for
@@ -20,20 +21,30 @@ from any number of threads; calls are serialised on the GPU.
 
 from __future__ import annotations
 
-import json
 import threading
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hardnet_export._cuda import device_properties, require_tensorrt
-from hardnet_export.export.tensorrt import sidecar_path  # the exporter owns the sidecar format
+from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
+from hardnet_export.artifacts.sidecar import (
+    EngineMismatchError,
+    EngineSidecar,
+    read_sidecar,
+    rebuild_command,
+)
+from hardnet_export.errors import (
+    DeviceError,
+    InputError,
+    InputTypeError,
+    MissingFileError,
+    StateError,
+)
+from hardnet_export.geometry import PATCH_SIZE, to_uint8
 from hardnet_export.runtime import cudart
 from hardnet_export.runtime.base import (
-    DESCRIPTOR_SIZE,
-    PATCH_SIZE,
     Describer,
     cuda_array_interface,
     device_patch_shape,
@@ -47,112 +58,12 @@ if TYPE_CHECKING:
 PATCH_PIXELS = PATCH_SIZE * PATCH_SIZE
 
 
-class EngineMismatchError(ValueError):
-    """An engine built for another TensorRT version or GPU, or one TensorRT cannot read."""
-
-
-def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
-    """The engine's JSON sidecar, or None when there is none.
-
-    Raises:
-        ValueError: the sidecar exists but is not a JSON object.
-    """
-    path = sidecar_path(engine)
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not a readable engine sidecar (invalid JSON: {exc})") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} is not an engine sidecar: expected a JSON object")
-    return data
-
-
-def rebuild_command(engine: str | Path, sidecar: dict[str, Any] | None = None) -> str:
-    """The CLI command that rebuilds ``engine`` here from its ONNX graph."""
-    onnx = "MODEL.onnx"
-    if sidecar:
-        recorded = sidecar.get("onnx") or sidecar.get("onnx_path")
-        if isinstance(recorded, str) and recorded:
-            onnx = recorded
-    return f"hardnet-export trt {onnx} -o {engine} --rebuild"
-
-
-def _capability(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        return ".".join(str(int(v)) for v in value)
-    return str(value)
-
-
-def check_engine_sidecar(
-    engine: str | Path, *, tensorrt_version: str, gpu_name: str, compute_capability: str
-) -> dict[str, Any]:
-    """Check that the engine at ``engine`` was built for this TensorRT and this GPU.
-
-    Reads ``X.engine.json``. TensorRT plans load only on the TensorRT version that built them
-    (any 10.x/11.x of the same major for ``version_compatible`` engines) and on GPUs of the
-    compute capability they were built for (``hardware_compatibility`` ``ampere_plus``:
-    any 8.0+). A different GPU model of the same compute capability is allowed with a warning.
-
-    Args:
-        engine: the engine file.
-        tensorrt_version: the running TensorRT's ``__version__``.
-        gpu_name: the CUDA device's name.
-        compute_capability: the CUDA device's ``"major.minor"``.
-
-    Returns:
-        The sidecar ({} when there is none: a foreign engine is left to TensorRT to judge).
-
-    Raises:
-        EngineMismatchError: another TensorRT version or GPU; the message holds the rebuild
-            command.
-        ValueError: an unreadable sidecar.
-    """
-    sidecar = read_sidecar(engine)
-    if sidecar is None:
-        return {}
-    rebuild = rebuild_command(engine, sidecar)
-    built_version = sidecar.get("tensorrt_version")
-    if built_version is not None:
-        built, running = str(built_version), str(tensorrt_version)
-        same_major = built.split(".")[0] == running.split(".")[0]
-        ok = built == running or (bool(sidecar.get("version_compatible")) and same_major)
-        if not ok:
-            raise EngineMismatchError(
-                f"{engine} was built with TensorRT {built}, but this is TensorRT {running}; "
-                f"engines only load on the TensorRT version that built them. Rebuild it: {rebuild}"
-            )
-    built_cc = _capability(sidecar.get("compute_capability"))
-    built_gpu = sidecar.get("gpu_name") or sidecar.get("gpu")
-    here_cc = _capability(compute_capability)
-    if built_cc is not None and here_cc is not None and built_cc != here_cc:
-        level = str(sidecar.get("hardware_compatibility", "none")).lower()
-        if not (level.startswith("ampere") and float(here_cc) >= 8.0):
-            raise EngineMismatchError(
-                f"{engine} was built for {built_gpu or 'a GPU'} (compute capability {built_cc}), "
-                f"but this GPU is {gpu_name} (compute capability {here_cc}). "
-                f"Rebuild it on this machine: {rebuild}"
-            )
-    elif built_gpu and str(built_gpu) != gpu_name:
-        warnings.warn(
-            f"{engine} was built on {built_gpu}, this GPU is {gpu_name} (same compute "
-            f"capability {here_cc}); it should run, but tactics were tuned for the other GPU. "
-            f"For the best speed: {rebuild}",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return sidecar
-
-
 def _device_index(device: str | None) -> int:
     if device is None or device == "cuda":
         return 0
     kind, _, index = device.partition(":")
     if kind != "cuda" or not index.isdigit():
-        raise ValueError(f"the tensorrt backend runs on 'cuda' or 'cuda:N', got {device!r}")
+        raise InputError(f"the tensorrt backend runs on 'cuda' or 'cuda:N', got {device!r}")
     return int(index)
 
 
@@ -183,7 +94,7 @@ class TensorRTDescriber(Describer):
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ValueError(
+            raise InputError(
                 f"{artifact} is not a HardNet engine: expected one input and one output, "
                 f"got inputs {inputs} and outputs {outputs}"
             )
@@ -194,13 +105,13 @@ class TensorRTDescriber(Describer):
         elif in_dtype == trt.DataType.FLOAT:
             input_dtype = "float32"
         else:
-            raise ValueError(f"{artifact}: input dtype {in_dtype} is not uint8 or float32")
+            raise InputError(f"{artifact}: input dtype {in_dtype} is not uint8 or float32")
         if engine.get_tensor_dtype(self._output) != trt.DataType.FLOAT:
-            raise ValueError(f"{artifact}: output {self._output!r} is not float32")
+            raise InputError(f"{artifact}: output {self._output!r} is not float32")
         dims = engine.get_tensor_shape(self._input)
         shape = tuple(int(dims[i]) for i in range(len(dims)))
         if len(shape) != 4 or shape[1:] != (1, PATCH_SIZE, PATCH_SIZE):
-            raise ValueError(
+            raise InputError(
                 f"{artifact} is not a HardNet engine: input shape {shape}, "
                 f"expected (N, 1, {PATCH_SIZE}, {PATCH_SIZE})"
             )
@@ -210,7 +121,7 @@ class TensorRTDescriber(Describer):
         else:
             min_batch = profile_max = int(shape[0])
         if max_batch is not None and not min_batch <= max_batch <= profile_max:
-            raise ValueError(
+            raise InputError(
                 f"max_batch={max_batch} is outside the engine's profile "
                 f"[{min_batch}, {profile_max}]; rebuild the engine with a larger profile"
             )
@@ -230,7 +141,7 @@ class TensorRTDescriber(Describer):
         self._lock = threading.Lock()
         self.context: trt.IExecutionContext = engine.create_execution_context()
         if self.context is None:
-            raise RuntimeError(f"TensorRT could not create an execution context for {artifact}")
+            raise DeviceError(f"TensorRT could not create an execution context for {artifact}")
         self.stream = cudart.Stream()
         self._event = cudart.Event()
         self._d_in = cudart.DeviceBuffer(batch * PATCH_PIXELS * self._np_in.itemsize)
@@ -241,7 +152,7 @@ class TensorRTDescriber(Describer):
         self._timing: tuple[cudart.Event, cudart.Event] | None = None
         self._shape_set: int | None = None
         self._keep: tuple[Any, ...] = ()
-        self.sidecar: dict[str, Any] = {}
+        self.sidecar: EngineSidecar | None = None
         if cuda_graph:
             self._capture_graph(batch)
 
@@ -263,13 +174,13 @@ class TensorRTDescriber(Describer):
             EngineMismatchError: built for another TensorRT version or GPU, or unreadable.
         """
         if path is None:
-            raise ValueError(
+            raise InputError(
                 "the tensorrt backend needs an engine path; build one with "
                 "'hardnet-export trt MODEL.onnx -o model.engine'"
             )
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"TensorRT engine not found: {path}")
+            raise MissingFileError(f"TensorRT engine not found: {path}")
         index = _device_index(device)
         # No TensorRT object may exist without a CUDA device (it can crash the process
         # later): require_tensorrt checks the device and the installation, creating nothing.
@@ -278,31 +189,34 @@ class TensorRTDescriber(Describer):
 
         cudart.set_device(index)
         gpu = device_properties(index)
-        sidecar = check_engine_sidecar(
-            path,
-            tensorrt_version=trt.__version__,
-            gpu_name=gpu["name"],
-            compute_capability=gpu["compute_capability"],
-        )
+        sidecar = read_sidecar(path)
+        if sidecar is not None:
+            sidecar.check(
+                path,
+                tensorrt_version=trt.__version__,
+                gpu_name=gpu["name"],
+                compute_capability=gpu["compute_capability"],
+            )
         logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(logger)
-        if dla_core is None and isinstance(sidecar.get("dla_core"), int):
-            dla_core = int(sidecar["dla_core"])  # an engine built for a DLA core runs there
+        if dla_core is None and sidecar is not None and sidecar.dla_core is not None:
+            dla_core = sidecar.dla_core  # an engine built for a DLA core runs there
         if dla_core is not None:
             runtime.DLA_core = dla_core
         engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
+            rebuild = sidecar.rebuild_command(path) if sidecar else rebuild_command(path)
             raise EngineMismatchError(
                 f"TensorRT {trt.__version__} could not deserialise {path} on {gpu['name']} (it is "
                 "corrupt, or was built for another TensorRT version or GPU; see the TensorRT "
-                f"log above). Rebuild it: {rebuild_command(path, sidecar)}"
+                f"log above). Rebuild it: {rebuild}"
             )
         describer = cls(
             engine,
             path,
             device_index=index,
             max_batch=max_batch,
-            precision=str(sidecar.get("precision", "unknown")),
+            precision=sidecar.precision if sidecar else "unknown",
             cuda_graph=cuda_graph,
         )
         describer._keep = (logger, runtime)  # the engine must not outlive its runtime
@@ -324,12 +238,12 @@ class TensorRTDescriber(Describer):
             self._event.wait_on(stream)
         if self._shape_set != n:
             if not self.context.set_input_shape(self._input, (n, 1, PATCH_SIZE, PATCH_SIZE)):
-                raise RuntimeError(f"TensorRT rejected input shape ({n}, 1, 32, 32)")
+                raise DeviceError(f"TensorRT rejected input shape ({n}, 1, 32, 32)")
             self._shape_set = n
         self.context.set_tensor_address(self._input, in_ptr)
         self.context.set_tensor_address(self._output, out_ptr)
         if not self.context.execute_async_v3(stream):
-            raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+            raise DeviceError("TensorRT execute_async_v3 failed (see the TensorRT log)")
         if order:
             self._event.record(stream)
 
@@ -364,13 +278,12 @@ class TensorRTDescriber(Describer):
 
     def _check_open(self) -> None:
         if not self._d_in.ptr:
-            raise RuntimeError(f"{self.artifact}: this describer was closed; load it again")
+            raise StateError(f"{self.artifact}: this describer was closed; load it again")
 
     def _infer_locked(self, batch: np.ndarray) -> np.ndarray:
         self._check_open()
         if batch.dtype != self._np_in:
-            batch = np.rint(batch) if self._np_in == np.uint8 else batch
-            batch = batch.astype(self._np_in)
+            batch = to_uint8(batch) if self._np_in == np.uint8 else batch.astype(self._np_in)
         n = len(batch)
         run = max(n, self.min_batch)  # a profile minimum above n: zero patches fill the rest
         self._h_in.array[:n] = batch
@@ -392,8 +305,7 @@ class TensorRTDescriber(Describer):
         alone. The CUDA graph is not replayed here: it holds the copies and the inference as
         one unit, and this call exists to tell them apart."""
         if batch.dtype != self._np_in:
-            batch = np.rint(batch) if self._np_in == np.uint8 else batch
-            batch = batch.astype(self._np_in)
+            batch = to_uint8(batch) if self._np_in == np.uint8 else batch.astype(self._np_in)
         n = len(batch)
         run = max(n, self.min_batch)
         stream = int(self.stream)
@@ -459,12 +371,13 @@ class TensorRTDescriber(Describer):
         if patches.device.type != "cuda":
             return super()._describe_torch(patches, stream)
         if patches.device.index not in (None, self._device_index):
-            raise ValueError(
+            raise InputError(
                 f"patches are on {patches.device}, the engine runs on cuda:{self._device_index}"
             )
         batch = validate_torch_patches(patches)
         torch_dtype = torch.uint8 if self.input_dtype == "uint8" else torch.float32
         if batch.dtype != torch_dtype:
+            # geometry.to_uint8's rule (round half to even), on the device.
             batch = batch.round() if torch_dtype == torch.uint8 else batch
             batch = batch.to(torch_dtype)
         batch = batch.contiguous()  # a no-op for contiguous input: read in place
@@ -488,7 +401,7 @@ class TensorRTDescriber(Describer):
         assert iface is not None
         shape, dtype = device_patch_shape(iface)
         if dtype != self.input_dtype:
-            raise TypeError(
+            raise InputTypeError(
                 f"this engine takes {self.input_dtype} patches; device input is read in place, "
                 f"so convert it on the device first (got {dtype})"
             )
@@ -498,9 +411,9 @@ class TensorRTDescriber(Describer):
         ptr = int(iface["data"][0])
         owner = cudart.pointer_device(ptr)
         if owner is None:
-            raise ValueError("__cuda_array_interface__ points to memory that is not on a GPU")
+            raise InputError("__cuda_array_interface__ points to memory that is not on a GPU")
         if owner != self._device_index:
-            raise ValueError(f"patches are on cuda:{owner}, the engine runs on {self.device}")
+            raise InputError(f"patches are on cuda:{owner}, the engine runs on {self.device}")
         handle = stream_handle(stream)
         if handle is None:
             producer = iface.get("stream")

@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from hardnet_export.runtime.base import DESCRIPTOR_SIZE, Describer, validate_torch_patches
+from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
+from hardnet_export.errors import InputError, MissingDependencyError
+from hardnet_export.runtime.base import Describer, validate_torch_patches
 
 DEFAULT_MAX_BATCH = 1024
 
@@ -51,12 +53,12 @@ class TorchDescriber(Describer):
         torch_device = torch.device(device)
         on_cuda = torch_device.type == "cuda"
         if (fp16 or channels_last or cuda_graph) and not on_cuda:
-            raise ValueError(
+            raise InputError(
                 "fp16, channels_last and cuda_graph need device='cuda', got device="
                 f"{str(torch_device)!r}"
             )
         if cuda_graph and max_batch is None:
-            raise ValueError("cuda_graph replays a fixed batch: give max_batch")
+            raise InputError("cuda_graph replays a fixed batch: give max_batch")
         super().__init__(
             artifact,
             precision="fp16" if fp16 else "fp32",
@@ -93,7 +95,7 @@ class TorchDescriber(Describer):
         try:
             import torch
         except ImportError as exc:
-            raise ImportError(
+            raise MissingDependencyError(
                 "the torch backend (.pt/.pth) needs PyTorch: pip install 'hardnet-export[train]'"
             ) from exc
         from hardnet_export.model import load_model
@@ -103,9 +105,11 @@ class TorchDescriber(Describer):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         elif device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"device={device!r} asked for, but PyTorch sees no CUDA device")
+            raise MissingDependencyError(
+                f"device={device!r} asked for, but PyTorch sees no CUDA device"
+            )
         elif not (device == "cpu" or device.startswith("cuda")):
-            raise ValueError(f"the torch backend runs on 'cpu' or 'cuda[:N]', got {device!r}")
+            raise InputError(f"the torch backend runs on 'cpu' or 'cuda[:N]', got {device!r}")
         model = load_model(path)
         return cls(
             model,
@@ -124,15 +128,11 @@ class TorchDescriber(Describer):
         """
         import torch
 
-        from hardnet_export.model import HardNet
-
-        x = HardNet.standardize(x.float())
-        if self._fp16:
-            x = x.half()
-        if self._channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = self.model.features(x).float().reshape(x.shape[0], DESCRIPTOR_SIZE)
-        return y / torch.sqrt((y * y).sum(dim=1, keepdim=True) + 1e-10)
+        return self.model.describe(
+            x,
+            compute_dtype=torch.float16 if self._fp16 else None,
+            channels_last=self._channels_last,
+        )
 
     def _capture_graph(self) -> None:
         import torch

@@ -1,1 +1,2 @@
-"""Training: the HardNet loss and the trainer."""
+"""Training: the run's config (:mod:`~hardnet_export.train.config`, torch-free), the HardNet
+loss, training pair sources over the data layer, and the trainer."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-BATCH_REDUCTIONS = ("min", "average", "random")
-LOSS_TYPES = ("triplet_margin", "softmax", "contrastive")
+from hardnet_export.errors import InputError
+from hardnet_export.train.config import BATCH_REDUCTIONS, LOSS_TYPES
 
 
 def distance_matrix(anchor: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
@@ -51,17 +51,17 @@ def hardnet_loss(
         - Output: scalar.
     """
     if batch_reduce not in BATCH_REDUCTIONS:
-        raise ValueError(f"batch_reduce must be one of {BATCH_REDUCTIONS}, got {batch_reduce!r}")
+        raise InputError(f"batch_reduce must be one of {BATCH_REDUCTIONS}, got {batch_reduce!r}")
     if loss_type not in LOSS_TYPES:
-        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+        raise InputError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
     if anchor.ndim != 2 or anchor.shape != positive.shape:
-        raise ValueError(
+        raise InputError(
             "anchor and positive must both be (N, D), got "
             f"{tuple(anchor.shape)} and {tuple(positive.shape)}"
         )
     n = anchor.shape[0]
     if n < 2:
-        raise ValueError(f"the loss needs at least 2 pairs to find a negative, got {n}")
+        raise InputError(f"the loss needs at least 2 pairs to find a negative, got {n}")
 
     dist = distance_matrix(anchor, positive)
     pos = torch.diagonal(dist)

@@ -4,15 +4,16 @@ A source answers ``batch(k, batch_size, rank, world)`` with the share of global 
 that DDP rank ``rank`` of ``world`` trains on, as a function of ``(seed, k, rank, world)``
 only. That is what makes ``--resume`` exact and lets data-loader workers draw any batch.
 
-Specs:
+Specs (the grammar of :mod:`hardnet_export.data.sources`; training takes these kinds):
     - ``builtin[:KEY=VALUE...]``: pairs cut from the photos that ship in packages (training
       photos only); KEY=VALUE overrides the view-change ranges of
       :class:`hardnet_export.data.builtin.Augment`, e.g. ``builtin:rotation_deg=5:tilt=1.2``,
       and ``photos_per_draw=N`` draws each batch from N photos only (neighbouring points
       become the hard negatives; see :class:`hardnet_export.data.builtin.BuiltinPairs`).
-    - ``phototour:ROOT/NAME``: a Brown/PhotoTour subset (64x64 patches, resized to 32).
-    - ``hpatches:ROOT[:SPLIT]``: the train sequences of an HPatches split (default ``a``;
-      65x65 patches, resized to 32).
+    - ``phototour:ROOT/NAME`` (or the folder itself): a Brown/PhotoTour subset (64x64
+      patches, resized to 32).
+    - ``hpatches:ROOT[:SPLIT]`` (or the folder itself): the train sequences of an HPatches
+      split (default ``a``; 65x65 patches, resized to 32).
 Several specs combine: batch ``k`` comes from source ``k mod n`` (each batch from one source,
 so every batch still holds distinct 3D points).
 """
@@ -21,14 +22,14 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from hardnet_export.data.resize import resize_patches
+from hardnet_export.data.sources import DataSource, split_specs
+from hardnet_export.data.sources import parse_source as parse_data_source
 from hardnet_export.data.types import PatchSet
-
-HPATCHES_DEFAULT_SPLIT = "a"
+from hardnet_export.errors import InputError
+from hardnet_export.geometry import resize_patches
 
 
 class PairSource(abc.ABC):
@@ -106,7 +107,7 @@ class PatchSetSource(PairSource):
         try:
             self._sampler(batch_size)
         except ValueError as exc:
-            raise ValueError(f"data {self.spec!r}: {exc}") from exc
+            raise InputError(f"data {self.spec!r}: {exc}") from exc
 
     def batch(
         self, k: int, batch_size: int, rank: int = 0, world: int = 1
@@ -126,78 +127,59 @@ def patchset_source(patchset: PatchSet, seed: int = 0, spec: str = "") -> PatchS
     )
 
 
-def _builtin_source(spec: str, rest: str, seed: int) -> BuiltinSource:
-    """``KEY=VALUE[:KEY=VALUE...]`` -> Augment overrides and ``photos_per_draw`` (numbers;
+def _builtin_source(source: DataSource, seed: int) -> BuiltinSource:
+    """``builtin[:KEY=VALUE...]`` -> Augment overrides and ``photos_per_draw`` (numbers;
     validated now, not in a data-loader worker)."""
     import dataclasses
 
     from hardnet_export.data.builtin import Augment, BuiltinPairs
 
+    spec = source.spec
     fields = {f.name for f in dataclasses.fields(Augment) if f.name != "scale_range"}
     keys = fields | {"photos_per_draw"}
     options: dict[str, float] = {}
-    for item in filter(None, rest.split(":")):
-        key, sep, value = item.partition("=")
-        if not sep or key not in keys:
-            raise ValueError(
-                f"data {spec!r}: expected builtin[:KEY=VALUE...] with KEY one of "
-                f"{sorted(keys)}, got {item!r}"
+    for key, value in source.options:
+        if key not in keys:
+            raise InputError(
+                f"training data {spec!r}: expected builtin[:KEY=VALUE...] with KEY one of "
+                f"{sorted(keys)}, got {key!r}"
             )
         try:
             options[key] = float(value)
         except ValueError:
-            raise ValueError(f"data {spec!r}: {key} must be a number, got {value!r}") from None
+            raise InputError(
+                f"training data {spec!r}: {key} must be a number, got {value!r}"
+            ) from None
     per_draw = options.pop("photos_per_draw", None)
     if per_draw is not None and per_draw != int(per_draw):
-        raise ValueError(f"data {spec!r}: photos_per_draw must be a whole number, got {per_draw}")
+        raise InputError(
+            f"training data {spec!r}: photos_per_draw must be a whole number, got {per_draw}"
+        )
     photos = None if per_draw is None else int(per_draw)
     try:
         BuiltinPairs("train", seed, Augment(**options), photos_per_draw=photos)  # type: ignore[arg-type]
     except ValueError as exc:
-        raise ValueError(f"data {spec!r}: {exc}") from None
+        raise InputError(f"training data {spec!r}: {exc}") from None
     return BuiltinSource(seed, spec, options, photos)
+
+
+#: The kinds of :mod:`hardnet_export.data.sources` training can draw pairs from.
+TRAINING_KINDS = ("builtin", "phototour", "hpatches")
 
 
 def parse_source(spec: str, seed: int = 0) -> PairSource:
     """One ``--data`` spec -> a source (reads the dataset now, so bad paths fail early)."""
-    spec = spec.strip()
-    kind, _, rest = spec.partition(":")
-    if kind == "builtin":
-        return _builtin_source(spec, rest, seed)
-    if kind == "phototour" and rest:
+    source = parse_data_source(spec, allowed=TRAINING_KINDS, purpose="training data")
+    if source.kind == "builtin":
+        return _builtin_source(source, seed)
+    if source.kind == "phototour":
         from hardnet_export.data.phototour import read_phototour
 
-        path = Path(rest)
-        if not path.name:
-            raise ValueError(
-                f"data {spec!r}: expected phototour:ROOT/NAME, e.g. phototour:/d/liberty"
-            )
-        if not path.parent.is_dir():
-            raise FileNotFoundError(f"data {spec!r}: folder {path.parent} does not exist")
-        return patchset_source(read_phototour(path.parent, path.name), seed, spec)
-    if kind == "hpatches" and rest:
-        from hardnet_export.data.hpatches import hpatches_patchset
+        return patchset_source(read_phototour(source.root, source.name), seed, source.spec)
+    from hardnet_export.data.hpatches import hpatches_patchset
 
-        root, split = rest, HPATCHES_DEFAULT_SPLIT
-        head, sep, tail = rest.rpartition(":")
-        if sep and not Path(rest).is_dir() and "/" not in tail and "\\" not in tail:
-            root, split = head, tail
-        if not Path(root).is_dir():
-            raise FileNotFoundError(f"data {spec!r}: HPatches folder {root} does not exist")
-        return patchset_source(hpatches_patchset(root, split, "train"), seed, spec)
-    raise ValueError(
-        f"unknown data spec {spec!r}: expected 'builtin[:KEY=VALUE...]', 'phototour:ROOT/NAME' or "
-        "'hpatches:ROOT[:SPLIT]'"
-    )
-
-
-def split_specs(specs: str | list[str] | tuple[str, ...]) -> list[str]:
-    """Flatten repeated and comma-separated ``--data`` values into single specs."""
-    items = [specs] if isinstance(specs, str) else list(specs)
-    out = [s.strip() for item in items for s in item.split(",") if s.strip()]
-    if not out:
-        raise ValueError("no training data given: pass --data builtin (or a dataset spec)")
-    return out
+    assert source.path is not None and source.split is not None
+    return patchset_source(hpatches_patchset(source.path, source.split, "train"), seed, source.spec)
 
 
 @dataclass
@@ -209,7 +191,7 @@ class CombinedSource(PairSource):
 
     def __post_init__(self) -> None:
         if not self.sources:
-            raise ValueError("CombinedSource needs at least one source")
+            raise InputError("CombinedSource needs at least one source")
         self.spec = ",".join(s.spec for s in self.sources)
 
     def check_batch_size(self, batch_size: int) -> None:
@@ -225,7 +207,10 @@ class CombinedSource(PairSource):
 
 def build_source(specs: str | list[str] | tuple[str, ...], seed: int = 0) -> PairSource:
     """Parse every spec; one source is returned as is, several are combined."""
-    sources = [parse_source(s, seed) for s in split_specs(specs)]
+    found = split_specs(specs)
+    if not found:
+        raise InputError("no training data given: pass --data builtin (or a dataset spec)")
+    sources = [parse_source(s, seed) for s in found]
     return sources[0] if len(sources) == 1 else CombinedSource(sources)
 
 

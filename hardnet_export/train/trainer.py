@@ -12,10 +12,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,141 +21,21 @@ import numpy as np
 import torch
 
 from hardnet_export._progress import progress_bar
+from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
 from hardnet_export.model import HardNet, load_model, read_checkpoint, save_checkpoint
+from hardnet_export.train.config import RECIPE_FIELDS, TrainConfig, default_num_workers
 from hardnet_export.train.distributed import (
     DistInfo,
     gather_with_grad,
     init_distributed,
     shutdown_distributed,
 )
-from hardnet_export.train.losses import BATCH_REDUCTIONS, LOSS_TYPES, hardnet_loss
-from hardnet_export.train.sources import PairSource, build_source, flip_transpose, split_specs
+from hardnet_export.train.losses import hardnet_loss
+from hardnet_export.train.sources import PairSource, build_source, flip_transpose
 
 CHECKPOINT_NAME = "checkpoint.pth"
 FINAL_NAME = "final.pth"
 LOG_NAME = "log.csv"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-# Fields that define the run: a resumed run must agree on all of them.
-RECIPE_FIELDS = (
-    "data",
-    "batch_size",
-    "lr",
-    "momentum",
-    "dampening",
-    "weight_decay",
-    "margin",
-    "anchor_swap",
-    "batch_reduce",
-    "loss_type",
-    "augment",
-    "dropout",
-    "seed",
-    "global_hardest",
-    "init",
-)
-
-
-def default_num_workers() -> int:
-    """Data-loader workers: one core is left to the compute (1 on a 2-core machine), at most 8."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on. Defaults are the paper's recipe.
-
-    Args:
-        data: dataset specs (see :mod:`hardnet_export.train.sources`), combined in turn.
-        out: run folder: ``checkpoint.pth`` (resumable), ``final.pth``, ``log.csv``.
-        steps: optimiser steps; the learning rate decays linearly to 0 over them.
-        batch_size: pairs per step (global over DDP ranks).
-        lr, momentum, dampening, weight_decay: SGD (lr 10 with dampening 0.9 acts like
-            lr 1 with plain momentum).
-        margin, anchor_swap, batch_reduce, loss_type: see :func:`hardnet_loss`.
-        augment: per-pair random transpose and horizontal flip, the same for both patches.
-        dropout: dropout rate before the last conv.
-        seed: seeds the data stream, augmentation and dropout.
-        device: ``auto`` (CUDA if present), ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``auto`` (bf16 autocast on CUDA where supported, else fp16; fp32 on CPU),
-            ``fp32``, ``bf16`` or ``fp16``.
-        num_workers: data-loader processes generating pairs; ``-1`` picks
-            :func:`default_num_workers`, ``0`` generates in the training process.
-        checkpoint_every: write ``checkpoint.pth`` every this many steps (and at the end).
-        log_every: steps between CSV log rows.
-        resume: continue from ``out/checkpoint.pth``. With the same settings the result
-            equals the uninterrupted run; a different ``steps`` (the one setting that may
-            change) shortens or lengthens the run, the rate decaying linearly from where it is
-            to 0 at the new end.
-        stop_after: end this run (with a checkpoint) after this many steps, for time-boxed
-            jobs; ``--resume`` continues. ``None`` runs to ``steps``.
-        global_hardest: under DDP, mine the hardest negatives across the global batch.
-        threads: torch intra-op threads; 0 keeps torch's default.
-        progress: show a progress bar.
-        init: start from these weights (fine-tuning) instead of a fresh initialisation.
-    """
-
-    data: list[str] = field(default_factory=lambda: ["builtin"])
-    out: str = "runs/hardnet"
-    steps: int = 1000
-    batch_size: int = 1024
-    lr: float = 10.0
-    momentum: float = 0.9
-    dampening: float = 0.9
-    weight_decay: float = 1e-4
-    margin: float = 1.0
-    anchor_swap: bool = True
-    batch_reduce: str = "min"
-    loss_type: str = "triplet_margin"
-    augment: bool = True
-    dropout: float = 0.3
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    num_workers: int = -1
-    checkpoint_every: int = 500
-    log_every: int = 10
-    resume: bool = False
-    stop_after: int | None = None
-    global_hardest: bool = False
-    threads: int = 0
-    progress: bool = True
-    init: str | None = None
-
-    def __post_init__(self) -> None:
-        self.data = split_specs(self.data)
-        self.out = str(self.out)
-        for name in ("steps", "checkpoint_every", "log_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 2:
-            raise ValueError(
-                f"batch_size must be at least 2 (the loss needs negatives), got {self.batch_size!r}"
-            )
-        if self.stop_after is not None and self.stop_after < 1:
-            raise ValueError(f"stop_after must be a positive integer, got {self.stop_after!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        for name in ("momentum", "dampening", "dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
-        if self.weight_decay < 0 or self.margin < 0:
-            raise ValueError("weight_decay and margin must be non-negative")
-        if self.batch_reduce not in BATCH_REDUCTIONS:
-            raise ValueError(
-                f"batch_reduce must be one of {BATCH_REDUCTIONS}, got {self.batch_reduce!r}"
-            )
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.num_workers < -1:
-            raise ValueError(f"num_workers must be >= 0 (or -1 for auto), got {self.num_workers}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be non-negative, got {self.seed}")
-
-    def recipe(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in RECIPE_FIELDS}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -167,11 +45,11 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ValueError(f"unknown device {name!r}: expected auto, cpu, cuda or cuda:N") from exc
+        raise InputError(f"unknown device {name!r}: expected auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA device")
+        raise MissingDependencyError(f"device {name!r} asked for, but torch sees no CUDA device")
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {name!r}: expected auto, cpu, cuda or cuda:N")
+        raise InputError(f"unsupported device {name!r}: expected auto, cpu, cuda or cuda:N")
     return device
 
 
@@ -303,18 +181,18 @@ def _load_resume(
     path: Path, config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> tuple[int, tuple[int, float]]:
     if not path.is_file():
-        raise FileNotFoundError(f"nothing to resume: {path} does not exist")
+        raise MissingFileError(f"nothing to resume: {path} does not exist")
     ckpt = read_checkpoint(path)
     saved = ckpt.meta.get("config", {})
     diff = [k for k in RECIPE_FIELDS if k in saved and saved[k] != config.recipe()[k]]
     if diff:
         detail = ", ".join(f"{k}: {saved[k]!r} -> {getattr(config, k)!r}" for k in diff)
-        raise ValueError(f"cannot resume {path}: the run's settings differ ({detail})")
+        raise InputError(f"cannot resume {path}: the run's settings differ ({detail})")
     if "optimizer" not in ckpt.extra:
-        raise ValueError(f"cannot resume {path}: it holds no optimizer state")
+        raise InputError(f"cannot resume {path}: it holds no optimizer state")
     step = int(ckpt.extra["step"])
     if step > config.steps:
-        raise ValueError(f"cannot resume {path} at step {step} with --steps {config.steps}")
+        raise InputError(f"cannot resume {path} at step {step} with --steps {config.steps}")
     model.load_state_dict(ckpt.state_dict)
     optimizer.load_state_dict(ckpt.extra["optimizer"])
     anchor = (int(ckpt.extra.get("lr_anchor_step", 0)), float(ckpt.extra.get("lr_anchor", 0.0)))
@@ -344,11 +222,11 @@ def _train(config: TrainConfig, device: torch.device, dist: DistInfo) -> Path:
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     if config.batch_size % dist.world:
-        raise ValueError(
+        raise InputError(
             f"batch_size {config.batch_size} must divide evenly over {dist.world} processes"
         )
     if config.batch_size // dist.world < 2 and not config.global_hardest:
-        raise ValueError("each process needs at least 2 pairs per step")
+        raise InputError("each process needs at least 2 pairs per step")
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(config.out)

@@ -30,7 +30,7 @@ def onnx_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("bench") / "tiny.fp32.onnx"
-    return export_onnx(HardNet().eval(), out, precision="fp32", parity=False)
+    return export_onnx(HardNet().eval(), out, variant="fp32", parity=False)
 
 
 def test_short_real_run_writes_json_markdown_and_png(onnx_artifact: Path, tmp_path: Path) -> None:

@@ -75,7 +75,11 @@ def test_hpatches_folder(tmp_path: Path) -> None:
     ("setup", "error", "message"),
     [
         (lambda p: p / "missing.npy", FileNotFoundError, "not found"),
-        (lambda p: (p / "empty").mkdir() or p / "empty", ValueError, "not a calibration source"),
+        (
+            lambda p: (p / "empty").mkdir() or p / "empty",
+            ValueError,
+            "neither PhotoTour .* nor HPatches",
+        ),
         (
             lambda p: np.save(p / "f.npy", np.zeros((3, 32, 32), np.float32)) or p / "f.npy",
             ValueError,

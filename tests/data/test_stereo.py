@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hardnet_export.data.builtin import antialias_sigma, blur_level, patch_frame, render_patches
 from hardnet_export.data.stereo import (
     HARD_JITTER,
     _blurred_view,
@@ -16,6 +15,7 @@ from hardnet_export.data.stereo import (
     visible_mask,
 )
 from hardnet_export.data.types import MatchedPairs
+from hardnet_export.geometry import antialias_sigma, blur_level, patch_frame, render_patches
 
 
 def _centre_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hardnet_export._io import sha256_file
-from hardnet_export.export.metadata import read_metadata
+from hardnet_export.artifacts.metadata import read_metadata
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -22,7 +22,7 @@ def test_onnx_command_writes_graph(checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.onnx"
     result = run_cli("onnx", str(checkpoint), "-o", str(out), "--no-parity")
     assert result.returncode == 0, result.stderr
-    assert read_metadata(out)["precision"] == "fp32"
+    assert read_metadata(out).precision == "fp32"
     assert str(out) in result.stdout
 
 
@@ -47,12 +47,12 @@ def test_onnx_int8_command_gates_and_records_calibration(tmp_path: Path) -> None
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     meta = read_metadata(out)
-    assert meta["precision"] == "int8" and meta["int8_target"] == "tensorrt"
-    assert meta["calibration_sha256"] == sha256_file(calib)
-    assert meta["int8_gate"]["passed"] and "INT8 gate passed (exact-qdq)" in result.stdout
-    assert meta["int8_gate"]["pairs"] == 500
-    assert set(meta["parity"]["batches"]) == {"1", "7", "300"}
-    assert meta["parity"]["semantics"] == meta["int8_gate"]["semantics"] == "exact-qdq"
+    assert meta.precision == "int8" and meta.int8_target == "tensorrt"
+    assert meta.calibration_sha256 == sha256_file(calib)
+    assert meta.int8_gate["passed"] and "INT8 gate passed (exact-qdq)" in result.stdout
+    assert meta.int8_gate["pairs"] == 500
+    assert set(meta.parity["batches"]) == {"1", "7", "300"}
+    assert meta.parity["semantics"] == meta.int8_gate["semantics"] == "exact-qdq"
     assert "float layers: conv0 fp16, conv1 fp16, conv2 fp16, conv3 fp16" in result.stdout
 
 
@@ -67,8 +67,8 @@ def test_onnx_int8_sensitivity_and_chosen_layers(tmp_path: Path) -> None:
     assert report["target"] == "cpu" and report["semantics"] == "host-kernels"
     assert "most sensitive first" in result.stdout and report["layers"][0]["layer"] in result.stdout
     meta = read_metadata(out)
-    assert meta["int8_settings"]["float_layers"] == {"conv0": "fp32", "conv1": "fp32"}
-    assert meta["int8_sensitivity"]["layers"] == report["layers"]
+    assert meta.int8_settings["float_layers"] == {"conv0": "fp32", "conv1": "fp32"}
+    assert meta.int8_sensitivity["layers"] == report["layers"]
 
 
 def test_onnx_int8_float_budget_keeps_the_most_sensitive(tmp_path: Path) -> None:
@@ -77,9 +77,9 @@ def test_onnx_int8_float_budget_keeps_the_most_sensitive(tmp_path: Path) -> None
     result = run_cli(*args, "--calibration-size", "256", "--gate-pairs", "200", "--force")
     assert result.returncode == 0, result.stderr
     meta = read_metadata(out)
-    ranking = [row["layer"] for row in meta["int8_sensitivity"]["layers"]]
-    kept = list(meta["int8_settings"]["float_layers"])
-    shares = {row["layer"]: row["share"] for row in meta["int8_sensitivity"]["layers"]}
+    ranking = [row["layer"] for row in meta.int8_sensitivity["layers"]]
+    kept = list(meta.int8_settings["float_layers"])
+    shares = {row["layer"]: row["share"] for row in meta.int8_sensitivity["layers"]}
     assert kept and sum(shares[k] for k in kept) <= 0.3
     assert ranking[0] in kept or shares[ranking[0]] > 0.3
 

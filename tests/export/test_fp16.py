@@ -7,8 +7,8 @@ import onnx
 import onnxruntime
 import pytest
 
+from hardnet_export.artifacts.metadata import read_metadata
 from hardnet_export.export.fp16 import convert_to_fp16
-from hardnet_export.export.metadata import read_metadata
 
 
 def _run(path: Path, patches: np.ndarray) -> np.ndarray:
@@ -42,7 +42,7 @@ def test_fp16_graph_layout(fp16_onnx: Path) -> None:
             assert init.data_type == onnx.TensorProto.FLOAT16
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    assert read_metadata(fp16_onnx)["precision"] == "fp16"
+    assert read_metadata(fp16_onnx).precision == "fp16"
 
 
 def test_raw_bytes_do_not_overflow(fp16_onnx: Path) -> None:

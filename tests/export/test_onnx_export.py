@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hardnet_export._io import sha256_file
-from hardnet_export.export.metadata import read_metadata
+from hardnet_export.artifacts.metadata import read_metadata
 from hardnet_export.export.onnx import export_onnx, state_dict_sha256
 from hardnet_export.model import load_model
 
@@ -44,13 +44,13 @@ def test_matches_pytorch_at_any_batch(fp32_onnx: Path, checkpoint: Path, batch: 
 
 def test_metadata_provenance_and_parity(fp32_onnx: Path, checkpoint: Path) -> None:
     meta = read_metadata(fp32_onnx)
-    assert meta["producer"].startswith("hardnet-export ")
-    assert meta["precision"] == "fp32"
-    assert meta["input"]["dtype"] == "uint8" and meta["input"]["shape"] == ["batch", 1, 32, 32]
-    assert meta["weights_sha256"] == sha256_file(checkpoint)
-    assert meta["weights_provenance"]["step"] == 123
-    assert meta["weights_provenance"]["data"] == "builtin"
-    parity = meta["parity"]
+    assert meta.producer.startswith("hardnet-export ")
+    assert meta.precision == "fp32"
+    assert meta.input["dtype"] == "uint8" and meta.input["shape"] == ["batch", 1, 32, 32]
+    assert meta.weights_sha256 == sha256_file(checkpoint)
+    assert meta.weights_provenance["step"] == 123
+    assert meta.weights_provenance["data"] == "builtin"
+    parity = meta.parity
     assert set(parity["batches"]) == {"1", "7", "300"}
     for row in parity["batches"].values():
         assert row["max_abs_error"] < 1e-5 and row["min_cosine"] > 0.99999
@@ -73,8 +73,8 @@ def test_float32_input_from_module(tmp_path: Path, parity_patches: np.ndarray) -
         expected = module(torch.from_numpy(patches)).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
     meta = read_metadata(out)
-    assert meta["weights_sha256"] == state_dict_sha256(module)
-    assert meta["input"]["dtype"] == "float32"
+    assert meta.weights_sha256 == state_dict_sha256(module)
+    assert meta.input["dtype"] == "float32"
 
 
 def load_model_like_random() -> torch.nn.Module:
@@ -98,7 +98,8 @@ def test_unwritable_output(checkpoint: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"precision": "int4"}, "precision must be one of"),
+        ({"variant": "int4"}, "unknown variant 'int4'"),
+        ({"variant": "fp16", "int8": object()}, "int8 options given for the fp16 variant"),
         ({"input_dtype": "float16"}, "input_dtype must be one of"),
         ({"opset": 17}, "opset must be >= 18"),
     ],

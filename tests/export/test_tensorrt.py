@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from hardnet_export._cuda import cuda_device_count, tensorrt_status
-from hardnet_export.export.tensorrt import build_engine, sidecar_path
+from hardnet_export.artifacts.sidecar import read_sidecar, sidecar_path
+from hardnet_export.export.tensorrt import build_engine
 
 HAVE_TENSORRT_AND_GPU = tensorrt_status()[0] is not None and cuda_device_count() > 0
 
@@ -40,7 +40,7 @@ def test_trt_without_tensorrt_says_what_is_missing(fp32_onnx: Path, tmp_path: Pa
         ({"min_batch": 0}, ValueError, "1 <= min <= opt <= max"),
         ({"opt_batch": 2048, "max_batch": 1024}, ValueError, "1 <= min <= opt <= max"),
         ({"workspace_mib": 0}, ValueError, "workspace_mib"),
-        ({"dla_core": 0}, ValueError, "DLA runs FP16 and INT8 graphs only"),
+        ({"dla_core": 0}, ValueError, "DLA runs fp16, int8-tensorrt graphs only"),
     ],
 )
 def test_bad_options_fail_before_tensorrt(
@@ -83,14 +83,14 @@ def test_build_sidecar_and_cache_reuse(
     import tensorrt as trt
 
     from hardnet_export._io import sha256_file
-    from hardnet_export.calibration.quantize import Int8Options
+    from hardnet_export.export.int8 import Int8Options
     from hardnet_export.export.onnx import export_onnx
 
     if precision == "int8":
         graph = export_onnx(
             checkpoint,
             tmp_path / "m.int8.onnx",
-            precision="int8",
+            variant="int8-tensorrt",
             parity_patches=parity_patches,
             int8=Int8Options(calibration_size=256),
         )
@@ -99,7 +99,9 @@ def test_build_sidecar_and_cache_reuse(
     engine, cache = tmp_path / f"m.{precision}.engine", tmp_path / "timing.cache"
     first = build_engine(graph, engine, max_batch=512, opt_batch=64, timing_cache=cache)
     assert not first.reused and engine.is_file() and cache.is_file()
-    side = json.loads(sidecar_path(engine).read_text())
+    side = read_sidecar(engine)
+    assert side is not None and side == first.sidecar
+    side = side.to_dict()
     assert side["precision"] == precision and side["tensorrt_version"] == trt.__version__
     assert side["onnx_sha256"] == sha256_file(graph) and side["engine_sha256"] == sha256_file(
         engine
@@ -112,25 +114,35 @@ def test_build_sidecar_and_cache_reuse(
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     assert runtime.deserialize_cuda_engine(engine.read_bytes()) is not None
     again = build_engine(graph, engine, max_batch=512, opt_batch=64, timing_cache=cache)
-    assert again.reused and again.sidecar == side
+    assert again.reused and again.sidecar.to_dict() == side
     other = build_engine(graph, engine, max_batch=256, opt_batch=64, timing_cache=cache)
     assert not other.reused
     forced = build_engine(graph, engine, max_batch=256, opt_batch=64, rebuild=True)
     assert not forced.reused
 
 
-def test_reuse_needs_same_key_and_untouched_engine(tmp_path: Path) -> None:
+def test_reuse_needs_same_key_and_untouched_engine(fp16_onnx: Path, tmp_path: Path) -> None:
+    import dataclasses
+
     from hardnet_export._io import sha256_file
-    from hardnet_export.export.tensorrt import CACHE_KEYS, SIDECAR_FORMAT, _reusable
+    from hardnet_export.artifacts.metadata import read_metadata
+    from hardnet_export.artifacts.sidecar import EngineSidecar
+    from hardnet_export.export.tensorrt import _reusable
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"plan")
-    planned = {key: f"value-{key}" for key in CACHE_KEYS}
-    recorded = {**planned, "format": SIDECAR_FORMAT, "engine_sha256": sha256_file(engine)}
-    sidecar_path(engine).write_text(json.dumps(recorded))
+    planned = EngineSidecar.plan(
+        fp16_onnx, engine, onnx_sha256=sha256_file(fp16_onnx), graph=read_metadata(fp16_onnx),
+        tensorrt_version="10.13.0.35", gpu_name="NVIDIA L4", compute_capability="8.9",
+        device_index=0, batch=(1, 256, 1024), workspace_bytes=1 << 30, dla_core=None,
+        gpu_fallback=True, version_compatible=False, hardware_compatible=False,
+    )  # fmt: skip
+    recorded = dataclasses.replace(planned, engine_sha256=sha256_file(engine), build_seconds=1.0)
+    recorded.write(engine)
     assert _reusable(engine, planned) == recorded
-    assert _reusable(engine, {**planned, "tensorrt_version": "other"}) is None
-    assert _reusable(engine, {**planned, "profile": {"max": [2048, 1, 32, 32]}}) is None
+    assert _reusable(engine, dataclasses.replace(planned, tensorrt_version="other")) is None
+    wider = {**planned.profile, "max": [2048, 1, 32, 32]}
+    assert _reusable(engine, dataclasses.replace(planned, profile=wider)) is None
     engine.write_bytes(b"another plan")
     assert _reusable(engine, planned) is None
     sidecar_path(engine).write_text("not json")

@@ -36,7 +36,7 @@ def onnx_model(checkpoint: Path, model_dir: Path) -> Path:
 def onnx_fp16_model(checkpoint: Path, model_dir: Path) -> Path:
     from hardnet_export.export.onnx import export_onnx
 
-    return export_onnx(checkpoint, model_dir / "random.fp16.onnx", precision="fp16", parity=False)
+    return export_onnx(checkpoint, model_dir / "random.fp16.onnx", variant="fp16", parity=False)
 
 
 @pytest.fixture(scope="session")

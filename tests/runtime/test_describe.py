@@ -154,8 +154,8 @@ def int8_tensorrt_graph(
     checkpoint: Path, patches: np.ndarray, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     # The exporter's TensorRT-flavoured Q/DQ graph (symmetric int8), every conv in int8.
-    from hardnet_export.calibration.quantize import Int8Options
     from hardnet_export.data.types import MatchedPairs
+    from hardnet_export.export.int8 import Int8Options
     from hardnet_export.export.onnx import export_onnx
 
     folder = tmp_path_factory.mktemp("int8")
@@ -170,7 +170,7 @@ def int8_tensorrt_graph(
         method="minmax",
         force=True,
     )
-    return export_onnx(checkpoint, folder / "m.int8.onnx", precision="int8", int8=options,
+    return export_onnx(checkpoint, folder / "m.int8.onnx", variant="int8-tensorrt", int8=options,
                        parity=False)  # fmt: skip
 
 

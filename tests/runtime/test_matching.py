@@ -8,6 +8,7 @@ import pytest
 
 from hardnet_export import runtime
 from hardnet_export.runtime.matching import (
+    OpenCVSift,
     draw_matches,
     estimate_geometry,
     match_descriptors,
@@ -38,18 +39,18 @@ def corner_error(model: np.ndarray) -> float:
 def test_warped_photo_recovers_the_homography(
     pair: tuple[np.ndarray, np.ndarray], onnx_model: Path, descriptor: str
 ) -> None:
-    describer = runtime.load(onnx_model) if descriptor == "hardnet" else "sift"
+    describer = runtime.load(onnx_model) if descriptor == "hardnet" else OpenCVSift()
     result = match_images(*pair, describer, max_keypoints=300)
     assert result.model is not None
     assert corner_error(result.model) < 3.0
     assert result.n_inliers >= 30 and result.inlier_ratio > 0.5
-    assert result.descriptor == ("onnxruntime" if descriptor == "hardnet" else "sift")
+    assert result.descriptor == ("onnxruntime" if descriptor == "hardnet" else "opencv-sift")
     canvas = draw_matches(*pair, result)
     assert canvas.shape == (256, 512, 3) and canvas.dtype == np.uint8
 
 
 def test_fundamental_geometry(pair: tuple[np.ndarray, np.ndarray]) -> None:
-    result = match_images(*pair, "sift", max_keypoints=300, geometry="fundamental")
+    result = match_images(*pair, OpenCVSift(), max_keypoints=300, geometry="fundamental")
     assert result.model is not None and result.model.shape == (3, 3)
     assert result.n_inliers >= 30
 

@@ -11,7 +11,8 @@ import torch
 from fixture_files import structured_patches, write_phototour
 
 from hardnet_export.model import read_checkpoint
-from hardnet_export.train.trainer import TrainConfig, train
+from hardnet_export.train.config import TrainConfig
+from hardnet_export.train.trainer import train
 
 N_POINTS = 48
 
@@ -121,7 +122,7 @@ def test_hpatches_and_combined_sources(tmp_path: Path) -> None:
 def test_bad_configs_say_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 2"):
         TrainConfig(batch_size=1)
-    with pytest.raises(ValueError, match="unknown data spec"):
+    with pytest.raises(ValueError, match="unknown training data 'imagenet'"):
         train(TrainConfig(data=["imagenet"], out=str(tmp_path), progress=False))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         train(TrainConfig(data=[f"phototour:{tmp_path}/no/liberty"], out=str(tmp_path)))

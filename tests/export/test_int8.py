@@ -13,9 +13,11 @@ import pytest
 from onnx import numpy_helper
 
 from hardnet_export import host
+from hardnet_export.artifacts.metadata import SEMANTICS_EXACT, SEMANTICS_HOST
 from hardnet_export.calibration.dataset import CalibrationSet
 from hardnet_export.calibration.gate import Int8GateError, evaluate_gate
-from hardnet_export.calibration.quantize import (
+from hardnet_export.data.types import MatchedPairs
+from hardnet_export.export.int8 import (
     CPU_SETTINGS,
     DEFAULT_FLOAT_LAYERS,
     Int8Options,
@@ -23,9 +25,7 @@ from hardnet_export.calibration.quantize import (
     quantize_int8,
     quantize_qdq,
 )
-from hardnet_export.data.types import MatchedPairs
-from hardnet_export.export.metadata import SEMANTICS_EXACT, SEMANTICS_HOST
-from hardnet_export.export.onnx import ort_describe
+from hardnet_export.runtime.onnxruntime_backend import ort_describe
 
 HOST = f"host int8 kernels: {host.int8_isa()}"
 
@@ -282,7 +282,7 @@ def test_default_exports_hold_the_worst_patch(
     # The default INT8 export (default calibration, layers and settings for this host)
     # keeps the worst held-out patch within cosine 0.98 of FP32 and NN accuracy within
     # 0.5 points; the gate enforces the cosine and records how it was measured.
-    int8, meta = quantize_int8(fp32_graph, Int8Options(target=target, gate_pairs=gate_pairs))
+    int8, meta = quantize_int8(fp32_graph, target, Int8Options(gate_pairs=gate_pairs))
     gate = meta["int8_gate"]
     assert gate["passed"] and gate["min_cosine"] >= 0.98, (HOST, gate)
     assert gate["nn_accuracy_loss_pp"] <= 0.5, (HOST, gate)
@@ -291,7 +291,7 @@ def test_default_exports_hold_the_worst_patch(
     float_type = "fp16" if target == "tensorrt" else "fp32"
     assert settings["float_layers"] == dict.fromkeys(DEFAULT_FLOAT_LAYERS[target], float_type)
     if target == "tensorrt":
-        assert gate["semantics"] == SEMANTICS_EXACT and "int8_isa" not in meta
+        assert gate["semantics"] == SEMANTICS_EXACT and meta["int8_isa"] is None
         check_tensorrt_rules(int8)
     else:
         assert gate["semantics"] == SEMANTICS_HOST
@@ -303,11 +303,9 @@ def test_cpu_flavour_for_another_isa_is_gated_in_exact_semantics(
     fp32_graph: onnx.ModelProto, calibration: CalibrationSet, gate_pairs: MatchedPairs
 ) -> None:
     other = "avx512-vnni" if host.int8_isa() != "avx512-vnni" else "avx2"
-    options = Int8Options(
-        target="cpu", for_isa=other, calibration=calibration, gate_pairs=gate_pairs, force=True
-    )
-    assert options.semantics == SEMANTICS_EXACT
-    _, meta = quantize_int8(fp32_graph, options)
+    options = Int8Options(for_isa=other, calibration=calibration, gate_pairs=gate_pairs, force=True)
+    assert options.semantics("cpu") == SEMANTICS_EXACT
+    _, meta = quantize_int8(fp32_graph, "cpu", options)
     assert meta["int8_isa"] == other and meta["int8_gate"]["semantics"] == SEMANTICS_EXACT
     assert meta["int8_settings"]["reduce_range"] == host.saturates(other)
 
@@ -316,11 +314,11 @@ def test_metadata_and_reproducible_hash(
     fp32_graph: onnx.ModelProto, calibration: CalibrationSet, gate_pairs: MatchedPairs
 ) -> None:
     options = Int8Options(calibration=calibration, gate_pairs=gate_pairs, method="minmax")
-    graph, meta = quantize_int8(fp32_graph, options)
+    graph, meta = quantize_int8(fp32_graph, "tensorrt", options)
     assert meta["calibration_sha256"] == calibration.sha256
     assert meta["calibration"]["method"] == "minmax" and meta["calibration"]["size"] == 256
     assert meta["int8_target"] == "tensorrt" and meta["int8_gate"]["passed"]
-    again, _ = quantize_int8(fp32_graph, options)
+    again, _ = quantize_int8(fp32_graph, "tensorrt", options)
     assert again.SerializeToString() == graph.SerializeToString()
 
 
@@ -330,9 +328,9 @@ def test_gate_refuses_blank_calibration(
     blank = CalibrationSet(np.zeros((64, 32, 32), np.uint8), "all-zero patches")
     options = Int8Options(calibration=blank, gate_pairs=gate_pairs, keep_float=())
     with pytest.raises(Int8GateError, match="refused"):
-        quantize_int8(fp32_graph, options)
+        quantize_int8(fp32_graph, "tensorrt", options)
     _, meta = quantize_int8(
-        fp32_graph, Int8Options(calibration=blank, gate_pairs=gate_pairs, force=True)
+        fp32_graph, "tensorrt", Int8Options(calibration=blank, gate_pairs=gate_pairs, force=True)
     )
     assert not meta["int8_gate"]["passed"] and meta["int8_gate"]["forced"]
 
@@ -340,12 +338,10 @@ def test_gate_refuses_blank_calibration(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"target": "gpu"}, "int8 target"),
         ({"method": "kl"}, "calibration method"),
         ({"max_fpr95_loss": -1.0}, "max_fpr95_loss"),
         ({"min_cosine": 1.5}, "min_cosine"),
-        ({"for_isa": "avx2"}, "cpu flavour only"),
-        ({"target": "cpu", "for_isa": "sse2"}, "unknown int8 instruction set 'sse2'"),
+        ({"for_isa": "sse2"}, "unknown int8 instruction set 'sse2'"),
         ({"keep_float": ("conv0",), "float_budget": 0.1}, "not both"),
         ({"float_budget": 1.5}, "float_budget"),
     ],

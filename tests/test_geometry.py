@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hardnet_export.runtime.patches import DEFAULT_MAGNIFICATION, extract_patches
+from hardnet_export.geometry import DEFAULT_MAGNIFICATION, extract_patches
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +123,34 @@ def test_bad_parameters() -> None:
         extract_patches(np.zeros((20, 20), np.uint8), [], magnification=0)
     with pytest.raises(ValueError, match="patch_size"):
         extract_patches(np.zeros((20, 20), np.uint8), [], patch_size=0)
+
+
+def test_one_rounding_rule() -> None:
+    from hardnet_export.geometry import to_uint8
+
+    values = np.array([-3.0, 0.4, 0.5, 1.5, 2.5, 254.6, 300.0])
+    np.testing.assert_array_equal(to_uint8(values), [0, 0, 0, 2, 2, 255, 255])  # half to even
+    assert to_uint8(values).dtype == np.uint8
+
+
+def test_one_antialiasing_rule() -> None:
+    from hardnet_export.geometry import antialias_blur, antialias_sigma, patch_frame
+
+    np.testing.assert_allclose(antialias_blur([0.5, 1.0, 2.0]), [0.0, 0.0, 0.5 * np.sqrt(3.0)])
+    # Training frames: a 64-pixel support on a 32-pixel patch is 2 photo pixels per pixel.
+    frames = patch_frame(np.array([[100.0, 100.0]]), 64.0)
+    np.testing.assert_allclose(antialias_sigma(frames), antialias_blur(2.0))
+
+
+def test_dataset_patches_are_resized_bilinearly() -> None:
+    import cv2
+
+    from hardnet_export.errors import InputError
+    from hardnet_export.geometry import resize_patches
+
+    big = np.random.default_rng(0).integers(0, 256, (3, 64, 64), dtype=np.uint8)
+    expected = np.stack([cv2.resize(p, (32, 32), interpolation=cv2.INTER_LINEAR) for p in big])
+    np.testing.assert_array_equal(resize_patches(big), expected)
+    np.testing.assert_array_equal(resize_patches(expected), expected)  # 32x32 stays as it is
+    with pytest.raises(InputError, match=r"\(N, S, S\) uint8"):
+        resize_patches(big.astype(np.float32))

@@ -15,14 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hardnet_export.artifacts.describe import describe_in_batches
+from hardnet_export.errors import InputError
+from hardnet_export.evaluation.metrics import compare_descriptors
 from hardnet_export.evaluation.pairs import pair_metrics
-from hardnet_export.export.parity import compare_descriptors, describe_in_batches
 
 if TYPE_CHECKING:
     import onnx
 
-    from hardnet_export.calibration.quantize import Quantizer
     from hardnet_export.data.types import MatchedPairs
+    from hardnet_export.export.int8 import Quantizer
 
 BATCH = 256
 
@@ -63,7 +65,7 @@ class SensitivityReport:
         (a share of the network's, 0..1), taken in ranking order, skipping any that would
         overflow it; returned in graph order."""
         if not 0.0 <= budget <= 1.0:
-            raise ValueError(f"float budget must lie in 0..1, got {budget}")
+            raise InputError(f"float budget must lie in 0..1, got {budget}")
         chosen, used = [], 0.0
         for layer in self.layers:
             if used + layer.share <= budget + 1e-9:
@@ -84,7 +86,7 @@ class SensitivityReport:
             layers = tuple(LayerSensitivity(**row) for row in data["layers"])
             return cls(**{**data, "layers": layers})
         except (KeyError, TypeError) as exc:
-            raise ValueError(f"not an INT8 sensitivity report ({exc})") from exc
+            raise InputError(f"not an INT8 sensitivity report ({exc})") from exc
 
     def format(self) -> str:
         """A fixed-width table for printing."""
@@ -126,7 +128,7 @@ def conv_multiply_adds(model: onnx.ModelProto) -> dict[str, int]:
         c_out, c_in, kh, kw = weights[node.input[1]]
         out_shape = shapes.get(node.output[0], [])
         if len(out_shape) != 4 or not all(out_shape[2:]):
-            raise ValueError(f"cannot infer the output size of {node.name}")
+            raise InputError(f"cannot infer the output size of {node.name}")
         counts[node.name] = int(c_out * c_in * kh * kw * out_shape[2] * out_shape[3])
     return counts
 
@@ -140,7 +142,7 @@ def layer_sensitivity(
         - pairs.anchors, pairs.positives: (n, 32, 32) uint8.
     """
     from hardnet_export._progress import track
-    from hardnet_export.export.onnx import ort_describe
+    from hardnet_export.runtime.onnxruntime_backend import ort_describe
 
     patches = np.concatenate([pairs.anchors, pairs.positives])[:, None]
     n = len(pairs)

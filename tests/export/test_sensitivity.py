@@ -5,17 +5,17 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from hardnet_export.artifacts.metadata import SEMANTICS_EXACT, SEMANTICS_HOST
 from hardnet_export.calibration.dataset import CalibrationSet
-from hardnet_export.calibration.quantize import Quantizer
-from hardnet_export.calibration.sensitivity import (
+from hardnet_export.data.types import MatchedPairs
+from hardnet_export.export.int8 import Quantizer
+from hardnet_export.export.sensitivity import (
     LayerSensitivity,
     SensitivityReport,
     conv_multiply_adds,
     layer_sensitivity,
 )
-from hardnet_export.data.types import MatchedPairs
-from hardnet_export.export.metadata import SEMANTICS_EXACT, SEMANTICS_HOST
-from hardnet_export.export.onnx import ort_describe
+from hardnet_export.runtime.onnxruntime_backend import ort_describe
 
 
 def ruin_layer(model: onnx.ModelProto, layer: int, factor: float = 1000.0) -> onnx.ModelProto:

@@ -16,7 +16,7 @@ semantics (which equal the target's kernels, as nothing saturates) when made for
 Mixed precision: the layers named in ``keep_float`` (default: :data:`DEFAULT_FLOAT_LAYERS`,
 chosen by measurement) stay float, FP16 in the ``tensorrt`` flavour (a valid strongly typed
 graph) and FP32 in the ``cpu`` flavour. ``float_budget`` instead keeps the most sensitive
-layers (:mod:`hardnet_export.calibration.sensitivity`) within a share of the multiply-adds.
+layers (:mod:`hardnet_export.export.sensitivity`) within a share of the multiply-adds.
 
 Both flavours start from the FP32 graph (uint8 input, standardisation inside, which stays
 float) and pass the accuracy gate before they are written. Activation ranges are calibrated
@@ -38,15 +38,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hardnet_export import host
+from hardnet_export.artifacts.metadata import SEMANTICS_EXACT, SEMANTICS_HOST
+from hardnet_export.artifacts.variants import INT8_TARGETS
 from hardnet_export.calibration.dataset import DEFAULT_SIZE, CalibrationSet
-from hardnet_export.export import metadata as meta_keys
+from hardnet_export.errors import InputError, StateError
 
 if TYPE_CHECKING:
     import onnx
 
+    from hardnet_export.artifacts.variants import Variant
     from hardnet_export.data.types import MatchedPairs
 
-TARGETS = ("tensorrt", "cpu")
+TARGETS = INT8_TARGETS  # the INT8 flavours of the variants table
 METHODS = ("minmax", "entropy", "percentile")
 CALIBRATION_BATCH = 64
 #: Histogram bins of the entropy and percentile calibrators (TensorRT's entropy calibrator
@@ -101,9 +104,10 @@ CPU_SETTINGS: dict[str, CpuInt8Settings] = {
 class Int8Options:
     """How to calibrate, quantise and gate an INT8 graph.
 
+    The flavour (``tensorrt`` or ``cpu``) is the variant's (``int8-tensorrt``,
+    ``int8-cpu``), not an option.
+
     Args:
-        target: ``tensorrt`` (symmetric int8, builds on TensorRT) or ``cpu`` (uint8
-            asymmetric activations, fastest on ONNX Runtime CPU).
         method: activation range calibration: ``minmax``, ``entropy`` or ``percentile``.
         calibration: ``"builtin"``, a path (``.npy``, PhotoTour, HPatches) or a ready set.
         calibration_size: patches drawn from the source.
@@ -130,7 +134,6 @@ class Int8Options:
         progress: show progress bars.
     """
 
-    target: str = "tensorrt"
     method: str = DEFAULT_METHOD
     calibration: str | Path | CalibrationSet = "builtin"
     calibration_size: int = DEFAULT_SIZE
@@ -149,48 +152,59 @@ class Int8Options:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise ValueError(
-                f"int8 target must be one of {', '.join(TARGETS)}, got {self.target!r}"
-            )
         if self.method not in METHODS:
-            raise ValueError(
+            raise InputError(
                 f"calibration method must be one of {', '.join(METHODS)}, got {self.method!r}"
             )
         if self.gate_size < 2:
-            raise ValueError(f"gate_size must be >= 2 pairs, got {self.gate_size}")
+            raise InputError(f"gate_size must be >= 2 pairs, got {self.gate_size}")
         for name in ("max_fpr95_loss", "max_nn_accuracy_loss"):
             if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not -1.0 <= self.min_cosine <= 1.0:
-            raise ValueError(f"min_cosine must lie in -1..1, got {self.min_cosine}")
+            raise InputError(f"min_cosine must lie in -1..1, got {self.min_cosine}")
         if self.for_isa is not None:
-            if self.target != "cpu":
-                raise ValueError(
-                    "for_isa applies to the cpu flavour only: the tensorrt flavour is checked "
-                    "in exact Q/DQ semantics, which no CPU changes"
-                )
             host.check_isa(self.for_isa)
         if self.keep_float is not None and self.float_budget is not None:
-            raise ValueError("give keep_float (layer names) or float_budget (a share), not both")
+            raise InputError("give keep_float (layer names) or float_budget (a share), not both")
         if self.float_budget is not None and not 0.0 <= self.float_budget <= 1.0:
-            raise ValueError(f"float_budget must lie in 0..1, got {self.float_budget}")
+            raise InputError(f"float_budget must lie in 0..1, got {self.float_budget}")
         if self.keep_float is not None:
             object.__setattr__(self, "keep_float", tuple(self.keep_float))
 
-    @property
-    def isa(self) -> str | None:
-        """The int8 kernel kind the ``cpu`` flavour is made for; None for ``tensorrt``."""
-        if self.target != "cpu":
+    def isa(self, target: str) -> str | None:
+        """The int8 kernel kind a ``target`` graph is made for: ``for_isa`` or this machine's
+        for the ``cpu`` flavour, None for ``tensorrt``.
+
+        Raises:
+            InputError: ``for_isa`` given for the ``tensorrt`` flavour.
+        """
+        check_target(target)
+        if target != "cpu":
+            if self.for_isa is not None:
+                raise InputError(
+                    "for_isa applies to the cpu flavour only: the tensorrt flavour is checked "
+                    "in exact Q/DQ semantics, which no CPU changes"
+                )
             return None
         return self.for_isa or host.int8_isa()
 
-    @property
-    def semantics(self) -> str:
-        """How this graph's gate and parity figures are computed (see the module docstring)."""
-        if self.target == "cpu" and self.isa == host.int8_isa():
-            return meta_keys.SEMANTICS_HOST
-        return meta_keys.SEMANTICS_EXACT
+    def semantics(self, target: str) -> str:
+        """How a ``target`` graph's gate and parity figures are computed (module docstring)."""
+        if target == "cpu" and self.isa(target) == host.int8_isa():
+            return SEMANTICS_HOST
+        return SEMANTICS_EXACT
+
+
+def check_target(target: str) -> str:
+    """``target`` if it is an INT8 flavour (``tensorrt``, ``cpu``).
+
+    Raises:
+        InputError: anything else.
+    """
+    if target not in TARGETS:
+        raise InputError(f"int8 target must be one of {', '.join(TARGETS)}, got {target!r}")
+    return target
 
 
 def resolve_calibration(options: Int8Options) -> CalibrationSet:
@@ -221,7 +235,7 @@ def check_layers(model: onnx.ModelProto, names: Sequence[str]) -> tuple[str, ...
     layers = conv_layers(model)
     unknown = [name for name in names if name not in layers]
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"no conv layer called {', '.join(unknown)}; the layers are {', '.join(layers)}"
         )
     return tuple(name for name in layers if name in names)
@@ -272,10 +286,9 @@ class Quantizer:
         method: str,
         isa: str | None = None,
     ) -> None:
-        if target not in TARGETS:
-            raise ValueError(f"int8 target must be one of {', '.join(TARGETS)}, got {target!r}")
+        check_target(target)
         if method not in METHODS:
-            raise ValueError(
+            raise InputError(
                 f"calibration method must be one of {', '.join(METHODS)}, got {method!r}"
             )
         if target == "cpu":
@@ -344,7 +357,7 @@ class Quantizer:
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
         if self._tmp is None:
-            raise RuntimeError("use Quantizer as a context manager (with Quantizer(...) as q)")
+            raise StateError("use Quantizer as a context manager (with Quantizer(...) as q)")
         kept = check_layers(self.fp32, keep_float)
         # A float conv keeps its Relu float too: a Relu quantised alone only adds error.
         excluded = [*kept, *(f"relu{name[len('conv') :]}" for name in kept)]
@@ -424,18 +437,29 @@ def _quiet_quantiser() -> Iterator[None]:
         root.setLevel(level)
 
 
-def quantize_int8(
-    fp32: onnx.ModelProto, options: Int8Options
+def int8_variant(
+    fp32: onnx.ModelProto, variant: Variant, options: Int8Options | None = None
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """Calibrate, quantise and gate: the INT8 graph and the metadata to store with it.
+    """An INT8 variant's graph and metadata (the entry point the variants table names)."""
+    assert variant.int8_target is not None
+    return quantize_int8(fp32, variant.int8_target, options or Int8Options())
+
+
+def quantize_int8(
+    fp32: onnx.ModelProto, target: str, options: Int8Options
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """Calibrate, quantise and gate: the ``target`` flavour's INT8 graph and the metadata to
+    store with it (:class:`~hardnet_export.artifacts.metadata.GraphMetadata` fields).
 
     Raises:
         Int8GateError: the INT8 graph loses more than the gate allows on held-out pairs
             and ``options.force`` is False.
     """
     from hardnet_export.calibration.gate import evaluate_gate
-    from hardnet_export.export.onnx import ort_describe
+    from hardnet_export.runtime.onnxruntime_backend import ort_describe
 
+    isa = options.isa(target)
+    semantics = options.semantics(target)
     if options.keep_float is not None:
         check_layers(fp32, options.keep_float)  # before the slow part: a typo fails at once
     calibration = resolve_calibration(options)
@@ -444,13 +468,10 @@ def quantize_int8(
         from hardnet_export.data.builtin import validation_pairs
 
         pairs = validation_pairs(options.gate_size)
-    semantics = options.semantics
-    with Quantizer(
-        fp32, calibration, target=options.target, method=options.method, isa=options.isa
-    ) as quantizer:
+    with Quantizer(fp32, calibration, target=target, method=options.method, isa=isa) as quantizer:
         sensitivity = None
         if options.sensitivity or options.float_budget is not None:
-            from hardnet_export.calibration.sensitivity import layer_sensitivity
+            from hardnet_export.export.sensitivity import layer_sensitivity
 
             sensitivity = layer_sensitivity(
                 quantizer, pairs, semantics=semantics, progress=options.progress
@@ -459,12 +480,11 @@ def quantize_int8(
             assert sensitivity is not None
             keep_float = sensitivity.within_budget(options.float_budget)
         elif options.keep_float is None:
-            keep_float = DEFAULT_FLOAT_LAYERS[options.target]
+            keep_float = DEFAULT_FLOAT_LAYERS[target]
         else:
             keep_float = check_layers(fp32, options.keep_float)
         int8 = quantizer.build(keep_float)
-    float_layers = dict.fromkeys(keep_float, FLOAT_TYPE[options.target])
-    label = f"INT8 ({options.target}, {options.method} calibration on {calibration.source})"
+    label = f"INT8 ({target}, {options.method} calibration on {calibration.source})"
     gate = evaluate_gate(
         ort_describe(fp32),
         ort_describe(int8, semantics=semantics),
@@ -478,20 +498,18 @@ def quantize_int8(
     )
     settings: dict[str, Any] = {
         "per_channel_weights": True,
-        "activations": "int8 symmetric" if options.target == "tensorrt" else "uint8 asymmetric",
-        "float_layers": float_layers,
+        "activations": "int8 symmetric" if target == "tensorrt" else "uint8 asymmetric",
+        "float_layers": dict.fromkeys(keep_float, FLOAT_TYPE[target]),
     }
-    if options.isa is not None:
-        settings["reduce_range"] = CPU_SETTINGS[options.isa].reduce_range
+    if isa is not None:
+        settings["reduce_range"] = CPU_SETTINGS[isa].reduce_range
     values: dict[str, Any] = {
-        meta_keys.INT8_TARGET: options.target,
-        meta_keys.INT8_SETTINGS: settings,
-        meta_keys.CALIBRATION_SHA256: calibration.sha256,
-        meta_keys.CALIBRATION: {**calibration.describe(), "method": options.method},
-        meta_keys.INT8_GATE: gate,
+        "int8_target": target,
+        "int8_isa": isa,
+        "int8_settings": settings,
+        "calibration_sha256": calibration.sha256,
+        "calibration": {**calibration.describe(), "method": options.method},
+        "int8_gate": gate,
+        "int8_sensitivity": sensitivity.to_dict() if sensitivity is not None else None,
     }
-    if options.isa is not None:
-        values[meta_keys.INT8_ISA] = options.isa
-    if sensitivity is not None:
-        values[meta_keys.INT8_SENSITIVITY] = sensitivity.to_dict()
     return int8, values

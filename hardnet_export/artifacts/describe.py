@@ -1,0 +1,62 @@
+"""The describe-function protocol and the one batching helper every stage uses.
+
+A :data:`DescribeFn` turns a batch of 32x32 patches into descriptors: ``(N, 32, 32)`` or
+``(N, 1, 32, 32)`` uint8 (whichever layout its caller passes) to ``(N, D)`` float32.
+``Describer.describe`` (every runtime backend), OpenCV SIFT in evaluation and the exporter's
+PyTorch and ONNX Runtime functions all have this shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from hardnet_export.errors import InputError
+
+DescribeFn = Callable[[np.ndarray], np.ndarray]
+#: Length of a HardNet descriptor.
+DESCRIPTOR_SIZE = 128
+#: Patches per call when the caller does not say: bounded memory, few calls.
+DEFAULT_BATCH = 4096
+
+
+def describe_in_batches(
+    describe: DescribeFn,
+    patches: np.ndarray,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Callable[[int], Any] | None = None,
+) -> np.ndarray:
+    """Run ``describe`` over ``patches`` in slices of ``batch_size`` and concatenate.
+
+    ``progress``, if given, is called with the number of patches done after each slice.
+
+    Raises:
+        InputError: ``batch_size`` < 1, patches that are not (N, [1,] 32, 32), or a describe
+            function that returns anything but one (D,) row per patch.
+
+    Shape:
+        - patches: (N, 32, 32) or (N, 1, 32, 32).
+        - Output: (N, D) float32; (0, 128) for N = 0.
+    """
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    shape = tuple(patches.shape)
+    if not (len(shape) in (3, 4) and shape[-2:] == (32, 32) and (len(shape) == 3 or shape[1] == 1)):
+        raise InputError(f"patches must be (N, 32, 32) or (N, 1, 32, 32), got {shape}")
+    parts = []
+    for start in range(0, len(patches), batch_size):
+        chunk = patches[start : start + batch_size]
+        out = np.asarray(describe(chunk), dtype=np.float32)
+        if out.ndim != 2 or len(out) != len(chunk):
+            raise InputError(
+                f"a describe function must return one row per patch, got shape {out.shape} "
+                f"for {len(chunk)} patches"
+            )
+        parts.append(out)
+        if progress is not None:
+            progress(len(out))
+    if not parts:
+        return np.zeros((0, DESCRIPTOR_SIZE), np.float32)
+    return np.concatenate(parts)

@@ -1,0 +1,163 @@
+"""The provenance every exported ONNX graph carries in its ``metadata_props``, as a typed record.
+
+:class:`GraphMetadata` is written by the exporter (:meth:`GraphMetadata.to_props`) and read by
+the TensorRT builder, the runtime and ``check`` (:func:`read_metadata`), which may run without
+torch or onnx: reading falls back to ONNX Runtime. Values are strings in the file; structured
+ones (input spec, parity, provenance, calibration, gate, INT8 settings) are JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from hardnet_export.errors import InputError, MissingFileError
+
+PRODUCER = "hardnet-export"
+
+# How a figure of an INT8 graph was computed (the "semantics" field of gate, parity, check).
+#: The graph's exact Q/DQ semantics: ONNX Runtime with graph optimisations off, so Quantize-
+#: and DequantizeLinear run as written and the convs in float: what TensorRT computes, equal
+#: on every host.
+SEMANTICS_EXACT = "exact-qdq"
+#: This host's fused int8 kernels (ONNX Runtime with all optimisations): what a CPU runs.
+SEMANTICS_HOST = "host-kernels"
+#: A GPU backend's kernels (TensorRT, ONNX Runtime CUDA): what ``check`` measures on a GPU.
+SEMANTICS_DEVICE = "device-kernels"
+SEMANTICS = (SEMANTICS_EXACT, SEMANTICS_HOST, SEMANTICS_DEVICE)
+
+#: The JSON-valued fields of :class:`GraphMetadata`.
+_JSON_FIELDS = frozenset(
+    {
+        "input",
+        "output",
+        "weights_provenance",
+        "parity",
+        "calibration",
+        "int8_gate",
+        "int8_settings",
+        "int8_sensitivity",
+    }
+)
+
+
+@dataclass(frozen=True)
+class GraphMetadata:
+    """What an exported HardNet graph says about itself.
+
+    Attributes:
+        producer: ``hardnet-export <version>``; None for a foreign graph.
+        precision: ``fp32``, ``fp16``, ``int8`` (``unknown`` when a foreign graph says none).
+        input: ``{"name", "dtype", "shape", "range", "normalisation"}``.
+        output: ``{"name", "dtype", "shape"}``.
+        weights_sha256: the checkpoint's sha256 (or its state_dict's for an in-memory model).
+        weights_provenance: the checkpoint's metadata (training data, steps, ...).
+        parity: :func:`hardnet_export.export.parity.parity_report` against PyTorch, with the
+            semantics it was computed in and the host.
+        int8_target: INT8 flavour: ``tensorrt`` or ``cpu``.
+        int8_isa: ``cpu`` flavour: the int8 kernel kind it was made for.
+        int8_settings: ``{"activations", "per_channel_weights", "float_layers", ...}``.
+        calibration_sha256: sha256 of the calibration set (its ``.npy`` bytes).
+        calibration: ``{"source", "size", "seed", "sha256", "method"}``.
+        int8_gate: the accuracy gate's result (:class:`hardnet_export.calibration.gate.GateResult`).
+        int8_sensitivity: the per-layer sensitivity report, when one was made.
+        other: keys this version does not know, as they were stored.
+    """
+
+    producer: str | None = None
+    precision: str = "unknown"
+    input: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: str | None = None
+    weights_provenance: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] | None = None
+    int8_target: str | None = None
+    int8_isa: str | None = None
+    int8_settings: dict[str, Any] | None = None
+    calibration_sha256: str | None = None
+    calibration: dict[str, Any] | None = None
+    int8_gate: dict[str, Any] | None = None
+    int8_sensitivity: dict[str, Any] | None = None
+    other: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def variant(self) -> str:
+        """The variant name (``fp32``, ``fp16``, ``int8-tensorrt``, ``int8-cpu``, ...)."""
+        from hardnet_export.artifacts.variants import variant_for
+
+        return variant_for(self.precision, self.int8_target).name
+
+    @property
+    def input_name(self) -> str:
+        return str(self.input.get("name", "patches"))
+
+    def to_props(self) -> dict[str, str]:
+        """The ``metadata_props`` strings (JSON for structured fields; None fields omitted)."""
+        props: dict[str, str] = {}
+        for item in fields(self):
+            if item.name == "other":
+                continue
+            value = getattr(self, item.name)
+            if value is None or (item.name in _JSON_FIELDS and value == {}):
+                continue
+            props[item.name] = (
+                json.dumps(value, default=str) if item.name in _JSON_FIELDS else str(value)
+            )
+        return {**self.other, **props}
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], source: str = "the graph") -> GraphMetadata:
+        """Decode ``metadata_props``.
+
+        Raises:
+            InputError: a structured field that is not the JSON object this version wrote.
+        """
+        known = {item.name for item in fields(cls)} - {"other"}
+        values: dict[str, Any] = {}
+        for key, text in props.items():
+            if key not in known:
+                continue
+            if key in _JSON_FIELDS:
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise InputError(
+                        f"{source}: metadata {key!r} is not valid JSON ({exc})"
+                    ) from None
+                if not isinstance(value, dict):
+                    raise InputError(f"{source}: metadata {key!r} must be a JSON object")
+                values[key] = value
+            else:
+                values[key] = text
+        other = {k: v for k, v in props.items() if k not in known}
+        return cls(**values, other=other)
+
+
+def read_metadata(path: str | Path) -> GraphMetadata:
+    """The metadata of an ONNX file (with onnx, or ONNX Runtime without it).
+
+    Raises:
+        MissingFileError: no such file.
+        InputError: not a readable ONNX file, or malformed metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"ONNX file not found: {path}")
+    try:
+        import onnx
+    except ImportError:
+        import onnxruntime
+
+        try:
+            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own pybind classes
+            raise InputError(f"{path} is not a readable ONNX file ({exc})") from exc
+        return GraphMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError, ValueError, ... for a broken file
+        raise InputError(f"{path} is not a readable ONNX file ({exc})") from exc
+    return GraphMetadata.from_props({p.key: p.value for p in model.metadata_props}, str(path))

@@ -1,0 +1,273 @@
+"""A TensorRT engine's JSON sidecar (``X.engine.json``): one dataclass, one writer, one reader.
+
+The engine file stays a pure TensorRT plan (any TensorRT tool reads it); what built it lives
+here: TensorRT version, GPU and compute capability, the ONNX graph's hash and provenance, the
+optimisation profile and build flags. The builder (:mod:`hardnet_export.export.tensorrt`)
+makes one with :meth:`EngineSidecar.plan` and :meth:`EngineSidecar.write`; the runtime reads it
+with :func:`read_sidecar` and checks it against the running TensorRT and GPU with
+:meth:`EngineSidecar.check` before it creates any TensorRT object. Torch-free and TensorRT-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hardnet_export.errors import InputError
+
+FORMAT = "hardnet-export-engine/1"
+PATCH_SHAPE = (1, 32, 32)
+#: Fields that must all match for an existing engine to be reused instead of rebuilt.
+CACHE_KEYS = (
+    "onnx_sha256",
+    "precision",
+    "profile",
+    "tensorrt_version",
+    "gpu_name",
+    "compute_capability",
+    "dla_core",
+    "gpu_fallback",
+    "version_compatible",
+    "hardware_compatibility",
+)
+
+
+class EngineMismatchError(InputError):
+    """An engine built for another TensorRT version or GPU, or one TensorRT cannot read."""
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    """``X.engine`` -> ``X.engine.json``."""
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".json")
+
+
+@dataclass(frozen=True)
+class EngineSidecar:
+    """What built an engine. ``profile`` is ``{"input", "min", "opt", "max"}`` (N, 1, 32, 32)
+    shapes; ``compute_capability`` is ``"major.minor"``; ``hardware_compatibility`` is
+    ``none`` or ``ampere_plus``."""
+
+    engine: str
+    onnx: str
+    onnx_sha256: str
+    precision: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    device_index: int
+    profile: dict[str, Any]
+    workspace_bytes: int
+    dla_core: int | None = None
+    gpu_fallback: bool = False
+    version_compatible: bool = False
+    hardware_compatibility: str = "none"
+    int8_target: str | None = None
+    calibration_sha256: str | None = None
+    weights_sha256: str | None = None
+    strongly_typed: bool = True
+    producer: str = ""
+    build_seconds: float | None = None
+    built_at: str | None = None
+    timing_cache: str | None = None
+    engine_sha256: str | None = None
+    format: str = FORMAT
+    #: Fields a later writer added that this version does not know (kept, not trusted).
+    other: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def plan(
+        cls,
+        onnx_path: Path,
+        engine: Path,
+        *,
+        onnx_sha256: str,
+        graph: Any,
+        tensorrt_version: str,
+        gpu_name: str,
+        compute_capability: str,
+        device_index: int,
+        batch: tuple[int, int, int],
+        workspace_bytes: int,
+        dla_core: int | None,
+        gpu_fallback: bool,
+        version_compatible: bool,
+        hardware_compatible: bool,
+    ) -> EngineSidecar:
+        """The sidecar of an engine about to be built from ``onnx_path`` (``graph`` is its
+        :class:`~hardnet_export.artifacts.metadata.GraphMetadata`); ``batch`` is the profile's
+        (min, opt, max)."""
+        from hardnet_export import __version__
+
+        low, opt, high = batch
+        return cls(
+            engine=engine.name,
+            onnx=str(onnx_path),
+            onnx_sha256=onnx_sha256,
+            precision=graph.precision,
+            int8_target=graph.int8_target,
+            calibration_sha256=graph.calibration_sha256,
+            weights_sha256=graph.weights_sha256,
+            tensorrt_version=str(tensorrt_version),
+            gpu_name=gpu_name,
+            compute_capability=str(compute_capability),
+            device_index=device_index,
+            profile={
+                "input": graph.input_name,
+                "min": [low, *PATCH_SHAPE],
+                "opt": [opt, *PATCH_SHAPE],
+                "max": [high, *PATCH_SHAPE],
+            },
+            workspace_bytes=workspace_bytes,
+            dla_core=dla_core,
+            gpu_fallback=bool(gpu_fallback and dla_core is not None),
+            version_compatible=version_compatible,
+            hardware_compatibility="ampere_plus" if hardware_compatible else "none",
+            producer=f"hardnet-export {__version__}",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        other = data.pop("other")
+        return {**other, **data}
+
+    def write(self, engine: str | Path) -> Path:
+        """Write ``X.engine.json`` beside ``engine`` atomically."""
+        from hardnet_export._io import atomic_write_text
+
+        path = sidecar_path(engine)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    def cache_key(self) -> dict[str, Any]:
+        """The fields that decide whether an existing engine can be reused."""
+        data = self.to_dict()
+        return {key: data[key] for key in CACHE_KEYS}
+
+    def rebuild_command(self, engine: str | Path) -> str:
+        """The CLI command that rebuilds ``engine`` here from its ONNX graph."""
+        return rebuild_command(engine, self.onnx)
+
+    def check(
+        self, engine: str | Path, *, tensorrt_version: str, gpu_name: str, compute_capability: str
+    ) -> None:
+        """Check that this engine was built for this TensorRT and this GPU.
+
+        TensorRT plans load only on the TensorRT version that built them (any of the same
+        major for ``version_compatible`` engines) and on GPUs of the compute capability they
+        were built for (``ampere_plus``: any 8.0+). A different GPU model of the same compute
+        capability is allowed with a warning.
+
+        Raises:
+            EngineMismatchError: another TensorRT version or GPU; the message holds the
+                rebuild command.
+        """
+        rebuild = self.rebuild_command(engine)
+        built, running = self.tensorrt_version, str(tensorrt_version)
+        same_major = built.split(".")[0] == running.split(".")[0]
+        if not (built == running or (self.version_compatible and same_major)):
+            raise EngineMismatchError(
+                f"{engine} was built with TensorRT {built}, but this is TensorRT {running}; "
+                f"engines only load on the TensorRT version that built them. Rebuild it: {rebuild}"
+            )
+        here = str(compute_capability)
+        if self.compute_capability != here:
+            if not (self.hardware_compatibility == "ampere_plus" and float(here) >= 8.0):
+                raise EngineMismatchError(
+                    f"{engine} was built for {self.gpu_name} (compute capability "
+                    f"{self.compute_capability}), but this GPU is {gpu_name} (compute capability "
+                    f"{here}). Rebuild it on this machine: {rebuild}"
+                )
+        elif self.gpu_name != gpu_name:
+            warnings.warn(
+                f"{engine} was built on {self.gpu_name}, this GPU is {gpu_name} (same compute "
+                f"capability {here}); it should run, but tactics were tuned for the other GPU. "
+                f"For the best speed: {rebuild}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> EngineSidecar:
+        """Validate a decoded sidecar.
+
+        Raises:
+            InputError: another format, a missing field or a field of the wrong type.
+        """
+        if data.get("format") != FORMAT:
+            raise InputError(
+                f"{source} is not a {FORMAT} sidecar (format {data.get('format')!r}); rebuild "
+                "the engine with 'hardnet-export trt'"
+            )
+        known = {f.name: f for f in dataclasses.fields(cls) if f.name != "other"}
+        required = [
+            name
+            for name, f in known.items()
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise InputError(f"{source} lacks {', '.join(missing)}; rebuild the engine")
+        for name, kind in _FIELD_TYPES.items():
+            value = data.get(name)
+            if value is not None and not isinstance(value, kind):
+                raise InputError(
+                    f"{source}: {name} must be {getattr(kind, '__name__', kind)}, got {value!r}"
+                )
+        profile = data["profile"]
+        for key in ("min", "opt", "max"):
+            shape = profile.get(key)
+            if not (
+                isinstance(shape, list)
+                and len(shape) == 4
+                and all(isinstance(v, int) for v in shape)
+            ):
+                raise InputError(f"{source}: profile {key} must be 4 integers, got {shape!r}")
+        values = {name: data[name] for name in known if name in data}
+        other = {k: v for k, v in data.items() if k not in known}
+        return cls(**values, other=other)
+
+
+_FIELD_TYPES: dict[str, Any] = {
+    "engine": str,
+    "onnx": str,
+    "onnx_sha256": str,
+    "precision": str,
+    "tensorrt_version": str,
+    "gpu_name": str,
+    "compute_capability": str,
+    "device_index": int,
+    "profile": dict,
+    "workspace_bytes": int,
+    "dla_core": int,
+    "gpu_fallback": bool,
+    "version_compatible": bool,
+    "hardware_compatibility": str,
+}
+
+
+def read_sidecar(engine: str | Path) -> EngineSidecar | None:
+    """The sidecar of ``engine``, or None when it has none (a foreign engine).
+
+    Raises:
+        InputError: a sidecar that is not valid JSON or not one this project writes.
+    """
+    path = sidecar_path(engine)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not a readable engine sidecar (invalid JSON: {exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path} is not an engine sidecar: expected a JSON object")
+    return EngineSidecar.from_dict(data, str(path))
+
+
+def rebuild_command(engine: str | Path, onnx: str | None = None) -> str:
+    """The CLI command that rebuilds ``engine`` from ``onnx`` (a placeholder when unknown)."""
+    return f"hardnet-export trt {onnx or 'MODEL.onnx'} -o {engine} --rebuild"

@@ -1,0 +1,360 @@
+"""Patch geometry, one module for training data, calibration, evaluation and the runtime.
+
+Everything that decides which pixels a 32x32 patch holds lives here, so the patches a model
+is trained on, calibrated on, evaluated on and run on are cut the same way:
+
+- **Frames**: a patch-to-image homography per patch (:func:`patch_frame`), rendered with
+  bilinear interpolation and reflected borders (:func:`render_patches`); at OpenCV keypoints
+  ``(x, y, size, angle)`` the square of side ``magnification * size`` turned by ``angle``
+  (:func:`extract_patches`).
+- **Anti-aliasing**: where a patch pixel covers ``f > 1`` source pixels, the source is blurred
+  by :func:`antialias_blur` ``= 0.5 * sqrt(f**2 - 1)`` first (rounded to a few pre-blurred
+  copies): training photos directly (:func:`blur_level`), keypoint patches on a Gaussian
+  pyramid level where ``f`` lies in [1, 2).
+- **Resizing** dataset patches to 32x32 (Brown 64 -> 32, HPatches 65 -> 32): bilinear, as the
+  paper resizes Brown patches (:func:`resize_patches`).
+- **Rounding** float grey levels to uint8: round half to even, clipped to 0..255
+  (:func:`to_uint8`).
+
+Torch-free: numpy and OpenCV only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeAlias
+
+import cv2
+import numpy as np
+
+from hardnet_export.errors import InputError, InputTypeError
+
+#: Side of the network's input patch, in pixels.
+PATCH_SIZE = 32
+#: Support region of a patch in units of ``KeyPoint.size``, chosen by measurement:
+#: ``benchmarks/magnification.py`` matches SIFT keypoints of the motorcycle stereo pair at 3..16
+#: (benchmarks/results/magnification.md). With the shipped model every value from 4 to 12 beats
+#: SIFT's own descriptor; 8-12 is a plateau and 12 scores best. Larger than SIFT's own support
+#: (6: 4 bins of 3 sigma, size = 2 sigma) because the small keypoints that dominate a SIFT
+#: detection would otherwise be upsampled far beyond anything the model saw in training.
+DEFAULT_MAGNIFICATION = 12.0
+
+KeypointsLike: TypeAlias = "Sequence[cv2.KeyPoint] | np.ndarray"
+
+# Pre-blurs (pixels of a pyramid level) for residual scales 1..2: antialias_blur(f).
+_PYRAMID_BLURS = np.array([0.0, 0.3, 0.45, 0.6, 0.75, 0.87])
+
+# cv2.remap wants each output dimension below SHRT_MAX: at most this many patches per call.
+_REMAP_CHUNK = 1000
+
+
+#: Pre-blurred copies of a training photo (photo pixels); the renderer picks the nearest.
+PHOTO_BLURS = np.array([0.0, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 1.8, 2.2, 2.6, 3.2, 4.0])
+
+
+def antialias_blur(scale: np.ndarray | float) -> np.ndarray:
+    """The Gaussian blur (source pixels) that keeps sampling every ``scale``-th source pixel
+    from aliasing: ``0.5 * sqrt(max(scale**2 - 1, 0))``; 0 where the patch upsamples.
+
+    Shape:
+        - scale: any shape, source pixels per patch pixel.
+        - Output: the same shape, float64.
+    """
+    scale = np.asarray(scale, np.float64)
+    return 0.5 * np.sqrt(np.maximum(scale**2 - 1.0, 0.0))
+
+
+def to_uint8(values: np.ndarray) -> np.ndarray:
+    """Float grey levels as uint8: rounded half to even and clipped to 0..255.
+
+    Shape:
+        - values: any shape, float.
+        - Output: the same shape, uint8.
+    """
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def resize_patches(patches: np.ndarray, size: int = PATCH_SIZE) -> np.ndarray:
+    """Bilinear resize of every patch to ``size`` x ``size`` (Brown 64 -> 32, HPatches 65 -> 32),
+    the way the paper resizes Brown patches; training, evaluation and calibration all use it.
+
+    Raises:
+        InputError: not (N, S, S) uint8.
+
+    Shape:
+        - patches: (N, S, S) uint8.
+        - output: (N, size, size) uint8; the input itself (made contiguous) when S == size.
+    """
+    if patches.ndim != 3 or patches.shape[1] != patches.shape[2] or patches.dtype != np.uint8:
+        raise InputError(f"patches must be (N, S, S) uint8, got {patches.shape} {patches.dtype}")
+    if patches.shape[1:] == (size, size):
+        return np.ascontiguousarray(patches)
+    out = np.empty((len(patches), size, size), np.uint8)
+    for i, patch in enumerate(patches):
+        cv2.resize(patch, (size, size), dst=out[i], interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def blurred_copy(image: np.ndarray, level: int) -> np.ndarray:
+    """``image`` blurred with the pre-set sigma number ``level`` (see :func:`blur_level`).
+
+    Shape:
+        - image: (H, W) uint8.
+        - return: (H, W) uint8, read-only.
+    """
+    sigma = float(PHOTO_BLURS[level])
+    if sigma == 0.0:
+        return image
+    out = cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+    out.setflags(write=False)
+    return out
+
+
+def blur_level(sigma: np.ndarray) -> np.ndarray:
+    """Index of the pre-blurred copy nearest to each wanted blur (photo pixels)."""
+    return np.abs(np.asarray(sigma)[..., None] - PHOTO_BLURS).argmin(-1)
+
+
+def antialias_sigma(matrices: np.ndarray) -> np.ndarray:
+    """Blur (photo pixels) that keeps a warp from aliasing, from its local scale at the
+    patch centre: ``0.5 * sqrt(max(f**2 - 1, 0))`` with ``f`` = photo pixels per patch pixel.
+
+    Shape:
+        - matrices: (M, 3, 3) patch-to-photo homographies.
+        - return: (M,) float64.
+    """
+    return antialias_blur(local_scale(matrices))
+
+
+def local_scale(matrices: np.ndarray) -> np.ndarray:
+    """Photo pixels per patch pixel at the patch centre: sqrt(|det J|) of each homography.
+
+    Shape:
+        - matrices: (M, 3, 3) patch-to-photo homographies.
+        - return: (M,) float64.
+    """
+    c = (PATCH_SIZE - 1) / 2.0
+    h = np.asarray(matrices, dtype=np.float64)
+    w = h[:, 2, 0] * c + h[:, 2, 1] * c + h[:, 2, 2]
+    xy = h[:, :2, 0] * c + h[:, :2, 1] * c + h[:, :2, 2]
+    # Jacobian of the projective map at the centre: (A - p q^T) / w with p = image point.
+    jac = (h[:, :2, :2] - (xy / w[:, None])[:, :, None] * h[:, 2, None, :2]) / w[:, None, None]
+    return np.sqrt(np.abs(np.linalg.det(jac)))
+
+
+def render_patches(
+    images: list[np.ndarray], image_index: np.ndarray, matrices: np.ndarray
+) -> np.ndarray:
+    """Warp 32x32 patches out of images; ``matrices[i]`` maps patch pixel centres
+    ``(u, v, 1)`` to pixel coordinates of ``images[image_index[i]]``. Bilinear, borders
+    reflected. The caller blurs the sources beforehand where the warp downscales.
+
+    Shape:
+        - image_index: (M,) int.
+        - matrices: (M, 3, 3) float.
+        - return: (M, 32, 32) uint8.
+    """
+    out = np.empty((len(matrices), PATCH_SIZE, PATCH_SIZE), np.uint8)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    size = (PATCH_SIZE, PATCH_SIZE)
+    for i, (k, m) in enumerate(zip(image_index.tolist(), matrices, strict=True)):
+        cv2.warpPerspective(
+            images[k], m, size, dst=out[i], flags=flags, borderMode=cv2.BORDER_REFLECT_101
+        )
+    return out
+
+
+def patch_frame(
+    centres: np.ndarray, support: np.ndarray | float, homographies: np.ndarray | None = None
+) -> np.ndarray:
+    """Compose patch-to-photo matrices: patch pixel -> normalised square [-1, 1]^2 ->
+    optional homography (the view's change) -> ``support`` photo pixels around ``centre``.
+
+    Shape:
+        - centres: (M, 2) photo (x, y).
+        - support: scalar or (M,) side of the covered square at identity, photo pixels.
+        - homographies: (M, 3, 3) in normalised patch coordinates, or None for identity.
+        - return: (M, 3, 3) float64.
+    """
+    m = len(centres)
+    half = np.broadcast_to(np.asarray(support, np.float64) / 2.0, (m,))
+    to_photo = np.zeros((m, 3, 3))
+    to_photo[:, 0, 0] = half
+    to_photo[:, 1, 1] = half
+    to_photo[:, :2, 2] = centres
+    to_photo[:, 2, 2] = 1.0
+    c = (PATCH_SIZE - 1) / 2.0
+    r = PATCH_SIZE / 2.0
+    to_norm = np.array([[1 / r, 0, -c / r], [0, 1 / r, -c / r], [0, 0, 1.0]])
+    if homographies is not None:
+        to_photo = to_photo @ homographies
+    return to_photo @ to_norm
+
+
+def as_gray(image: np.ndarray) -> np.ndarray:
+    """A grayscale view of an OpenCV image (BGR order for colour, as ``cv2.imread`` gives).
+
+    Raises:
+        TypeError: not a numpy array, or not uint8.
+        ValueError: not (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), or empty.
+
+    Shape:
+        - image: (H, W), (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA, uint8.
+        - Output: (H, W) uint8, C-contiguous.
+    """
+    if not isinstance(image, np.ndarray):
+        raise InputTypeError(f"image must be a numpy uint8 array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise InputTypeError(f"image must be uint8 (0..255), got dtype {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        code = cv2.COLOR_BGR2GRAY if image.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
+        image = cv2.cvtColor(np.ascontiguousarray(image), code)
+    if image.ndim != 2:
+        raise InputError(
+            f"image must be grayscale (H, W) or BGR (H, W, 3), got shape {image.shape}"
+        )
+    if image.size == 0:
+        raise InputError(f"image is empty, shape {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def keypoints_to_array(keypoints: Any, *, default_size: float) -> np.ndarray:
+    """Keypoints as a (K, 4) float64 array of x, y, size, angle.
+
+    Args:
+        keypoints: a sequence of ``cv2.KeyPoint`` or an array of (x, y) / (x, y, size, angle).
+        default_size: size given to (K, 2) keypoints, which carry none.
+
+    Raises:
+        TypeError: not keypoints nor a numeric array.
+        ValueError: wrong array shape, NaN/inf coordinates or a size that is not positive.
+
+    Shape:
+        - keypoints: K ``cv2.KeyPoint`` or (K, 2) / (K, 4).
+        - Output: (K, 4) float64.
+    """
+    if isinstance(keypoints, (list, tuple)) and all(isinstance(k, cv2.KeyPoint) for k in keypoints):
+        array = np.array(
+            [(k.pt[0], k.pt[1], k.size, k.angle) for k in keypoints], np.float64
+        ).reshape(-1, 4)
+    else:
+        if isinstance(keypoints, (list, tuple)) and any(
+            isinstance(k, cv2.KeyPoint) for k in keypoints
+        ):
+            raise InputTypeError("keypoints mixes cv2.KeyPoint with other objects")
+        try:
+            raw = np.asarray(keypoints)
+        except (TypeError, ValueError) as exc:
+            raise InputTypeError(
+                "keypoints must be a list of cv2.KeyPoint or a (K, 2)/(K, 4) array, "
+                f"got {type(keypoints).__name__}"
+            ) from exc
+        if raw.dtype == object or not (
+            np.issubdtype(raw.dtype, np.number) or raw.dtype == np.bool_
+        ):
+            raise InputTypeError(
+                "keypoints must be a list of cv2.KeyPoint or a numeric (K, 2)/(K, 4) array, "
+                f"got dtype {raw.dtype}"
+            )
+        if raw.ndim != 2 or raw.shape[1] not in (2, 4):
+            raise InputError(f"keypoints array must have shape (K, 2) or (K, 4), got {raw.shape}")
+        array = np.empty((len(raw), 4), np.float64)
+        array[:, : raw.shape[1]] = raw
+        if raw.shape[1] == 2:
+            array[:, 2] = default_size
+            array[:, 3] = -1.0
+    if not np.isfinite(array).all():
+        raise InputError("keypoints contain NaN or inf")
+    if (array[:, 2] <= 0).any():
+        raise InputError(f"keypoint sizes must be positive, got min {array[:, 2].min()}")
+    return array
+
+
+def extract_patches(
+    image: np.ndarray,
+    keypoints: KeypointsLike,
+    *,
+    magnification: float = DEFAULT_MAGNIFICATION,
+    patch_size: int = 32,
+) -> np.ndarray:
+    """Cut one rotation- and scale-normalised patch per keypoint.
+
+    Patch pixel (u, v), with c = (patch_size - 1) / 2, samples the image at
+    ``(x, y) + s * R(angle) @ (u - c, v - c)`` where ``s = magnification * size / patch_size``
+    and ``R`` is the rotation by ``angle`` in image coordinates (OpenCV's convention); the
+    patch therefore covers ``magnification * size`` pixels and its +x axis points along the
+    keypoint's orientation. A keypoint with ``size = patch_size / magnification`` and
+    ``angle`` 0 or -1 at ``(x0 + c, y0 + c)`` gives exactly ``image[y0:y0+32, x0:x0+32]``.
+
+    Keypoints given as (K, 2) have no size: they get ``size = patch_size / magnification``,
+    a native-resolution patch. Bilinear sampling from an anti-aliased pyramid level (see the
+    module docstring); the border is ``BORDER_REFLECT_101``; every keypoint is kept.
+
+    Args:
+        image: grayscale or BGR uint8 image (BGRA and (H, W, 1) also accepted).
+        keypoints: a sequence of ``cv2.KeyPoint`` or a (K, 2)/(K, 4) array (x, y, size, angle).
+        magnification: support region side in units of ``KeyPoint.size``.
+        patch_size: output side in pixels.
+
+    Raises:
+        TypeError: image not a uint8 numpy array; keypoints not keypoints.
+        ValueError: wrong image or keypoint shape, non-finite keypoints, bad parameters.
+
+    Shape:
+        - image: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8.
+        - keypoints: K ``cv2.KeyPoint`` or (K, 2) / (K, 4).
+        - Output: (K, patch_size, patch_size) uint8.
+    """
+    if not (np.isfinite(magnification) and magnification > 0):
+        raise InputError(f"magnification must be a positive number, got {magnification}")
+    if int(patch_size) != patch_size or patch_size < 1:
+        raise InputError(f"patch_size must be a positive integer, got {patch_size}")
+    gray = as_gray(image)
+    kps = keypoints_to_array(keypoints, default_size=patch_size / magnification)
+    out = np.empty((len(kps), patch_size, patch_size), np.uint8)
+    if not len(kps):
+        return out
+    scale = magnification * kps[:, 2] / patch_size  # source pixels per patch pixel
+    # Level L halves the image L times; sampling there needs scale / 2**L < 2.
+    levels = np.maximum(0, np.floor(np.log2(scale)).astype(int))
+    pyramid = [gray]
+    for _ in range(int(levels.max())):
+        if min(pyramid[-1].shape) < 2:
+            break
+        pyramid.append(cv2.pyrDown(pyramid[-1]))
+    levels = np.minimum(levels, len(pyramid) - 1)
+    factor = 2.0**levels
+    residual = scale / factor  # source pixels per patch pixel at the chosen level
+    # Anti-aliased as the training patches are; rounded to a few pre-blurred copies per level.
+    sigma = antialias_blur(residual)
+    blur = np.abs(sigma[:, None] - _PYRAMID_BLURS[None, :]).argmin(1)
+    theta = np.where(kps[:, 3] < 0, 0.0, np.deg2rad(kps[:, 3]))
+    grid = np.arange(patch_size, dtype=np.float64) - (patch_size - 1) / 2.0
+    du, dv = np.meshgrid(grid, grid)  # du varies along columns (x), dv along rows (y)
+    # pyrDown output pixel i sits on input pixel 2i.
+    cx, cy = kps[:, 0] / factor, kps[:, 1] / factor
+    cos = (residual * np.cos(theta))[:, None, None]
+    sin = (residual * np.sin(theta))[:, None, None]
+    map_x = (cx[:, None, None] + cos * du - sin * dv).astype(np.float32)
+    map_y = (cy[:, None, None] + sin * du + cos * dv).astype(np.float32)
+    for level, level_blur in sorted({(int(a), int(b)) for a, b in zip(levels, blur, strict=True)}):
+        idx = np.flatnonzero((levels == level) & (blur == level_blur))
+        source = pyramid[level]
+        if _PYRAMID_BLURS[level_blur] > 0:
+            source = cv2.GaussianBlur(
+                source, (0, 0), float(_PYRAMID_BLURS[level_blur]), borderType=cv2.BORDER_REFLECT_101
+            )
+        for start in range(0, len(idx), _REMAP_CHUNK):
+            part = idx[start : start + _REMAP_CHUNK]
+            n = len(part)
+            sampled = cv2.remap(
+                source,
+                map_x[part].reshape(n * patch_size, patch_size),
+                map_y[part].reshape(n * patch_size, patch_size),
+                interpolation=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REFLECT_101,
+            )
+            out[part] = sampled.reshape(n, patch_size, patch_size)
+    return out

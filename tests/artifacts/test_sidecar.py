@@ -1,0 +1,117 @@
+"""The engine sidecar round trip on a CPU: what the builder writes, the runtime accepts, and a
+changed field is refused with the rebuild command. No TensorRT needed: the builder's own
+planning function (the one ``build_engine`` calls) makes the sidecar."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from hardnet_export._io import sha256_file
+from hardnet_export.artifacts.metadata import read_metadata
+from hardnet_export.artifacts.sidecar import (
+    CACHE_KEYS,
+    FORMAT,
+    EngineMismatchError,
+    EngineSidecar,
+    read_sidecar,
+    rebuild_command,
+    sidecar_path,
+)
+from hardnet_export.errors import InputError
+
+HERE = {"tensorrt_version": "10.13.0.35", "gpu_name": "NVIDIA L4", "compute_capability": "8.9"}
+
+
+def planned(graph: Path, engine: Path, **changes: object) -> EngineSidecar:
+    values: dict[str, object] = {
+        "onnx_sha256": sha256_file(graph),
+        "graph": read_metadata(graph),
+        "device_index": 0,
+        "batch": (1, 256, 1024),
+        "workspace_bytes": 1 << 30,
+        "dla_core": None,
+        "gpu_fallback": True,
+        "version_compatible": False,
+        "hardware_compatible": False,
+        **HERE,
+        **changes,
+    }
+    return EngineSidecar.plan(graph, engine, **values)  # type: ignore[arg-type]
+
+
+def test_written_sidecar_is_accepted(fp16_onnx: Path, tmp_path: Path) -> None:
+    engine = tmp_path / "model.fp16.engine"
+    side = planned(fp16_onnx, engine)
+    side.write(engine)
+    read = read_sidecar(engine)
+    assert read == side
+    read.check(engine, **HERE)
+    assert read.precision == "fp16" and read.profile["max"] == [1024, 1, 32, 32]
+    assert read.weights_sha256 == read_metadata(fp16_onnx).weights_sha256
+    assert json.loads(sidecar_path(engine).read_text())["format"] == FORMAT
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "tensorrt_version",
+            "11.4.0.6",
+            r"built with TensorRT 11\.4\.0\.6, but this is TensorRT 10",
+        ),
+        ("compute_capability", "8.7", r"compute capability 8\.7\).*NVIDIA L4"),
+    ],
+)
+def test_changed_field_is_refused_with_the_rebuild_command(
+    fp16_onnx: Path, tmp_path: Path, field: str, value: str, message: str
+) -> None:
+    engine = tmp_path / "model.fp16.engine"
+    planned(fp16_onnx, engine, **{field: value}).write(engine)
+    with pytest.raises(EngineMismatchError, match=message) as info:
+        read_sidecar(engine).check(engine, **HERE)  # type: ignore[union-attr]
+    assert f"hardnet-export trt {fp16_onnx} -o {engine} --rebuild" in str(info.value)
+
+
+def test_compatible_engines(fp16_onnx: Path, tmp_path: Path) -> None:
+    engine = tmp_path / "e.engine"
+    side = planned(fp16_onnx, engine, tensorrt_version="10.8.0.43", version_compatible=True)
+    side.check(engine, **HERE)  # same major, version compatible
+    side = planned(fp16_onnx, engine, compute_capability="8.6", hardware_compatible=True)
+    side.check(engine, **HERE)  # Ampere+ plan on an 8.9 GPU
+    with pytest.warns(RuntimeWarning, match="tactics were tuned"):
+        planned(fp16_onnx, engine, gpu_name="NVIDIA L40").check(engine, **HERE)
+
+
+def test_reader_refuses_what_no_writer_produces(fp16_onnx: Path, tmp_path: Path) -> None:
+    engine = tmp_path / "e.engine"
+    good = planned(fp16_onnx, engine).to_dict()
+    for bad, message in (
+        ({**good, "format": "other/1"}, "not a hardnet-export-engine/1 sidecar"),
+        ({k: v for k, v in good.items() if k != "gpu_name"}, "lacks gpu_name"),
+        ({**good, "device_index": "0"}, "device_index must be int"),
+        ({**good, "profile": {**good["profile"], "max": [1024]}}, "profile max must be 4"),
+    ):
+        sidecar_path(engine).write_text(json.dumps(bad))
+        with pytest.raises(InputError, match=message):
+            read_sidecar(engine)
+    sidecar_path(engine).write_text("{not json")
+    with pytest.raises(InputError, match="invalid JSON"):
+        read_sidecar(engine)
+    sidecar_path(engine).unlink()
+    assert read_sidecar(engine) is None  # a foreign engine: TensorRT itself judges it
+
+
+def test_cache_key_and_unknown_fields(fp16_onnx: Path, tmp_path: Path) -> None:
+    engine = tmp_path / "e.engine"
+    side = planned(fp16_onnx, engine)
+    assert set(side.cache_key()) == set(CACHE_KEYS)
+    later = {**side.to_dict(), "written_by_a_later_version": 1}
+    sidecar_path(engine).write_text(json.dumps(later))
+    read = read_sidecar(engine)
+    assert read is not None and read.other == {"written_by_a_later_version": 1}
+    assert dataclasses.replace(read, other={}) == side
+    assert rebuild_command("x.engine") == "hardnet-export trt MODEL.onnx -o x.engine --rebuild"

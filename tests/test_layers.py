@@ -1,0 +1,106 @@
+"""Imports point one way: down toward the torch-free floor, counting imports inside functions.
+
+Each top-level module or package of ``hardnet_export`` has a rank; a module may import its
+own unit and units of lower rank only, so no two stages can import each other (no cycle,
+however deep inside a function the import sits). The runtime, which robots install alone,
+may import only the floor and the model.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import hardnet_export
+
+ROOT = Path(hardnet_export.__file__).parent
+RANKS = {
+    "errors": 0,
+    **dict.fromkeys(("_io", "_progress", "host", "shipped", "_cuda"), 1),
+    **dict.fromkeys(("artifacts", "geometry"), 2),
+    "model": 3,
+    "data": 4,
+    "runtime": 5,
+    "evaluation": 6,
+    **dict.fromkeys(("calibration", "train"), 7),
+    "export": 8,
+    "benchmark": 9,
+    **dict.fromkeys(("check", "demo"), 10),
+    "cli": 11,
+    "__main__": 12,
+}
+FLOOR_RANK = 2
+RUNTIME_MAY_IMPORT = {unit for unit, rank in RANKS.items() if rank <= FLOOR_RANK} | {"model"}
+
+
+def unit_of(module: str) -> str:
+    """``hardnet_export.export.int8`` -> ``export``; the package itself -> ``errors``-level."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def imports_of(path: Path) -> list[tuple[int, str]]:
+    """Every ``hardnet_export`` module imported anywhere in ``path`` (line, module)."""
+    tree = ast.parse(path.read_text())
+    package = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts[:-1])
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            found.append((node.lineno, module))
+    return [
+        (line, m) for line, m in found if m == "hardnet_export" or m.startswith("hardnet_export.")
+    ]
+
+
+MODULES = sorted(ROOT.rglob("*.py"))
+
+
+def test_every_unit_has_a_rank() -> None:
+    units = {p.relative_to(ROOT).parts[0].removesuffix(".py") for p in MODULES} - {"__init__"}
+    assert units <= set(RANKS), f"give these a rank: {sorted(units - set(RANKS))}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_point_down(path: Path) -> None:
+    own = path.relative_to(ROOT).parts[0].removesuffix(".py")
+    if own == "__init__":
+        return  # the package's __init__ loads torch-backed names lazily, by name
+    for line, module in imports_of(path):
+        target = unit_of(module)
+        if target in ("", own):
+            continue  # the package root (its __version__) or the module's own unit
+        assert RANKS[target] < RANKS[own], (
+            f"{path.relative_to(ROOT)}:{line} imports {module}: {own} (rank {RANKS[own]}) may "
+            f"not import {target} (rank {RANKS[target]})"
+        )
+        if own == "runtime":
+            assert target in RUNTIME_MAY_IMPORT, (
+                f"{path.relative_to(ROOT)}:{line}: the runtime may import only the floor and "
+                f"the model, not {module}"
+            )
+
+
+def test_floor_and_runtime_import_torch_lazily() -> None:
+    # At module level the floor and the runtime import no torch: the runtime loads on a
+    # robot without it (a function may import torch when it is handed a torch tensor).
+    for path in MODULES:
+        own = path.relative_to(ROOT).parts[0].removesuffix(".py")
+        if RANKS.get(own, 99) > FLOOR_RANK and own != "runtime":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            names = (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            )  # fmt: skip
+            assert not any(n == "torch" or n.startswith("torch.") for n in names), (
+                f"{path.relative_to(ROOT)}:{node.lineno} imports torch at module level"
+            )
