@@ -5,8 +5,9 @@ device it would use there (ONNX Runtime on this CPU's int8 kernels, TensorRT on 
 compared with the FP32 reference on held-out built-in pairs by the INT8 gate's own measure
 (:func:`hardnet_export.calibration.gate.evaluate_gate`), and judged against the limits stored
 in the artifact's metadata (the gate's defaults when it has none). The reference is the FP32
-model the artifact's metadata names: the shipped model when the weights hash matches;
-otherwise the caller must give one.
+model the artifact's metadata names: the shipped model when the weights hash matches (its
+checkpoint, or its FP32 ONNX form where torch is not installed); otherwise the caller must
+give one.
 """
 
 from __future__ import annotations
@@ -124,12 +125,16 @@ def resolve_reference(artifact: Path, provenance: Provenance, reference: Path | 
     """
     if reference is not None:
         return Path(reference)
+    import importlib.util
+
     from hardnet_export._io import sha256_file
-    from hardnet_export.shipped import SHIPPED_WEIGHTS
+    from hardnet_export.shipped import SHIPPED_ONNX, SHIPPED_WEIGHTS
 
     weights = provenance.weights_sha256
     if weights and SHIPPED_WEIGHTS.is_file() and weights == sha256_file(SHIPPED_WEIGHTS):
-        return SHIPPED_WEIGHTS
+        # The same FP32 weights either way; the ONNX form runs where torch is not installed.
+        torch_here = importlib.util.find_spec("torch") is not None
+        return SHIPPED_WEIGHTS if torch_here or not SHIPPED_ONNX.is_file() else SHIPPED_ONNX
     named = f"weights sha256 {weights[:12]}..." if weights else "no weights hash"
     raise InputError(
         f"{artifact.name} carries {named}, which is not the shipped model: pass the FP32 "

@@ -119,7 +119,12 @@ class _Stages:
         seconds = time.perf_counter() - start
         self.report.stages.append(StageResult(name, status, round(seconds, 2), detail))
         style = {"ok": "green", "skipped": "yellow", "failed": "red"}[status]
-        line = f"[{style}]{status}[/] in {seconds:.1f} s" + (f": {detail}" if detail else "")
+        from rich.markup import escape
+
+        # The detail may hold "pip install 'hardnet-export[trt]'": text, not markup.
+        line = f"[{style}]{status}[/] in {seconds:.1f} s" + (
+            f": {escape(detail)}" if detail else ""
+        )
         self.console.print(line)
         return status == "ok"
 
