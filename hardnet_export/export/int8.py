@@ -241,24 +241,24 @@ def check_layers(model: onnx.ModelProto, names: Sequence[str]) -> tuple[str, ...
     return tuple(name for name in layers if name in names)
 
 
-class PatchReader:
-    """Feeds a calibration set to ONNX Runtime's calibrator as uint8 (n, 1, 32, 32) batches."""
+def patch_reader(calibration: CalibrationSet, input_name: str) -> Any:
+    """ONNX Runtime's ``CalibrationDataReader`` over a calibration set: uint8
+    (n, 1, 32, 32) batches (built here so that importing this module needs no ONNX Runtime)."""
+    from onnxruntime.quantization import CalibrationDataReader
 
-    def __init__(self, calibration: CalibrationSet, input_name: str) -> None:
-        self.batches = calibration.batches(CALIBRATION_BATCH)
-        self.input_name = input_name
-        self.rewind()
+    class PatchReader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.batches = calibration.batches(CALIBRATION_BATCH)
+            self.rewind()
 
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        batch = next(self.position, None)
-        return None if batch is None else {self.input_name: batch}
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.position, None)
+            return None if batch is None else {input_name: batch}
 
-    def rewind(self) -> None:
-        self.position: Iterator[np.ndarray] = iter(self.batches)
+        def rewind(self) -> None:
+            self.position: Iterator[np.ndarray] = iter(self.batches)
 
-    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        self.rewind()
-        return iter(lambda: self.get_next(), None)  # type: ignore[arg-type]
+    return PatchReader()
 
 
 def _op_types(target: str) -> list[str]:
@@ -346,7 +346,7 @@ class Quantizer:
             calibrate_method=_ort_method(self.method),
             extra_options=extra,
         )
-        calibrator.collect_data(PatchReader(self.calibration, self.fp32.graph.input[0].name))
+        calibrator.collect_data(patch_reader(self.calibration, self.fp32.graph.input[0].name))
         cache = self._tmp / "ranges.json"
         calibrate.save_tensors_data(calibrator.compute_data(), cache)
         return cache
@@ -377,7 +377,7 @@ class Quantizer:
                 out,
                 None
                 if self._ranges is not None
-                else PatchReader(self.calibration, self.fp32.graph.input[0].name),
+                else patch_reader(self.calibration, self.fp32.graph.input[0].name),
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=_op_types(self.target),
                 per_channel=True,

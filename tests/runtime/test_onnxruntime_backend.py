@@ -116,3 +116,29 @@ def test_not_a_hardnet_graph(tmp_path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     with pytest.raises(ValueError, match="not a HardNet graph"):
         runtime.load(path)
+
+
+@pytest.mark.parametrize(
+    ("target", "made_for", "isa", "warned"),
+    [
+        ("tensorrt", None, "avx2", "TensorRT flavour"),
+        ("tensorrt", None, "avx512-vnni", None),
+        ("cpu", "avx512-vnni", "avx2", "--for-isa avx2"),
+        ("cpu", "avx2", "avx2", None),
+        ("cpu", "avx512-vnni", "avx512-vnni", None),
+        ("cpu", "avx512-vnni", "neon-dotprod", None),
+    ],
+)
+def test_int8_kernel_warning_by_cpu_kind(
+    target: str, made_for: str | None, isa: str, warned: str | None
+) -> None:
+    # The rule, for every CPU kind, whatever kind runs the test.
+    from hardnet_export.artifacts.metadata import GraphMetadata
+    from hardnet_export.runtime.onnxruntime_backend import int8_kernel_warning
+
+    meta = GraphMetadata(precision="int8", int8_target=target, int8_isa=made_for)
+    message = int8_kernel_warning(Path("m.onnx"), meta, isa=isa)
+    assert (message is None) == (warned is None)
+    if warned is not None:
+        assert warned in message and isa in message
+    assert int8_kernel_warning(Path("m.onnx"), GraphMetadata(precision="fp32"), isa="avx2") is None
