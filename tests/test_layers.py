@@ -18,7 +18,7 @@ import hardnet_export
 ROOT = Path(hardnet_export.__file__).parent
 RANKS = {
     "errors": 0,
-    **dict.fromkeys(("_io", "_progress", "host", "shipped", "_cuda"), 1),
+    **dict.fromkeys(("_io", "_progress", "host", "shipped", "_cuda", "validate"), 1),
     **dict.fromkeys(("artifacts", "geometry"), 2),
     "model": 3,
     "data": 4,
