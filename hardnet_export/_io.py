@@ -5,11 +5,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import secrets
+import shutil
+import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from hardnet_export.errors import MissingFileError
+import numpy as np
+
+from hardnet_export.errors import InputError, MissingFileError, OutputError, OutputIsFolderError
 
 
 @contextlib.contextmanager
@@ -18,14 +24,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     A crash or exception midway leaves any previous file at ``path`` untouched and
     removes the partial temporary file, so no artifact is ever half-written.
+
+    Raises:
+        MissingFileError: the folder does not exist.
+        OutputError: ``path`` is a folder, or nothing can be created in its folder.
     """
     target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise MissingFileError(f"cannot write {target}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"cannot write {target}: folder {parent} is not writable")
-    tmp = _new_temporary(parent, target.name)
+    _check_target(target)
+    tmp = _new_temporary(target)
     try:
         yield tmp
         os.replace(tmp, target)
@@ -34,34 +40,96 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
-def _new_temporary(parent: Path, name: str) -> Path:
-    """Create an empty, uniquely named file in ``parent`` with the mode a plain ``open()``
+def _check_target(target: Path) -> Path:
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise OutputIsFolderError(f"cannot write {target}: it is a folder; give a file name")
+    if not parent.is_dir():
+        raise MissingFileError(f"cannot write {target}: folder {parent} does not exist")
+    return parent
+
+
+def _new_temporary(target: Path) -> Path:
+    """Create an empty, uniquely named file beside ``target`` with the mode a plain ``open()``
     gives (0666 less the umask); ``tempfile.mkstemp`` would make it 0600, and the rename
     would carry that mode onto the artifact."""
+    parent = target.parent if str(target.parent) else Path(".")
     for _ in range(100):
-        candidate = parent / f".{name}.{secrets.token_hex(4)}.tmp"
+        candidate = parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
         try:
             fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             continue
+        except OSError as exc:
+            # The user named the target, not our temporary file: say why the target fails.
+            raise OutputError(
+                f"cannot write {target}: {exc.strerror or exc} in folder {parent}"
+            ) from None
         os.close(fd)
         return candidate
-    raise FileExistsError(f"cannot create a temporary file beside {parent / name}")
+    raise OutputError(f"cannot create a temporary file beside {target}")
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:
-    """Raise now what :func:`atomic_path` would raise later, without touching ``path``.
+    """Raise now what :func:`atomic_path` would raise later, leaving ``path`` untouched.
 
-    Lets a long computation fail before it starts when its output cannot be written.
+    Creates and removes a temporary file beside ``path`` (permission bits alone do not tell:
+    root passes every access check, and read-only or virtual file systems refuse anyway), so
+    a long computation fails before it starts when its output cannot be written.
+
+    Raises:
+        MissingFileError: the folder does not exist.
+        OutputError: ``path`` is a folder, or nothing can be created in its folder.
     """
     target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise IsADirectoryError(f"cannot write {target}: it is a folder")
-    if not parent.is_dir():
-        raise MissingFileError(f"cannot write {target}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"cannot write {target}: folder {parent} is not writable")
+    _check_target(target)
+    _new_temporary(target).unlink()
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str) -> Iterator[Path]:
+    """A private temporary folder for one job, removed when the job ends.
+
+    While it lasts it is also this process's :mod:`tempfile` folder, so the temporary files
+    that libraries make on their own (ONNX Runtime's quantiser makes ``ort.quant.*``
+    folders) land inside it and go with it. SIGKILL runs no cleanup: folders of this
+    ``prefix`` whose process is gone are removed when the next job starts.
+    """
+    base = Path(tempfile.gettempdir())
+    remove_stale_scratch(base, prefix)
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=base))
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(path)
+    try:
+        yield path
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_stale_scratch(base: Path, prefix: str) -> list[Path]:
+    """Remove ``base/<prefix><pid>-*`` folders whose process no longer runs; return them."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)-")
+    removed = []
+    for folder in base.glob(f"{prefix}*-*"):
+        found = pattern.match(folder.name)
+        if found and folder.is_dir() and not process_alive(int(found.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (one of another user's counts too)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -83,3 +151,30 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def load_npy(path: str | os.PathLike[str], what: str) -> np.ndarray:
+    """The array in a ``.npy`` file, read without pickle; ``what`` names it in errors.
+
+    Raises:
+        MissingFileError: no such file.
+        InputError: not a ``.npy`` array (a ``.npz`` archive, a pickled object array, a
+            truncated or foreign file); the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{what} not found: {path}")
+    if zipfile.is_zipfile(path):
+        raise InputError(
+            f"{path} is a .npz archive, but {what} must be one .npy array (np.save, not np.savez)"
+        )
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        reason = "it holds Python objects" if "pickle" in str(exc) else str(exc).splitlines()[0]
+        raise InputError(f"{path} is not a readable .npy array of {what} ({reason})") from None
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{path} is not a readable .npy array of {what} ({exc})") from None
+    if not isinstance(array, np.ndarray):
+        raise InputError(f"{path} is not a .npy array of {what}")
+    return array

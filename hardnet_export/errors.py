@@ -24,6 +24,14 @@ class MissingFileError(HardnetError, FileNotFoundError):
     """A file or folder the operation needs does not exist."""
 
 
+class OutputError(HardnetError, OSError):
+    """An output cannot be written there (a folder, a read-only or missing place, ...)."""
+
+
+class OutputIsFolderError(OutputError, IsADirectoryError):
+    """An output file name that names an existing folder."""
+
+
 class MissingDependencyError(HardnetError, RuntimeError):
     """A library or device the requested operation needs is not available."""
 

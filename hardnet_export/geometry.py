@@ -85,8 +85,15 @@ def resize_patches(patches: np.ndarray, size: int = PATCH_SIZE) -> np.ndarray:
         - patches: (N, S, S) uint8.
         - output: (N, size, size) uint8; the input itself (made contiguous) when S == size.
     """
-    if patches.ndim != 3 or patches.shape[1] != patches.shape[2] or patches.dtype != np.uint8:
-        raise InputError(f"patches must be (N, S, S) uint8, got {patches.shape} {patches.dtype}")
+    if (
+        patches.ndim != 3
+        or patches.shape[1] != patches.shape[2]
+        or patches.shape[1] < 1
+        or patches.dtype != np.uint8
+    ):
+        raise InputError(
+            f"patches must be (N, S, S) uint8 with S >= 1, got {patches.shape} {patches.dtype}"
+        )
     if patches.shape[1:] == (size, size):
         return np.ascontiguousarray(patches)
     out = np.empty((len(patches), size, size), np.uint8)

@@ -22,6 +22,7 @@ from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
 from hardnet_export.errors import InputError, InputTypeError, MissingFileError
 from hardnet_export.geometry import PATCH_SIZE
 from hardnet_export.shipped import SHIPPED_WEIGHTS
+from hardnet_export.validate import check_float, check_int, parse_json_object
 
 CHECKPOINT_FORMAT = "hardnet-export/1"
 
@@ -126,35 +127,107 @@ class Checkpoint:
     format: str = CHECKPOINT_FORMAT
 
 
+class CheckpointError(InputError):
+    """A file that is not a checkpoint this project can read safely; the message names it."""
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint safely (``weights_only=True``) in any supported format.
 
     Formats: this project's (``{'format': 'hardnet-export/1', 'state_dict', 'meta', ...}``),
-    the authors' (``{'epoch', 'state_dict'}``) and a bare state_dict.
+    the authors' (``{'epoch', 'state_dict'}``) and a bare state_dict. Every field this
+    project reads back (``meta`` JSON, the resume step and learning-rate anchor) is checked.
+
+    Raises:
+        MissingFileError: no such file.
+        CheckpointError: not a checkpoint, not one that loads without running code from the
+            file, or a malformed field; the message names the file and the field.
     """
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(
-            f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})"
-        ) from exc
+    obj = _load_tensors_only(path)
     if not isinstance(obj, Mapping):
-        raise InputError(f"{path} is not a checkpoint: expected a dict, found {type(obj).__name__}")
+        raise CheckpointError(
+            f"{path} is not a checkpoint: expected a dict, found {type(obj).__name__}"
+        )
     if obj.get("format") == CHECKPOINT_FORMAT:
+        state = obj.get("state_dict")
+        if not isinstance(state, Mapping):
+            raise CheckpointError(
+                f"{path} is a {CHECKPOINT_FORMAT} checkpoint without a state_dict"
+            )
+        meta_text = obj.get("meta", "{}")
+        if not isinstance(meta_text, str):
+            raise CheckpointError(
+                f"{path}: meta must be a JSON string, got {type(meta_text).__name__}"
+            )
+        meta = parse_json_object(meta_text, source=f"{path} (its meta)")
         extra = {k: v for k, v in obj.items() if k not in ("format", "state_dict", "meta")}
-        return Checkpoint(dict(obj["state_dict"]), json.loads(obj.get("meta", "{}")), extra)
+        _check_resume_fields(extra, str(path))
+        return Checkpoint(_tensors(state, path), meta, extra)
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         meta = {"source": "authors' checkpoint", "epoch": obj.get("epoch")}
-        return Checkpoint(dict(obj["state_dict"]), meta, format="authors")
+        return Checkpoint(_tensors(obj["state_dict"], path), meta, format="authors")
     if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return Checkpoint(dict(obj), {"source": "bare state_dict"}, format="state_dict")
-    raise InputError(
+        return Checkpoint(_tensors(obj, path), {"source": "bare state_dict"}, format="state_dict")
+    raise CheckpointError(
         f"{path} is not a HardNet checkpoint: expected a 'state_dict' entry, "
         f"found keys {sorted(map(str, obj))[:8]}"
     )
+
+
+def _load_tensors_only(path: Path) -> Any:
+    import pickle
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols while refusing; the refusal is what counts.
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message advises weights_only=False, i.e. running the file's code: never
+        # pass that on for a file of unknown origin.
+        raise CheckpointError(
+            f"{path} is not a safe checkpoint: it holds Python objects beyond tensors, numbers "
+            "and strings, and reading it would run code from the file. Re-save the weights "
+            "from their source with torch.save(model.state_dict(), path)"
+        ) from None
+    except Exception as exc:  # torch raises RuntimeError, EOFError, zipfile errors, ...
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or another format: {reason})"
+        ) from None
+
+
+def _tensors(state: Mapping[Any, Any], path: Path) -> dict[str, torch.Tensor]:
+    bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not torch.is_tensor(v)]
+    if bad:
+        raise CheckpointError(
+            f"{path}: state_dict entries must map names to tensors; not so for {bad[:5]}"
+        )
+    return dict(state)
+
+
+def _check_resume_fields(extra: Mapping[str, Any], source: str) -> None:
+    if "step" in extra:
+        check_int("step", extra["step"], low=0, source=source)
+    if "lr_anchor_step" in extra:
+        check_int("lr_anchor_step", extra["lr_anchor_step"], low=0, source=source)
+    if "lr_anchor" in extra:
+        check_float("lr_anchor", extra["lr_anchor"], low=0.0, source=source)
+    if "optimizer" in extra and not isinstance(extra["optimizer"], Mapping):
+        raise CheckpointError(f"{source}: optimizer must be a state dict")
+
+
+def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of ``state`` that hold NaN or inf."""
+    return [
+        name
+        for name, tensor in state.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
 
 
 def load_model(path: str | Path | None = None, *, dropout: float = 0.3) -> HardNet:
@@ -176,14 +249,22 @@ def load_model(path: str | Path | None = None, *, dropout: float = 0.3) -> HardN
     state = {k.removeprefix("module."): v for k, v in checkpoint.state_dict.items()}
     missing, unexpected = _key_mismatch(model, state)
     if missing or unexpected:
-        raise InputError(
+        raise CheckpointError(
             f"{path} does not hold HardNet weights: missing keys {missing[:5]}, "
             f"unexpected keys {unexpected[:5]}"
+        )
+    broken = non_finite_tensors(state)
+    if broken:
+        # A diverged run's weights export and run, but every descriptor is NaN.
+        raise CheckpointError(
+            f"{path} holds NaN or inf in {len(broken)} tensors ({', '.join(broken[:3])}); "
+            "the run that wrote it diverged: use an earlier checkpoint or retrain with a lower --lr"
         )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise InputError(f"{path} does not fit the HardNet architecture: {exc}") from exc
+        reason = str(exc).strip().splitlines()[-1].strip()
+        raise CheckpointError(f"{path} does not fit the HardNet architecture: {reason}") from None
     return model.eval()
 
 

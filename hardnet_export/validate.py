@@ -57,9 +57,7 @@ def check_int(
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)
         else:
-            raise InputTypeError(
-                f"{_where(source)}{name} must be an integer, got {_show(value)}"
-            )
+            raise InputTypeError(f"{_where(source)}{name} must be an integer, got {_show(value)}")
     number = int(value)
     _check_range(name, number, low, high, source)
     return number

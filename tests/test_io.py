@@ -2,11 +2,22 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from hardnet_export._io import atomic_path, atomic_write_text
+from hardnet_export._io import (
+    atomic_path,
+    atomic_write_text,
+    check_writable,
+    load_npy,
+    remove_stale_scratch,
+    scratch_folder,
+)
 
 
 def _mode(path: Path) -> int:
@@ -32,3 +43,57 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
         tmp.write_text("half")
         raise RuntimeError("interrupted")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_check_writable_probes_the_folder(tmp_path: Path) -> None:
+    # Permission bits do not tell (root passes every check; /proc refuses anyway): the check
+    # creates a file, names the target (never our temporary file) and leaves nothing behind.
+    check_writable(tmp_path / "ok.npz")
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(OSError, match=r"cannot write /proc/x.npz: .* in folder /proc") as caught:
+        check_writable("/proc/x.npz")
+    assert ".tmp" not in str(caught.value)
+    with pytest.raises(IsADirectoryError, match="it is a folder"):
+        check_writable(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        check_writable(tmp_path / "no" / "x.npz")
+
+
+def test_load_npy_names_what_is_wrong(tmp_path: Path) -> None:
+    np.savez(tmp_path / "a.npz", x=np.zeros(3))
+    (tmp_path / "a.npz").rename(tmp_path / "renamed.npy")
+    with pytest.raises(ValueError, match=r"renamed.npy is a .npz archive, but keypoints must be"):
+        load_npy(tmp_path / "renamed.npy", "keypoints")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="objects.npy .* holds Python objects"):
+        load_npy(tmp_path / "objects.npy", "keypoints")
+    (tmp_path / "text.npy").write_text("hello")
+    with pytest.raises(ValueError, match="text.npy is not a readable .npy array"):
+        load_npy(tmp_path / "text.npy", "keypoints")
+    np.save(tmp_path / "cut.npy", np.zeros((100, 4)))
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "cut.npy").read_bytes()[:200])
+    with pytest.raises(ValueError, match="cut.npy is not a readable .npy array"):
+        load_npy(tmp_path / "cut.npy", "keypoints")
+    with pytest.raises(FileNotFoundError, match="keypoints not found"):
+        load_npy(tmp_path / "absent.npy", "keypoints")
+
+
+def test_scratch_folder_is_removed_and_takes_library_temporaries(tmp_path: Path) -> None:
+    with scratch_folder("hardnet-test-") as folder:
+        assert folder.is_dir()
+        assert Path(tempfile.mkdtemp()).parent == folder  # a library's own temporary folder
+    assert not folder.exists()
+    assert tempfile.gettempdir() != str(folder)
+
+
+def test_scratch_folders_of_killed_processes_are_removed(tmp_path: Path) -> None:
+    # SIGKILL runs no cleanup: the next job removes folders whose process is gone.
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    dead = tmp_path / f"hardnet-test-{child.pid}-abc"
+    alive = tmp_path / f"hardnet-test-{os.getpid()}-def"
+    other = tmp_path / "unrelated-1-x"
+    for folder in (dead, alive, other):
+        folder.mkdir()
+    assert remove_stale_scratch(tmp_path, "hardnet-test-") == [dead]
+    assert alive.is_dir() and other.is_dir() and not dead.exists()

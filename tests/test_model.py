@@ -128,10 +128,59 @@ def test_wrong_architecture(tmp_path) -> None:
         load_model(tmp_path / "short.pth")
 
 
-def test_untrusted_pickle_is_refused(tmp_path) -> None:
+def test_untrusted_pickle_is_refused_without_advice_to_unpickle(tmp_path) -> None:
     torch.save({"state_dict": {}, "payload": object()}, tmp_path / "evil.pth")
-    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="evil.pth is not a safe checkpoint") as caught:
         load_model(tmp_path / "evil.pth")
+    # torch's own refusal tells users to pass weights_only=False: never pass that on.
+    assert "weights_only" not in str(caught.value)
+    assert len(str(caught.value).splitlines()) == 1
+
+
+def _project_checkpoint(**fields) -> dict:
+    return {"format": "hardnet-export/1", "state_dict": HardNet().state_dict(), **fields}
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"format": "hardnet-export/1", "meta": "{}"}, "checkpoint without a state_dict"),
+        (_project_checkpoint(meta="{bad"), r"\(its meta\) is not valid JSON"),
+        (_project_checkpoint(meta="[1, 2]"), "must be a JSON object"),
+        (_project_checkpoint(meta="[" * 100 + "]" * 100), "nests deeper"),
+        (_project_checkpoint(meta='{"a": NaN}'), "NaN, which is not JSON"),
+        (_project_checkpoint(meta=7), "meta must be a JSON string"),
+        (_project_checkpoint(meta="{}", step="12"), "step must be an integer"),
+        (_project_checkpoint(meta="{}", step=True), "step must be an integer"),
+        (_project_checkpoint(meta="{}", step=-1), "step must be >= 0"),
+        (_project_checkpoint(meta="{}", lr_anchor=float("nan")), "lr_anchor must be a finite"),
+        ({"state_dict": {"a": 3}}, "must map names to tensors"),
+        ([1, 2, 3], "expected a dict, found list"),
+    ],
+)
+def test_malformed_checkpoints_are_named_errors(tmp_path, payload, message) -> None:
+    path = tmp_path / "bad.pth"
+    torch.save(payload, path)
+    with pytest.raises((ValueError, TypeError), match=message) as caught:
+        read_checkpoint(path)
+    assert str(path) in str(caught.value)
+
+
+def test_truncated_checkpoint_is_a_named_error(tmp_path) -> None:
+    path = tmp_path / "cut.pth"
+    torch.save(_project_checkpoint(meta="{}"), path)
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(ValueError, match="cut.pth is not a readable PyTorch checkpoint"):
+        read_checkpoint(path)
+
+
+def test_nan_weights_are_refused(tmp_path) -> None:
+    model = HardNet()
+    with torch.no_grad():
+        model.features[3].weight[0, 0, 0, 0] = float("inf")
+    save_checkpoint(tmp_path / "diverged.pth", model, step=5)
+    with pytest.raises(ValueError, match=r"diverged.pth holds NaN or inf in 1 tensors \(features"):
+        load_model(tmp_path / "diverged.pth")
 
 
 def test_no_shipped_model_is_a_clear_error(monkeypatch, tmp_path) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from hardnet_export._io import atomic_write_bytes, sha256_bytes
 from hardnet_export.data.sources import DataSource, parse_source
-from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.errors import InputError
 from hardnet_export.geometry import PATCH_SIZE, resize_patches
 
 #: The kinds of :mod:`hardnet_export.data.sources` calibration draws patches from (not the
@@ -149,17 +149,19 @@ def _read_source(spec: DataSource, progress: bool) -> np.ndarray:
 
 
 def _read_npy(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise MissingFileError(f"calibration patches not found: {path}")
-    try:
-        patches = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{path} is not a readable .npy file ({exc})") from exc
+    from hardnet_export._io import load_npy
+
+    patches = load_npy(path, "calibration patches")
     if patches.ndim == 4 and patches.shape[1] == 1:
         patches = patches[:, 0]
-    if patches.ndim != 3 or patches.shape[1] != patches.shape[2] or patches.dtype != np.uint8:
+    if (
+        patches.ndim != 3
+        or patches.shape[1] != patches.shape[2]
+        or patches.shape[1] < 1
+        or patches.dtype != np.uint8
+    ):
         raise InputError(
-            f"{path} must hold (N, S, S) or (N, 1, S, S) uint8 patches, got {patches.shape} "
-            f"{patches.dtype}"
+            f"{path} must hold (N, S, S) or (N, 1, S, S) uint8 patches with S >= 1, got "
+            f"{patches.shape} {patches.dtype}"
         )
     return patches

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +37,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hardnet_export import host
+from hardnet_export._io import scratch_folder
 from hardnet_export.artifacts.metadata import SEMANTICS_EXACT, SEMANTICS_HOST
 from hardnet_export.artifacts.variants import INT8_TARGETS
 from hardnet_export.calibration.dataset import DEFAULT_SIZE, CalibrationSet
 from hardnet_export.errors import InputError, StateError
+from hardnet_export.validate import check_bool, check_float, check_int
 
 if TYPE_CHECKING:
     import onnx
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 
 TARGETS = INT8_TARGETS  # the INT8 flavours of the variants table
 METHODS = ("minmax", "entropy", "percentile")
+#: Each INT8 build works in its own temporary folder (see scratch_folder).
+SCRATCH_PREFIX = "hardnet-int8-"
 CALIBRATION_BATCH = 64
 #: Histogram bins of the entropy and percentile calibrators (TensorRT's entropy calibrator
 #: uses 2048 too); ONNX Runtime's percentile default (99.999 %) is kept.
@@ -156,19 +159,20 @@ class Int8Options:
             raise InputError(
                 f"calibration method must be one of {', '.join(METHODS)}, got {self.method!r}"
             )
-        if self.gate_size < 2:
-            raise InputError(f"gate_size must be >= 2 pairs, got {self.gate_size}")
+        check_int("calibration_size", self.calibration_size, low=1, high=10_000_000)
+        check_int("seed", self.seed, low=0)
+        check_int("gate_size", self.gate_size, low=2, high=10_000_000)
         for name in ("max_fpr95_loss", "max_nn_accuracy_loss"):
-            if not getattr(self, name) >= 0:
-                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not -1.0 <= self.min_cosine <= 1.0:
-            raise InputError(f"min_cosine must lie in -1..1, got {self.min_cosine}")
+            check_float(name, getattr(self, name), low=0.0, high=100.0)
+        check_float("min_cosine", self.min_cosine, low=-1.0, high=1.0)
+        for name in ("sensitivity", "force", "progress"):
+            check_bool(name, getattr(self, name))
         if self.for_isa is not None:
             host.check_isa(self.for_isa)
         if self.keep_float is not None and self.float_budget is not None:
             raise InputError("give keep_float (layer names) or float_budget (a share), not both")
-        if self.float_budget is not None and not 0.0 <= self.float_budget <= 1.0:
-            raise InputError(f"float_budget must lie in 0..1, got {self.float_budget}")
+        if self.float_budget is not None:
+            check_float("float_budget", self.float_budget, low=0.0, high=1.0)
         if self.keep_float is not None:
             object.__setattr__(self, "keep_float", tuple(self.keep_float))
 
@@ -303,7 +307,7 @@ class Quantizer:
     def __enter__(self) -> Quantizer:
         import onnx
 
-        self._tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="hnq-")))
+        self._tmp = self._stack.enter_context(scratch_folder(SCRATCH_PREFIX))
         onnx.save_model(self.fp32, self._tmp / "fp32.onnx")
         with _quiet_quantiser():
             self._ranges = self._calibrate()

@@ -80,8 +80,7 @@ def export_onnx(
         raise InputError(
             f"input_dtype must be one of {', '.join(INPUT_DTYPES)}, got {input_dtype!r}"
         )
-    if opset < MIN_OPSET:
-        raise InputError(f"opset must be >= {MIN_OPSET}, got {opset}")
+    check_opset(opset)
     if int8 is not None and chosen.int8_target is None:
         raise InputError(f"int8 options given for the {chosen.name} variant")
     out = Path(out)
@@ -140,6 +139,26 @@ def export_onnx(
 
         onnx.save_model(proto, tmp)
     return out
+
+
+def max_opset() -> int:
+    """The newest opset the installed onnx knows (torch's exporter is checked after export)."""
+    import onnx
+
+    return int(onnx.defs.onnx_opset_version())
+
+
+def check_opset(opset: int) -> None:
+    """Raise InputError unless ``opset`` is one the exporter writes (18 to :func:`max_opset`)."""
+    from hardnet_export.validate import check_int
+
+    check_int("opset", opset)
+    newest = max_opset()
+    if not MIN_OPSET <= opset <= newest:
+        raise InputError(
+            f"opset must be between {MIN_OPSET} and {newest} (the newest the installed onnx "
+            f"knows), got {opset}"
+        )
 
 
 def resolve_weights(weights: str | Path | HardNet | None) -> tuple[HardNet, str, dict[str, Any]]:
@@ -254,6 +273,10 @@ def torch_to_onnx(
     ):
         cleanup(graph)
     proto = onnx_ir.serde.serialize_model(graph)
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != opset:
+        # The exporter falls back to another opset with a warning; the user asked for this one.
+        raise InputError(f"torch's exporter wrote opset {written} where {opset} was asked for")
     # Keep only our provenance; the exporter's per-value torch metadata is noise to users.
     del proto.metadata_props[:]
     for node in proto.graph.node:

@@ -42,9 +42,14 @@ def parity_report(
         raise InputError(f"parity needs (N, 1, 32, 32) patches with N >= 2, got {patches.shape}")
     patches = np.ascontiguousarray(patches)
     reference_descriptors = describe_in_batches(reference, patches, len(patches))
+    if not np.isfinite(reference_descriptors).all():
+        raise InputError("the reference model gives NaN or inf descriptors: its weights are broken")
     batches = {}
     for size in batch_sizes:
         candidate_descriptors = describe_in_batches(candidate, patches, size)
+        if not np.isfinite(candidate_descriptors).all():
+            # NaN compares unequal to everything: the figures below would look perfect.
+            raise InputError(f"the graph gives NaN or inf descriptors at batch {size}")
         batches[str(size)] = compare_descriptors(reference_descriptors, candidate_descriptors)
     worst = {
         "max_abs_error": max(b["max_abs_error"] for b in batches.values()),

@@ -99,3 +99,17 @@ def test_bad_size_and_patches() -> None:
         CalibrationSet(np.zeros((0, 32, 32), np.uint8), "empty")
     with pytest.raises(ValueError, match=r"\(N, 32, 32\)"):
         CalibrationSet(np.zeros((2, 16, 16), np.uint8), "small")
+
+
+def test_npz_given_as_npy_is_a_named_error(tmp_path) -> None:
+    np.savez(tmp_path / "cal.npz", patches=np.zeros((4, 32, 32), np.uint8))
+    (tmp_path / "cal.npz").rename(tmp_path / "cal.npy")
+    with pytest.raises(ValueError, match=r"cal.npy is a .npz archive"):
+        load_calibration_set(tmp_path / "cal.npy")
+
+
+def test_empty_patches_are_a_named_error(tmp_path) -> None:
+    # (5, 0, 0) reached cv2.resize and came back as an OpenCV assertion.
+    np.save(tmp_path / "empty.npy", np.zeros((5, 0, 0), np.uint8))
+    with pytest.raises(ValueError, match=r"empty.npy must hold .* with S >= 1, got \(5, 0, 0\)"):
+        load_calibration_set(tmp_path / "empty.npy")

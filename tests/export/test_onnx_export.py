@@ -11,7 +11,7 @@ import torch
 from hardnet_export._io import sha256_file
 from hardnet_export.artifacts.metadata import read_metadata
 from hardnet_export.export.onnx import export_onnx, state_dict_sha256
-from hardnet_export.model import load_model
+from hardnet_export.model import HardNet, load_model
 
 
 def test_graph_is_self_contained_checked_and_dynamic(fp32_onnx: Path) -> None:
@@ -101,12 +101,25 @@ def test_unwritable_output(checkpoint: Path, tmp_path: Path) -> None:
         ({"variant": "int4"}, "unknown variant 'int4'"),
         ({"variant": "fp16", "int8": object()}, "int8 options given for the fp16 variant"),
         ({"input_dtype": "float16"}, "input_dtype must be one of"),
-        ({"opset": 17}, "opset must be >= 18"),
+        ({"opset": 17}, "opset must be between 18 and"),
+        # The exporter fell back to opset 18 with a traceback and exit 0: refuse instead.
+        ({"opset": 99}, "opset must be between 18 and"),
+        ({"opset": True}, "opset must be an integer"),
     ],
 )
 def test_bad_options(checkpoint: Path, tmp_path: Path, kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         export_onnx(checkpoint, tmp_path / "m.onnx", **kwargs)
+    assert not list(tmp_path.iterdir())
+
+
+def test_nan_weights_fail_the_export(tmp_path: Path) -> None:
+    # Such a graph exported with exit 0 while parity printed nan next to "NN agree 1.0000".
+    model = HardNet()
+    with torch.no_grad():
+        model.features[0].weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf descriptors"):
+        export_onnx(model, tmp_path / "m.onnx")
     assert not list(tmp_path.iterdir())
 
 
