@@ -26,7 +26,7 @@ from hardnet_export import __version__
 from hardnet_export.benchmark.run import run_benchmark
 from hardnet_export.check import check_artifact
 from hardnet_export.demo import DemoConfig
-from hardnet_export.errors import HardnetError, InputError
+from hardnet_export.errors import HardnetError, InputError, TrainingInterrupted
 from hardnet_export.evaluation.suite import run_evaluation
 from hardnet_export.export.int8 import Int8Options
 from hardnet_export.export.onnx import export_onnx
@@ -142,7 +142,14 @@ def train(**fields: Any) -> None:
     """
     from hardnet_export.train.trainer import train as run_training
 
-    path = run_training(TrainConfig(**fields))
+    try:
+        path = run_training(TrainConfig(**fields))
+    except TrainingInterrupted as exc:
+        # Here, not in main(): typer turns any KeyboardInterrupt into a bare exit 130.
+        if int(os.environ.get("RANK", "0")) == 0:  # every rank stops; one report is enough
+            typer.echo(str(exc), err=True)
+        # The shell's convention for "ended by signal N", which scripts and schedulers read.
+        raise typer.Exit(128 + exc.signum) from None
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"wrote {path}")
 

@@ -42,3 +42,55 @@ class DeviceError(HardnetError, RuntimeError):
 
 class StateError(HardnetError, RuntimeError):
     """An object was used in a state that does not allow it (a closed describer, ...)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT or SIGTERM (``signum``).
+
+    A ``KeyboardInterrupt`` rather than a :class:`HardnetError`: a stop asked for by the user
+    must not be swallowed by ``except Exception``. After the first signal the trainer
+    finishes the step, writes ``checkpoint`` (``aborted`` False) and raises this; a second
+    signal raises it at once (``aborted`` True) and writes nothing, so ``checkpoint`` is the
+    last periodic one (``checkpoint_step``), or None. The CLI exits ``128 + signum``.
+    """
+
+    def __init__(
+        self,
+        signum: int,
+        *,
+        aborted: bool = False,
+        step: int | None = None,
+        steps: int | None = None,
+        checkpoint: str | None = None,
+        checkpoint_step: int | None = None,
+    ) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.aborted = aborted
+        self.step = step
+        self.steps = steps
+        self.checkpoint = checkpoint
+        self.checkpoint_step = checkpoint_step
+
+    def __str__(self) -> str:
+        import signal
+
+        try:
+            name = signal.Signals(self.signum).name
+        except ValueError:
+            name = f"signal {self.signum}"
+        where = "" if self.step is None else f" at step {self.step}"
+        if self.steps is not None and self.step is not None:
+            where += f" of {self.steps}"
+        if not self.aborted:
+            return f"interrupted by {name}{where}: wrote {self.checkpoint}; --resume continues"
+        if self.checkpoint is None:
+            return (
+                f"aborted by a second {name}{where} without writing a checkpoint; the run "
+                f"has none, so start it again with --overwrite"
+            )
+        at = "" if self.checkpoint_step is None else f" (step {self.checkpoint_step})"
+        return (
+            f"aborted by a second {name}{where} without writing a checkpoint; "
+            f"{self.checkpoint}{at} stays and --resume continues from there"
+        )

@@ -49,6 +49,7 @@ def test_train_bad_arguments_give_one_sentence(args: list[str], message: str, tm
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()  # a refused start makes no run folder
 
 
 def _cli_defaults(command: str) -> dict[str, object]:

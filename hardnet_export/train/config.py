@@ -69,6 +69,9 @@ class TrainConfig:
             equals the uninterrupted run; a different steps (the one setting that may
             change) shortens or lengthens the run, the rate decaying linearly from where it
             is to 0 at the new end.
+        overwrite: train afresh into an OUT that holds an earlier run, deleting its
+            checkpoint.pth, final.pth, log.csv and tensorboard/ (without it such an OUT is
+            refused).
         stop_after: end this run (with a checkpoint) after this many steps, for time-boxed
             jobs; --resume continues. Unset runs to steps.
         global_hardest: under torchrun, mine the hardest negatives across the global batch.
@@ -98,6 +101,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     resume: bool = False
+    overwrite: bool = False
     stop_after: int | None = None
     global_hardest: bool = False
     threads: int = 0
@@ -136,6 +140,10 @@ class TrainConfig:
             raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.num_workers < -1:
             raise InputError(f"num_workers must be >= 0 (or -1 for auto), got {self.num_workers}")
+        if self.resume and self.overwrite:
+            raise InputError(
+                "resume continues the run in OUT and overwrite replaces it: pass one of them"
+            )
         if self.seed < 0:
             raise InputError(f"seed must be non-negative, got {self.seed}")
 

@@ -5,23 +5,36 @@ world)``, and the torch RNG (dropout) is re-seeded from ``(seed, k, rank)`` befo
 step, so the RNG state at step ``k`` is implied by the step itself. A run resumed from a
 checkpoint at step ``k`` therefore computes exactly what the uninterrupted run computed
 (bit-exact on CPU with the same thread count; on CUDA up to kernel non-determinism).
+
+Stops keep that promise: SIGINT and SIGTERM are acted on between steps only (see
+:class:`~hardnet_export.train.run_folder.SignalStop`), and the checkpoint then written holds
+the log's running loss as well, so the resumed log matches too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import io
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from hardnet_export._io import atomic_write_text
 from hardnet_export._progress import progress_bar
-from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
+from hardnet_export.errors import (
+    InputError,
+    MissingDependencyError,
+    MissingFileError,
+    StateError,
+    TrainingInterrupted,
+)
 from hardnet_export.model import HardNet, load_model, read_checkpoint, save_checkpoint
 from hardnet_export.train.config import RECIPE_FIELDS, TrainConfig, default_num_workers
 from hardnet_export.train.distributed import (
@@ -31,11 +44,19 @@ from hardnet_export.train.distributed import (
     shutdown_distributed,
 )
 from hardnet_export.train.losses import hardnet_loss
+from hardnet_export.train.run_folder import (
+    CHECKPOINT_NAME,
+    FINAL_NAME,
+    LOG_NAME,
+    TENSORBOARD_NAME,
+    SignalStop,
+    clear_run,
+    ignore_stop_signals,
+    owned,
+    refuse_fresh_start,
+    remove_stale_temporaries,
+)
 from hardnet_export.train.sources import PairSource, build_source, flip_transpose
-
-CHECKPOINT_NAME = "checkpoint.pth"
-FINAL_NAME = "final.pth"
-LOG_NAME = "log.csv"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -102,11 +123,12 @@ def _worker_init(_: int) -> None:
     # One core per worker: OpenCV's own thread pool would fight the training process.
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+    ignore_stop_signals()
 
 
 def _batches(
     dataset: BatchDataset, start: int, stop: int, num_workers: int, pin: bool
-) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+) -> Generator[tuple[int, torch.Tensor, torch.Tensor], None, None]:
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=None,
@@ -127,16 +149,22 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 
 
 class _Log:
-    """CSV log (appended on resume) and TensorBoard when it is installed."""
+    """CSV log (continued on resume) and TensorBoard when it is installed.
+
+    ``resume_step``: the step the run continues from. Rows after it were written by a run
+    that ended before its next checkpoint; the resumed run writes them again, so they go.
+    """
 
     FIELDS = ("step", "loss", "lr", "pairs_per_s", "elapsed_s")
 
-    def __init__(self, folder: Path, enabled: bool) -> None:
+    def __init__(self, folder: Path, enabled: bool, resume_step: int | None = None) -> None:
         self.enabled = enabled
         self.path = folder / LOG_NAME
         self.tb: Any = None
         if not enabled:
             return
+        if resume_step is not None and self.path.exists():
+            self._truncate(resume_step)
         new = not self.path.exists()
         self._file = open(self.path, "a", newline="")  # noqa: SIM115 - closed in close()
         self._csv = csv.writer(self._file)
@@ -145,9 +173,27 @@ class _Log:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(folder / "tensorboard"))
+            # purge_step hides the events of the steps after the checkpoint from TensorBoard.
+            purge = None if resume_step is None else resume_step + 1
+            self.tb = SummaryWriter(str(folder / TENSORBOARD_NAME), purge_step=purge)
         except ImportError:
             self.tb = None
+
+    def _truncate(self, last_step: int) -> None:
+        with open(self.path, newline="") as f:
+            rows = list(csv.reader(f))
+        kept = [
+            row
+            for row in rows[1:]
+            if len(row) == len(self.FIELDS) and row[0].isdigit() and int(row[0]) <= last_step
+        ]
+        if kept == rows[1:]:
+            return
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(self.FIELDS)
+        writer.writerows(kept)
+        atomic_write_text(self.path, text.getvalue())
 
     def row(self, step: int, loss: float, lr: float, pairs_per_s: float, elapsed: float) -> None:
         if not self.enabled:
@@ -179,7 +225,9 @@ def _progress(enabled: bool) -> Any:
 
 def _load_resume(
     path: Path, config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer
-) -> tuple[int, tuple[int, float]]:
+) -> tuple[int, tuple[int, float], dict[str, Any]]:
+    """Load the run's state; returns its step, the learning-rate anchor and the checkpoint's
+    extra entries (the log's running loss among them)."""
     if not path.is_file():
         raise MissingFileError(f"nothing to resume: {path} does not exist")
     ckpt = read_checkpoint(path)
@@ -201,7 +249,7 @@ def _load_resume(
         # A new length: decay on from the rate reached so far (see learning_rate).
         old = TrainConfig(**{**dataclasses.asdict(config), "steps": saved_steps})
         anchor = (step, learning_rate(old, step, anchor)) if step > 0 else (0, 0.0)
-    return step, anchor
+    return step, anchor, ckpt.extra
 
 
 def train(config: TrainConfig) -> Path:
@@ -209,16 +257,64 @@ def train(config: TrainConfig) -> Path:
 
     Launched with ``torchrun --nproc_per_node=K`` it trains with DistributedDataParallel:
     each rank trains on its ``batch_size / K`` share of every batch.
+
+    The run folder is locked for the run: a second trainer on it is refused, and so is a
+    fresh start on a folder holding an earlier run (``resume`` continues it, ``overwrite``
+    replaces it). Called from the main thread, SIGINT and SIGTERM stop the run after the
+    current step with a checkpoint that ``resume`` continues bit-exactly on CPU.
+
+    Raises:
+        TrainingInterrupted: on SIGINT or SIGTERM; see there for what was written.
     """
     device = resolve_device(config.device)
     dist = init_distributed(device.type == "cuda")
     try:
-        return _train(config, device, dist)
+        with SignalStop() as signals:
+            return _train(config, device, dist, signals)
     finally:
         shutdown_distributed(dist)
 
 
-def _train(config: TrainConfig, device: torch.device, dist: DistInfo) -> Path:
+@contextlib.contextmanager
+def _claimed(
+    out: Path, config: TrainConfig, dist: DistInfo, device: torch.device
+) -> Iterator[None]:
+    """Rank 0 takes the run folder for the run; every rank learns whether it could, or the
+    others would wait in their first collective for a rank that has given up."""
+    with contextlib.ExitStack() as stack:
+        error: BaseException | None = None
+        if dist.is_main:
+            try:
+                stack.enter_context(owned(out))
+                # Under the lock no other trainer is writing, so any temporary is debris.
+                remove_stale_temporaries(out)
+                if config.overwrite:
+                    clear_run(out)
+                elif not config.resume:
+                    refuse_fresh_start(out)
+            except BaseException as exc:  # re-raised below, after the ranks agree
+                error = exc
+        if dist.enabled:
+            ok = torch.tensor([0 if error else 1], device=device)
+            torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
+            if error is None and not int(ok.item()):
+                raise StateError(f"rank 0 could not take the run folder {out}; see its error")
+        if error is not None:
+            raise error
+        yield
+
+
+def _stop_signal(signals: SignalStop, dist: DistInfo, device: torch.device) -> int | None:
+    """The signal that asks this run to stop now; under DDP every rank stops at the same step
+    (a Ctrl-C does not reach all ranks between the same two steps)."""
+    if not dist.enabled:
+        return signals.signum
+    flag = torch.tensor([signals.signum or 0], device=device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return int(flag.item()) or None
+
+
+def _train(config: TrainConfig, device: torch.device, dist: DistInfo, signals: SignalStop) -> Path:
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     if config.batch_size % dist.world:
@@ -230,143 +326,189 @@ def _train(config: TrainConfig, device: torch.device, dist: DistInfo) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(config.out)
-    if not out.is_dir():
-        if out.exists():
-            raise FileExistsError(f"output {out} exists and is not a folder")
-        out.mkdir(parents=True, exist_ok=True)
-    ckpt_path, final_path = out / CHECKPOINT_NAME, out / FINAL_NAME
-    if not config.resume and ckpt_path.exists():
-        raise FileExistsError(
-            f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out"
-        )
-
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output {out} exists and is not a folder")
+    ckpt_path = out / CHECKPOINT_NAME
+    if config.resume and not ckpt_path.is_file():
+        raise MissingFileError(f"nothing to resume: {ckpt_path} does not exist")
+    # Everything that can be checked is checked before the run folder is made: a refused
+    # start leaves nothing behind.
     source = build_source(config.data, config.seed)
     source.check_batch_size(config.batch_size)
-    torch.manual_seed(config.seed)
-    model = HardNet(dropout=config.dropout).to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        dampening=config.dampening,
-        weight_decay=config.weight_decay,
-    )
+    init_state = None
     if config.init and not config.resume:
         # The same strict loading as inference: any HardNet checkpoint format.
-        model.load_state_dict(load_model(config.init).state_dict())
-    start, anchor = 0, (0, 0.0)
-    if config.resume:
-        start, anchor = _load_resume(ckpt_path, config, model, optimizer)
-    net: torch.nn.Module = model
-    if dist.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    amp_dtype = resolve_precision(config.precision, device)
-    scaler = torch.amp.GradScaler(
-        "cuda", enabled=amp_dtype == torch.float16 and device.type == "cuda"
-    )
-    num_workers = default_num_workers() if config.num_workers < 0 else config.num_workers
-    stop = (
-        config.steps if config.stop_after is None else min(config.steps, start + config.stop_after)
-    )
+        init_state = load_model(config.init).state_dict()
     meta_config = {**dataclasses.asdict(config), "world_size": dist.world, "device": str(device)}
     if config.init and Path(config.init).is_file():
         # The lineage travels with the weights: a fine-tuned model's card can say what its
         # starting point was trained on and for how long (nested for chains).
         meta_config["init_meta"] = read_checkpoint(config.init).meta
+    with _claimed(out, config, dist, device):
+        return _run(config, device, dist, signals, source, init_state, meta_config)
 
-    def checkpoint(step: int) -> None:
-        if dist.is_main:
-            save_checkpoint(
-                ckpt_path,
-                model,
-                config=meta_config,
-                step=step,
-                data=config.data,
-                extra={
-                    "optimizer": optimizer.state_dict(),
-                    "step": step,
-                    "lr_anchor_step": anchor[0],
-                    "lr_anchor": anchor[1],
-                },
-            )
 
-    log = _Log(out, dist.is_main)
-    dataset = BatchDataset(source, config, dist)
-    net.train()
-    step = start
-    t0 = time.perf_counter()
-    loss_sum = torch.zeros((), device=device)
-    loss_count = 0
-    last_loss = float("nan")
+def _run(
+    config: TrainConfig,
+    device: torch.device,
+    dist: DistInfo,
+    signals: SignalStop,
+    source: PairSource,
+    init_state: dict[str, torch.Tensor] | None,
+    meta_config: dict[str, Any],
+) -> Path:
+    out = Path(config.out)
+    ckpt_path, final_path = out / CHECKPOINT_NAME, out / FINAL_NAME
+    step = saved = None  # the step reached, the step of checkpoint.pth
     try:
-        with _progress(config.progress and dist.is_main) as bar:
-            task = bar.add_task(
-                "train", total=config.steps, completed=start, loss=math.nan, lr=config.lr,
-                pairs_per_s=0.0,
-            )  # fmt: skip
-            for k, anchors, positives in _batches(
-                dataset, start, stop, num_workers, device.type == "cuda"
-            ):
-                if k != step:
-                    raise RuntimeError(f"data loader delivered batch {k}, expected {step}")
-                lr = learning_rate(config, step, anchor)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                torch.manual_seed(_step_seed(config.seed, step, dist.rank))
-                x = torch.cat([anchors, positives]).to(device, non_blocking=True)[:, None]
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                    enabled=amp_dtype is not None):  # fmt: skip
-                    desc = net(x)
-                desc_a, desc_p = desc.float().chunk(2)
-                if config.global_hardest:
-                    desc_a, desc_p = gather_with_grad(desc_a, dist), gather_with_grad(desc_p, dist)
-                generator = torch.Generator().manual_seed(
-                    _step_seed(config.seed, step, dist.world + 1)
+        torch.manual_seed(config.seed)
+        model = HardNet(dropout=config.dropout).to(device)
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            dampening=config.dampening,
+            weight_decay=config.weight_decay,
+        )
+        if init_state is not None:
+            model.load_state_dict(init_state)
+        start, anchor = 0, (0, 0.0)
+        resumed: dict[str, Any] = {}
+        if config.resume:
+            start, anchor, resumed = _load_resume(ckpt_path, config, model, optimizer)
+            saved = start
+        step = start
+        net: torch.nn.Module = model
+        if dist.enabled:
+            net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        amp_dtype = resolve_precision(config.precision, device)
+        scaler = torch.amp.GradScaler(
+            "cuda", enabled=amp_dtype == torch.float16 and device.type == "cuda"
+        )
+        num_workers = default_num_workers() if config.num_workers < 0 else config.num_workers
+        stop = (
+            config.steps
+            if config.stop_after is None
+            else min(config.steps, start + config.stop_after)
+        )
+        # The log's running mean over the steps since its last row is part of the state:
+        # without it a run resumed between two rows would log a different first mean.
+        loss_sum = resumed.get("log_loss_sum", torch.zeros(())).to(device)
+        loss_count = int(resumed.get("log_loss_count", 0))
+
+        def checkpoint(step: int) -> None:
+            nonlocal saved
+            if dist.is_main:
+                save_checkpoint(
+                    ckpt_path,
+                    model,
+                    config=meta_config,
+                    step=step,
+                    data=config.data,
+                    extra={
+                        "optimizer": optimizer.state_dict(),
+                        "step": step,
+                        "lr_anchor_step": anchor[0],
+                        "lr_anchor": anchor[1],
+                        "log_loss_sum": loss_sum.detach().cpu().clone(),
+                        "log_loss_count": loss_count,
+                    },
                 )
-                loss = hardnet_loss(
-                    desc_a,
-                    desc_p,
-                    margin=config.margin,
-                    anchor_swap=config.anchor_swap,
-                    batch_reduce=config.batch_reduce,
-                    loss_type=config.loss_type,
-                    generator=generator,
-                )
-                # DDP averages gradients; with the global loss each rank holds only its part.
-                scale = dist.world if config.global_hardest else 1
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss * scale).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
-                loss_sum += loss.detach()
-                loss_count += 1
-                if step % config.log_every == 0 or step == stop:
-                    last_loss = float(loss_sum) / loss_count
-                    if not math.isfinite(last_loss):
-                        raise RuntimeError(
-                            f"training diverged at step {step} (loss {last_loss}); lower --lr"
-                        )
-                    loss_sum.zero_()
-                    loss_count = 0
-                    elapsed = time.perf_counter() - t0
-                    rate = (step - start) * config.batch_size / max(elapsed, 1e-9)
-                    log.row(step, last_loss, lr, rate, elapsed)
-                    bar.update(task, loss=last_loss, lr=lr, pairs_per_s=rate)
-                bar.update(task, completed=step)
-                if step % config.checkpoint_every == 0 and step < stop:
-                    checkpoint(step)
-    except KeyboardInterrupt:
-        # Keep the work done so far: --resume continues from the last finished step.
-        if step > start:
+            saved = step
+
+        log = _Log(out, dist.is_main, start if config.resume else None)
+        dataset = BatchDataset(source, config, dist)
+        net.train()
+        t0 = time.perf_counter()
+        last_loss = float("nan")
+        batches = _batches(dataset, start, stop, num_workers, device.type == "cuda")
+        stop_signal = None
+        try:
+            with _progress(config.progress and dist.is_main) as bar:
+                task = bar.add_task(
+                    "train", total=config.steps, completed=start, loss=math.nan, lr=config.lr,
+                    pairs_per_s=0.0,
+                )  # fmt: skip
+                while step < stop:
+                    # Only here, between whole steps, is the state one that resumes exactly.
+                    stop_signal = _stop_signal(signals, dist, device)
+                    if stop_signal is not None:
+                        break
+                    k, anchors, positives = next(batches)
+                    if k != step:
+                        raise RuntimeError(f"data loader delivered batch {k}, expected {step}")
+                    lr = learning_rate(config, step, anchor)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    torch.manual_seed(_step_seed(config.seed, step, dist.rank))
+                    x = torch.cat([anchors, positives]).to(device, non_blocking=True)[:, None]
+                    with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                        enabled=amp_dtype is not None):  # fmt: skip
+                        desc = net(x)
+                    desc_a, desc_p = desc.float().chunk(2)
+                    if config.global_hardest:
+                        desc_a = gather_with_grad(desc_a, dist)
+                        desc_p = gather_with_grad(desc_p, dist)
+                    generator = torch.Generator().manual_seed(
+                        _step_seed(config.seed, step, dist.world + 1)
+                    )
+                    loss = hardnet_loss(
+                        desc_a,
+                        desc_p,
+                        margin=config.margin,
+                        anchor_swap=config.anchor_swap,
+                        batch_reduce=config.batch_reduce,
+                        loss_type=config.loss_type,
+                        generator=generator,
+                    )
+                    # DDP averages gradients; with the global loss each rank holds only its
+                    # part.
+                    scale = dist.world if config.global_hardest else 1
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss * scale).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    step += 1
+                    loss_sum += loss.detach()
+                    loss_count += 1
+                    if step % config.log_every == 0 or step == stop:
+                        last_loss = float(loss_sum) / loss_count
+                        if not math.isfinite(last_loss):
+                            raise RuntimeError(
+                                f"training diverged at step {step} (loss {last_loss}); lower --lr"
+                            )
+                        loss_sum.zero_()
+                        loss_count = 0
+                        elapsed = time.perf_counter() - t0
+                        rate = (step - start) * config.batch_size / max(elapsed, 1e-9)
+                        log.row(step, last_loss, lr, rate, elapsed)
+                        bar.update(task, loss=last_loss, lr=lr, pairs_per_s=rate)
+                    bar.update(task, completed=step)
+                    if step % config.checkpoint_every == 0 and step < stop:
+                        checkpoint(step)
+        finally:
+            batches.close()
+            log.close()
+        if saved != step:
             checkpoint(step)
-        raise
-    finally:
-        log.close()
-    if step > start or not ckpt_path.exists():
-        checkpoint(step)
-    if step == config.steps and dist.is_main:
-        save_checkpoint(final_path, model, config=meta_config, step=step, data=config.data)
-    return final_path if step == config.steps else ckpt_path
+        if stop_signal is not None:
+            raise TrainingInterrupted(
+                stop_signal, step=step, steps=config.steps, checkpoint=str(ckpt_path)
+            )
+        if step == config.steps and dist.is_main:
+            save_checkpoint(final_path, model, config=meta_config, step=step, data=config.data)
+        return final_path if step == config.steps else ckpt_path
+    except TrainingInterrupted as exc:
+        if not exc.aborted:
+            raise
+        # A second signal, raised wherever the run was: say what is left on disk.
+        raise TrainingInterrupted(
+            exc.signum,
+            aborted=True,
+            step=step,
+            steps=config.steps,
+            checkpoint=str(ckpt_path) if ckpt_path.is_file() else None,
+            checkpoint_step=saved,
+        ) from None
