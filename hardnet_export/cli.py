@@ -525,11 +525,21 @@ def describe(
     keypoints: Path | None = typer.Option(
         None, "--keypoints", help="A .npy of (K, 2) or (K, 4) keypoints used for every image."
     ),
+    out_of_bounds: str = typer.Option(
+        default(describe_image, "out_of_bounds"),
+        "--out-of-bounds",
+        help=(
+            "Given keypoints outside the image bound (size above the image diagonal, or centre "
+            "further than magnification x size / 2 outside the image): reject (an error) or "
+            "zero (a zero descriptor, valid_i false in the .npz)."
+        ),
+    ),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N (default: best)."),
 ) -> None:
     """Detect keypoints in images and describe them.
 
-    The .npz holds keypoints_i (K, 4: x, y, size, angle) and descriptors_i (K, 128) for
+    The .npz holds keypoints_i (K, 4: x, y, size, angle), descriptors_i (K, 128) and
+    valid_i (K, false where --out-of-bounds zero kept a keypoint with a zero descriptor) for
     image i, and the image paths under 'images'.
 
     Example: hardnet-export describe a.png b.png --model model.fp32.onnx -o descriptors.npz
@@ -537,25 +547,39 @@ def describe(
     from hardnet_export import runtime
     from hardnet_export._io import check_writable
     from hardnet_export._progress import track
+    from hardnet_export.geometry import OUT_OF_BOUNDS
     from hardnet_export.runtime.features import load_keypoints_file, save_features
     from hardnet_export.runtime.images import read_image
+    from hardnet_export.validate import check_str
 
+    check_str("--out-of-bounds", out_of_bounds, choices=OUT_OF_BOUNDS)
     check_writable(out)
     given = load_keypoints_file(keypoints) if keypoints is not None else None
     describer = runtime.load(model, device=device)
-    features = [
-        describe_image(
-            describer,
-            read_image(path),
-            detector=detector,
-            max_keypoints=max_keypoints,
-            keypoints=given,
-        )
-        for path in track(images, len(images), "describing", unit="img", enabled=len(images) > 1)
-    ]
+    features = []
+    for path in track(images, len(images), "describing", unit="img", enabled=len(images) > 1):
+        image = read_image(path)
+        try:
+            features.append(
+                describe_image(
+                    describer,
+                    image,
+                    detector=detector,
+                    max_keypoints=max_keypoints,
+                    keypoints=given,
+                    out_of_bounds=out_of_bounds,
+                )
+            )
+        except InputError as exc:
+            if given is None:
+                raise
+            # The bound depends on the image: name both files the message is about.
+            raise InputError(f"{keypoints} on {path}: {exc}") from None
     save_features(out, images, features)
-    for path, (kps, _) in zip(images, features, strict=True):
-        typer.echo(f"{path}: {len(kps)} keypoints")
+    for path, (kps, desc) in zip(images, features, strict=True):
+        outside = int((~desc.any(axis=1)).sum())
+        kept = f" ({outside} out of bounds, zero descriptors)" if outside else ""
+        typer.echo(f"{path}: {len(kps)} keypoints{kept}")
     typer.echo(f"wrote {out} ({describer.backend}, {describer.precision}, {describer.device})")
 
 

@@ -7,6 +7,12 @@ is trained on, calibrated on, evaluated on and run on are cut the same way:
   bilinear interpolation and reflected borders (:func:`render_patches`); at OpenCV keypoints
   ``(x, y, size, angle)`` the square of side ``magnification * size`` turned by ``angle``
   (:func:`extract_patches`).
+- **Bounds**: a keypoint is sampled when its size is at most the image diagonal and its
+  centre within one support radius (``magnification * size / 2``) of the image
+  (:func:`keypoints_in_bounds`); others are rejected or given zero patches. Sampling
+  coordinates are moved by whole reflection periods to near the image before ``cv2.remap``
+  (:func:`fold_reflect_101`), so the time depends on the number of keypoints, never on their
+  values.
 - **Anti-aliasing**: where a patch pixel covers ``f > 1`` source pixels, the source is blurred
   by :func:`antialias_blur` ``= 0.5 * sqrt(f**2 - 1)`` first (rounded to a few pre-blurred
   copies): training photos directly (:func:`blur_level`), keypoint patches on a Gaussian
@@ -28,6 +34,7 @@ import cv2
 import numpy as np
 
 from hardnet_export.errors import InputError, InputTypeError
+from hardnet_export.validate import check_float, check_int, check_str
 
 #: Side of the network's input patch, in pixels.
 PATCH_SIZE = 32
@@ -38,14 +45,19 @@ PATCH_SIZE = 32
 #: (6: 4 bins of 3 sigma, size = 2 sigma) because the small keypoints that dominate a SIFT
 #: detection would otherwise be upsampled far beyond anything the model saw in training.
 DEFAULT_MAGNIFICATION = 12.0
+#: The largest magnification accepted: 64 keypoint sizes per patch side is far beyond any
+#: useful support (the sweep above peaks at 12) and keeps the sampled region bounded.
+MAX_MAGNIFICATION = 64.0
+#: What :func:`extract_patches` does with keypoints outside the bound of
+#: :func:`keypoints_in_bounds`: ``reject`` (InputError) or ``zero`` (an all-zero patch).
+OUT_OF_BOUNDS = ("reject", "zero")
+#: cv2.remap refuses sources and outputs with a side of SHRT_MAX (32767) pixels or more.
+_REMAP_MAX_SIDE = 32766
 
 KeypointsLike: TypeAlias = "Sequence[cv2.KeyPoint] | np.ndarray"
 
 # Pre-blurs (pixels of a pyramid level) for residual scales 1..2: antialias_blur(f).
 _PYRAMID_BLURS = np.array([0.0, 0.3, 0.45, 0.6, 0.75, 0.87])
-
-# cv2.remap wants each output dimension below SHRT_MAX: at most this many patches per call.
-_REMAP_CHUNK = 1000
 
 
 #: Pre-blurred copies of a training photo (photo pixels); the renderer picks the nearest.
@@ -213,6 +225,9 @@ def as_gray(image: np.ndarray) -> np.ndarray:
         raise InputTypeError(f"image must be a numpy uint8 array, got {type(image).__name__}")
     if image.dtype != np.uint8:
         raise InputTypeError(f"image must be uint8 (0..255), got dtype {image.dtype}")
+    # Before cvtColor, which fails on an empty (0, W, 3) image with an OpenCV assertion.
+    if image.size == 0:
+        raise InputError(f"image is empty, shape {image.shape}")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 3 and image.shape[2] in (3, 4):
@@ -222,8 +237,6 @@ def as_gray(image: np.ndarray) -> np.ndarray:
         raise InputError(
             f"image must be grayscale (H, W) or BGR (H, W, 3), got shape {image.shape}"
         )
-    if image.size == 0:
-        raise InputError(f"image is empty, shape {image.shape}")
     return np.ascontiguousarray(image)
 
 
@@ -235,8 +248,9 @@ def keypoints_to_array(keypoints: Any, *, default_size: float) -> np.ndarray:
         default_size: size given to (K, 2) keypoints, which carry none.
 
     Raises:
-        TypeError: not keypoints nor a numeric array.
-        ValueError: wrong array shape, NaN/inf coordinates or a size that is not positive.
+        TypeError: not keypoints nor a numeric (bool, integer or float) array.
+        ValueError: wrong array shape, NaN/inf values or a size that is not positive; the
+            message names the first such keypoint and how many there are.
 
     Shape:
         - keypoints: K ``cv2.KeyPoint`` or (K, 2) / (K, 4).
@@ -258,25 +272,152 @@ def keypoints_to_array(keypoints: Any, *, default_size: float) -> np.ndarray:
                 "keypoints must be a list of cv2.KeyPoint or a (K, 2)/(K, 4) array, "
                 f"got {type(keypoints).__name__}"
             ) from exc
-        if raw.dtype == object or not (
-            np.issubdtype(raw.dtype, np.number) or raw.dtype == np.bool_
-        ):
+        # Complex numbers are numpy numbers too, but a coordinate has no imaginary part.
+        if raw.dtype.kind not in "biuf":
             raise InputTypeError(
-                "keypoints must be a list of cv2.KeyPoint or a numeric (K, 2)/(K, 4) array, "
-                f"got dtype {raw.dtype}"
+                "keypoints must be a list of cv2.KeyPoint or a numeric (bool, integer or float) "
+                f"(K, 2)/(K, 4) array, got dtype {raw.dtype}"
             )
         if raw.ndim != 2 or raw.shape[1] not in (2, 4):
             raise InputError(f"keypoints array must have shape (K, 2) or (K, 4), got {raw.shape}")
         array = np.empty((len(raw), 4), np.float64)
-        array[:, : raw.shape[1]] = raw
+        # A float128 beyond float64's range becomes inf here, which the check below reports.
+        with np.errstate(over="ignore"):
+            array[:, : raw.shape[1]] = raw
         if raw.shape[1] == 2:
             array[:, 2] = default_size
             array[:, 3] = -1.0
-    if not np.isfinite(array).all():
-        raise InputError("keypoints contain NaN or inf")
-    if (array[:, 2] <= 0).any():
-        raise InputError(f"keypoint sizes must be positive, got min {array[:, 2].min()}")
+    finite = np.asarray(np.isfinite(array).all(axis=1))
+    if not finite.all():
+        raise _first_bad(array, finite, "keypoints must be finite, without NaN or inf")
+    positive = np.asarray(array[:, 2] > 0)
+    if not positive.all():
+        raise _first_bad(array, positive, "keypoint sizes must be positive")
     return array
+
+
+def _row(keypoint: np.ndarray) -> str:
+    return "(x, y, size, angle) = (" + ", ".join(f"{v:.6g}" for v in keypoint) + ")"
+
+
+def _first_bad(keypoints: np.ndarray, good: np.ndarray, rule: str) -> InputError:
+    bad = np.flatnonzero(~good)
+    return InputError(
+        f"{rule}: keypoint {bad[0]} is {_row(keypoints[bad[0]])} "
+        f"({len(bad)} of {len(keypoints)} keypoints break the rule)"
+    )
+
+
+def _check_magnification(magnification: Any) -> float:
+    return check_float(
+        "magnification", magnification, low=0.0, low_open=True, high=MAX_MAGNIFICATION
+    )
+
+
+def _check_patch_size(patch_size: Any) -> int:
+    return check_int("patch_size", patch_size, low=1, high=1024)
+
+
+def _image_size(image_shape: Any) -> tuple[int, int]:
+    try:
+        dims = tuple(image_shape)
+    except TypeError:
+        raise InputTypeError(
+            f"image_shape must be a shape (H, W) or (H, W, C), got {type(image_shape).__name__}"
+        ) from None
+    if len(dims) not in (2, 3):
+        raise InputError(f"image_shape must be (H, W) or (H, W, C), got {dims}")
+    height = check_int("image height", dims[0], low=1)
+    width = check_int("image width", dims[1], low=1)
+    return height, width
+
+
+def _max_size(height: int, width: int, magnification: float, patch_size: int) -> float:
+    return max(float(np.hypot(width, height)), patch_size / magnification)
+
+
+def _in_bounds(
+    kps: np.ndarray, height: int, width: int, magnification: float, patch_size: int
+) -> np.ndarray:
+    x, y, size = kps[:, 0], kps[:, 1], kps[:, 2]
+    # A size near float64's maximum overflows r to inf; the size bound already rejects it.
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = magnification * size / 2.0
+        return (
+            (size > 0)
+            & (size <= _max_size(height, width, magnification, patch_size))
+            & (x >= -r)
+            & (x <= width - 1 + r)
+            & (y >= -r)
+            & (y <= height - 1 + r)
+        )
+
+
+def _bound_error(
+    kps: np.ndarray,
+    valid: np.ndarray,
+    height: int,
+    width: int,
+    magnification: float,
+    patch_size: int,
+) -> InputError:
+    bad = np.flatnonzero(~valid)
+    first = int(bad[0])
+    x, y, size = (float(v) for v in kps[first, :3])
+    max_size = _max_size(height, width, magnification, patch_size)
+    if not size <= max_size:
+        why = f"its size must be at most {max_size:.6g} (the image diagonal)"
+    else:
+        r = magnification * size / 2.0
+        why = (
+            f"its centre must lie in x [{-r:.6g}, {width - 1 + r:.6g}], "
+            f"y [{-r:.6g}, {height - 1 + r:.6g}] (the {width}x{height} image plus the support "
+            f"radius magnification * size / 2 = {r:.6g})"
+        )
+    return InputError(
+        f"keypoint {first} is out of bounds: {_row(kps[first])}; {why}; {len(bad)} of "
+        f"{len(kps)} keypoints are out of bounds (out_of_bounds='zero', --out-of-bounds zero "
+        "on the command line, keeps them with zero patches)"
+    )
+
+
+def keypoints_in_bounds(
+    image_shape: Sequence[int],
+    keypoints: KeypointsLike,
+    *,
+    magnification: float = DEFAULT_MAGNIFICATION,
+    patch_size: int = PATCH_SIZE,
+) -> np.ndarray:
+    """Which keypoints :func:`extract_patches` samples; the others it rejects or zeroes.
+
+    On an image of ``H`` rows and ``W`` columns a keypoint ``(x, y, size, angle)`` is in
+    bounds when
+
+    - ``size <= max(hypot(W, H), patch_size / magnification)``: at most the image diagonal
+      (never less than the native-resolution size that (K, 2) keypoints get), and
+    - its centre lies within one support radius ``r = magnification * size / 2`` of the
+      image: ``-r <= x <= W - 1 + r`` and ``-r <= y <= H - 1 + r`` (the upright support
+      square touches the image).
+
+    Args:
+        image_shape: the image's ``shape``.
+        keypoints: as for :func:`extract_patches`.
+        magnification, patch_size: as for :func:`extract_patches`.
+
+    Raises:
+        TypeError, ValueError: as :func:`extract_patches` for malformed keypoints (NaN/inf,
+            a size that is not positive), a bad shape or bad parameters.
+
+    Shape:
+        - image_shape: (H, W) or (H, W, C).
+        - keypoints: K ``cv2.KeyPoint`` or (K, 2) / (K, 4).
+        - Output: (K,) bool.
+    """
+    height, width = _image_size(image_shape)
+    magnification = _check_magnification(magnification)
+    patch_size = _check_patch_size(patch_size)
+    kps = keypoints_to_array(keypoints, default_size=patch_size / magnification)
+    return _in_bounds(kps, height, width, magnification, patch_size)
 
 
 def extract_patches(
@@ -285,6 +426,7 @@ def extract_patches(
     *,
     magnification: float = DEFAULT_MAGNIFICATION,
     patch_size: int = 32,
+    out_of_bounds: str = "reject",
 ) -> np.ndarray:
     """Cut one rotation- and scale-normalised patch per keypoint.
 
@@ -297,35 +439,120 @@ def extract_patches(
 
     Keypoints given as (K, 2) have no size: they get ``size = patch_size / magnification``,
     a native-resolution patch. Bilinear sampling from an anti-aliased pyramid level (see the
-    module docstring); the border is ``BORDER_REFLECT_101``; every keypoint is kept.
+    module docstring); the border is ``BORDER_REFLECT_101``, so border keypoints are kept.
+
+    Keypoints must be finite with a positive size, and in bounds (:func:`keypoints_in_bounds`):
+    size at most the image diagonal, centre within one support radius
+    ``magnification * size / 2`` of the image. ``out_of_bounds="reject"`` (the default)
+    raises for any keypoint outside, naming the first and the count; ``"zero"`` keeps it
+    with an all-zero patch (:func:`keypoints_in_bounds` says which). The time taken depends
+    on the number of keypoints, never on their values.
 
     Args:
-        image: grayscale or BGR uint8 image (BGRA and (H, W, 1) also accepted).
+        image: grayscale or BGR uint8 image (BGRA and (H, W, 1) also accepted), sides below
+            32767 pixels (OpenCV's remap limit).
         keypoints: a sequence of ``cv2.KeyPoint`` or a (K, 2)/(K, 4) array (x, y, size, angle).
-        magnification: support region side in units of ``KeyPoint.size``.
-        patch_size: output side in pixels.
+        magnification: support region side in units of ``KeyPoint.size``, in (0, 64].
+        patch_size: output side in pixels, 1..1024.
+        out_of_bounds: ``reject`` or ``zero`` (see above).
 
     Raises:
-        TypeError: image not a uint8 numpy array; keypoints not keypoints.
-        ValueError: wrong image or keypoint shape, non-finite keypoints, bad parameters.
+        TypeError: image not a uint8 numpy array; keypoints not keypoints; a parameter of
+            the wrong type.
+        ValueError: wrong image or keypoint shape, non-finite or out-of-bounds keypoints
+            (with ``out_of_bounds="reject"``), bad parameters.
 
     Shape:
         - image: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8.
         - keypoints: K ``cv2.KeyPoint`` or (K, 2) / (K, 4).
         - Output: (K, patch_size, patch_size) uint8.
     """
-    if not (np.isfinite(magnification) and magnification > 0):
-        raise InputError(f"magnification must be a positive number, got {magnification}")
-    if int(patch_size) != patch_size or patch_size < 1:
-        raise InputError(f"patch_size must be a positive integer, got {patch_size}")
+    patches, _ = extract_patches_with_mask(
+        image,
+        keypoints,
+        magnification=magnification,
+        patch_size=patch_size,
+        out_of_bounds=out_of_bounds,
+    )
+    return patches
+
+
+def extract_patches_with_mask(
+    image: np.ndarray,
+    keypoints: KeypointsLike,
+    *,
+    magnification: float = DEFAULT_MAGNIFICATION,
+    patch_size: int = 32,
+    out_of_bounds: str = "reject",
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`extract_patches` and :func:`keypoints_in_bounds` at once (one keypoint check).
+
+    Raises:
+        TypeError, ValueError: as :func:`extract_patches`.
+
+    Shape:
+        - image: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8.
+        - keypoints: K ``cv2.KeyPoint`` or (K, 2) / (K, 4).
+        - Output: ((K, patch_size, patch_size) uint8, (K,) bool); with ``reject`` the mask
+          is all True.
+    """
+    magnification = _check_magnification(magnification)
+    patch_size = _check_patch_size(patch_size)
+    out_of_bounds = check_str("out_of_bounds", out_of_bounds, choices=OUT_OF_BOUNDS)
     gray = as_gray(image)
+    if max(gray.shape) > _REMAP_MAX_SIDE:
+        raise InputError(
+            f"image sides must be at most {_REMAP_MAX_SIDE} pixels (OpenCV's remap limit), "
+            f"got {gray.shape[1]}x{gray.shape[0]}"
+        )
+    height, width = gray.shape
     kps = keypoints_to_array(keypoints, default_size=patch_size / magnification)
+    valid = _in_bounds(kps, height, width, magnification, patch_size)
+    if out_of_bounds == "reject" and not valid.all():
+        raise _bound_error(kps, valid, height, width, magnification, patch_size)
+    out = np.zeros((len(kps), patch_size, patch_size), np.uint8)
+    if valid.any():
+        out[valid] = _sample(gray, kps[valid], magnification, patch_size)
+    return out, valid
+
+
+def fold_reflect_101(coords: np.ndarray, length: int) -> np.ndarray:
+    """Coordinates moved by whole ``BORDER_REFLECT_101`` periods to within one period of 0.
+
+    The reflection about 0 and ``length - 1`` repeats every ``period = 2 * (length - 1)``
+    pixels (a length of 1 maps everything to 0), so ``fmod(coord, period)``, which lies in
+    ``(-period, period)``, reads the same pixels with the same interpolation weights:
+    ``fmod`` is exact, and remap's integer tap positions and fractions move by the whole
+    period. Bilinear ``cv2.remap`` then gives bit-identical results while its border
+    handling, which walks the reflection one period per step, takes at most two steps.
+
+    Only whole periods: mirroring as well (folding into ``[0, length - 1]``) swaps the two
+    taps, and OpenCV 5's float interpolation then rounds differently in about one pixel in
+    60,000 (one grey level).
+
+    Shape:
+        - coords: any shape, float32, finite.
+        - Output: the same shape, float32, ``|value| < period``.
+    """
+    coords = np.asarray(coords, np.float32)
+    if length == 1:
+        return np.zeros_like(coords)
+    return np.fmod(coords, np.float32(2 * (length - 1)))
+
+
+def _sample(gray: np.ndarray, kps: np.ndarray, magnification: float, patch_size: int) -> np.ndarray:
+    """Patches at in-bound keypoints (see :func:`extract_patches`).
+
+    Shape:
+        - gray: (H, W) uint8.
+        - kps: (K, 4) float64, K >= 1, all in bounds.
+        - Output: (K, patch_size, patch_size) uint8.
+    """
     out = np.empty((len(kps), patch_size, patch_size), np.uint8)
-    if not len(kps):
-        return out
     scale = magnification * kps[:, 2] / patch_size  # source pixels per patch pixel
-    # Level L halves the image L times; sampling there needs scale / 2**L < 2.
-    levels = np.maximum(0, np.floor(np.log2(scale)).astype(int))
+    # Level L halves the image L times; sampling there needs scale / 2**L < 2. (The maximum
+    # keeps log2 away from 0 for sizes so small that scale underflows.)
+    levels = np.floor(np.log2(np.maximum(scale, 1.0))).astype(int)
     pyramid = [gray]
     for _ in range(int(levels.max())):
         if min(pyramid[-1].shape) < 2:
@@ -346,6 +573,8 @@ def extract_patches(
     sin = (residual * np.sin(theta))[:, None, None]
     map_x = (cx[:, None, None] + cos * du - sin * dv).astype(np.float32)
     map_y = (cy[:, None, None] + sin * du + cos * dv).astype(np.float32)
+    # remap wants each output side below SHRT_MAX: at most this many patches per call.
+    chunk = _REMAP_MAX_SIDE // patch_size
     for level, level_blur in sorted({(int(a), int(b)) for a, b in zip(levels, blur, strict=True)}):
         idx = np.flatnonzero((levels == level) & (blur == level_blur))
         source = pyramid[level]
@@ -353,13 +582,15 @@ def extract_patches(
             source = cv2.GaussianBlur(
                 source, (0, 0), float(_PYRAMID_BLURS[level_blur]), borderType=cv2.BORDER_REFLECT_101
             )
-        for start in range(0, len(idx), _REMAP_CHUNK):
-            part = idx[start : start + _REMAP_CHUNK]
+        rows, cols = source.shape
+        for start in range(0, len(idx), chunk):
+            part = idx[start : start + chunk]
             n = len(part)
+            # Folded here, so remap's border handling never loops over many periods.
             sampled = cv2.remap(
                 source,
-                map_x[part].reshape(n * patch_size, patch_size),
-                map_y[part].reshape(n * patch_size, patch_size),
+                fold_reflect_101(map_x[part], cols).reshape(n * patch_size, patch_size),
+                fold_reflect_101(map_y[part], rows).reshape(n * patch_size, patch_size),
                 interpolation=cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_REFLECT_101,
             )

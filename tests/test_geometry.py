@@ -94,6 +94,7 @@ def test_default_magnification_is_documented_value() -> None:
         (np.zeros((10, 10, 2), np.uint8), ValueError, "(H, W, 3)"),
         (np.zeros((2, 10, 10, 3), np.uint8), ValueError, "shape"),
         (np.zeros((0, 10), np.uint8), ValueError, "empty"),
+        (np.zeros((0, 0, 3), np.uint8), ValueError, "empty"),  # not cv2.error from cvtColor
         ([[1, 2], [3, 4]], TypeError, "numpy"),
     ],
 )
@@ -154,3 +155,212 @@ def test_dataset_patches_are_resized_bilinearly() -> None:
     np.testing.assert_array_equal(resize_patches(expected), expected)  # 32x32 stays as it is
     with pytest.raises(InputError, match=r"\(N, S, S\) uint8"):
         resize_patches(big.astype(np.float32))
+
+
+# --- Keypoint bounds, and sampling time independent of keypoint values ---------------------
+
+
+def _reference_extract_patches(
+    image: np.ndarray, kps: np.ndarray, magnification: float, patch_size: int = 32
+) -> np.ndarray:
+    """extract_patches as it was before coordinates were folded: cv2.remap's own
+    BORDER_REFLECT_101 on the raw sampling maps. The reference for bit-identical output."""
+    from hardnet_export.geometry import _PYRAMID_BLURS, antialias_blur
+
+    gray = image
+    out = np.empty((len(kps), patch_size, patch_size), np.uint8)
+    scale = magnification * kps[:, 2] / patch_size
+    levels = np.maximum(0, np.floor(np.log2(scale)).astype(int))
+    pyramid = [gray]
+    for _ in range(int(levels.max())):
+        if min(pyramid[-1].shape) < 2:
+            break
+        pyramid.append(cv2.pyrDown(pyramid[-1]))
+    levels = np.minimum(levels, len(pyramid) - 1)
+    factor = 2.0**levels
+    residual = scale / factor
+    sigma = antialias_blur(residual)
+    blur = np.abs(sigma[:, None] - _PYRAMID_BLURS[None, :]).argmin(1)
+    theta = np.where(kps[:, 3] < 0, 0.0, np.deg2rad(kps[:, 3]))
+    grid = np.arange(patch_size, dtype=np.float64) - (patch_size - 1) / 2.0
+    du, dv = np.meshgrid(grid, grid)
+    cx, cy = kps[:, 0] / factor, kps[:, 1] / factor
+    cos = (residual * np.cos(theta))[:, None, None]
+    sin = (residual * np.sin(theta))[:, None, None]
+    map_x = (cx[:, None, None] + cos * du - sin * dv).astype(np.float32)
+    map_y = (cy[:, None, None] + sin * du + cos * dv).astype(np.float32)
+    for level, level_blur in sorted({(int(a), int(b)) for a, b in zip(levels, blur, strict=True)}):
+        idx = np.flatnonzero((levels == level) & (blur == level_blur))
+        source = pyramid[level]
+        if _PYRAMID_BLURS[level_blur] > 0:
+            source = cv2.GaussianBlur(
+                source, (0, 0), float(_PYRAMID_BLURS[level_blur]), borderType=cv2.BORDER_REFLECT_101
+            )
+        n = len(idx)
+        sampled = cv2.remap(
+            source,
+            map_x[idx].reshape(n * patch_size, patch_size),
+            map_y[idx].reshape(n * patch_size, patch_size),
+            interpolation=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT_101,
+        )
+        out[idx] = sampled.reshape(n, patch_size, patch_size)
+    return out
+
+
+def _random_in_bound_keypoints(
+    rng: np.random.Generator, height: int, width: int, magnification: float, k: int
+) -> np.ndarray:
+    from hardnet_export.geometry import _max_size
+
+    size = rng.uniform(0.02, 1.0, k) * _max_size(height, width, magnification, 32)
+    r = magnification * size / 2
+    # Centres anywhere in the bound: inside, on and across the border, up to a radius out.
+    x, y = rng.uniform(-r, width - 1 + r), rng.uniform(-r, height - 1 + r)
+    return np.stack([x, y, size, rng.uniform(-1.0, 360.0, k)], 1)
+
+
+@pytest.mark.parametrize("shape", [(90, 110), (1, 37), (37, 1), (1, 1), (2, 3), (5, 64), (33, 7)])
+def test_folded_coordinates_give_bit_identical_patches(shape: tuple[int, int]) -> None:
+    # Small images put many reflection periods under one patch; large magnifications too.
+    rng = np.random.default_rng(sum(shape))
+    image = rng.integers(0, 256, shape, dtype=np.uint8)
+    for magnification in (1.0, 6.0, DEFAULT_MAGNIFICATION, 64.0):
+        kps = _random_in_bound_keypoints(rng, *shape, magnification, 60)
+        expected = _reference_extract_patches(image, kps, magnification)
+        np.testing.assert_array_equal(
+            extract_patches(image, kps, magnification=magnification), expected
+        )
+
+
+def test_fold_reflect_101_reads_what_remap_reads_unfolded() -> None:
+    from hardnet_export.geometry import fold_reflect_101
+
+    rng = np.random.default_rng(5)
+    for rows, cols in [(1, 1), (1, 9), (2, 2), (7, 3), (40, 50)]:
+        image = rng.integers(0, 256, (rows, cols), dtype=np.uint8)
+        # Moderate coordinates (several periods either side), where remap's own border
+        # handling is still quick: the reference.
+        span = 4 * max(rows, cols)
+        map_x = rng.uniform(-span, span, (64, 64)).astype(np.float32)
+        map_y = rng.uniform(-span, span, (64, 64)).astype(np.float32)
+        map_x[0, :8] = [-1, 0, cols - 1, cols, -0.5, cols - 0.5, 2 * cols, -2 * cols]
+        args = {"interpolation": cv2.INTER_LINEAR, "borderMode": cv2.BORDER_REFLECT_101}
+        folded_x, folded_y = fold_reflect_101(map_x, cols), fold_reflect_101(map_y, rows)
+        period = max(2 * (cols - 1), 1)
+        assert folded_x.dtype == np.float32 and np.abs(folded_x).max() < period
+        np.testing.assert_array_equal(
+            cv2.remap(image, folded_x, folded_y, **args), cv2.remap(image, map_x, map_y, **args)
+        )
+
+
+@pytest.mark.parametrize(
+    ("bad", "text"),
+    [
+        ([10.0, 10.0, 1e30, 0.0], "size must be at most"),
+        ([1e9, 1e9, 32 / DEFAULT_MAGNIFICATION, -1.0], "centre must lie in x [-16, 125]"),
+        ([-1e300, 5.0, 2.0, 0.0], "centre must lie in x"),
+    ],
+)
+def test_far_keypoints_are_rejected_at_once_naming_the_first(
+    image: np.ndarray, bad: list[float], text: str
+) -> None:
+    import time
+
+    from hardnet_export.errors import InputError
+
+    kps = np.array([[20.0, 20.0, 3.0, 0.0], [30.0, 30.0, 3.0, 0.0], bad, bad])
+    start = time.monotonic()
+    with pytest.raises(InputError) as caught:
+        extract_patches(image, kps)
+    # Hang guard only: these took minutes (1e30) and 5-25 s (1e9) before the bound.
+    assert time.monotonic() - start < 10
+    message = str(caught.value)
+    assert "keypoint 2 is out of bounds" in message and "2 of 4 keypoints" in message
+    assert text in message and "out_of_bounds='zero'" in message
+
+
+def test_bound_edges() -> None:
+    from hardnet_export.errors import InputError
+    from hardnet_export.geometry import keypoints_in_bounds
+
+    image = np.zeros((90, 110), np.uint8)  # H = 90, W = 110
+    size, magnification = 4.0, 6.0  # support radius 12
+    diagonal = float(np.hypot(110, 90))
+    tiny = 1e-9
+    inside = [
+        [-12, 40, size, 0], [109 + 12, 40, size, 0], [50, -12, size, 0], [50, 89 + 12, size, 0],
+        [-12, -12, size, 0], [50, 40, diagonal, 0],
+    ]  # fmt: skip
+    outside = [
+        [-12 - tiny, 40, size, 0], [121 + tiny, 40, size, 0], [50, -12 - tiny, size, 0],
+        [50, 101 + tiny, size, 0], [50, 40, np.nextafter(diagonal, np.inf), 0],
+    ]  # fmt: skip
+    kps = np.array(inside + outside, np.float64)
+    mask = keypoints_in_bounds(image.shape, kps, magnification=magnification)
+    assert mask.dtype == np.bool_ and mask.shape == (len(kps),)
+    np.testing.assert_array_equal(mask, [True] * len(inside) + [False] * len(outside))
+    assert extract_patches(image, np.array(inside), magnification=magnification).shape == (
+        6,
+        32,
+        32,
+    )
+    for i, row in enumerate(outside):
+        with pytest.raises(InputError, match="keypoint 0 is out of bounds"):
+            extract_patches(image, np.array([row]), magnification=magnification)
+        assert not keypoints_in_bounds((90, 110, 3), np.array([row]), magnification=magnification)[
+            0
+        ], i
+    # (K, 2) keypoints get the native size, which is in bounds even on a 1x1 image.
+    assert keypoints_in_bounds((1, 1), np.array([[0.0, 0.0], [16.0, 0.0]])).all()
+
+
+def test_zero_option_keeps_out_of_bounds_keypoints_as_zero_patches(image: np.ndarray) -> None:
+    from hardnet_export.geometry import extract_patches_with_mask, keypoints_in_bounds
+
+    good = np.array([[20.0, 25.0, 3.0, 10.0], [-3.0, 88.0, 2.0, -1.0]])
+    bad = np.array([[10.0, 10.0, 1e30, 0.0], [1e9, 1e9, 2.0, 0.0], [-1e300, 5.0, 2.0, 0.0]])
+    kps = np.concatenate([bad[:1], good[:1], bad[1:], good[1:]])
+    out, valid = extract_patches_with_mask(image, kps, out_of_bounds="zero")
+    np.testing.assert_array_equal(valid, [False, True, False, False, True])
+    np.testing.assert_array_equal(valid, keypoints_in_bounds(image.shape, kps))
+    assert not out[~valid].any()
+    np.testing.assert_array_equal(out[valid], extract_patches(image, good))
+    np.testing.assert_array_equal(extract_patches(image, kps, out_of_bounds="zero"), out)
+    assert extract_patches(image, bad, out_of_bounds="zero").shape == (3, 32, 32)
+
+
+def test_malformed_keypoints_name_the_first_bad_one(image: np.ndarray) -> None:
+    kps = np.array([[1.0, 2.0, 3.0, 0.0], [np.inf, 2.0, 3.0, 0.0], [1.0, np.nan, 3.0, 0.0]])
+    with pytest.raises(ValueError, match=r"keypoint 1 is .*inf.*2 of 3"):
+        extract_patches(image, kps, out_of_bounds="zero")  # malformed is never kept
+    with pytest.raises(ValueError, match=r"positive: keypoint 0 .*size.*-2"):
+        extract_patches(image, np.array([[1.0, 2.0, -2.0, 0.0]]))
+    with pytest.raises(TypeError, match="numeric"):
+        extract_patches(image, np.array([[1 + 2j, 3.0]]))
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(0.0, ValueError), (-1.0, ValueError), (np.nan, ValueError), (np.inf, ValueError),
+     (64.5, ValueError), (1e300, ValueError), ("12", TypeError), (True, TypeError),
+     (None, TypeError)],
+)  # fmt: skip
+def test_bad_magnification(image: np.ndarray, value: object, error: type[Exception]) -> None:
+    from hardnet_export.geometry import keypoints_in_bounds
+
+    with pytest.raises(error, match="magnification"):
+        extract_patches(image, [native(10, 10)], magnification=value)  # type: ignore[arg-type]
+    with pytest.raises(error, match="magnification"):
+        keypoints_in_bounds(image.shape, [native(10, 10)], magnification=value)  # type: ignore[arg-type]
+
+
+def test_largest_magnification_and_option_names(image: np.ndarray) -> None:
+    assert extract_patches(image, [native(10, 10)], magnification=64.0).shape == (1, 32, 32)
+    with pytest.raises(ValueError, match="out_of_bounds must be one of reject, zero"):
+        extract_patches(image, [native(10, 10)], out_of_bounds="clip")
+
+
+def test_image_sides_beyond_remaps_limit_are_refused() -> None:
+    with pytest.raises(ValueError, match="at most 32766 pixels"):
+        extract_patches(np.zeros((1, 32767), np.uint8), np.array([[0.0, 0.0]]))

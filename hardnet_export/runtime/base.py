@@ -293,30 +293,54 @@ class Describer(abc.ABC):
         return self._describe_host(as_patch_batch(host))
 
     def compute(
-        self, image: np.ndarray, keypoints: KeypointsLike, *, magnification: float | None = None
+        self,
+        image: np.ndarray,
+        keypoints: KeypointsLike,
+        *,
+        magnification: float | None = None,
+        out_of_bounds: str = "reject",
     ) -> tuple[KeypointsLike, np.ndarray]:
         """Describe an image at keypoints, in the shape of OpenCV's ``Feature2D.compute``.
 
         Every keypoint gets a descriptor (none is dropped, border ones included), so the
-        keypoints come back as given.
+        keypoints come back as given. Keypoints must lie in the bound of
+        :func:`~hardnet_export.geometry.keypoints_in_bounds` (size at most the image
+        diagonal, centre within one support radius ``magnification * size / 2`` of the
+        image): by default one outside raises; with ``out_of_bounds="zero"`` it gets an
+        all-zero descriptor row, which no real (unit-norm) descriptor is. The time taken
+        depends on the number of keypoints, not on their values.
 
         Args:
             image: grayscale (H, W) or BGR (H, W, 3) uint8 image.
             keypoints: a sequence of ``cv2.KeyPoint`` or an array of (x, y[, size, angle]).
             magnification: support region in units of ``KeyPoint.size`` (see
-                :func:`~hardnet_export.geometry.extract_patches`); defaults to
+                :func:`~hardnet_export.geometry.extract_patches`), in (0, 64]; defaults to
                 ``self.magnification``.
+            out_of_bounds: ``reject`` (an InputError naming the first keypoint outside and
+                the count) or ``zero`` (a zero descriptor row).
+
+        Raises:
+            ValueError: bad image or keypoint shape, NaN/inf keypoints, out-of-bounds
+                keypoints with ``reject``, a bad magnification or ``out_of_bounds``.
+            TypeError: not a uint8 image, not keypoints.
 
         Shape:
             - image: (H, W) or (H, W, 3) uint8.
             - keypoints: K ``cv2.KeyPoint`` or (K, 2) / (K, 4) float.
-            - Output: (keypoints, (K, 128) float32).
+            - Output: (keypoints, (K, 128) float32); rows of out-of-bounds keypoints are 0.
         """
-        from hardnet_export.geometry import extract_patches
+        from hardnet_export.geometry import extract_patches_with_mask
 
         scale = self.magnification if magnification is None else magnification
-        patches = extract_patches(image, keypoints, magnification=scale)
-        return keypoints, self._describe_host(patches[:, None])
+        patches, valid = extract_patches_with_mask(
+            image, keypoints, magnification=scale, out_of_bounds=out_of_bounds
+        )
+        if valid.all():
+            return keypoints, self._describe_host(patches[:, None])
+        descriptors = np.zeros((len(patches), DESCRIPTOR_SIZE), np.float32)
+        # Zero patches would still give unit-norm descriptors: only the valid ones are run.
+        descriptors[valid] = self._describe_host(patches[valid][:, None])
+        return keypoints, descriptors
 
     def close(self) -> None:
         """Release device memory, streams and graphs now (no-op where there are none)."""
