@@ -19,6 +19,7 @@ from typing import Any
 from hardnet_export.artifacts.metadata import SEMANTICS_DEVICE, SEMANTICS_HOST, read_metadata
 from hardnet_export.artifacts.sidecar import read_sidecar
 from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.validate import check_int
 
 DEFAULT_PAIRS = 2000
 
@@ -185,8 +186,8 @@ def check_artifact(
     from hardnet_export.data.builtin import validation_pairs
 
     artifact = Path(artifact)
-    if pairs < 2:
-        raise InputError(f"check needs at least 2 pairs, got {pairs}")
+    check_int("pairs", pairs, low=2, high=1_000_000)
+    check_int("seed", seed, low=0)
     provenance = read_provenance(artifact)
     reference_path = resolve_reference(
         artifact, provenance, None if reference is None else Path(reference)

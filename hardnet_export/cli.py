@@ -47,7 +47,7 @@ app = typer.Typer(
     rich_markup_mode=None,  # help text is plain: "[trt]" in a pip command is not markup
 )
 
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False, "terminated": 0}
 
 
 def default(owner: Any, name: str) -> Any:
@@ -748,6 +748,26 @@ def demo(
         raise typer.Exit(1)
 
 
+def _exit_cleanly_on_sigterm() -> None:
+    """SIGTERM (``kill``, ``timeout``, a job scheduler) ends the command as an exception, so
+    ``finally`` blocks remove temporary files and folders; Python's default ends the process
+    without them. Training installs its own handler: it finishes the step and checkpoints."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return  # someone (a test runner, an embedding application) chose their own
+
+    def terminate(signum: int, _frame: Any) -> None:
+        typer.echo("terminated", err=True)
+        _state["terminated"] = signum
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: the project's errors and the system's print one sentence (exit
     1); anything else is a bug, reported in one line (exit 2); ``--debug`` shows the traceback."""
@@ -755,6 +775,7 @@ def main(argv: list[str] | None = None) -> None:
     # Warnings are advice to the user: one line each, without the source line they came from.
     warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
     debug = "--debug" in args
+    _exit_cleanly_on_sigterm()
     try:
         app(args=args, prog_name="hardnet-export")
     except (HardnetError, OSError) as exc:
@@ -767,6 +788,10 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:
+        if _state.get("terminated"):
+            # The exit raised in the handler can surface as another exception (an import
+            # that was running fails with ImportError): it is still the termination.
+            sys.exit(128 + int(_state["terminated"]))
         if debug or _state["debug"]:
             raise
         typer.echo(

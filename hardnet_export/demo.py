@@ -21,6 +21,7 @@ from hardnet_export import __version__
 from hardnet_export._io import atomic_write_text
 from hardnet_export.artifacts.variants import VARIANTS
 from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.validate import check_float, check_int
 
 MATCH_TOLERANCE_PX = 3.0
 
@@ -49,14 +50,15 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        if self.train_steps < 0:
-            raise InputError(f"train_steps must be >= 0, got {self.train_steps}")
+        check_int("train_steps", self.train_steps, low=0, high=10_000_000)
+        check_float("bench_duration_s", self.bench_duration_s, low=0.0, low_open=True, high=3600.0)
         if self.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.pairs < 10:
-            raise InputError(f"pairs must be >= 10, got {self.pairs}")
-        if not self.batch_sizes or min(self.batch_sizes) < 1:
-            raise InputError(f"batch sizes must be >= 1, got {self.batch_sizes}")
+        check_int("pairs", self.pairs, low=10, high=1_000_000)
+        if not self.batch_sizes:
+            raise InputError("batch sizes must not be empty")
+        for size in self.batch_sizes:
+            check_int("batch size", size, low=1, high=1 << 20)
 
 
 @dataclass

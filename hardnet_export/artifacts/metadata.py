@@ -14,7 +14,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hardnet_export.artifacts.variants import INT8_TARGETS, PRECISIONS
 from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.validate import check_str, parse_json_object
 
 PRODUCER = "hardnet-export"
 
@@ -121,17 +123,17 @@ class GraphMetadata:
             if key not in known:
                 continue
             if key in _JSON_FIELDS:
-                try:
-                    value = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise InputError(
-                        f"{source}: metadata {key!r} is not valid JSON ({exc})"
-                    ) from None
-                if not isinstance(value, dict):
-                    raise InputError(f"{source}: metadata {key!r} must be a JSON object")
-                values[key] = value
+                values[key] = parse_json_object(text, source=f"{source}: metadata {key!r}")
             else:
-                values[key] = text
+                values[key] = check_str(key, text, source=source)
+        produced_here = str(values.get("producer", "")).startswith(PRODUCER)
+        if produced_here and "precision" in values:
+            # Ours name a known precision; a foreign graph may say anything and stays "unknown".
+            check_str(
+                "precision", values["precision"], choices=(*PRECISIONS, "unknown"), source=source
+            )
+        if values.get("int8_target") is not None:
+            check_str("int8_target", values["int8_target"], choices=INT8_TARGETS, source=source)
         other = {k: v for k, v in props.items() if k not in known}
         return cls(**values, other=other)
 

@@ -12,14 +12,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hardnet_export.errors import InputError
+from hardnet_export.validate import (
+    MAX_JSON_BYTES,
+    check_bool,
+    check_int,
+    check_str,
+    parse_json_object,
+)
 
 FORMAT = "hardnet-export-engine/1"
+HARDWARE_COMPATIBILITY = ("none", "ampere_plus")
 PATCH_SHAPE = (1, 32, 32)
 #: Fields that must all match for an existing engine to be reused instead of rebuilt.
 CACHE_KEYS = (
@@ -214,19 +223,43 @@ class EngineSidecar:
             raise InputError(f"{source} lacks {', '.join(missing)}; rebuild the engine")
         for name, kind in _FIELD_TYPES.items():
             value = data.get(name)
-            if value is not None and not isinstance(value, kind):
-                raise InputError(
-                    f"{source}: {name} must be {getattr(kind, '__name__', kind)}, got {value!r}"
-                )
+            if value is None:
+                continue
+            # bool is an int in Python: a sidecar saying "device_index": true is still wrong.
+            if kind is int:
+                check_int(name, value, low=0, high=1 << 62, source=source)
+            elif kind is bool:
+                check_bool(name, value, source=source)
+            elif kind is str:
+                check_str(name, value, source=source)
+            elif not isinstance(value, kind):
+                raise InputError(f"{source}: {name} must be a {kind.__name__}, got {value!r}")
+        check_str(
+            "hardware_compatibility",
+            data.get("hardware_compatibility", "none"),
+            choices=HARDWARE_COMPATIBILITY,
+            source=source,
+        )
+        capability = data["compute_capability"]
+        if not re.fullmatch(r"\d{1,3}\.\d{1,3}", capability):
+            raise InputError(f"{source}: compute_capability must look like 8.9, got {capability!r}")
         profile = data["profile"]
+        batches = []
         for key in ("min", "opt", "max"):
             shape = profile.get(key)
             if not (
                 isinstance(shape, list)
                 and len(shape) == 4
-                and all(isinstance(v, int) for v in shape)
+                and all(type(v) is int for v in shape)
+                and shape[0] >= 1
+                and tuple(shape[1:]) == PATCH_SHAPE
             ):
-                raise InputError(f"{source}: profile {key} must be 4 integers, got {shape!r}")
+                raise InputError(
+                    f"{source}: profile {key} must be [N >= 1, 1, 32, 32], got {shape!r}"
+                )
+            batches.append(shape[0])
+        if not batches[0] <= batches[1] <= batches[2]:
+            raise InputError(f"{source}: profile needs min <= opt <= max, got {batches}")
         values = {name: data[name] for name in known if name in data}
         other = {k: v for k, v in data.items() if k not in known}
         return cls(**values, other=other)
@@ -259,12 +292,9 @@ def read_sidecar(engine: str | Path) -> EngineSidecar | None:
     path = sidecar_path(engine)
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not a readable engine sidecar (invalid JSON: {exc})") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"{path} is not an engine sidecar: expected a JSON object")
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise InputError(f"{path} is not an engine sidecar: {path.stat().st_size:,} bytes")
+    data = parse_json_object(path.read_bytes(), source=f"engine sidecar {path}")
     return EngineSidecar.from_dict(data, str(path))
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from hardnet_export.benchmark.stats import LatencySummary
 from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.validate import parse_json_object
 
 FORMAT = "hardnet-export-bench/1"
 #: "computing a descriptor takes about 1 millisecond on a low-end GPU" (HardNet, arXiv abstract).
@@ -125,4 +126,11 @@ class BenchmarkResult:
         path = Path(path)
         if not path.is_file():
             raise MissingFileError(f"benchmark result not found: {path}")
-        return cls.from_dict(json.loads(path.read_text()))
+        data = parse_json_object(path.read_bytes(), source=f"benchmark result {path}")
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, AttributeError) as exc:
+            # A hand-edited or foreign file: say which, not a KeyError from deep inside.
+            raise InputError(
+                f"{path} is not a complete {FORMAT} result ({type(exc).__name__}: {exc})"
+            ) from None

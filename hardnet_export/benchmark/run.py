@@ -42,6 +42,7 @@ from hardnet_export.benchmark.timing import (
 )
 from hardnet_export.data.types import MatchedPairs
 from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.validate import check_float, check_int
 
 if TYPE_CHECKING:
     from hardnet_export.runtime.base import Describer
@@ -51,6 +52,8 @@ DEFAULT_ACCURACY_PAIRS = 1000
 #: Pairs drawn for timing input alone when the accuracy column is switched off.
 TIMING_ONLY_PAIRS = 256
 ACCURACY_SEED = 0
+#: The largest batch a benchmark times (1 Mi patches: 1 GiB of uint8 input).
+MAX_BATCH = 1 << 20
 
 
 def parse_batch_sizes(text: str) -> list[int]:
@@ -74,6 +77,8 @@ def check_batch_sizes(batch_sizes: Sequence[int]) -> list[int]:
     for size in sizes:
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise InputError(f"batch sizes must be positive integers, got {size!r}")
+        if size > MAX_BATCH:
+            raise InputError(f"batch sizes must be at most {MAX_BATCH:,} patches, got {size:,}")
     return sorted({int(s) for s in sizes})
 
 
@@ -216,11 +221,14 @@ def run_benchmark(
     sizes = check_batch_sizes(batch_sizes)
     device = check_device(device)
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = int(threads) if threads is not None else int(usable or 1)
-    if threads < 1:
-        raise InputError(f"threads must be a positive integer, got {threads}")
-    if accuracy_pairs < 0:
-        raise InputError(f"accuracy_pairs must be >= 0, got {accuracy_pairs}")
+    threads = (
+        check_int("threads", threads, low=1, high=4096) if threads is not None else int(usable or 1)
+    )
+    # NaN or negative durations made the timing loop run forever.
+    check_float("warmup_s", warmup_s, low=0.0, high=3600.0)
+    check_float("duration_s", duration_s, low=0.0, low_open=True, high=3600.0)
+    check_int("min_iterations", min_iterations, low=1, high=10_000_000)
+    check_int("accuracy_pairs", accuracy_pairs, low=0, high=1_000_000)
     if weights is not None and not Path(weights).is_file():
         raise MissingFileError(f"weights not found: {weights}")
     notes: list[str] = []

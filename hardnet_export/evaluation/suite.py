@@ -23,6 +23,7 @@ from hardnet_export.data.sources import split_specs
 from hardnet_export.errors import InputError
 from hardnet_export.evaluation.describers import as_describer
 from hardnet_export.evaluation.sift import SIFT_SIZE, sift_describer
+from hardnet_export.validate import check_float, check_int
 
 # Metric -> (label, lower is better); values are fractions, shown as percentages.
 METRICS: dict[str, tuple[str, bool]] = {
@@ -58,6 +59,8 @@ class _Dataset:
 
 #: The kinds of :mod:`hardnet_export.data.sources` evaluation takes.
 EVALUATION_KINDS = ("builtin", "stereo", "stereo-hard", "phototour", "hpatches")
+#: The most pairs cut from one built-in or stereo set.
+MAX_PAIRS = 1_000_000
 
 
 def _parse(spec: str, n_pairs: int, seed: int) -> _Dataset:
@@ -130,8 +133,9 @@ def run_evaluation(
             "no evaluation data given: expected builtin, stereo, stereo-hard, "
             "phototour:ROOT/NAME[:PAIRS.txt] or hpatches:ROOT[:SPLIT]"
         )
-    if n_pairs < 2:
-        raise InputError(f"n_pairs must be at least 2, got {n_pairs}")
+    check_int("n_pairs", n_pairs, low=2, high=MAX_PAIRS)
+    check_int("seed", seed, low=0)
+    check_float("sift_size", sift_size, low=0.0, low_open=True, high=1000.0)
     # Cheap checks first: a bad spec or a missing model fails before any pairs are cut
     # (pairs are cut on first use).
     datasets = [_parse(s, n_pairs, seed) for s in specs]

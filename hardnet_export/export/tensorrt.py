@@ -32,6 +32,7 @@ from hardnet_export.artifacts.metadata import read_metadata
 from hardnet_export.artifacts.sidecar import EngineSidecar, read_sidecar
 from hardnet_export.artifacts.variants import VARIANTS, variant_for
 from hardnet_export.errors import DeviceError, InputError, MissingDependencyError, MissingFileError
+from hardnet_export.validate import check_int
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,10 @@ def build_engine(
     if not onnx_path.is_file():
         raise MissingFileError(f"ONNX graph not found: {onnx_path}")
     _check_profile(min_batch, opt_batch, max_batch)
-    if workspace_mib < 1:
-        raise InputError(f"workspace_mib must be >= 1, got {workspace_mib}")
-    if dla_core is not None and dla_core < 0:
-        raise InputError(f"dla_core must be >= 0, got {dla_core}")
+    check_int("workspace_mib", workspace_mib, low=1, high=1 << 24)
+    if dla_core is not None:
+        check_int("dla_core", dla_core, low=0, high=15)
+    check_int("device", device, low=0, high=1023)
     if out.is_dir():
         raise IsADirectoryError(f"cannot write {out}: it is a folder")
     check_writable(out)
@@ -160,7 +161,17 @@ def build_engine(
     return EngineBuild(out, sidecar, reused=False)
 
 
+#: TensorRT dimensions are 32-bit; far below that, a profile beyond this is a typo.
+MAX_PROFILE_BATCH = 1 << 20
+
+
 def _check_profile(min_batch: int, opt_batch: int, max_batch: int) -> None:
+    for name, value in (
+        ("min_batch", min_batch),
+        ("opt_batch", opt_batch),
+        ("max_batch", max_batch),
+    ):
+        check_int(name, value, low=1, high=MAX_PROFILE_BATCH)
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise InputError(
             "the batch profile needs 1 <= min <= opt <= max, got "

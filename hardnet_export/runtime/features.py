@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hardnet_export._io import atomic_path
-from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.errors import InputError
 from hardnet_export.geometry import PATCH_SIZE, keypoints_to_array
 from hardnet_export.runtime.base import Describer
 from hardnet_export.runtime.keypoints import detect_keypoints
@@ -111,15 +111,12 @@ def load_keypoints_file(path: str | Path) -> np.ndarray:
         FileNotFoundError: no such file.
         ValueError: not a readable .npy array of that shape.
     """
+    from hardnet_export._io import load_npy
+
     path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"keypoints file not found: {path}")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{path} is not a readable .npy array ({exc})") from exc
-    if not isinstance(array, np.ndarray) or array.ndim != 2 or array.shape[1] not in (2, 4):
-        raise InputError(
-            f"{path} must hold a (K, 2) or (K, 4) array, got shape {getattr(array, 'shape', '?')}"
-        )
+    array = load_npy(path, "keypoints")
+    if array.ndim != 2 or array.shape[1] not in (2, 4):
+        raise InputError(f"{path} must hold a (K, 2) or (K, 4) array, got shape {array.shape}")
+    if array.dtype.kind not in "iuf":
+        raise InputError(f"{path} must hold numbers (int or float), got dtype {array.dtype}")
     return array

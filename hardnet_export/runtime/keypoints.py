@@ -7,8 +7,11 @@ import numpy as np
 
 from hardnet_export.errors import InputError
 from hardnet_export.geometry import as_gray
+from hardnet_export.validate import check_int
 
 DETECTORS = ("sift", "orb", "fast")
+#: The most keypoints kept per image.
+MAX_KEYPOINTS = 1_000_000
 
 
 def detect_keypoints(
@@ -25,8 +28,8 @@ def detect_keypoints(
     Shape:
         - image: (H, W) or (H, W, 3) BGR uint8.
     """
-    if max_keypoints is not None and max_keypoints < 1:
-        raise InputError(f"max_keypoints must be positive, got {max_keypoints}")
+    if max_keypoints is not None:
+        check_int("max_keypoints", max_keypoints, low=1, high=MAX_KEYPOINTS)
     gray = as_gray(image)
     if detector == "sift":
         found = cv2.SIFT_create(nfeatures=max_keypoints or 0).detect(gray, None)

@@ -17,6 +17,7 @@ import numpy as np
 from hardnet_export.errors import InputError
 from hardnet_export.geometry import as_gray
 from hardnet_export.runtime.keypoints import detect_keypoints
+from hardnet_export.validate import check_float
 
 GEOMETRIES = ("homography", "fundamental")
 _MIN_MATCHES = {"homography": 4, "fundamental": 8}
@@ -216,6 +217,9 @@ def match_images(
     """
     if geometry not in GEOMETRIES:
         raise InputError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+    if ratio is not None:
+        check_float("ratio", ratio, low=0.0, low_open=True, high=1.0)
+    check_float("threshold", threshold, low=0.0, low_open=True, high=1000.0)
     kps1 = detect_keypoints(image1, detector=detector, max_keypoints=max_keypoints)
     kps2 = detect_keypoints(image2, detector=detector, max_keypoints=max_keypoints)
     desc1 = describe_with(describer, image1, kps1)

@@ -8,11 +8,15 @@ from typing import Any
 
 from hardnet_export.data.sources import split_specs
 from hardnet_export.errors import InputError
+from hardnet_export.validate import check_bool, check_float, check_int
 
 BATCH_REDUCTIONS = ("min", "average", "random")
 LOSS_TYPES = ("triplet_margin", "softmax", "contrastive")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # Fields that define the run: a resumed run must agree on all of them.
+#: Bounds far beyond any real run, so a typo fails at once instead of allocating for hours.
+MAX_STEPS = 100_000_000
+MAX_BATCH_SIZE = 1 << 20
 RECIPE_FIELDS = (
     "data",
     "batch_size",
@@ -114,22 +118,24 @@ class TrainConfig:
             raise InputError("no training data given: pass --data builtin (or a dataset spec)")
         self.out = str(self.out)
         for name in ("steps", "checkpoint_every", "log_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 2:
+            check_int(name, getattr(self, name), low=1, high=MAX_STEPS)
+        if type(self.batch_size) is int and self.batch_size < 2:
             raise InputError(
-                f"batch_size must be at least 2 (the loss needs negatives), got {self.batch_size!r}"
+                f"batch_size must be at least 2 (the loss needs negatives), got {self.batch_size}"
             )
-        if self.stop_after is not None and self.stop_after < 1:
-            raise InputError(f"stop_after must be a positive integer, got {self.stop_after!r}")
-        if not self.lr > 0:
-            raise InputError(f"lr must be positive, got {self.lr}")
+        check_int("batch_size", self.batch_size, low=2, high=MAX_BATCH_SIZE)
+        if self.stop_after is not None:
+            check_int("stop_after", self.stop_after, low=1, high=MAX_STEPS)
+        check_float("lr", self.lr, low=0.0, low_open=True, high=1e6)
         for name in ("momentum", "dampening", "dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise InputError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
-        if self.weight_decay < 0 or self.margin < 0:
-            raise InputError("weight_decay and margin must be non-negative")
+            check_float(name, getattr(self, name), low=0.0, high=1.0, high_open=True)
+        # NaN passed "< 0" and trained to a NaN model.
+        check_float("weight_decay", self.weight_decay, low=0.0, high=1.0)
+        check_float("margin", self.margin, low=0.0, high=1e3)
+        check_int("threads", self.threads, low=0, high=4096)
+        check_int("num_workers", self.num_workers, low=-1, high=256)
+        for name in ("anchor_swap", "augment", "resume", "global_hardest", "progress", "overwrite"):
+            check_bool(name, getattr(self, name))
         if self.batch_reduce not in BATCH_REDUCTIONS:
             raise InputError(
                 f"batch_reduce must be one of {BATCH_REDUCTIONS}, got {self.batch_reduce!r}"
@@ -144,8 +150,7 @@ class TrainConfig:
             raise InputError(
                 "resume continues the run in OUT and overwrite replaces it: pass one of them"
             )
-        if self.seed < 0:
-            raise InputError(f"seed must be non-negative, got {self.seed}")
+        check_int("seed", self.seed, low=0, high=2**63 - 1)
 
     def recipe(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in RECIPE_FIELDS}

@@ -109,3 +109,34 @@ def test_onnx_int8_command_refuses_blank_calibration(checkpoint: Path, tmp_path:
     assert result.returncode != 0 and not out.exists()
     assert "refused by the accuracy gate" in result.stderr and "--force" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sigterm_during_int8_export_leaves_no_temporaries(tmp_path: Path) -> None:
+    # Python's default SIGTERM ends the process without finally blocks: the scratch folder,
+    # ONNX Runtime's ort.quant.* folders and the half-written graph stayed behind.
+    import os
+    import signal
+    import time
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out = tmp_path / "m.onnx"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hardnet_export", "onnx", "-o", str(out), "--precision", "int8"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
+    deadline = time.monotonic() + 120
+    while not list(scratch.glob("hardnet-int8-*")) and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    assert list(scratch.glob("hardnet-int8-*")), "the export never started its scratch folder"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "terminated" in stderr and "Traceback" not in stderr
+    leftovers = [*scratch.glob("hardnet-int8-*"), *scratch.rglob("ort.quant.*")]
+    assert leftovers == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]  # no graph, no .tmp file
