@@ -86,6 +86,16 @@ def to_uint8(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
+def is_patch_stack(patches: np.ndarray) -> bool:
+    """Whether ``patches`` is an (N, S, S) uint8 stack of square patches with S >= 1."""
+    return (
+        patches.ndim == 3
+        and patches.shape[1] == patches.shape[2]
+        and patches.shape[1] >= 1
+        and patches.dtype == np.uint8
+    )
+
+
 def resize_patches(patches: np.ndarray, size: int = PATCH_SIZE) -> np.ndarray:
     """Bilinear resize of every patch to ``size`` x ``size`` (Brown 64 -> 32, HPatches 65 -> 32),
     the way the paper resizes Brown patches; training, evaluation and calibration all use it.
@@ -97,12 +107,7 @@ def resize_patches(patches: np.ndarray, size: int = PATCH_SIZE) -> np.ndarray:
         - patches: (N, S, S) uint8.
         - output: (N, size, size) uint8; the input itself (made contiguous) when S == size.
     """
-    if (
-        patches.ndim != 3
-        or patches.shape[1] != patches.shape[2]
-        or patches.shape[1] < 1
-        or patches.dtype != np.uint8
-    ):
+    if not is_patch_stack(patches):
         raise InputError(
             f"patches must be (N, S, S) uint8 with S >= 1, got {patches.shape} {patches.dtype}"
         )

@@ -22,7 +22,7 @@ import numpy as np
 from hardnet_export._io import atomic_write_bytes, sha256_bytes
 from hardnet_export.data.sources import DataSource, parse_source
 from hardnet_export.errors import InputError
-from hardnet_export.geometry import PATCH_SIZE, resize_patches
+from hardnet_export.geometry import PATCH_SIZE, is_patch_stack, resize_patches
 
 #: The kinds of :mod:`hardnet_export.data.sources` calibration draws patches from (not the
 #: motorcycle pair nor the held-out photos: they judge the result).
@@ -154,12 +154,7 @@ def _read_npy(path: Path) -> np.ndarray:
     patches = load_npy(path, "calibration patches")
     if patches.ndim == 4 and patches.shape[1] == 1:
         patches = patches[:, 0]
-    if (
-        patches.ndim != 3
-        or patches.shape[1] != patches.shape[2]
-        or patches.shape[1] < 1
-        or patches.dtype != np.uint8
-    ):
+    if not is_patch_stack(patches):
         raise InputError(
             f"{path} must hold (N, S, S) or (N, 1, S, S) uint8 patches with S >= 1, got "
             f"{patches.shape} {patches.dtype}"

@@ -92,14 +92,22 @@ def test_reader_refuses_what_no_writer_produces(fp16_onnx: Path, tmp_path: Path)
     for bad, message in (
         ({**good, "format": "other/1"}, "not a hardnet-export-engine/1 sidecar"),
         ({k: v for k, v in good.items() if k != "gpu_name"}, "lacks gpu_name"),
-        ({**good, "device_index": "0"}, "device_index must be int"),
-        ({**good, "profile": {**good["profile"], "max": [1024]}}, "profile max must be 4"),
+        ({**good, "device_index": "0"}, "device_index must be an integer"),
+        # bool is an int in Python; not in a sidecar
+        ({**good, "device_index": True}, "device_index must be an integer"),
+        ({**good, "version_compatible": "false"}, "version_compatible must be true or false"),
+        ({**good, "profile": {**good["profile"], "max": [1024]}}, r"profile max must be \[N >= 1"),
+        ({**good, "profile": {**good["profile"], "min": [2048, 1, 32, 32]}}, "min <= opt <= max"),
+        ({**good, "compute_capability": "nine"}, "compute_capability must look like"),
     ):
         sidecar_path(engine).write_text(json.dumps(bad))
-        with pytest.raises(InputError, match=message):
+        with pytest.raises((InputError, TypeError), match=message):
             read_sidecar(engine)
+    sidecar_path(engine).write_text("[" * 1000 + "]" * 1000)
+    with pytest.raises(InputError, match="nests deeper"):
+        read_sidecar(engine)
     sidecar_path(engine).write_text("{not json")
-    with pytest.raises(InputError, match="invalid JSON"):
+    with pytest.raises(InputError, match="not valid JSON"):
         read_sidecar(engine)
     sidecar_path(engine).unlink()
     assert read_sidecar(engine) is None  # a foreign engine: TensorRT itself judges it

@@ -84,7 +84,7 @@ def test_short_real_run_writes_json_markdown_and_png(onnx_artifact: Path, tmp_pa
         (["--batch-sizes", "0"], "batch sizes must be positive integers, got 0"),
         (["--batch-sizes", "1,x"], "comma-separated positive integers"),
         (["--device", "tpu"], "device must be one of cpu, cuda, got 'tpu'"),
-        (["--threads", "0"], "threads must be a positive integer"),
+        (["--threads", "0"], "threads must be >= 1, got 0"),
     ],
 )
 def test_bad_arguments_give_one_clear_sentence(

@@ -11,10 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from fixture_files import structured_patches, write_phototour
 
 from hardnet_export.errors import TrainingInterrupted
 from hardnet_export.model import read_checkpoint
@@ -28,19 +26,6 @@ STEPS = 12
 # Two trainers started together race for the lock; the loser must reach it while the
 # winner still trains, so the winner's run is longer than a start-up's jitter.
 RACE_STEPS = 16
-
-
-@pytest.fixture(scope="module")
-def phototour_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("brown")
-    patches = structured_patches(N_POINTS, 2, 64, seed=3)
-    write_phototour(root, "liberty", patches, np.repeat(np.arange(N_POINTS), 2))
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _few_threads() -> None:
-    torch.set_num_threads(1)
 
 
 def _config(root: Path, out: Path, **kw: object) -> TrainConfig:

@@ -1,4 +1,4 @@
-"""The trainer on tiny PhotoTour fixtures written here: learning, exact resume, safe checkpoints."""
+"""The trainer on tiny PhotoTour fixtures (conftest): learning, exact resume, safe checkpoints."""
 
 from __future__ import annotations
 
@@ -8,26 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixture_files import structured_patches, write_phototour
+from fixture_files import structured_patches
 
 from hardnet_export.model import read_checkpoint
 from hardnet_export.train.config import TrainConfig
 from hardnet_export.train.trainer import train
-
-N_POINTS = 48
-
-
-@pytest.fixture(scope="module")
-def phototour_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("brown")
-    patches = structured_patches(N_POINTS, 2, 64, seed=3)
-    write_phototour(root, "liberty", patches, np.repeat(np.arange(N_POINTS), 2))
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _few_threads() -> None:
-    torch.set_num_threads(1)
 
 
 def _config(root: Path, out: Path, **kw: object) -> TrainConfig:
