@@ -125,3 +125,14 @@ def test_extras_pin_cuda_python_to_the_cuda_major() -> None:
     assert any(r.startswith("tensorrt-cu12") for r in extras["trt-cu12"])
     assert any(r.startswith("tensorrt-cu13") for r in extras["trt-cu13"])
     assert extras["trt"] == ["hardnet-export[trt-cu12]"]  # the documented default
+
+
+@pytest.mark.skipif(_cuda.cuda_device_count() > 0, reason="checks the no-GPU path")
+def test_gpu_smoke_script_says_no_device() -> None:
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_smoke.py"
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode == 100, result.stderr
+    assert result.stderr.startswith("no CUDA device") and "Traceback" not in result.stderr
