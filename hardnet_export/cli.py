@@ -377,7 +377,7 @@ def trt(
     ),
     timing_cache: Path | None = typer.Option(None, help="Timing cache file to reuse and update."),
     dla_core: int | None = typer.Option(
-        None, help="Build for this DLA core (Jetson); needs --min-batch = --opt-batch = --max-batch."
+        None, help="Build for this DLA core (Jetson); needs min = opt = max batch."
     ),
     gpu_fallback: bool = typer.Option(
         default(build_engine, "gpu_fallback"),
