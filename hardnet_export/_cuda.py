@@ -15,8 +15,14 @@ from typing import Any
 
 from hardnet_export.errors import MissingDependencyError
 
-TRT_INSTALL = "pip install 'hardnet-export[trt]' (TensorRT 10.x or 11.x and cuda-python)"
-CUDA_INSTALL = "pip install cuda-python"
+TRT_INSTALL = (
+    "pip install 'hardnet-export[trt]' (TensorRT 10.x or 11.x and cuda-python for CUDA 12 "
+    "drivers; 'hardnet-export[trt-cu13]' for CUDA 13 drivers, 580 or newer)"
+)
+CUDA_INSTALL = (
+    "pip install 'cuda-python>=12.6,<13' (CUDA 12 drivers) or 'cuda-python>=13,<14' "
+    "(CUDA 13 drivers, 580 or newer)"
+)
 
 
 def _cudart() -> Any | None:
@@ -45,10 +51,77 @@ def cuda_status() -> tuple[int, str]:
         return 0, f"cudaGetDeviceCount failed ({type(exc).__name__}: {exc})"
     if int(err) != 0:
         name = getattr(err, "name", str(err))
+        if "InsufficientDriver" in str(name):
+            return 0, _insufficient_driver(runtime, str(name))
         return 0, f"no CUDA device is visible (cudaGetDeviceCount: {name})"
     if int(count) == 0:
         return 0, "no CUDA device is visible"
     return int(count), ""
+
+
+def _insufficient_driver(runtime: Any, name: str) -> str:
+    """The driver is older than the CUDA that cuda-python was built for (cuda-python 13
+    needs driver 580+): name both majors and the extra that matches the driver."""
+    try:
+        _, driver = runtime.cudaDriverGetVersion()
+        driver_major = int(driver) // 1000
+    except Exception:
+        driver_major = 0
+    try:
+        from cuda.bindings import __version__ as bindings_version
+    except Exception:
+        bindings_version = "?"
+    driver_text = f"CUDA {driver_major}" if driver_major else "an older CUDA"
+    extra = f"trt-cu{driver_major}" if driver_major in (12, 13) else "trt-cu12"
+    return (
+        f"the NVIDIA driver supports {driver_text}, older than cuda-python "
+        f"{bindings_version} needs (cudaGetDeviceCount: {name}); install the cuda-python of "
+        f"the driver's CUDA major: pip install 'hardnet-export[{extra}]'"
+    )
+
+
+def gpu_visible() -> tuple[bool, str]:
+    """Whether a GPU is visible to this machine by means other than cuda-python, and what
+    showed it: a ``/dev/nvidia0`` device node, ``nvidia-smi -L``, or ``torch.cuda``.
+
+    The GPU-test gate compares this with :func:`cuda_status`: a GPU seen here but not
+    through the CUDA wrappers means a broken install, not a CPU machine. Never raises.
+    """
+    import os
+    import shutil
+    import subprocess
+
+    if os.path.exists("/dev/nvidia0"):
+        return True, "/dev/nvidia0 exists"
+    smi = shutil.which("nvidia-smi")
+    if smi is not None:
+        try:
+            listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            listed = None
+        if listed is not None and listed.returncode == 0 and "GPU" in listed.stdout:
+            return True, f"nvidia-smi -L lists {listed.stdout.strip().splitlines()[0]!r}"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return True, f"torch.cuda sees {torch.cuda.device_count()} device(s)"
+    except Exception:  # no torch, or a torch whose CUDA init fails: no evidence either way
+        pass
+    return False, "no /dev/nvidia0, no nvidia-smi GPU, no torch.cuda device"
+
+
+def gpu_test_gate(gpu_visible: bool, wrappers_work: bool) -> str:
+    """What the test suite does with GPU tests: ``"run"``, ``"skip"`` or ``"fail"``.
+
+    ``fail`` is a GPU that the machine shows but the CUDA wrappers (cuda-python) cannot
+    use, e.g. cuda-python 13 on a CUDA 12 driver, where every call returns
+    cudaErrorInsufficientDriver and the device count reads 0: skipping there would let a
+    GPU run "pass" having tested nothing.
+    """
+    if wrappers_work:
+        return "run"
+    return "fail" if gpu_visible else "skip"
 
 
 def cuda_device_count() -> int:

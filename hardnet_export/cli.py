@@ -376,7 +376,9 @@ def trt(
         default(build_engine, "workspace_mib"), help="Workspace memory pool limit (MiB)."
     ),
     timing_cache: Path | None = typer.Option(None, help="Timing cache file to reuse and update."),
-    dla_core: int | None = typer.Option(None, help="Build for this DLA core (Jetson)."),
+    dla_core: int | None = typer.Option(
+        None, help="Build for this DLA core (Jetson); needs min = opt = max batch."
+    ),
     gpu_fallback: bool = typer.Option(
         default(build_engine, "gpu_fallback"),
         help="With --dla-core: let the GPU run what DLA can't.",

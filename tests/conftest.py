@@ -1,4 +1,4 @@
-"""The GPU skip rule.
+"""The GPU test gate.
 
 Helpers that write test data live in ``fixture_files.py``, not here: several test folders
 have their own conftest.py, all imported as the module ``conftest``, so
@@ -9,16 +9,30 @@ from __future__ import annotations
 
 import pytest
 
-from hardnet_export._cuda import cuda_device_count
+from hardnet_export._cuda import cuda_status, gpu_test_gate, gpu_visible
 
 
+@pytest.hookimpl(trylast=True)  # after -m/-k deselection: only the GPU tests that would run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if cuda_device_count() > 0:
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if not gpu_items:
         return
-    skip = pytest.mark.skip(reason="needs a CUDA device")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+    count, why = cuda_status()
+    if count > 0:
+        return
+    visible, evidence = gpu_visible()
+    decision = gpu_test_gate(visible, wrappers_work=False)
+    if decision == "fail":
+        # A session-level error, not a skip: a GPU run must never pass having tested nothing.
+        pytest.exit(
+            f"a GPU is visible ({evidence}) but the CUDA wrappers cannot use it: {why}. "
+            f"{len(gpu_items)} GPU test(s) would be skipped; fix the install, or deselect them "
+            "with -m 'not gpu'",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+    skip = pytest.mark.skip(reason=f"needs a CUDA device ({why})")
+    for item in gpu_items:
+        item.add_marker(skip)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -58,3 +58,81 @@ def test_missing_cuda_python(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_cuda, "_cudart", lambda: None)
     count, why = _cuda.cuda_status()
     assert count == 0 and "cuda-python is not installed" in why
+
+
+@pytest.mark.parametrize(
+    ("gpu_visible", "wrappers_work", "decision"),
+    [
+        (False, False, "skip"),  # a CPU machine
+        (True, True, "run"),
+        (False, True, "run"),  # the wrappers see a device nothing else listed
+        (True, False, "fail"),  # a GPU the CUDA wrappers cannot use: never a silent skip
+    ],
+)
+def test_gpu_test_gate(gpu_visible: bool, wrappers_work: bool, decision: str) -> None:
+    assert _cuda.gpu_test_gate(gpu_visible, wrappers_work) == decision
+
+
+def test_gpu_visible_never_raises() -> None:
+    visible, evidence = _cuda.gpu_visible()
+    assert isinstance(visible, bool) and evidence
+
+
+def test_insufficient_driver_names_the_matching_extra() -> None:
+    class Runtime:  # what cuda-python 13 reports on a CUDA 12.4 driver
+        @staticmethod
+        def cudaDriverGetVersion() -> tuple[int, int]:
+            return 0, 12040
+
+    message = _cuda._insufficient_driver(Runtime(), "cudaErrorInsufficientDriver")
+    assert "CUDA 12" in message and "hardnet-export[trt-cu12]" in message
+    assert "cudaErrorInsufficientDriver" in message
+
+
+def _extras() -> dict[str, list[str]]:
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    return tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+
+
+def _bounds(requirement: str) -> tuple[str, list[tuple[str, tuple[int, ...]]]]:
+    import re
+
+    name, spec = re.match(r"([A-Za-z0-9_.-]+)\s*(.*)", requirement).groups()  # type: ignore[union-attr]
+    bounds = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        op, version = re.match(r"(<=|>=|==|<|>|~=)\s*([\d.]+)", part).groups()  # type: ignore[union-attr]
+        bounds.append((op, tuple(int(v) for v in version.split("."))))
+    return name.lower(), bounds
+
+
+def _allows_only_major(requirements: list[str], package: str, major: int) -> None:
+    found = [b for n, b in map(_bounds, requirements) if n == package]
+    assert found, f"{package} is not pinned in {requirements}"
+    (bounds,) = found
+    assert (">=", (major,)) in [(op, v[:1]) for op, v in bounds if op == ">="], bounds
+    assert ("<", (major + 1,)) in bounds, f"{package} needs '<{major + 1}' in {bounds}"
+
+
+def test_extras_pin_cuda_python_to_the_cuda_major() -> None:
+    extras = _extras()
+    for package in ("cuda-python", "cuda-bindings"):
+        _allows_only_major(extras["trt-cu12"], package, 12)  # what a CUDA 12 driver runs
+        _allows_only_major(extras["trt-cu13"], package, 13)
+        _allows_only_major(extras["gpu"], package, 12)
+    assert any(r.startswith("tensorrt-cu12") for r in extras["trt-cu12"])
+    assert any(r.startswith("tensorrt-cu13") for r in extras["trt-cu13"])
+    assert extras["trt"] == ["hardnet-export[trt-cu12]"]  # the documented default
+
+
+@pytest.mark.skipif(_cuda.cuda_device_count() > 0, reason="checks the no-GPU path")
+def test_gpu_smoke_script_says_no_device() -> None:
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_smoke.py"
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode == 100, result.stderr
+    assert result.stderr.startswith("no CUDA device") and "Traceback" not in result.stderr

@@ -166,10 +166,14 @@ class EngineSidecar:
     ) -> None:
         """Check that this engine was built for this TensorRT and this GPU.
 
-        TensorRT plans load only on the TensorRT version that built them (any of the same
-        major for ``version_compatible`` engines) and on GPUs of the compute capability they
-        were built for (``ampere_plus``: any 8.0+). A different GPU model of the same compute
-        capability is allowed with a warning.
+        TensorRT plans load only on the TensorRT version that built them, and on GPUs of the
+        compute capability they were built for (``ampere_plus``: any 8.0+). A
+        ``version_compatible`` plan also loads on any *later* TensorRT, across a major
+        boundary too (10.x plans on 11.x), never on an older one: TensorRT's "Engine
+        Compatibility" page (TensorRT 11.1 docs, "Version Compatibility": "engines built with
+        TensorRT 10 work with TensorRT 11 ... newer versions do not work with older
+        runtimes"). A different GPU model of the same compute capability is allowed with a
+        warning.
 
         Raises:
             EngineMismatchError: another TensorRT version or GPU; the message holds the
@@ -177,11 +181,25 @@ class EngineSidecar:
         """
         rebuild = self.rebuild_command(engine)
         built, running = self.tensorrt_version, str(tensorrt_version)
-        same_major = built.split(".")[0] == running.split(".")[0]
-        if not (built == running or (self.version_compatible and same_major)):
+        built_key, running_key = version_key(built), version_key(running)
+        if self.version_compatible:
+            if built_key is None or running_key is None:
+                raise EngineMismatchError(
+                    f"{engine}: cannot compare TensorRT versions {built!r} (built) and "
+                    f"{running!r} (running): expected dotted numbers like 10.13.0.35. "
+                    f"Rebuild it: {rebuild}"
+                )
+            if running_key < built_key:
+                raise EngineMismatchError(
+                    f"{engine} is a version-compatible plan built with TensorRT {built}, but "
+                    f"this is TensorRT {running}; such plans load on the same or a later "
+                    f"TensorRT only, never an older one. Rebuild it: {rebuild}"
+                )
+        elif not (built == running or (built_key is not None and built_key == running_key)):
             raise EngineMismatchError(
                 f"{engine} was built with TensorRT {built}, but this is TensorRT {running}; "
-                f"engines only load on the TensorRT version that built them. Rebuild it: {rebuild}"
+                "engines only load on the TensorRT version that built them (build with "
+                f"--version-compatible for later versions). Rebuild it: {rebuild}"
             )
         here = str(compute_capability)
         if self.compute_capability != here:
@@ -281,6 +299,19 @@ _FIELD_TYPES: dict[str, Any] = {
     "version_compatible": bool,
     "hardware_compatibility": str,
 }
+
+
+def version_key(version: str) -> tuple[int, ...] | None:
+    """``"10.13.0.35"`` -> ``(10, 13, 0, 35)`` for numeric comparison (as strings, "10.9" >
+    "10.13"); trailing zero fields are dropped so "10.13" == "10.13.0". None when a field is
+    not a number."""
+    parts = str(version).strip().split(".")
+    if not parts or not all(p.isdigit() for p in parts):
+        return None
+    key = [int(p) for p in parts]
+    while len(key) > 1 and key[-1] == 0:
+        key.pop()
+    return tuple(key)
 
 
 def read_sidecar(engine: str | Path) -> EngineSidecar | None:

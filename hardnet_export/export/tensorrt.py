@@ -70,7 +70,8 @@ def build_engine(
         timing_cache: a timing cache file to load (if it exists) and save after the build.
         dla_core: build for this DLA core (Jetson); FP16 and INT8 graphs only.
         gpu_fallback: with ``dla_core``, let layers DLA cannot run fall back to the GPU.
-        version_compatible: a plan later TensorRT versions of the same major can run.
+        version_compatible: a plan that later TensorRT versions (10.x plans on 11.x too) can
+            run; it carries its own lean runtime, which the loader must trust.
         hardware_compatible: a plan for every Ampere-or-newer GPU (``AMPERE_PLUS``).
         device: the CUDA device to build on.
         rebuild: build even when a matching engine exists.
@@ -88,10 +89,14 @@ def build_engine(
     check_int("workspace_mib", workspace_mib, low=1, high=1 << 24)
     if dla_core is not None:
         check_int("dla_core", dla_core, low=0, high=15)
+        check_dla_profile(min_batch, opt_batch, max_batch)
     check_int("device", device, low=0, high=1023)
     if out.is_dir():
         raise IsADirectoryError(f"cannot write {out}: it is a folder")
     check_writable(out)
+    if timing_cache is not None:
+        # The cache is written after the build, minutes from now: a bad folder fails here.
+        check_writable(timing_cache)
     graph = read_metadata(onnx_path)
     variant = (
         variant_for(graph.precision, graph.int8_target) if graph.precision != "unknown" else None
@@ -179,6 +184,34 @@ def _check_profile(min_batch: int, opt_batch: int, max_batch: int) -> None:
         )
 
 
+def check_dla_profile(min_batch: int, opt_batch: int, max_batch: int) -> None:
+    """DLA has no dynamic dimensions: its profile must be one fixed batch.
+
+    TensorRT's "Working with DLA" ("DLA Supported Layers and Restrictions", general
+    restrictions): dynamic dimensions are not supported on DLA, so an optimisation profile's
+    min, opt and max must be equal, and the batch at most ``builder.max_DLA_batch_size``
+    (checked at build time, where the builder exists).
+
+    Raises:
+        InputError: a dynamic profile, naming the fixed-profile flags.
+    """
+    if not min_batch == opt_batch == max_batch:
+        raise InputError(
+            "DLA engines need a fixed batch profile (min = opt = max), got "
+            f"min={min_batch}, opt={opt_batch}, max={max_batch}; build with "
+            "--min-batch B --opt-batch B --max-batch B (min_batch=opt_batch=max_batch=B)"
+        )
+
+
+#: Where TensorRT runs on DLA, from TensorRT 11.4.1's "Working with DLA" page.
+DLA_SUPPORT = (
+    "DLA runs with TensorRT 10.x up to 10.7 on JetPack 6 (Jetson AGX Orin and Orin NX/Nano), "
+    "and with TensorRT 11.4.1 or later on Jetson AGX Orin under JetPack 7.2.2 or later; "
+    "TensorRT 11.0-11.3 has no DLA, 11.4.0 only on Windows on ARM (beta), and Jetson Thor "
+    "has none"
+)
+
+
 def _reusable(out: Path, planned: EngineSidecar) -> EngineSidecar | None:
     """The existing sidecar when ``out`` is an engine built with the same key, else None."""
     if not out.is_file():
@@ -233,7 +266,15 @@ def _build_plan(
         if not 0 <= dla_core < available:
             raise InputError(
                 f"DLA core {dla_core} requested, but this device has {available} DLA core(s) "
-                "(DLA exists on Jetson AGX Orin; TensorRT 11.0-11.3 lacks it)"
+                f"with TensorRT {tensorrt.__version__} ({DLA_SUPPORT})"
+            )
+        batch = shapes["max"][0]
+        dla_max = int(builder.max_DLA_batch_size)
+        if batch > dla_max:
+            raise InputError(
+                f"DLA runs batches of at most {dla_max} (builder.max_DLA_batch_size), the "
+                f"profile asks for {batch}; build with --min-batch B --opt-batch B "
+                f"--max-batch B, B <= {dla_max}"
             )
         config.default_device_type = tensorrt.DeviceType.DLA
         config.DLA_core = dla_core

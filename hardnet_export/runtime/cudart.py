@@ -98,12 +98,22 @@ class PinnedBuffer:
 
 
 class Stream:
-    """A CUDA stream of this object's own (blocking with respect to the legacy default stream,
-    so data written there by other libraries is ready before work queued here starts)."""
+    """A CUDA stream of this object's own, non-blocking (``cudaStreamNonBlocking``).
+
+    A blocking stream synchronises with the legacy default stream, so while this stream is
+    being captured into a graph, legacy default-stream work from another thread would join
+    (and invalidate) the capture; the CUDA Runtime API's "Stream synchronization behavior"
+    page documents that non-blocking streams take no part in that implicit
+    synchronisation. The price: work from other libraries is not ordered before ours by
+    accident, so callers order it explicitly with events (:class:`Event`).
+    """
 
     def __init__(self) -> None:
         runtime = _runtime()
-        self.handle: Any = check(runtime.cudaStreamCreate(), "cudaStreamCreate")
+        self.handle: Any = check(
+            runtime.cudaStreamCreateWithFlags(runtime.cudaStreamNonBlocking),
+            "cudaStreamCreateWithFlags",
+        )
 
     def __int__(self) -> int:
         return int(self.handle)
@@ -146,7 +156,8 @@ class Graph:
 
     Usage: ``graph.begin()``, queue the work on ``stream``, ``graph.end()``; then
     ``graph.launch()`` replays it (same device addresses, same shapes) at a fraction of the
-    launch cost.
+    launch cost. When anything between ``begin`` and ``end`` fails, :meth:`abort` ends the
+    capture, drops what was captured and clears the error, so the stream stays usable.
     """
 
     def __init__(self, stream: Stream) -> None:
@@ -164,6 +175,26 @@ class Graph:
         runtime = _runtime()
         self._graph = check(runtime.cudaStreamEndCapture(self.stream.handle), "EndCapture")
         self._exec = check(runtime.cudaGraphInstantiate(self._graph, 0), "cudaGraphInstantiate")
+
+    def abort(self) -> None:
+        """End a capture that failed part-way, free its pieces, and clear the error.
+
+        The CUDA Programming Guide ("Stream Capture", "Invalidation"): an invalidated capture
+        must still be ended with cudaStreamEndCapture, which then returns an error and no
+        graph; the error is also left for cudaGetLastError, which reading clears. Never
+        raises: it runs while another error is on its way up.
+        """
+        runtime = _runtime()
+        try:
+            err, status = runtime.cudaStreamIsCapturing(self.stream.handle)
+            active = runtime.cudaStreamCaptureStatus.cudaStreamCaptureStatusNone
+            if int(err) == 0 and int(status) != int(active):
+                result = runtime.cudaStreamEndCapture(self.stream.handle)
+                if int(result[0]) == 0 and result[1] is not None:
+                    runtime.cudaGraphDestroy(result[1])
+        finally:
+            runtime.cudaGetLastError()
+            self.destroy()
 
     def launch(self) -> None:
         check(_runtime().cudaGraphLaunch(self._exec, self.stream.handle), "cudaGraphLaunch")
@@ -210,6 +241,22 @@ def elapsed_seconds(start: Event, end: Event) -> float:
     """Device time between two recorded timing events (both created with ``timing=True``)."""
     ms = check(_runtime().cudaEventElapsedTime(start.handle, end.handle), "cudaEventElapsedTime")
     return float(ms) / 1e3
+
+
+#: The alignment ``set_tensor_address`` needs (TensorRT API reference,
+#: IExecutionContext::setTensorAddress: at least 256-byte alignment); cudaMalloc and
+#: torch's caching allocator return such pointers, a view at an odd offset may not.
+TENSOR_ALIGNMENT = 256
+
+
+def check_alignment(ptr: int, what: str) -> None:
+    """Raise :class:`InputError` unless device pointer ``ptr`` is 256-byte aligned."""
+    if ptr % TENSOR_ALIGNMENT:
+        raise InputError(
+            f"{what} must start on a {TENSOR_ALIGNMENT}-byte boundary for TensorRT, got "
+            f"address {ptr:#x} (offset {ptr % TENSOR_ALIGNMENT}); pass a fresh or "
+            "contiguous copy instead of a view into another buffer"
+        )
 
 
 def stream_synchronize(stream: Any) -> None:

@@ -97,6 +97,80 @@ def choose_providers(
     ]
 
 
+#: ONNX Runtime's TensorRT provider builds against one TensorRT major; TensorRT 11 needs this
+#: ONNX Runtime or later (older ones look for TensorRT 10's libraries and drop the provider).
+ORT_FOR_TENSORRT_11 = (1, 27)
+_PRELOADED = False
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in str(version).split("."):
+        digits = "".join(c for c in part if c.isdigit())  # "1.27.0rc1", "1.28.0+cu12"
+        if not digits:
+            break
+        parts.append(int(digits))
+        if digits != part:
+            break
+    return tuple(parts)
+
+
+def check_tensorrt_provider(
+    ort_version: str, tensorrt_version: str | None, options: dict[str, Any]
+) -> list[str]:
+    """Whether ONNX Runtime's TensorRT provider can run with this TensorRT and these options.
+
+    ``tensorrt_version`` is the installed ``tensorrt`` Python package's (None when there is
+    none: the provider may still find TensorRT libraries elsewhere, and is not judged).
+
+    Returns:
+        Warnings to show: ``trt_fp16_enable`` is a no-op on TensorRT 11, whose networks are
+        always strongly typed (precision comes from the graph: export an FP16 graph).
+
+    Raises:
+        MissingDependencyError: TensorRT 11 with an ONNX Runtime older than 1.27.
+    """
+    notes: list[str] = []
+    major = _version_tuple(tensorrt_version)[:1] if tensorrt_version else ()
+    if major and major[0] >= 11:
+        if _version_tuple(ort_version)[:2] < ORT_FOR_TENSORRT_11:
+            need = ".".join(map(str, ORT_FOR_TENSORRT_11))
+            raise MissingDependencyError(
+                f"ONNX Runtime's TensorRT provider needs onnxruntime-gpu >= {need} for "
+                f"TensorRT {tensorrt_version}, got onnxruntime {ort_version}; upgrade "
+                "onnxruntime-gpu, or use the tensorrt backend (a .engine from "
+                "'hardnet-export trt')"
+            )
+        if options.get("trt_fp16_enable"):
+            notes.append(
+                f"trt_fp16_enable has no effect with TensorRT {tensorrt_version}: its networks "
+                "are strongly typed, so precision comes from the graph; load an FP16 graph "
+                "(hardnet-export onnx --precision fp16) instead"
+            )
+    return notes
+
+
+def preload_gpu_libraries(ort: Any) -> None:
+    """Let ONNX Runtime load the CUDA and cuDNN libraries of the nvidia-* pip packages before a
+    CUDA session is made (``onnxruntime.preload_dlls``, ONNX Runtime >= 1.21; without it the
+    CUDA provider may not find them and silently drops to the CPU). Once per process; a no-op
+    where the function does not exist."""
+    global _PRELOADED
+    preload = getattr(ort, "preload_dlls", None)
+    if _PRELOADED or preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # a partial CUDA install: let the session report what is missing
+        warnings.warn(
+            f"onnxruntime.preload_dlls() failed ({type(exc).__name__}: {exc}); the CUDA "
+            "provider will look for CUDA and cuDNN on the library path",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    _PRELOADED = True
+
+
 def check_active_providers(device: str | None, asked: list[str], active: list[str]) -> None:
     """ONNX Runtime drops a provider it cannot start (missing CUDA or TensorRT libraries) and
     falls back with only a log line; say so instead.
@@ -215,7 +289,9 @@ class OnnxRuntimeDescriber(Describer):
             ``disable`` runs an INT8 graph in its exact Q/DQ semantics (what TensorRT
             computes), independent of this CPU's int8 kernels, at float speed.
         provider_options: ``{provider name: {option: value}}``, e.g.
-            ``{"TensorrtExecutionProvider": {"trt_fp16_enable": True}}``.
+            ``{"TensorrtExecutionProvider": {"trt_engine_cache_enable": True}}``.
+            ``trt_fp16_enable`` only matters with TensorRT 10; TensorRT 11 (which needs
+            ONNX Runtime >= 1.27 here) ignores it: precision comes from the graph.
     """
 
     backend = "onnxruntime"
@@ -318,6 +394,17 @@ class OnnxRuntimeDescriber(Describer):
         chosen = choose_providers(
             device, available, cuda_devices=cuda, provider_options=provider_options
         )
+        names = [name for name, _ in chosen]
+        if "TensorrtExecutionProvider" in names:
+            from hardnet_export._cuda import tensorrt_status
+
+            trt_module, _ = tensorrt_status()
+            trt_version = str(trt_module.__version__) if trt_module is not None else None
+            trt_options = dict(chosen[names.index("TensorrtExecutionProvider")][1])
+            for note in check_tensorrt_provider(ort.__version__, trt_version, trt_options):
+                warnings.warn(note, RuntimeWarning, stacklevel=2)
+        if "CUDAExecutionProvider" in names or "TensorrtExecutionProvider" in names:
+            preload_gpu_libraries(ort)
         try:
             session = ort.InferenceSession(
                 str(path),

@@ -7,21 +7,28 @@ running TensorRT version and GPU. A mismatch raises
 :class:`~hardnet_export.artifacts.sidecar.EngineMismatchError` with the command that rebuilds
 the engine; that check needs neither TensorRT nor a GPU.
 
-At run time the engine is deserialised once into one execution context with its own CUDA
-stream, device buffers (``cudaMalloc``) and pinned host buffers (``cudaHostAlloc``) sized for
-``max_batch``. A batch of exactly ``max_batch`` host patches replays a CUDA graph of the
-whole copy-in, ``execute_async_v3``, copy-out sequence; other sizes are enqueued directly.
+At run time the engine is deserialised once, with its own non-blocking CUDA stream, device
+buffers (``cudaMalloc``) and pinned host buffers (``cudaHostAlloc``) sized for ``max_batch``.
+A batch of exactly ``max_batch`` host patches replays a CUDA graph of the whole copy-in,
+``execute_async_v3``, copy-out sequence; that graph has an execution context of its own,
+which nothing else touches: a graph is bound to the shapes and tensor addresses its context
+had at capture (TensorRT Best Practices, "CUDA Graphs"), and every other call (partial
+batches, device input, timing) goes through a second context whose shape changes freely.
 Device input (a CUDA torch tensor or any ``__cuda_array_interface__`` object) is read in
 place, and a torch tensor gets its descriptors written straight into a new CUDA tensor.
 
-Thread safety: one execution context serves all calls, so every enqueue runs under a lock,
-and an event orders work across the streams callers pass in. ``describe`` may be called
-from any number of threads; calls are serialised on the GPU.
+Thread safety: every enqueue runs under a lock, which also makes the engine's device current
+for the calling thread (``cudaSetDevice`` is per thread), and an event orders work across
+the streams callers pass in. ``describe`` may be called from any number of threads; calls
+are serialised on the GPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,9 +78,15 @@ class TensorRTDescriber(Describer):
     """A HardNet TensorRT engine.
 
     Options (``runtime.load(..., **options)``):
-        cuda_graph: replay a CUDA graph for batches of exactly ``max_batch`` (default True).
+        cuda_graph: replay a CUDA graph for batches of exactly ``max_batch`` (default: on,
+            except on DLA, where trtexec turns graphs off too; a failed capture falls back to
+            direct enqueues with a warning naming the cause).
         dla_core: run on this DLA core (Jetson; the engine must have been built for DLA);
             default: the core recorded in the sidecar, if any.
+        trust_host_code: deserialise a plan that carries host code (a version-compatible
+            plan's lean runtime) although no sidecar says it is one of ours; only for plans
+            from a trusted source. Plans whose sidecar says ``version_compatible`` are
+            trusted without it.
     """
 
     backend = "tensorrt"
@@ -86,7 +99,8 @@ class TensorRTDescriber(Describer):
         device_index: int,
         max_batch: int | None,
         precision: str,
-        cuda_graph: bool = True,
+        cuda_graph: bool | None = None,
+        dla_core: int | None = None,
     ) -> None:
         import tensorrt as trt
 
@@ -134,26 +148,42 @@ class TensorRTDescriber(Describer):
         )
         self.min_batch = min_batch
         self.profile_max_batch = profile_max
-        self.engine = engine
+        self.engine: Any = engine
+        self.dla_core = dla_core
         self._device_index = device_index
         self._np_in = np.dtype(input_dtype)
         batch = self.max_batch or profile_max
         self._lock = threading.Lock()
-        self.context: trt.IExecutionContext = engine.create_execution_context()
+        self.context: Any = engine.create_execution_context()
         if self.context is None:
             raise DeviceError(f"TensorRT could not create an execution context for {artifact}")
         self.stream = cudart.Stream()
-        self._event = cudart.Event()
+        self._event = cudart.Event()  # the last inference, on whichever stream it ran
+        self._ready = cudart.Event()  # a producer's stream, joined before we read its input
+        self._done = cudart.Event()  # our stream, joined by the caller's before it reads
         self._d_in = cudart.DeviceBuffer(batch * PATCH_PIXELS * self._np_in.itemsize)
         self._d_out = cudart.DeviceBuffer(batch * DESCRIPTOR_SIZE * 4)
         self._h_in = cudart.PinnedBuffer((batch, 1, PATCH_SIZE, PATCH_SIZE), self._np_in)
         self._h_out = cudart.PinnedBuffer((batch, DESCRIPTOR_SIZE), np.float32)
         self._graph: cudart.Graph | None = None
+        self._graph_context: Any = None
+        #: Why no CUDA graph is replayed (None while one is, or none was asked for).
+        self.cuda_graph_off: str | None = None
         self._timing: tuple[cudart.Event, cudart.Event] | None = None
         self._shape_set: int | None = None
         self._keep: tuple[Any, ...] = ()
         self.sidecar: EngineSidecar | None = None
-        if cuda_graph:
+        if dla_core is not None:
+            # trtexec turns CUDA graphs off for DLA engines: DLA work is not launched as
+            # capturable CUDA kernels.
+            self.cuda_graph_off = "the engine runs on DLA, where CUDA graphs are not used"
+            if cuda_graph:
+                warnings.warn(
+                    f"{artifact}: cuda_graph=True ignored: {self.cuda_graph_off}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        elif cuda_graph is None or cuda_graph:
             self._capture_graph(batch)
 
     @classmethod
@@ -163,8 +193,9 @@ class TensorRTDescriber(Describer):
         *,
         device: str | None = None,
         max_batch: int | None = None,
-        cuda_graph: bool = True,
+        cuda_graph: bool | None = None,
         dla_core: int | None = None,
+        trust_host_code: bool = False,
     ) -> TensorRTDescriber:
         """Check and deserialise an engine (see the module docstring for the order of checks).
 
@@ -203,13 +234,26 @@ class TensorRTDescriber(Describer):
             dla_core = sidecar.dla_core  # an engine built for a DLA core runs there
         if dla_core is not None:
             runtime.DLA_core = dla_core
+        host_code = trust_host_code or (sidecar is not None and sidecar.version_compatible)
+        if host_code:
+            # A version-compatible plan embeds the lean runtime that runs it, which is host
+            # code; TensorRT refuses to deserialise it unless the runtime is told to trust it
+            # (TensorRT developer guide, "Version Compatibility"; IRuntime
+            # engine_host_code_allowed, default False).
+            runtime.engine_host_code_allowed = True
         engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             rebuild = sidecar.rebuild_command(path) if sidecar else rebuild_command(path)
+            hint = (
+                ""
+                if host_code
+                else " If it is a version-compatible plan from a trusted source, load it "
+                "with trust_host_code=True."
+            )
             raise EngineMismatchError(
                 f"TensorRT {trt.__version__} could not deserialise {path} on {gpu['name']} (it is "
                 "corrupt, or was built for another TensorRT version or GPU; see the TensorRT "
-                f"log above). Rebuild it: {rebuild}"
+                f"log above).{hint} Rebuild it: {rebuild}"
             )
         describer = cls(
             engine,
@@ -218,6 +262,7 @@ class TensorRTDescriber(Describer):
             max_batch=max_batch,
             precision=sidecar.precision if sidecar else "unknown",
             cuda_graph=cuda_graph,
+            dla_core=dla_core,
         )
         describer._keep = (logger, runtime)  # the engine must not outlive its runtime
         describer.sidecar = sidecar
@@ -225,14 +270,26 @@ class TensorRTDescriber(Describer):
 
     # -- enqueueing (callers hold self._lock) -------------------------------------------
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the lock with the engine's device current for this thread.
+
+        ``cudaSetDevice`` is per host thread, so a thread other than the one that loaded the
+        engine would otherwise enqueue on its own current device (cuda:0).
+        """
+        with self._lock:
+            self._check_open()
+            cudart.set_device(self._device_index)
+            yield
+
     def _enqueue(
         self, n: int, in_ptr: int, out_ptr: int, stream: int, *, order: bool = True
     ) -> None:
-        """Queue one inference of ``n`` patches from ``in_ptr`` into ``out_ptr`` on ``stream``.
+        """Queue one inference of ``n`` patches from ``in_ptr`` into ``out_ptr`` on ``stream``
+        through the direct context (never the graph's).
 
         ``order`` makes ``stream`` wait for the previous inference on any stream (the
-        context's scratch memory is shared) and marks this one; it is off while capturing a
-        graph, where waiting on an event recorded outside the capture is not allowed.
+        staging buffers are shared) and marks this one.
         """
         if order:
             self._event.wait_on(stream)
@@ -247,33 +304,71 @@ class TensorRTDescriber(Describer):
         if order:
             self._event.record(stream)
 
-    def _enqueue_host(self, n: int, *, order: bool = True) -> None:
+    def _copy_in(self, n: int, stream: int) -> None:
+        nbytes = n * PATCH_PIXELS * self._np_in.itemsize
+        cudart.memcpy_async(self._d_in.ptr, self._h_in.ptr, nbytes, "h2d", stream)
+
+    def _copy_out(self, n: int, stream: int) -> None:
+        nbytes = n * DESCRIPTOR_SIZE * 4
+        cudart.memcpy_async(self._h_out.ptr, self._d_out.ptr, nbytes, "d2h", stream)
+
+    def _enqueue_host(self, n: int) -> None:
         """Copy ``n`` staged patches in, infer, copy descriptors out, on the own stream."""
         stream = int(self.stream)
-        in_bytes = n * PATCH_PIXELS * self._np_in.itemsize
-        cudart.memcpy_async(self._d_in.ptr, self._h_in.ptr, in_bytes, "h2d", stream)
-        self._enqueue(n, self._d_in.ptr, self._d_out.ptr, stream, order=order)
-        out_bytes = n * DESCRIPTOR_SIZE * 4
-        cudart.memcpy_async(self._h_out.ptr, self._d_out.ptr, out_bytes, "d2h", stream)
+        self._copy_in(n, stream)
+        self._enqueue(n, self._d_in.ptr, self._d_out.ptr, stream)
+        self._copy_out(n, stream)
 
     def _capture_graph(self, batch: int) -> None:
-        # TensorRT needs one execution with the final shapes before a capture, so that its
-        # deferred shape-dependent setup is not recorded into the graph.
+        """Capture copy-in, inference and copy-out of ``batch`` patches into a CUDA graph on a
+        context of its own; on failure, run without a graph and warn why."""
+        context = self.engine.create_execution_context()
+        if context is None:
+            self._graph_off("TensorRT could not create a second execution context")
+            return
+        stream = int(self.stream)
+        if not context.set_input_shape(self._input, (batch, 1, PATCH_SIZE, PATCH_SIZE)):
+            self._graph_off(f"TensorRT rejected input shape ({batch}, 1, 32, 32)")
+            return
+        context.set_tensor_address(self._input, self._d_in.ptr)
+        context.set_tensor_address(self._output, self._d_out.ptr)
+        # TensorRT Best Practices, "CUDA Graphs": after a shape change, enqueue once before
+        # capturing, so TensorRT's deferred shape-dependent work is not recorded.
         self._h_in.array[:] = 0
-        self._enqueue_host(batch)
+        self._copy_in(batch, stream)
+        if not context.execute_async_v3(stream):
+            self._graph_off("execute_async_v3 failed before capture (see the TensorRT log)")
+            return
+        self._copy_out(batch, stream)
         self.stream.synchronize()
         graph = cudart.Graph(self.stream)
-        graph.begin()
         try:
-            self._enqueue_host(batch, order=False)
-        finally:
+            graph.begin()
+            self._copy_in(batch, stream)
+            if not context.execute_async_v3(stream):
+                raise DeviceError("execute_async_v3 failed while capturing (see the TensorRT log)")
+            self._copy_out(batch, stream)
             graph.end()
-        self._graph = graph
+        except Exception as exc:  # TensorRT, CUDA: any failure means "no graph", as trtexec
+            graph.abort()
+            self._graph_off(f"capture failed: {exc}")
+            return
+        self._graph, self._graph_context = graph, context
+
+    def _graph_off(self, why: str) -> None:
+        # trtexec (TensorRT samples, sampleInference.cpp, --useCudaGraph) does the same: warn,
+        # clear the CUDA error, and run the engine without a graph.
+        self.cuda_graph_off = why
+        warnings.warn(
+            f"{self.artifact}: no CUDA graph, running with direct enqueues: {why}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
     # -- Describer -------------------------------------------------------------------------
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        with self._lock:
+        with self._locked():
             return self._infer_locked(batch)
 
     def _check_open(self) -> None:
@@ -281,20 +376,18 @@ class TensorRTDescriber(Describer):
             raise StateError(f"{self.artifact}: this describer was closed; load it again")
 
     def _infer_locked(self, batch: np.ndarray) -> np.ndarray:
-        self._check_open()
         if batch.dtype != self._np_in:
             batch = to_uint8(batch) if self._np_in == np.uint8 else batch.astype(self._np_in)
         n = len(batch)
         run = max(n, self.min_batch)  # a profile minimum above n: zero patches fill the rest
+        stream = int(self.stream)
         self._h_in.array[:n] = batch
         self._h_in.array[n:run] = 0
         if self._graph is not None and run == self.max_batch:
-            if self._shape_set != run:
-                self.context.set_input_shape(self._input, (run, 1, PATCH_SIZE, PATCH_SIZE))
-                self._shape_set = run
-            self._event.wait_on(int(self.stream))
+            # The graph's own context still has the shape and addresses it was captured with.
+            self._event.wait_on(stream)
             self._graph.launch()
-            self._event.record(int(self.stream))
+            self._event.record(stream)
         else:
             self._enqueue_host(run)
         self.stream.synchronize()
@@ -309,19 +402,17 @@ class TensorRTDescriber(Describer):
         n = len(batch)
         run = max(n, self.min_batch)
         stream = int(self.stream)
-        with self._lock:
+        with self._locked():
             if self._timing is None:
                 self._timing = (cudart.Event(timing=True), cudart.Event(timing=True))
             start, end = self._timing
             self._h_in.array[:n] = batch
             self._h_in.array[n:run] = 0
-            in_bytes = run * PATCH_PIXELS * self._np_in.itemsize
-            cudart.memcpy_async(self._d_in.ptr, self._h_in.ptr, in_bytes, "h2d", stream)
+            self._copy_in(run, stream)
             start.record(stream)
             self._enqueue(run, self._d_in.ptr, self._d_out.ptr, stream)
             end.record(stream)
-            out_bytes = run * DESCRIPTOR_SIZE * 4
-            cudart.memcpy_async(self._h_out.ptr, self._d_out.ptr, out_bytes, "d2h", stream)
+            self._copy_out(run, stream)
             self.stream.synchronize()
             return self._h_out.array[:n].copy(), cudart.elapsed_seconds(start, end)
 
@@ -331,38 +422,39 @@ class TensorRTDescriber(Describer):
         """Infer ``n`` device patches at ``in_ptr`` in chunks of ``max_batch`` on ``stream``.
 
         With ``out_ptr`` the descriptors go there (device) and nothing is returned;
-        without it they come back to the host.
+        without it they come back to the host. The caller holds the lock.
         """
+        cudart.check_alignment(in_ptr, "device patches")
+        if out_ptr is not None:
+            cudart.check_alignment(out_ptr, "the descriptor output")
         step = self.max_batch or n
         host = None if out_ptr is not None else np.empty((n, DESCRIPTOR_SIZE), np.float32)
-        with self._lock:
-            self._check_open()
-            for start in range(0, n, step):
-                m = min(step, n - start)
-                if m < self.min_batch:  # too few for the profile: go through the host path
-                    staged = np.empty((m, 1, PATCH_SIZE, PATCH_SIZE), self._np_in)
-                    cudart.stream_synchronize(stream)
-                    cudart.copy_device_to_host(staged, in_ptr + start * PATCH_PIXELS * itemsize)
-                    part = self._infer_locked(staged)
-                    if out_ptr is None:
-                        assert host is not None
-                        host[start : start + m] = part
-                    else:
-                        target = out_ptr + start * DESCRIPTOR_SIZE * 4
-                        cudart.memcpy_async(target, part.ctypes.data, part.nbytes, "h2d", stream)
-                        cudart.stream_synchronize(stream)
-                    continue
-                src = in_ptr + start * PATCH_PIXELS * itemsize
-                if out_ptr is not None:
-                    self._enqueue(m, src, out_ptr + start * DESCRIPTOR_SIZE * 4, stream)
-                else:
+        for start in range(0, n, step):
+            m = min(step, n - start)
+            if m < self.min_batch:  # too few for the profile: go through the host path
+                staged = np.empty((m, 1, PATCH_SIZE, PATCH_SIZE), self._np_in)
+                cudart.stream_synchronize(stream)
+                cudart.copy_device_to_host(staged, in_ptr + start * PATCH_PIXELS * itemsize)
+                part = self._infer_locked(staged)
+                if out_ptr is None:
                     assert host is not None
-                    self._enqueue(m, src, self._d_out.ptr, stream)
-                    cudart.memcpy_async(
-                        self._h_out.ptr, self._d_out.ptr, m * DESCRIPTOR_SIZE * 4, "d2h", stream
-                    )
+                    host[start : start + m] = part
+                else:
+                    target = out_ptr + start * DESCRIPTOR_SIZE * 4
+                    cudart.memcpy_async(target, part.ctypes.data, part.nbytes, "h2d", stream)
                     cudart.stream_synchronize(stream)
-                    host[start : start + m] = self._h_out.array[:m]
+                continue
+            src = in_ptr + start * PATCH_PIXELS * itemsize
+            if out_ptr is not None:
+                self._enqueue(m, src, out_ptr + start * DESCRIPTOR_SIZE * 4, stream)
+            else:
+                assert host is not None
+                self._enqueue(m, src, self._d_out.ptr, stream)
+                cudart.memcpy_async(
+                    self._h_out.ptr, self._d_out.ptr, m * DESCRIPTOR_SIZE * 4, "d2h", stream
+                )
+                cudart.stream_synchronize(stream)
+                host[start : start + m] = self._h_out.array[:m]
         return host
 
     def _describe_torch(self, patches: Any, stream: Any) -> Any:
@@ -375,25 +467,48 @@ class TensorRTDescriber(Describer):
                 f"patches are on {patches.device}, the engine runs on cuda:{self._device_index}"
             )
         batch = validate_torch_patches(patches)
-        torch_dtype = torch.uint8 if self.input_dtype == "uint8" else torch.float32
-        if batch.dtype != torch_dtype:
-            # geometry.to_uint8's rule (round half to even), on the device.
-            batch = batch.round() if torch_dtype == torch.uint8 else batch
-            batch = batch.to(torch_dtype)
-        batch = batch.contiguous()  # a no-op for contiguous input: read in place
         n = batch.shape[0]
-        out = torch.empty((n, DESCRIPTOR_SIZE), dtype=torch.float32, device=patches.device)
         if n == 0:
-            return out
+            return torch.empty((0, DESCRIPTOR_SIZE), dtype=torch.float32, device=patches.device)
         handle = stream_handle(stream)
-        if handle is None:
-            handle = torch.cuda.current_stream(patches.device).cuda_stream
-        else:
-            # Tell torch's caching allocator these tensors are in use on the caller's stream.
-            external = torch.cuda.ExternalStream(handle, device=patches.device)
-            batch.record_stream(external)
-            out.record_stream(external)
-        self._describe_device(n, batch.data_ptr(), batch.element_size(), out.data_ptr(), handle)
+        # Torch work (the conversion, the output's allocation) goes on the caller's stream
+        # when there is one, so TensorRT, which reads it there, is ordered after it.
+        work = (
+            torch.cuda.ExternalStream(handle, device=patches.device)
+            if handle is not None
+            else torch.cuda.current_stream(patches.device)
+        )
+        torch_dtype = torch.uint8 if self.input_dtype == "uint8" else torch.float32
+        with torch.cuda.stream(work):
+            if batch.dtype != torch_dtype:
+                # geometry.to_uint8's rule (round half to even), on the device.
+                batch = batch.round() if torch_dtype == torch.uint8 else batch
+                batch = batch.to(torch_dtype)
+            batch = batch.contiguous()  # a no-op for contiguous input: read in place
+            out = torch.empty((n, DESCRIPTOR_SIZE), dtype=torch.float32, device=patches.device)
+        with self._locked():
+            if handle is not None:
+                # The caching allocator must not hand these to others while the caller's
+                # stream still uses them.
+                batch.record_stream(work)
+                out.record_stream(work)
+                self._describe_device(
+                    n, batch.data_ptr(), batch.element_size(), out.data_ptr(), handle
+                )
+                return out
+            # No stream given: torch's current stream is usually the legacy default stream,
+            # where TensorRT adds synchronisation of its own (its log: "Using default stream
+            # in enqueueV3() may lead to performance issues due to additional calls to
+            # cudaStreamSynchronize()"). Run on the own stream, joined to torch's by events.
+            own = int(self.stream)
+            self._ready.record(work.cuda_stream)
+            self._ready.wait_on(own)
+            self._describe_device(n, batch.data_ptr(), batch.element_size(), out.data_ptr(), own)
+            self._done.record(own)
+            self._done.wait_on(work.cuda_stream)
+            side = torch.cuda.ExternalStream(own, device=patches.device)
+            batch.record_stream(side)
+            out.record_stream(side)
         return out
 
     def _describe_cuda_array(self, patches: Any, stream: Any) -> Any:
@@ -409,32 +524,44 @@ class TensorRTDescriber(Describer):
         if n == 0:
             return np.zeros((0, DESCRIPTOR_SIZE), np.float32)
         ptr = int(iface["data"][0])
-        owner = cudart.pointer_device(ptr)
-        if owner is None:
-            raise InputError("__cuda_array_interface__ points to memory that is not on a GPU")
-        if owner != self._device_index:
-            raise InputError(f"patches are on cuda:{owner}, the engine runs on {self.device}")
-        handle = stream_handle(stream)
-        if handle is None:
-            producer = iface.get("stream")
-            if isinstance(producer, int) and producer not in (0,):
-                # The producer's stream (1 = legacy default, 2 = per-thread default) must
-                # finish writing the array before the engine reads it.
-                cudart.stream_synchronize(producer)
-            handle = int(self.stream)
-        host = self._describe_device(n, ptr, np.dtype(dtype).itemsize, None, handle)
-        return host
+        with self._locked():
+            owner = cudart.pointer_device(ptr)
+            if owner is None:
+                raise InputError("__cuda_array_interface__ points to memory that is not on a GPU")
+            if owner != self._device_index:
+                raise InputError(f"patches are on cuda:{owner}, the engine runs on {self.device}")
+            handle = stream_handle(stream)
+            if handle is None:
+                handle = int(self.stream)
+                producer = iface.get("stream")
+                if isinstance(producer, int) and producer != 0:
+                    # __cuda_array_interface__ v3: the producer's stream (1 = legacy default,
+                    # 2 = per-thread default) may still be writing the array; our stream is
+                    # non-blocking, so join it explicitly.
+                    self._ready.record(producer)
+                    self._ready.wait_on(handle)
+            return self._describe_device(n, ptr, np.dtype(dtype).itemsize, None, handle)
 
     def close(self) -> None:
-        """Free the graph, buffers and stream now rather than at garbage collection."""
+        """Free the graph, execution contexts, engine, buffers and stream now rather than at
+        garbage collection."""
         with self._lock:
+            if not self._d_in.ptr:
+                return
+            cudart.set_device(self._device_index)
+            self.stream.synchronize()
             if self._graph is not None:
                 self._graph.destroy()
                 self._graph = None
+            # Contexts hold activation memory; they go before the engine, the engine before
+            # its runtime.
+            self._graph_context = None
+            self.context = None
+            self.engine = None
+            self._keep = ()
             for buffer in (self._d_in, self._d_out, self._h_in, self._h_out):
                 buffer.free()
-            self._event.destroy()
-            for event in self._timing or ():
+            for event in (self._event, self._ready, self._done, *(self._timing or ())):
                 event.destroy()
             self._timing = None
             self.stream.destroy()

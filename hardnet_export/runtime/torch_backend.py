@@ -7,6 +7,10 @@ eagerly). Torch tensors on the model's device are used in place.
 
 Thread safety: eager inference is re-entrant; the CUDA-graph replay shares static buffers
 and runs under a lock.
+
+Inference runs under ``torch.no_grad`` rather than ``torch.inference_mode``: tensors made in
+inference mode refuse in-place updates and autograd use outside it (PyTorch's "Inference
+Mode" notes), and the tensors ``describe`` returns belong to the caller.
 """
 
 from __future__ import annotations
@@ -143,12 +147,12 @@ class TorchDescriber(Describer):
         )
         side = torch.cuda.Stream(self._torch_device)
         side.wait_stream(torch.cuda.current_stream(self._torch_device))
-        with torch.inference_mode(), torch.cuda.stream(side):
+        with torch.no_grad(), torch.cuda.stream(side):
             for _ in range(2):  # warm-up outside the capture, as cuDNN autotuning allocates
                 self._forward(self._static_in)
         torch.cuda.current_stream(self._torch_device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(graph):
+        with torch.no_grad(), torch.cuda.graph(graph):
             self._static_out = self._forward(self._static_in)
         self._graph = graph
 
@@ -161,7 +165,7 @@ class TorchDescriber(Describer):
                 self._static_in.copy_(x)
                 self._graph.replay()
                 return self._static_out.clone()
-        with torch.inference_mode():
+        with torch.no_grad():
             return self._forward(x)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from hardnet_export.artifacts.sidecar import (
     read_sidecar,
     rebuild_command,
     sidecar_path,
+    version_key,
 )
 from hardnet_export.errors import InputError
 
@@ -123,3 +125,50 @@ def test_cache_key_and_unknown_fields(fp16_onnx: Path, tmp_path: Path) -> None:
     assert read is not None and read.other == {"written_by_a_later_version": 1}
     assert dataclasses.replace(read, other={}) == side
     assert rebuild_command("x.engine") == "hardnet-export trt MODEL.onnx -o x.engine --rebuild"
+
+
+@pytest.mark.parametrize(
+    ("built", "running", "compatible", "loads"),
+    [
+        ("10.8.0.43", "10.13.0.35", True, True),  # a later runtime of the same major
+        ("10.9.0.34", "10.13.0.35", True, True),  # numeric, not string, order ("10.9" > "10.13")
+        ("10.13.0.35", "11.4.1.2", True, True),  # TensorRT 11 runs 10.x version-compatible plans
+        ("10.13.0.35", "10.13.0.35", True, True),
+        ("10.13.0.35", "10.8.0.43", True, False),  # never an older runtime
+        ("11.4.1.2", "10.13.0.35", True, False),
+        ("10.13.0.35", "10.13.0.35", False, True),  # a plain plan: exactly its version
+        ("10.13", "10.13.0", False, True),
+        ("10.8.0.43", "10.13.0.35", False, False),
+        ("10.13.0.35", "11.4.1.2", False, False),
+    ],
+)
+def test_version_rule(
+    fp16_onnx: Path, tmp_path: Path, built: str, running: str, compatible: bool, loads: bool
+) -> None:
+    engine = tmp_path / "e.engine"
+    side = planned(fp16_onnx, engine, tensorrt_version=built, version_compatible=compatible)
+    here = {**HERE, "tensorrt_version": running}
+    if loads:
+        side.check(engine, **here)
+        return
+    with pytest.raises(EngineMismatchError, match=f"TensorRT {re.escape(built)}") as info:
+        side.check(engine, **here)
+    assert "--rebuild" in str(info.value)
+    if compatible:
+        assert "never an older one" in str(info.value)
+
+
+def test_version_key() -> None:
+    assert version_key("10.13.0.35") == (10, 13, 0, 35)
+    assert version_key("10.13.0") == version_key("10.13") == (10, 13)
+    assert version_key("10.9") < version_key("10.13")  # type: ignore[operator]
+    assert version_key("10.x") is None and version_key("") is None
+
+
+def test_unparseable_version_of_a_compatible_plan_is_refused(
+    fp16_onnx: Path, tmp_path: Path
+) -> None:
+    engine = tmp_path / "e.engine"
+    side = planned(fp16_onnx, engine, tensorrt_version="10.13-custom", version_compatible=True)
+    with pytest.raises(EngineMismatchError, match="expected dotted numbers"):
+        side.check(engine, **HERE)

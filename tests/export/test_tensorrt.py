@@ -37,10 +37,14 @@ def test_trt_without_tensorrt_says_what_is_missing(fp32_onnx: Path, tmp_path: Pa
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"min_batch": 0}, ValueError, "1 <= min <= opt <= max"),
+        ({"min_batch": 0}, ValueError, "min_batch must be >= 1"),
         ({"opt_batch": 2048, "max_batch": 1024}, ValueError, "1 <= min <= opt <= max"),
         ({"workspace_mib": 0}, ValueError, "workspace_mib"),
-        ({"dla_core": 0}, ValueError, "DLA runs fp16, int8-tensorrt graphs only"),
+        (
+            {"dla_core": 0, "min_batch": 8, "opt_batch": 8, "max_batch": 8},
+            ValueError,
+            "DLA runs fp16, int8-tensorrt graphs only",
+        ),
     ],
 )
 def test_bad_options_fail_before_tensorrt(
@@ -48,6 +52,46 @@ def test_bad_options_fail_before_tensorrt(
 ) -> None:
     with pytest.raises(error, match=message):
         build_engine(fp32_onnx, tmp_path / "m.engine", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "profile", [{}, {"min_batch": 8, "opt_batch": 8, "max_batch": 16}, {"min_batch": 4}]
+)
+def test_dla_with_a_dynamic_profile_is_refused_before_any_probe(
+    fp16_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profile: dict
+) -> None:
+    import hardnet_export.export.tensorrt as exporter
+
+    def no_probe(*args: object, **kwargs: object) -> None:
+        raise AssertionError("TensorRT or the device was probed before the DLA profile check")
+
+    monkeypatch.setattr(exporter, "require_tensorrt", no_probe)
+    with pytest.raises(ValueError, match="DLA engines need a fixed batch profile") as info:
+        build_engine(fp16_onnx, tmp_path / "m.engine", dla_core=0, **profile)
+    assert "--min-batch B --opt-batch B --max-batch B" in str(info.value)
+    assert not (tmp_path / "m.engine").exists()
+
+
+def test_dla_with_a_fixed_profile_passes_the_profile_check() -> None:
+    from hardnet_export.export.tensorrt import DLA_SUPPORT, check_dla_profile
+
+    check_dla_profile(32, 32, 32)
+    assert "11.4.1" in DLA_SUPPORT and "11.4.0 only on Windows on ARM" in DLA_SUPPORT
+
+
+def test_timing_cache_folder_is_checked_before_the_build(
+    fp16_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hardnet_export.export.tensorrt as exporter
+
+    def no_probe(*args: object, **kwargs: object) -> None:
+        raise AssertionError("reached the TensorRT probe with an unwritable timing cache")
+
+    monkeypatch.setattr(exporter, "require_tensorrt", no_probe)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_engine(fp16_onnx, tmp_path / "m.engine", timing_cache=tmp_path / "no" / "t.cache")
+    with pytest.raises(IsADirectoryError):
+        build_engine(fp16_onnx, tmp_path / "m.engine", timing_cache=tmp_path)
 
 
 def test_bad_paths(fp32_onnx: Path, tmp_path: Path) -> None:

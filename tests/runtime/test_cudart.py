@@ -66,3 +66,52 @@ def test_pinned_and_device_round_trip() -> None:
     assert cudart.pointer_device(device.ptr) == 0
     for resource in (device, host, stream):
         resource.free() if hasattr(resource, "free") else resource.destroy()
+
+
+@pytest.mark.gpu
+def test_own_streams_are_non_blocking() -> None:
+    from cuda.bindings import runtime as cuda_runtime
+
+    stream = cudart.Stream()
+    flags = cudart.check(cuda_runtime.cudaStreamGetFlags(stream.handle), "cudaStreamGetFlags")
+    assert int(flags) & int(cuda_runtime.cudaStreamNonBlocking)
+    stream.destroy()
+
+
+@pytest.mark.gpu
+def test_a_failed_capture_is_aborted_and_the_stream_stays_usable() -> None:
+    host = cudart.PinnedBuffer((256,), np.float32)
+    device = cudart.DeviceBuffer(host.nbytes)
+    stream = cudart.Stream()
+    graph = cudart.Graph(stream)
+    graph.begin()
+    with pytest.raises(RuntimeError):
+        # A synchronous copy is not allowed while capturing: it invalidates the capture.
+        cudart.copy_device_to_host(np.empty(256, np.float32), device.ptr)
+        graph.end()
+    graph.abort()
+    host.array[:] = 3.0
+    cudart.memcpy_async(device.ptr, host.ptr, host.nbytes, "h2d", int(stream))
+    stream.synchronize()
+    back = np.empty(256, np.float32)
+    cudart.copy_device_to_host(back, device.ptr)
+    assert (back == 3.0).all()
+
+
+@pytest.mark.gpu
+def test_graph_of_one_copy() -> None:
+    host = cudart.PinnedBuffer((64,), np.float32)
+    device = cudart.DeviceBuffer(host.nbytes)
+    stream = cudart.Stream()
+    graph = cudart.Graph(stream)
+    graph.begin()
+    cudart.memcpy_async(device.ptr, host.ptr, host.nbytes, "h2d", int(stream))
+    graph.end()
+    for value in (1.0, 2.0):
+        host.array[:] = value
+        graph.launch()
+        stream.synchronize()
+        back = np.empty(64, np.float32)
+        cudart.copy_device_to_host(back, device.ptr)
+        assert (back == value).all()
+    graph.destroy()

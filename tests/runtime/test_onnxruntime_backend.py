@@ -142,3 +142,38 @@ def test_int8_kernel_warning_by_cpu_kind(
     if warned is not None:
         assert warned in message and isa in message
     assert int8_kernel_warning(Path("m.onnx"), GraphMetadata(precision="fp32"), isa="avx2") is None
+
+
+def test_tensorrt_provider_needs_a_recent_onnxruntime_for_tensorrt_11() -> None:
+    from hardnet_export.errors import MissingDependencyError
+    from hardnet_export.runtime.onnxruntime_backend import check_tensorrt_provider
+
+    with pytest.raises(MissingDependencyError, match=r"onnxruntime-gpu >= 1\.27.*1\.26\.0"):
+        check_tensorrt_provider("1.26.0", "11.4.1.2", {})
+    assert check_tensorrt_provider("1.27.0", "11.4.1.2", {}) == []
+    assert check_tensorrt_provider("1.18.0", "10.13.0.35", {"trt_fp16_enable": True}) == []
+    assert check_tensorrt_provider("1.18.0", None, {}) == []  # no tensorrt module: not judged
+    (note,) = check_tensorrt_provider("1.28.0rc1", "11.4.1.2", {"trt_fp16_enable": True})
+    assert "trt_fp16_enable has no effect" in note and "--precision fp16" in note
+
+
+def test_cuda_libraries_are_preloaded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from hardnet_export.runtime import onnxruntime_backend as backend
+
+    calls: list[int] = []
+    fake = types.SimpleNamespace(preload_dlls=lambda: calls.append(1))
+    monkeypatch.setattr(backend, "_PRELOADED", False)
+    backend.preload_gpu_libraries(fake)
+    backend.preload_gpu_libraries(fake)
+    assert calls == [1]
+    monkeypatch.setattr(backend, "_PRELOADED", False)
+    backend.preload_gpu_libraries(types.SimpleNamespace())  # an ONNX Runtime before 1.21
+
+    def broken() -> None:
+        raise OSError("libcudnn.so.9: cannot open shared object file")
+
+    monkeypatch.setattr(backend, "_PRELOADED", False)
+    with pytest.warns(RuntimeWarning, match="preload_dlls.*libcudnn"):
+        backend.preload_gpu_libraries(types.SimpleNamespace(preload_dlls=broken))

@@ -82,6 +82,7 @@ def test_engine_zero_copy_torch_input(engine: Path) -> None:
     assert out.device == x.device and out.shape == (150, 128)
     np.testing.assert_allclose(out.cpu().numpy(), trt.describe(x.cpu().numpy()), atol=1e-4)
     stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())  # x was made on the current stream
     with torch.cuda.stream(stream):
         out2 = trt.describe(x, stream=stream)
     stream.synchronize()
@@ -114,3 +115,123 @@ def test_torch_cuda_backend_options(checkpoint: Path) -> None:
         assert float((got * want).sum(1).min()) >= (0.999 if options.get("fp16") else 0.9999)
         out = d.describe(torch.from_numpy(x).cuda())
         assert out.device.type == "cuda"
+
+
+# -- each defect's sequence, on a GPU ----------------------------------------------------
+
+
+@pytest.mark.gpu
+def test_graph_survives_partial_batches_and_device_input(engine: Path) -> None:
+    """Partial batch, device input, then a full batch: the graph's context must not have
+    been changed under it (its own context), so the replay equals the direct path."""
+    torch = pytest.importorskip("torch")
+    graph = runtime.load(engine)
+    direct = runtime.load(engine, cuda_graph=False)
+    assert graph._graph is not None and graph.cuda_graph_off is None
+    assert direct._graph is None
+    rng = np.random.default_rng(1)
+    full = rng.integers(0, 256, (graph.max_batch, 32, 32), dtype=np.uint8)
+    want = direct.describe(full)
+    graph.describe(full[:7])  # changes the direct context's shape and addresses
+    graph.describe(torch.from_numpy(full[:33]).cuda())  # device addresses on that context
+    for _ in range(3):
+        np.testing.assert_allclose(graph.describe(full), want, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_torch_input_on_the_default_stream_uses_the_own_stream(engine: Path) -> None:
+    torch = pytest.importorskip("torch")
+    trt = runtime.load(engine)
+    x = torch.randint(0, 256, (100, 32, 32), dtype=torch.uint8, device="cuda")
+    want = trt.describe(x.cpu().numpy())
+    assert torch.cuda.current_stream().cuda_stream == 0
+    out = trt.describe(x)  # no stream=: the own stream, joined to torch's by events
+    out.mul_(1.0)  # torch's stream must see the finished descriptors
+    np.testing.assert_allclose(out.cpu().numpy(), want, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_float_torch_input_is_converted_on_the_callers_stream(engine: Path) -> None:
+    torch = pytest.importorskip("torch")
+    trt = runtime.load(engine)
+    x = torch.randint(0, 256, (300, 32, 32), device="cuda").float()
+    want = trt.describe(x.cpu().numpy())
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    for _ in range(5):
+        with torch.cuda.stream(side):
+            out = trt.describe(x + 0.0, stream=side)  # the conversion must run on `side`
+        side.synchronize()
+        np.testing.assert_allclose(out.cpu().numpy(), want, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_describe_from_another_thread(engine: Path) -> None:
+    import threading
+
+    from hardnet_export._cuda import cuda_device_count, device_properties
+
+    # On cuda:1 a thread that never called cudaSetDevice would enqueue on cuda:0.
+    same = cuda_device_count() > 1 and (
+        device_properties(1)["compute_capability"] == device_properties(0)["compute_capability"]
+    )
+    device = "cuda:1" if same else "cuda:0"
+    trt = runtime.load(engine, device=device)
+    x = np.random.default_rng(2).integers(0, 256, (50, 32, 32), dtype=np.uint8)
+    want = trt.describe(x)
+    got: list[np.ndarray] = []
+    thread = threading.Thread(target=lambda: got.append(trt.describe(x)))
+    thread.start()
+    thread.join()
+    np.testing.assert_allclose(got[0], want, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_misaligned_device_input_is_refused(engine: Path) -> None:
+    torch = pytest.importorskip("torch")
+    trt = runtime.load(engine)
+    flat = torch.zeros(4 * 1024 + 1, dtype=torch.uint8, device="cuda")
+    view = flat[1:].view(4, 32, 32)  # one byte past an aligned allocation
+    with pytest.raises(ValueError, match="256-byte boundary"):
+        trt.describe(view)
+
+
+@pytest.mark.gpu
+def test_close_releases_the_contexts(engine: Path) -> None:
+    trt = runtime.load(engine)
+    trt.close()
+    assert trt.context is None and trt._graph_context is None and trt.engine is None
+    trt.close()  # twice is fine
+    with pytest.raises(RuntimeError, match="was closed"):
+        trt.describe(np.zeros((2, 32, 32), np.uint8))
+
+
+@pytest.mark.gpu
+def test_version_compatible_engine_loads(onnx_model: Path, tmp_path: Path) -> None:
+    if not _has_tensorrt():
+        pytest.skip("needs TensorRT")
+    from hardnet_export.export.tensorrt import build_engine
+
+    path = tmp_path / "vc.engine"
+    build_engine(onnx_model, path, opt_batch=16, max_batch=16, version_compatible=True)
+    trt = runtime.load(path)  # deserialisation needs engine_host_code_allowed
+    ort = runtime.load(onnx_model, device="cpu")
+    x = np.random.default_rng(3).integers(0, 256, (16, 32, 32), dtype=np.uint8)
+    assert float((trt.describe(x) * ort.describe(x)).sum(1).min()) >= 0.9999
+
+
+@pytest.mark.gpu
+def test_describe_timed_on_the_engine(engine: Path) -> None:
+    trt = runtime.load(engine)
+    x = np.random.default_rng(4).integers(0, 256, (70, 32, 32), dtype=np.uint8)
+    out, seconds = trt.describe_timed(x)
+    assert seconds is not None and seconds > 0
+    np.testing.assert_allclose(out, trt.describe(x), atol=1e-5)
+
+
+def test_alignment_check() -> None:
+    from hardnet_export.runtime.cudart import check_alignment
+
+    check_alignment(0x7F0000000000, "x")
+    with pytest.raises(ValueError, match="256-byte boundary.*offset 1"):
+        check_alignment(0x7F0000000001, "device patches")
