@@ -189,9 +189,8 @@ def evaluate(
 
     Example: hardnet-export eval --model runs/builtin/final.pth --data stereo,builtin --json r.json
     """
-    from rich.console import Console
-
     from hardnet_export._io import check_writable
+    from hardnet_export._progress import plain_console
     from hardnet_export.evaluation.suite import render_tables, write_json
     from hardnet_export.shipped import SHIPPED_WEIGHTS
 
@@ -201,7 +200,7 @@ def evaluate(
         model or SHIPPED_WEIGHTS, data, rootsift=rootsift, sift_size=sift_size, n_pairs=pairs,
         seed=seed, device=device, progress=progress,
     )  # fmt: skip
-    console = Console()
+    console = plain_console()
     for table in render_tables(tables):
         console.print(table)
     if json_out is not None:
@@ -396,9 +395,9 @@ def trt(
 
     Example: hardnet-export trt model.fp16.onnx -o model.fp16.engine
     """
-    from rich.console import Console
+    from hardnet_export._progress import plain_console
 
-    with Console(stderr=True).status(f"building a TensorRT engine from {onnx}"):
+    with plain_console(stderr=True).status(f"building a TensorRT engine from {onnx}"):
         result = build_engine(
             onnx,
             out,
@@ -475,9 +474,10 @@ def bench(
 
     Example: hardnet-export bench model.fp32.onnx --batch-sizes 1,32,256 --json bench.json
     """
-    from rich.console import Console
+    from rich.text import Text
 
     from hardnet_export._io import check_writable
+    from hardnet_export._progress import plain_console
     from hardnet_export.benchmark import report
     from hardnet_export.benchmark.run import parse_batch_sizes
 
@@ -498,10 +498,10 @@ def bench(
         command=" ".join(["hardnet-export", *sys.argv[1:]]),
     )
     # The table has a dozen columns: never squeeze it into a pipe's default 80.
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = plain_console(width=None if sys.stdout.isatty() else 160)
     console.print(report.to_table(result))
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(Text.assemble(("warning:", "yellow"), " ", warning))
     for path, write in ((json_out, report.write_json), (markdown, report.write_markdown)):
         if path is not None:
             console.print(f"wrote {write(result, path)}")
@@ -610,7 +610,8 @@ def match(
     """Match two images and draw the inliers.
 
     Mutual nearest neighbours with a ratio test, then RANSAC (USAC MAGSAC++ when OpenCV has
-    it). --descriptor sift runs OpenCV's SIFT descriptor on the same keypoints.
+    it). --descriptor sift runs OpenCV's SIFT descriptor on the same keypoints. The PNG shows
+    at most 200 inliers as thin lines coloured by descriptor distance, with the counts.
 
     Example: hardnet-export match left.png right.png --model model.fp32.onnx -o matches.png
     """
@@ -640,7 +641,8 @@ def match(
         ratio=ratio,
         threshold=threshold,
     )
-    ok, png = cv2.imencode(".png", draw_matches(first, second, result))
+    title = "HardNet" if descriptor == "hardnet" else "OpenCV SIFT"
+    ok, png = cv2.imencode(".png", draw_matches(first, second, result, title=title))
     if not ok:
         raise RuntimeError("OpenCV could not encode the match image")
     atomic_write_bytes(out, png.tobytes())
