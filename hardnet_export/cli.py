@@ -512,7 +512,12 @@ def bench(
 @app.command()
 def describe(
     images: list[Path] = typer.Argument(..., help="Image files (any format OpenCV reads)."),
-    out: Path = typer.Option(..., "-o", "--out", help="The .npz file to write."),
+    out: Path = typer.Option(
+        ...,
+        "-o",
+        "--out",
+        help="The .npz to write, or an hloc features .h5 (appended to; images in it skipped).",
+    ),
     model: Path | None = typer.Option(
         None, "--model", help="Model artifact (.pth, .onnx, .engine); omitted: the shipped one."
     ),
@@ -540,10 +545,16 @@ def describe(
 
     The .npz holds keypoints_i (K, 4: x, y, size, angle), descriptors_i (K, 128) and
     valid_i (K, false where --out-of-bounds zero kept a keypoint with a zero descriptor) for
-    image i, and the image paths under 'images'.
+    image i, and the image paths under 'images'. An .h5 is hloc's features file: one group
+    per image path with keypoints (K, 2), descriptors (128, K), scores (K,) and image_size
+    [W, H]; it is appended to, and images already in it are skipped (a run resumes).
 
     Example: hardnet-export describe a.png b.png --model model.fp32.onnx -o descriptors.npz
+
+    Example: hardnet-export describe images/*.jpg -o features.h5 --max-keypoints 4096
     """
+    import numpy as np
+
     from hardnet_export import runtime
     from hardnet_export._io import check_writable
     from hardnet_export._progress import track
@@ -553,12 +564,36 @@ def describe(
     from hardnet_export.validate import check_str
 
     check_str("--out-of-bounds", out_of_bounds, choices=OUT_OF_BOUNDS)
-    check_writable(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".npz", ".h5", ".hdf5"):
+        raise InputError(f"-o must name a .npz or an hloc .h5 file, got {out}")
+    hloc = suffix != ".npz"
+    if hloc:
+        from hardnet_export.runtime import hloc as hloc_file
+
+        hloc_file.import_h5py()
+        done = hloc_file.complete_images(out)
+        todo = [p for p in images if hloc_file.image_key(p) not in done]
+        if len(todo) < len(images):
+            typer.echo(f"{len(images) - len(todo)} images already in {out}: skipped")
+        if not todo:
+            return
+        if not out.exists():
+            check_writable(out)
+    else:
+        todo = list(images)
+        check_writable(out)
     given = load_keypoints_file(keypoints) if keypoints is not None else None
     describer = runtime.load(model, device=device)
     features = []
-    for path in track(images, len(images), "describing", unit="img", enabled=len(images) > 1):
+    for path in track(todo, len(todo), "describing", unit="img", enabled=len(todo) > 1):
         image = read_image(path)
+        detected = None
+        if given is None and hloc:
+            from hardnet_export.runtime.keypoints import detect_keypoints
+
+            # hloc wants each keypoint's score: keep the detector's response.
+            detected = detect_keypoints(image, detector=detector, max_keypoints=max_keypoints)
         try:
             features.append(
                 describe_image(
@@ -566,7 +601,7 @@ def describe(
                     image,
                     detector=detector,
                     max_keypoints=max_keypoints,
-                    keypoints=given,
+                    keypoints=given if detected is None else detected,
                     out_of_bounds=out_of_bounds,
                 )
             )
@@ -575,8 +610,19 @@ def describe(
                 raise
             # The bound depends on the image: name both files the message is about.
             raise InputError(f"{keypoints} on {path}: {exc}") from None
-    save_features(out, images, features)
-    for path, (kps, desc) in zip(images, features, strict=True):
+        if hloc:
+            kps, desc = features[-1]
+            scores = (
+                np.array([k.response for k in detected], np.float32)
+                if detected is not None
+                else np.ones(len(kps), np.float32)
+            )
+            hloc_file.write_image_features(
+                out, hloc_file.image_key(path), kps, desc, scores, (image.shape[1], image.shape[0])
+            )
+    if not hloc:
+        save_features(out, images, features)
+    for path, (kps, desc) in zip(todo, features, strict=True):
         outside = int((~desc.any(axis=1)).sum())
         kept = f" ({outside} out of bounds, zero descriptors)" if outside else ""
         typer.echo(f"{path}: {len(kps)} keypoints{kept}")
