@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -25,15 +26,25 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     A crash or exception midway leaves any previous file at ``path`` untouched and
     removes the partial temporary file, so no artifact is ever half-written.
 
+    The result has the mode a plain ``open()`` would give: a new file 0666 less the umask,
+    an existing file keeps its own mode (a re-export must not widen or narrow who may read
+    it). A symlink at ``path`` stays a symlink: its target is what gets written, as
+    ``open(path, "w")`` would do.
+
     Raises:
         MissingFileError: the folder does not exist.
         OutputError: ``path`` is a folder, or nothing can be created in its folder.
     """
     target = Path(path)
+    if target.is_symlink():
+        # Renaming onto the link would replace the link itself with a plain file.
+        target = Path(os.path.realpath(target))
     _check_target(target)
     tmp = _new_temporary(target)
     try:
         yield tmp
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
         os.replace(tmp, target)
     finally:
         if tmp.exists():

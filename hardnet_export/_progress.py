@@ -8,6 +8,18 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def plain_console(**options: Any) -> Any:
+    """A rich ``Console`` that prints text as given: no markup, no highlighting.
+
+    Every message here may hold user text (a file name, a ``pip install 'x[trt]'`` hint) in
+    which rich would take ``[trt]`` for a style tag and drop it; styles are given as
+    ``style=`` or ``rich.text.Text`` spans instead. Tables printed on it get the same rule.
+    """
+    from rich.console import Console
+
+    return Console(markup=False, highlight=False, **options)
+
+
 def progress_bar(*columns: Any, enabled: bool = True, transient: bool = False) -> Any:
     """A rich ``Progress``: description, bar, done/total, then ``columns``, elapsed and ETA.
 
@@ -23,9 +35,10 @@ def progress_bar(*columns: Any, enabled: bool = True, transient: bool = False) -
         TimeRemainingColumn,
     )
 
-    extra = [TextColumn(c) if isinstance(c, str) else c for c in columns]
+    extra = [TextColumn(c, markup=False) if isinstance(c, str) else c for c in columns]
     return Progress(
-        TextColumn("{task.description}"),
+        # Descriptions name artifacts and images: text, never markup.
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         *extra,
@@ -34,6 +47,7 @@ def progress_bar(*columns: Any, enabled: bool = True, transient: bool = False) -
         TimeRemainingColumn(),
         disable=not enabled,
         transient=transient,
+        console=plain_console(),
     )
 
 

@@ -126,15 +126,14 @@ def resolve_reference(artifact: Path, provenance: Provenance, reference: Path | 
     """
     if reference is not None:
         return Path(reference)
-    import importlib.util
-
     from hardnet_export._io import sha256_file
+    from hardnet_export.host import installed
     from hardnet_export.shipped import SHIPPED_ONNX, SHIPPED_WEIGHTS
 
     weights = provenance.weights_sha256
     if weights and SHIPPED_WEIGHTS.is_file() and weights == sha256_file(SHIPPED_WEIGHTS):
         # The same FP32 weights either way; the ONNX form runs where torch is not installed.
-        torch_here = importlib.util.find_spec("torch") is not None
+        torch_here = installed("torch")
         return SHIPPED_WEIGHTS if torch_here or not SHIPPED_ONNX.is_file() else SHIPPED_ONNX
     named = f"weights sha256 {weights[:12]}..." if weights else "no weights hash"
     raise InputError(

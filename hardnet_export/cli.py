@@ -189,9 +189,8 @@ def evaluate(
 
     Example: hardnet-export eval --model runs/builtin/final.pth --data stereo,builtin --json r.json
     """
-    from rich.console import Console
-
     from hardnet_export._io import check_writable
+    from hardnet_export._progress import plain_console
     from hardnet_export.evaluation.suite import render_tables, write_json
     from hardnet_export.shipped import SHIPPED_WEIGHTS
 
@@ -201,7 +200,7 @@ def evaluate(
         model or SHIPPED_WEIGHTS, data, rootsift=rootsift, sift_size=sift_size, n_pairs=pairs,
         seed=seed, device=device, progress=progress,
     )  # fmt: skip
-    console = Console()
+    console = plain_console()
     for table in render_tables(tables):
         console.print(table)
     if json_out is not None:
@@ -398,9 +397,9 @@ def trt(
 
     Example: hardnet-export trt model.fp16.onnx -o model.fp16.engine
     """
-    from rich.console import Console
+    from hardnet_export._progress import plain_console
 
-    with Console(stderr=True).status(f"building a TensorRT engine from {onnx}"):
+    with plain_console(stderr=True).status(f"building a TensorRT engine from {onnx}"):
         result = build_engine(
             onnx,
             out,
@@ -477,9 +476,10 @@ def bench(
 
     Example: hardnet-export bench model.fp32.onnx --batch-sizes 1,32,256 --json bench.json
     """
-    from rich.console import Console
+    from rich.text import Text
 
     from hardnet_export._io import check_writable
+    from hardnet_export._progress import plain_console
     from hardnet_export.benchmark import report
     from hardnet_export.benchmark.run import parse_batch_sizes
 
@@ -500,10 +500,10 @@ def bench(
         command=" ".join(["hardnet-export", *sys.argv[1:]]),
     )
     # The table has a dozen columns: never squeeze it into a pipe's default 80.
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = plain_console(width=None if sys.stdout.isatty() else 160)
     console.print(report.to_table(result))
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(Text.assemble(("warning:", "yellow"), " ", warning))
     for path, write in ((json_out, report.write_json), (markdown, report.write_markdown)):
         if path is not None:
             console.print(f"wrote {write(result, path)}")
@@ -514,7 +514,12 @@ def bench(
 @app.command()
 def describe(
     images: list[Path] = typer.Argument(..., help="Image files (any format OpenCV reads)."),
-    out: Path = typer.Option(..., "-o", "--out", help="The .npz file to write."),
+    out: Path = typer.Option(
+        ...,
+        "-o",
+        "--out",
+        help="The .npz to write, or an hloc features .h5 (appended to; images in it skipped).",
+    ),
     model: Path | None = typer.Option(
         None, "--model", help="Model artifact (.pth, .onnx, .engine); omitted: the shipped one."
     ),
@@ -542,10 +547,16 @@ def describe(
 
     The .npz holds keypoints_i (K, 4: x, y, size, angle), descriptors_i (K, 128) and
     valid_i (K, false where --out-of-bounds zero kept a keypoint with a zero descriptor) for
-    image i, and the image paths under 'images'.
+    image i, and the image paths under 'images'. An .h5 is hloc's features file: one group
+    per image path with keypoints (K, 2), descriptors (128, K), scores (K,) and image_size
+    [W, H]; it is appended to, and images already in it are skipped (a run resumes).
 
     Example: hardnet-export describe a.png b.png --model model.fp32.onnx -o descriptors.npz
+
+    Example: hardnet-export describe images/*.jpg -o features.h5 --max-keypoints 4096
     """
+    import numpy as np
+
     from hardnet_export import runtime
     from hardnet_export._io import check_writable
     from hardnet_export._progress import track
@@ -555,12 +566,36 @@ def describe(
     from hardnet_export.validate import check_str
 
     check_str("--out-of-bounds", out_of_bounds, choices=OUT_OF_BOUNDS)
-    check_writable(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".npz", ".h5", ".hdf5"):
+        raise InputError(f"-o must name a .npz or an hloc .h5 file, got {out}")
+    hloc = suffix != ".npz"
+    if hloc:
+        from hardnet_export.runtime import hloc as hloc_file
+
+        hloc_file.import_h5py()
+        done = hloc_file.complete_images(out)
+        todo = [p for p in images if hloc_file.image_key(p) not in done]
+        if len(todo) < len(images):
+            typer.echo(f"{len(images) - len(todo)} images already in {out}: skipped")
+        if not todo:
+            return
+        if not out.exists():
+            check_writable(out)
+    else:
+        todo = list(images)
+        check_writable(out)
     given = load_keypoints_file(keypoints) if keypoints is not None else None
     describer = runtime.load(model, device=device)
     features = []
-    for path in track(images, len(images), "describing", unit="img", enabled=len(images) > 1):
+    for path in track(todo, len(todo), "describing", unit="img", enabled=len(todo) > 1):
         image = read_image(path)
+        detected = None
+        if given is None and hloc:
+            from hardnet_export.runtime.keypoints import detect_keypoints
+
+            # hloc wants each keypoint's score: keep the detector's response.
+            detected = detect_keypoints(image, detector=detector, max_keypoints=max_keypoints)
         try:
             features.append(
                 describe_image(
@@ -568,7 +603,7 @@ def describe(
                     image,
                     detector=detector,
                     max_keypoints=max_keypoints,
-                    keypoints=given,
+                    keypoints=given if detected is None else detected,
                     out_of_bounds=out_of_bounds,
                 )
             )
@@ -577,8 +612,19 @@ def describe(
                 raise
             # The bound depends on the image: name both files the message is about.
             raise InputError(f"{keypoints} on {path}: {exc}") from None
-    save_features(out, images, features)
-    for path, (kps, desc) in zip(images, features, strict=True):
+        if hloc:
+            kps, desc = features[-1]
+            scores = (
+                np.array([k.response for k in detected], np.float32)
+                if detected is not None
+                else np.ones(len(kps), np.float32)
+            )
+            hloc_file.write_image_features(
+                out, hloc_file.image_key(path), kps, desc, scores, (image.shape[1], image.shape[0])
+            )
+    if not hloc:
+        save_features(out, images, features)
+    for path, (kps, desc) in zip(todo, features, strict=True):
         outside = int((~desc.any(axis=1)).sum())
         kept = f" ({outside} out of bounds, zero descriptors)" if outside else ""
         typer.echo(f"{path}: {len(kps)} keypoints{kept}")
@@ -612,7 +658,8 @@ def match(
     """Match two images and draw the inliers.
 
     Mutual nearest neighbours with a ratio test, then RANSAC (USAC MAGSAC++ when OpenCV has
-    it). --descriptor sift runs OpenCV's SIFT descriptor on the same keypoints.
+    it). --descriptor sift runs OpenCV's SIFT descriptor on the same keypoints. The PNG shows
+    at most 200 inliers as thin lines coloured by descriptor distance, with the counts.
 
     Example: hardnet-export match left.png right.png --model model.fp32.onnx -o matches.png
     """
@@ -642,7 +689,8 @@ def match(
         ratio=ratio,
         threshold=threshold,
     )
-    ok, png = cv2.imencode(".png", draw_matches(first, second, result))
+    title = "HardNet" if descriptor == "hardnet" else "OpenCV SIFT"
+    ok, png = cv2.imencode(".png", draw_matches(first, second, result, title=title))
     if not ok:
         raise RuntimeError("OpenCV could not encode the match image")
     atomic_write_bytes(out, png.tobytes())

@@ -103,10 +103,12 @@ class _Stages:
         self.total = total
 
     def run(self, name: str, fn: Callable[[], str | None], *, optional: bool = True) -> bool:
+        from rich.text import Text
+
         from hardnet_export.errors import MissingDependencyError
 
         index = len(self.report.stages) + 1
-        self.console.rule(f"[bold][{index}/{self.total}] {name}")
+        self.console.rule(Text(f"[{index}/{self.total}] {name}", style="bold"))
         start = time.perf_counter()
         try:
             detail = fn() or ""
@@ -121,21 +123,19 @@ class _Stages:
         seconds = time.perf_counter() - start
         self.report.stages.append(StageResult(name, status, round(seconds, 2), detail))
         style = {"ok": "green", "skipped": "yellow", "failed": "red"}[status]
-        from rich.markup import escape
-
         # The detail may hold "pip install 'hardnet-export[trt]'": text, not markup.
-        line = f"[{style}]{status}[/] in {seconds:.1f} s" + (
-            f": {escape(detail)}" if detail else ""
-        )
+        line = Text.assemble((status, style), f" in {seconds:.1f} s")
+        if detail:
+            line.append(f": {detail}")
         self.console.print(line)
         return status == "ok"
 
 
 def run_demo(config: DemoConfig) -> DemoReport:
     """Run the whole pipeline on built-in data and write ``report.md`` and ``report.json``."""
-    from rich.console import Console
+    from hardnet_export._progress import plain_console
 
-    console = Console(stderr=True, quiet=not config.progress)
+    console = plain_console(stderr=True, quiet=not config.progress)
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     report = DemoReport(config={**asdict(config), "out": str(out)})
@@ -156,7 +156,7 @@ def run_demo(config: DemoConfig) -> DemoReport:
     stages.run("Matching the motorcycle stereo pair", lambda: _matching(report, out))
     stages.run("Report", lambda: _write_report(report, out), optional=False)
     if config.progress:
-        summary = Console()  # progress went to stderr; the results go to stdout
+        summary = plain_console()  # progress went to stderr; the results go to stdout
         for table in summary_tables(report):
             summary.print(table)
     return report
@@ -309,9 +309,12 @@ def _matching(report: DemoReport, out: Path) -> str:
     lines = []
     for name, descriptor in (("hardnet", describer), ("sift", OpenCVSift())):
         result = match_images(left, right, descriptor, geometry="fundamental")
-        correct = stereo_correct(result, disparity)
+        truth = stereo_correct_mask(result, disparity)
+        correct = int((truth & result.inliers).sum())
         png = out / f"matches_{name}.png"
-        if not cv2.imwrite(str(png), draw_matches(left, right, result)):
+        title = "HardNet" if name == "hardnet" else "OpenCV SIFT"
+        picture = draw_matches(left, right, result, correct=truth, title=title)
+        if not cv2.imwrite(str(png), picture):
             raise OSError(f"could not write {png}")
         report.files[f"matches_{name}"] = png.name
         row = {
@@ -334,16 +337,25 @@ def stereo_correct(result: Any, disparity: np.ndarray, tol: float = MATCH_TOLERA
     Shape:
         - disparity: (H, W) float, invalid pixels non-finite.
     """
-    count = 0
-    for (i, j), inlier in zip(result.matches, result.inliers, strict=True):
-        if not inlier:
-            continue
+    return int((stereo_correct_mask(result, disparity, tol) & result.inliers).sum())
+
+
+def stereo_correct_mask(
+    result: Any, disparity: np.ndarray, tol: float = MATCH_TOLERANCE_PX
+) -> np.ndarray:
+    """Which matches (inliers or not) agree with the ground-truth disparity within ``tol``.
+
+    Shape:
+        - disparity: (H, W) float, invalid pixels non-finite.
+        - Output: (M,) bool.
+    """
+    mask = np.zeros(len(result.matches), bool)
+    for k, (i, j) in enumerate(result.matches):
         x1, y1 = result.keypoints1[i].pt
         x2, y2 = result.keypoints2[j].pt
         d = disparity[int(round(y1)), int(round(x1))]
-        if np.isfinite(d) and abs(x2 - (x1 - d)) <= tol and abs(y2 - y1) <= tol:
-            count += 1
-    return count
+        mask[k] = bool(np.isfinite(d) and abs(x2 - (x1 - d)) <= tol and abs(y2 - y1) <= tol)
+    return mask
 
 
 def _write_report(report: DemoReport, out: Path) -> str:

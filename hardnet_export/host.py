@@ -123,3 +123,18 @@ def host_record() -> dict[str, Any]:
         "int8_kernels": INT8_ISAS[isa],
         "onnxruntime": onnxruntime,
     }
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported here, without importing it.
+
+    A module blocked on purpose (``sys.modules[name] = None``, or a meta-path finder that
+    refuses it, as the torch-free tests do) counts as absent, as does a broken install whose
+    finder raises: both mean the code that wanted it must take its other path.
+    """
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False

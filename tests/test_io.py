@@ -97,3 +97,37 @@ def test_scratch_folders_of_killed_processes_are_removed(tmp_path: Path) -> None
         folder.mkdir()
     assert remove_stale_scratch(tmp_path, "hardnet-test-") == [dead]
     assert alive.is_dir() and other.is_dir() and not dead.exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_rewrite_keeps_the_existing_mode(tmp_path: Path, umask: int) -> None:
+    target = tmp_path / "model.onnx"
+    old = os.umask(umask)
+    try:
+        atomic_write_text(target, "first")
+        assert _mode(target) == 0o666 & ~umask
+        target.chmod(0o640)
+        atomic_write_text(target, "second")
+    finally:
+        os.umask(old)
+    assert _mode(target) == 0o640
+    assert target.read_text() == "second"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_write_through_a_symlink_writes_its_target(tmp_path: Path, umask: int) -> None:
+    real = tmp_path / "real" / "model.onnx"
+    real.parent.mkdir()
+    link = tmp_path / "model.onnx"
+    link.symlink_to(real)
+    old = os.umask(umask)
+    try:
+        atomic_write_text(link, "new")  # a dangling link: its target is created
+        assert _mode(real) == 0o666 & ~umask
+        real.chmod(0o600)
+        atomic_write_text(link, "again")
+    finally:
+        os.umask(old)
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert real.read_text() == "again" and _mode(real) == 0o600
+    assert sorted(p.name for p in real.parent.iterdir()) == ["model.onnx"]

@@ -16,6 +16,7 @@ from hardnet_export.host import cpu_flags, cpu_model, int8_isa
 LIBRARIES: dict[str, tuple[str, ...]] = {
     "numpy": ("numpy",),
     "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+    "openvino": ("openvino",),
     "onnx": ("onnx",),
     "torch": ("torch",),
     "tensorrt": ("tensorrt", "tensorrt-cu13", "tensorrt-cu12"),

@@ -234,7 +234,11 @@ def run_benchmark(
     notes: list[str] = []
     if artifacts:
         targets = artifact_targets(artifacts, device)
-        if baseline:
+        from hardnet_export.host import installed
+
+        if baseline and not installed("torch"):
+            notes.append("no PyTorch eager FP32 baseline, so no throughput ratio: no torch here")
+        elif baseline:
             try:
                 source = Path(weights) if weights is not None else shipped_weights()
                 targets.insert(0, baseline_target(device, source))
@@ -246,6 +250,7 @@ def run_benchmark(
             Path(cache_dir) if cache_dir else None,
             Path(weights) if weights is not None else None,
             max_batch=max(sizes),
+            notes=notes,
         )
 
     # One fixed pair set: its patches are the timing input, and it is the accuracy set.

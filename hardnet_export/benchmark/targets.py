@@ -74,7 +74,7 @@ def baseline_target(device: str, weights: Path | None = None) -> Target:
 
 def shipped_weights() -> Path:
     """The shipped checkpoint; FileNotFoundError when this installation has none."""
-    from hardnet_export.model import SHIPPED_WEIGHTS
+    from hardnet_export.shipped import SHIPPED_WEIGHTS
 
     if not SHIPPED_WEIGHTS.is_file():
         raise MissingFileError(
@@ -144,20 +144,47 @@ def built_engine(onnx_path: Path, max_batch: int, cache_dir: Path) -> Path:
     return built.engine
 
 
+def cpu_backends() -> list[str]:
+    """The CPU backends for ``.onnx`` graphs installed here, ONNX Runtime first."""
+    from hardnet_export.host import installed
+
+    return [name for name in ("onnxruntime", "openvino") if installed(name)]
+
+
 def default_targets(
     device: str,
     cache_dir: Path | None = None,
     weights: Path | None = None,
     max_batch: int = 1024,
+    notes: list[str] | None = None,
 ) -> list[Target]:
     """Every variant of the model that runs on ``device`` here, baseline first.
 
-    CPU: PyTorch eager FP32, then every variant of the table on ONNX Runtime. CUDA:
-    PyTorch FP32, PyTorch FP16 replaying a CUDA graph per batch size, and a TensorRT engine
-    of every variant TensorRT builds, with the batch profile 1..``max_batch``, where
-    TensorRT is installed.
+    CPU: PyTorch eager FP32, then every variant of the table on ONNX Runtime and on
+    OpenVINO where it is installed. Without torch (the core install) nothing can be
+    exported: the shipped FP32 graph on every installed CPU backend, with no baseline (a
+    line in ``notes`` says so). CUDA: PyTorch FP32, PyTorch FP16 replaying a CUDA graph per
+    batch size, and a TensorRT engine of every variant TensorRT builds, with the batch
+    profile 1..``max_batch``, where TensorRT is installed.
     """
+    from hardnet_export.host import installed
+    from hardnet_export.shipped import SHIPPED_ONNX
+
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if not installed("torch"):
+        if weights is not None or device != "cpu":
+            raise InputError(
+                "without torch only the shipped FP32 graph can be benchmarked by default, on "
+                "the CPU; pass artifacts to benchmark, or install hardnet-export[train]"
+            )
+        if not SHIPPED_ONNX.is_file():
+            raise MissingFileError(f"no shipped model in this installation ({SHIPPED_ONNX})")
+        if notes is not None:
+            notes.append(
+                "torch is not installed: only the shipped FP32 graph, no PyTorch baseline and "
+                "no other variants (they are exported with torch)"
+            )
+        return [Target(f"{b} fp32", SHIPPED_ONNX, b, device) for b in cpu_backends()]
     weights = weights or shipped_weights()
     targets = [baseline_target(device, weights)]
     if device == "cuda":
@@ -181,5 +208,6 @@ def default_targets(
         return targets
     for variant in VARIANTS:
         onnx_path = exported_onnx(weights, variant, cache)
-        targets.append(Target(f"onnxruntime {variant.name}", onnx_path, "onnxruntime", device))
+        for backend in cpu_backends():
+            targets.append(Target(f"{backend} {variant.name}", onnx_path, backend, device))
     return targets

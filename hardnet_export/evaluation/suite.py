@@ -157,6 +157,7 @@ def run_evaluation(
 def render_tables(tables: Sequence[EvalTable]) -> list[Any]:
     """Rich tables, one per dataset: rows are metrics, columns describers, best in bold."""
     from rich.table import Table
+    from rich.text import Text
 
     out = []
     for t in tables:
@@ -170,7 +171,7 @@ def render_tables(tables: Sequence[EvalTable]) -> list[Any]:
             best = min(values) if lower else max(values)
             table.add_row(
                 label,
-                *[f"[bold]{100 * v:.2f}[/bold]" if v == best else f"{100 * v:.2f}" for v in values],
+                *[Text(f"{100 * v:.2f}", style="bold" if v == best else "") for v in values],
             )
         out.append(table)
     return out

@@ -142,6 +142,60 @@ def stream_handle(stream: Any) -> int | None:
         ) from exc
 
 
+def check_graph_signature(
+    artifact: Path,
+    *,
+    n_inputs: int,
+    n_outputs: int,
+    input_name: str,
+    input_shape: list[Any],
+    input_type: str,
+    output_name: str,
+    output_shape: list[Any],
+    max_batch: int | None,
+) -> int | None:
+    """Check that a graph a backend opened is a HardNet graph; return its fixed batch size
+    (None for a dynamic batch axis). Every graph backend refuses the same things in the
+    same words.
+
+    Args:
+        input_type: ``uint8`` or ``float32`` when the graph takes one of them; anything
+            else is refused, named as the backend calls it.
+        input_shape, output_shape: dimensions, None (or a name) where dynamic.
+
+    Raises:
+        ValueError: not one input and one output, wrong shapes or dtype, or a fixed batch
+            that ``max_batch`` contradicts.
+    """
+    if n_inputs != 1 or n_outputs < 1:
+        raise InputError(
+            f"{artifact} is not a HardNet graph: expected one input and one output, got "
+            f"{n_inputs} inputs and {n_outputs} outputs"
+        )
+    shape = list(input_shape)
+    if len(shape) != 4 or shape[1:] != [1, PATCH_SIZE, PATCH_SIZE]:
+        raise InputError(
+            f"{artifact} is not a HardNet graph: its input {input_name!r} has shape {shape}, "
+            f"expected (N, 1, {PATCH_SIZE}, {PATCH_SIZE})"
+        )
+    if not output_shape or output_shape[-1] != DESCRIPTOR_SIZE:
+        raise InputError(
+            f"{artifact} is not a HardNet graph: output {output_name!r} has shape "
+            f"{output_shape}, expected (N, {DESCRIPTOR_SIZE})"
+        )
+    if input_type not in ("uint8", "float32"):
+        raise InputError(
+            f"{artifact}: input {input_name!r} is {input_type}, expected uint8 or float32"
+        )
+    fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    if fixed is not None and max_batch is not None and max_batch != fixed:
+        raise InputError(
+            f"{artifact} was exported with a fixed batch of {fixed}; max_batch={max_batch} "
+            "cannot be used (re-export with a dynamic batch)"
+        )
+    return fixed
+
+
 class Describer(abc.ABC):
     """A loaded descriptor model: ``describe`` patches, ``compute`` at OpenCV keypoints.
 

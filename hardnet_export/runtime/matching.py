@@ -36,6 +36,7 @@ class MatchResult:
             there were too few matches or RANSAC failed.
         geometry: ``homography`` or ``fundamental``.
         descriptor: the describer's backend name (``opencv-sift`` for OpenCV's SIFT).
+        distances: L2 descriptor distance of each match, (M,) float32.
     """
 
     keypoints1: list[cv2.KeyPoint]
@@ -45,6 +46,7 @@ class MatchResult:
     model: np.ndarray | None
     geometry: str
     descriptor: str
+    distances: np.ndarray | None = None
 
     @property
     def n_inliers(self) -> int:
@@ -228,28 +230,120 @@ def match_images(
     pts1 = np.array([kps1[i].pt for i in matches[:, 0]], np.float64).reshape(-1, 2)
     pts2 = np.array([kps2[j].pt for j in matches[:, 1]], np.float64).reshape(-1, 2)
     model, inliers = estimate_geometry(pts1, pts2, geometry, threshold)
-    return MatchResult(kps1, kps2, matches, inliers, model, geometry, describer.backend)
+    distances = np.linalg.norm(desc1[matches[:, 0]] - desc2[matches[:, 1]], axis=1)
+    return MatchResult(
+        kps1, kps2, matches, inliers, model, geometry, describer.backend, distances
+    )
+
+
+#: Most match lines one picture shows: more hide each other and the images under them.
+MAX_DRAWN = 200
+_GREEN, _RED, _GREY = (60, 200, 60), (40, 40, 230), (170, 170, 170)
 
 
 def draw_matches(
-    image1: np.ndarray, image2: np.ndarray, result: MatchResult, *, inliers_only: bool = True
+    image1: np.ndarray,
+    image2: np.ndarray,
+    result: MatchResult,
+    *,
+    inliers_only: bool = True,
+    correct: np.ndarray | None = None,
+    max_lines: int = MAX_DRAWN,
+    title: str | None = None,
 ) -> np.ndarray:
-    """The two images side by side with the (inlier) matches drawn, via ``cv2.drawMatches``.
+    """The two images side by side, the (inlier) matches as thin lines, and a legend.
+
+    At most ``max_lines`` lines are drawn (an even sample of the matches, always the same).
+    With ground truth (``correct``: one bool per match) a line is green when the match is
+    correct and red when not; without it the colour runs from yellow (small descriptor
+    distance) to purple (large). The legend under the images gives the counts.
 
     Shape:
-        - Output: (max(H1, H2), W1 + W2, 3) uint8 BGR.
+        - correct: (M,) bool, M = len(result.matches).
+        - Output: (max(H1, H2) + legend, W1 + W2, 3) uint8 BGR.
     """
+    from hardnet_export.validate import check_int
+
+    check_int("max_lines", max_lines, low=1, high=100_000)
+    if correct is not None:
+        correct = np.asarray(correct, bool)
+        if correct.shape != (len(result.matches),):
+            raise InputError(
+                f"correct must hold one bool per match ({len(result.matches)}), got shape "
+                f"{correct.shape}"
+            )
+    gray1, gray2 = as_gray(image1), as_gray(image2)
+    h1, w1 = gray1.shape
+    h2, w2 = gray2.shape
+    height, width = max(h1, h2), w1 + w2
+    scale = max(1.0, width / 1200)  # text and strokes readable at any image size
+    legend_h = int(round(64 * scale))
+    canvas = np.full((height + legend_h, width, 3), 255, np.uint8)
+    # Dimmed photos: the lines, not the texture, should catch the eye.
+    canvas[:h1, :w1] = (cv2.cvtColor(gray1, cv2.COLOR_GRAY2BGR) * 0.75 + 32).astype(np.uint8)
+    canvas[:h2, w1:] = (cv2.cvtColor(gray2, cv2.COLOR_GRAY2BGR) * 0.75 + 32).astype(np.uint8)
+
     keep = result.inliers if inliers_only else np.ones(len(result.matches), bool)
-    dmatches: list[Any] = [
-        cv2.DMatch(int(i), int(j), 0.0) for (i, j), k in zip(result.matches, keep, strict=True) if k
-    ]
-    return cv2.drawMatches(
-        as_gray(image1),
-        result.keypoints1,
-        as_gray(image2),
-        result.keypoints2,
-        dmatches,
-        None,
-        matchColor=(0, 200, 0),
-        flags=cv2.DrawMatchesFlags_NOT_DRAW_SINGLE_POINTS,
+    shown = np.flatnonzero(keep)
+    if len(shown) > max_lines:
+        shown = shown[np.linspace(0, len(shown) - 1, max_lines).round().astype(int)]
+    distances = result.distances
+    if correct is not None:
+        colours = [_GREEN if correct[k] else _RED for k in shown]
+    elif distances is not None and len(shown):
+        d = distances[shown]
+        low, high = float(d.min()), float(d.max())
+        level = ((d - low) / (high - low + 1e-12) * 255).astype(np.uint8)
+        # Inverted viridis: small distances bright yellow, large ones dark purple.
+        ramp = cv2.applyColorMap((255 - level)[:, None], cv2.COLORMAP_VIRIDIS)[:, 0]
+        colours = [tuple(int(c) for c in ramp[n]) for n in range(len(shown))]
+    else:
+        colours = [_GREEN] * len(shown)
+    thickness = max(1, int(round(scale)))
+    for k, colour in zip(shown, colours, strict=True):
+        i, j = result.matches[k]
+        p1 = tuple(int(round(v)) for v in result.keypoints1[i].pt)
+        x2, y2 = result.keypoints2[j].pt
+        p2 = (int(round(x2)) + w1, int(round(y2)))
+        cv2.line(canvas, p1, p2, colour, thickness, cv2.LINE_AA)
+        cv2.circle(canvas, p1, 2 * thickness, colour, -1, cv2.LINE_AA)
+        cv2.circle(canvas, p2, 2 * thickness, colour, -1, cv2.LINE_AA)
+
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.55 * scale
+    line1 = (
+        f"{title or result.descriptor}: {len(result.keypoints1)} / {len(result.keypoints2)} "
+        f"keypoints, {len(result.matches)} matches, {result.n_inliers} inliers "
+        f"({result.geometry}); {len(shown)} lines drawn"
     )
+    if correct is not None:
+        drawn = correct[shown]
+        right = int((keep & correct).sum())
+        wrong = int((keep & ~correct).sum())
+        parts = [
+            (f"green: correct {right}", _GREEN),
+            (f"red: wrong {wrong}", _RED),
+            (f"(lines: {int(drawn.sum())} green, {int((~drawn).sum())} red)", (0, 0, 0)),
+        ]
+    elif distances is not None:
+        parts = [
+            ("colour: descriptor distance,", (0, 0, 0)),
+            ("yellow small", (0, 170, 200)),
+            ("..", (0, 0, 0)),
+            ("purple large", (84, 1, 68)),
+            ("(no ground truth)", (0, 0, 0)),
+        ]
+    else:
+        parts = [("no ground truth", _GREY)]
+    # Shrink the text until the longer legend line fits the picture's width.
+    longest = max(
+        cv2.getTextSize(line1, font, size, thickness)[0][0],
+        cv2.getTextSize(" ".join(t for t, _ in parts), font, size, thickness)[0][0],
+    )
+    size *= min(1.0, (width - 20 * scale) / max(1, longest))
+    y1, y2 = height + int(26 * scale), height + int(54 * scale)
+    x = int(10 * scale)
+    cv2.putText(canvas, line1, (x, y1), font, size, (0, 0, 0), thickness, cv2.LINE_AA)
+    for text, colour in parts:
+        cv2.putText(canvas, text, (x, y2), font, size, colour, thickness, cv2.LINE_AA)
+        x += cv2.getTextSize(text + " ", font, size, thickness)[0][0]
+    return canvas

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE, DescribeFn
+from hardnet_export.artifacts.describe import DescribeFn
 from hardnet_export.artifacts.metadata import (
     SEMANTICS,
     SEMANTICS_EXACT,
@@ -28,8 +28,8 @@ from hardnet_export.artifacts.metadata import (
     GraphMetadata,
 )
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
-from hardnet_export.geometry import PATCH_SIZE, to_uint8
-from hardnet_export.runtime.base import Describer
+from hardnet_export.geometry import to_uint8
+from hardnet_export.runtime.base import Describer, check_graph_signature
 
 if TYPE_CHECKING:
     import onnx
@@ -49,8 +49,8 @@ def _import_onnxruntime() -> Any:
         import onnxruntime
     except ImportError as exc:
         raise MissingDependencyError(
-            "the onnxruntime backend (.onnx) needs ONNX Runtime: pip install onnxruntime "
-            "(or onnxruntime-gpu for CUDA)"
+            "the onnxruntime backend (.onnx) needs ONNX Runtime: pip install "
+            "'hardnet-export[cpu]' (or 'hardnet-export[gpu]' for CUDA; never both)"
         ) from exc
     return onnxruntime
 
@@ -298,33 +298,20 @@ class OnnxRuntimeDescriber(Describer):
 
     def __init__(self, session: Any, artifact: Path, *, max_batch: int | None) -> None:
         inputs, outputs = session.get_inputs(), session.get_outputs()
-        if len(inputs) != 1 or len(outputs) < 1:
-            raise InputError(
-                f"{artifact} is not a HardNet graph: expected one input and one output, got "
-                f"{len(inputs)} inputs and {len(outputs)} outputs"
-            )
-        spec, out_spec = inputs[0], outputs[0]
-        shape = list(spec.shape)
-        if len(shape) != 4 or shape[1:] != [1, PATCH_SIZE, PATCH_SIZE]:
-            raise InputError(
-                f"{artifact} is not a HardNet graph: its input {spec.name!r} has shape {shape}, "
-                f"expected (N, 1, {PATCH_SIZE}, {PATCH_SIZE})"
-            )
-        if out_spec.shape[-1] != DESCRIPTOR_SIZE:
-            raise InputError(
-                f"{artifact} is not a HardNet graph: output {out_spec.name!r} has shape "
-                f"{out_spec.shape}, expected (N, {DESCRIPTOR_SIZE})"
-            )
-        if spec.type not in _ONNX_DTYPES:
-            raise InputError(
-                f"{artifact}: input {spec.name!r} is {spec.type}, expected uint8 or float32"
-            )
-        fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
-        if fixed is not None and max_batch is not None and max_batch != fixed:
-            raise InputError(
-                f"{artifact} was exported with a fixed batch of {fixed}; max_batch={max_batch} "
-                "cannot be used (re-export with a dynamic batch)"
-            )
+        spec = inputs[0] if inputs else None
+        out_spec = outputs[0] if outputs else None
+        fixed = check_graph_signature(
+            artifact,
+            n_inputs=len(inputs),
+            n_outputs=len(outputs),
+            input_name=spec.name if spec is not None else "",
+            input_shape=list(spec.shape) if spec is not None else [],
+            input_type=_ONNX_DTYPES.get(spec.type, spec.type) if spec is not None else "",
+            output_name=out_spec.name if out_spec is not None else "",
+            output_shape=list(out_spec.shape) if out_spec is not None else [],
+            max_batch=max_batch,
+        )
+        assert spec is not None and out_spec is not None
         meta = session.get_modelmeta().custom_metadata_map
         provider = session.get_providers()[0]
         device = _PROVIDER_DEVICE.get(provider, provider)

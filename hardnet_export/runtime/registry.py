@@ -10,12 +10,12 @@ only an error when that backend is asked for.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.host import installed
 from hardnet_export.runtime.base import Describer
 from hardnet_export.shipped import SHIPPED_ONNX
 
@@ -50,6 +50,12 @@ BACKENDS: tuple[Backend, ...] = (
         threads_option="intra_op_num_threads",
     ),
     Backend(
+        "openvino",
+        "hardnet_export.runtime.openvino_backend:OpenVINODescriber",
+        (".xml", ".onnx"),
+        threads_option="num_threads",
+    ),
+    Backend(
         "tensorrt",
         "hardnet_export.runtime.tensorrt_backend:TensorRTDescriber",
         (".engine", ".plan"),
@@ -79,8 +85,30 @@ def backend_for(path: str | Path) -> Backend:
     for backend in BACKENDS:
         if suffix in backend.suffixes:
             return backend
-    known = sorted(s for b in BACKENDS for s in b.suffixes)
+    known = sorted({s for b in BACKENDS for s in b.suffixes})
     raise InputError(f"no backend reads {path}: expected one of {known}")
+
+
+#: Precisions that run faster on OpenVINO than on ONNX Runtime on a CPU, where both are
+#: installed (measured with ``hardnet-export bench`` on an AVX2 CPU, README speed table:
+#: ONNX Runtime has no fast int8 path for the TensorRT flavour's symmetric activations on
+#: AVX2, OpenVINO's kernels run it about 2x faster and the cpu flavour no slower; FP32 and
+#: FP16 were no faster on OpenVINO there).
+OPENVINO_FIRST_PRECISIONS = ("int8",)
+
+
+def cpu_backend_for(path: Path) -> Backend:
+    """The backend ``load`` picks for an ``.onnx`` graph on the CPU: OpenVINO for the
+    precisions in :data:`OPENVINO_FIRST_PRECISIONS` when it is installed, else ONNX Runtime
+    (and ONNX Runtime whenever it is the only one)."""
+    onnxruntime, openvino = get_backend("onnxruntime"), get_backend("openvino")
+    if not installed("openvino"):
+        return onnxruntime
+    if not installed("onnxruntime"):
+        return openvino
+    from hardnet_export.runtime.openvino_backend import read_precision
+
+    return openvino if read_precision(path) in OPENVINO_FIRST_PRECISIONS else onnxruntime
 
 
 def load(
@@ -93,8 +121,11 @@ def load(
 ) -> Describer:
     """Load a descriptor model; the artifact decides the backend.
 
-    ``.pt``/``.pth`` -> PyTorch, ``.onnx`` -> ONNX Runtime, ``.engine``/``.plan`` -> TensorRT
-    (its sidecar is checked against this TensorRT and GPU first). ``path=None`` loads the
+    ``.pt``/``.pth`` -> PyTorch, ``.onnx`` -> ONNX Runtime, ``.xml`` (OpenVINO IR) ->
+    OpenVINO, ``.engine``/``.plan`` -> TensorRT (its sidecar is checked against this TensorRT
+    and GPU first). With ``device="cpu"`` and no ``backend``, an ``.onnx`` graph goes to the
+    faster CPU backend installed (:func:`cpu_backend_for`: OpenVINO for INT8 graphs, ONNX
+    Runtime for FP32 and FP16). ``path=None`` loads the
     model shipped in the package: its checkpoint with PyTorch (on CUDA when available) where
     torch is installed, else, or with ``backend="onnxruntime"``, its FP32 ONNX graph, which
     ships beside it.
@@ -114,7 +145,7 @@ def load(
     """
     if path is None:
         if backend is None:
-            backend = "torch" if importlib.util.find_spec("torch") is not None else "onnxruntime"
+            backend = "torch" if installed("torch") else "onnxruntime"
         if backend == "torch":
             return (
                 get_backend("torch")
@@ -138,6 +169,8 @@ def load(
         )
     path = Path(path)
     chosen = backend_for(path) if backend is None else get_backend(backend)
+    if backend is None and device == "cpu" and chosen.name == "onnxruntime" and path.is_file():
+        chosen = cpu_backend_for(path)
     if path.suffix.lower() not in chosen.suffixes:
         raise InputError(
             f"backend {chosen.name!r} reads {list(chosen.suffixes)} files, got {path.name}"

@@ -46,7 +46,31 @@ def test_warped_photo_recovers_the_homography(
     assert result.n_inliers >= 30 and result.inlier_ratio > 0.5
     assert result.descriptor == ("onnxruntime" if descriptor == "hardnet" else "opencv-sift")
     canvas = draw_matches(*pair, result)
-    assert canvas.shape == (256, 512, 3) and canvas.dtype == np.uint8
+    assert canvas.shape[1:] == (512, 3) and canvas.shape[0] > 256  # a legend under the images
+    assert canvas.dtype == np.uint8
+
+
+def _green_red(canvas: np.ndarray) -> tuple[int, int]:
+    b, g, r = (canvas[:256, ..., c].astype(int) for c in range(3))
+    return int(((g - r > 100) & (g - b > 100)).sum()), int(((r - g > 100) & (r - b > 100)).sum())
+
+
+def test_drawing_colours_by_correctness_and_caps_the_lines(
+    pair: tuple[np.ndarray, np.ndarray],
+) -> None:
+    result = match_images(*pair, OpenCVSift(), max_keypoints=300)
+    pts1 = np.array([result.keypoints1[i].pt for i in result.matches[:, 0]]).reshape(-1, 1, 2)
+    pts2 = np.array([result.keypoints2[j].pt for j in result.matches[:, 1]])
+    error = np.linalg.norm(cv2.perspectiveTransform(pts1, H_TRUE)[:, 0] - pts2, axis=1)
+    correct = error < 3.0
+    correct[::7] = False  # some wrong ones, so both colours appear
+    many = draw_matches(*pair, result, correct=correct)
+    few = draw_matches(*pair, result, correct=correct, max_lines=5)
+    assert _green_red(many)[0] > 0 and _green_red(many)[1] > 0
+    assert sum(_green_red(few)) < sum(_green_red(many)) / 4
+    assert (many[256:] < 128).any()  # the legend's text
+    with pytest.raises(ValueError, match="one bool per match"):
+        draw_matches(*pair, result, correct=correct[:-1])
 
 
 def test_fundamental_geometry(pair: tuple[np.ndarray, np.ndarray]) -> None:

@@ -16,7 +16,8 @@ def test_suffix_picks_backend() -> None:
     assert backend_for("a.onnx").name == "onnxruntime"
     assert backend_for("a.engine").name == "tensorrt"
     assert backend_for("a.plan").name == "tensorrt"
-    assert {b.name for b in BACKENDS} == {"torch", "onnxruntime", "tensorrt"}
+    assert backend_for("a.xml").name == "openvino"
+    assert {b.name for b in BACKENDS} == {"torch", "onnxruntime", "openvino", "tensorrt"}
 
 
 def test_every_backend_module_imports_without_its_library() -> None:

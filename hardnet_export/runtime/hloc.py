@@ -1,0 +1,99 @@
+"""Features in hloc's ``features.h5`` layout, so hloc's matchers and COLMAP import read them.
+
+One HDF5 group per image name holding ``keypoints`` (N, 2) float32 (x, y in OpenCV's
+convention: the first pixel's centre is (0, 0); hloc adds COLMAP's 0.5 when it imports),
+``descriptors`` (128, N) float32 (hloc stores descriptors column-wise), ``scores`` (N,)
+float32 (the detector's response; 1 for given keypoints) and ``image_size`` (2,) as [W, H].
+A name with ``/`` becomes nested groups, as in hloc. Files are appended to: an image whose
+group is complete is skipped (a run can be resumed), and a group that a killed run left
+incomplete is written again. h5py comes with the ``sfm`` extra.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardnet_export.errors import InputError, MissingDependencyError
+
+DATASETS = ("keypoints", "descriptors", "scores", "image_size")
+
+
+def import_h5py() -> Any:
+    try:
+        import h5py
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "writing hloc's features.h5 needs h5py: pip install 'hardnet-export[sfm]'"
+        ) from exc
+    return h5py
+
+
+def image_key(path: str | Path) -> str:
+    """The group name of an image: its path as given, with ``/`` separators and no leading
+    ``/`` (hloc names images by their path relative to the image folder)."""
+    key = Path(path).as_posix().lstrip("/")
+    if not key or key == ".":
+        raise InputError(f"cannot name an HDF5 group after the image path {str(path)!r}")
+    return key
+
+
+def complete_images(path: str | Path) -> set[str]:
+    """Names of the images whose four datasets are all in ``path`` (empty when no file)."""
+    path = Path(path)
+    if not path.exists():
+        return set()
+    h5py = import_h5py()
+    found: set[str] = set()
+    try:
+        with h5py.File(path, "r") as f:
+
+            def visit(name: str, item: Any) -> None:
+                if isinstance(item, h5py.Group) and all(d in item for d in DATASETS):
+                    found.add(name)
+
+            f.visititems(visit)
+    except OSError as exc:
+        raise InputError(f"{path} is not an HDF5 file h5py can read ({exc})") from None
+    return found
+
+
+def write_image_features(
+    path: str | Path,
+    name: str,
+    keypoints: np.ndarray,
+    descriptors: np.ndarray,
+    scores: np.ndarray,
+    image_size: tuple[int, int],
+) -> None:
+    """Add (or replace) one image's group in hloc's layout and flush it to disk.
+
+    Raises:
+        ValueError: keypoints, descriptors and scores disagree in N, or are not 2-D / 1-D.
+
+    Shape:
+        - keypoints: (N, 2+) float (only x, y are kept); descriptors: (N, D); scores: (N,).
+        - image_size: (W, H).
+    """
+    kps = np.asarray(keypoints, np.float32)
+    desc = np.asarray(descriptors, np.float32)
+    score = np.asarray(scores, np.float32)
+    if kps.ndim != 2 or kps.shape[1] < 2 or desc.ndim != 2 or len(desc) != len(kps):
+        raise InputError(
+            f"features of {name}: expected (N, 2) keypoints and (N, D) descriptors, got "
+            f"{kps.shape} and {desc.shape}"
+        )
+    if score.shape != (len(kps),):
+        raise InputError(f"features of {name}: expected ({len(kps)},) scores, got {score.shape}")
+    h5py = import_h5py()
+    with h5py.File(path, "a") as f:
+        if name in f:
+            del f[name]  # an incomplete group from a killed run
+        group = f.create_group(name)
+        group.create_dataset("keypoints", data=np.ascontiguousarray(kps[:, :2]))
+        group.create_dataset("descriptors", data=np.ascontiguousarray(desc.T))
+        group.create_dataset("scores", data=score)
+        group.create_dataset("image_size", data=np.array(image_size, np.int64))
+        f.flush()

@@ -1,0 +1,184 @@
+"""OpenVINO backend: ``.onnx`` graphs (with ``backend="openvino"``) and OpenVINO IR
+(``.xml`` + ``.bin``) on the CPU.
+
+An IR saved by OpenVINO from one of this project's ONNX graphs (``ov.save_model``) keeps the
+graph's metadata (precision, weights hash, INT8 gate) in its ``rt_info``, so ``check`` and
+the benchmark read it the same way as from the ONNX file. Inference runs in FP32 unless
+``inference_precision`` says otherwise: OpenVINO's CPU plugin would otherwise pick bf16 on
+CPUs that have it, and a descriptor must not change with the machine it runs on. One infer
+request is reused behind a lock, so ``describe`` may be called from several threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardnet_export.artifacts.metadata import SEMANTICS_HOST, GraphMetadata
+from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
+from hardnet_export.geometry import to_uint8
+from hardnet_export.runtime.base import Describer, check_graph_signature
+
+DEFAULT_MAX_BATCH = 1024
+PERFORMANCE_HINTS = ("latency", "throughput")
+INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
+_OV_DTYPES = {"u8": "uint8", "f32": "float32"}
+
+
+def _import_openvino() -> Any:
+    try:
+        import openvino
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "the openvino backend (.xml, or .onnx with backend='openvino') needs OpenVINO: "
+            "pip install openvino (or hardnet-export[openvino])"
+        ) from exc
+    return openvino
+
+
+def _metadata(model: Any, artifact: Path) -> GraphMetadata:
+    """The ONNX ``metadata_props`` OpenVINO keeps under ``rt_info["framework"]``."""
+    info = model.get_rt_info()
+    props: dict[str, str] = {}
+    if "framework" in info:
+        framework = info["framework"]
+        if isinstance(framework, dict):
+            props = {str(k): v.astype(str) for k, v in framework.items()}
+    return GraphMetadata.from_props(props, str(artifact))
+
+
+def _dims(port: Any) -> list[int | None]:
+    return [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+
+
+def read_precision(path: Path) -> str:
+    """The precision recorded in a graph's metadata, read by OpenVINO without compiling it
+    (``unknown`` for a graph that does not say, or that OpenVINO cannot read: the backend
+    that opens it then reports why)."""
+    ov = _import_openvino()
+    try:
+        return _metadata(ov.Core().read_model(str(path)), path).precision
+    except Exception:
+        return "unknown"
+
+
+class OpenVINODescriber(Describer):
+    """A HardNet graph compiled by OpenVINO for the CPU.
+
+    Options (``runtime.load(..., backend="openvino", **options)``):
+        num_threads: inference threads (0 = OpenVINO's default: all cores).
+        performance_hint: ``latency`` (default: one stream, every thread on one call) or
+            ``throughput`` (several streams; pays off only with concurrent callers).
+        inference_precision: ``f32`` (default), ``bf16`` or ``f16`` where the CPU has them.
+    """
+
+    backend = "openvino"
+
+    def __init__(
+        self, compiled: Any, artifact: Path, metadata: GraphMetadata, *, max_batch: int | None
+    ) -> None:
+        inputs, outputs = compiled.inputs, compiled.outputs
+        spec = inputs[0] if inputs else None
+        out = outputs[0] if outputs else None
+        dtype = spec.get_element_type().get_type_name() if spec is not None else ""
+        fixed = check_graph_signature(
+            artifact,
+            n_inputs=len(inputs),
+            n_outputs=len(outputs),
+            input_name=spec.get_any_name() if spec is not None else "",
+            input_shape=_dims(spec) if spec is not None else [],
+            input_type=_OV_DTYPES.get(dtype, dtype),
+            output_name=out.get_any_name() if out is not None else "",
+            output_shape=_dims(out) if out is not None else [],
+            max_batch=max_batch,
+        )
+        super().__init__(
+            artifact,
+            precision=metadata.precision,
+            device="cpu",
+            max_batch=fixed or max_batch or DEFAULT_MAX_BATCH,
+            input_dtype=_OV_DTYPES[dtype],
+        )
+        self.metadata = metadata
+        #: OpenVINO fuses Q/DQ into this CPU's int8 kernels, as ONNX Runtime does.
+        self.semantics = SEMANTICS_HOST
+        self.compiled = compiled
+        self._request = compiled.create_infer_request()
+        self._lock = threading.Lock()
+        self._fixed_batch = fixed
+        self._output = compiled.outputs[0]
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | None,
+        *,
+        device: str | None = None,
+        max_batch: int | None = None,
+        num_threads: int = 0,
+        performance_hint: str = "latency",
+        inference_precision: str = "f32",
+    ) -> OpenVINODescriber:
+        """Read and compile an ``.onnx`` graph or an ``.xml`` IR (its ``.bin`` beside it).
+
+        Raises:
+            FileNotFoundError: no file at ``path`` (or an IR without its ``.bin``).
+            ValueError: not a readable model, not a HardNet graph, or a bad option.
+        """
+        from hardnet_export.validate import check_int, check_str
+
+        if path is None:
+            raise InputError("the openvino backend needs an .onnx or .xml path")
+        path = Path(path)
+        if device not in (None, "cpu"):
+            raise InputError(f"the openvino backend runs on 'cpu', got device={device!r}")
+        check_int("num_threads", num_threads, low=0, high=4096)
+        check_str("performance_hint", performance_hint, choices=PERFORMANCE_HINTS)
+        check_str("inference_precision", inference_precision, choices=INFERENCE_PRECISIONS)
+        if not path.is_file():
+            raise MissingFileError(f"model not found: {path}")
+        weights = path.with_suffix(".bin")
+        if path.suffix.lower() == ".xml" and not weights.is_file():
+            raise MissingFileError(f"OpenVINO IR {path} needs its weights file {weights}")
+        ov = _import_openvino()
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+        except Exception as exc:  # OpenVINO raises RuntimeError with a multi-line report
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            kind = "OpenVINO IR" if path.suffix.lower() == ".xml" else "ONNX model"
+            raise InputError(
+                f"{path} is not a readable {kind} ({type(exc).__name__}: {first})"
+            ) from exc
+        metadata = _metadata(model, path)
+        config: dict[str, Any] = {
+            "PERFORMANCE_HINT": performance_hint.upper(),
+            "INFERENCE_PRECISION_HINT": inference_precision,
+        }
+        if num_threads:
+            config["INFERENCE_NUM_THREADS"] = num_threads
+        try:
+            compiled = core.compile_model(model, "CPU", config)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise InputError(f"OpenVINO cannot compile {path} for the CPU ({first})") from exc
+        return cls(compiled, path, metadata, max_batch=max_batch)
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        if self.input_dtype == "uint8" and batch.dtype != np.uint8:
+            # A uint8 graph holds integer grey levels: round float input to them.
+            batch = to_uint8(batch)
+        elif self.input_dtype == "float32" and batch.dtype != np.float32:
+            batch = batch.astype(np.float32)
+        n = len(batch)
+        if self._fixed_batch is not None and n < self._fixed_batch:
+            padded = np.zeros((self._fixed_batch, *batch.shape[1:]), batch.dtype)
+            padded[:n] = batch
+            batch = padded
+        with self._lock:
+            out = self._request.infer({0: batch})[self._output]
+            # The request owns its output buffer: copy before the next call reuses it.
+            return np.array(out[:n], dtype=np.float32, copy=True)

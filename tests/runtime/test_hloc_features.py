@@ -1,0 +1,57 @@
+"""`describe -o features.h5` writes hloc's layout and resumes: only new images are computed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from hardnet_export.cli import app
+
+h5py = pytest.importorskip("h5py")
+
+
+def _images(folder: Path, n: int) -> list[Path]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        texture = cv2.GaussianBlur(rng.normal(128, 70, (120 + 10 * i, 160)), (0, 0), 2.0)
+        path = folder / "imgs" / f"view{i}.png"
+        path.parent.mkdir(exist_ok=True)
+        assert cv2.imwrite(str(path), np.clip(texture, 0, 255).astype(np.uint8))
+        paths.append(path)
+    return paths
+
+
+def test_hloc_layout_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    paths = [p.relative_to(tmp_path) for p in _images(tmp_path, 3)]
+    out = Path("features.h5")
+    common = ["--max-keypoints", "150", "-o", str(out)]
+    first = CliRunner().invoke(app, ["describe", *map(str, paths[:2]), *common])
+    assert first.exit_code == 0, first.output
+    with h5py.File(out, "r") as f:
+        before = {name: f[name]["descriptors"][()] for name in ("imgs/view0.png", "imgs/view1.png")}
+        group = f["imgs/view1.png"]
+        kps, desc, scores = group["keypoints"][()], group["descriptors"][()], group["scores"][()]
+        n = len(kps)
+        assert 0 < n <= 150
+        assert kps.shape == (n, 2) and kps.dtype == np.float32
+        assert desc.shape == (128, n) and desc.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(desc, axis=0), 1.0, atol=1e-4)
+        assert scores.shape == (n,) and scores.dtype == np.float32 and (scores > 0).all()
+        assert list(group["image_size"][()]) == [160, 130]  # [W, H]
+        assert (kps[:, 0] < 160).all() and (kps[:, 1] < 130).all()
+
+    second = CliRunner().invoke(app, ["describe", *map(str, paths), *common])
+    assert second.exit_code == 0, second.output
+    assert "2 images already in features.h5: skipped" in second.output
+    computed = [line for line in second.output.splitlines() if "keypoints" in line]
+    assert computed == [line for line in computed if "view2.png" in line] and computed
+    with h5py.File(out, "r") as f:
+        assert set(f["imgs"]) == {"view0.png", "view1.png", "view2.png"}
+        for name, desc in before.items():
+            np.testing.assert_array_equal(f[name]["descriptors"][()], desc)  # untouched

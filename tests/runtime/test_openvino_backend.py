@@ -1,0 +1,130 @@
+"""OpenVINO backend: parity with ONNX Runtime, IR round trip, the CPU choice, bad input."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hardnet_export import runtime
+from hardnet_export.shipped import SHIPPED_ONNX
+
+ov = pytest.importorskip("openvino")
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_fp32_parity_with_onnxruntime(patches: np.ndarray) -> None:
+    ours = runtime.load(SHIPPED_ONNX, backend="openvino", num_threads=1)
+    theirs = runtime.load(SHIPPED_ONNX, backend="onnxruntime", intra_op_num_threads=1)
+    assert (ours.backend, ours.device, ours.precision) == ("openvino", "cpu", "fp32")
+    assert ours.input_dtype == theirs.input_dtype == "uint8"
+    assert cosine(ours.describe(patches), theirs.describe(patches)).min() >= 0.9999
+    # Float input is rounded to grey levels as on every backend; N = 0 and chunking work.
+    np.testing.assert_allclose(
+        ours.describe(patches.astype(np.float32)), ours.describe(patches), atol=1e-6
+    )
+    assert ours.describe(np.zeros((0, 32, 32), np.uint8)).shape == (0, 128)
+    chunked = runtime.load(SHIPPED_ONNX, backend="openvino", max_batch=7)
+    np.testing.assert_allclose(chunked.describe(patches), ours.describe(patches), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def int8_graph(checkpoint: Path, patches: np.ndarray, tmp_path_factory: pytest.TempPathFactory):
+    from hardnet_export.data.types import MatchedPairs
+    from hardnet_export.export.int8 import Int8Options
+    from hardnet_export.export.onnx import export_onnx
+
+    folder = tmp_path_factory.mktemp("ov-int8")
+    np.save(folder / "calibration.npy", patches)
+    options = Int8Options(
+        calibration=folder / "calibration.npy",
+        calibration_size=len(patches),
+        gate_pairs=MatchedPairs(patches[:32], np.ascontiguousarray(patches[:32, ::-1])),
+        method="minmax",
+        force=True,
+    )
+    return export_onnx(
+        checkpoint, folder / "m.int8-cpu.onnx", variant="int8-cpu", int8=options, parity=False
+    )
+
+
+def test_int8_graph_within_the_gates_cosine(int8_graph: Path, patches: np.ndarray) -> None:
+    from hardnet_export.export.int8 import Int8Options
+
+    ours = runtime.load(int8_graph, backend="openvino")
+    # The graph as written (optimisations off) is what it was gated in.
+    exact = runtime.load(int8_graph, backend="onnxruntime", graph_optimization_level="disable")
+    assert ours.precision == "int8"
+    worst = cosine(ours.describe(patches), exact.describe(patches)).min()
+    assert worst >= Int8Options().min_cosine
+
+
+def test_ir_round_trip(tmp_path: Path, patches: np.ndarray) -> None:
+    xml = tmp_path / "hardnet.xml"
+    ov.save_model(ov.Core().read_model(str(SHIPPED_ONNX)), str(xml), compress_to_fp16=False)
+    assert xml.with_suffix(".bin").is_file()
+    loaded = runtime.load(xml)  # the suffix picks OpenVINO
+    assert loaded.backend == "openvino" and loaded.precision == "fp32"  # metadata kept
+    reference = runtime.load(SHIPPED_ONNX, backend="onnxruntime")
+    assert cosine(loaded.describe(patches), reference.describe(patches)).min() >= 0.9999
+
+
+def test_cpu_picks_openvino_for_int8_and_onnxruntime_for_fp32(int8_graph: Path) -> None:
+    assert runtime.load(int8_graph, device="cpu").backend == "openvino"
+    assert runtime.load(SHIPPED_ONNX, device="cpu").backend == "onnxruntime"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # int8 kernels on this CPU
+        assert runtime.load(int8_graph).backend == "onnxruntime"  # device=None: unchanged
+
+
+def test_options_and_devices_are_checked() -> None:
+    with pytest.raises(ValueError, match="performance_hint.*'fast'"):
+        runtime.load(SHIPPED_ONNX, backend="openvino", performance_hint="fast")
+    with pytest.raises(ValueError, match="num_threads"):
+        runtime.load(SHIPPED_ONNX, backend="openvino", num_threads=-1)
+    with pytest.raises(ValueError, match="runs on 'cpu', got device='cuda'"):
+        runtime.load(SHIPPED_ONNX, backend="openvino", device="cuda")
+    d = runtime.load(SHIPPED_ONNX, backend="openvino", performance_hint="throughput")
+    assert d.describe(np.zeros((3, 32, 32), np.uint8)).shape == (3, 128)
+
+
+def test_bad_input_gets_the_same_errors_as_onnxruntime() -> None:
+    ours = runtime.load(SHIPPED_ONNX, backend="openvino")
+    theirs = runtime.load(SHIPPED_ONNX, backend="onnxruntime")
+    for bad, kind in [
+        (np.zeros((2, 31, 32), np.uint8), ValueError),
+        (np.full((2, 32, 32), np.nan, np.float32), ValueError),
+        (np.full((2, 32, 32), 300.0, np.float32), ValueError),
+        (np.zeros((2, 32, 32), np.int32), TypeError),
+    ]:
+        with pytest.raises(kind) as a:
+            ours.describe(bad)
+        with pytest.raises(kind) as b:
+            theirs.describe(bad)
+        assert str(a.value) == str(b.value)
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    corrupt = tmp_path / "broken.onnx"
+    corrupt.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match=r"broken\.onnx is not a readable ONNX model"):
+        runtime.load(corrupt, backend="openvino")
+    lonely = tmp_path / "lonely.xml"
+    lonely.write_text("<net/>")
+    with pytest.raises(FileNotFoundError, match=r"lonely\.xml needs its weights file"):
+        runtime.load(lonely)
+    # A real IR of some other graph: one (N, 3) float input.
+    from openvino import opset13 as ops
+
+    x = ops.parameter([-1, 3], ov.Type.f32, name="x")
+    other = tmp_path / "other.xml"
+    ov.save_model(ov.Model([ops.relu(x)], [x], "other"), str(other))
+    with pytest.raises(ValueError, match=r"other\.xml is not a HardNet graph: its input 'x'"):
+        runtime.load(other)
+    with pytest.raises(FileNotFoundError, match="missing.xml"):
+        runtime.load(tmp_path / "missing.xml")
