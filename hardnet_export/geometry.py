@@ -546,12 +546,18 @@ def fold_reflect_101(coords: np.ndarray, length: int) -> np.ndarray:
     return np.fmod(coords, np.float32(2 * (length - 1)))
 
 
+#: Patches per remap call: their two float32 maps (2 MiB) are built just before remap reads
+#: them, so the temporary memory is bounded whatever the keypoint count. (Pieces of 64 to
+#: 1023 patches timed alike on a shared 2-core machine; threads over pieces did not help.)
+_PIECE = 256
+
+
 def _sample(gray: np.ndarray, kps: np.ndarray, magnification: float, patch_size: int) -> np.ndarray:
     """Patches at in-bound keypoints (see :func:`extract_patches`), all of an image at once.
 
-    Keypoints are grouped by (pyramid level, pre-blur); each group's sampling maps are built
-    in one broadcast, contiguous in group order, and cut by one ``cv2.remap`` per group (and
-    per 1023 patches, remap's side limit) straight into the output.
+    Keypoints are sorted by (pyramid level, pre-blur); each group's sampling maps are built
+    by broadcasts, contiguous in that order, and cut by ``cv2.remap`` straight into the
+    output, a piece of at most ``_PIECE`` patches at a time.
 
     Shape:
         - gray: (H, W) uint8.
@@ -586,55 +592,60 @@ def _sample(gray: np.ndarray, kps: np.ndarray, magnification: float, patch_size:
     # Patch pixel (v, u) samples x = (cx + cos u) - sin v, y = (cy + sin u) + cos v: the
     # u and v terms are (K, 32) each, and one broadcast per map adds them in float64 and
     # rounds once to float32, the same values the full (K, 32, 32) float64 maps rounded to.
-    k = len(kps)
-    map_x = np.empty((k, patch_size, patch_size), np.float32)
-    map_y = np.empty((k, patch_size, patch_size), np.float32)
-    np.subtract(
-        (cx[:, None] + cos * grid)[:, None, :],
-        (sin * grid)[:, :, None],
-        out=map_x,
-        casting="unsafe",
-    )
-    np.add(
-        (cy[:, None] + sin * grid)[:, None, :],
-        (cos * grid)[:, :, None],
-        out=map_y,
-        casting="unsafe",
-    )
+    x_u, x_v = cx[:, None] + cos * grid, sin * grid
+    y_u, y_v = cy[:, None] + sin * grid, cos * grid
     # A sample lies within (|cos| + |sin|) * (patch_size - 1) / 2 <= 2 * half of the centre;
     # where that stays inside one reflection period, folding is the identity (fmod of
     # |x| < period is x) and is skipped, so the usual keypoint costs no fmod pass.
     reach = np.abs(residual) * (patch_size - 1) + 1.0
+    k = len(kps)
     out = np.empty((k, patch_size, patch_size), np.uint8)
     # remap wants each output side below SHRT_MAX: at most this many patches per call.
-    chunk = _REMAP_MAX_SIDE // patch_size
-    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-    ends = np.r_[starts[1:], k]
-    for first, stop in zip(starts.tolist(), ends.tolist(), strict=True):
-        level, level_blur = int(levels[first]), int(blur[first])
-        source = pyramid[level]
-        if _PYRAMID_BLURS[level_blur] > 0:
-            source = cv2.GaussianBlur(
-                source, (0, 0), float(_PYRAMID_BLURS[level_blur]), borderType=cv2.BORDER_REFLECT_101
-            )
+    piece = min(_REMAP_MAX_SIDE // patch_size, _PIECE)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).tolist()
+    ends = [*starts[1:], k]
+    sources: dict[int, np.ndarray] = {}
+
+    def blurred(first: int) -> None:
+        source = pyramid[int(levels[first])]
+        sigma = float(_PYRAMID_BLURS[int(blur[first])])
+        if sigma > 0:
+            source = cv2.GaussianBlur(source, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+        sources[first] = source
+
+    def cut(first: int, start: int, end: int) -> None:
+        source = sources[first]
         rows, cols = source.shape
-        for coords, centre, length in ((map_x, cx, cols), (map_y, cy, rows)):
-            part = slice(first, stop)
-            far = np.flatnonzero(np.abs(centre[part]) + reach[part] >= max(2 * (length - 1), 1))
+        n = end - start
+        maps = []
+        for u_term, v_term, centre, length, add in (
+            (x_u, x_v, cx, cols, np.subtract),
+            (y_u, y_v, cy, rows, np.add),
+        ):
+            coords = np.empty((n, patch_size, patch_size), np.float32)
+            add(
+                u_term[start:end, None, :], v_term[start:end, :, None], out=coords, casting="unsafe"
+            )
+            far = np.flatnonzero(
+                np.abs(centre[start:end]) + reach[start:end] >= max(2 * (length - 1), 1)
+            )
             if len(far):
                 # Folded here, so remap's border handling never loops over many periods.
-                coords[first + far] = fold_reflect_101(coords[first + far], length)
-        for start in range(first, stop, chunk):
-            end = min(start + chunk, stop)
-            n = end - start
-            cv2.remap(
-                source,
-                map_x[start:end].reshape(n * patch_size, patch_size),
-                map_y[start:end].reshape(n * patch_size, patch_size),
-                interpolation=cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REFLECT_101,
-                dst=out[start:end].reshape(n * patch_size, patch_size),
-            )
+                coords[far] = fold_reflect_101(coords[far], length)
+            maps.append(coords.reshape(n * patch_size, patch_size))
+        cv2.remap(
+            source,
+            maps[0],
+            maps[1],
+            interpolation=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT_101,
+            dst=out[start:end].reshape(n * patch_size, patch_size),
+        )
+
+    for first, stop in zip(starts, ends, strict=True):
+        blurred(first)
+        for start in range(first, stop, piece):
+            cut(first, start, min(start + piece, stop))
     patches = np.empty_like(out)
     patches[order] = out
     return patches
