@@ -31,7 +31,7 @@ from hardnet_export.evaluation.suite import run_evaluation
 from hardnet_export.export.int8 import Int8Options
 from hardnet_export.export.onnx import export_onnx
 from hardnet_export.export.tensorrt import build_engine
-from hardnet_export.runtime.features import describe_image
+from hardnet_export.runtime.features import describe_image, describe_images
 from hardnet_export.runtime.matching import match_images
 from hardnet_export.train.config import TrainConfig
 
@@ -535,6 +535,11 @@ def describe(
         ),
     ),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N (default: best)."),
+    pipeline: bool = typer.Option(
+        default(describe_images, "pipeline"),
+        "--pipeline/--no-pipeline",
+        help="Read, detect and cut image i+1 in a helper thread while image i is inferred.",
+    ),
 ) -> None:
     """Detect keypoints in images and describe them.
 
@@ -548,33 +553,31 @@ def describe(
     from hardnet_export._io import check_writable
     from hardnet_export._progress import track
     from hardnet_export.geometry import OUT_OF_BOUNDS
-    from hardnet_export.runtime.features import load_keypoints_file, save_features
-    from hardnet_export.runtime.images import read_image
+    from hardnet_export.runtime.features import (
+        describe_images,
+        load_keypoints_file,
+        save_features,
+    )
     from hardnet_export.validate import check_str
 
     check_str("--out-of-bounds", out_of_bounds, choices=OUT_OF_BOUNDS)
     check_writable(out)
     given = load_keypoints_file(keypoints) if keypoints is not None else None
     describer = runtime.load(model, device=device)
-    features = []
-    for path in track(images, len(images), "describing", unit="img", enabled=len(images) > 1):
-        image = read_image(path)
-        try:
-            features.append(
-                describe_image(
-                    describer,
-                    image,
-                    detector=detector,
-                    max_keypoints=max_keypoints,
-                    keypoints=given,
-                    out_of_bounds=out_of_bounds,
-                )
-            )
-        except InputError as exc:
-            if given is None:
-                raise
-            # The bound depends on the image: name both files the message is about.
-            raise InputError(f"{keypoints} on {path}: {exc}") from None
+    # The next image is read, detected and cut in a helper thread while this one is inferred.
+    results = describe_images(
+        describer,
+        images,
+        detector=detector,
+        max_keypoints=max_keypoints,
+        keypoints=given,
+        out_of_bounds=out_of_bounds,
+        pipeline=pipeline,
+        keypoints_name=str(keypoints) if keypoints is not None else None,
+    )
+    features = list(
+        track(results, len(images), "describing", unit="img", enabled=len(images) > 1)
+    )
     save_features(out, images, features)
     for path, (kps, desc) in zip(images, features, strict=True):
         outside = int((~desc.any(axis=1)).sum())
