@@ -23,6 +23,7 @@ from typing import Any
 import typer
 
 from hardnet_export import __version__
+from hardnet_export.benchmark.frame import DEFAULT_KEYPOINTS
 from hardnet_export.benchmark.run import run_benchmark
 from hardnet_export.check import check_artifact
 from hardnet_export.demo import DemoConfig
@@ -470,10 +471,26 @@ def bench(
     cache_dir: Path | None = typer.Option(
         None, "--cache-dir", help="Where the default set is exported (~/.cache/hardnet-export)."
     ),
+    image: Path | None = typer.Option(
+        None,
+        "--image",
+        help="Per-image mode: time SIFT detection, extraction, inference and total per frame "
+        "of this image, against OpenCV SIFT compute() on the same keypoints (--batch-sizes "
+        "and --accuracy-pairs do not apply; --plot draws total time against keypoints).",
+    ),
+    keypoints: str = typer.Option(
+        ",".join(map(str, DEFAULT_KEYPOINTS)),
+        "--keypoints",
+        help="Per-image mode: comma-separated SIFT keypoint counts (the strongest kept).",
+    ),
 ) -> None:
-    """Benchmark latency and throughput per artifact, backend and batch size.
+    """Benchmark latency and throughput per artifact, backend and batch size, or with
+    --image per frame: image in, descriptors out, against OpenCV SIFT.
 
     Example: hardnet-export bench model.fp32.onnx --batch-sizes 1,32,256 --json bench.json
+
+    Example: hardnet-export bench model.fp32.onnx --image photo.png --keypoints 500,2000,8000
+    --json frame.json --plot frame.png
     """
     from rich.console import Console
 
@@ -484,6 +501,13 @@ def bench(
     for path in (json_out, markdown, plot):
         if path is not None:
             check_writable(path)
+    if image is not None:
+        _bench_image(
+            image, artifacts or (), keypoints, device=device, threads=threads,
+            warmup_s=warmup_s, duration_s=duration_s, weights=weights, cache_dir=cache_dir,
+            json_out=json_out, markdown=markdown, plot=plot,
+        )  # fmt: skip
+        return
     result = run_benchmark(
         artifacts or (),
         batch_sizes=parse_batch_sizes(batch_sizes),
@@ -507,6 +531,43 @@ def bench(
             console.print(f"wrote {write(result, path)}")
     if plot is not None:
         console.print(f"wrote {report.write_plot(result, plot)}")
+
+
+def _bench_image(
+    image: Path,
+    artifacts: list[Path] | tuple[()],
+    keypoints: str,
+    *,
+    json_out: Path | None,
+    markdown: Path | None,
+    plot: Path | None,
+    **options: Any,
+) -> None:
+    from rich.console import Console
+
+    from hardnet_export.benchmark import report
+    from hardnet_export.benchmark.frame import parse_keypoint_counts, run_image_benchmark
+    from hardnet_export.runtime.images import read_image
+
+    counts = parse_keypoint_counts(keypoints)
+    frame = read_image(image)
+    result = run_image_benchmark(
+        frame,
+        artifacts,
+        keypoints=counts,
+        image_name=str(image),
+        command=" ".join(["hardnet-export", *sys.argv[1:]]),
+        **options,
+    )
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(report.frame_table(result))
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    for path, write in ((json_out, report.write_json), (markdown, report.write_markdown)):
+        if path is not None:
+            console.print(f"wrote {write(result, path)}")
+    if plot is not None:
+        console.print(f"wrote {report.write_frame_plot(result, plot)}")
 
 
 @app.command()
@@ -575,9 +636,7 @@ def describe(
         pipeline=pipeline,
         keypoints_name=str(keypoints) if keypoints is not None else None,
     )
-    features = list(
-        track(results, len(images), "describing", unit="img", enabled=len(images) > 1)
-    )
+    features = list(track(results, len(images), "describing", unit="img", enabled=len(images) > 1))
     save_features(out, images, features)
     for path, (kps, desc) in zip(images, features, strict=True):
         outside = int((~desc.any(axis=1)).sum())
