@@ -190,6 +190,7 @@ def run_image_benchmark(
     threads: int | None = None,
     warmup_s: float = DEFAULT_WARMUP_S,
     duration_s: float = DEFAULT_DURATION_S,
+    min_iterations: int = 10,
     weights: str | Path | None = None,
     cache_dir: str | Path | None = None,
     command: str = "",
@@ -202,7 +203,8 @@ def run_image_benchmark(
         image: the frame, grayscale or BGR uint8.
         artifacts: ``.onnx`` / ``.engine`` / ``.pth`` files; empty: every variant of the
             shipped model (or of ``weights``) that runs on ``device``.
-        keypoints, image_name, warmup_s, duration_s, command: as :func:`run_frame_benchmark`.
+        keypoints, image_name, warmup_s, duration_s, min_iterations, command: as
+            :func:`run_frame_benchmark`.
         device: ``cpu`` or ``cuda``.
         threads: CPU threads for ONNX Runtime and PyTorch; default all usable cores.
         weights: the checkpoint behind the default set.
@@ -246,6 +248,7 @@ def run_image_benchmark(
         image_name=image_name,
         warmup_s=warmup_s,
         duration_s=duration_s,
+        min_iterations=min_iterations,
         command=command,
     )
     result.settings.update(device=device, threads=threads)
