@@ -23,6 +23,7 @@ from typing import Any
 import typer
 
 from hardnet_export import __version__
+from hardnet_export.benchmark.frame import DEFAULT_KEYPOINTS
 from hardnet_export.benchmark.run import run_benchmark
 from hardnet_export.check import check_artifact
 from hardnet_export.demo import DemoConfig
@@ -31,7 +32,7 @@ from hardnet_export.evaluation.suite import run_evaluation
 from hardnet_export.export.int8 import Int8Options
 from hardnet_export.export.onnx import export_onnx
 from hardnet_export.export.tensorrt import build_engine
-from hardnet_export.runtime.features import describe_image
+from hardnet_export.runtime.features import describe_image, describe_images
 from hardnet_export.runtime.matching import match_images
 from hardnet_export.train.config import TrainConfig
 
@@ -471,10 +472,26 @@ def bench(
     cache_dir: Path | None = typer.Option(
         None, "--cache-dir", help="Where the default set is exported (~/.cache/hardnet-export)."
     ),
+    image: Path | None = typer.Option(
+        None,
+        "--image",
+        help="Per-image mode: time SIFT detection, extraction, inference and total per frame "
+        "of this image, against OpenCV SIFT compute() on the same keypoints (--batch-sizes "
+        "and --accuracy-pairs do not apply; --plot draws total time against keypoints).",
+    ),
+    keypoints: str = typer.Option(
+        ",".join(map(str, DEFAULT_KEYPOINTS)),
+        "--keypoints",
+        help="Per-image mode: comma-separated SIFT keypoint counts (the strongest kept).",
+    ),
 ) -> None:
-    """Benchmark latency and throughput per artifact, backend and batch size.
+    """Benchmark latency and throughput per artifact, backend and batch size, or with
+    --image per frame: image in, descriptors out, against OpenCV SIFT.
 
     Example: hardnet-export bench model.fp32.onnx --batch-sizes 1,32,256 --json bench.json
+
+    Example: hardnet-export bench model.fp32.onnx --image photo.png --keypoints 500,2000,8000
+    --json frame.json --plot frame.png
     """
     from rich.text import Text
 
@@ -486,6 +503,13 @@ def bench(
     for path in (json_out, markdown, plot):
         if path is not None:
             check_writable(path)
+    if image is not None:
+        _bench_image(
+            image, artifacts or (), keypoints, device=device, threads=threads,
+            warmup_s=warmup_s, duration_s=duration_s, weights=weights, cache_dir=cache_dir,
+            json_out=json_out, markdown=markdown, plot=plot,
+        )  # fmt: skip
+        return
     result = run_benchmark(
         artifacts or (),
         batch_sizes=parse_batch_sizes(batch_sizes),
@@ -509,6 +533,43 @@ def bench(
             console.print(f"wrote {write(result, path)}")
     if plot is not None:
         console.print(f"wrote {report.write_plot(result, plot)}")
+
+
+def _bench_image(
+    image: Path,
+    artifacts: list[Path] | tuple[()],
+    keypoints: str,
+    *,
+    json_out: Path | None,
+    markdown: Path | None,
+    plot: Path | None,
+    **options: Any,
+) -> None:
+    from rich.console import Console
+
+    from hardnet_export.benchmark import report
+    from hardnet_export.benchmark.frame import parse_keypoint_counts, run_image_benchmark
+    from hardnet_export.runtime.images import read_image
+
+    counts = parse_keypoint_counts(keypoints)
+    frame = read_image(image)
+    result = run_image_benchmark(
+        frame,
+        artifacts,
+        keypoints=counts,
+        image_name=str(image),
+        command=" ".join(["hardnet-export", *sys.argv[1:]]),
+        **options,
+    )
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(report.frame_table(result))
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    for path, write in ((json_out, report.write_json), (markdown, report.write_markdown)):
+        if path is not None:
+            console.print(f"wrote {write(result, path)}")
+    if plot is not None:
+        console.print(f"wrote {report.write_frame_plot(result, plot)}")
 
 
 @app.command()
@@ -542,6 +603,11 @@ def describe(
         ),
     ),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N (default: best)."),
+    pipeline: bool = typer.Option(
+        default(describe_images, "pipeline"),
+        "--pipeline/--no-pipeline",
+        help="Read, detect and cut image i+1 in a helper thread while image i is inferred.",
+    ),
 ) -> None:
     """Detect keypoints in images and describe them.
 
@@ -561,7 +627,11 @@ def describe(
     from hardnet_export._io import check_writable
     from hardnet_export._progress import track
     from hardnet_export.geometry import OUT_OF_BOUNDS
-    from hardnet_export.runtime.features import load_keypoints_file, save_features
+    from hardnet_export.runtime.features import (
+        describe_images,
+        load_keypoints_file,
+        save_features,
+    )
     from hardnet_export.runtime.images import read_image
     from hardnet_export.validate import check_str
 
@@ -587,43 +657,54 @@ def describe(
         check_writable(out)
     given = load_keypoints_file(keypoints) if keypoints is not None else None
     describer = runtime.load(model, device=device)
-    features = []
-    for path in track(todo, len(todo), "describing", unit="img", enabled=len(todo) > 1):
-        image = read_image(path)
-        detected = None
-        if given is None and hloc:
-            from hardnet_export.runtime.keypoints import detect_keypoints
-
-            # hloc wants each keypoint's score: keep the detector's response.
-            detected = detect_keypoints(image, detector=detector, max_keypoints=max_keypoints)
-        try:
-            features.append(
-                describe_image(
-                    describer,
-                    image,
-                    detector=detector,
-                    max_keypoints=max_keypoints,
-                    keypoints=given if detected is None else detected,
-                    out_of_bounds=out_of_bounds,
-                )
-            )
-        except InputError as exc:
+    if hloc:
+        # hloc wants each keypoint's score (the detector's response), so images go one by one.
+        features = []
+        for path in track(todo, len(todo), "describing", unit="img", enabled=len(todo) > 1):
+            image = read_image(path)
+            detected = None
             if given is None:
-                raise
-            # The bound depends on the image: name both files the message is about.
-            raise InputError(f"{keypoints} on {path}: {exc}") from None
-        if hloc:
+                from hardnet_export.runtime.keypoints import detect_keypoints
+
+                detected = detect_keypoints(image, detector=detector, max_keypoints=max_keypoints)
+            try:
+                features.append(
+                    describe_image(
+                        describer,
+                        image,
+                        detector=detector,
+                        max_keypoints=max_keypoints,
+                        keypoints=given if detected is None else detected,
+                        out_of_bounds=out_of_bounds,
+                    )
+                )
+            except InputError as exc:
+                if given is None:
+                    raise
+                # The bound depends on the image: name both files the message is about.
+                raise InputError(f"{keypoints} on {path}: {exc}") from None
             kps, desc = features[-1]
             scores = (
                 np.array([k.response for k in detected], np.float32)
                 if detected is not None
                 else np.ones(len(kps), np.float32)
             )
-            hloc_file.write_image_features(
-                out, hloc_file.image_key(path), kps, desc, scores, (image.shape[1], image.shape[0])
-            )
-    if not hloc:
-        save_features(out, images, features)
+            size = (image.shape[1], image.shape[0])
+            hloc_file.write_image_features(out, hloc_file.image_key(path), kps, desc, scores, size)
+    else:
+        # The next image is read, detected and cut in a helper thread while this one is inferred.
+        results = describe_images(
+            describer,
+            todo,
+            detector=detector,
+            max_keypoints=max_keypoints,
+            keypoints=given,
+            out_of_bounds=out_of_bounds,
+            pipeline=pipeline,
+            keypoints_name=str(keypoints) if keypoints is not None else None,
+        )
+        features = list(track(results, len(todo), "describing", unit="img", enabled=len(todo) > 1))
+        save_features(out, todo, features)
     for path, (kps, desc) in zip(todo, features, strict=True):
         outside = int((~desc.any(axis=1)).sum())
         kept = f" ({outside} out of bounds, zero descriptors)" if outside else ""

@@ -80,6 +80,8 @@ class DemoReport:
     engines: dict[str, str] = field(default_factory=dict)
     accuracy: list[dict[str, Any]] = field(default_factory=list)
     speed: list[dict[str, Any]] = field(default_factory=list)
+    #: Per-image timing (bench --image): one keypoint count, against SIFT compute().
+    frame_speed: list[dict[str, Any]] = field(default_factory=list)
     matching: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
 
@@ -286,9 +288,65 @@ def _speed(report: DemoReport, config: DemoConfig, out: Path) -> str:
                 }
             )
     fastest = max(report.speed, key=lambda row: row["patches_per_s"])
+    frame = _frame_speed(report, config, out, device)
     return f"fastest: {fastest['artifact']} at batch {fastest['batch']}, " + (
-        f"{fastest['patches_per_s']:.0f} patches/s"
+        f"{fastest['patches_per_s']:.0f} patches/s; {frame}"
     )
+
+
+#: The demo's per-image benchmark: one keypoint count, the FP32 graph, short stages (a few
+#: seconds on a shared 2-core CPU, where one inference of 500 patches takes about 0.3 s).
+DEMO_FRAME_KEYPOINTS = 500
+DEMO_FRAME_DURATION_S = 0.3
+DEMO_FRAME_ITERATIONS = 3
+
+
+def _frame_speed(report: DemoReport, config: DemoConfig, out: Path, device: str) -> str:
+    """Image in, descriptors out: the benchmark photo at one keypoint count, FP32 graph,
+    against OpenCV SIFT compute() on the same keypoints (``hardnet-export bench --image``)."""
+    import cv2
+
+    from hardnet_export.benchmark.frame import bench_photo, run_image_benchmark
+    from hardnet_export.benchmark.report import write_frame_plot, write_json, write_markdown
+
+    if not report.onnx:
+        return "no ONNX graph to time per frame"
+    photo = bench_photo()
+    cv2.imwrite(str(out / "frame.png"), photo)
+    artifact = report.onnx.get("fp32") or next(iter(report.onnx.values()))
+    result = run_image_benchmark(
+        photo,
+        [artifact],
+        keypoints=[DEMO_FRAME_KEYPOINTS],
+        image_name="frame.png (bench_photo)",
+        device=device,
+        duration_s=min(DEMO_FRAME_DURATION_S, config.bench_duration_s),
+        min_iterations=DEMO_FRAME_ITERATIONS,
+        command="hardnet-export demo",
+    )
+    write_json(result, out / "bench-frame.json")
+    write_markdown(result, out / "bench-frame.md")
+    write_frame_plot(result, out / "bench-frame.png")
+    report.files.update(
+        bench_frame_json="bench-frame.json",
+        bench_frame_md="bench-frame.md",
+        bench_frame_png="bench-frame.png",
+    )
+    ref = result.references[0]
+    case = result.targets[0].cases[0]
+    report.frame_speed.append(
+        {
+            "artifact": result.targets[0].label,
+            "keypoints": case.keypoints,
+            "detect_p50_ms": round(ref.detect.p50, 2),
+            "extract_p50_ms": round(case.stages["extract"].p50, 2),
+            "infer_p50_ms": round(case.stages["infer"].p50, 2),
+            "total_p50_ms": round(case.stages["total"].p50, 2),
+            "sift_compute_p50_ms": round(ref.sift.p50, 2),
+            "vs_sift": round(case.vs_sift, 2),
+        }
+    )
+    return f"per frame ({case.keypoints} keypoints) {case.vs_sift:.2f}x SIFT compute()"
 
 
 def _has_cuda() -> bool:
@@ -396,6 +454,11 @@ def render_markdown(report: DemoReport) -> str:
     ]
     if "bench_png" in report.files:
         parts.append(f"![throughput and latency]({report.files['bench_png']})\n")
+    if report.frame_speed:
+        parts += [
+            "## Per frame: image in, descriptors out (ms, against OpenCV SIFT compute())\n",
+            _md_table(report.frame_speed),
+        ]
     parts += ["## Motorcycle stereo matching\n", _md_table(report.matching)]
     for name in ("hardnet", "sift"):
         if f"matches_{name}" in report.files:

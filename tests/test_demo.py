@@ -40,10 +40,14 @@ def test_demo_end_to_end_on_cpu(tmp_path) -> None:
     speed = {(r["artifact"], r["batch"]) for r in report["speed"]}
     assert {batch for _, batch in speed} == {1, 4}
     assert all(r["patches_per_s"] > 0 for r in report["speed"])
+    (frame,) = report["frame_speed"]
+    assert frame["artifact"] == "model.fp32.onnx" and 0 < frame["keypoints"] <= 500
+    assert frame["total_p50_ms"] > 0 and frame["vs_sift"] > 0
+    assert json.loads((out / "bench-frame.json").read_text())["format"].endswith("frame/1")
     assert {m["descriptor"] for m in report["matching"]} == {"hardnet", "sift"}
     for name in ("report.md", "bench.json", "bench.png", "matches_hardnet.png", "matches_sift.png"):
         assert (out / name).stat().st_size > 0
-    for png in ("bench.png", "matches_hardnet.png", "matches_sift.png"):
+    for png in ("bench.png", "bench-frame.png", "matches_hardnet.png", "matches_sift.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (out / "report.md").read_text()
     assert "OpenCV SIFT" in markdown and "![hardnet matches](matches_hardnet.png)" in markdown

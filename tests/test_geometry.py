@@ -364,3 +364,141 @@ def test_largest_magnification_and_option_names(image: np.ndarray) -> None:
 def test_image_sides_beyond_remaps_limit_are_refused() -> None:
     with pytest.raises(ValueError, match="at most 32766 pixels"):
         extract_patches(np.zeros((1, 32767), np.uint8), np.array([[0.0, 0.0]]))
+
+
+# --- Vectorised extraction against the implementation it replaced -------------------------
+
+
+def _sample_before_vectorising(
+    gray: np.ndarray, kps: np.ndarray, magnification: float, patch_size: int
+) -> np.ndarray:
+    """geometry._sample as it was before extraction was vectorised (commit aa20b31): maps
+    built as full (K, 32, 32) float64 arrays, every group gathered and folded. The reference
+    the vectorised one must equal bit for bit.
+
+    Shape:
+        - gray: (H, W) uint8.
+        - kps: (K, 4) float64, K >= 1, all in bounds.
+        - Output: (K, patch_size, patch_size) uint8.
+    """
+    from hardnet_export.geometry import (
+        _PYRAMID_BLURS,
+        _REMAP_MAX_SIDE,
+        antialias_blur,
+        fold_reflect_101,
+    )
+
+    out = np.empty((len(kps), patch_size, patch_size), np.uint8)
+    scale = magnification * kps[:, 2] / patch_size  # source pixels per patch pixel
+    # Level L halves the image L times; sampling there needs scale / 2**L < 2. (The maximum
+    # keeps log2 away from 0 for sizes so small that scale underflows.)
+    levels = np.floor(np.log2(np.maximum(scale, 1.0))).astype(int)
+    pyramid = [gray]
+    for _ in range(int(levels.max())):
+        if min(pyramid[-1].shape) < 2:
+            break
+        pyramid.append(cv2.pyrDown(pyramid[-1]))
+    levels = np.minimum(levels, len(pyramid) - 1)
+    factor = 2.0**levels
+    residual = scale / factor  # source pixels per patch pixel at the chosen level
+    # Anti-aliased as the training patches are; rounded to a few pre-blurred copies per level.
+    sigma = antialias_blur(residual)
+    blur = np.abs(sigma[:, None] - _PYRAMID_BLURS[None, :]).argmin(1)
+    theta = np.where(kps[:, 3] < 0, 0.0, np.deg2rad(kps[:, 3]))
+    grid = np.arange(patch_size, dtype=np.float64) - (patch_size - 1) / 2.0
+    du, dv = np.meshgrid(grid, grid)  # du varies along columns (x), dv along rows (y)
+    # pyrDown output pixel i sits on input pixel 2i.
+    cx, cy = kps[:, 0] / factor, kps[:, 1] / factor
+    cos = (residual * np.cos(theta))[:, None, None]
+    sin = (residual * np.sin(theta))[:, None, None]
+    map_x = (cx[:, None, None] + cos * du - sin * dv).astype(np.float32)
+    map_y = (cy[:, None, None] + sin * du + cos * dv).astype(np.float32)
+    # remap wants each output side below SHRT_MAX: at most this many patches per call.
+    chunk = _REMAP_MAX_SIDE // patch_size
+    for level, level_blur in sorted({(int(a), int(b)) for a, b in zip(levels, blur, strict=True)}):
+        idx = np.flatnonzero((levels == level) & (blur == level_blur))
+        source = pyramid[level]
+        if _PYRAMID_BLURS[level_blur] > 0:
+            source = cv2.GaussianBlur(
+                source, (0, 0), float(_PYRAMID_BLURS[level_blur]), borderType=cv2.BORDER_REFLECT_101
+            )
+        rows, cols = source.shape
+        for start in range(0, len(idx), chunk):
+            part = idx[start : start + chunk]
+            n = len(part)
+            # Folded here, so remap's border handling never loops over many periods.
+            sampled = cv2.remap(
+                source,
+                fold_reflect_101(map_x[part], cols).reshape(n * patch_size, patch_size),
+                fold_reflect_101(map_y[part], rows).reshape(n * patch_size, patch_size),
+                interpolation=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REFLECT_101,
+            )
+            out[part] = sampled.reshape(n, patch_size, patch_size)
+    return out
+
+
+def _varied_keypoints(
+    rng: np.random.Generator, height: int, width: int, k: int, magnification: float
+) -> np.ndarray:
+    """Rotated (and upright, angle -1), tiny to image-sized, inside and across the border,
+    at float coordinates: every pyramid level and pre-blur."""
+    size = np.exp(rng.uniform(np.log(0.3), np.log(np.hypot(width, height) / 2), k))
+    r = magnification * size / 2
+    x, y = rng.uniform(-r, width - 1 + r), rng.uniform(-r, height - 1 + r)
+    angle = np.where(rng.random(k) < 0.2, -1.0, rng.uniform(0.0, 360.0, k))
+    return np.stack([x, y, size, angle], 1)
+
+
+@pytest.mark.parametrize("channels", [0, 3])
+def test_vectorised_extraction_equals_the_previous_one(channels: int) -> None:
+    from hardnet_export.geometry import as_gray, extract_patches_with_mask
+
+    rng = np.random.default_rng(15 + channels)
+    shape = (70, 90) if channels == 0 else (70, 90, channels)
+    image = cv2.GaussianBlur(rng.integers(0, 256, shape, dtype=np.uint8), (0, 0), 1.0)
+    kps = _varied_keypoints(rng, 70, 90, 400, DEFAULT_MAGNIFICATION)
+    expected = _sample_before_vectorising(as_gray(image), kps, DEFAULT_MAGNIFICATION, 32)
+    np.testing.assert_array_equal(extract_patches(image, kps), expected)
+    # The zero option's path (a subset sampled) and other magnifications and patch sizes.
+    far = np.array([[1e6, 1e6, 2.0, 0.0]])
+    out, valid = extract_patches_with_mask(
+        image, np.concatenate([kps[:50], far]), out_of_bounds="zero"
+    )
+    np.testing.assert_array_equal(out[:50], expected[:50])
+    assert not valid[50] and not out[50].any()
+    for magnification, patch_size in ((3.0, 32), (40.0, 16), (6.0, 7)):
+        some = _varied_keypoints(rng, 70, 90, 80, magnification)
+        np.testing.assert_array_equal(
+            extract_patches(image, some, magnification=magnification, patch_size=patch_size),
+            _sample_before_vectorising(as_gray(image), some, magnification, patch_size),
+        )
+
+
+def test_vectorised_extraction_of_sift_keypoints_of_a_photo() -> None:
+    import skimage.data
+
+    from hardnet_export.geometry import as_gray
+
+    bgr = cv2.resize(skimage.data.coffee()[:, :, ::-1], (240, 160), interpolation=cv2.INTER_AREA)
+    gray = as_gray(bgr)
+    kps = cv2.SIFT_create(nfeatures=300).detect(gray, None)
+    as_array = np.array([(k.pt[0], k.pt[1], k.size, k.angle) for k in kps])
+    expected = _sample_before_vectorising(gray, as_array, DEFAULT_MAGNIFICATION, 32)
+    np.testing.assert_array_equal(extract_patches(bgr, kps), expected)
+
+
+def test_one_group_larger_than_a_remap_call() -> None:
+    # 1100 keypoints of one level and blur: two remap calls (1023 patches each at most),
+    # some on a reflection-folded border and some not.
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (20, 30), dtype=np.uint8)
+    k = 1100
+    kps = np.stack(
+        [rng.uniform(-16, 45, k), rng.uniform(-16, 35, k), np.full(k, 4.0), rng.uniform(0, 360, k)],
+        1,
+    )
+    np.testing.assert_array_equal(
+        extract_patches(image, kps, magnification=8.0),
+        _sample_before_vectorising(image, kps, 8.0, 32),
+    )

@@ -6,7 +6,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hardnet_export._io import atomic_path, atomic_write_text
-from hardnet_export.benchmark.results import PAPER_MS_PER_PATCH, BenchmarkResult
+from hardnet_export.benchmark.results import (
+    FRAME_STAGES,
+    PAPER_MS_PER_PATCH,
+    BenchmarkResult,
+    FrameBenchmarkResult,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -138,15 +143,19 @@ def to_markdown(result: BenchmarkResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_json(result: BenchmarkResult, path: str | Path) -> Path:
+def write_json(result: BenchmarkResult | FrameBenchmarkResult, path: str | Path) -> Path:
+    """Either result as JSON (its ``format`` field says which)."""
     path = Path(path)
     atomic_write_text(path, result.to_json())
     return path
 
 
-def write_markdown(result: BenchmarkResult, path: str | Path) -> Path:
+def write_markdown(result: BenchmarkResult | FrameBenchmarkResult, path: str | Path) -> Path:
     path = Path(path)
-    atomic_write_text(path, to_markdown(result))
+    if isinstance(result, FrameBenchmarkResult):
+        atomic_write_text(path, frame_markdown(result))
+    else:
+        atomic_write_text(path, to_markdown(result))
     return path
 
 
@@ -174,6 +183,141 @@ def write_plot(result: BenchmarkResult, path: str | Path) -> Path:
         ax.grid(True, which="both", alpha=0.3)
     ax_thr.legend(fontsize="small")
     figure.suptitle(_caption(result), fontsize="small", wrap=True)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    return path
+
+
+# --- Per-image results (hardnet-export bench --image) ---------------------------------------
+
+FRAME_COLUMNS = (
+    "target",
+    "keypoints",
+    "detect p50 ms",
+    "extract p50 ms",
+    "extract p99 ms",
+    "infer p50 ms",
+    "infer p99 ms",
+    "total p50 ms",
+    "total p99 ms",
+    "x SIFT",
+)
+
+
+def frame_rows(result: FrameBenchmarkResult) -> list[list[str]]:
+    """Per keypoint count: the OpenCV SIFT ``compute()`` reference row, then one row per
+    target; detection (the same for all) is its own column, outside the total."""
+    table: list[list[str]] = []
+    for ref in result.references:
+        detect = _fmt(ref.detect.p50)
+        table.append(
+            ["opencv sift compute() (reference)", str(ref.keypoints), detect]
+            + ["-"] * 4
+            + [_fmt(ref.sift.p50), _fmt(ref.sift.p99), "1.00x"]
+        )
+        for target in result.targets:
+            case = next(c for c in target.cases if c.requested == ref.requested)
+            cells = [target.label, str(case.keypoints), detect]
+            for stage in FRAME_STAGES:
+                cells += [_fmt(case.stages[stage].p50), _fmt(case.stages[stage].p99)]
+            table.append(cells + [f"{case.vs_sift:.2f}x"])
+    return table
+
+
+def _frame_caption(result: FrameBenchmarkResult) -> str:
+    from hardnet_export.host import int8_isa
+
+    cpu = result.machine["cpu"]
+    s = result.settings
+    height, width = result.image_shape[:2]
+    return (
+        f"{cpu['model']} ({cpu['usable_cpus']} CPUs, int8 ISA {int8_isa()}); "
+        f"{result.image or 'image'} {width}x{height}; device {s.get('device', 'cpu')}, "
+        f"{s.get('threads', '-')} threads, OpenCV {s['opencv_threads']} threads; warm-up "
+        f"{s['warmup_s']} s, >= {s['duration_s']} s and >= {s['min_iterations']} iterations "
+        "per stage"
+    )
+
+
+def frame_table(result: FrameBenchmarkResult) -> Table:
+    """The per-image table for the terminal."""
+    from rich.table import Table
+
+    table = Table(title="hardnet-export bench --image", caption=_frame_caption(result))
+    for name in FRAME_COLUMNS:
+        table.add_column(name, justify="left" if name == "target" else "right")
+    per_count = len(result.targets) + 1
+    for i, row in enumerate(frame_rows(result)):
+        table.add_row(*row, end_section=i % per_count == per_count - 1)
+    return table
+
+
+def frame_markdown(result: FrameBenchmarkResult) -> str:
+    """The per-image table in Markdown, with the machine and settings above it."""
+    lines = [
+        "# hardnet-export bench --image",
+        "",
+        f"- command: `{result.command}`",
+        f"- created: {result.created}",
+        f"- machine: {_frame_caption(result)}",
+        "- per frame: detection (SIFT, listed apart: both descriptors need keypoints), "
+        "extraction (patches cut), inference (describe of those patches), total "
+        "(Describer.compute: extraction and inference); `x SIFT` is total p50 over OpenCV SIFT "
+        "compute() p50 on the same keypoints in the same run",
+        "",
+        "| " + " | ".join(FRAME_COLUMNS) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(FRAME_COLUMNS))) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in frame_rows(result)]
+    if result.warnings:
+        lines += ["", "Warnings:", ""] + [f"- {w}" for w in result.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def write_frame_plot(result: FrameBenchmarkResult, path: str | Path) -> Path:
+    """Total p50 per frame against keypoint count, one line per target and OpenCV SIFT
+    ``compute()`` as the reference (log axes; bars reach p99)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import ScalarFormatter
+
+    path = Path(path)
+    figure = Figure(figsize=(8, 5), layout="constrained")
+    ax = figure.subplots()
+
+    def line(
+        label: str, counts: list[int], p50: list[float], p99: list[float], **style: str
+    ) -> None:
+        errors = [[0.0] * len(p50), [b - a for a, b in zip(p50, p99, strict=True)]]
+        ax.errorbar(counts, p50, yerr=errors, marker="o", capsize=3, label=label, **style)
+
+    refs = result.references
+    line(
+        "opencv sift compute() (reference)",
+        [r.keypoints for r in refs],
+        [r.sift.p50 for r in refs],
+        [r.sift.p99 for r in refs],
+        color="black",
+        linestyle="--",
+    )
+    for target in result.targets:
+        cases = target.cases
+        line(
+            f"{target.label}: total",
+            [c.keypoints for c in cases],
+            [c.stages["total"].p50 for c in cases],
+            [c.stages["total"].p99 for c in cases],
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xlabel("keypoints per frame")
+    ax.set_ylabel("time per frame, p50 (bar to p99), ms")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    figure.suptitle(_frame_caption(result), fontsize="small", wrap=True)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
     return path

@@ -13,6 +13,11 @@ from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.validate import parse_json_object
 
 FORMAT = "hardnet-export-bench/1"
+#: The per-image benchmark's JSON (``hardnet-export bench --image``).
+FRAME_FORMAT = "hardnet-export-bench-frame/1"
+#: Stages timed per target in the per-image benchmark; detection and the SIFT reference are
+#: per keypoint count (they do not depend on the target).
+FRAME_STAGES = ("extract", "infer", "total")
 #: "computing a descriptor takes about 1 millisecond on a low-end GPU" (HardNet, arXiv abstract).
 PAPER_MS_PER_PATCH = 1.0
 
@@ -134,3 +139,63 @@ class BenchmarkResult:
             raise InputError(
                 f"{path} is not a complete {FORMAT} result ({type(exc).__name__}: {exc})"
             ) from None
+
+
+@dataclass(frozen=True)
+class FrameCase:
+    """One target at one keypoint count: ``stages`` maps extract / infer / total to their
+    latency per frame (ms); ``vs_sift`` is the total's p50 over SIFT ``compute()``'s p50 at the
+    same keypoints in the same run (below 1 is faster than SIFT)."""
+
+    requested: int
+    keypoints: int
+    stages: dict[str, LatencySummary]
+    vs_sift: float
+
+
+@dataclass
+class FrameTarget:
+    """One artifact with one backend on one device, timed at every keypoint count."""
+
+    label: str
+    artifact: str | None
+    backend: str
+    precision: str
+    device: str
+    cases: list[FrameCase] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FrameReference:
+    """Per keypoint count, the stages that do not depend on the target: SIFT detection and
+    the reference, OpenCV SIFT ``compute()`` on those keypoints (ms per frame)."""
+
+    requested: int
+    keypoints: int
+    detect: LatencySummary
+    sift: LatencySummary
+
+
+@dataclass
+class FrameBenchmarkResult:
+    """A whole per-image run: settings, machine, the reference rows and every target's."""
+
+    created: str
+    command: str
+    image: str
+    image_shape: list[int]
+    settings: dict[str, Any]
+    machine: dict[str, Any]
+    references: list[FrameReference] = field(default_factory=list)
+    targets: list[FrameTarget] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    format: str = FRAME_FORMAT
+
+    def reference(self, requested: int) -> FrameReference:
+        return next(r for r in self.references if r.requested == requested)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"

@@ -389,12 +389,24 @@ class Describer(abc.ABC):
         patches, valid = extract_patches_with_mask(
             image, keypoints, magnification=scale, out_of_bounds=out_of_bounds
         )
+        return keypoints, self.describe_extracted(patches, valid)
+
+    def describe_extracted(self, patches: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """The inference half of :meth:`compute`: descriptors of patches cut by
+        :func:`~hardnet_export.geometry.extract_patches_with_mask`, zero rows where ``valid``
+        is False. A pipeline that cuts patches in one thread runs this in another.
+
+        Shape:
+            - patches: (K, 32, 32) uint8.
+            - valid: (K,) bool.
+            - Output: (K, 128) float32.
+        """
         if valid.all():
-            return keypoints, self._describe_host(patches[:, None])
+            return self._describe_host(patches[:, None])
         descriptors = np.zeros((len(patches), DESCRIPTOR_SIZE), np.float32)
         # Zero patches would still give unit-norm descriptors: only the valid ones are run.
         descriptors[valid] = self._describe_host(patches[valid][:, None])
-        return keypoints, descriptors
+        return descriptors
 
     def close(self) -> None:
         """Release device memory, streams and graphs now (no-op where there are none)."""

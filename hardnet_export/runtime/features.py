@@ -12,8 +12,10 @@ loads with ``np.load(path)`` (no pickle).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 
@@ -21,6 +23,7 @@ from hardnet_export._io import atomic_path
 from hardnet_export.errors import InputError
 from hardnet_export.geometry import PATCH_SIZE, keypoints_to_array
 from hardnet_export.runtime.base import Describer
+from hardnet_export.runtime.images import read_image
 from hardnet_export.runtime.keypoints import detect_keypoints
 
 
@@ -55,6 +58,109 @@ def describe_image(
         - Output: (K, 4) float32 keypoints (values beyond float32's range, which only kept
           out-of-bounds keypoints can have, become +-inf), (K, 128) float32 descriptors.
     """
+    prepared = _prepare(describer, image, detector, max_keypoints, keypoints, out_of_bounds)
+    return _finish(describer, prepared)
+
+
+#: An image for :func:`describe_images`: a file OpenCV reads, or a decoded uint8 array.
+ImageSource: TypeAlias = "str | Path | np.ndarray"
+
+
+def describe_images(
+    describer: Describer,
+    images: Sequence[ImageSource],
+    *,
+    detector: str = "sift",
+    max_keypoints: int | None = 2000,
+    keypoints: np.ndarray | None = None,
+    out_of_bounds: str = "reject",
+    pipeline: bool = True,
+    keypoints_name: str | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """:func:`describe_image` of many images, yielded in input order.
+
+    With ``pipeline`` one helper thread reads, detects and cuts the patches of image
+    ``i + 1`` while image ``i`` is inferred (and while the caller handles its result); at
+    most one image is prepared ahead, so memory stays that of two images. The results are
+    those of the sequential loop, bit for bit: the same functions run on the same input,
+    only in another thread.
+
+    Args:
+        describer: a loaded model; only the calling thread runs it.
+        images: file paths (read as grayscale) or uint8 arrays.
+        detector, max_keypoints, keypoints, out_of_bounds: as :func:`describe_image`.
+        pipeline: prepare the next image in a helper thread (False: one after another).
+        keypoints_name: where given ``keypoints`` came from, for error messages.
+
+    Raises:
+        ValueError: as :func:`describe_image`, the message starting with the image (and
+            the keypoints file) it is about; a bad detector or option before any image.
+        FileNotFoundError: an image file that does not exist.
+
+    Shape:
+        - images: each (H, W) or (H, W, 3) uint8, or a path.
+        - yields: per image, (K, 4) float32 keypoints and (K, 128) float32 descriptors.
+    """
+    from hardnet_export.geometry import OUT_OF_BOUNDS
+    from hardnet_export.runtime.keypoints import DETECTORS
+    from hardnet_export.validate import check_str
+
+    # Checked here, so an error that is no image's fault is not reported as image 0's.
+    check_str("detector", detector, choices=DETECTORS)
+    check_str("out_of_bounds", out_of_bounds, choices=OUT_OF_BOUNDS)
+    sources = list(images)
+
+    def prepare(i: int) -> _Prepared:
+        source = sources[i]
+        name = f"image {i}" if isinstance(source, np.ndarray) else str(source)
+        try:
+            image = source if isinstance(source, np.ndarray) else read_image(source)
+            return _prepare(describer, image, detector, max_keypoints, keypoints, out_of_bounds)
+        except InputError as exc:
+            given = keypoints_name is not None and keypoints is not None
+            where = f"{keypoints_name} on {name}" if given else name
+            raise InputError(f"{where}: {exc}") from None
+
+    if not pipeline or len(sources) < 2:
+        for i in range(len(sources)):
+            yield _finish(describer, prepare(i))
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="hardnet-prepare")
+    try:
+        ahead = pool.submit(prepare, 0)
+        for i in range(len(sources)):
+            prepared = ahead.result()
+            if i + 1 < len(sources):
+                ahead = pool.submit(prepare, i + 1)
+            yield _finish(describer, prepared)
+    finally:
+        # A consumer that stops early (or an error) must not leave the helper reading on.
+        ahead.cancel()
+        pool.shutdown(wait=True)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One image's keypoints and patches, ready for inference."""
+
+    keypoints: np.ndarray
+    patches: np.ndarray
+    valid: np.ndarray
+
+
+def _prepare(
+    describer: Describer,
+    image: np.ndarray,
+    detector: str,
+    max_keypoints: int | None,
+    keypoints: np.ndarray | None,
+    out_of_bounds: str,
+) -> _Prepared:
+    """Detection and extraction: everything before inference, safe to run in a thread."""
+    from hardnet_export.geometry import extract_patches_with_mask
+
     given = (
         detect_keypoints(image, detector=detector, max_keypoints=max_keypoints)
         if keypoints is None
@@ -63,9 +169,16 @@ def describe_image(
     size = PATCH_SIZE / describer.magnification
     # Checked in float64: a float32 cast first would turn 1e39 into inf and misreport it.
     kps = keypoints_to_array(given, default_size=size)
-    _, descriptors = describer.compute(image, kps, out_of_bounds=out_of_bounds)
+    patches, valid = extract_patches_with_mask(
+        image, kps, magnification=describer.magnification, out_of_bounds=out_of_bounds
+    )
+    return _Prepared(kps, patches, valid)
+
+
+def _finish(describer: Describer, prepared: _Prepared) -> tuple[np.ndarray, np.ndarray]:
+    descriptors = describer.describe_extracted(prepared.patches, prepared.valid)
     with np.errstate(over="ignore"):
-        kps32 = kps.astype(np.float32)
+        kps32 = prepared.keypoints.astype(np.float32)
     return kps32, np.asarray(descriptors, np.float32)
 
 

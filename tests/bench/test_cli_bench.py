@@ -128,3 +128,49 @@ def test_cuda_run_reports_device_compute_time(tmp_path: Path) -> None:
         assert case["compute"] is not None
         assert 0 < case["compute"]["p50"] <= case["latency"]["p50"]
         assert case["vs_baseline"] is not None and case["vs_baseline"] > 0
+
+
+def test_per_image_run_writes_json_markdown_and_png(onnx_artifact: Path, tmp_path: Path) -> None:
+    import cv2
+    import skimage.data
+
+    photo = tmp_path / "tiny.png"
+    gray = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+    cv2.imwrite(str(photo), cv2.resize(gray, (128, 96), interpolation=cv2.INTER_AREA))
+    json_path, md_path, png_path = tmp_path / "f.json", tmp_path / "f.md", tmp_path / "f.png"
+    result = run_cli(
+        "bench", str(onnx_artifact), "--image", str(photo), "--keypoints", "20",
+        "--duration-s", "0.02", "--warmup-s", "0.01", "--threads", "1",
+        "--json", str(json_path), "--markdown", str(md_path), "--plot", str(png_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "hardnet-export bench --image" in result.stdout
+
+    data = json.loads(json_path.read_text())
+    assert data["format"] == "hardnet-export-bench-frame/1"
+    assert data["image"] == str(photo) and data["image_shape"] == [96, 128]
+    assert data["settings"]["keypoints"] == [20] and data["settings"]["threads"] == 1
+    assert data["machine"]["cpu"]["model"]
+    (reference,) = data["references"]
+    assert reference["requested"] == 20 and 0 < reference["keypoints"] <= 20
+    stat = {"n", "min", "mean", "p50", "p90", "p95", "p99", "max"}
+    assert set(reference["detect"]) == stat and set(reference["sift"]) == stat
+    (target,) = data["targets"]
+    assert target["label"] == "tiny.fp32.onnx" and target["backend"] == "onnxruntime"
+    (case,) = target["cases"]
+    assert set(case["stages"]) == {"extract", "infer", "total"}
+    assert all(set(s) == stat for s in case["stages"].values())
+    assert case["keypoints"] == reference["keypoints"]
+    assert case["vs_sift"] == case["stages"]["total"]["p50"] / reference["sift"]["p50"]
+    markdown = md_path.read_text()
+    assert "| x SIFT |" in markdown and "| opencv sift compute() (reference) | " in markdown
+    assert png_path.read_bytes().startswith(PNG_SIGNATURE)
+
+
+@pytest.mark.parametrize("bad", ["0", "a,b", "", "-5"])
+def test_per_image_bad_keypoint_counts_are_one_error_line(tmp_path: Path, bad: str) -> None:
+    photo = tmp_path / "x.png"
+    photo.write_bytes(b"")  # never read: the counts are checked first
+    result = run_cli("bench", "--image", str(photo), "--keypoints", bad)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("error: ") and "keypoint count" in result.stderr

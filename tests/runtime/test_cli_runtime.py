@@ -96,3 +96,50 @@ def test_cli_errors_are_one_sentence(
         assert result.returncode != 0, args
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert not list(tmp_path.glob("x.npz")) and not list(tmp_path.glob("m.png"))
+
+
+def test_pipelined_describe_writes_the_sequential_npz(
+    photos: tuple[Path, Path], onnx_model: Path, tmp_path: Path
+) -> None:
+    images = [str(photos[0]), str(photos[1]), str(photos[0])]
+    outs = {}
+    for mode in ("--pipeline", "--no-pipeline"):
+        outs[mode] = tmp_path / f"{mode[2:]}.npz"
+        args = ("describe", *images, "--model", str(onnx_model), "--max-keypoints", "40", mode)
+        result = run_cli(*args, "-o", str(outs[mode]))
+        assert result.returncode == 0, result.stderr
+    piped, sequential = np.load(outs["--pipeline"]), np.load(outs["--no-pipeline"])
+    assert sorted(piped.files) == sorted(sequential.files)
+    for name in sequential.files:
+        np.testing.assert_array_equal(piped[name], sequential[name])
+
+
+def test_pipelined_describe_keeps_order_and_names_the_bad_image(
+    photos: tuple[Path, Path], onnx_model: Path, tmp_path: Path
+) -> None:
+    from hardnet_export import runtime
+    from hardnet_export.errors import InputError
+    from hardnet_export.runtime.features import describe_image, describe_images
+    from hardnet_export.runtime.images import read_image
+
+    describer = runtime.load(onnx_model, device="cpu")
+    small = np.zeros((4, 4), np.uint8)
+    images = [photos[1], cv2.imread(str(photos[0]), cv2.IMREAD_GRAYSCALE), photos[0]]
+    got = list(describe_images(describer, images, max_keypoints=30))
+    for (kps, desc), image in zip(got, images, strict=True):
+        array = image if isinstance(image, np.ndarray) else read_image(image)
+        want_kps, want_desc = describe_image(describer, array, max_keypoints=30)
+        np.testing.assert_array_equal(kps, want_kps)
+        np.testing.assert_array_equal(desc, want_desc)
+    # In bounds on the 200x200 photo, out of bounds on the 4x4 image after it.
+    given = np.array([[150.0, 150.0, 2.0, 0.0]])
+    with pytest.raises(InputError, match=r"^far\.npy on image 1: keypoint 0 is out of bounds"):
+        list(
+            describe_images(
+                describer, [photos[0], small], keypoints=given, keypoints_name="far.npy"
+            )
+        )
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(InputError, match="broken.png"):
+        list(describe_images(describer, [photos[0], broken, photos[1]]))

@@ -1,0 +1,255 @@
+"""Per-image benchmarks: one photo in, descriptors out, against OpenCV SIFT's ``compute``.
+
+Per keypoint count and target (artifact, backend, device) a frame is timed stage by stage
+with the batch benchmark's rules (:func:`~hardnet_export.benchmark.timing.time_step`):
+detection (SIFT, listed apart: both descriptors need it), extraction
+(:func:`~hardnet_export.geometry.extract_patches_with_mask`), inference (``describe`` of those
+patches) and total (``Describer.compute``: extraction and inference as an application calls
+them). The reference row is OpenCV SIFT ``compute()`` on the same keypoints of the same image,
+timed in the same run; ``vs_sift`` is a total's p50 over SIFT's.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from hardnet_export.benchmark.results import (
+    FrameBenchmarkResult,
+    FrameCase,
+    FrameReference,
+    FrameTarget,
+)
+from hardnet_export.benchmark.stats import LatencySummary
+from hardnet_export.benchmark.timing import DEFAULT_DURATION_S, DEFAULT_WARMUP_S, time_step
+from hardnet_export.errors import InputError
+from hardnet_export.validate import check_float, check_int
+
+if TYPE_CHECKING:
+    from hardnet_export.runtime.base import Describer
+
+DEFAULT_KEYPOINTS = (500, 2000, 8000)
+#: The most keypoints a frame benchmark asks for (the runtime's own detection limit).
+MAX_KEYPOINTS = 1_000_000
+
+
+def bench_photo() -> np.ndarray:
+    """The benchmark frame: scikit-image's ``coffee`` photo (held out of training) enlarged
+    1.6x (bicubic) to 960x640 and cropped to its central 800x640, in BGR.
+
+    Shape:
+        - Output: (640, 800, 3) uint8 BGR.
+    """
+    import skimage.data
+
+    rgb = cv2.resize(skimage.data.coffee(), (960, 640), interpolation=cv2.INTER_CUBIC)
+    return np.ascontiguousarray(rgb[:, 80:880, ::-1])
+
+
+def parse_keypoint_counts(text: str) -> list[int]:
+    """``"500,2000"`` -> ``[500, 2000]``; ValueError for anything but positive integers."""
+    counts = []
+    for part in text.split(","):
+        try:
+            counts.append(int(part.strip()))
+        except ValueError:
+            raise InputError(
+                f"keypoint counts must be comma-separated positive integers, got {text!r}"
+            ) from None
+    for count in counts:
+        check_int("keypoint count", count, low=1, high=MAX_KEYPOINTS)
+    return sorted(set(counts))
+
+
+def sift_keypoints(gray: np.ndarray, count: int) -> list[cv2.KeyPoint]:
+    """The ``count`` strongest SIFT keypoints (fewer where the image has fewer)."""
+    from hardnet_export.runtime.keypoints import detect_keypoints
+
+    return detect_keypoints(gray, detector="sift", max_keypoints=count)
+
+
+def _summary(step: Any, warmup_s: float, duration_s: float, min_iterations: int) -> LatencySummary:
+    def timed() -> None:
+        step()
+
+    timings = time_step(
+        timed, warmup_s=warmup_s, duration_s=duration_s, min_iterations=min_iterations
+    )
+    return LatencySummary.from_seconds(timings.host)
+
+
+def run_frame_benchmark(
+    image: np.ndarray,
+    describers: Sequence[tuple[str, Describer]],
+    *,
+    keypoints: Sequence[int] = DEFAULT_KEYPOINTS,
+    image_name: str = "",
+    warmup_s: float = DEFAULT_WARMUP_S,
+    duration_s: float = DEFAULT_DURATION_S,
+    min_iterations: int = 10,
+    command: str = "",
+) -> FrameBenchmarkResult:
+    """Time SIFT detection, SIFT ``compute()`` and each describer's extraction, inference and
+    ``compute`` on ``image`` at every keypoint count.
+
+    Args:
+        image: the frame, grayscale or BGR uint8.
+        describers: (label, loaded describer) pairs.
+        keypoints: keypoint counts; the strongest SIFT keypoints, fewer where the image has
+            fewer (the result records how many).
+        image_name: what the image is, for the report.
+        warmup_s, duration_s, min_iterations: the timing rules per stage.
+        command: the command line to record.
+
+    Raises:
+        ValueError: bad counts or durations, or an image without any SIFT keypoint.
+        TypeError: not a uint8 image.
+
+    Shape:
+        - image: (H, W) or (H, W, 3) uint8.
+    """
+    from hardnet_export.benchmark.machine import load_average, machine_info
+    from hardnet_export.geometry import as_gray, extract_patches_with_mask
+
+    counts = sorted({check_int("keypoint count", k, low=1, high=MAX_KEYPOINTS) for k in keypoints})
+    if not counts:
+        raise InputError("keypoint counts must not be empty")
+    check_float("warmup_s", warmup_s, low=0.0, high=3600.0)
+    check_float("duration_s", duration_s, low=0.0, low_open=True, high=3600.0)
+    check_int("min_iterations", min_iterations, low=1, high=10_000_000)
+    gray = as_gray(image)
+    result = FrameBenchmarkResult(
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        command=command,
+        image=image_name,
+        image_shape=list(image.shape),
+        settings={
+            "keypoints": counts,
+            "detector": "sift",
+            "warmup_s": warmup_s,
+            "duration_s": duration_s,
+            "min_iterations": min_iterations,
+            "opencv_threads": cv2.getNumThreads(),
+        },
+        machine=machine_info(),
+    )
+    timing = {"warmup_s": warmup_s, "duration_s": duration_s, "min_iterations": min_iterations}
+    targets = [
+        FrameTarget(label, None if d.artifact is None else str(d.artifact), d.backend,
+                    d.precision, d.device)
+        for label, d in describers
+    ]  # fmt: skip
+    sift = cv2.SIFT_create()
+    for count in counts:
+        kps = sift_keypoints(gray, count)
+        if not kps:
+            raise InputError(f"{image_name or 'the image'} has no SIFT keypoints to describe")
+        if len(kps) < count:
+            result.warnings.append(
+                f"{count} keypoints asked for, the image has {len(kps)} SIFT keypoints: "
+                f"that row times {len(kps)}"
+            )
+        # The same detector settings describe_image uses, so detection is what it would pay.
+        detect = _summary(lambda c=count: sift_keypoints(gray, c), **timing)
+        reference = _summary(lambda k=kps: sift.compute(gray, k), **timing)
+        result.references.append(FrameReference(count, len(kps), detect, reference))
+        for target, (_, describer) in zip(targets, describers, strict=True):
+            patches = extract_patches_with_mask(image, kps, magnification=describer.magnification)[
+                0
+            ][:, None]
+            stages = {
+                "extract": _summary(
+                    lambda k=kps, m=describer.magnification: extract_patches_with_mask(
+                        image, k, magnification=m
+                    ),
+                    **timing,
+                ),
+                "infer": _summary(lambda p=patches, d=describer: d.describe(p), **timing),
+                "total": _summary(lambda k=kps, d=describer: d.compute(image, k), **timing),
+            }
+            target.cases.append(
+                FrameCase(count, len(kps), stages, stages["total"].p50 / reference.p50)
+            )
+    result.targets = targets
+    result.machine["load_average_end"] = load_average()
+    return result
+
+
+def run_image_benchmark(
+    image: np.ndarray,
+    artifacts: Sequence[str | Path] = (),
+    *,
+    keypoints: Sequence[int] = DEFAULT_KEYPOINTS,
+    image_name: str = "",
+    device: str = "cpu",
+    threads: int | None = None,
+    warmup_s: float = DEFAULT_WARMUP_S,
+    duration_s: float = DEFAULT_DURATION_S,
+    min_iterations: int = 10,
+    weights: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    command: str = "",
+) -> FrameBenchmarkResult:
+    """:func:`run_frame_benchmark` of given artifacts, or of the batch benchmark's default set
+    (:func:`~hardnet_export.benchmark.targets.default_targets`), loaded the way
+    ``hardnet-export bench`` loads them.
+
+    Args:
+        image: the frame, grayscale or BGR uint8.
+        artifacts: ``.onnx`` / ``.engine`` / ``.pth`` files; empty: every variant of the
+            shipped model (or of ``weights``) that runs on ``device``.
+        keypoints, image_name, warmup_s, duration_s, min_iterations, command: as
+            :func:`run_frame_benchmark`.
+        device: ``cpu`` or ``cuda``.
+        threads: CPU threads for ONNX Runtime and PyTorch; default all usable cores.
+        weights: the checkpoint behind the default set.
+        cache_dir: where the default set's exports are kept.
+
+    Raises:
+        ValueError: as :func:`run_frame_benchmark`; a bad device or thread count.
+        FileNotFoundError: an artifact or the weights do not exist.
+
+    Shape:
+        - image: (H, W) or (H, W, 3) uint8.
+    """
+    import os
+
+    from hardnet_export.benchmark.run import load_target
+    from hardnet_export.benchmark.targets import artifact_targets, check_device, default_targets
+
+    device = check_device(device)
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = (
+        check_int("threads", threads, low=1, high=4096) if threads is not None else int(usable or 1)
+    )
+    counts = [check_int("keypoint count", k, low=1, high=MAX_KEYPOINTS) for k in keypoints]
+    if artifacts:
+        targets = artifact_targets(artifacts, device)
+    else:
+        targets = default_targets(
+            device,
+            Path(cache_dir) if cache_dir else None,
+            Path(weights) if weights is not None else None,
+            max_batch=max(counts, default=1),
+        )
+    describers = []
+    for target in targets:
+        # One call per frame describes every keypoint at once: max_batch = the largest count.
+        describers.append((target.label, load_target(target, max(counts, default=1), threads)))
+    result = run_frame_benchmark(
+        image,
+        describers,
+        keypoints=counts,
+        image_name=image_name,
+        warmup_s=warmup_s,
+        duration_s=duration_s,
+        min_iterations=min_iterations,
+        command=command,
+    )
+    result.settings.update(device=device, threads=threads)
+    return result
