@@ -186,7 +186,7 @@ def check_artifact(
 
     artifact = Path(artifact)
     check_int("pairs", pairs, low=2, high=1_000_000)
-    check_int("seed", seed, low=0)
+    check_int("seed", seed, low=0, high=2**63 - 1)
     provenance = read_provenance(artifact)
     reference_path = resolve_reference(
         artifact, provenance, None if reference is None else Path(reference)

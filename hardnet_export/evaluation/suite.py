@@ -134,7 +134,7 @@ def run_evaluation(
             "phototour:ROOT/NAME[:PAIRS.txt] or hpatches:ROOT[:SPLIT]"
         )
     check_int("n_pairs", n_pairs, low=2, high=MAX_PAIRS)
-    check_int("seed", seed, low=0)
+    check_int("seed", seed, low=0, high=2**63 - 1)
     check_float("sift_size", sift_size, low=0.0, low_open=True, high=1000.0)
     # Cheap checks first: a bad spec or a missing model fails before any pairs are cut
     # (pairs are cut on first use).

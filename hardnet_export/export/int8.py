@@ -160,7 +160,7 @@ class Int8Options:
                 f"calibration method must be one of {', '.join(METHODS)}, got {self.method!r}"
             )
         check_int("calibration_size", self.calibration_size, low=1, high=10_000_000)
-        check_int("seed", self.seed, low=0)
+        check_int("seed", self.seed, low=0, high=2**63 - 1)
         check_int("gate_size", self.gate_size, low=2, high=10_000_000)
         for name in ("max_fpr95_loss", "max_nn_accuracy_loss"):
             check_float(name, getattr(self, name), low=0.0, high=100.0)

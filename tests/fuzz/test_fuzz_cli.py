@@ -23,30 +23,31 @@ from hardnet_export.cli import main
 
 HANG_GUARD_S = 20.0
 
-# option -> (integer?, lowest valid, highest valid): the documented ranges.
+# option -> (integer?, low, high): the documented ranges; a float low of 1e-9 stands for
+# "greater than 0" (the value itself and anything down to 0 are valid too).
 OPTIONS: dict[str, dict[str, tuple[bool, float, float]]] = {
     "eval": {"--pairs": (True, 2, 1e6), "--sift-size": (False, 1e-9, 1000),
-             "--seed": (True, 0, 2**62)},
+             "--seed": (True, 0, 2**63 - 1)},
     "bench": {"--threads": (True, 1, 4096), "--warmup-s": (False, 0, 3600),
               "--duration-s": (False, 1e-9, 3600), "--accuracy-pairs": (True, 0, 1e6)},
     "describe": {"--max-keypoints": (True, 1, 1e6)},
     "match": {"--max-keypoints": (True, 1, 1e6), "--ratio": (False, 1e-9, 1),
               "--threshold": (False, 1e-9, 1000)},
-    "check": {"--pairs": (True, 2, 1e6), "--seed": (True, 0, 2**62)},
+    "check": {"--pairs": (True, 2, 1e6), "--seed": (True, 0, 2**63 - 1)},
     "demo": {"--train-steps": (True, 0, 1e7), "--pairs": (True, 10, 1e6),
              "--duration-s": (False, 1e-9, 3600)},
     "trt": {"--min-batch": (True, 1, 1 << 20), "--max-batch": (True, 1, 1 << 20),
             "--workspace-mib": (True, 1, 1 << 24), "--dla-core": (True, 0, 15),
             "--device": (True, 0, 1023)},
-    "onnx": {"--calibration-size": (True, 1, 1e7), "--calibration-seed": (True, 0, 2**62),
+    "onnx": {"--calibration-size": (True, 1, 1e7), "--calibration-seed": (True, 0, 2**63 - 1),
              "--float-budget": (False, 0, 1), "--max-fpr95-loss": (False, 0, 100),
              "--max-nn-loss": (False, 0, 100), "--min-cosine": (False, -1, 1),
              "--gate-pairs": (True, 2, 1e7), "--opset": (True, 18, 28)},
     "train": {"--steps": (True, 1, 1e8), "--batch-size": (True, 2, 1 << 20),
-              "--lr": (False, 1e-12, 1e6), "--momentum": (False, 0, 0.999999),
-              "--dampening": (False, 0, 0.999999), "--weight-decay": (False, 0, 1),
-              "--margin": (False, 0, 1000), "--dropout": (False, 0, 0.999999),
-              "--seed": (True, 0, 2**62), "--num-workers": (True, -1, 256),
+              "--lr": (False, 1e-9, 1e6), "--momentum": (False, 0, 1),
+              "--dampening": (False, 0, 1), "--weight-decay": (False, 0, 1),
+              "--margin": (False, 0, 1000), "--dropout": (False, 0, 1),
+              "--seed": (True, 0, 2**63 - 1), "--num-workers": (True, -1, 256),
               "--checkpoint-every": (True, 1, 1e8), "--log-every": (True, 1, 1e8),
               "--stop-after": (True, 1, 1e8), "--threads": (True, 0, 4096)},
 }  # fmt: skip
@@ -86,11 +87,12 @@ def bad_values(draw: st.DrawFn, integer: bool, low: float, high: float) -> str:
     if kind == "special":
         return draw(st.sampled_from(["nan", "inf", "-inf", "NaN", "1e400", "-1e400"]))
     if kind == "below":
-        value = draw(st.floats(max_value=low, exclude_max=True, allow_nan=False,
-                               allow_infinity=False))  # fmt: skip
+        open_low = not integer and low == 1e-9
+        value = draw(st.floats(max_value=0.0 if open_low else low, exclude_max=not open_low,
+                               allow_nan=False, allow_infinity=False))  # fmt: skip
         return str(math.floor(value)) if integer and value > -1e18 else str(value)
     if kind == "above":
-        value = draw(st.floats(min_value=high, exclude_min=True, allow_nan=False,
+        value = draw(st.floats(min_value=float(high), exclude_min=True, allow_nan=False,
                                allow_infinity=False))  # fmt: skip
         return str(math.ceil(value)) if integer and value < 1e18 else str(value)
     if kind == "text":
