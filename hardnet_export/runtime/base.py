@@ -92,6 +92,29 @@ def as_patch_batch(patches: Any) -> np.ndarray:
     return array
 
 
+def graph_input(batch: np.ndarray, input_dtype: str, fixed_batch: int | None) -> np.ndarray:
+    """A validated host batch in the dtype a graph's input declares, padded with zero patches
+    to the graph's batch when it has a fixed one (the caller keeps the first ``len(batch)``).
+
+    Shape:
+        - batch: (n, 1, 32, 32) uint8 or float32.
+        - Output: (max(n, fixed_batch), 1, 32, 32) of ``input_dtype``.
+    """
+    if input_dtype == "uint8" and batch.dtype != np.uint8:
+        # A uint8 graph holds integer grey levels: round float input to them.
+        from hardnet_export.geometry import to_uint8
+
+        batch = to_uint8(batch)
+    elif input_dtype == "float32" and batch.dtype != np.float32:
+        batch = batch.astype(np.float32)
+    n = len(batch)
+    if fixed_batch is not None and n < fixed_batch:
+        padded = np.zeros((fixed_batch, *batch.shape[1:]), batch.dtype)
+        padded[:n] = batch
+        batch = padded
+    return batch
+
+
 def is_torch_tensor(x: Any) -> bool:
     """True for a torch.Tensor, decided without importing torch."""
     module = type(x).__module__

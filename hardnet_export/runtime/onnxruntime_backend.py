@@ -28,8 +28,7 @@ from hardnet_export.artifacts.metadata import (
     GraphMetadata,
 )
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
-from hardnet_export.geometry import to_uint8
-from hardnet_export.runtime.base import Describer, check_graph_signature
+from hardnet_export.runtime.base import Describer, check_graph_signature, graph_input
 
 if TYPE_CHECKING:
     import onnx
@@ -416,15 +415,7 @@ class OnnxRuntimeDescriber(Describer):
         return describer
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        if self.input_dtype == "uint8" and batch.dtype != np.uint8:
-            # A uint8 graph holds integer grey levels: round float input to them.
-            batch = to_uint8(batch)
-        elif self.input_dtype == "float32" and batch.dtype != np.float32:
-            batch = batch.astype(np.float32)
         n = len(batch)
-        if self._fixed_batch is not None and n < self._fixed_batch:
-            padded = np.zeros((self._fixed_batch, *batch.shape[1:]), batch.dtype)
-            padded[:n] = batch
-            batch = padded
+        batch = graph_input(batch, self.input_dtype, self._fixed_batch)
         (out,) = self.session.run([self._output_name], {self._input_name: batch})
         return np.ascontiguousarray(out[:n], dtype=np.float32)

@@ -19,8 +19,7 @@ import numpy as np
 
 from hardnet_export.artifacts.metadata import SEMANTICS_HOST, GraphMetadata
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
-from hardnet_export.geometry import to_uint8
-from hardnet_export.runtime.base import Describer, check_graph_signature
+from hardnet_export.runtime.base import Describer, check_graph_signature, graph_input
 
 DEFAULT_MAX_BATCH = 1024
 PERFORMANCE_HINTS = ("latency", "throughput")
@@ -168,16 +167,8 @@ class OpenVINODescriber(Describer):
         return cls(compiled, path, metadata, max_batch=max_batch)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        if self.input_dtype == "uint8" and batch.dtype != np.uint8:
-            # A uint8 graph holds integer grey levels: round float input to them.
-            batch = to_uint8(batch)
-        elif self.input_dtype == "float32" and batch.dtype != np.float32:
-            batch = batch.astype(np.float32)
         n = len(batch)
-        if self._fixed_batch is not None and n < self._fixed_batch:
-            padded = np.zeros((self._fixed_batch, *batch.shape[1:]), batch.dtype)
-            padded[:n] = batch
-            batch = padded
+        batch = graph_input(batch, self.input_dtype, self._fixed_batch)
         with self._lock:
             out = self._request.infer({0: batch})[self._output]
             # The request owns its output buffer: copy before the next call reuses it.
