@@ -7,7 +7,7 @@ import pytest
 
 from hardnet_export import __version__
 
-STAGES = ["train", "eval", "onnx", "trt", "bench", "describe", "match", "check", "demo"]
+STAGES = ["train", "eval", "onnx", "trt", "bench", "describe", "match", "colmap", "check", "demo"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,390 @@
+"""COLMAP databases from HardNet features, verified by COLMAP itself (``sfm`` extra).
+
+:func:`build_database` reads every image of a folder, detects keypoints (OpenCV SIFT by
+default), describes them with HardNet, matches the chosen pairs (mutual nearest neighbours
+with a ratio test) and writes cameras, images, keypoints and matches with pycolmap; then
+COLMAP's own geometric verification (``pycolmap.verify_matches``) fills the two-view
+geometries. ``describer=None`` is the reference instead: COLMAP's SIFT extraction and
+matching (``extract_features`` + ``match_exhaustive`` / ``match_sequential``) with the same
+keypoint budget and pairs. :func:`reconstruct` runs COLMAP's incremental mapper on the result.
+
+The database is built in a temporary file beside the target and renamed onto it only when
+everything succeeded, so a failure never leaves a half-written database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError, OutputError
+from hardnet_export.runtime.base import Describer
+
+PAIRINGS = ("exhaustive", "sequential")
+#: Suffixes of the files taken as images (both OpenCV and COLMAP's reader decode these).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm")
+#: Each image is paired with this many following ones by ``sequential`` (COLMAP's default).
+SEQUENTIAL_OVERLAP = 10
+
+
+def import_pycolmap() -> Any:
+    try:
+        import pycolmap
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "writing COLMAP databases needs pycolmap: pip install 'hardnet-export[sfm]'"
+        ) from exc
+    return pycolmap
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """One image pair: tentative matches and COLMAP's verified inliers."""
+
+    image1: str
+    image2: str
+    matches: int
+    inliers: int
+    config: str  # COLMAP's two-view configuration (CALIBRATED, PLANAR, ..., or UNDEFINED)
+
+
+@dataclass
+class DatabaseResult:
+    """What :func:`build_database` wrote."""
+
+    database: Path
+    descriptor: str
+    images: list[str]
+    keypoints: dict[str, int]
+    pairs: list[PairResult] = field(default_factory=list)
+
+    @property
+    def verified_pairs(self) -> int:
+        return sum(p.inliers > 0 for p in self.pairs)
+
+
+@dataclass(frozen=True)
+class ReconstructionResult:
+    """What :func:`reconstruct` registered; ``models`` empty when nothing could be."""
+
+    out: Path
+    images: int
+    models: list[tuple[int, int]]  # per model: registered images, 3D points
+    reason: str = ""  # why nothing was reconstructed, when ``models`` is empty
+
+
+def list_images(folder: str | Path) -> list[str]:
+    """Names of the image files directly in ``folder``, sorted (sequential pairs follow this).
+
+    Raises:
+        FileNotFoundError: no such folder.
+        ValueError: not a folder, no image files in it, or a name with whitespace (COLMAP's
+            pairs file separates names by spaces).
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise MissingFileError(f"image folder not found: {folder}")
+    if not folder.is_dir():
+        raise InputError(f"expected a folder of images, got the file {folder}")
+    names = sorted(
+        p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not names:
+        raise InputError(
+            f"no images in {folder}: expected files ending in {', '.join(IMAGE_SUFFIXES)}"
+        )
+    spaced = [n for n in names if any(c.isspace() for c in n)]
+    if spaced:
+        raise InputError(
+            f"{folder / spaced[0]}: COLMAP's pairs file cannot name an image with whitespace; "
+            "rename it"
+        )
+    return names
+
+
+def image_pairs(count: int, pairing: str = "exhaustive") -> list[tuple[int, int]]:
+    """Index pairs (i < j) to match: all of them, or each image with the next
+    :data:`SEQUENTIAL_OVERLAP` ones (COLMAP's sequential pairing without its quadratic extras).
+    """
+    from hardnet_export.validate import check_str
+
+    check_str("pairs", pairing, choices=PAIRINGS)
+    reach = count if pairing == "exhaustive" else SEQUENTIAL_OVERLAP
+    return [(i, j) for i in range(count) for j in range(i + 1, min(count, i + 1 + reach))]
+
+
+@contextlib.contextmanager
+def _fresh_database(database: Path, overwrite: bool) -> Iterator[Path]:
+    """A temporary database path beside ``database``, renamed onto it on success only."""
+    from hardnet_export._io import atomic_path
+
+    if database.exists() and not overwrite:
+        raise OutputError(f"{database} exists; give --overwrite to replace it")
+    # atomic_path leaves an empty file there, which sqlite opens as an empty database (and
+    # COLMAP's import wants the file to exist).
+    with atomic_path(database) as tmp:
+        try:
+            yield tmp
+        finally:
+            for extra in ("-journal", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{tmp}{extra}")
+
+
+@contextlib.contextmanager
+def colmap_log(pycolmap: Any, verbose: bool, quiet_level: int = 2) -> Iterator[None]:
+    """COLMAP's glog lines (many per image and pair) only when asked for; below
+    ``quiet_level`` (2: errors are still shown) otherwise."""
+    before = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = before if verbose else max(before, quiet_level)
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = before
+
+
+def _check_images(folder: Path, names: list[str]) -> list[np.ndarray]:
+    """Every image decoded now, so an unreadable one is named before any work is done."""
+    from hardnet_export.runtime.images import read_image
+
+    return [read_image(folder / n) for n in names]
+
+
+def build_database(
+    image_dir: str | Path,
+    database: str | Path,
+    describer: Describer | None,
+    *,
+    detector: str = "sift",
+    max_keypoints: int = 2000,
+    pairing: str = "exhaustive",
+    ratio: float = 0.8,
+    overwrite: bool = False,
+    progress: Callable[[Any, int, str], Any] | None = None,
+    verbose: bool = False,
+) -> DatabaseResult:
+    """Write a verified COLMAP database of the images in ``image_dir``.
+
+    Args:
+        image_dir: folder of images (see :func:`list_images`).
+        database: the ``.db`` to write; an existing one needs ``overwrite``.
+        describer: a loaded HardNet model, or None for COLMAP's own SIFT (the reference).
+        detector: keypoint detector for HardNet (``sift``, ``orb``, ``fast``).
+        max_keypoints: keypoints kept per image (COLMAP SIFT's ``max_num_features`` too).
+        pairing: ``exhaustive`` or ``sequential``.
+        ratio: ratio-test threshold of the HardNet matches (COLMAP SIFT's ``max_ratio`` too).
+        overwrite: replace an existing database.
+        progress: wraps an iterable as ``progress(items, total, description)`` (a bar).
+        verbose: let COLMAP log its progress (otherwise only its errors).
+
+    Raises:
+        FileNotFoundError: no image folder.
+        ValueError: no images, an unreadable image, bad options.
+        OSError: the database exists (without ``overwrite``) or cannot be written.
+    """
+    from hardnet_export.runtime.keypoints import MAX_KEYPOINTS
+    from hardnet_export.validate import check_float, check_int, check_str
+
+    check_int("max_keypoints", max_keypoints, low=1, high=MAX_KEYPOINTS)
+    check_str("pairs", pairing, choices=PAIRINGS)
+    check_float("ratio", ratio, low=0.0, high=1.0, low_open=True)
+    pycolmap = import_pycolmap()
+    folder = Path(image_dir)
+    names = list_images(folder)
+    database = Path(database)
+    if database.is_dir():
+        raise OutputError(f"cannot write {database}: it is a folder; give a .db file name")
+    wrap = progress or (lambda items, _total, _what: items)
+    pairs = image_pairs(len(names), pairing)
+    _check_images(folder, names)
+    with _fresh_database(database, overwrite) as tmp, colmap_log(pycolmap, verbose):
+        if describer is None:
+            _colmap_sift(pycolmap, tmp, folder, names, max_keypoints, pairing, ratio)
+            descriptor = "colmap-sift"
+        else:
+            _hardnet(pycolmap, tmp, folder, names, pairs, describer, detector, max_keypoints,
+                     ratio, wrap)  # fmt: skip
+            descriptor = f"hardnet ({describer.backend})"
+        result = _summarise(pycolmap, tmp, names, pairs, descriptor)
+    result.database = database
+    return result
+
+
+def _import_images(pycolmap: Any, db_path: Path, folder: Path, names: list[str]) -> None:
+    # COLMAP's own import makes the cameras, rigs and frames its mapper expects of 4.x
+    # databases; writing bare images would leave them out.
+    pycolmap.import_images(db_path, folder, pycolmap.CameraMode.AUTO, names)
+    db = pycolmap.Database.open(db_path)
+    try:
+        found = {image.name for image in db.read_all_images()}
+    finally:
+        db.close()
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise InputError(f"{folder / missing[0]} is not an image COLMAP's reader can read")
+
+
+def _hardnet(
+    pycolmap: Any,
+    db_path: Path,
+    folder: Path,
+    names: list[str],
+    pairs: list[tuple[int, int]],
+    describer: Describer,
+    detector: str,
+    max_keypoints: int,
+    ratio: float,
+    wrap: Callable[[Any, int, str], Any],
+) -> None:
+    from hardnet_export.runtime.features import describe_images
+    from hardnet_export.runtime.matching import match_descriptors
+
+    _import_images(pycolmap, db_path, folder, names)
+    features = list(
+        wrap(
+            describe_images(
+                describer,
+                [folder / n for n in names],
+                detector=detector,
+                max_keypoints=max_keypoints,
+            ),
+            len(names),
+            "describing",
+        )
+    )
+    db = pycolmap.Database.open(db_path)
+    try:
+        ids = {image.name: image.image_id for image in db.read_all_images()}
+        for name, (kps, _desc) in zip(names, features, strict=True):
+            # COLMAP puts the first pixel's centre at (0.5, 0.5), OpenCV at (0, 0).
+            db.write_keypoints(ids[name], np.ascontiguousarray(kps[:, :2] + 0.5, np.float32))
+        for i, j in wrap(pairs, len(pairs), "matching"):
+            matches = match_descriptors(features[i][1], features[j][1], ratio=ratio)
+            db.write_matches(ids[names[i]], ids[names[j]], matches.astype(np.uint32))
+    finally:
+        db.close()
+    pairs_file = db_path.with_name(db_path.name + ".pairs.txt")
+    try:
+        pairs_file.write_text("".join(f"{names[i]} {names[j]}\n" for i, j in pairs))
+        pycolmap.verify_matches(db_path, pairs_file, pycolmap.TwoViewGeometryOptions())
+    finally:
+        pairs_file.unlink(missing_ok=True)
+
+
+def _colmap_sift(
+    pycolmap: Any,
+    db_path: Path,
+    folder: Path,
+    names: list[str],
+    max_keypoints: int,
+    pairing: str,
+    ratio: float,
+) -> None:
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.sift.max_num_features = max_keypoints
+    pycolmap.extract_features(
+        db_path, folder, names, camera_mode=pycolmap.CameraMode.AUTO,
+        extraction_options=extraction,
+    )  # fmt: skip
+    db = pycolmap.Database.open(db_path)
+    try:
+        found = {image.name for image in db.read_all_images()}
+    finally:
+        db.close()
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise InputError(f"{folder / missing[0]} is not an image COLMAP's reader can read")
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.sift.max_ratio = ratio
+    if pairing == "exhaustive":
+        pycolmap.match_exhaustive(db_path, matching_options=matching)
+    else:
+        sequential = pycolmap.SequentialPairingOptions()
+        # The same pairs as the HardNet run: the next images only, no quadratic extras.
+        sequential.overlap = SEQUENTIAL_OVERLAP
+        sequential.quadratic_overlap = False
+        pycolmap.match_sequential(db_path, matching_options=matching, pairing_options=sequential)
+
+
+def _summarise(
+    pycolmap: Any, db_path: Path, names: list[str], pairs: list[tuple[int, int]], descriptor: str
+) -> DatabaseResult:
+    db = pycolmap.Database.open(db_path)
+    try:
+        ids = {image.name: image.image_id for image in db.read_all_images()}
+        keypoints = {n: int(db.num_keypoints_for_image(ids[n])) for n in names}
+        found = []
+        for i, j in pairs:
+            a, b = ids[names[i]], ids[names[j]]
+            matches = len(db.read_matches(a, b)) if db.exists_matches(a, b) else 0
+            inliers, config = 0, "UNDEFINED"
+            if db.exists_two_view_geometry(a, b):
+                geometry = db.read_two_view_geometry(a, b)
+                inliers = len(geometry.inlier_matches)
+                config = pycolmap.TwoViewGeometryConfiguration(int(geometry.config)).name
+            found.append(PairResult(names[i], names[j], matches, inliers, config))
+    finally:
+        db.close()
+    return DatabaseResult(db_path, descriptor, list(names), keypoints, found)
+
+
+def reconstruct(
+    database: str | Path,
+    image_dir: str | Path,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    verbose: bool = False,
+) -> ReconstructionResult:
+    """COLMAP's incremental mapping on a verified database; models written to ``out/N``.
+
+    Raises:
+        FileNotFoundError: no database or image folder.
+        OSError: ``out`` is a file, or a non-empty folder without ``overwrite``.
+    """
+    pycolmap = import_pycolmap()
+    database, folder, out = Path(database), Path(image_dir), Path(out)
+    if not database.is_file():
+        raise MissingFileError(f"COLMAP database not found: {database}")
+    if not folder.is_dir():
+        raise MissingFileError(f"image folder not found: {folder}")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--reconstruct expects a folder, got the file {out}")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise OutputError(f"{out} is not empty; give --overwrite to replace it")
+        shutil.rmtree(out)
+    options = pycolmap.IncrementalPipelineOptions()
+    db = pycolmap.Database.open(database)
+    try:
+        images = int(db.num_images())
+        verified = int(db.num_verified_image_pairs())
+    finally:
+        db.close()
+    if images < 2 or verified == 0:
+        return ReconstructionResult(
+            out, images, [], f"too few images to reconstruct: {images} image(s), "
+            f"{verified} verified pair(s); at least 2 images and 1 verified pair are needed",
+        )  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    # 3: a failed mapping logs an error line; the result's reason says it in our words.
+    with colmap_log(pycolmap, verbose, quiet_level=3):
+        models = pycolmap.incremental_mapping(database, folder, out, options)
+    found = [
+        (int(models[k].num_reg_images()), int(models[k].num_points3D())) for k in sorted(models)
+    ]
+    reason = "" if found else (
+        f"COLMAP registered no images: none of the {verified} verified pair(s) makes an "
+        f"initial pair (at least {options.mapper.init_min_num_inliers} inliers and a "
+        f"triangulation angle of {options.mapper.init_min_tri_angle:g} degrees, which COLMAP "
+        "relaxes when no pair passes): too few "
+        "matches, or too little baseline"
+    )  # fmt: skip
+    return ReconstructionResult(out, images, found, reason)

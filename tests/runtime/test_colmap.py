@@ -1,0 +1,99 @@
+"""`colmap`: a real COLMAP database from HardNet matches, verified by COLMAP itself.
+
+A built-in photo and a copy warped by a known homography are the two images: the matches
+COLMAP keeps as inliers must land where the true homography sends them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from hardnet_export import runtime
+from hardnet_export.cli import app
+from hardnet_export.errors import InputError, MissingFileError, OutputError
+from hardnet_export.runtime.colmap import build_database, image_pairs
+from hardnet_export.shipped import SHIPPED_ONNX
+
+pycolmap = pytest.importorskip("pycolmap")
+pytest.importorskip("skimage")
+
+H_TRUE = np.array([[0.92, 0.08, 18.0], [-0.06, 0.95, 26.0], [1e-4, 5e-5, 1.0]])
+
+
+@pytest.fixture(scope="module")
+def pair_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from hardnet_export.data.builtin import load_photo
+
+    folder = tmp_path_factory.mktemp("colmap-images")
+    photo = load_photo("astronaut")
+    warped = cv2.warpPerspective(photo, H_TRUE, (photo.shape[1], photo.shape[0]))
+    assert cv2.imwrite(str(folder / "a.png"), photo)
+    assert cv2.imwrite(str(folder / "b.png"), warped)
+    return folder
+
+
+def test_verified_inliers_follow_the_true_homography(pair_dir: Path, tmp_path: Path) -> None:
+    db_path = tmp_path / "hardnet.db"
+    describer = runtime.load(SHIPPED_ONNX, device="cpu")
+    result = build_database(pair_dir, db_path, describer, max_keypoints=600)
+    assert result.images == ["a.png", "b.png"]
+    (pair,) = result.pairs
+    assert pair.inliers >= 100 and pair.inliers <= pair.matches
+    assert sorted(tmp_path.iterdir()) == [db_path]  # no temporary or pairs file left
+
+    db = pycolmap.Database.open(db_path)
+    try:
+        images = {image.name: image.image_id for image in db.read_all_images()}
+        assert db.num_images() == 2 and db.num_cameras() >= 1
+        a, b = images["a.png"], images["b.png"]
+        assert db.num_keypoints() == sum(result.keypoints.values())
+        assert 0 < db.num_keypoints_for_image(a) <= 600
+        assert len(db.read_matches(a, b)) == pair.matches
+        assert db.num_verified_image_pairs() == 1
+        inliers = db.read_two_view_geometry(a, b).inlier_matches
+        kps_a = db.read_keypoints(a)[:, :2] - 0.5  # back to OpenCV's pixel centres
+        kps_b = db.read_keypoints(b)[:, :2] - 0.5
+    finally:
+        db.close()
+    assert len(inliers) == pair.inliers
+    mapped = cv2.perspectiveTransform(
+        kps_a[inliers[:, 0]].astype(np.float64).reshape(-1, 1, 2), H_TRUE
+    ).reshape(-1, 2)
+    error = np.linalg.norm(mapped - kps_b[inliers[:, 1]], axis=1)
+    assert (error < 3.0).mean() > 0.9, np.percentile(error, [50, 90])
+
+    # An existing database is refused, and left as it was.
+    before = db_path.read_bytes()
+    with pytest.raises(OutputError, match="exists; give --overwrite"):
+        build_database(pair_dir, db_path, describer, max_keypoints=600)
+    assert db_path.read_bytes() == before
+
+
+def test_bad_image_folders_give_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(MissingFileError, match="image folder not found: .*nowhere"):
+        build_database(tmp_path / "nowhere", tmp_path / "x.db", None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"no images in .*empty: expected files ending in \.jpg"):
+        build_database(tmp_path / "empty", tmp_path / "x.db", None)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(InputError, match=r"broken\.png is not an image OpenCV can read"):
+        build_database(bad, tmp_path / "x.db", None)
+    assert not (tmp_path / "x.db").exists()
+
+    cli = CliRunner().invoke(app, ["colmap", str(bad), "--database", str(tmp_path / "y.db")])
+    assert cli.exit_code != 0 and not (tmp_path / "y.db").exists()
+
+
+def test_pairings() -> None:
+    assert image_pairs(3) == [(0, 1), (0, 2), (1, 2)]
+    assert image_pairs(13, "sequential")[:2] == [(0, 1), (0, 2)]
+    assert (0, 11) not in image_pairs(13, "sequential") and (0, 10) in image_pairs(13, "sequential")
+    with pytest.raises(InputError, match="pairs"):
+        image_pairs(3, "vocab")
