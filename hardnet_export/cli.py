@@ -282,6 +282,15 @@ def onnx(
     force: bool = typer.Option(
         default(Int8Options, "force"), help="int8: write the graph even if the gate fails."
     ),
+    with_extraction: bool = typer.Option(
+        False,
+        "--with-extraction",
+        help="Write the image graph: inputs image (H, W) uint8 and keypoints (K, 4), patches "
+        "cut inside the graph (fp32 or fp16).",
+    ),
+    magnification: float | None = typer.Option(
+        None, help="--with-extraction: support region in keypoint sizes (default 12)."
+    ),
 ) -> None:
     """Export a checkpoint to ONNX (fp32, fp16, int8).
 
@@ -291,6 +300,8 @@ def onnx(
 
     Example: hardnet-export onnx -o model.int8-cpu.onnx --precision int8 --int8-target cpu
     --for-isa avx2 --keep-float conv0,conv1
+
+    Example: hardnet-export onnx --with-extraction -o model.image.onnx --precision fp16
     """
     from hardnet_export.artifacts.metadata import read_metadata
     from hardnet_export.artifacts.variants import variant_for
@@ -332,6 +343,8 @@ def onnx(
         opset=opset,
         parity=parity,
         int8=int8,
+        with_extraction=with_extraction,
+        magnification=magnification,
     )
     meta = read_metadata(path)
     if meta.int8_sensitivity is not None:
@@ -355,6 +368,12 @@ def onnx(
         kept = ", ".join(f"{k} {v}" for k, v in floats.items()) or "none"
         isa = f", for {meta.int8_isa} int8 kernels" if meta.int8_isa else ""
         typer.echo(f"float layers: {kept}{isa}")
+    if meta.kind == "image":
+        typer.echo(
+            f"wrote {path} ({variant.name} image graph, magnification {meta.magnification:g}, "
+            f"images of at least {meta.min_image_side}x{meta.min_image_side} pixels)"
+        )
+        return
     typer.echo(f"wrote {path} ({variant.name}, input {input_dtype})")
 
 

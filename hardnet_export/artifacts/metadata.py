@@ -31,6 +31,13 @@ SEMANTICS_HOST = "host-kernels"
 SEMANTICS_DEVICE = "device-kernels"
 SEMANTICS = (SEMANTICS_EXACT, SEMANTICS_HOST, SEMANTICS_DEVICE)
 
+#: What a graph takes: ``patches`` (N, 1, 32, 32), or ``image`` and ``keypoints`` (patch
+#: extraction inside the graph: :mod:`hardnet_export.export.image_graph`).
+GRAPH_KINDS = ("patches", "image")
+# Plain-string fields that hold numbers.
+_FLOAT_FIELDS = frozenset({"magnification"})
+_INT_FIELDS = frozenset({"pyramid_levels", "min_image_side"})
+
 #: The JSON-valued fields of :class:`GraphMetadata`.
 _JSON_FIELDS = frozenset(
     {
@@ -66,6 +73,11 @@ class GraphMetadata:
         calibration: ``{"source", "size", "seed", "sha256", "method"}``.
         int8_gate: the accuracy gate's result (:class:`hardnet_export.calibration.gate.GateResult`).
         int8_sensitivity: the per-layer sensitivity report, when one was made.
+        graph_kind: ``patches`` or ``image`` (:data:`GRAPH_KINDS`); None (a graph from before
+            image graphs, or a foreign one) means ``patches``.
+        magnification: an image graph's support region in units of ``KeyPoint.size``.
+        pyramid_levels: an image graph's number of pyramid levels.
+        min_image_side: the smallest image side an image graph takes.
         other: keys this version does not know, as they were stored.
     """
 
@@ -83,7 +95,16 @@ class GraphMetadata:
     calibration: dict[str, Any] | None = None
     int8_gate: dict[str, Any] | None = None
     int8_sensitivity: dict[str, Any] | None = None
+    graph_kind: str | None = None
+    magnification: float | None = None
+    pyramid_levels: int | None = None
+    min_image_side: int | None = None
     other: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """``patches`` or ``image`` (``patches`` where the graph does not say)."""
+        return self.graph_kind or "patches"
 
     @property
     def variant(self) -> str:
@@ -124,6 +145,14 @@ class GraphMetadata:
                 continue
             if key in _JSON_FIELDS:
                 values[key] = parse_json_object(text, source=f"{source}: metadata {key!r}")
+            elif key in _FLOAT_FIELDS or key in _INT_FIELDS:
+                convert = float if key in _FLOAT_FIELDS else int
+                try:
+                    values[key] = convert(text)
+                except ValueError:
+                    raise InputError(
+                        f"{source}: metadata {key!r} must be a number, got {text!r}"
+                    ) from None
             else:
                 values[key] = check_str(key, text, source=source)
         produced_here = str(values.get("producer", "")).startswith(PRODUCER)
@@ -134,6 +163,8 @@ class GraphMetadata:
             )
         if values.get("int8_target") is not None:
             check_str("int8_target", values["int8_target"], choices=INT8_TARGETS, source=source)
+        if values.get("graph_kind") is not None:
+            check_str("graph_kind", values["graph_kind"], choices=GRAPH_KINDS, source=source)
         other = {k: v for k, v in props.items() if k not in known}
         return cls(**values, other=other)
 

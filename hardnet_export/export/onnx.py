@@ -51,6 +51,9 @@ def export_onnx(
     parity: bool = True,
     parity_patches: np.ndarray | None = None,
     int8: Int8Options | None = None,
+    with_extraction: bool = False,
+    magnification: float | None = None,
+    pyramid_levels: int | None = None,
 ) -> Path:
     """Export HardNet as one variant (:data:`hardnet_export.artifacts.variants.VARIANTS`) to
     one ONNX file, written atomically to ``out``.
@@ -68,6 +71,14 @@ def export_onnx(
             the metadata under ``parity``.
         parity_patches: the patches for that report; default 300 held-out built-in patches.
         int8: calibration and gate options of an INT8 variant (defaults if ``None``).
+        with_extraction: write the image graph instead (:mod:`hardnet_export.export.image_graph`:
+            inputs ``image`` (H, W) uint8 and ``keypoints`` (K, 4) float32, patches cut in the
+            graph); fp32 and fp16 only, uint8 image input, no PyTorch parity report.
+        magnification: the image graph's support region in units of ``KeyPoint.size``
+            (default :data:`hardnet_export.geometry.DEFAULT_MAGNIFICATION`).
+        pyramid_levels: the image graph's pyramid levels, 1..15 (default 8): keypoint sizes
+            below ``2**levels * 32 / magnification``, image sides of at least
+            ``2**(levels - 1) + 1``.
 
     Shape:
         - parity_patches: (N, 32, 32) or (N, 1, 32, 32) uint8, N >= 2.
@@ -83,10 +94,29 @@ def export_onnx(
     check_opset(opset)
     if int8 is not None and chosen.int8_target is None:
         raise InputError(f"int8 options given for the {chosen.name} variant")
+    if with_extraction:
+        if chosen.precision == "int8":
+            raise InputError(
+                f"an image graph (--with-extraction) is fp32 or fp16, got the {chosen.name} "
+                "variant; export INT8 as a patch graph (without --with-extraction)"
+            )
+        if input_dtype != "uint8":
+            raise InputError(
+                f"an image graph (--with-extraction) takes a uint8 image, got input_dtype "
+                f"{input_dtype!r}"
+            )
+    elif magnification is not None or pyramid_levels is not None:
+        raise InputError(
+            "magnification and pyramid_levels are settings of the image graph (with_extraction)"
+        )
     out = Path(out)
     check_writable(out)
 
     model, weights_sha, provenance = resolve_weights(weights)
+    if with_extraction:
+        return _export_image_graph(
+            model, out, chosen, opset, magnification, pyramid_levels, weights_sha, provenance
+        )
     proto = torch_to_onnx(model, input_dtype=input_dtype, opset=opset)
     extra: dict[str, Any] = {}
     make_graph = chosen.graph_function()
@@ -133,6 +163,74 @@ def export_onnx(
                 "host": host_record(),
             },
         )
+    set_metadata(proto, metadata)
+    with atomic_path(out) as tmp:
+        import onnx
+
+        onnx.save_model(proto, tmp)
+    return out
+
+
+def _export_image_graph(
+    model: HardNet,
+    out: Path,
+    variant: Variant,
+    opset: int,
+    magnification: float | None,
+    pyramid_levels: int | None,
+    weights_sha: str,
+    provenance: dict[str, Any],
+) -> Path:
+    from hardnet_export.export.image_graph import (
+        IMAGE_INPUT,
+        KEYPOINTS_INPUT,
+        PYRAMID_LEVELS,
+        image_graph,
+        min_image_side,
+    )
+    from hardnet_export.geometry import DEFAULT_MAGNIFICATION, _check_magnification
+    from hardnet_export.validate import check_int
+
+    scale = _check_magnification(DEFAULT_MAGNIFICATION if magnification is None else magnification)
+    levels = check_int(
+        "pyramid_levels",
+        PYRAMID_LEVELS if pyramid_levels is None else pyramid_levels,
+        low=1,
+        high=15,
+    )
+    proto = image_graph(model, magnification=scale, opset=opset, levels=levels)
+    extra: dict[str, Any] = {}
+    make_graph = variant.graph_function()
+    if make_graph is not None:
+        proto, extra = make_graph(proto, variant, None)
+    proto.producer_name, proto.producer_version = PRODUCER, __version__
+    check_graph(proto)
+    side = min_image_side(levels)
+    metadata = GraphMetadata(
+        producer=f"{PRODUCER} {__version__}",
+        precision=variant.precision,
+        input={
+            "name": IMAGE_INPUT,
+            "dtype": "uint8",
+            "shape": ["height", "width"],
+            "range": [0, 255],
+            "keypoints": {
+                "name": KEYPOINTS_INPUT,
+                "dtype": "float32",
+                "shape": ["keypoints", 4],
+                "columns": ["x", "y", "size", "angle"],
+            },
+            "normalisation": "patches cut and standardised inside the graph",
+        },
+        output={"name": OUTPUT_NAME, "dtype": "float32", "shape": ["keypoints", 128]},
+        weights_sha256=weights_sha,
+        weights_provenance=provenance,
+        graph_kind="image",
+        magnification=scale,
+        pyramid_levels=levels,
+        min_image_side=side,
+        **extra,
+    )
     set_metadata(proto, metadata)
     with atomic_path(out) as tmp:
         import onnx

@@ -345,8 +345,9 @@ class OnnxRuntimeDescriber(Describer):
         inter_op_num_threads: int = 0,
         graph_optimization_level: str = "all",
         provider_options: dict[str, dict[str, Any]] | None = None,
-    ) -> OnnxRuntimeDescriber:
-        """Open an ONNX graph in a new session.
+    ) -> Describer:
+        """Open an ONNX graph in a new session (an image graph, by its metadata, gives an
+        :class:`~hardnet_export.runtime.image.OnnxRuntimeImageDescriber`).
 
         Raises:
             FileNotFoundError: no file at ``path``.
@@ -404,6 +405,14 @@ class OnnxRuntimeDescriber(Describer):
                 f"{path} is not a readable ONNX model ({type(exc).__name__}: {first_line})"
             ) from exc
         check_active_providers(device, [name for name, _ in chosen], session.get_providers())
+        metadata = GraphMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
+        if metadata.kind == "image":
+            from hardnet_export.runtime.image import OnnxRuntimeImageDescriber
+
+            provider = session.get_providers()[0]
+            return OnnxRuntimeImageDescriber(
+                session, path, metadata, _PROVIDER_DEVICE.get(provider, provider)
+            )
         describer = cls(session, path, max_batch=max_batch)
         describer.semantics = (
             SEMANTICS_EXACT if graph_optimization_level == "disable" else SEMANTICS_HOST

@@ -1,0 +1,267 @@
+"""The image graph: patch extraction and HardNet in one ONNX graph.
+
+``image`` (H, W) uint8 and ``keypoints`` (K, 4) float32 (x, y, size, angle, OpenCV's
+conventions) go in, ``descriptors`` (K, 128) float32 come out; H, W and K are dynamic. The
+graph cuts the patches the way :func:`hardnet_export.geometry.extract_patches` does:
+
+- a Gaussian pyramid of :data:`PYRAMID_LEVELS` levels, each ``cv2.pyrDown`` of the one
+  before (5-tap [1 4 6 4 1] / 16, reflect-101 borders, rounded to grey levels as uint8
+  pyramids are);
+- per level the pre-blurred copies of ``geometry._PYRAMID_BLURS`` (OpenCV's Gaussian kernels
+  for uint8, rounded likewise);
+- per keypoint the level ``min(floor(log2(s)), last level)`` and the blur nearest to
+  ``antialias_blur(s / 2**level)``, with ``s = magnification * size / 32``, chosen as the
+  host chooses them; one bilinear ``GridSample`` per level (all blurs as channels) and a
+  one-hot ``Where`` selection;
+- ``GridSample`` with ``align_corners=1`` and ``padding_mode="reflection"``: the border is
+  then the outer pixel centres, so the reflection is ``BORDER_REFLECT_101``.
+
+Borders of the pyramid and the blurs are padded by gathering folded indices (not ``Pad``'s
+reflect mode, which needs a side longer than the pad), so any image of at least 2x2 pixels
+works at any level; but torch's exporter specialises a side of 1, so every level keeps at
+least 2 pixels: sides of at least ``2**(levels - 1) + 1`` (129 for the default 8 levels;
+:func:`min_image_side`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hardnet_export.geometry import _PYRAMID_BLURS, PATCH_SIZE
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+    from hardnet_export.model import HardNet
+
+IMAGE_INPUT = "image"
+KEYPOINTS_INPUT = "keypoints"
+#: Pyramid levels in the graph (level L halves the image L times): keypoints with
+#: ``magnification * size / 32 >= 2**PYRAMID_LEVELS`` need a deeper level than the graph has.
+PYRAMID_LEVELS = 8
+_PYR_KERNEL = (1.0 / 16, 4.0 / 16, 6.0 / 16, 4.0 / 16, 1.0 / 16)
+
+
+def blur_kernels() -> list[np.ndarray]:
+    """The 1-D kernels ``cv2.GaussianBlur(uint8, (0, 0), sigma)`` uses for each pre-blur.
+
+    Shape:
+        - Output: one (2r + 1,) float64 kernel per entry of ``_PYRAMID_BLURS`` ((1,) for 0).
+    """
+    import cv2
+
+    kernels = []
+    for sigma in _PYRAMID_BLURS.tolist():
+        if sigma == 0.0:
+            kernels.append(np.ones(1))
+            continue
+        # OpenCV's size rule for 8-bit images: round(6 sigma + 1), made odd.
+        ksize = int(round(sigma * 6 + 1)) | 1
+        kernels.append(cv2.getGaussianKernel(ksize, sigma, cv2.CV_64F)[:, 0])
+    return kernels
+
+
+def _fold_index(x: torch.Tensor, dim: int, pad: int) -> torch.Tensor:
+    """Indices ``-pad .. n - 1 + pad`` along ``dim`` of ``x`` (side ``n``) reflected
+    (BORDER_REFLECT_101) into ``0 .. n - 1``; a side of 1 maps all to 0.
+
+    Shape:
+        - x: (H, W).
+        - Output: (n + 2 pad,) int64.
+    """
+    import torch
+
+    index = torch.arange(-pad, x.shape[dim] + pad, device=x.device, dtype=torch.int64)
+    # The period as a tensor from the data: a Python expression of the symbolic side would
+    # make the exporter specialise on it.
+    period = torch.clamp(2 * (_side(x, dim) - 1), min=1)
+    folded = torch.remainder(index, period)
+    return torch.minimum(folded, period - folded)
+
+
+def _side(x: torch.Tensor, dim: int) -> torch.Tensor:
+    # The side as a tensor computed from the data, so the exporter keeps it dynamic.
+    import torch
+
+    return torch.ones_like(x.select(1 - dim, 0), dtype=torch.int64).sum()
+
+
+def _filter(x: torch.Tensor, kernel: list[float], dim: int, stride: int) -> torch.Tensor:
+    """Correlate the rows (dim 1) or columns (dim 0) of ``x`` with ``kernel``, reflect-101
+    borders, keeping every ``stride``-th output.
+
+    Shape:
+        - x: (H, W) float32.
+        - Output: (H, ceil(W / stride)) for dim 1, (ceil(H / stride), W) for dim 0.
+    """
+    import torch
+
+    pad = len(kernel) // 2
+    padded = torch.index_select(x, dim, _fold_index(x, dim, pad))
+    out = None
+    for tap, weight in enumerate(kernel):
+        piece = padded.narrow(dim, tap, padded.shape[dim] - 2 * pad)
+        if stride > 1:
+            piece = piece[::stride] if dim == 0 else piece[:, ::stride]
+        term = piece * weight
+        out = term if out is None else out + term
+    assert out is not None
+    return out
+
+
+def _round(x: torch.Tensor) -> torch.Tensor:
+    # OpenCV's fixed-point uint8 filters round half up.
+    import torch
+
+    return torch.floor(x + 0.5)
+
+
+def image_module(model: HardNet, magnification: float, levels: int = PYRAMID_LEVELS) -> Any:
+    """A torch module: (image, keypoints) -> descriptors, cutting patches as the host does.
+
+    Shape:
+        - image: (H, W) uint8, H, W >= 2.
+        - keypoints: (K, 4) float32 (x, y, size, angle), all in bounds, K >= 1.
+        - Output: (K, 128) float32.
+    """
+    import torch
+    from torch import nn
+
+    from hardnet_export.export.onnx import fold_batchnorm
+
+    blurs = [k.tolist() for k in blur_kernels()]
+    blur_values = torch.tensor(_PYRAMID_BLURS, dtype=torch.float32)
+
+    class ImageHardNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = fold_batchnorm(model)
+            grid = torch.arange(PATCH_SIZE, dtype=torch.float32) - (PATCH_SIZE - 1) / 2.0
+            self.register_buffer("grid", grid, persistent=False)
+            self.register_buffer("blur_values", blur_values, persistent=False)
+
+        def forward(self, image: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+            kps = keypoints.to(torch.float32)
+            x, y, size, angle = kps.unbind(1)
+            scale = magnification * size / PATCH_SIZE
+            wanted = torch.floor(torch.log2(torch.clamp(scale, min=1.0)))
+            level = image.to(torch.float32)
+            pyramid = [level]
+            for _ in range(levels - 1):
+                level = _round(_filter(_filter(level, list(_PYR_KERNEL), 1, 2), _PYR_KERNEL, 0, 2))
+                pyramid.append(level)
+            # The host stops halving once a side is below 2 pixels: the deepest level it has.
+            deepest = torch.zeros((), dtype=torch.float32)
+            for index in range(1, levels):
+                above = pyramid[index - 1]
+                small = torch.minimum(_side(above, 0), _side(above, 1))
+                deepest = deepest + (small >= 2).to(torch.float32)
+            chosen = torch.minimum(wanted, deepest)
+            factor = torch.pow(2.0, chosen)
+            residual = scale / factor
+            sigma = 0.5 * torch.sqrt(torch.clamp(residual * residual - 1.0, min=0.0))
+            blur = torch.argmin(torch.abs(sigma[:, None] - self.blur_values[None, :]), dim=1)
+            theta = torch.where(angle < 0, torch.zeros_like(angle), torch.deg2rad(angle))
+            cos = (residual * torch.cos(theta))[:, None, None]
+            sin = (residual * torch.sin(theta))[:, None, None]
+            u = self.grid[None, None, :]
+            v = self.grid[None, :, None]
+            out = torch.zeros((kps.shape[0], PATCH_SIZE, PATCH_SIZE), dtype=torch.float32)
+            for index, source in enumerate(pyramid):
+                copies = []
+                for kernel in blurs:
+                    if len(kernel) == 1:
+                        copies.append(source)
+                    else:
+                        copies.append(_round(_filter(_filter(source, kernel, 1, 1), kernel, 0, 1)))
+                stack = torch.stack(copies)[None]  # (1, blurs, h, w)
+                width = _side(source, 1).to(torch.float32)
+                height = _side(source, 0).to(torch.float32)
+                cx = (x / factor)[:, None, None]
+                cy = (y / factor)[:, None, None]
+                sx = cx + cos * u - sin * v
+                sy = cy + sin * u + cos * v
+                # align_corners: -1 and 1 are the outer pixel centres.
+                gx = 2.0 * sx / (width - 1.0) - 1.0
+                gy = 2.0 * sy / (height - 1.0) - 1.0
+                grid = torch.stack([gx, gy], dim=-1).reshape(1, -1, PATCH_SIZE, 2)
+                sampled = torch.nn.functional.grid_sample(
+                    stack, grid, mode="bilinear", padding_mode="reflection", align_corners=True
+                )  # (1, blurs, K * 32, 32)
+                sampled = sampled[0].reshape(len(blurs), -1, PATCH_SIZE, PATCH_SIZE)
+                picked = torch.gather(
+                    sampled, 0, blur[None, :, None, None].expand(1, -1, PATCH_SIZE, PATCH_SIZE)
+                )[0]
+                # Where, not a product: unselected levels of a tiny image may hold NaN.
+                here = (chosen == index)[:, None, None]
+                out = torch.where(here, picked, out)
+            patches = torch.clamp(_round(out), 0.0, 255.0)[:, None]
+            return self.net(patches)
+
+    return ImageHardNet().eval()
+
+
+def min_image_side(levels: int = PYRAMID_LEVELS) -> int:
+    """The smallest image side a graph of ``levels`` pyramid levels takes: every level must
+    keep a side of 2 pixels (torch's exporter specialises sides of 1)."""
+    return 2 ** (levels - 1) + 1
+
+
+def image_graph(
+    model: HardNet, *, magnification: float, opset: int, levels: int = PYRAMID_LEVELS
+) -> onnx.ModelProto:
+    """The FP32 image graph from ``torch.onnx.export(dynamo=True)``; H, W and K dynamic, sides
+    at least :func:`min_image_side`."""
+    import onnx_ir
+    import onnxscript.optimizer
+    import torch
+    from onnx_ir.passes import common as passes
+    from torch.export import Dim
+
+    from hardnet_export.export.onnx import (
+        OUTPUT_NAME,
+        _quiet_exporter,
+        name_layers,
+    )
+
+    module = image_module(model, magnification, levels)
+    side = min_image_side(levels)
+    image = torch.zeros((side + 31, side + 63), dtype=torch.uint8)
+    keypoints = torch.tensor([[20.0, 20.0, 4.0, 0.0], [10.0, 30.0, 8.0, 45.0]])
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            module,
+            (image, keypoints),
+            dynamo=True,
+            input_names=[IMAGE_INPUT, KEYPOINTS_INPUT],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamic_shapes={
+                "image": {0: Dim("height", min=side), 1: Dim("width", min=side)},
+                "keypoints": {0: Dim("keypoints")},
+            },
+            external_data=False,
+            optimize=False,
+            verbose=False,
+        )
+    if program is None:
+        raise RuntimeError("torch.onnx.export returned no program")
+    graph = program.model
+    onnxscript.optimizer.fold_constants(graph)
+    for cleanup in (
+        passes.RemoveUnusedNodesPass(),
+        passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+        passes.DeduplicateInitializersPass(),
+        passes.CommonSubexpressionEliminationPass(),
+        passes.RemoveUnusedNodesPass(),
+    ):
+        cleanup(graph)
+    proto = onnx_ir.serde.serialize_model(graph)
+    del proto.metadata_props[:]
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+    name_layers(proto)
+    return proto

@@ -1,0 +1,97 @@
+"""The image graph (--with-extraction): one ONNX call from image and keypoints to descriptors,
+matching the host path (geometry.extract_patches + the patch model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from hardnet_export import geometry, runtime  # noqa: E402
+from hardnet_export.data.builtin import load_photo, split_photos  # noqa: E402
+from hardnet_export.errors import InputError, StateError  # noqa: E402
+from hardnet_export.export.onnx import export_onnx  # noqa: E402
+
+# Few levels keep the export short on a shared CPU; the code path is the default's.
+LEVELS = 3
+
+
+@pytest.fixture(scope="module")
+def image_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("image") / "model.image.onnx"
+    return export_onnx(None, out, with_extraction=True, pyramid_levels=LEVELS)
+
+
+def _keypoints(shape: tuple[int, int], k: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    # Sizes whose scale stays below 2**LEVELS at magnification 12.
+    size = np.exp(rng.uniform(0.0, np.log(20.0), k))
+    kps = np.stack(
+        [rng.uniform(0, w - 1, k), rng.uniform(0, h - 1, k), size, rng.uniform(-1, 360, k)], 1
+    )
+    return kps[geometry.keypoints_in_bounds(shape, kps)]
+
+
+def test_checker_and_metadata(image_graph: Path) -> None:
+    import onnx
+
+    from hardnet_export.artifacts.metadata import read_metadata
+
+    onnx.checker.check_model(onnx.load(str(image_graph)), full_check=True)
+    meta = read_metadata(image_graph)
+    assert meta.kind == "image" and meta.magnification == 12.0
+    assert meta.pyramid_levels == LEVELS and meta.min_image_side == 2 ** (LEVELS - 1) + 1
+
+
+@pytest.mark.parametrize("crop", [(400, 600), (200, 333)])
+@pytest.mark.parametrize("k", [1, 300])
+def test_matches_host_path(image_graph: Path, crop: tuple[int, int], k: int) -> None:
+    photo = geometry.as_gray(load_photo(split_photos("val")[0]))
+    image = np.ascontiguousarray(photo[: crop[0], : crop[1]])
+    kps = _keypoints(image.shape, k, seed=k)
+    graph = runtime.load(image_graph, backend="onnxruntime", device="cpu")
+    host = runtime.load(None, backend="torch", device="cpu")
+    _, got = graph.compute(image, kps)
+    _, want = host.compute(image, kps)
+    assert got.shape == (len(kps), 128)
+    cosine = (got * want).sum(1)
+    assert cosine.min() > 0.999
+
+
+def test_describe_names_compute(image_graph: Path) -> None:
+    graph = runtime.load(image_graph, backend="onnxruntime", device="cpu")
+    with pytest.raises(StateError, match=r"compute\(image, keypoints\)"):
+        graph.describe(np.zeros((1, 32, 32), np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("keypoints", "message"),
+    [
+        (np.array([[10.0, 10.0, np.nan, 0.0]]), "keypoints must be finite"),
+        (np.array([[10.0, 10.0, -1.0, 0.0]]), "keypoint sizes must be positive"),
+        (np.zeros((2, 3)), r"shape \(K, 2\) or \(K, 4\)"),
+        (np.array([[1e4, 10.0, 2.0, 0.0]]), "out of bounds"),
+    ],
+)
+def test_keypoint_errors_are_the_host_paths(
+    image_graph: Path, keypoints: np.ndarray, message: str
+) -> None:
+    image = np.zeros((64, 64), np.uint8)
+    graph = runtime.load(image_graph, backend="onnxruntime", device="cpu")
+    with pytest.raises(InputError, match=message):
+        graph.compute(image, keypoints)
+    with pytest.raises(InputError, match=message):
+        geometry.extract_patches(image, keypoints)
+
+
+def test_small_image_and_int8_refused(image_graph: Path, tmp_path: Path) -> None:
+    graph = runtime.load(image_graph, backend="onnxruntime", device="cpu")
+    with pytest.raises(InputError, match="at least 5x5"):
+        graph.compute(np.zeros((4, 40), np.uint8), np.array([[1.0, 1.0]]))
+    with pytest.raises(InputError, match="fp32 or fp16"):
+        export_onnx(None, tmp_path / "m.onnx", variant="int8-cpu", with_extraction=True)
