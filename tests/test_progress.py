@@ -20,7 +20,9 @@ def test_enabled_yields_all_items_and_shows_count_rate_and_eta(
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120)
     real = rich.progress.Progress
-    monkeypatch.setattr(rich.progress, "Progress", lambda *c, **k: real(*c, console=console, **k))
+    # The bar's own console is replaced by one writing to the buffer.
+    with_buffer = lambda *c, **k: real(*c, **{**k, "console": console})  # noqa: E731
+    monkeypatch.setattr(rich.progress, "Progress", with_buffer)
     assert list(track(range(5), 5, "reading tiles", "tiles")) == list(range(5))
     text = out.getvalue()
     assert "reading tiles" in text and "5/5" in text and "tiles/s" in text and "ETA" in text
