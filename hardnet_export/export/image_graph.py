@@ -215,15 +215,13 @@ def image_graph(
 ) -> onnx.ModelProto:
     """The FP32 image graph from ``torch.onnx.export(dynamo=True)``; H, W and K dynamic, sides
     at least :func:`min_image_side`."""
-    import onnx_ir
-    import onnxscript.optimizer
     import torch
-    from onnx_ir.passes import common as passes
     from torch.export import Dim
 
     from hardnet_export.export.onnx import (
         OUTPUT_NAME,
         _quiet_exporter,
+        finish_export,
         name_layers,
     )
 
@@ -247,21 +245,6 @@ def image_graph(
             optimize=False,
             verbose=False,
         )
-    if program is None:
-        raise RuntimeError("torch.onnx.export returned no program")
-    graph = program.model
-    onnxscript.optimizer.fold_constants(graph)
-    for cleanup in (
-        passes.RemoveUnusedNodesPass(),
-        passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
-        passes.DeduplicateInitializersPass(),
-        passes.CommonSubexpressionEliminationPass(),
-        passes.RemoveUnusedNodesPass(),
-    ):
-        cleanup(graph)
-    proto = onnx_ir.serde.serialize_model(graph)
-    del proto.metadata_props[:]
-    for node in proto.graph.node:
-        del node.metadata_props[:]
+    proto = finish_export(program, opset)
     name_layers(proto)
     return proto

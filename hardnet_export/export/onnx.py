@@ -337,10 +337,7 @@ def torch_to_onnx(
 ) -> onnx.ModelProto:
     """The FP32 graph of ``model`` from ``torch.onnx.export(dynamo=True)``, batch axis dynamic,
     BatchNorm folded, constants folded, no Dropout."""
-    import onnx_ir
-    import onnxscript.optimizer
     import torch
-    from onnx_ir.passes import common as passes
     from torch.export import Dim
 
     dtype = torch.uint8 if input_dtype == "uint8" else torch.float32
@@ -358,6 +355,25 @@ def torch_to_onnx(
             optimize=False,  # see fold_batchnorm; constant folding alone is safe
             verbose=False,
         )
+    proto = finish_export(program, opset)
+    name_layers(proto)
+    proto.producer_name = PRODUCER
+    proto.producer_version = __version__
+    return proto
+
+
+def finish_export(program: Any, opset: int) -> onnx.ModelProto:
+    """The ModelProto of a ``torch.onnx.export(dynamo=True)`` program: constants folded,
+    initializers lifted and deduplicated, common subexpressions merged, the exporter's own
+    metadata removed, and the opset checked to be the one asked for.
+
+    Raises:
+        InputError: the exporter wrote another opset than ``opset``.
+    """
+    import onnx_ir
+    import onnxscript.optimizer
+    from onnx_ir.passes import common as passes
+
     if program is None:
         raise RuntimeError("torch.onnx.export returned no program")
     graph = program.model
@@ -379,9 +395,6 @@ def torch_to_onnx(
     del proto.metadata_props[:]
     for node in proto.graph.node:
         del node.metadata_props[:]
-    name_layers(proto)
-    proto.producer_name = PRODUCER
-    proto.producer_version = __version__
     return proto
 
 
