@@ -221,6 +221,11 @@ def _import_images(pycolmap: Any, db_path: Path, folder: Path, names: list[str])
     # COLMAP's own import makes the cameras, rigs and frames its mapper expects of 4.x
     # databases; writing bare images would leave them out.
     pycolmap.import_images(db_path, folder, pycolmap.CameraMode.AUTO, names)
+    _check_imported(pycolmap, db_path, folder, names)
+
+
+def _check_imported(pycolmap: Any, db_path: Path, folder: Path, names: list[str]) -> None:
+    """Raise InputError naming the first image COLMAP did not take into the database."""
     db = pycolmap.Database.open(db_path)
     try:
         found = {image.name for image in db.read_all_images()}
@@ -293,14 +298,7 @@ def _colmap_sift(
         db_path, folder, names, camera_mode=pycolmap.CameraMode.AUTO,
         extraction_options=extraction,
     )  # fmt: skip
-    db = pycolmap.Database.open(db_path)
-    try:
-        found = {image.name for image in db.read_all_images()}
-    finally:
-        db.close()
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise InputError(f"{folder / missing[0]} is not an image COLMAP's reader can read")
+    _check_imported(pycolmap, db_path, folder, names)
     matching = pycolmap.FeatureMatchingOptions()
     matching.sift.max_ratio = ratio
     if pairing == "exhaustive":
