@@ -7,14 +7,17 @@ graph cuts the patches the way :func:`hardnet_export.geometry.extract_patches` d
 - a Gaussian pyramid of :data:`PYRAMID_LEVELS` levels, each ``cv2.pyrDown`` of the one
   before (5-tap [1 4 6 4 1] / 16, reflect-101 borders, rounded to grey levels as uint8
   pyramids are);
-- per level the pre-blurred copies of ``geometry._PYRAMID_BLURS`` (OpenCV's Gaussian kernels
-  for uint8, rounded likewise);
-- per keypoint the level ``min(floor(log2(s)), last level)`` and the blur nearest to
+- per level the pre-blurred copies of ``geometry._PYRAMID_BLURS``, with the fixed-point
+  kernels OpenCV's 8-bit ``GaussianBlur`` uses (:func:`blur_kernels`): pyramid and blurs are
+  OpenCV's bit for bit;
+- all (level, blur) images in one single-channel atlas (:func:`_atlas`), and per keypoint
+  the level ``min(floor(log2(s)), last level)`` and the blur nearest to
   ``antialias_blur(s / 2**level)``, with ``s = magnification * size / 32``, chosen as the
-  host chooses them; one bilinear ``GridSample`` per level (all blurs as channels) and a
-  one-hot ``Where`` selection;
-- ``GridSample`` with ``align_corners=1`` and ``padding_mode="reflection"``: the border is
-  then the outer pixel centres, so the reflection is ``BORDER_REFLECT_101``.
+  host chooses them, which name its tile;
+- sampling coordinates folded into the tile by ``BORDER_REFLECT_101`` (:func:`_reflect`),
+  then one bilinear ``GridSample`` (``align_corners=1``) over the atlas cuts every patch.
+  Sampling each level with all its blurs as channels cost ``levels x blurs`` samplings of
+  every patch (2.7 s for 300 keypoints at 8 levels on 2 CPU cores; the atlas: 0.25 s).
 
 Borders of the pyramid and the blurs are padded by gathering folded indices (not ``Pad``'s
 reflect mode, which needs a side longer than the pad), so any image of at least 2x2 pixels
@@ -42,17 +45,25 @@ KEYPOINTS_INPUT = "keypoints"
 #: Pyramid levels in the graph (level L halves the image L times): keypoints with
 #: ``magnification * size / 32 >= 2**PYRAMID_LEVELS`` need a deeper level than the graph has.
 PYRAMID_LEVELS = 8
+#: OpenCV keeps 8-bit Gaussian kernels in fixed point with this many fraction bits.
+_BLUR_FRACTION_BITS = 8
 _PYR_KERNEL = (1.0 / 16, 4.0 / 16, 6.0 / 16, 4.0 / 16, 1.0 / 16)
 
 
 def blur_kernels() -> list[np.ndarray]:
-    """The 1-D kernels ``cv2.GaussianBlur(uint8, (0, 0), sigma)`` uses for each pre-blur.
+    """The 1-D kernels ``cv2.GaussianBlur(uint8, (0, 0), sigma)`` uses for each pre-blur, as
+    its 8-bit path has them: fixed point with 8 fraction bits, rounded from the outside in
+    with the error carried to the next tap, the centre tap taking what makes the sum 1
+    (OpenCV's ``getGaussianKernelFixedPoint_ED``); zero end taps dropped.
+
+    With these, both passes are exact in float32 (an 8-bit pixel times an 8-bit fraction,
+    twice, stays within 24 bits) and one round half up at the end gives OpenCV's output bit
+    for bit (``tests/export/test_image_graph.py`` checks it).
 
     Shape:
         - Output: one (2r + 1,) float64 kernel per entry of ``_PYRAMID_BLURS`` ((1,) for 0).
     """
-    import cv2
-
+    one = 1 << _BLUR_FRACTION_BITS
     kernels = []
     for sigma in _PYRAMID_BLURS.tolist():
         if sigma == 0.0:
@@ -60,7 +71,19 @@ def blur_kernels() -> list[np.ndarray]:
             continue
         # OpenCV's size rule for 8-bit images: round(6 sigma + 1), made odd.
         ksize = int(round(sigma * 6 + 1)) | 1
-        kernels.append(cv2.getGaussianKernel(ksize, sigma, cv2.CV_64F)[:, 0])
+        offsets = np.arange(ksize) - (ksize - 1) / 2.0
+        exact = np.exp(-0.5 * (offsets / sigma) ** 2)
+        exact /= exact.sum()
+        taps = np.zeros(ksize)
+        carried = 0.0
+        for i in range(ksize // 2):
+            wanted = exact[i] * one + carried
+            taps[i] = taps[ksize - 1 - i] = np.rint(wanted)
+            carried = wanted - taps[i]
+        taps[ksize // 2] = one - 2 * taps[: ksize // 2].sum()
+        while taps[0] == 0:
+            taps = taps[1:-1]
+        kernels.append(taps / one)
     return kernels
 
 
@@ -119,6 +142,85 @@ def _round(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x + 0.5)
 
 
+def _reflect(coord: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+    """Sampling coordinates folded into ``0 .. side - 1`` by BORDER_REFLECT_101 (about the
+    outer pixel centres); bilinear weights of a folded coordinate equal those of reflected
+    neighbour indices, so this is the host's border rule.
+
+    Shape:
+        - coord: (K, 32, 32) float32; side: (K, 1, 1) float32, at least 2.
+        - Output: like ``coord``.
+    """
+    import torch
+
+    period = 2.0 * (side - 1.0)
+    folded = torch.remainder(coord, period)
+    return torch.minimum(folded, period - folded)
+
+
+def _atlas(
+    pyramid: list[torch.Tensor], blurs: list[list[float]], levels: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every (level, blur) image in one single-channel atlas, so one ``GridSample`` cuts
+    all patches (one per level and blur cost ``levels x blurs`` samplings of every patch).
+
+    Layout: band 0 holds level 0's blurs side by side; band 1, below it, holds levels
+    1.. side by side, each as its blurs side by side, padded to level 1's height. Both bands
+    are padded to ``blurs x (W + levels)`` columns, a bound on band 1's width (the sides of
+    levels 1.. add up to at most ``W + levels - 1``).
+
+    Shape:
+        - pyramid: ``levels`` float32 images (h_l, w_l), level 0 (H, W).
+        - Output: atlas (H + h_1, blurs x (W + levels)); per level the atlas column and row
+          of its first blur, and its width and height: (levels,) int64 each.
+    """
+    import torch
+
+    def blurred(source: torch.Tensor) -> torch.Tensor:
+        copies = []
+        for kernel in blurs:
+            if len(kernel) == 1:
+                copies.append(source)
+            else:
+                copies.append(_round(_filter(_filter(source, kernel, 1, 1), kernel, 0, 1)))
+        return torch.cat(copies, dim=1)
+
+    count = len(blurs)
+    height, width = pyramid[0].shape
+    atlas_width = count * (width + levels)
+    band0 = torch.nn.functional.pad(blurred(pyramid[0]), (0, atlas_width - count * width))
+    widths = [_side(level, 1) for level in pyramid]
+    heights = [_side(level, 0) for level in pyramid]
+    zero = torch.zeros_like(widths[0])
+    origin_x = [zero]
+    origin_y = [zero]
+    rows = [band0]
+    if levels > 1:
+        band_height = pyramid[1].shape[0]
+        groups = []
+        column = zero
+        used = 0
+        for index in range(1, levels):
+            level = pyramid[index]
+            origin_x.append(column)
+            origin_y.append(heights[0])
+            groups.append(
+                torch.nn.functional.pad(blurred(level), (0, 0, 0, band_height - level.shape[0]))
+            )
+            column = column + count * widths[index]
+            used = used + count * level.shape[1]
+        band1 = torch.cat(groups, dim=1)
+        rows.append(torch.nn.functional.pad(band1, (0, atlas_width - used)))
+    atlas = torch.cat(rows, dim=0)
+    return (
+        atlas,
+        torch.stack(origin_x),
+        torch.stack(origin_y),
+        torch.stack(widths),
+        torch.stack(heights),
+    )
+
+
 def image_module(model: HardNet, magnification: float, levels: int = PYRAMID_LEVELS) -> Any:
     """A torch module: (image, keypoints) -> descriptors, cutting patches as the host does.
 
@@ -169,35 +271,26 @@ def image_module(model: HardNet, magnification: float, levels: int = PYRAMID_LEV
             sin = (residual * torch.sin(theta))[:, None, None]
             u = self.grid[None, None, :]
             v = self.grid[None, :, None]
-            out = torch.zeros((kps.shape[0], PATCH_SIZE, PATCH_SIZE), dtype=torch.float32)
-            for index, source in enumerate(pyramid):
-                copies = []
-                for kernel in blurs:
-                    if len(kernel) == 1:
-                        copies.append(source)
-                    else:
-                        copies.append(_round(_filter(_filter(source, kernel, 1, 1), kernel, 0, 1)))
-                stack = torch.stack(copies)[None]  # (1, blurs, h, w)
-                width = _side(source, 1).to(torch.float32)
-                height = _side(source, 0).to(torch.float32)
-                cx = (x / factor)[:, None, None]
-                cy = (y / factor)[:, None, None]
-                sx = cx + cos * u - sin * v
-                sy = cy + sin * u + cos * v
-                # align_corners: -1 and 1 are the outer pixel centres.
-                gx = 2.0 * sx / (width - 1.0) - 1.0
-                gy = 2.0 * sy / (height - 1.0) - 1.0
-                grid = torch.stack([gx, gy], dim=-1).reshape(1, -1, PATCH_SIZE, 2)
-                sampled = torch.nn.functional.grid_sample(
-                    stack, grid, mode="bilinear", padding_mode="reflection", align_corners=True
-                )  # (1, blurs, K * 32, 32)
-                sampled = sampled[0].reshape(len(blurs), -1, PATCH_SIZE, PATCH_SIZE)
-                picked = torch.gather(
-                    sampled, 0, blur[None, :, None, None].expand(1, -1, PATCH_SIZE, PATCH_SIZE)
-                )[0]
-                # Where, not a product: unselected levels of a tiny image may hold NaN.
-                here = (chosen == index)[:, None, None]
-                out = torch.where(here, picked, out)
+            atlas, origin_x, origin_y, widths, heights = _atlas(pyramid, blurs, levels)
+            at = chosen.to(torch.int64)
+            tile_w = widths[at].to(torch.float32)[:, None, None]
+            tile_h = heights[at].to(torch.float32)[:, None, None]
+            tile_x = (origin_x[at] + blur * widths[at]).to(torch.float32)[:, None, None]
+            tile_y = origin_y[at].to(torch.float32)[:, None, None]
+            cx = (x / factor)[:, None, None]
+            cy = (y / factor)[:, None, None]
+            sx = _reflect(cx + cos * u - sin * v, tile_w)
+            sy = _reflect(cy + sin * u + cos * v, tile_h)
+            atlas_h = _side(atlas, 0).to(torch.float32)
+            atlas_w = _side(atlas, 1).to(torch.float32)
+            # align_corners: -1 and 1 are the atlas's outer pixel centres.
+            gx = 2.0 * (tile_x + sx) / (atlas_w - 1.0) - 1.0
+            gy = 2.0 * (tile_y + sy) / (atlas_h - 1.0) - 1.0
+            grid = torch.stack([gx, gy], dim=-1).reshape(1, -1, PATCH_SIZE, 2)
+            sampled = torch.nn.functional.grid_sample(
+                atlas[None, None], grid, mode="bilinear", padding_mode="border", align_corners=True
+            )  # (1, 1, K * 32, 32)
+            out = sampled.reshape(-1, PATCH_SIZE, PATCH_SIZE)
             patches = torch.clamp(_round(out), 0.0, 255.0)[:, None]
             return self.net(patches)
 

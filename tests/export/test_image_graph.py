@@ -95,3 +95,68 @@ def test_small_image_and_int8_refused(image_graph: Path, tmp_path: Path) -> None
         graph.compute(np.zeros((4, 40), np.uint8), np.array([[1.0, 1.0]]))
     with pytest.raises(InputError, match="fp32 or fp16"):
         export_onnx(None, tmp_path / "m.onnx", variant="int8-cpu", with_extraction=True)
+
+
+@pytest.mark.parametrize("shape", [(129, 131), (200, 333)])
+def test_atlas_tiles_are_opencvs_pyramid_and_blurs(shape: tuple[int, int]) -> None:
+    """Every (level, blur) tile of the atlas is OpenCV's pyrDown chain and GaussianBlur of
+    it, bit for bit (the host path's sources), at the tile's recorded place."""
+    import cv2
+    import torch
+
+    from hardnet_export.export.image_graph import (
+        PYRAMID_LEVELS,
+        _atlas,
+        _filter,
+        _PYR_KERNEL,
+        _round,
+        blur_kernels,
+    )
+
+    rng = np.random.default_rng(3)
+    gray = rng.integers(0, 256, shape, dtype=np.uint8)
+    level = torch.from_numpy(gray).to(torch.float32)
+    pyramid = [level]
+    for _ in range(PYRAMID_LEVELS - 1):
+        level = _round(_filter(_filter(level, list(_PYR_KERNEL), 1, 2), _PYR_KERNEL, 0, 2))
+        pyramid.append(level)
+    kernels = [k.tolist() for k in blur_kernels()]
+    atlas, origin_x, origin_y, widths, heights = _atlas(pyramid, kernels, PYRAMID_LEVELS)
+    atlas = atlas.numpy()
+    source = gray
+    for index in range(PYRAMID_LEVELS):
+        if index:
+            source = cv2.pyrDown(source)
+        assert (int(heights[index]), int(widths[index])) == source.shape
+        for blur, sigma in enumerate(geometry._PYRAMID_BLURS.tolist()):
+            want = source
+            if sigma > 0:
+                want = cv2.GaussianBlur(source, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+            x0 = int(origin_x[index]) + blur * source.shape[1]
+            y0 = int(origin_y[index])
+            tile = atlas[y0 : y0 + source.shape[0], x0 : x0 + source.shape[1]]
+            np.testing.assert_array_equal(tile, want, err_msg=f"level {index}, blur {blur}")
+
+
+@pytest.fixture(scope="module")
+def fp16_image_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("image16") / "model.image.fp16.onnx"
+    return export_onnx(None, out, variant="fp16", with_extraction=True, pyramid_levels=LEVELS)
+
+
+def test_fp16_image_graph_matches_host_path(fp16_image_graph: Path) -> None:
+    """FP16 (conv stack in float16, extraction float32) against the FP32 host path."""
+    import onnx
+
+    from hardnet_export.artifacts.metadata import read_metadata
+
+    onnx.checker.check_model(onnx.load(str(fp16_image_graph)), full_check=True)
+    meta = read_metadata(fp16_image_graph)
+    assert meta.kind == "image" and meta.precision == "fp16"
+    photo = geometry.as_gray(load_photo(split_photos("val")[0]))
+    image = np.ascontiguousarray(photo[:300, :400])
+    kps = _keypoints(image.shape, 300, seed=11)
+    graph = runtime.load(fp16_image_graph, backend="onnxruntime", device="cpu")
+    _, got = graph.compute(image, kps)
+    _, want = runtime.load(None, backend="torch", device="cpu").compute(image, kps)
+    assert (got * want).sum(1).min() > 0.999
