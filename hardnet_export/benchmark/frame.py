@@ -5,7 +5,8 @@ with the batch benchmark's rules (:func:`~hardnet_export.benchmark.timing.time_s
 detection (SIFT, listed apart: both descriptors need it), extraction
 (:func:`~hardnet_export.geometry.extract_patches_with_mask`), inference (``describe`` of those
 patches) and total (``Describer.compute``: extraction and inference as an application calls
-them). The reference row is OpenCV SIFT ``compute()`` on the same keypoints of the same image,
+them); an image graph (``onnx --with-extraction``) cuts its patches inside the one call,
+so it has a total only. The reference row is OpenCV SIFT ``compute()`` on the same keypoints of the same image,
 timed in the same run; ``vs_sift`` is a total's p50 over SIFT's.
 """
 
@@ -159,19 +160,19 @@ def run_frame_benchmark(
         reference = _summary(lambda k=kps: sift.compute(gray, k), **timing)
         result.references.append(FrameReference(count, len(kps), detect, reference))
         for target, (_, describer) in zip(targets, describers, strict=True):
-            patches = extract_patches_with_mask(image, kps, magnification=describer.magnification)[
-                0
-            ][:, None]
-            stages = {
-                "extract": _summary(
+            stages = {}
+            if describer.graph_kind == "patches":
+                patches = extract_patches_with_mask(
+                    image, kps, magnification=describer.magnification
+                )[0][:, None]
+                stages["extract"] = _summary(
                     lambda k=kps, m=describer.magnification: extract_patches_with_mask(
                         image, k, magnification=m
                     ),
                     **timing,
-                ),
-                "infer": _summary(lambda p=patches, d=describer: d.describe(p), **timing),
-                "total": _summary(lambda k=kps, d=describer: d.compute(image, k), **timing),
-            }
+                )
+                stages["infer"] = _summary(lambda p=patches, d=describer: d.describe(p), **timing)
+            stages["total"] = _summary(lambda k=kps, d=describer: d.compute(image, k), **timing)
             target.cases.append(
                 FrameCase(count, len(kps), stages, stages["total"].p50 / reference.p50)
             )

@@ -237,6 +237,9 @@ class Describer(abc.ABC):
     """
 
     backend: ClassVar[str] = ""
+    #: What the describer takes (:data:`hardnet_export.artifacts.metadata.GRAPH_KINDS`):
+    #: ``patches`` for ``describe``, ``image`` for a graph that cuts its own (``compute`` only).
+    graph_kind: ClassVar[str] = "patches"
 
     def __init__(
         self,

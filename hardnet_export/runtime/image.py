@@ -35,6 +35,7 @@ class OnnxRuntimeImageDescriber(Describer):
     when the graph's metadata says ``graph_kind`` ``image``)."""
 
     backend = "onnxruntime"
+    graph_kind = "image"
 
     def __init__(self, session: Any, artifact: Path, metadata: GraphMetadata, device: str) -> None:
         super().__init__(

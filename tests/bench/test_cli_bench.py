@@ -174,3 +174,30 @@ def test_per_image_bad_keypoint_counts_are_one_error_line(tmp_path: Path, bad: s
     result = run_cli("bench", "--image", str(photo), "--keypoints", bad)
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith("error: ") and "keypoint count" in result.stderr
+
+
+def test_per_image_run_times_an_image_graph_as_one_call(tmp_path: Path) -> None:
+    """An image graph cuts its own patches: one total per frame, extraction and inference
+    shown as in the graph, beside the SIFT reference."""
+    import cv2
+    import skimage.data
+
+    from hardnet_export.export.onnx import export_onnx
+
+    graph = export_onnx(None, tmp_path / "m.image.onnx", with_extraction=True, pyramid_levels=3)
+    photo = tmp_path / "tiny.png"
+    gray = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+    cv2.imwrite(str(photo), cv2.resize(gray, (128, 96), interpolation=cv2.INTER_AREA))
+    json_path, md_path = tmp_path / "f.json", tmp_path / "f.md"
+    result = run_cli(
+        "bench", str(graph), "--image", str(photo), "--keypoints", "20",
+        "--duration-s", "0.02", "--warmup-s", "0.01", "--threads", "1",
+        "--json", str(json_path), "--markdown", str(md_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (target,) = json.loads(json_path.read_text())["targets"]
+    (case,) = target["cases"]
+    assert set(case["stages"]) == {"total"} and case["stages"]["total"]["p50"] > 0
+    lines = md_path.read_text().splitlines()
+    row = next(line for line in lines if line.startswith(f"| {target['label']} |"))
+    assert row.count("in graph") == 4
