@@ -6,8 +6,8 @@ detection (SIFT, listed apart: both descriptors need it), extraction
 (:func:`~hardnet_export.geometry.extract_patches_with_mask`), inference (``describe`` of those
 patches) and total (``Describer.compute``: extraction and inference as an application calls
 them); an image graph (``onnx --with-extraction``) cuts its patches inside the one call,
-so it has a total only. The reference row is OpenCV SIFT ``compute()`` on the same keypoints of the same image,
-timed in the same run; ``vs_sift`` is a total's p50 over SIFT's.
+so it has a total only. The reference row is OpenCV SIFT ``compute()`` on the same keypoints
+of the same image, timed in the same run; ``vs_sift`` is a total's p50 over SIFT's.
 """
 
 from __future__ import annotations

@@ -105,10 +105,10 @@ def test_atlas_tiles_are_opencvs_pyramid_and_blurs(shape: tuple[int, int]) -> No
     import torch
 
     from hardnet_export.export.image_graph import (
+        _PYR_KERNEL,
         PYRAMID_LEVELS,
         _atlas,
         _filter,
-        _PYR_KERNEL,
         _round,
         blur_kernels,
     )
