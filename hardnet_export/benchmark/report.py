@@ -221,9 +221,7 @@ def frame_rows(result: FrameBenchmarkResult) -> list[list[str]]:
             for stage in FRAME_STAGES:
                 summary = case.stages.get(stage)
                 # An image graph extracts and infers in its one call: only a total.
-                cells += (
-                    [_fmt(summary.p50), _fmt(summary.p99)] if summary else ["in graph"] * 2
-                )
+                cells += [_fmt(summary.p50), _fmt(summary.p99)] if summary else ["in graph"] * 2
             table.append(cells + [f"{case.vs_sift:.2f}x"])
     return table
 

@@ -231,9 +231,7 @@ def match_images(
     pts2 = np.array([kps2[j].pt for j in matches[:, 1]], np.float64).reshape(-1, 2)
     model, inliers = estimate_geometry(pts1, pts2, geometry, threshold)
     distances = np.linalg.norm(desc1[matches[:, 0]] - desc2[matches[:, 1]], axis=1)
-    return MatchResult(
-        kps1, kps2, matches, inliers, model, geometry, describer.backend, distances
-    )
+    return MatchResult(kps1, kps2, matches, inliers, model, geometry, describer.backend, distances)
 
 
 #: Most match lines one picture shows: more hide each other and the images under them.
