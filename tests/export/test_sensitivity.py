@@ -63,12 +63,18 @@ def test_ruined_layer_is_ranked_first(
     )
     with Quantizer(ruined, calibration, target=target, method="minmax") as quantizer:
         report = layer_sensitivity(quantizer, small_pairs, semantics=semantics)
-    assert report.ranking()[0] == "conv4", report.format()
-    assert report.layers[0].min_cosine < report.layers[1].min_cosine
+    # The ruined tensor is conv3's output: quantising conv3 alone quantises its Relu with it
+    # (Q/DQ on that tensor, in both flavours), and conv4 reads it. Both are ruined, in an
+    # order that is a tie (min cosine -0.3895 vs -0.3893 on an AMX machine, flipped on AVX2).
+    ruined_layers = ["conv3", "conv4"]
+    top = len(ruined_layers)
+    assert sorted(report.ranking()[:top]) == ruined_layers, report.format()
+    assert report.layers[top - 1].min_cosine < 0.5 < report.layers[top].min_cosine
+    assert min(layer.nn_accuracy_loss_pp for layer in report.layers[:top]) > 30
     assert sorted(report.ranking()) == [f"conv{i}" for i in range(7)]
     assert report.semantics == semantics and report.pairs == 150
     assert abs(sum(layer.share for layer in report.layers) - 1.0) < 1e-9
-    assert "conv4" in report.format().splitlines()[3]
+    assert report.format().splitlines()[3].split()[0] in ruined_layers
 
 
 def test_multiply_adds_of_hardnet(fp32_graph: onnx.ModelProto) -> None:
