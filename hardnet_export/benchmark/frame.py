@@ -221,7 +221,12 @@ def run_image_benchmark(
     import os
 
     from hardnet_export.benchmark.run import load_target
-    from hardnet_export.benchmark.targets import artifact_targets, check_device, default_targets
+    from hardnet_export.benchmark.targets import (
+        artifact_targets,
+        check_device,
+        default_targets,
+        image_graph_targets,
+    )
 
     device = check_device(device)
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -232,12 +237,10 @@ def run_image_benchmark(
     if artifacts:
         targets = artifact_targets(artifacts, device)
     else:
-        targets = default_targets(
-            device,
-            Path(cache_dir) if cache_dir else None,
-            Path(weights) if weights is not None else None,
-            max_batch=max(counts, default=1),
-        )
+        cache = Path(cache_dir) if cache_dir else None
+        source = Path(weights) if weights is not None else None
+        targets = default_targets(device, cache, source, max_batch=max(counts, default=1))
+        targets += image_graph_targets(device, cache, source)
     describers = []
     for target in targets:
         # One call per frame describes every keypoint at once: max_batch = the largest count.

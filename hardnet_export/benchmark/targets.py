@@ -103,16 +103,18 @@ def exporter_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def exported_onnx(weights: Path | None, variant: Variant, cache_dir: Path) -> Path:
-    """The ``variant`` export of ``weights``, made once and cached by the weights' hash and
-    :func:`exporter_fingerprint`."""
+def exported_onnx(
+    weights: Path | None, variant: Variant, cache_dir: Path, *, with_extraction: bool = False
+) -> Path:
+    """The ``variant`` export of ``weights`` (its image graph with ``with_extraction``), made
+    once and cached by the weights' hash and :func:`exporter_fingerprint`."""
     from hardnet_export._io import sha256_file
     from hardnet_export.export.onnx import export_onnx
 
     source = weights or shipped_weights()
     key = f"{sha256_file(source)[:16]}-{exporter_fingerprint()[:12]}"
     folder = Path(cache_dir) / "bench" / key
-    out = folder / variant.file_name("hardnet")
+    out = folder / variant.file_name("hardnet.image" if with_extraction else "hardnet")
     if out.is_file():
         return out
     folder.mkdir(parents=True, exist_ok=True)
@@ -123,7 +125,7 @@ def exported_onnx(weights: Path | None, variant: Variant, cache_dir: Path) -> Pa
         # The benchmark shows each graph's accuracy beside its speed, so an INT8 graph that
         # misses the export gate is still timed (the failed gate stays in its metadata).
         int8 = Int8Options(force=True)
-    return export_onnx(source, out, variant=variant, int8=int8)
+    return export_onnx(source, out, variant=variant, int8=int8, with_extraction=with_extraction)
 
 
 def built_engine(onnx_path: Path, max_batch: int, cache_dir: Path) -> Path:
@@ -210,4 +212,25 @@ def default_targets(
         onnx_path = exported_onnx(weights, variant, cache)
         for backend in cpu_backends():
             targets.append(Target(f"{backend} {variant.name}", onnx_path, backend, device))
+    return targets
+
+
+def image_graph_targets(
+    device: str, cache_dir: Path | None = None, weights: Path | None = None
+) -> list[Target]:
+    """The per-frame benchmark's image graphs (``onnx --with-extraction``): FP32 and FP16 on
+    ONNX Runtime on the CPU (where torch can export them); none on CUDA yet, and none
+    without torch.
+    """
+    from hardnet_export.artifacts.variants import get_variant
+    from hardnet_export.host import installed
+
+    if device != "cpu" or not installed("torch") or not installed("onnxruntime"):
+        return []
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    source = weights or shipped_weights()
+    targets = []
+    for name in ("fp32", "fp16"):
+        graph = exported_onnx(source, get_variant(name), cache, with_extraction=True)
+        targets.append(Target(f"onnxruntime {name} image graph", graph, "onnxruntime", device))
     return targets
