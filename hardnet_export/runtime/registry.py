@@ -97,7 +97,10 @@ BACKENDS: tuple[Backend, ...] = (
     ),
     Backend(
         "tensorrt",
-        {"patches": f"{_RUNTIME}.tensorrt_backend:TensorRTDescriber"},
+        {
+            "patches": f"{_RUNTIME}.tensorrt_backend:TensorRTDescriber",
+            "image": f"{_RUNTIME}.tensorrt_image:TensorRTImageDescriber",
+        },
         (".engine", ".plan"),
     ),
 )

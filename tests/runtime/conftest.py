@@ -68,6 +68,21 @@ def image_graph(model_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def image_graph_fp16(model_dir: Path) -> Path:
+    """:func:`image_graph` in FP16."""
+    pytest.importorskip("torch")
+    from hardnet_export.export.onnx import export_onnx
+
+    return export_onnx(
+        None,
+        model_dir / "shipped.image.fp16.onnx",
+        variant="fp16",
+        with_extraction=True,
+        pyramid_levels=IMAGE_LEVELS,
+    )
+
+
+@pytest.fixture(scope="session")
 def photo_crop() -> np.ndarray:
     """A 160x200 grey crop of a built-in photo: small, textured, above any min_image_side."""
     from hardnet_export.data.builtin import load_photo, split_photos

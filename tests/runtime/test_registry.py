@@ -83,7 +83,7 @@ def test_every_kind_entry_imports_a_describer_of_its_backend(name: str, kind: st
 def test_every_backend_has_a_patches_entry_and_image_where_expected() -> None:
     kinds = {b.name: set(b.kinds) for b in BACKENDS}
     assert all("patches" in k for k in kinds.values())
-    assert {n for n, k in kinds.items() if "image" in k} == {"onnxruntime", "openvino"}
+    assert {n for n, k in kinds.items() if "image" in k} == {"onnxruntime", "openvino", "tensorrt"}
     assert get_backend("onnxruntime").target == get_backend("onnxruntime").kinds["patches"]
 
 
@@ -96,7 +96,7 @@ def test_a_kind_without_an_entry_names_the_kind_artifact_and_the_backends_that_o
     message = str(info.value)
     assert "/models/model.image.pth" in message and "'image'" in message
     assert "torch backend does not open" in message
-    assert "backends that open image graphs: onnxruntime, openvino" in message
+    assert "backends that open image graphs: onnxruntime, openvino, tensorrt" in message
     with pytest.raises(InputError, match="kind 'depth'.*backends that open depth graphs: none"):
         get_backend("onnxruntime").describer_class("depth")
 
@@ -108,27 +108,15 @@ def test_load_refuses_a_kind_the_backend_has_no_entry_for(
     gone (as for a backend that cannot run image graphs), an image graph is refused in one
     sentence, while patch graphs still open."""
     pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
     import dataclasses
 
-    import onnx
-    from onnx import TensorProto, helper
+    from fixture_files import write_image_graph_stub
 
     from hardnet_export.errors import InputError
     from hardnet_export.runtime import registry
 
-    image = helper.make_tensor_value_info("image", TensorProto.UINT8, ["h", "w"])
-    keypoints = helper.make_tensor_value_info("keypoints", TensorProto.FLOAT, ["k", 4])
-    out = helper.make_tensor_value_info("descriptors", TensorProto.FLOAT, ["k", 4])
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["keypoints"], ["descriptors"])],
-        "stub",
-        [image, keypoints],
-        [out],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    helper.set_model_props(model, {"graph_kind": "image", "precision": "fp32"})
-    path = tmp_path / "stub.image.onnx"
-    onnx.save(model, str(path))
+    path = write_image_graph_stub(tmp_path / "stub.image.onnx")
     without = tuple(
         dataclasses.replace(
             b,
@@ -144,4 +132,4 @@ def test_load_refuses_a_kind_the_backend_has_no_entry_for(
         runtime.load(path, backend="onnxruntime", device="cpu")
     message = str(info.value)
     assert str(path) in message and "onnxruntime backend does not open" in message
-    assert "(its kernels cannot run them)" in message and "graphs: openvino" in message
+    assert "(its kernels cannot run them)" in message and "openvino, tensorrt" in message
