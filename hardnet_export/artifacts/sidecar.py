@@ -442,6 +442,13 @@ class EngineSidecar:
         kind = check_str(
             "graph_kind", data.get("graph_kind", "patches"), choices=GRAPH_KINDS, source=source
         )
+        magnification = data.get("magnification")
+        if magnification is not None:
+            if type(magnification) not in (int, float) or not 0 < magnification <= 64:
+                raise InputError(
+                    f"{source}: magnification must be a number in (0, 64], got {magnification!r}"
+                )
+            data = {**data, "magnification": float(magnification)}
         profile = data["profile"]
         if kind == "image":
             return cls._image_from_dict(data, known, source)
@@ -477,11 +484,6 @@ class EngineSidecar:
                 f"{source} is an image engine's sidecar without {', '.join(missing)}; rebuild "
                 "the engine"
             )
-        magnification = data["magnification"]
-        if type(magnification) not in (int, float) or not 0 < magnification <= 64:
-            raise InputError(
-                f"{source}: magnification must be a number in (0, 64], got {magnification!r}"
-            )
         profile = ImageProfile.from_profile(data["profile"], source)
         side = data["min_image_side"]
         if min(*profile.min_image) < side:
@@ -489,7 +491,7 @@ class EngineSidecar:
                 f"{source}: profile image min {_size(profile.min_image)} is below the graph's "
                 f"min_image_side {side}"
             )
-        return cls._from_checked({**data, "magnification": float(magnification)}, known)
+        return cls._from_checked(data, known)
 
     @classmethod
     def _from_checked(cls, data: dict[str, Any], known: dict[str, Any]) -> EngineSidecar:
