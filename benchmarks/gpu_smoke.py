@@ -246,6 +246,45 @@ def main() -> int:
         assert worst >= 0.9999, f"min cosine {worst}"
         return f"min cosine {worst:.6f}"
 
+    @step("image graph (3 levels) -> image engine, compute() vs ONNX Runtime", needs=("trt",))
+    def _() -> str:
+        from hardnet_export import geometry, runtime
+        from hardnet_export.data.builtin import load_photo, split_photos
+        from hardnet_export.errors import InputError
+        from hardnet_export.export.onnx import export_onnx
+        from hardnet_export.export.tensorrt import build_engine
+
+        graph = export_onnx(None, work / "model.image.onnx", with_extraction=True, pyramid_levels=3)
+        engine = work / "model.image.engine"
+        build = build_engine(
+            graph, engine, opt_image="320x240", max_image="640x480", opt_keypoints=256,
+            max_keypoints=1024, timing_cache=work / "trt.cache", rebuild=True,
+        )  # fmt: skip
+        image = np.ascontiguousarray(
+            geometry.as_gray(load_photo(split_photos("val")[0]))[:240, :320]
+        )
+        n = 2000
+        kps = np.stack(
+            [rng.uniform(0, 319, n), rng.uniform(0, 239, n), np.exp(rng.uniform(0, 3, n)),
+             rng.uniform(-1, 360, n)], 1,
+        )  # fmt: skip
+        kps = kps[geometry.keypoints_in_bounds(image.shape, kps)][:500].astype(np.float32)
+        trt = runtime.load(engine)
+        want = runtime.load(graph, device="cpu").compute(image, kps)[1]
+        worst = cosine_min(trt.compute(image, kps)[1], want)
+        assert worst >= 0.999, f"min cosine {worst}"
+        try:
+            trt.compute(np.zeros((500, 700), np.uint8), kps[:1])
+        except InputError as exc:
+            assert "--max-image 700x500" in str(exc), str(exc)
+        else:
+            raise AssertionError("an image outside the profile was not refused")
+        trt.close()
+        return (
+            f"built in {build.sidecar.build_seconds:.1f}s, {len(kps)} keypoints, min cosine "
+            f"{worst:.6f}"
+        )
+
     @step("torch backend: CUDA graph, FP16 + channels_last")
     def _() -> str:
         from hardnet_export import runtime

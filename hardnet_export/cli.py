@@ -31,7 +31,13 @@ from hardnet_export.errors import HardnetError, InputError, TrainingInterrupted
 from hardnet_export.evaluation.suite import run_evaluation
 from hardnet_export.export.int8 import Int8Options
 from hardnet_export.export.onnx import export_onnx
-from hardnet_export.export.tensorrt import build_engine
+from hardnet_export.export.tensorrt import (
+    DEFAULT_MAX_IMAGE,
+    DEFAULT_MAX_KEYPOINTS,
+    DEFAULT_OPT_IMAGE,
+    DEFAULT_OPT_KEYPOINTS,
+    build_engine,
+)
 from hardnet_export.runtime.colmap import build_database
 from hardnet_export.runtime.features import describe_image, describe_images
 from hardnet_export.runtime.matching import match_images
@@ -112,6 +118,11 @@ def options_from(
         return command
 
     return decorate
+
+
+def _size(size: tuple[int, int]) -> str:
+    """(width, height) -> ``WIDTHxHEIGHT``."""
+    return f"{size[0]}x{size[1]}"
 
 
 def _version(value: bool) -> None:
@@ -380,7 +391,7 @@ def onnx(
 @app.command()
 def trt(
     onnx: Path = typer.Argument(
-        ..., help="An fp32, fp16 or int8 graph from 'hardnet-export onnx'."
+        ..., help="An fp32, fp16 or int8 graph, or an image graph, from 'hardnet-export onnx'."
     ),
     out: Path = typer.Option(..., "-o", "--out", help="The engine file (sidecar: OUT.json)."),
     min_batch: int = typer.Option(
@@ -391,6 +402,25 @@ def trt(
     ),
     max_batch: int = typer.Option(
         default(build_engine, "max_batch"), help="Largest batch of the optimisation profile."
+    ),
+    opt_image: str | None = typer.Option(
+        None,
+        help="Image graphs: the image size TensorRT tunes for, WIDTHxHEIGHT (default "
+        f"{_size(DEFAULT_OPT_IMAGE)}).",
+    ),
+    max_image: str | None = typer.Option(
+        None,
+        help="Image graphs: the largest image, WIDTHxHEIGHT (default "
+        f"{_size(DEFAULT_MAX_IMAGE)}); the smallest is the graph's min_image_side.",
+    ),
+    opt_keypoints: int | None = typer.Option(
+        None,
+        help=f"Image graphs: the keypoint count TensorRT tunes for (default "
+        f"{DEFAULT_OPT_KEYPOINTS}).",
+    ),
+    max_keypoints: int | None = typer.Option(
+        None,
+        help=f"Image graphs: the most keypoints in one call (default {DEFAULT_MAX_KEYPOINTS}).",
     ),
     workspace_mib: int = typer.Option(
         default(build_engine, "workspace_mib"), help="Workspace memory pool limit (MiB)."
@@ -417,6 +447,9 @@ def trt(
     """Build a TensorRT engine from an ONNX graph.
 
     Example: hardnet-export trt model.fp16.onnx -o model.fp16.engine
+
+    Example: hardnet-export trt model.image.onnx -o model.image.engine --opt-image 640x480
+    --max-image 1920x1920 --opt-keypoints 2000 --max-keypoints 8000
     """
     from hardnet_export._progress import plain_console
 
@@ -427,6 +460,10 @@ def trt(
             min_batch=min_batch,
             opt_batch=opt_batch,
             max_batch=max_batch,
+            opt_image=opt_image,
+            max_image=max_image,
+            opt_keypoints=opt_keypoints,
+            max_keypoints=max_keypoints,
             workspace_mib=workspace_mib,
             timing_cache=timing_cache,
             dla_core=dla_core,
@@ -438,10 +475,14 @@ def trt(
         )
     side = result.sidecar
     what = "reused" if result.reused else f"built in {side.build_seconds or 0:.1f} s"
+    profile = (
+        side.profile_flags()
+        if side.graph_kind == "image"
+        else f"batch {min_batch}/{opt_batch}/{max_batch}"
+    )
     typer.echo(
-        f"{result.engine} ({what}): {side.precision}, TensorRT {side.tensorrt_version}, "
-        f"{side.gpu_name} (sm {side.compute_capability}), batch "
-        f"{min_batch}/{opt_batch}/{max_batch}"
+        f"{result.engine} ({what}): {side.precision} {side.graph_kind}, TensorRT "
+        f"{side.tensorrt_version}, {side.gpu_name} (sm {side.compute_capability}), {profile}"
     )
 
 

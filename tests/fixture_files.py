@@ -60,3 +60,36 @@ def structured_patches(n_points: int, views: int, size: int, seed: int = 0) -> n
             view = view + rng.normal(0, 6, view.shape)
             out[i, v] = np.clip(view, 0, 255).astype(np.uint8)
     return out.reshape(-1, size, size)
+
+
+def write_image_graph_stub(path: Path, *, levels: int = 3, **metadata: str) -> Path:
+    """A tiny ONNX file with an image graph's inputs (image (H, W) uint8, keypoints (K, 4)
+    float32) and metadata (graph_kind image, magnification 12, ``levels`` pyramid levels and
+    their min_image_side) but no extraction inside: for the checks made before a graph runs
+    (metadata, profile planning, the kind table), without the export's half minute.
+    ``metadata`` replaces or adds metadata_props."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    image = helper.make_tensor_value_info("image", TensorProto.UINT8, ["height", "width"])
+    keypoints = helper.make_tensor_value_info("keypoints", TensorProto.FLOAT, ["k", 4])
+    out = helper.make_tensor_value_info("descriptors", TensorProto.FLOAT, ["k", 4])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["keypoints"], ["descriptors"])],
+        "image_graph_stub",
+        [image, keypoints],
+        [out],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    props = {
+        "producer": "hardnet-export test stub",
+        "precision": "fp32",
+        "graph_kind": "image",
+        "magnification": "12.0",
+        "pyramid_levels": str(levels),
+        "min_image_side": str(2 ** (levels - 1) + 1),
+        **metadata,
+    }
+    helper.set_model_props(model, props)
+    onnx.save(model, str(path))
+    return path

@@ -22,6 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TENSORRT_MODULES = [
     "hardnet_export/runtime/tensorrt_backend.py",
+    "hardnet_export/runtime/tensorrt_image.py",
     "hardnet_export/export/tensorrt.py",
 ]
 

@@ -6,6 +6,12 @@ optimisation profile and build flags. The builder (:mod:`hardnet_export.export.t
 makes one with :meth:`EngineSidecar.plan` and :meth:`EngineSidecar.write`; the runtime reads it
 with :func:`read_sidecar` and checks it against the running TensorRT and GPU with
 :meth:`EngineSidecar.check` before it creates any TensorRT object. Torch-free and TensorRT-free.
+
+An engine built from an image graph (``graph_kind`` ``image``) also records the graph's
+magnification, pyramid levels and smallest image side, which the runtime needs for the host
+keypoint rules, and its profile is an :class:`ImageProfile` (image sides and keypoint counts)
+instead of a batch range. Sidecars written before image engines have no ``graph_kind``: they
+describe patch engines.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hardnet_export.artifacts.metadata import GRAPH_KINDS
 from hardnet_export.errors import InputError
 from hardnet_export.validate import (
     MAX_JSON_BYTES,
@@ -45,6 +52,111 @@ CACHE_KEYS = (
 )
 
 
+#: The keypoint input's row: (x, y, size, angle).
+KEYPOINT_ROW = 4
+
+
+@dataclass(frozen=True)
+class ImageProfile:
+    """The optimisation profile of an image engine: image sides as (height, width), the
+    order of the ``image`` tensor's axes, and keypoint counts K of the (K, 4) ``keypoints``.
+
+    Its own ``min <= opt <= max`` rules are checked here; that the sides reach the graph's
+    ``min_image_side`` is the planner's check
+    (:func:`hardnet_export.export.tensorrt.plan_image_profile`), which knows the graph.
+    """
+
+    min_image: tuple[int, int]
+    opt_image: tuple[int, int]
+    max_image: tuple[int, int]
+    min_keypoints: int
+    opt_keypoints: int
+    max_keypoints: int
+
+    def __post_init__(self) -> None:
+        images = (self.min_image, self.opt_image, self.max_image)
+        for shape in images:
+            if not (
+                isinstance(shape, tuple)
+                and len(shape) == 2
+                and all(type(v) is int and v >= 1 for v in shape)
+            ):
+                raise InputError(f"image profile sides must be (height, width) >= 1, got {shape!r}")
+        for axis, name in ((0, "height"), (1, "width")):
+            sides = [shape[axis] for shape in images]
+            if not sides[0] <= sides[1] <= sides[2]:
+                raise InputError(
+                    f"the image profile needs min <= opt <= max {name}, got {sides} "
+                    f"(min {_size(self.min_image)}, opt {_size(self.opt_image)}, max "
+                    f"{_size(self.max_image)}, as WIDTHxHEIGHT)"
+                )
+        counts = [self.min_keypoints, self.opt_keypoints, self.max_keypoints]
+        if not (all(type(v) is int for v in counts) and 1 <= counts[0] <= counts[1] <= counts[2]):
+            raise InputError(
+                f"the keypoint profile needs 1 <= min <= opt <= max, got min={counts[0]}, "
+                f"opt={counts[1]}, max={counts[2]}"
+            )
+
+    def to_profile(self) -> dict[str, Any]:
+        """The sidecar's ``profile``: per input its min, opt and max shapes."""
+        return {
+            "image": {
+                "min": list(self.min_image),
+                "opt": list(self.opt_image),
+                "max": list(self.max_image),
+            },
+            "keypoints": {
+                key: [count, KEYPOINT_ROW]
+                for key, count in (
+                    ("min", self.min_keypoints),
+                    ("opt", self.opt_keypoints),
+                    ("max", self.max_keypoints),
+                )
+            },
+        }
+
+    @classmethod
+    def from_profile(cls, profile: dict[str, Any], source: str) -> ImageProfile:
+        """Validate a sidecar's image-engine ``profile``.
+
+        Raises:
+            InputError: not the shape :meth:`to_profile` writes, or out of order.
+        """
+        image, keypoints = profile.get("image"), profile.get("keypoints")
+        if not (isinstance(image, dict) and isinstance(keypoints, dict)):
+            raise InputError(
+                f"{source}: an image engine's profile needs image and keypoints entries, got "
+                f"{sorted(profile)}"
+            )
+        sides: list[tuple[int, int]] = []
+        counts: list[int] = []
+        for key in ("min", "opt", "max"):
+            shape = image.get(key)
+            if not (isinstance(shape, list) and len(shape) == 2):
+                raise InputError(f"{source}: profile image {key} must be [H, W], got {shape!r}")
+            sides.append((shape[0], shape[1]))
+            rows = keypoints.get(key)
+            if not (
+                isinstance(rows, list)
+                and len(rows) == 2
+                and type(rows[0]) is int
+                and rows[1] == KEYPOINT_ROW
+            ):
+                raise InputError(
+                    f"{source}: profile keypoints {key} must be [K, {KEYPOINT_ROW}], got {rows!r}"
+                )
+            counts.append(rows[0])
+        try:
+            return cls(sides[0], sides[1], sides[2], counts[0], counts[1], counts[2])
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None
+
+
+def _size(shape: tuple[int, int]) -> str:
+    """(height, width) -> ``"WIDTHxHEIGHT"``, the way the CLI's options write sizes."""
+    return f"{shape[1]}x{shape[0]}"
+
+
 class EngineMismatchError(InputError):
     """An engine built for another TensorRT version or GPU, or one TensorRT cannot read."""
 
@@ -58,8 +170,10 @@ def sidecar_path(engine: str | Path) -> Path:
 @dataclass(frozen=True)
 class EngineSidecar:
     """What built an engine. ``profile`` is ``{"input", "min", "opt", "max"}`` (N, 1, 32, 32)
-    shapes; ``compute_capability`` is ``"major.minor"``; ``hardware_compatibility`` is
-    ``none`` or ``ampere_plus``."""
+    shapes for a patch engine, :meth:`ImageProfile.to_profile` for an image engine
+    (``graph_kind`` ``image``, which also records the graph's ``magnification``,
+    ``pyramid_levels`` and ``min_image_side``); ``compute_capability`` is ``"major.minor"``;
+    ``hardware_compatibility`` is ``none`` or ``ampere_plus``."""
 
     engine: str
     onnx: str
@@ -84,6 +198,10 @@ class EngineSidecar:
     built_at: str | None = None
     timing_cache: str | None = None
     engine_sha256: str | None = None
+    graph_kind: str = "patches"
+    magnification: float | None = None
+    pyramid_levels: int | None = None
+    min_image_side: int | None = None
     format: str = FORMAT
     #: Fields a later writer added that this version does not know (kept, not trusted).
     other: dict[str, Any] = field(default_factory=dict)
@@ -100,19 +218,45 @@ class EngineSidecar:
         gpu_name: str,
         compute_capability: str,
         device_index: int,
-        batch: tuple[int, int, int],
+        batch: tuple[int, int, int] | None = None,
         workspace_bytes: int,
         dla_core: int | None,
         gpu_fallback: bool,
         version_compatible: bool,
         hardware_compatible: bool,
+        image: ImageProfile | None = None,
     ) -> EngineSidecar:
         """The sidecar of an engine about to be built from ``onnx_path`` (``graph`` is its
-        :class:`~hardnet_export.artifacts.metadata.GraphMetadata`); ``batch`` is the profile's
-        (min, opt, max)."""
+        :class:`~hardnet_export.artifacts.metadata.GraphMetadata`); ``batch`` is a patch
+        graph's profile (min, opt, max), ``image`` an image graph's.
+
+        Raises:
+            InputError: the profile that does not fit the graph's kind, or an image graph
+                without its settings in the metadata.
+        """
         from hardnet_export import __version__
 
-        low, opt, high = batch
+        kind = graph.kind
+        if kind == "image":
+            if image is None or batch is not None:
+                raise InputError(f"{onnx_path} is an image graph: its profile is an ImageProfile")
+            if graph.magnification is None or not graph.pyramid_levels or not graph.min_image_side:
+                raise InputError(
+                    f"{onnx_path} is an image graph without magnification, pyramid_levels and "
+                    "min_image_side metadata; re-export it with hardnet-export onnx "
+                    "--with-extraction"
+                )
+            profile = image.to_profile()
+        else:
+            if batch is None or image is not None:
+                raise InputError(f"{onnx_path} is a patch graph: its profile is a batch range")
+            low, opt, high = batch
+            profile = {
+                "input": graph.input_name,
+                "min": [low, *PATCH_SHAPE],
+                "opt": [opt, *PATCH_SHAPE],
+                "max": [high, *PATCH_SHAPE],
+            }
         return cls(
             engine=engine.name,
             onnx=str(onnx_path),
@@ -125,19 +269,31 @@ class EngineSidecar:
             gpu_name=gpu_name,
             compute_capability=str(compute_capability),
             device_index=device_index,
-            profile={
-                "input": graph.input_name,
-                "min": [low, *PATCH_SHAPE],
-                "opt": [opt, *PATCH_SHAPE],
-                "max": [high, *PATCH_SHAPE],
-            },
+            profile=profile,
             workspace_bytes=workspace_bytes,
             dla_core=dla_core,
             gpu_fallback=bool(gpu_fallback and dla_core is not None),
             version_compatible=version_compatible,
             hardware_compatibility="ampere_plus" if hardware_compatible else "none",
             producer=f"hardnet-export {__version__}",
+            graph_kind=kind,
+            magnification=graph.magnification if kind == "image" else None,
+            pyramid_levels=graph.pyramid_levels if kind == "image" else None,
+            min_image_side=graph.min_image_side if kind == "image" else None,
         )
+
+    @property
+    def image_profile(self) -> ImageProfile:
+        """An image engine's profile.
+
+        Raises:
+            InputError: a patch engine's sidecar.
+        """
+        if self.graph_kind != "image":
+            raise InputError(
+                f"{self.engine} is a {self.graph_kind} engine: it has no image profile"
+            )
+        return ImageProfile.from_profile(self.profile, f"{self.engine}.json")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -157,9 +313,31 @@ class EngineSidecar:
         data = self.to_dict()
         return {key: data[key] for key in CACHE_KEYS}
 
-    def rebuild_command(self, engine: str | Path) -> str:
-        """The CLI command that rebuilds ``engine`` here from its ONNX graph."""
-        return rebuild_command(engine, self.onnx)
+    def rebuild_command(self, engine: str | Path, **profile: Any) -> str:
+        """The CLI command that rebuilds ``engine`` here from its ONNX graph; an image engine's
+        keeps its profile, with ``profile`` (:meth:`profile_flags`' keywords) changed."""
+        command = rebuild_command(engine, self.onnx)
+        if self.graph_kind == "image":
+            command += " " + self.profile_flags(**profile)
+        return command
+
+    def profile_flags(
+        self,
+        *,
+        opt_image: tuple[int, int] | None = None,
+        max_image: tuple[int, int] | None = None,
+        opt_keypoints: int | None = None,
+        max_keypoints: int | None = None,
+    ) -> str:
+        """An image engine's profile as ``hardnet-export trt`` options, with the given
+        (height, width) sides and keypoint counts in place of the recorded ones."""
+        recorded = self.image_profile
+        return (
+            f"--opt-image {_size(opt_image or recorded.opt_image)} "
+            f"--max-image {_size(max_image or recorded.max_image)} "
+            f"--opt-keypoints {opt_keypoints or recorded.opt_keypoints} "
+            f"--max-keypoints {max_keypoints or recorded.max_keypoints}"
+        )
 
     def check(
         self, engine: str | Path, *, tensorrt_version: str, gpu_name: str, compute_capability: str
@@ -261,7 +439,19 @@ class EngineSidecar:
         capability = data["compute_capability"]
         if not re.fullmatch(r"\d{1,3}\.\d{1,3}", capability):
             raise InputError(f"{source}: compute_capability must look like 8.9, got {capability!r}")
+        kind = check_str(
+            "graph_kind", data.get("graph_kind", "patches"), choices=GRAPH_KINDS, source=source
+        )
+        magnification = data.get("magnification")
+        if magnification is not None:
+            if type(magnification) not in (int, float) or not 0 < magnification <= 64:
+                raise InputError(
+                    f"{source}: magnification must be a number in (0, 64], got {magnification!r}"
+                )
+            data = {**data, "magnification": float(magnification)}
         profile = data["profile"]
+        if kind == "image":
+            return cls._image_from_dict(data, known, source)
         batches = []
         for key in ("min", "opt", "max"):
             shape = profile.get(key)
@@ -278,6 +468,33 @@ class EngineSidecar:
             batches.append(shape[0])
         if not batches[0] <= batches[1] <= batches[2]:
             raise InputError(f"{source}: profile needs min <= opt <= max, got {batches}")
+        return cls._from_checked(data, known)
+
+    @classmethod
+    def _image_from_dict(
+        cls, data: dict[str, Any], known: dict[str, Any], source: str
+    ) -> EngineSidecar:
+        missing = [
+            name
+            for name in ("magnification", "pyramid_levels", "min_image_side")
+            if data.get(name) is None
+        ]
+        if missing:
+            raise InputError(
+                f"{source} is an image engine's sidecar without {', '.join(missing)}; rebuild "
+                "the engine"
+            )
+        profile = ImageProfile.from_profile(data["profile"], source)
+        side = data["min_image_side"]
+        if min(*profile.min_image) < side:
+            raise InputError(
+                f"{source}: profile image min {_size(profile.min_image)} is below the graph's "
+                f"min_image_side {side}"
+            )
+        return cls._from_checked(data, known)
+
+    @classmethod
+    def _from_checked(cls, data: dict[str, Any], known: dict[str, Any]) -> EngineSidecar:
         values = {name: data[name] for name in known if name in data}
         other = {k: v for k, v in data.items() if k not in known}
         return cls(**values, other=other)
@@ -298,6 +515,9 @@ _FIELD_TYPES: dict[str, Any] = {
     "gpu_fallback": bool,
     "version_compatible": bool,
     "hardware_compatibility": str,
+    "graph_kind": str,
+    "pyramid_levels": int,
+    "min_image_side": int,
 }
 
 

@@ -11,6 +11,13 @@ before it loads the plan.
 A build with the same ONNX hash, profile, precision, TensorRT version, GPU and flags as an
 existing engine whose sidecar matches reuses it unless ``rebuild=True``. TensorRT and a CUDA
 device are probed before any TensorRT object is created.
+
+An image graph (``hardnet-export onnx --with-extraction``) gets a profile on both its inputs
+instead of a batch range: ``image`` (H, W) from the graph's ``min_image_side`` square up to
+``max_image``, tuned for ``opt_image``, and ``keypoints`` (K, 4) from 1 up to
+``max_keypoints``, tuned for ``opt_keypoints`` (:func:`plan_image_profile`, torch- and
+TensorRT-free); the sidecar records it with the graph's magnification, pyramid levels and
+smallest side.
 """
 
 from __future__ import annotations
@@ -28,11 +35,23 @@ from hardnet_export._cuda import (
     tensorrt_version,
 )
 from hardnet_export._io import atomic_write_bytes, check_writable, sha256_file
-from hardnet_export.artifacts.metadata import read_metadata
-from hardnet_export.artifacts.sidecar import EngineSidecar, read_sidecar
+from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
+from hardnet_export.artifacts.sidecar import EngineSidecar, ImageProfile, read_sidecar
 from hardnet_export.artifacts.variants import VARIANTS, variant_for
 from hardnet_export.errors import DeviceError, InputError, MissingDependencyError, MissingFileError
 from hardnet_export.validate import check_int
+
+DEFAULT_MIN_BATCH, DEFAULT_OPT_BATCH, DEFAULT_MAX_BATCH = 1, 256, 1024
+#: An image engine's default profile: sizes as (width, height), the way --opt-image and
+#: --max-image write them (``640x480``); keypoint counts K.
+DEFAULT_OPT_IMAGE = (640, 480)
+DEFAULT_MAX_IMAGE = (1920, 1920)
+DEFAULT_OPT_KEYPOINTS = 2000
+DEFAULT_MAX_KEYPOINTS = 8000
+#: Far beyond any camera; TensorRT dimensions are 32-bit, and a side beyond this is a typo.
+MAX_PROFILE_SIDE = 1 << 15
+
+ImageSize = str | tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -48,9 +67,13 @@ def build_engine(
     onnx_path: str | Path,
     out: str | Path,
     *,
-    min_batch: int = 1,
-    opt_batch: int = 256,
-    max_batch: int = 1024,
+    min_batch: int = DEFAULT_MIN_BATCH,
+    opt_batch: int = DEFAULT_OPT_BATCH,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    opt_image: ImageSize | None = None,
+    max_image: ImageSize | None = None,
+    opt_keypoints: int | None = None,
+    max_keypoints: int | None = None,
     workspace_mib: int = 1024,
     timing_cache: str | Path | None = None,
     dla_core: int | None = None,
@@ -63,9 +86,14 @@ def build_engine(
     """Build (or reuse) a TensorRT engine for an ONNX graph from :mod:`hardnet_export.export`.
 
     Args:
-        onnx_path: an FP32, FP16 or INT8 (Q/DQ) graph.
+        onnx_path: an FP32, FP16 or INT8 (Q/DQ) graph, or an image graph (FP32, FP16).
         out: the engine file; the sidecar goes to ``out + ".json"``.
         min_batch, opt_batch, max_batch: the optimisation profile of the batch axis.
+        opt_image, max_image: an image graph's profile: the image size TensorRT tunes for
+            and the largest, ``"WIDTHxHEIGHT"`` or (width, height); default 640x480 and
+            1920x1920. The smallest is the graph's ``min_image_side`` square.
+        opt_keypoints, max_keypoints: an image graph's profile: the keypoint count TensorRT
+            tunes for and the largest in one call; default 2000 and 8000.
         workspace_mib: TensorRT's workspace memory pool limit.
         timing_cache: a timing cache file to load (if it exists) and save after the build.
         dla_core: build for this DLA core (Jetson); FP16 and INT8 graphs only.
@@ -85,7 +113,40 @@ def build_engine(
     onnx_path, out = Path(onnx_path), Path(out)
     if not onnx_path.is_file():
         raise MissingFileError(f"ONNX graph not found: {onnx_path}")
-    _check_profile(min_batch, opt_batch, max_batch)
+    graph = read_metadata(onnx_path)
+    image_options = {
+        "opt_image": opt_image,
+        "max_image": max_image,
+        "opt_keypoints": opt_keypoints,
+        "max_keypoints": max_keypoints,
+    }
+    batch: tuple[int, int, int] | None = None
+    image: ImageProfile | None = None
+    if graph.kind == "image":
+        _check_no_batch_options(onnx_path, min_batch, opt_batch, max_batch)
+        if dla_core is not None:
+            raise InputError(
+                f"{onnx_path} is an image graph: DLA has no dynamic shapes, and an image "
+                "graph's image and keypoint axes change with every call; build it for the GPU "
+                "(without --dla-core)"
+            )
+        image = plan_image_profile(
+            graph,
+            opt_image=opt_image,
+            max_image=max_image,
+            opt_keypoints=opt_keypoints,
+            max_keypoints=max_keypoints,
+        )
+    else:
+        given = [name for name, value in image_options.items() if value is not None]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise InputError(
+                f"{flags} set the profile of an image graph's engine; {onnx_path} is a patch "
+                "graph, whose profile is --min-batch, --opt-batch and --max-batch"
+            )
+        _check_profile(min_batch, opt_batch, max_batch)
+        batch = (min_batch, opt_batch, max_batch)
     check_int("workspace_mib", workspace_mib, low=1, high=1 << 24)
     if dla_core is not None:
         check_int("dla_core", dla_core, low=0, high=15)
@@ -97,7 +158,6 @@ def build_engine(
     if timing_cache is not None:
         # The cache is written after the build, minutes from now: a bad folder fails here.
         check_writable(timing_cache)
-    graph = read_metadata(onnx_path)
     variant = (
         variant_for(graph.precision, graph.int8_target) if graph.precision != "unknown" else None
     )
@@ -139,7 +199,8 @@ def build_engine(
         gpu_name=gpu["name"],
         compute_capability=gpu["compute_capability"],
         device_index=device,
-        batch=(min_batch, opt_batch, max_batch),
+        batch=batch,
+        image=image,
         workspace_bytes=workspace_mib << 20,
         dla_core=dla_core,
         gpu_fallback=gpu_fallback,
@@ -154,9 +215,10 @@ def build_engine(
     started = time.perf_counter()
     plan, input_name = _build_plan(onnx_path, planned, timing_cache=timing_cache)
     atomic_write_bytes(out, plan)
+    profile = planned.profile if image is not None else {**planned.profile, "input": input_name}
     sidecar = dataclasses.replace(
         planned,
-        profile={**planned.profile, "input": input_name},
+        profile=profile,
         build_seconds=round(time.perf_counter() - started, 3),
         built_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         timing_cache=str(timing_cache) if timing_cache is not None else None,
@@ -182,6 +244,102 @@ def _check_profile(min_batch: int, opt_batch: int, max_batch: int) -> None:
             "the batch profile needs 1 <= min <= opt <= max, got "
             f"min={min_batch}, opt={opt_batch}, max={max_batch}"
         )
+
+
+def _check_no_batch_options(onnx_path: Path, low: int, opt: int, high: int) -> None:
+    if (low, opt, high) != (DEFAULT_MIN_BATCH, DEFAULT_OPT_BATCH, DEFAULT_MAX_BATCH):
+        raise InputError(
+            f"{onnx_path} is an image graph, whose engine has no batch profile (got "
+            f"min={low}, opt={opt}, max={high}); its profile is --opt-image, --max-image, "
+            "--opt-keypoints and --max-keypoints"
+        )
+
+
+def parse_image_size(value: ImageSize, name: str = "image size") -> tuple[int, int]:
+    """``"640x480"`` (WIDTHxHEIGHT, as the CLI writes it) or (640, 480) -> (480, 640), the
+    (height, width) order of the image tensor.
+
+    Raises:
+        InputError: not two positive integers, or a side beyond :data:`MAX_PROFILE_SIDE`.
+    """
+    if isinstance(value, str):
+        parts = value.lower().replace(" ", "").split("x")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise InputError(f"{name} must look like 640x480 (WIDTHxHEIGHT), got {value!r}")
+        width, height = (int(p) for p in parts)
+    elif isinstance(value, tuple) and len(value) == 2 and all(type(v) is int for v in value):
+        width, height = value
+    else:
+        raise InputError(
+            f"{name} must be 'WIDTHxHEIGHT' or (width, height) integers, got {value!r}"
+        )
+    for side, what in ((width, "width"), (height, "height")):
+        if not 1 <= side <= MAX_PROFILE_SIDE:
+            raise InputError(
+                f"{name} {width}x{height}: the {what} must be in 1..{MAX_PROFILE_SIDE}, got {side}"
+            )
+    return height, width
+
+
+def plan_image_profile(
+    graph: GraphMetadata,
+    *,
+    opt_image: ImageSize | None = None,
+    max_image: ImageSize | None = None,
+    opt_keypoints: int | None = None,
+    max_keypoints: int | None = None,
+) -> ImageProfile:
+    """The optimisation profile of an engine for image graph ``graph`` (its metadata): images
+    from the graph's ``min_image_side`` square to ``max_image``, tuned for ``opt_image``;
+    keypoint counts from 1 to ``max_keypoints``, tuned for ``opt_keypoints`` (None: the
+    defaults, :data:`DEFAULT_OPT_IMAGE` and so on; a default above a given maximum is
+    lowered to it). Torch- and TensorRT-free.
+
+    Raises:
+        InputError: a malformed size, a side below the graph's ``min_image_side``, opt above
+            max, or a keypoint count outside 1..2**20; the message names the option.
+    """
+    side = graph.min_image_side
+    if graph.kind != "image" or not side:
+        raise InputError(
+            "an image profile needs an image graph with min_image_side metadata (hardnet-export "
+            f"onnx --with-extraction), got a {graph.kind} graph"
+        )
+    largest = parse_image_size(
+        max_image if max_image is not None else DEFAULT_MAX_IMAGE, "--max-image"
+    )
+    if opt_image is not None:
+        tuned = parse_image_size(opt_image, "--opt-image")
+    else:
+        default = parse_image_size(DEFAULT_OPT_IMAGE, "--opt-image")
+        tuned = (min(default[0], largest[0]), min(default[1], largest[1]))
+    for shape, flag in ((largest, "--max-image"), (tuned, "--opt-image")):
+        if min(shape) < side:
+            raise InputError(
+                f"{flag} {shape[1]}x{shape[0]} has a side below {side}, the smallest this image "
+                f"graph takes (its min_image_side)"
+            )
+    if tuned[0] > largest[0] or tuned[1] > largest[1]:
+        raise InputError(
+            f"--opt-image {tuned[1]}x{tuned[0]} is larger than --max-image "
+            f"{largest[1]}x{largest[0]} in a side; the profile needs opt <= max"
+        )
+    high = check_int(
+        "--max-keypoints",
+        max_keypoints if max_keypoints is not None else DEFAULT_MAX_KEYPOINTS,
+        low=1,
+        high=MAX_PROFILE_BATCH,
+    )
+    if opt_keypoints is None:
+        opt = min(DEFAULT_OPT_KEYPOINTS, high)
+    else:
+        opt = check_int("--opt-keypoints", opt_keypoints, low=1, high=MAX_PROFILE_BATCH)
+    if opt > high:
+        raise InputError(
+            f"--opt-keypoints {opt} is above --max-keypoints {high}; the profile needs "
+            "1 <= opt <= max"
+        )
+    return ImageProfile((side, side), tuned, largest, 1, opt, high)
 
 
 def check_dla_profile(min_batch: int, opt_batch: int, max_batch: int) -> None:
@@ -244,20 +402,33 @@ def _build_plan(
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise InputError(f"TensorRT cannot parse {onnx_path}: {errors or 'no details'}")
-    if network.num_inputs != 1:
-        raise InputError(f"{onnx_path} must have one input, TensorRT sees {network.num_inputs}")
-    input_name = network.get_input(0).name
+    names = [network.get_input(i).name for i in range(network.num_inputs)]
+    shapes = sidecar.profile
+    if sidecar.graph_kind == "image":
+        # One profile, both inputs: (H, W) image and (K, 4) keypoints.
+        per_input = {name: shapes[name] for name in ("image", "keypoints")}
+        if sorted(names) != sorted(per_input):
+            raise InputError(
+                f"{onnx_path} is an image graph, but TensorRT sees inputs {names}, expected "
+                "image and keypoints"
+            )
+        input_name = ""
+    else:
+        if len(names) != 1:
+            raise InputError(f"{onnx_path} must have one input, TensorRT sees {len(names)}")
+        input_name = names[0]
+        per_input = {input_name: shapes}
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(tensorrt.MemoryPoolType.WORKSPACE, sidecar.workspace_bytes)
     profile = builder.create_optimization_profile()
-    shapes = sidecar.profile
-    profile.set_shape(
-        input_name,
-        tensorrt.Dims(shapes["min"]),
-        tensorrt.Dims(shapes["opt"]),
-        tensorrt.Dims(shapes["max"]),
-    )
+    for name, shape in per_input.items():
+        profile.set_shape(
+            name,
+            tensorrt.Dims(shape["min"]),
+            tensorrt.Dims(shape["opt"]),
+            tensorrt.Dims(shape["max"]),
+        )
     config.add_optimization_profile(profile)
 
     dla_core = sidecar.dla_core

@@ -1,20 +1,26 @@
-"""Image graphs on ONNX Runtime: ``compute(image, keypoints)`` in one call, no host patches.
+"""Image graphs on any backend: ``compute(image, keypoints)`` in one call, no host patches.
 
 An image graph (``hardnet-export onnx --with-extraction``; metadata ``graph_kind`` ``image``)
-cuts its patches itself, with the magnification it was exported with. Keypoints are checked
-here by the host path's rules and errors (:func:`hardnet_export.geometry.keypoints_to_array`,
-:func:`hardnet_export.geometry.keypoints_in_bounds`); the graph then gets the in-bound ones.
+cuts its patches itself, with the magnification it was exported with. :class:`ImageDescriber`
+holds what every backend does on the host the same way: keypoints are checked by the host
+path's rules and errors (:func:`hardnet_export.geometry.keypoints_to_array`,
+:func:`hardnet_export.geometry.keypoints_in_bounds`), then the graph's own limits (its
+magnification, smallest image side and deepest pyramid level) are checked, and the in-bound
+keypoints go to the backend's :meth:`ImageDescriber._run_image`; out-of-bound ones get zero
+rows. The backends' classes are in their own modules (``onnxruntime_backend``,
+``openvino_backend``, ``tensorrt_image``), registered per graph kind in
+:data:`hardnet_export.runtime.registry.BACKENDS`.
 """
 
 from __future__ import annotations
 
+import abc
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
-from hardnet_export.artifacts.metadata import GraphMetadata
 from hardnet_export.errors import InputError, StateError
 from hardnet_export.geometry import (
     OUT_OF_BOUNDS,
@@ -29,48 +35,74 @@ from hardnet_export.geometry import (
 from hardnet_export.runtime.base import Describer
 from hardnet_export.validate import check_str
 
+#: The inputs every image graph (and engine built from one) has, by name.
+IMAGE_INPUTS = ("image", "keypoints")
 
-class OnnxRuntimeImageDescriber(Describer):
-    """An image graph in an ONNX Runtime session (made by the onnxruntime backend's ``open``
-    when the graph's metadata says ``graph_kind`` ``image``)."""
 
-    backend = "onnxruntime"
+class ImageGraphInfo(Protocol):
+    """What an image graph records about itself: ONNX metadata
+    (:class:`~hardnet_export.artifacts.metadata.GraphMetadata`) or an engine sidecar
+    (:class:`~hardnet_export.artifacts.sidecar.EngineSidecar`)."""
+
+    @property
+    def precision(self) -> str: ...
+    @property
+    def magnification(self) -> float | None: ...
+    @property
+    def pyramid_levels(self) -> int | None: ...
+    @property
+    def min_image_side(self) -> int | None: ...
+
+
+def check_image_inputs(artifact: Path, names: list[str]) -> None:
+    """Raise :class:`InputError` unless ``names`` are the image graph's two inputs."""
+    if sorted(names) != sorted(IMAGE_INPUTS):
+        raise InputError(
+            f"{artifact} says it is an image graph but its inputs are {names}, expected "
+            "image and keypoints"
+        )
+
+
+class ImageDescriber(Describer):
+    """An image graph on some backend: the host-side rules of :meth:`compute`, once.
+
+    Subclasses implement :meth:`_run_image` (and ``open``, which loads through their backend's
+    patch describer, the registry's entry point); ``describe`` is refused.
+
+    Attributes:
+        magnification: the support region the graph was exported with (fixed).
+        pyramid_levels: the graph's pyramid levels.
+        min_image_side: the smallest image side the graph takes.
+        max_size: keypoint sizes from here on need a deeper level than the graph has.
+    """
+
     graph_kind = "image"
 
-    def __init__(self, session: Any, artifact: Path, metadata: GraphMetadata, device: str) -> None:
+    def __init__(self, artifact: Path, info: ImageGraphInfo, *, device: str, remedy: str) -> None:
+        """``remedy``: how to get an artifact with the settings when ``info`` lacks them."""
         super().__init__(
-            artifact,
-            precision=metadata.precision,
-            device=device,
-            max_batch=None,
-            input_dtype="uint8",
+            artifact, precision=info.precision, device=device, max_batch=None, input_dtype="uint8"
         )
-        if metadata.magnification is None or metadata.min_image_side is None:
+        if info.magnification is None or info.min_image_side is None or not info.pyramid_levels:
             raise InputError(
-                f"{artifact} is an image graph without magnification and min_image_side "
-                "metadata; re-export it with hardnet-export onnx --with-extraction"
+                f"{artifact} is an image graph without magnification, pyramid_levels and "
+                f"min_image_side settings; {remedy}"
             )
-        self.session = session
-        self.metadata = metadata
-        self.magnification = metadata.magnification
-        self.min_image_side = metadata.min_image_side
+        self.magnification = float(info.magnification)
+        self.pyramid_levels = int(info.pyramid_levels)
+        self.min_image_side = int(info.min_image_side)
         # The deepest level's scale bound: s = magnification * size / 32 < 2**levels.
-        self.max_size = 2.0 ** (metadata.pyramid_levels or 0) * PATCH_SIZE / self.magnification
-        names = [i.name for i in session.get_inputs()]
-        if sorted(names) != ["image", "keypoints"]:
-            raise InputError(
-                f"{artifact} says it is an image graph but its inputs are {names}, expected "
-                "image and keypoints"
-            )
-        self._output_name = session.get_outputs()[0].name
+        self.max_size = 2.0**self.pyramid_levels * PATCH_SIZE / self.magnification
 
-    @classmethod
-    def open(
-        cls, path: Path | None, *, device: str | None = None, max_batch: int | None = None
-    ) -> Describer:
-        from hardnet_export.runtime.onnxruntime_backend import OnnxRuntimeDescriber
+    @abc.abstractmethod
+    def _run_image(self, gray: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        """The graph's descriptors of checked, in-bound keypoints of one image.
 
-        return OnnxRuntimeDescriber.open(path, device=device, max_batch=max_batch)
+        Shape:
+            - gray: (H, W) uint8, C-contiguous, H, W >= ``min_image_side``.
+            - keypoints: (K, 4) float32 (x, y, size, angle), C-contiguous, K >= 1.
+            - Output: (K, 128) float32.
+        """
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         raise self._no_patches()
@@ -86,6 +118,10 @@ class OnnxRuntimeImageDescriber(Describer):
         raise self._no_patches()
 
     def describe_extracted(self, patches: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Refused, as :meth:`describe`."""
+        raise self._no_patches()
+
+    def describe_timed(self, patches: Any) -> tuple[np.ndarray, float | None]:
         """Refused, as :meth:`describe`."""
         raise self._no_patches()
 
@@ -133,15 +169,13 @@ class OnnxRuntimeImageDescriber(Describer):
         if len(deep):
             raise InputError(
                 f"keypoint {deep[0]} has size {kps[deep[0], 2]:.6g}; this image graph's "
-                f"{self.metadata.pyramid_levels} pyramid levels take sizes below "
+                f"{self.pyramid_levels} pyramid levels take sizes below "
                 f"{self.max_size:.6g} at magnification {self.magnification:g} ({len(deep)} "
                 "keypoints are larger); describe them with a patch graph"
             )
         descriptors = np.zeros((len(kps), DESCRIPTOR_SIZE), np.float32)
         if valid.any():
-            (out,) = self.session.run(
-                [self._output_name],
-                {"image": gray, "keypoints": np.ascontiguousarray(kps[valid], np.float32)},
+            descriptors[valid] = self._run_image(
+                np.ascontiguousarray(gray), np.ascontiguousarray(kps[valid], np.float32)
             )
-            descriptors[valid] = out
         return keypoints, descriptors

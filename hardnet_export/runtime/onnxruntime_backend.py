@@ -29,6 +29,8 @@ from hardnet_export.artifacts.metadata import (
 )
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
 from hardnet_export.runtime.base import Describer, check_graph_signature, graph_input
+from hardnet_export.runtime.image import ImageDescriber, check_image_inputs
+from hardnet_export.runtime.registry import describer_for
 
 if TYPE_CHECKING:
     import onnx
@@ -232,6 +234,16 @@ def int8_kernel_warning(path: Path, metadata: GraphMetadata, isa: str | None = N
     return None
 
 
+def session_device(session: Any) -> str:
+    """Where a session runs: ``cpu``, ``cuda:N``, ``tensorrt:N`` (its first provider's)."""
+    provider = session.get_providers()[0]
+    device = _PROVIDER_DEVICE.get(provider, provider)
+    options = session.get_provider_options().get(provider, {})
+    if device != "cpu" and "device_id" in options:
+        device = f"{device}:{options['device_id']}"
+    return str(device)
+
+
 def ort_session(
     proto_or_path: onnx.ModelProto | str | Path,
     *,
@@ -295,7 +307,9 @@ class OnnxRuntimeDescriber(Describer):
 
     backend = "onnxruntime"
 
-    def __init__(self, session: Any, artifact: Path, *, max_batch: int | None) -> None:
+    def __init__(
+        self, session: Any, artifact: Path, metadata: GraphMetadata, *, max_batch: int | None
+    ) -> None:
         inputs, outputs = session.get_inputs(), session.get_outputs()
         spec = inputs[0] if inputs else None
         out_spec = outputs[0] if outputs else None
@@ -311,21 +325,15 @@ class OnnxRuntimeDescriber(Describer):
             max_batch=max_batch,
         )
         assert spec is not None and out_spec is not None
-        meta = session.get_modelmeta().custom_metadata_map
-        provider = session.get_providers()[0]
-        device = _PROVIDER_DEVICE.get(provider, provider)
-        options = session.get_provider_options().get(provider, {})
-        if device != "cpu" and "device_id" in options:
-            device = f"{device}:{options['device_id']}"
         super().__init__(
             artifact,
-            precision=GraphMetadata.from_props(meta, str(artifact)).precision,
-            device=device,
+            precision=metadata.precision,
+            device=session_device(session),
             max_batch=fixed or max_batch or DEFAULT_MAX_BATCH,
             input_dtype=_ONNX_DTYPES[spec.type],
         )
         self.session = session
-        self.metadata = GraphMetadata.from_props(meta, str(artifact))
+        self.metadata = metadata
         #: ``host-kernels`` (ONNX Runtime fuses Q/DQ into this CPU's int8 kernels) or
         #: ``exact-qdq`` (graph optimisations off: the graph as written).
         self.semantics = SEMANTICS_HOST
@@ -346,8 +354,8 @@ class OnnxRuntimeDescriber(Describer):
         graph_optimization_level: str = "all",
         provider_options: dict[str, dict[str, Any]] | None = None,
     ) -> Describer:
-        """Open an ONNX graph in a new session (an image graph, by its metadata, gives an
-        :class:`~hardnet_export.runtime.image.OnnxRuntimeImageDescriber`).
+        """Open an ONNX graph in a new session; the describer class is the registry's entry
+        for the graph's kind (an image graph gives an :class:`OnnxRuntimeImageDescriber`).
 
         Raises:
             FileNotFoundError: no file at ``path``.
@@ -406,14 +414,9 @@ class OnnxRuntimeDescriber(Describer):
             ) from exc
         check_active_providers(device, [name for name, _ in chosen], session.get_providers())
         metadata = GraphMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
-        if metadata.kind == "image":
-            from hardnet_export.runtime.image import OnnxRuntimeImageDescriber
-
-            provider = session.get_providers()[0]
-            return OnnxRuntimeImageDescriber(
-                session, path, metadata, _PROVIDER_DEVICE.get(provider, provider)
-            )
-        describer = cls(session, path, max_batch=max_batch)
+        # Both kinds' classes take (session, artifact, metadata, *, max_batch).
+        make: Any = describer_for(cls.backend, metadata.kind, path)
+        describer = make(session, path, metadata, max_batch=max_batch)
         describer.semantics = (
             SEMANTICS_EXACT if graph_optimization_level == "disable" else SEMANTICS_HOST
         )
@@ -428,3 +431,38 @@ class OnnxRuntimeDescriber(Describer):
         batch = graph_input(batch, self.input_dtype, self._fixed_batch)
         (out,) = self.session.run([self._output_name], {self._input_name: batch})
         return np.ascontiguousarray(out[:n], dtype=np.float32)
+
+
+class OnnxRuntimeImageDescriber(ImageDescriber):
+    """An image graph in an ONNX Runtime session (the registry's ``image`` entry of this
+    backend): ``compute(image, keypoints)`` sends image and keypoints in one ``session.run``;
+    ``describe`` is refused. Opened, with the same options, by :meth:`OnnxRuntimeDescriber.open`;
+    ``max_batch`` does not apply (one call takes every keypoint) and is ignored."""
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self, session: Any, artifact: Path, metadata: GraphMetadata, *, max_batch: int | None
+    ) -> None:
+        super().__init__(
+            artifact,
+            metadata,
+            device=session_device(session),
+            remedy="re-export it with hardnet-export onnx --with-extraction",
+        )
+        check_image_inputs(artifact, [i.name for i in session.get_inputs()])
+        self.session = session
+        self.metadata = metadata
+        self.semantics = SEMANTICS_HOST
+        self.providers: list[str] = list(session.get_providers())
+        self._output_name = session.get_outputs()[0].name
+
+    @classmethod
+    def open(
+        cls, path: Path | None, *, device: str | None = None, max_batch: int | None = None
+    ) -> Describer:
+        return OnnxRuntimeDescriber.open(path, device=device, max_batch=max_batch)
+
+    def _run_image(self, gray: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        (out,) = self.session.run([self._output_name], {"image": gray, "keypoints": keypoints})
+        return np.asarray(out, dtype=np.float32)

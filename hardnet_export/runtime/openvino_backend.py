@@ -7,6 +7,10 @@ the benchmark read it the same way as from the ONNX file. Inference runs in FP32
 ``inference_precision`` says otherwise: OpenVINO's CPU plugin would otherwise pick bf16 on
 CPUs that have it, and a descriptor must not change with the machine it runs on. One infer
 request is reused behind a lock, so ``describe`` may be called from several threads.
+
+Image graphs (``graph_kind`` ``image``) compile too, with their dynamic image and keypoint
+axes (OpenVINO has GridSample, opset 9, with the reflection padding the graph uses):
+:class:`OpenVINOImageDescriber` runs ``compute(image, keypoints)`` in one inference.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import numpy as np
 from hardnet_export.artifacts.metadata import SEMANTICS_HOST, GraphMetadata
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
 from hardnet_export.runtime.base import Describer, check_graph_signature, graph_input
+from hardnet_export.runtime.image import ImageDescriber, check_image_inputs
+from hardnet_export.runtime.registry import describer_for
 
 DEFAULT_MAX_BATCH = 1024
 PERFORMANCE_HINTS = ("latency", "throughput")
@@ -120,8 +126,10 @@ class OpenVINODescriber(Describer):
         num_threads: int = 0,
         performance_hint: str = "latency",
         inference_precision: str = "f32",
-    ) -> OpenVINODescriber:
-        """Read and compile an ``.onnx`` graph or an ``.xml`` IR (its ``.bin`` beside it).
+    ) -> Describer:
+        """Read and compile an ``.onnx`` graph or an ``.xml`` IR (its ``.bin`` beside it); the
+        describer class is the registry's entry for the graph's kind (an image graph gives an
+        :class:`OpenVINOImageDescriber`).
 
         Raises:
             FileNotFoundError: no file at ``path`` (or an IR without its ``.bin``).
@@ -153,6 +161,7 @@ class OpenVINODescriber(Describer):
                 f"{path} is not a readable {kind} ({type(exc).__name__}: {first})"
             ) from exc
         metadata = _metadata(model, path)
+        describer_for(cls.backend, metadata.kind, path)  # an unopened kind fails before compiling
         config: dict[str, Any] = {
             "PERFORMANCE_HINT": performance_hint.upper(),
             "INFERENCE_PRECISION_HINT": inference_precision,
@@ -164,7 +173,9 @@ class OpenVINODescriber(Describer):
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise InputError(f"OpenVINO cannot compile {path} for the CPU ({first})") from exc
-        return cls(compiled, path, metadata, max_batch=max_batch)
+        # Both kinds' classes take (compiled, artifact, metadata, *, max_batch).
+        make: Any = describer_for(cls.backend, metadata.kind, path)
+        return make(compiled, path, metadata, max_batch=max_batch)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         n = len(batch)
@@ -173,3 +184,41 @@ class OpenVINODescriber(Describer):
             out = self._request.infer({0: batch})[self._output]
             # The request owns its output buffer: copy before the next call reuses it.
             return np.array(out[:n], dtype=np.float32, copy=True)
+
+
+class OpenVINOImageDescriber(ImageDescriber):
+    """An image graph compiled by OpenVINO for the CPU (the registry's ``image`` entry of this
+    backend): ``compute(image, keypoints)`` in one inference of the reused request, behind a
+    lock; ``describe`` is refused. Opened, with the same options, by
+    :meth:`OpenVINODescriber.open`; ``max_batch`` does not apply and is ignored."""
+
+    backend = "openvino"
+
+    def __init__(
+        self, compiled: Any, artifact: Path, metadata: GraphMetadata, *, max_batch: int | None
+    ) -> None:
+        super().__init__(
+            artifact,
+            metadata,
+            device="cpu",
+            remedy="re-export it with hardnet-export onnx --with-extraction",
+        )
+        check_image_inputs(artifact, [port.get_any_name() for port in compiled.inputs])
+        self.metadata = metadata
+        self.semantics = SEMANTICS_HOST
+        self.compiled = compiled
+        self._request = compiled.create_infer_request()
+        self._lock = threading.Lock()
+        self._output = compiled.outputs[0]
+
+    @classmethod
+    def open(
+        cls, path: Path | None, *, device: str | None = None, max_batch: int | None = None
+    ) -> Describer:
+        return OpenVINODescriber.open(path, device=device, max_batch=max_batch)
+
+    def _run_image(self, gray: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        with self._lock:
+            out = self._request.infer({"image": gray, "keypoints": keypoints})[self._output]
+            # The request owns its output buffer: copy before the next call reuses it.
+            return np.array(out, dtype=np.float32, copy=True)

@@ -5,12 +5,18 @@ subclass that has an ``open(path, *, device, max_batch, **options)`` classmethod
 entry in :data:`BACKENDS` (its suffixes and the load option that sets its CPU threads, which
 the benchmark uses). Backend modules import their library lazily, so a missing library is
 only an error when that backend is asked for.
+
+A graph kind (:data:`~hardnet_export.artifacts.metadata.GRAPH_KINDS`: ``patches``, ``image``)
+is one entry per backend in :attr:`Backend.kinds`: the backend's ``open`` (its ``patches``
+class's) loads the artifact, reads its kind from the metadata or sidecar, and builds the class
+:func:`describer_for` names; a backend without an entry for a kind refuses it in one sentence.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,45 +28,96 @@ from hardnet_export.shipped import SHIPPED_ONNX
 
 @dataclass(frozen=True)
 class Backend:
-    """A registered backend: its name, the ``module:Class`` implementing it, the artifact
-    suffixes it reads, and the ``load`` option that sets its CPU threads (None: no CPU)."""
+    """A registered backend: its name, the ``module:Class`` of its describer per graph kind,
+    the artifact suffixes it reads, and the ``load`` option that sets its CPU threads (None:
+    no CPU). ``unsupported`` says, per graph kind it has no entry for, why (for the error)."""
 
     name: str
-    target: str
+    kinds: Mapping[str, str] = field(hash=False)
     suffixes: tuple[str, ...]
     threads_option: str | None = None
+    unsupported: Mapping[str, str] = field(default_factory=dict, hash=False)
 
-    def describer_class(self) -> type[Describer]:
-        module, _, cls = self.target.partition(":")
+    @property
+    def target(self) -> str:
+        """The ``module:Class`` of the patch describer, whose ``open`` loads every artifact of
+        this backend (and hands image graphs to the ``image`` entry)."""
+        return self.kinds["patches"]
+
+    def describer_class(self, kind: str = "patches") -> type[Describer]:
+        """The describer class of graph kind ``kind`` (the entry point ``load`` calls for
+        ``patches``).
+
+        Raises:
+            InputError: this backend has no entry for ``kind``.
+        """
+        target = self.kinds.get(kind)
+        if target is None:
+            raise InputError(self._refusal(kind, "an artifact"))
+        module, _, cls = target.partition(":")
         found: type[Describer] = getattr(importlib.import_module(module), cls)
         return found
 
+    def _refusal(self, kind: str, artifact: str) -> str:
+        others = [b.name for b in BACKENDS if kind in b.kinds]
+        why = self.unsupported.get(kind)
+        return (
+            f"{artifact} is a graph of kind {kind!r}, which the {self.name} backend does not "
+            f"open{f' ({why})' if why else ''}; backends that open {kind} graphs: "
+            f"{', '.join(others) if others else 'none'}"
+        )
 
+
+_RUNTIME = "hardnet_export.runtime"
 BACKENDS: tuple[Backend, ...] = (
     Backend(
         "torch",
-        "hardnet_export.runtime.torch_backend:TorchDescriber",
+        {"patches": f"{_RUNTIME}.torch_backend:TorchDescriber"},
         (".pt", ".pth"),
         threads_option="num_threads",
+        unsupported={"image": "a checkpoint holds the patch network only"},
     ),
     Backend(
         "onnxruntime",
-        "hardnet_export.runtime.onnxruntime_backend:OnnxRuntimeDescriber",
+        {
+            "patches": f"{_RUNTIME}.onnxruntime_backend:OnnxRuntimeDescriber",
+            "image": f"{_RUNTIME}.onnxruntime_backend:OnnxRuntimeImageDescriber",
+        },
         (".onnx",),
         threads_option="intra_op_num_threads",
     ),
     Backend(
         "openvino",
-        "hardnet_export.runtime.openvino_backend:OpenVINODescriber",
+        {
+            "patches": f"{_RUNTIME}.openvino_backend:OpenVINODescriber",
+            "image": f"{_RUNTIME}.openvino_backend:OpenVINOImageDescriber",
+        },
         (".xml", ".onnx"),
         threads_option="num_threads",
     ),
     Backend(
         "tensorrt",
-        "hardnet_export.runtime.tensorrt_backend:TensorRTDescriber",
+        {
+            "patches": f"{_RUNTIME}.tensorrt_backend:TensorRTDescriber",
+            "image": f"{_RUNTIME}.tensorrt_image:TensorRTImageDescriber",
+        },
         (".engine", ".plan"),
     ),
 )
+
+
+def describer_for(backend: str, kind: str, artifact: str | Path) -> type[Describer]:
+    """The class backend ``backend`` builds for ``artifact``, a graph of kind ``kind``; each
+    backend's ``open`` calls this once it has read the artifact's kind.
+
+    Raises:
+        InputError: no such backend, or it has no entry for ``kind``: the message names the
+            kind, the artifact and the backends that open that kind.
+    """
+    chosen = get_backend(backend)
+    if kind not in chosen.kinds:
+        raise InputError(chosen._refusal(kind, str(artifact)))
+    return chosen.describer_class(kind)
 
 
 def get_backend(name: str) -> Backend:

@@ -5,7 +5,10 @@ the TensorRT installation, and the engine's JSON sidecar (``X.engine.json``,
 :class:`hardnet_export.artifacts.sidecar.EngineSidecar`, which the builder writes) against the
 running TensorRT version and GPU. A mismatch raises
 :class:`~hardnet_export.artifacts.sidecar.EngineMismatchError` with the command that rebuilds
-the engine; that check needs neither TensorRT nor a GPU.
+the engine; that check needs neither TensorRT nor a GPU. Those checks are one function,
+:func:`load_engine`, for engines of every graph kind: the sidecar's ``graph_kind`` then picks
+the describer class from the registry's kind table (an image graph's engine goes to
+:class:`~hardnet_export.runtime.tensorrt_image.TensorRTImageDescriber`).
 
 At run time the engine is deserialised once, with its own non-blocking CUDA stream, device
 buffers (``cudaMalloc``) and pinned host buffers (``cudaHostAlloc``) sized for ``max_batch``.
@@ -29,6 +32,7 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +45,7 @@ from hardnet_export.artifacts.sidecar import (
     EngineSidecar,
     read_sidecar,
     rebuild_command,
+    sidecar_path,
 )
 from hardnet_export.errors import (
     DeviceError,
@@ -58,6 +63,7 @@ from hardnet_export.runtime.base import (
     stream_handle,
     validate_torch_patches,
 )
+from hardnet_export.runtime.registry import describer_for
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -72,6 +78,104 @@ def _device_index(device: str | None) -> int:
     if kind != "cuda" or not index.isdigit():
         raise InputError(f"the tensorrt backend runs on 'cuda' or 'cuda:N', got {device!r}")
     return int(index)
+
+
+@dataclass(frozen=True)
+class LoadedEngine:
+    """A deserialised engine and what came with it: its sidecar (None for a foreign engine),
+    device, DLA core, and the TensorRT logger and runtime the engine must not outlive."""
+
+    path: Path
+    engine: Any
+    sidecar: EngineSidecar | None
+    device_index: int
+    dla_core: int | None
+    keep: tuple[Any, ...]
+
+    @property
+    def kind(self) -> str:
+        """The graph kind the engine was built from (``patches`` without a sidecar)."""
+        return self.sidecar.graph_kind if self.sidecar is not None else "patches"
+
+
+def load_engine(
+    path: Path | str | None,
+    *,
+    device: str | None = None,
+    dla_core: int | None = None,
+    trust_host_code: bool = False,
+) -> LoadedEngine:
+    """Check and deserialise an engine, for any graph kind: the file, a CUDA device and
+    TensorRT (before any TensorRT object exists), the sidecar against this TensorRT and GPU,
+    then ``deserialize_cuda_engine`` on device ``device`` (made current).
+
+    Raises:
+        FileNotFoundError: no engine file.
+        MissingDependencyError (a RuntimeError): no CUDA device or no TensorRT.
+        EngineMismatchError: built for another TensorRT version or GPU, or unreadable.
+    """
+    if path is None:
+        raise InputError(
+            "the tensorrt backend needs an engine path; build one with "
+            "'hardnet-export trt MODEL.onnx -o model.engine'"
+        )
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"TensorRT engine not found: {path}")
+    index = _device_index(device)
+    # No TensorRT object may exist without a CUDA device (it can crash the process
+    # later): require_tensorrt checks the device and the installation, creating nothing.
+    require_tensorrt(index, purpose="running a TensorRT engine")
+    import tensorrt as trt
+
+    cudart.set_device(index)
+    gpu = device_properties(index)
+    sidecar = read_sidecar(path)
+    if sidecar is not None:
+        sidecar.check(
+            path,
+            tensorrt_version=trt.__version__,
+            gpu_name=gpu["name"],
+            compute_capability=gpu["compute_capability"],
+        )
+    logger = trt.Logger(trt.Logger.WARNING)
+    runtime = trt.Runtime(logger)
+    if dla_core is None and sidecar is not None and sidecar.dla_core is not None:
+        dla_core = sidecar.dla_core  # an engine built for a DLA core runs there
+    if dla_core is not None:
+        runtime.DLA_core = dla_core
+    host_code = trust_host_code or (sidecar is not None and sidecar.version_compatible)
+    if host_code:
+        # A version-compatible plan embeds the lean runtime that runs it, which is host
+        # code; TensorRT refuses to deserialise it unless the runtime is told to trust it
+        # (TensorRT developer guide, "Version Compatibility"; IRuntime
+        # engine_host_code_allowed, default False).
+        runtime.engine_host_code_allowed = True
+    engine = runtime.deserialize_cuda_engine(path.read_bytes())
+    if engine is None:
+        rebuild = sidecar.rebuild_command(path) if sidecar else rebuild_command(path)
+        hint = (
+            ""
+            if host_code
+            else " If it is a version-compatible plan from a trusted source, load it "
+            "with trust_host_code=True."
+        )
+        raise EngineMismatchError(
+            f"TensorRT {trt.__version__} could not deserialise {path} on {gpu['name']} (it is "
+            "corrupt, or was built for another TensorRT version or GPU; see the TensorRT "
+            f"log above).{hint} Rebuild it: {rebuild}"
+        )
+    return LoadedEngine(path, engine, sidecar, index, dla_core, (logger, runtime))
+
+
+def io_tensors(engine: Any) -> tuple[list[str], list[str]]:
+    """An engine's input and output tensor names, in the engine's order."""
+    import tensorrt as trt
+
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+    return inputs, outputs
 
 
 class TensorRTDescriber(Describer):
@@ -104,9 +208,13 @@ class TensorRTDescriber(Describer):
     ) -> None:
         import tensorrt as trt
 
-        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        inputs, outputs = io_tensors(engine)
+        if sorted(inputs) == ["image", "keypoints"]:
+            raise InputError(
+                f"{artifact} takes image and keypoints (an engine of an image graph), but has "
+                f"no sidecar saying so ({sidecar_path(artifact)}), which holds the graph's "
+                f"magnification and profile; rebuild it: {rebuild_command(artifact)}"
+            )
         if len(inputs) != 1 or len(outputs) != 1:
             raise InputError(
                 f"{artifact} is not a HardNet engine: expected one input and one output, "
@@ -196,75 +304,40 @@ class TensorRTDescriber(Describer):
         cuda_graph: bool | None = None,
         dla_core: int | None = None,
         trust_host_code: bool = False,
-    ) -> TensorRTDescriber:
-        """Check and deserialise an engine (see the module docstring for the order of checks).
+    ) -> Describer:
+        """Check and deserialise an engine (see the module docstring for the order of checks);
+        the describer class is the registry's entry for the sidecar's ``graph_kind`` (an
+        image engine gives a
+        :class:`~hardnet_export.runtime.tensorrt_image.TensorRTImageDescriber`).
 
         Raises:
             FileNotFoundError: no engine file.
             MissingDependencyError (a RuntimeError): no CUDA device or no TensorRT.
             EngineMismatchError: built for another TensorRT version or GPU, or unreadable.
         """
-        if path is None:
-            raise InputError(
-                "the tensorrt backend needs an engine path; build one with "
-                "'hardnet-export trt MODEL.onnx -o model.engine'"
-            )
-        path = Path(path)
-        if not path.is_file():
-            raise MissingFileError(f"TensorRT engine not found: {path}")
-        index = _device_index(device)
-        # No TensorRT object may exist without a CUDA device (it can crash the process
-        # later): require_tensorrt checks the device and the installation, creating nothing.
-        require_tensorrt(index, purpose="running a TensorRT engine")
-        import tensorrt as trt
+        loaded = load_engine(
+            path, device=device, dla_core=dla_core, trust_host_code=trust_host_code
+        )
+        # Both kinds' classes take (loaded, artifact, *, max_batch, cuda_graph).
+        make: Any = describer_for(cls.backend, loaded.kind, loaded.path)
+        return make.from_engine(loaded, max_batch=max_batch, cuda_graph=cuda_graph)
 
-        cudart.set_device(index)
-        gpu = device_properties(index)
-        sidecar = read_sidecar(path)
-        if sidecar is not None:
-            sidecar.check(
-                path,
-                tensorrt_version=trt.__version__,
-                gpu_name=gpu["name"],
-                compute_capability=gpu["compute_capability"],
-            )
-        logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(logger)
-        if dla_core is None and sidecar is not None and sidecar.dla_core is not None:
-            dla_core = sidecar.dla_core  # an engine built for a DLA core runs there
-        if dla_core is not None:
-            runtime.DLA_core = dla_core
-        host_code = trust_host_code or (sidecar is not None and sidecar.version_compatible)
-        if host_code:
-            # A version-compatible plan embeds the lean runtime that runs it, which is host
-            # code; TensorRT refuses to deserialise it unless the runtime is told to trust it
-            # (TensorRT developer guide, "Version Compatibility"; IRuntime
-            # engine_host_code_allowed, default False).
-            runtime.engine_host_code_allowed = True
-        engine = runtime.deserialize_cuda_engine(path.read_bytes())
-        if engine is None:
-            rebuild = sidecar.rebuild_command(path) if sidecar else rebuild_command(path)
-            hint = (
-                ""
-                if host_code
-                else " If it is a version-compatible plan from a trusted source, load it "
-                "with trust_host_code=True."
-            )
-            raise EngineMismatchError(
-                f"TensorRT {trt.__version__} could not deserialise {path} on {gpu['name']} (it is "
-                "corrupt, or was built for another TensorRT version or GPU; see the TensorRT "
-                f"log above).{hint} Rebuild it: {rebuild}"
-            )
+    @classmethod
+    def from_engine(
+        cls, loaded: LoadedEngine, *, max_batch: int | None, cuda_graph: bool | None
+    ) -> TensorRTDescriber:
+        """The describer of a patch engine :func:`load_engine` deserialised."""
+        sidecar = loaded.sidecar
         describer = cls(
-            engine,
-            path,
-            device_index=index,
+            loaded.engine,
+            loaded.path,
+            device_index=loaded.device_index,
             max_batch=max_batch,
             precision=sidecar.precision if sidecar else "unknown",
             cuda_graph=cuda_graph,
-            dla_core=dla_core,
+            dla_core=loaded.dla_core,
         )
-        describer._keep = (logger, runtime)  # the engine must not outlive its runtime
+        describer._keep = loaded.keep  # the engine must not outlive its runtime
         describer.sidecar = sidecar
         return describer
 

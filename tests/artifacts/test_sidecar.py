@@ -172,3 +172,96 @@ def test_unparseable_version_of_a_compatible_plan_is_refused(
     side = planned(fp16_onnx, engine, tensorrt_version="10.13-custom", version_compatible=True)
     with pytest.raises(EngineMismatchError, match="expected dotted numbers"):
         side.check(engine, **HERE)
+
+
+# -- image engines ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def image_stub(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("onnx")
+    from fixture_files import write_image_graph_stub
+
+    return write_image_graph_stub(tmp_path_factory.mktemp("image-stub") / "m.image.onnx")
+
+
+def image_planned(graph: Path, engine: Path) -> EngineSidecar:
+    from hardnet_export.artifacts.sidecar import ImageProfile
+
+    profile = ImageProfile((5, 5), (240, 320), (480, 640), 1, 64, 256)
+    return planned(graph, engine, batch=None, image=profile)
+
+
+def test_image_engine_sidecar_round_trip(image_stub: Path, tmp_path: Path) -> None:
+    engine = tmp_path / "m.image.engine"
+    side = image_planned(image_stub, engine)
+    side.write(engine)
+    read = read_sidecar(engine)
+    assert read == side
+    read.check(engine, **HERE)
+    assert (read.graph_kind, read.magnification, read.pyramid_levels, read.min_image_side) == (
+        "image",
+        12.0,
+        3,
+        5,
+    )
+    assert read.image_profile.max_image == (480, 640) and read.image_profile.max_keypoints == 256
+    assert "--max-image 640x480 --opt-keypoints 64" in read.rebuild_command(engine)
+
+
+def test_patch_sidecars_from_before_image_engines_still_read(
+    fp16_onnx: Path, tmp_path: Path
+) -> None:
+    engine = tmp_path / "model.fp16.engine"
+    old = planned(fp16_onnx, engine).to_dict()
+    for key in ("graph_kind", "magnification", "pyramid_levels", "min_image_side"):
+        del old[key]
+    sidecar_path(engine).write_text(json.dumps(old))
+    read = read_sidecar(engine)
+    assert read is not None and read.graph_kind == "patches" and read.magnification is None
+    with pytest.raises(InputError, match="no image profile"):
+        _ = read.image_profile
+
+
+def test_image_sidecars_the_builder_never_writes_are_refused(
+    image_stub: Path, tmp_path: Path
+) -> None:
+    engine = tmp_path / "m.image.engine"
+    good = image_planned(image_stub, engine).to_dict()
+    profile = good["profile"]
+    for bad, message in (
+        ({**good, "graph_kind": "video"}, "graph_kind must be one of"),
+        ({**good, "magnification": None}, "without magnification"),
+        ({**good, "magnification": "12"}, r"magnification must be a number in \(0, 64\]"),
+        ({**good, "profile": {"min": [1, 1, 32, 32]}}, "needs image and keypoints entries"),
+        (
+            {**good, "profile": {**profile, "keypoints": {**profile["keypoints"], "max": [9, 3]}}},
+            r"profile keypoints max must be \[K, 4\]",
+        ),
+        (
+            {**good, "profile": {**profile, "image": {**profile["image"], "opt": [900, 320]}}},
+            "min <= opt <= max height",
+        ),
+        (
+            {**good, "profile": {**profile, "image": {**profile["image"], "min": [2, 2]}}},
+            "below the graph's min_image_side 5",
+        ),
+    ):
+        sidecar_path(engine).write_text(json.dumps(bad))
+        with pytest.raises(InputError, match=message):
+            read_sidecar(engine)
+
+
+def test_the_profile_must_fit_the_graph_kind(
+    image_stub: Path, fp16_onnx: Path, tmp_path: Path
+) -> None:
+    from hardnet_export.artifacts.sidecar import ImageProfile
+
+    engine = tmp_path / "e.engine"
+    with pytest.raises(InputError, match="image graph: its profile is an ImageProfile"):
+        planned(image_stub, engine)  # a batch profile
+    profile = ImageProfile((5, 5), (5, 5), (5, 5), 1, 1, 1)
+    with pytest.raises(InputError, match="patch graph: its profile is a batch range"):
+        planned(fp16_onnx, engine, batch=None, image=profile)
+    with pytest.raises(InputError, match="keypoint profile needs 1 <= min <= opt <= max"):
+        ImageProfile((5, 5), (5, 5), (5, 5), 1, 9, 8)

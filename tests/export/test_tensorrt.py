@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from hardnet_export._cuda import cuda_device_count, tensorrt_status
+from hardnet_export.artifacts.metadata import GraphMetadata
 from hardnet_export.artifacts.sidecar import read_sidecar, sidecar_path
 from hardnet_export.export.tensorrt import build_engine
 
@@ -191,3 +192,144 @@ def test_reuse_needs_same_key_and_untouched_engine(fp16_onnx: Path, tmp_path: Pa
     assert _reusable(engine, planned) is None
     sidecar_path(engine).write_text("not json")
     assert _reusable(engine, planned) is None
+
+
+# -- image graphs: the profile on image and keypoints, planned and checked on any machine ----
+
+
+@pytest.fixture(scope="module")
+def image_stub(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from fixture_files import write_image_graph_stub
+
+    return write_image_graph_stub(tmp_path_factory.mktemp("image-stub") / "m.image.onnx")
+
+
+def _image_meta(levels: int = 3) -> GraphMetadata:
+    return GraphMetadata(
+        producer="hardnet-export test",
+        precision="fp32",
+        graph_kind="image",
+        magnification=12.0,
+        pyramid_levels=levels,
+        min_image_side=2 ** (levels - 1) + 1,
+    )
+
+
+def test_image_profile_planning() -> None:
+    from hardnet_export.artifacts.sidecar import ImageProfile
+    from hardnet_export.export.tensorrt import parse_image_size, plan_image_profile
+
+    assert parse_image_size("640x480") == (480, 640) and parse_image_size((640, 480)) == (480, 640)
+    assert parse_image_size(" 1920X1080 ") == (1080, 1920)
+    # Defaults: 640x480 tuned, up to 1920x1920; 2000 of up to 8000 keypoints; min = side.
+    assert plan_image_profile(_image_meta()) == ImageProfile(
+        (5, 5), (480, 640), (1920, 1920), 1, 2000, 8000
+    )
+    planned = plan_image_profile(
+        _image_meta(8), opt_image="800x600", max_image=(1280, 1024), opt_keypoints=500,
+        max_keypoints=4000,
+    )  # fmt: skip
+    assert planned == ImageProfile((129, 129), (600, 800), (1024, 1280), 1, 500, 4000)
+    # A default above a given maximum is lowered to it.
+    small = plan_image_profile(_image_meta(), max_image="320x240", max_keypoints=100)
+    assert small.opt_image == (240, 320) and small.opt_keypoints == 100
+    assert small.to_profile() == {
+        "image": {"min": [5, 5], "opt": [240, 320], "max": [240, 320]},
+        "keypoints": {"min": [1, 4], "opt": [100, 4], "max": [100, 4]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_image": "640*480"}, r"--max-image must look like 640x480 \(WIDTHxHEIGHT\)"),
+        ({"opt_image": "0x480"}, "--opt-image 0x480: the width must be in 1..32768"),
+        ({"max_image": "100000x100"}, "width must be in 1..32768"),
+        ({"max_image": "640x4"}, "--max-image 640x4 has a side below 5"),
+        ({"opt_image": "2000x100", "max_image": "1000x1000"}, "larger than --max-image 1000x1000"),
+        ({"opt_keypoints": 9000}, "--opt-keypoints 9000 is above --max-keypoints 8000"),
+        ({"max_keypoints": 0}, "--max-keypoints must be >= 1"),
+        ({"opt_image": [640, 480]}, "must be 'WIDTHxHEIGHT' or"),
+    ],
+)
+def test_bad_image_profiles_are_one_sentence(options: dict, message: str) -> None:
+    from hardnet_export.export.tensorrt import plan_image_profile
+
+    with pytest.raises(ValueError, match=message):
+        plan_image_profile(_image_meta(), **options)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_image": "4x4"}, "has a side below 5"),
+        ({"max_batch": 64}, r"image graph, whose engine has no batch profile.*--opt-image"),
+        ({"dla_core": 0}, "DLA has no dynamic shapes"),
+    ],
+)
+def test_image_graph_options_fail_before_tensorrt(
+    image_stub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kwargs: dict, message: str
+) -> None:
+    import hardnet_export.export.tensorrt as exporter
+
+    def no_probe(*args: object, **kw: object) -> None:
+        raise AssertionError("TensorRT or the device was probed before the profile check")
+
+    monkeypatch.setattr(exporter, "require_tensorrt", no_probe)
+    with pytest.raises(ValueError, match=message):
+        build_engine(image_stub, tmp_path / "m.engine", **kwargs)
+
+
+def test_image_options_on_a_patch_graph_are_refused(fp32_onnx: Path, tmp_path: Path) -> None:
+    with pytest.raises(
+        ValueError, match=r"--max-image, --max-keypoints set the profile of an image"
+    ):
+        build_engine(fp32_onnx, tmp_path / "m.engine", max_image="640x480", max_keypoints=10)
+
+
+def test_a_good_image_profile_reaches_the_probe_and_plans_the_sidecar(
+    image_stub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Everything build_engine checks before TensorRT passes, and the sidecar it would write
+    holds the graph's settings and the planned profile."""
+    import hardnet_export.export.tensorrt as exporter
+    from hardnet_export._io import sha256_file
+    from hardnet_export.artifacts.metadata import read_metadata
+    from hardnet_export.artifacts.sidecar import EngineSidecar
+    from hardnet_export.export.tensorrt import plan_image_profile
+
+    class Probed(Exception):
+        pass
+
+    def probe(*args: object, **kw: object) -> None:
+        raise Probed
+
+    monkeypatch.setattr(exporter, "require_tensorrt", probe)
+    with pytest.raises(Probed):
+        build_engine(image_stub, tmp_path / "m.engine", opt_image="320x240", max_keypoints=512)
+    graph = read_metadata(image_stub)
+    profile = plan_image_profile(graph, opt_image="320x240", max_keypoints=512)
+    side = EngineSidecar.plan(
+        image_stub, tmp_path / "m.engine", onnx_sha256=sha256_file(image_stub), graph=graph,
+        tensorrt_version="10.13.0.35", gpu_name="NVIDIA L4", compute_capability="8.9",
+        device_index=0, image=profile, workspace_bytes=1 << 30, dla_core=None,
+        gpu_fallback=True, version_compatible=False, hardware_compatible=False,
+    )  # fmt: skip
+    assert (side.graph_kind, side.magnification, side.pyramid_levels, side.min_image_side) == (
+        "image",
+        12.0,
+        3,
+        5,
+    )
+    assert side.profile["image"] == {"min": [5, 5], "opt": [240, 320], "max": [1920, 1920]}
+    assert side.profile["keypoints"]["max"] == [512, 4] and side.image_profile == profile
+    assert side.rebuild_command("m.engine").endswith(
+        "--rebuild --opt-image 320x240 --max-image 1920x1920 --opt-keypoints 512 "
+        "--max-keypoints 512"
+    )
+
+
+def test_cli_bad_image_profile_is_one_sentence(image_stub: Path, tmp_path: Path) -> None:
+    result = run_cli("trt", str(image_stub), "-o", str(tmp_path / "m.engine"), "--max-image", "4x4")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "--max-image 4x4 has a side below 5" in result.stderr

@@ -49,3 +49,64 @@ def patches() -> np.ndarray:
     smooth = np.stack([cv2.GaussianBlur(n, (0, 0), 2.0)[4:36, 4:36] for n in noise])
     smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
     return (smooth * 255).round().astype(np.uint8)
+
+
+#: Pyramid levels of the small image graphs here: few levels keep the export short (about
+#: 20 s on a shared CPU); the code path is the default's.
+IMAGE_LEVELS = 3
+
+
+@pytest.fixture(scope="session")
+def image_graph(model_dir: Path) -> Path:
+    """The shipped weights as an FP32 image graph (image + keypoints -> descriptors)."""
+    pytest.importorskip("torch")  # the exporter's
+    from hardnet_export.export.onnx import export_onnx
+
+    return export_onnx(
+        None, model_dir / "shipped.image.onnx", with_extraction=True, pyramid_levels=IMAGE_LEVELS
+    )
+
+
+@pytest.fixture(scope="session")
+def image_graph_fp16(model_dir: Path) -> Path:
+    """:func:`image_graph` in FP16."""
+    pytest.importorskip("torch")
+    from hardnet_export.export.onnx import export_onnx
+
+    return export_onnx(
+        None,
+        model_dir / "shipped.image.fp16.onnx",
+        variant="fp16",
+        with_extraction=True,
+        pyramid_levels=IMAGE_LEVELS,
+    )
+
+
+@pytest.fixture(scope="session")
+def photo_crop() -> np.ndarray:
+    """A 160x200 grey crop of a built-in photo: small, textured, above any min_image_side."""
+    from hardnet_export.data.builtin import load_photo, split_photos
+    from hardnet_export.geometry import as_gray
+
+    return np.ascontiguousarray(as_gray(load_photo(split_photos("val")[0]))[:160, :200])
+
+
+@pytest.fixture(scope="session")
+def crop_keypoints(photo_crop: np.ndarray) -> np.ndarray:
+    """150 random in-bound keypoints (x, y, size, angle) of ``photo_crop`` whose scale at
+    magnification 12 stays within an image graph of :data:`IMAGE_LEVELS` levels.
+
+    Shape:
+        - return: (150, 4) float32.
+    """
+    from hardnet_export.geometry import keypoints_in_bounds
+
+    rng = np.random.default_rng(0)
+    h, w = photo_crop.shape
+    n = 600
+    size = np.exp(rng.uniform(0.0, np.log(20.0), n))
+    angle = rng.uniform(-1, 360, n)
+    kps = np.stack([rng.uniform(0, w - 1, n), rng.uniform(0, h - 1, n), size, angle], 1)
+    kps = kps[keypoints_in_bounds((h, w), kps)][:150]
+    assert len(kps) == 150
+    return kps.astype(np.float32)

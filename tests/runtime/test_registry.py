@@ -58,3 +58,78 @@ def test_onnx_inference_does_not_import_torch(onnx_model: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(3, 128) False"
+
+
+# -- graph kinds: one table entry per (backend, kind) ----------------------------------------
+
+KIND_ENTRIES = [(b.name, kind) for b in BACKENDS for kind in b.kinds]
+
+
+@pytest.mark.parametrize(("name", "kind"), KIND_ENTRIES)
+def test_every_kind_entry_imports_a_describer_of_its_backend(name: str, kind: str) -> None:
+    from hardnet_export.artifacts.metadata import GRAPH_KINDS
+    from hardnet_export.runtime.base import Describer
+    from hardnet_export.runtime.image import ImageDescriber
+    from hardnet_export.runtime.registry import describer_for
+
+    assert kind in GRAPH_KINDS
+    cls = describer_for(name, kind, "model.x")
+    assert isinstance(cls, type) and issubclass(cls, Describer) and cls.backend == name
+    # An image graph's describer shares the host rules of compute().
+    assert issubclass(cls, ImageDescriber) == (kind == "image")
+    assert get_backend(name).describer_class(kind) is cls
+
+
+def test_every_backend_has_a_patches_entry_and_image_where_expected() -> None:
+    kinds = {b.name: set(b.kinds) for b in BACKENDS}
+    assert all("patches" in k for k in kinds.values())
+    assert {n for n, k in kinds.items() if "image" in k} == {"onnxruntime", "openvino", "tensorrt"}
+    assert get_backend("onnxruntime").target == get_backend("onnxruntime").kinds["patches"]
+
+
+def test_a_kind_without_an_entry_names_the_kind_artifact_and_the_backends_that_open_it() -> None:
+    from hardnet_export.errors import InputError
+    from hardnet_export.runtime.registry import describer_for
+
+    with pytest.raises(InputError) as info:
+        describer_for("torch", "image", "/models/model.image.pth")
+    message = str(info.value)
+    assert "/models/model.image.pth" in message and "'image'" in message
+    assert "torch backend does not open" in message
+    assert "backends that open image graphs: onnxruntime, openvino, tensorrt" in message
+    with pytest.raises(InputError, match="kind 'depth'.*backends that open depth graphs: none"):
+        get_backend("onnxruntime").describer_class("depth")
+
+
+def test_load_refuses_a_kind_the_backend_has_no_entry_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ONNX Runtime's open reads the graph's kind and asks the table: with the image entry
+    gone (as for a backend that cannot run image graphs), an image graph is refused in one
+    sentence, while patch graphs still open."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import dataclasses
+
+    from fixture_files import write_image_graph_stub
+
+    from hardnet_export.errors import InputError
+    from hardnet_export.runtime import registry
+
+    path = write_image_graph_stub(tmp_path / "stub.image.onnx")
+    without = tuple(
+        dataclasses.replace(
+            b,
+            kinds={k: v for k, v in b.kinds.items() if k != "image"},
+            unsupported={"image": "its kernels cannot run them"},
+        )
+        if b.name == "onnxruntime"
+        else b
+        for b in registry.BACKENDS
+    )
+    monkeypatch.setattr(registry, "BACKENDS", without)
+    with pytest.raises(InputError) as info:
+        runtime.load(path, backend="onnxruntime", device="cpu")
+    message = str(info.value)
+    assert str(path) in message and "onnxruntime backend does not open" in message
+    assert "(its kernels cannot run them)" in message and "openvino, tensorrt" in message
