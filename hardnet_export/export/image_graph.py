@@ -102,7 +102,10 @@ def _fold_index(x: torch.Tensor, dim: int, pad: int) -> torch.Tensor:
     index = torch.arange(-pad, x.shape[dim] + pad, device=x.device, dtype=torch.int64)
     # The period as a tensor from the data: a Python expression of the symbolic side would
     # make the exporter specialise on it.
-    period = torch.clamp(2 * (_side(x, dim) - 1), min=1)
+    # Maximum, not clamp: TensorRT's ONNX parser takes Clip in float types only
+    # (onnx-tensorrt docs/operators.md, TensorRT 10).
+    doubled = 2 * (_side(x, dim) - 1)
+    period = torch.maximum(doubled, torch.ones_like(doubled))
     folded = torch.remainder(index, period)
     return torch.minimum(folded, period - folded)
 

@@ -160,3 +160,16 @@ def test_fp16_image_graph_matches_host_path(fp16_image_graph: Path) -> None:
     _, got = graph.compute(image, kps)
     _, want = runtime.load(None, backend="torch", device="cpu").compute(image, kps)
     assert (got * want).sum(1).min() > 0.999
+
+
+def test_no_integer_clip_for_tensorrts_parser(image_graph: Path) -> None:
+    """TensorRT 10's ONNX parser takes Clip in float types only (onnx-tensorrt
+    docs/operators.md); the exporter writes one for every integer clamp."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(image_graph)))
+    types = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
+    types.update({i.name: i.data_type for i in model.graph.initializer})
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+    clips = [n for n in model.graph.node if n.op_type == "Clip"]
+    assert clips and all(types[n.input[0]] in floats for n in clips)
