@@ -537,7 +537,8 @@ def bench(
         None,
         "--image",
         help="Per-image mode: time SIFT detection, extraction, inference and total per frame "
-        "of this image, against OpenCV SIFT compute() on the same keypoints (--batch-sizes "
+        "of this image (or builtin:frame, 800x640, about 2,000 SIFT keypoints; builtin:large, "
+        "1600x1280, about 19,000), against OpenCV SIFT compute() on the same keypoints (--batch-sizes "
         "and --accuracy-pairs do not apply; --plot draws total time against keypoints).",
     ),
     keypoints: str = typer.Option(
@@ -551,7 +552,9 @@ def bench(
 
     Example: hardnet-export bench model.fp32.onnx --batch-sizes 1,32,256 --json bench.json
 
-    Example: hardnet-export bench model.fp32.onnx --image photo.png --keypoints 500,2000,8000
+    Example: hardnet-export bench model.fp32.onnx --image photo.png --keypoints 500,2000
+
+    Example: hardnet-export bench model.fp32.onnx --image builtin:large --keypoints 500,2000,8000
     --json frame.json --plot frame.png
     """
     from rich.text import Text
@@ -609,11 +612,14 @@ def _bench_image(
     from rich.console import Console
 
     from hardnet_export.benchmark import report
-    from hardnet_export.benchmark.frame import parse_keypoint_counts, run_image_benchmark
-    from hardnet_export.runtime.images import read_image
+    from hardnet_export.benchmark.frame import (
+        frame_image,
+        parse_keypoint_counts,
+        run_image_benchmark,
+    )
 
     counts = parse_keypoint_counts(keypoints)
-    frame = read_image(image)
+    frame = frame_image(image)
     result = run_image_benchmark(
         frame,
         artifacts,

@@ -52,6 +52,44 @@ def bench_photo() -> np.ndarray:
     return np.ascontiguousarray(rgb[:, 80:880, ::-1])
 
 
+def bench_mosaic() -> np.ndarray:
+    """A large frame: the four held-out photos (coffee, flower, gravel, coins), each enlarged
+    to 800x640 (bicubic), in a 2x2 mosaic of 1600x1280 grey pixels with about 19,000 SIFT
+    keypoints, for keypoint counts the benchmark frame does not have (8000 and up).
+
+    Shape:
+        - Output: (1280, 1600) uint8.
+    """
+    from hardnet_export.data.builtin import load_photo, split_photos
+    from hardnet_export.geometry import as_gray
+
+    tiles = [
+        cv2.resize(as_gray(load_photo(name)), (800, 640), interpolation=cv2.INTER_CUBIC)
+        for name in split_photos("val")
+    ]
+    return np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:4])])
+
+
+#: Frames ``bench --image`` knows by name, beside image files.
+BUILTIN_FRAMES = {"builtin:frame": bench_photo, "builtin:large": bench_mosaic}
+
+
+def frame_image(image: str | Path) -> np.ndarray:
+    """A named built-in frame (:data:`BUILTIN_FRAMES`) or an image file.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`hardnet_export.runtime.images.read_image`.
+
+    Shape:
+        - Output: (H, W) or (H, W, 3) uint8.
+    """
+    if str(image) in BUILTIN_FRAMES:
+        return BUILTIN_FRAMES[str(image)]()
+    from hardnet_export.runtime.images import read_image
+
+    return read_image(Path(image))
+
+
 def parse_keypoint_counts(text: str) -> list[int]:
     """``"500,2000"`` -> ``[500, 2000]``; ValueError for anything but positive integers."""
     counts = []
