@@ -538,8 +538,9 @@ def bench(
         "--image",
         help="Per-image mode: time SIFT detection, extraction, inference and total per frame "
         "of this image (or builtin:frame, 800x640, about 2,000 SIFT keypoints; builtin:large, "
-        "1600x1280, about 19,000), against OpenCV SIFT compute() on the same keypoints (--batch-sizes "
-        "and --accuracy-pairs do not apply; --plot draws total time against keypoints).",
+        "1600x1280, about 19,000), against OpenCV SIFT compute() on the same keypoints "
+        "(--batch-sizes and --accuracy-pairs do not apply; --plot draws total time against "
+        "keypoints).",
     ),
     keypoints: str = typer.Option(
         ",".join(map(str, DEFAULT_KEYPOINTS)),
