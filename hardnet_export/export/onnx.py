@@ -115,11 +115,11 @@ def export_onnx(
     check_writable(out)
 
     model, weights_sha, provenance = resolve_weights(weights)
-    identity = {"model_name": weights_model_name(weights), "width": model.width}
+    model_name = weights_model_name(weights)
     if with_extraction:
         return _export_image_graph(
             model, out, chosen, opset, magnification, pyramid_levels, weights_sha, provenance,
-            identity,
+            model_name,
         )  # fmt: skip
     proto = torch_to_onnx(model, input_dtype=input_dtype, opset=opset)
     extra: dict[str, Any] = {}
@@ -142,7 +142,8 @@ def export_onnx(
         output={"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", 128]},
         weights_sha256=weights_sha,
         weights_provenance=provenance,
-        **identity,
+        model_name=model_name,
+        width=model.width,
         **extra,
     )
     if parity:
@@ -185,7 +186,7 @@ def _export_image_graph(
     pyramid_levels: int | None,
     weights_sha: str,
     provenance: dict[str, Any],
-    identity: dict[str, Any],
+    model_name: str | None,
 ) -> Path:
     from hardnet_export.export.image_graph import (
         IMAGE_INPUT,
@@ -235,7 +236,8 @@ def _export_image_graph(
         magnification=scale,
         pyramid_levels=levels,
         min_image_side=side,
-        **identity,
+        model_name=model_name,
+        width=model.width,
         **extra,
     )
     set_metadata(proto, metadata)
