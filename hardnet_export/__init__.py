@@ -2,7 +2,8 @@
 
 Importing the package is cheap: torch is loaded only when a torch-backed name
 (``HardNet``, ``load_model``, ``save_checkpoint``) is first used, so running
-ONNX and TensorRT artifacts works where torch is not installed.
+ONNX and TensorRT artifacts works where torch is not installed. ``models()`` lists the
+registered models (torch-free); their names go wherever a model path goes.
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
+    "models": "hardnet_export.artifacts.models",
+    "get_model": "hardnet_export.artifacts.models",
     "HardNet": "hardnet_export.model",
     "load_model": "hardnet_export.model",
     "save_checkpoint": "hardnet_export.model",
 }
 
 if TYPE_CHECKING:
+    from hardnet_export.artifacts.models import get_model, models
     from hardnet_export.model import HardNet, load_model, save_checkpoint
 
-__all__ = ["HardNet", "__version__", "load_model", "save_checkpoint"]
+__all__ = ["HardNet", "__version__", "get_model", "load_model", "models", "save_checkpoint"]
 
 
 def __getattr__(name: str) -> Any:

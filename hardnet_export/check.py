@@ -5,9 +5,9 @@ device it would use there (ONNX Runtime on this CPU's int8 kernels, TensorRT on 
 compared with the FP32 reference on held-out built-in pairs by the INT8 gate's own measure
 (:func:`hardnet_export.calibration.gate.evaluate_gate`), and judged against the limits stored
 in the artifact's metadata (the gate's defaults when it has none). The reference is the FP32
-model the artifact's metadata names: the shipped model when the weights hash matches (its
+model the artifact's metadata names: the registered model whose weights hash matches (its
 checkpoint, or its FP32 ONNX form where torch is not installed); otherwise the caller must
-give one.
+give one. Artifact and reference may be registered models' names (``hardnet``, ...).
 """
 
 from __future__ import annotations
@@ -118,27 +118,31 @@ def read_provenance(path: Path) -> Provenance:
 
 
 def resolve_reference(artifact: Path, provenance: Provenance, reference: Path | None) -> Path:
-    """The FP32 model to compare ``artifact`` with.
+    """The FP32 model to compare ``artifact`` with: ``reference`` (a path or a registered
+    model's name), else the registered model whose checkpoint has the artifact's weights hash.
 
     Raises:
-        InputError: no ``reference`` given and the artifact's weights are not the shipped
+        InputError: no ``reference`` given and the artifact's weights are not a shipped
             model's (or it does not say whose they are).
     """
+    from hardnet_export.artifacts.models import models, resolve_model
+
     if reference is not None:
-        return Path(reference)
+        return resolve_model(reference, "auto")
     from hardnet_export._io import sha256_file
     from hardnet_export.host import installed
-    from hardnet_export.shipped import SHIPPED_ONNX, SHIPPED_WEIGHTS
 
     weights = provenance.weights_sha256
-    if weights and SHIPPED_WEIGHTS.is_file() and weights == sha256_file(SHIPPED_WEIGHTS):
-        # The same FP32 weights either way; the ONNX form runs where torch is not installed.
-        torch_here = installed("torch")
-        return SHIPPED_WEIGHTS if torch_here or not SHIPPED_ONNX.is_file() else SHIPPED_ONNX
+    for entry in models():
+        if weights and entry.weights.is_file() and weights == sha256_file(entry.weights):
+            # The same FP32 weights either way; the ONNX form runs where torch is not installed.
+            torch_here = installed("torch")
+            return entry.weights if torch_here or not entry.onnx.is_file() else entry.onnx
     named = f"weights sha256 {weights[:12]}..." if weights else "no weights hash"
     raise InputError(
-        f"{artifact.name} carries {named}, which is not the shipped model: pass the FP32 "
-        "model it was exported from with --reference (a .pth checkpoint or an fp32 .onnx)"
+        f"{artifact.name} carries {named}, which is not the shipped model (nor another "
+        "registered one): pass the FP32 model it was exported from with --reference (a .pth "
+        "checkpoint or an fp32 .onnx)"
     )
 
 
@@ -167,9 +171,10 @@ def check_artifact(
     """Compare ``artifact``, run as this machine would run it, with its FP32 reference.
 
     Args:
-        artifact: an ``.onnx``, ``.engine`` or ``.pth`` file.
-        reference: the FP32 model; default: the shipped model when the artifact's weights
-            hash matches it.
+        artifact: an ``.onnx``, ``.engine`` or ``.pth`` file, or a registered model's name
+            (its checkpoint where torch is installed, else its FP32 graph).
+        reference: the FP32 model (a path or a registered name); default: the registered
+            model whose weights hash the artifact's matches.
         device: the artifact's device (``runtime.load``'s); None = what it would pick.
         pairs: held-out built-in pairs to compare on.
         seed: seed of those pairs.
@@ -180,11 +185,12 @@ def check_artifact(
             reference where one is needed.
     """
     from hardnet_export import runtime
+    from hardnet_export.artifacts.models import resolve_model
     from hardnet_export.benchmark.machine import cpu_info, gpu_info, library_versions
     from hardnet_export.calibration.gate import evaluate_gate
     from hardnet_export.data.builtin import validation_pairs
 
-    artifact = Path(artifact)
+    artifact = resolve_model(artifact, "auto")
     check_int("pairs", pairs, low=2, high=1_000_000)
     check_int("seed", seed, low=0, high=2**63 - 1)
     provenance = read_provenance(artifact)

@@ -141,6 +141,17 @@ def _root(
     _state["debug"] = debug
 
 
+@app.command("models")
+def list_models() -> None:
+    """List the registered models: the names --model (and load_model, runtime.load) take.
+
+    Example: hardnet-export models
+    """
+    from hardnet_export.artifacts.models import format_models
+
+    typer.echo(format_models())
+
+
 @app.command()
 @options_from(TrainConfig, {"data": ("-d",), "out": ("-o",)})
 def train(**fields: Any) -> None:
@@ -173,7 +184,8 @@ def evaluate(
         None,
         "--model",
         "-m",
-        help="Checkpoint (.pth) or artifact (.onnx, .engine); default: the shipped model.",
+        help="Checkpoint (.pth), artifact (.onnx, .engine) or registered model name (see "
+        "'hardnet-export models'); default: the shipped model.",
     ),
     data: list[str] = typer.Option(
         list(default(run_evaluation, "data")),
@@ -226,7 +238,9 @@ _INT8_HELP = documented(Int8Options)
 @app.command()
 def onnx(
     weights: Path | None = typer.Argument(
-        None, help="Checkpoint (.pth); omitted: the model shipped in the package."
+        None,
+        help="Checkpoint (.pth) or registered model name (hardnet, ...); omitted: the model "
+        "shipped in the package.",
     ),
     out: Path = typer.Option(..., "-o", "--out", help="The .onnx file to write."),
     precision: str = typer.Option("fp32", help="fp32, fp16 or int8."),
@@ -391,7 +405,9 @@ def onnx(
 @app.command()
 def trt(
     onnx: Path = typer.Argument(
-        ..., help="An fp32, fp16 or int8 graph, or an image graph, from 'hardnet-export onnx'."
+        ...,
+        help="An fp32, fp16 or int8 graph, or an image graph, from 'hardnet-export onnx', or a "
+        "registered model name (its shipped fp32 graph).",
     ),
     out: Path = typer.Option(..., "-o", "--out", help="The engine file (sidecar: OUT.json)."),
     min_batch: int = typer.Option(
@@ -452,7 +468,9 @@ def trt(
     --max-image 1920x1920 --opt-keypoints 2000 --max-keypoints 8000
     """
     from hardnet_export._progress import plain_console
+    from hardnet_export.artifacts.models import resolve_model
 
+    onnx = resolve_model(onnx, "onnx")  # a registered name: its shipped FP32 graph
     with plain_console(stderr=True).status(f"building a TensorRT engine from {onnx}"):
         result = build_engine(
             onnx,
@@ -490,7 +508,8 @@ def trt(
 def bench(
     artifacts: list[Path] | None = typer.Argument(
         None,
-        help=".onnx / .engine / .pth files; omitted: every variant of the shipped model "
+        help=".onnx / .engine / .pth files or registered model names; omitted: every variant "
+        "of the shipped model "
         "that runs here (exported into the cache).",
     ),
     batch_sizes: str = typer.Option(
@@ -523,7 +542,8 @@ def bench(
     weights: Path | None = typer.Option(
         None,
         "--weights",
-        help="Checkpoint behind the default set and the baseline (default: the shipped model).",
+        help="Checkpoint or registered model name behind the default set and the baseline "
+        "(default: the shipped model).",
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON."),
     markdown: Path | None = typer.Option(None, "--markdown", help="Write a Markdown table."),
@@ -650,7 +670,10 @@ def describe(
         help="The .npz to write, or an hloc features .h5 (appended to; images in it skipped).",
     ),
     model: Path | None = typer.Option(
-        None, "--model", help="Model artifact (.pth, .onnx, .engine); omitted: the shipped one."
+        None,
+        "--model",
+        help="Model artifact (.pth, .onnx, .engine) or registered model name; omitted: the "
+        "shipped one.",
     ),
     detector: str = typer.Option(
         default(describe_image, "detector"), help="Keypoint detector: sift, orb or fast."
@@ -786,7 +809,10 @@ def match(
     image2: Path = typer.Argument(..., help="Second image."),
     out: Path = typer.Option(..., "-o", "--out", help="The PNG of inlier matches to write."),
     model: Path | None = typer.Option(
-        None, "--model", help="Model artifact (.pth, .onnx, .engine); omitted: the shipped one."
+        None,
+        "--model",
+        help="Model artifact (.pth, .onnx, .engine) or registered model name; omitted: the "
+        "shipped one.",
     ),
     descriptor: str = typer.Option("hardnet", help="hardnet, or sift for comparison."),
     detector: str = typer.Option(
@@ -856,7 +882,10 @@ def colmap(
     image_dir: Path = typer.Argument(..., help="Folder of images (.jpg, .png, ...), not recursed."),
     database: Path = typer.Option(..., "--database", help="The COLMAP database (.db) to write."),
     model: Path | None = typer.Option(
-        None, "--model", help="Model artifact (.pth, .onnx, .engine); omitted: the shipped one."
+        None,
+        "--model",
+        help="Model artifact (.pth, .onnx, .engine) or registered model name; omitted: the "
+        "shipped one.",
     ),
     descriptor: str = typer.Option(
         "hardnet", help="hardnet, or sift: COLMAP's own SIFT extraction and matching."
@@ -946,12 +975,14 @@ def colmap(
 
 @app.command()
 def check(
-    artifact: Path = typer.Argument(..., help="The artifact to check: .onnx, .engine or .pth."),
+    artifact: Path = typer.Argument(
+        ..., help="The artifact to check: .onnx, .engine or .pth, or a registered model name."
+    ),
     reference: Path | None = typer.Option(
         None,
         "--reference",
-        help="The FP32 model it came from (.pth or fp32 .onnx); default: the shipped model, "
-        "when the artifact's weights hash says it came from it.",
+        help="The FP32 model it came from (.pth, fp32 .onnx or registered model name); "
+        "default: the shipped model whose weights hash the artifact carries.",
     ),
     device: str | None = typer.Option(
         None, help="cpu, cuda, cuda:N, tensorrt (default: what the artifact would use here)."
@@ -996,6 +1027,9 @@ def demo(
     train_steps: int = typer.Option(
         default(DemoConfig, "train_steps"), "--train-steps", help=_DEMO_HELP["train_steps"]
     ),
+    model: str | None = typer.Option(
+        default(DemoConfig, "model"), "--model", help=_DEMO_HELP["model"]
+    ),
     device: str = typer.Option(
         default(DemoConfig, "device"), "--device", help=_DEMO_HELP["device"]
     ),
@@ -1018,6 +1052,8 @@ def demo(
     Example: hardnet-export demo --out demo-out
 
     Example: hardnet-export demo --out demo-small --train-steps 50 --pairs 200
+
+    Example: hardnet-export demo --out demo-hardnet --model hardnet
     """
     from hardnet_export.benchmark.run import parse_batch_sizes
     from hardnet_export.demo import run_demo
@@ -1026,6 +1062,7 @@ def demo(
         DemoConfig(
             out=out,
             train_steps=train_steps,
+            model=model,
             device=device,
             pairs=pairs,
             batch_sizes=tuple(parse_batch_sizes(batch_sizes)),

@@ -32,7 +32,9 @@ class DemoConfig:
 
     Args:
         out: folder for every artifact and report (created).
-        train_steps: 0 uses the shipped model; N > 0 trains one for N steps first.
+        train_steps: 0 uses ``model``; N > 0 trains one for N steps first.
+        model: the registered model (``hardnet``, ...) or checkpoint the demo runs when it
+            trains none; default the shipped model.
         device: ``auto``, ``cpu`` or ``cuda`` for training and benchmarking.
         pairs: evaluation pairs per set (built-in validation, motorcycle stereo).
         batch_sizes: benchmark batch sizes.
@@ -42,6 +44,7 @@ class DemoConfig:
 
     out: Path = Path("demo-out")
     train_steps: int = 0
+    model: str | None = None
     device: str = "auto"
     pairs: int = 1000
     batch_sizes: tuple[int, ...] = (1, 32, 256)
@@ -51,6 +54,14 @@ class DemoConfig:
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         check_int("train_steps", self.train_steps, low=0, high=10_000_000)
+        if self.model is not None:
+            self.model = str(self.model)
+            if self.train_steps:
+                raise InputError(
+                    "model is what the demo runs when it trains none: pass model or "
+                    f"train_steps, not both (got model {self.model!r}, train_steps "
+                    f"{self.train_steps})"
+                )
         check_float("bench_duration_s", self.bench_duration_s, low=0.0, low_open=True, high=3600.0)
         if self.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}")
@@ -167,6 +178,13 @@ def run_demo(config: DemoConfig) -> DemoReport:
 def _model(config: DemoConfig, out: Path) -> Path:
     from hardnet_export.model import SHIPPED_WEIGHTS
 
+    if config.train_steps == 0 and config.model is not None:
+        from hardnet_export.artifacts.models import resolve_model
+
+        path = resolve_model(config.model, "weights")
+        if not path.is_file():
+            raise MissingFileError(f"model not found: {path}")
+        return path
     if config.train_steps == 0:
         if not SHIPPED_WEIGHTS.is_file():
             raise MissingFileError(

@@ -2,6 +2,9 @@
 
 The layer indices of ``HardNet.features`` are the keys of the authors' state_dict, so the
 published checkpoints (``checkpoint_liberty_with_aug.pth``, ``HardNet++.pth``) load as they are.
+A width multiplier scales every conv's channels (:mod:`hardnet_export.artifacts.models`); this
+project's checkpoints record it, and :func:`load_model` reads it back (or infers it from the
+weights' shapes for checkpoints that do not say).
 """
 
 from __future__ import annotations
@@ -19,6 +22,13 @@ from torch import nn
 from hardnet_export import __version__
 from hardnet_export._io import atomic_path
 from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
+from hardnet_export.artifacts.models import (
+    FINAL_KERNEL,
+    check_width,
+    conv_channels,
+    resolve_model,
+    width_of,
+)
 from hardnet_export.errors import InputError, InputTypeError, MissingFileError
 from hardnet_export.geometry import PATCH_SIZE
 from hardnet_export.shipped import SHIPPED_WEIGHTS
@@ -46,23 +56,27 @@ class HardNet(nn.Module):
     Args:
         dropout: dropout rate before the last conv (0.3 in the current authors' code,
             0.1 in the NIPS version).
+        width: multiplier of every conv's channels (32w, 32w, 64w, 64w, 128w, 128w; the
+            final 8x8 conv maps 128w to 128). Width 1 is the paper's network.
 
     Shape:
         - Input: (N, 1, 32, 32), uint8 (0..255) or floating point.
         - Output: (N, 128) float32, unit L2 norm.
     """
 
-    def __init__(self, dropout: float = 0.3) -> None:
+    def __init__(self, dropout: float = 0.3, width: float = 1.0) -> None:
         super().__init__()
+        self.width = check_width(width)
+        c = conv_channels(self.width)
         self.features = nn.Sequential(
-            *_conv_bn(1, 32),
-            *_conv_bn(32, 32),
-            *_conv_bn(32, 64, stride=2),
-            *_conv_bn(64, 64),
-            *_conv_bn(64, 128, stride=2),
-            *_conv_bn(128, 128),
+            *_conv_bn(1, c[0]),
+            *_conv_bn(c[0], c[1]),
+            *_conv_bn(c[1], c[2], stride=2),
+            *_conv_bn(c[2], c[3]),
+            *_conv_bn(c[3], c[4], stride=2),
+            *_conv_bn(c[4], c[5]),
             nn.Dropout(dropout),
-            nn.Conv2d(128, DESCRIPTOR_SIZE, kernel_size=8, bias=False),
+            nn.Conv2d(c[5], DESCRIPTOR_SIZE, kernel_size=FINAL_KERNEL, bias=False),
             nn.BatchNorm2d(DESCRIPTOR_SIZE, affine=False),
         )
         for module in self.modules():
@@ -231,11 +245,19 @@ def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
 
 
 def load_model(path: str | Path | None = None, *, dropout: float = 0.3) -> HardNet:
-    """Build HardNet and load weights strictly; returns the model in eval mode.
+    """Build HardNet at the checkpoint's width and load its weights strictly; returns the
+    model in eval mode.
 
     Args:
-        path: a checkpoint in this project's or the authors' format; ``None`` loads the
-            model this project ships inside the package.
+        path: a checkpoint in this project's or the authors' format, or the name of a
+            registered model (:func:`hardnet_export.models`: ``hardnet``, ...); ``None``
+            loads the default model this project ships inside the package.
+
+    Raises:
+        MissingFileError: no such file, or a registered model whose file is not installed.
+        UnknownModelError: a name that is no file and no registered model.
+        CheckpointError: not HardNet weights (see :func:`read_checkpoint`), or weights that
+            do not fit the architecture at their width.
     """
     if path is None:
         if not SHIPPED_WEIGHTS.is_file():
@@ -244,9 +266,11 @@ def load_model(path: str | Path | None = None, *, dropout: float = 0.3) -> HardN
                 "pass a checkpoint path"
             )
         path = SHIPPED_WEIGHTS
+    path = resolve_model(path, "weights")
     checkpoint = read_checkpoint(path)
-    model = HardNet(dropout=dropout)
     state = {k.removeprefix("module."): v for k, v in checkpoint.state_dict.items()}
+    width, how = checkpoint_width(checkpoint.meta, state, str(path))
+    model = HardNet(dropout=dropout, width=width)
     missing, unexpected = _key_mismatch(model, state)
     if missing or unexpected:
         raise CheckpointError(
@@ -264,8 +288,39 @@ def load_model(path: str | Path | None = None, *, dropout: float = 0.3) -> HardN
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         reason = str(exc).strip().splitlines()[-1].strip()
-        raise CheckpointError(f"{path} does not fit the HardNet architecture: {reason}") from None
+        raise CheckpointError(
+            f"{path} does not fit the HardNet architecture at width {width:g} ({how}): {reason}"
+        ) from None
     return model.eval()
+
+
+def checkpoint_width(
+    meta: Mapping[str, Any], state: Mapping[str, torch.Tensor], source: str
+) -> tuple[float, str]:
+    """The width of a checkpoint's network and how it is known: the width its metadata
+    records (this project's checkpoints), else the one its first conv's rows imply
+    (the authors' and other foreign checkpoints: 32 rows, width 1).
+
+    Raises:
+        CheckpointError: a recorded width that is not a valid one, or a first conv whose
+            row count gives none.
+    """
+    if meta.get("width") is not None:
+        try:
+            return check_width(meta["width"]), "recorded in its metadata"
+        except (InputError, InputTypeError) as exc:
+            raise CheckpointError(f"{source}: meta {exc}") from None
+    first = state.get("features.0.weight")
+    if first is None or first.ndim != 4:
+        return 1.0, "the default"  # the key check names what is missing
+    try:
+        width = check_width(width_of(int(first.shape[0])))
+    except InputError:
+        raise CheckpointError(
+            f"{source}: features.0.weight has {first.shape[0]} output channels, which no "
+            "width gives"
+        ) from None
+    return width, f"inferred from features.0.weight's {first.shape[0]} output channels"
 
 
 def _key_mismatch(model: nn.Module, state: Mapping[str, Any]) -> tuple[list[str], list[str]]:
@@ -299,6 +354,8 @@ def save_checkpoint(
         "config": dict(config or {}),
         "step": step,
         "data": data,
+        # The width travels with the weights: load_model builds the network from it.
+        "width": getattr(module, "width", 1.0),
     }
     payload: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,

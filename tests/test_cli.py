@@ -7,7 +7,10 @@ import pytest
 
 from hardnet_export import __version__
 
-STAGES = ["train", "eval", "onnx", "trt", "bench", "describe", "match", "colmap", "check", "demo"]
+STAGES = [
+    "models", "train", "eval", "onnx", "trt", "bench", "describe", "match", "colmap", "check",
+    "demo",
+]  # fmt: skip
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -42,6 +45,9 @@ def test_every_command_has_help_with_example(stage: str) -> None:
         (["--data", "phototour:/no/such/folder/liberty"], "does not exist"),
         (["--batch-size", "1"], "batch_size must be at least 2"),
         (["--batch-reduce", "max"], "batch_reduce must be one of"),
+        (["--width", "0"], "width must be > 0"),
+        (["--distill-kind", "kl"], "distill_kind must be one of"),
+        (["--teacher", "hardnet-tiny"], "registered models are hardnet"),
     ],
 )
 def test_train_bad_arguments_give_one_sentence(args: list[str], message: str, tmp_path) -> None:

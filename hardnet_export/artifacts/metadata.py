@@ -35,7 +35,7 @@ SEMANTICS = (SEMANTICS_EXACT, SEMANTICS_HOST, SEMANTICS_DEVICE)
 #: extraction inside the graph: :mod:`hardnet_export.export.image_graph`).
 GRAPH_KINDS = ("patches", "image")
 # Plain-string fields that hold numbers.
-_FLOAT_FIELDS = frozenset({"magnification"})
+_FLOAT_FIELDS = frozenset({"magnification", "width"})
 _INT_FIELDS = frozenset({"pyramid_levels", "min_image_side"})
 
 #: The JSON-valued fields of :class:`GraphMetadata`.
@@ -78,6 +78,10 @@ class GraphMetadata:
         magnification: an image graph's support region in units of ``KeyPoint.size``.
         pyramid_levels: an image graph's number of pyramid levels.
         min_image_side: the smallest image side an image graph takes.
+        model_name: the registered model (:func:`hardnet_export.models`) the weights are;
+            None for other weights.
+        width: the width multiplier of the network's channels (None: a graph from before
+            widths, which is width 1, or a foreign one).
         other: keys this version does not know, as they were stored.
     """
 
@@ -99,6 +103,8 @@ class GraphMetadata:
     magnification: float | None = None
     pyramid_levels: int | None = None
     min_image_side: int | None = None
+    model_name: str | None = None
+    width: float | None = None
     other: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -112,6 +118,14 @@ class GraphMetadata:
         from hardnet_export.artifacts.variants import variant_for
 
         return variant_for(self.precision, self.int8_target).name
+
+    @property
+    def teacher(self) -> dict[str, Any] | None:
+        """The teacher the weights were distilled from (``model``, ``file``, ``sha256``,
+        ``width``), as their training recorded it; None for weights trained without one."""
+        config = self.weights_provenance.get("config")
+        found = config.get("teacher_provenance") if isinstance(config, dict) else None
+        return found if isinstance(found, dict) else None
 
     @property
     def input_name(self) -> str:

@@ -212,8 +212,8 @@ def run_benchmark(
         accuracy_pairs: held-out built-in pairs for the FPR95 / NN-accuracy column (0: skip).
         baseline: add PyTorch eager FP32 of the shipped model to explicit artifacts, so the
             throughput ratio has its reference in the same run.
-        weights: the checkpoint behind the default set and the baseline; default the model
-            shipped in the package.
+        weights: the checkpoint (or registered model name) behind the default set and the
+            baseline; default the model shipped in the package.
         cache_dir: where the default set's exports are kept.
         command: the command line to record in the result.
         progress: show a progress bar.
@@ -229,6 +229,10 @@ def run_benchmark(
     check_float("duration_s", duration_s, low=0.0, low_open=True, high=3600.0)
     check_int("min_iterations", min_iterations, low=1, high=10_000_000)
     check_int("accuracy_pairs", accuracy_pairs, low=0, high=1_000_000)
+    if weights is not None:
+        from hardnet_export.artifacts.models import resolve_model
+
+        weights = resolve_model(weights, "weights")  # a registered name, or the path itself
     if weights is not None and not Path(weights).is_file():
         raise MissingFileError(f"weights not found: {weights}")
     notes: list[str] = []

@@ -57,10 +57,14 @@ def default_cache_dir() -> Path:
 
 
 def artifact_targets(paths: Sequence[str | Path], device: str) -> list[Target]:
-    """One target per given artifact, backend chosen by the runtime from the file type."""
+    """One target per given artifact (a file, or a registered model's name: its checkpoint
+    where torch is installed, else its FP32 graph), backend chosen by the runtime from the
+    file type."""
+    from hardnet_export.artifacts.models import resolve_model
+
     targets = []
     for raw in paths:
-        path = Path(raw)
+        path = resolve_model(raw, "auto")
         if not path.is_file():
             raise MissingFileError(f"artifact not found: {path}")
         targets.append(Target(path.name, path, None, device))
@@ -187,7 +191,9 @@ def default_targets(
                 "no other variants (they are exported with torch)"
             )
         return [Target(f"{b} fp32", SHIPPED_ONNX, b, device) for b in cpu_backends()]
-    weights = weights or shipped_weights()
+    from hardnet_export.artifacts.models import resolve_model
+
+    weights = resolve_model(weights, "weights") if weights is not None else shipped_weights()
     targets = [baseline_target(device, weights)]
     if device == "cuda":
         targets.append(

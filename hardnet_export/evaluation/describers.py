@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hardnet_export.artifacts.describe import DescribeFn
+from hardnet_export.artifacts.models import lookup, model_names
 from hardnet_export.errors import MissingFileError
 
 
@@ -17,17 +18,24 @@ def as_describer(model: str | Path | DescribeFn, *, device: str = "auto") -> tup
     """A display name and a describer for a model file or a callable.
 
     Args:
-        model: a checkpoint (``.pth``/``.pt``), an exported artifact (``.onnx``, ``.engine``)
-            or any callable patches -> descriptors.
+        model: a checkpoint (``.pth``/``.pt``), an exported artifact (``.onnx``, ``.engine``),
+            a registered model's name (``hardnet``, ...) or any callable patches -> descriptors.
         device: ``auto`` (the runtime picks the best available), ``cpu``, ``cuda`` or
             ``cuda:N``.
     """
     if callable(model):
         return getattr(model, "__name__", type(model).__name__), model
-    path = Path(model)
-    if not path.is_file():
-        raise MissingFileError(f"model {path} does not exist (expected a .pth, .onnx or .engine)")
     from hardnet_export import runtime
 
+    entry = lookup(model)
+    if entry is not None:
+        describer = runtime.load(entry.name, device=None if device == "auto" else device)
+        return entry.name, describer.describe
+    path = Path(model)
+    if not path.is_file():
+        raise MissingFileError(
+            f"model {path} does not exist (expected a .pth, .onnx or .engine, or a registered "
+            f"model: {', '.join(model_names())})"
+        )
     describer = runtime.load(path, device=None if device == "auto" else device)
     return path.name, describer.describe

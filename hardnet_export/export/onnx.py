@@ -59,8 +59,10 @@ def export_onnx(
     one ONNX file, written atomically to ``out``.
 
     Args:
-        weights: a checkpoint path, a :class:`~hardnet_export.model.HardNet`, or ``None`` for
-            the model shipped in the package.
+        weights: a checkpoint path, a registered model's name (``hardnet``, ...), a
+            :class:`~hardnet_export.model.HardNet`, or ``None`` for the default model shipped
+            in the package. The graph's metadata records the model's name (when it is a
+            registered one) and width.
         out: the ``.onnx`` file to write (its folder must exist).
         variant: ``fp32``, ``fp16`` (conv stack in float16), ``int8-tensorrt`` or
             ``int8-cpu`` (Q/DQ, calibrated on real patches and gated on held-out pairs; see
@@ -113,10 +115,12 @@ def export_onnx(
     check_writable(out)
 
     model, weights_sha, provenance = resolve_weights(weights)
+    model_name = weights_model_name(weights)
     if with_extraction:
         return _export_image_graph(
-            model, out, chosen, opset, magnification, pyramid_levels, weights_sha, provenance
-        )
+            model, out, chosen, opset, magnification, pyramid_levels, weights_sha, provenance,
+            model_name,
+        )  # fmt: skip
     proto = torch_to_onnx(model, input_dtype=input_dtype, opset=opset)
     extra: dict[str, Any] = {}
     make_graph = chosen.graph_function()
@@ -138,6 +142,8 @@ def export_onnx(
         output={"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", 128]},
         weights_sha256=weights_sha,
         weights_provenance=provenance,
+        model_name=model_name,
+        width=model.width,
         **extra,
     )
     if parity:
@@ -180,6 +186,7 @@ def _export_image_graph(
     pyramid_levels: int | None,
     weights_sha: str,
     provenance: dict[str, Any],
+    model_name: str | None,
 ) -> Path:
     from hardnet_export.export.image_graph import (
         IMAGE_INPUT,
@@ -229,6 +236,8 @@ def _export_image_graph(
         magnification=scale,
         pyramid_levels=levels,
         min_image_side=side,
+        model_name=model_name,
+        width=model.width,
         **extra,
     )
     set_metadata(proto, metadata)
@@ -267,6 +276,7 @@ def resolve_weights(weights: str | Path | HardNet | None) -> tuple[HardNet, str,
     """
     from torch import nn
 
+    from hardnet_export.artifacts.models import resolve_model
     from hardnet_export.model import SHIPPED_WEIGHTS, HardNet, load_model, read_checkpoint
 
     if isinstance(weights, nn.Module):
@@ -280,10 +290,23 @@ def resolve_weights(weights: str | Path | HardNet | None) -> tuple[HardNet, str,
         )
     # load_model(None) gives the clear "no shipped model in this installation" error.
     model = load_model(None if weights is None else weights)
-    path = SHIPPED_WEIGHTS if weights is None else Path(weights)
+    path = SHIPPED_WEIGHTS if weights is None else resolve_model(weights, "weights")
     checkpoint = read_checkpoint(path)
     provenance = {"file": path.name, "format": checkpoint.format, **checkpoint.meta}
     return model, sha256_file(path), provenance
+
+
+def weights_model_name(weights: str | Path | HardNet | None) -> str | None:
+    """The registered model ``weights`` are (by name, or the path of its checkpoint); None
+    for other weights and in-memory modules."""
+    from hardnet_export.artifacts.models import DEFAULT_MODEL, lookup, registered_name
+
+    if weights is None:
+        return DEFAULT_MODEL
+    if not isinstance(weights, (str, Path)):
+        return None
+    entry = lookup(weights)
+    return entry.name if entry is not None else registered_name(weights)
 
 
 def state_dict_sha256(model: HardNet) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hardnet_export.artifacts.models import ShippedModel, lookup
 from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.host import installed
 from hardnet_export.runtime.base import Describer
@@ -182,13 +183,14 @@ def load(
     OpenVINO, ``.engine``/``.plan`` -> TensorRT (its sidecar is checked against this TensorRT
     and GPU first). With ``device="cpu"`` and no ``backend``, an ``.onnx`` graph goes to the
     faster CPU backend installed (:func:`cpu_backend_for`: OpenVINO for INT8 graphs, ONNX
-    Runtime for FP32 and FP16). ``path=None`` loads the
-    model shipped in the package: its checkpoint with PyTorch (on CUDA when available) where
-    torch is installed, else, or with ``backend="onnxruntime"``, its FP32 ONNX graph, which
-    ships beside it.
+    Runtime for FP32 and FP16). A registered model's name (:func:`hardnet_export.models`)
+    loads that model and ``path=None`` the default one (``hardnet``): its checkpoint with
+    PyTorch (on CUDA when available) where torch is installed, else, or with a backend that
+    reads ``.onnx`` (``onnxruntime``, ``openvino``), its FP32 ONNX graph, which ships beside
+    it.
 
     Args:
-        path: the artifact, or None for the shipped model.
+        path: the artifact, a registered model's name, or None for the default model.
         backend: force a backend by name (it must read the artifact's suffix).
         device: ``cpu``, ``cuda``, ``cuda:N`` (and ``tensorrt`` for ONNX Runtime's TensorRT
             provider); None picks the best available.
@@ -197,33 +199,13 @@ def load(
 
     Raises:
         FileNotFoundError: no such artifact.
-        ValueError: unknown suffix or backend, or a corrupt artifact.
+        ValueError: unknown suffix, backend or model name (the message lists the names), or
+            a corrupt artifact.
         ImportError: the backend's library is not installed.
     """
-    if path is None:
-        if backend is None:
-            backend = "torch" if installed("torch") else "onnxruntime"
-        if backend == "torch":
-            return (
-                get_backend("torch")
-                .describer_class()
-                .open(None, device=device, max_batch=max_batch, **options)
-            )
-        if backend == "onnxruntime":
-            if not SHIPPED_ONNX.is_file():
-                raise MissingFileError(
-                    f"no shipped model in this installation ({SHIPPED_ONNX} is missing)"
-                )
-            return (
-                get_backend("onnxruntime")
-                .describer_class()
-                .open(SHIPPED_ONNX, device=device, max_batch=max_batch, **options)
-            )
-        get_backend(backend)
-        raise InputError(
-            f"backend {backend!r} needs an artifact: build one from the shipped model with "
-            "'hardnet-export onnx' and 'hardnet-export trt', then pass its path"
-        )
+    entry = None if path is None else lookup(path)
+    if path is None or entry is not None:
+        return _load_registered(entry, backend, device, max_batch, options)
     path = Path(path)
     chosen = backend_for(path) if backend is None else get_backend(backend)
     if backend is None and device == "cpu" and chosen.name == "onnxruntime" and path.is_file():
@@ -235,3 +217,36 @@ def load(
     if not path.is_file():
         raise MissingFileError(f"model not found: {path}")
     return chosen.describer_class().open(path, device=device, max_batch=max_batch, **options)
+
+
+def _load_registered(
+    entry: ShippedModel | None,
+    backend: str | None,
+    device: str | None,
+    max_batch: int | None,
+    options: dict[str, Any],
+) -> Describer:
+    """A registered model (None: the default) in its checkpoint form on PyTorch, or its FP32
+    graph on a backend that reads ``.onnx``."""
+    if backend is None:
+        backend = "torch" if installed("torch") else "onnxruntime"
+    chosen = get_backend(backend)
+    if chosen.name == "torch":
+        # The default model by None: the torch backend's own "no shipped model" check.
+        weights = None if entry is None else entry.file("weights")
+        return chosen.describer_class().open(weights, device=device, max_batch=max_batch, **options)
+    if ".onnx" in chosen.suffixes:
+        if entry is None:
+            if not SHIPPED_ONNX.is_file():
+                raise MissingFileError(
+                    f"no shipped model in this installation ({SHIPPED_ONNX} is missing)"
+                )
+            graph = SHIPPED_ONNX
+        else:
+            graph = entry.file("onnx")
+        return chosen.describer_class().open(graph, device=device, max_batch=max_batch, **options)
+    what = "the shipped model" if entry is None else f"model {entry.name!r}"
+    raise InputError(
+        f"backend {backend!r} needs an artifact: build one from {what} with "
+        "'hardnet-export onnx' and 'hardnet-export trt', then pass its path"
+    )

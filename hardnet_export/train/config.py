@@ -6,13 +6,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from hardnet_export.artifacts.models import check_width
 from hardnet_export.data.sources import split_specs
 from hardnet_export.errors import InputError
-from hardnet_export.validate import check_bool, check_float, check_int
+from hardnet_export.validate import check_bool, check_float, check_int, check_str
 
 BATCH_REDUCTIONS = ("min", "average", "random")
 LOSS_TYPES = ("triplet_margin", "softmax", "contrastive")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: What the distillation term compares (hardnet_export.train.losses.distillation_loss).
+DISTILL_KINDS = ("descriptors", "distances")
 # Fields that define the run: a resumed run must agree on all of them.
 #: Bounds far beyond any real run, so a typo fails at once instead of allocating for hours.
 MAX_STEPS = 100_000_000
@@ -33,6 +36,10 @@ RECIPE_FIELDS = (
     "seed",
     "global_hardest",
     "init",
+    "width",
+    "teacher",
+    "distill_weight",
+    "distill_kind",
 )
 
 
@@ -81,7 +88,19 @@ class TrainConfig:
         global_hardest: under torchrun, mine the hardest negatives across the global batch.
         threads: torch intra-op threads; 0 keeps torch's default.
         progress: show a progress bar.
-        init: start from these weights (fine-tuning) instead of a fresh initialisation.
+        init: start from these weights (a checkpoint or a registered model name: fine-tuning)
+            instead of a fresh initialisation.
+        width: multiplier of every conv's channels (0.5: about a quarter of the
+            multiply-adds, 0.25: about a fifteenth); default 1, or the width of the --init
+            weights.
+        teacher: distil from this model (a registered model name or a checkpoint): the loss
+            gains distill_weight x the distillation term; the teacher runs in eval mode,
+            without gradients, in the student's precision, and is recorded in the
+            checkpoints.
+        distill_weight: weight of the distillation term (with --teacher).
+        distill_kind: descriptors (mean squared L2 between the student's and the teacher's
+            descriptors of the same patches) or distances (mean squared difference between
+            their in-batch anchor-positive distance matrices).
     """
 
     data: list[str] = field(default_factory=lambda: ["builtin"])
@@ -111,6 +130,10 @@ class TrainConfig:
     threads: int = 0
     progress: bool = True
     init: str | None = None
+    width: float | None = None
+    teacher: str | None = None
+    distill_weight: float = 1.0
+    distill_kind: str = "descriptors"
 
     def __post_init__(self) -> None:
         self.data = split_specs(self.data)
@@ -151,6 +174,17 @@ class TrainConfig:
                 "resume continues the run in OUT and overwrite replaces it: pass one of them"
             )
         check_int("seed", self.seed, low=0, high=2**63 - 1)
+        if self.width is not None:
+            self.width = check_width(self.width)
+        for name in ("init", "teacher"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, check_str(name, str(value)))
+        check_float("distill_weight", self.distill_weight, low=0.0, high=1e6)
+        if self.distill_kind not in DISTILL_KINDS:
+            raise InputError(
+                f"distill_kind must be one of {DISTILL_KINDS}, got {self.distill_kind!r}"
+            )
 
     def recipe(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in RECIPE_FIELDS}

@@ -1,11 +1,12 @@
-"""The HardNet loss: hardest-in-batch triplet margin, and the paper's ablation variants."""
+"""The HardNet loss: hardest-in-batch triplet margin, the paper's ablation variants, and the
+distillation term that pulls a (smaller) student towards a teacher."""
 
 from __future__ import annotations
 
 import torch
 
 from hardnet_export.errors import InputError
-from hardnet_export.train.config import BATCH_REDUCTIONS, LOSS_TYPES
+from hardnet_export.train.config import BATCH_REDUCTIONS, DISTILL_KINDS, LOSS_TYPES
 
 
 def distance_matrix(anchor: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
@@ -93,3 +94,44 @@ def hardnet_loss(
     else:
         loss = torch.clamp(margin - neg, min=0.0) + pos
     return loss.mean()
+
+
+def distillation_loss(
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    teacher_anchor: torch.Tensor,
+    teacher_positive: torch.Tensor,
+    *,
+    kind: str = "descriptors",
+) -> torch.Tensor:
+    """How far the student's descriptors of a batch are from the teacher's.
+
+    Args:
+        anchor, positive: the student's unit descriptors of the batch's pairs.
+        teacher_anchor, teacher_positive: the teacher's of the same patches (no gradient
+            needed).
+        kind: ``"descriptors"``: the mean over all 2N patches of the squared L2 distance
+            between the student's and the teacher's descriptor of the patch;
+            ``"distances"``: the mean over the N x N entries of the squared difference
+            between the student's and the teacher's anchor-positive distance matrices
+            (:func:`distance_matrix`), which leaves the student free to rotate the space.
+
+    Shape:
+        - anchor, positive, teacher_anchor, teacher_positive: (N, 128), N >= 1 (the
+          teacher's descriptor size must equal the student's).
+        - Output: scalar.
+    """
+    if kind not in DISTILL_KINDS:
+        raise InputError(f"distill kind must be one of {DISTILL_KINDS}, got {kind!r}")
+    shapes = [tuple(t.shape) for t in (anchor, positive, teacher_anchor, teacher_positive)]
+    if anchor.ndim != 2 or len(set(shapes)) != 1 or anchor.shape[0] < 1:
+        raise InputError(
+            "student and teacher descriptors must all be the same (N, D) with N >= 1, got "
+            f"{', '.join(map(str, shapes))}"
+        )
+    if kind == "descriptors":
+        student = torch.cat([anchor, positive])
+        teacher = torch.cat([teacher_anchor, teacher_positive])
+        return ((student - teacher) ** 2).sum(dim=1).mean()
+    gap = distance_matrix(anchor, positive) - distance_matrix(teacher_anchor, teacher_positive)
+    return (gap * gap).mean()

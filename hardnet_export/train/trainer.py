@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from hardnet_export._io import atomic_write_text
+from hardnet_export._io import atomic_write_text, sha256_file
 from hardnet_export._progress import progress_bar
+from hardnet_export.artifacts.models import registered_name, resolve_model
 from hardnet_export.errors import (
     InputError,
     MissingDependencyError,
@@ -43,7 +44,7 @@ from hardnet_export.train.distributed import (
     init_distributed,
     shutdown_distributed,
 )
-from hardnet_export.train.losses import hardnet_loss
+from hardnet_export.train.losses import distillation_loss, hardnet_loss
 from hardnet_export.train.run_folder import (
     CHECKPOINT_NAME,
     FINAL_NAME,
@@ -153,12 +154,23 @@ class _Log:
 
     ``resume_step``: the step the run continues from. Rows after it were written by a run
     that ended before its next checkpoint; the resumed run writes them again, so they go.
+    ``loss`` is the whole loss; a run with a teacher adds a ``distill`` column, the mean of
+    its distillation term (unweighted) over the same steps.
     """
 
     FIELDS = ("step", "loss", "lr", "pairs_per_s", "elapsed_s")
+    DISTILL_FIELDS = (*FIELDS, "distill")
 
-    def __init__(self, folder: Path, enabled: bool, resume_step: int | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        enabled: bool,
+        resume_step: int | None = None,
+        *,
+        distill: bool = False,
+    ) -> None:
         self.enabled = enabled
+        self.fields = self.DISTILL_FIELDS if distill else self.FIELDS
         self.path = folder / LOG_NAME
         self.tb: Any = None
         if not enabled:
@@ -169,7 +181,7 @@ class _Log:
         self._file = open(self.path, "a", newline="")  # noqa: SIM115 - closed in close()
         self._csv = csv.writer(self._file)
         if new:
-            self._csv.writerow(self.FIELDS)
+            self._csv.writerow(self.fields)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -185,25 +197,36 @@ class _Log:
         kept = [
             row
             for row in rows[1:]
-            if len(row) == len(self.FIELDS) and row[0].isdigit() and int(row[0]) <= last_step
+            if len(row) == len(self.fields) and row[0].isdigit() and int(row[0]) <= last_step
         ]
         if kept == rows[1:]:
             return
         text = io.StringIO()
         writer = csv.writer(text)
-        writer.writerow(self.FIELDS)
+        writer.writerow(self.fields)
         writer.writerows(kept)
         atomic_write_text(self.path, text.getvalue())
 
-    def row(self, step: int, loss: float, lr: float, pairs_per_s: float, elapsed: float) -> None:
+    def row(
+        self,
+        step: int,
+        loss: float,
+        lr: float,
+        pairs_per_s: float,
+        elapsed: float,
+        distill: float | None = None,
+    ) -> None:
         if not self.enabled:
             return
-        self._csv.writerow(
-            [step, f"{loss:.6f}", f"{lr:.6g}", f"{pairs_per_s:.1f}", f"{elapsed:.1f}"]
-        )
+        cells = [step, f"{loss:.6f}", f"{lr:.6g}", f"{pairs_per_s:.1f}", f"{elapsed:.1f}"]
+        if len(self.fields) > len(self.FIELDS):
+            cells.append(f"{distill:.6f}" if distill is not None else "")
+        self._csv.writerow(cells)
         self._file.flush()
         if self.tb is not None:
             self.tb.add_scalar("loss", loss, step)
+            if distill is not None:
+                self.tb.add_scalar("distill", distill, step)
             self.tb.add_scalar("lr", lr, step)
             self.tb.add_scalar("pairs_per_s", pairs_per_s, step)
 
@@ -224,7 +247,11 @@ def _progress(enabled: bool) -> Any:
 
 
 def _load_resume(
-    path: Path, config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+    path: Path,
+    config: TrainConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    teacher_record: dict[str, Any] | None = None,
 ) -> tuple[int, tuple[int, float], dict[str, Any]]:
     """Load the run's state; returns its step, the learning-rate anchor and the checkpoint's
     extra entries (the log's running loss among them)."""
@@ -236,6 +263,13 @@ def _load_resume(
     if diff:
         detail = ", ".join(f"{k}: {saved[k]!r} -> {getattr(config, k)!r}" for k in diff)
         raise InputError(f"cannot resume {path}: the run's settings differ ({detail})")
+    was, now = saved.get("teacher_provenance"), teacher_record
+    if isinstance(was, dict) and now is not None and was.get("sha256") != now["sha256"]:
+        raise InputError(
+            f"cannot resume {path}: its teacher {config.teacher} is another file now "
+            f"(sha256 {str(was.get('sha256'))[:12]}... when the run began, "
+            f"{now['sha256'][:12]}... now)"
+        )
     if "optimizer" not in ckpt.extra:
         raise InputError(f"cannot resume {path}: it holds no optimizer state")
     step = int(ckpt.extra["step"])
@@ -336,16 +370,67 @@ def _train(config: TrainConfig, device: torch.device, dist: DistInfo, signals: S
     source = build_source(config.data, config.seed)
     source.check_batch_size(config.batch_size)
     init_state = None
-    if config.init and not config.resume:
-        # The same strict loading as inference: any HardNet checkpoint format.
-        init_state = load_model(config.init).state_dict()
+    width = 1.0 if config.width is None else config.width
+    if config.resume:
+        # The run's own network: the width its checkpoint holds (the recipe check on
+        # loading refuses a different --width).
+        width = float(read_checkpoint(ckpt_path).meta.get("width", width))
+    elif config.init:
+        # The same strict loading as inference: any HardNet checkpoint format, or a name.
+        init_model = load_model(config.init)
+        if config.width is not None and init_model.width != config.width:
+            raise InputError(
+                f"--init {config.init} is a width {init_model.width:g} network, but width "
+                f"{config.width:g} was asked for: pass --width {init_model.width:g} or drop it"
+            )
+        width = init_model.width
+        init_state = init_model.state_dict()
     meta_config = {**dataclasses.asdict(config), "world_size": dist.world, "device": str(device)}
-    if config.init and Path(config.init).is_file():
+    init_file = _existing_model_file(config.init)
+    if init_file is not None:
         # The lineage travels with the weights: a fine-tuned model's card can say what its
         # starting point was trained on and for how long (nested for chains).
-        meta_config["init_meta"] = read_checkpoint(config.init).meta
+        meta_config["init_meta"] = read_checkpoint(init_file).meta
+    teacher, teacher_record = None, None
+    if config.teacher is not None:
+        teacher, teacher_record = load_teacher(config.teacher)
+        meta_config["teacher_provenance"] = teacher_record
     with _claimed(out, config, dist, device):
-        return _run(config, device, dist, signals, source, init_state, meta_config)
+        return _run(
+            config, device, dist, signals, source, init_state, meta_config, width, teacher,
+            teacher_record,
+        )  # fmt: skip
+
+
+def _existing_model_file(model: str | None) -> Path | None:
+    """The checkpoint ``model`` (a path or a registered name) is, if it exists here."""
+    if model is None:
+        return None
+    try:
+        path = resolve_model(model, "weights")
+    except (InputError, MissingFileError):
+        return None
+    return path if path.is_file() else None
+
+
+def load_teacher(teacher: str | Path) -> tuple[HardNet, dict[str, Any]]:
+    """The teacher network (eval mode, no gradients) and what the student's checkpoints
+    record of it: ``model`` (as given), ``name`` (the registered model, if it is one),
+    ``file``, ``sha256``, ``width``, and the ``data`` and ``step`` it was trained with."""
+    path = resolve_model(teacher, "weights")
+    model = load_model(path)
+    model.requires_grad_(False)
+    meta = read_checkpoint(path).meta
+    record = {
+        "model": str(teacher),
+        "name": registered_name(path),
+        "file": str(path),
+        "sha256": sha256_file(path),
+        "width": model.width,
+        "data": meta.get("data"),
+        "step": meta.get("step"),
+    }
+    return model.eval(), record
 
 
 def _run(
@@ -356,13 +441,18 @@ def _run(
     source: PairSource,
     init_state: dict[str, torch.Tensor] | None,
     meta_config: dict[str, Any],
+    width: float = 1.0,
+    teacher: HardNet | None = None,
+    teacher_record: dict[str, Any] | None = None,
 ) -> Path:
     out = Path(config.out)
     ckpt_path, final_path = out / CHECKPOINT_NAME, out / FINAL_NAME
     step = saved = None  # the step reached, the step of checkpoint.pth
     try:
         torch.manual_seed(config.seed)
-        model = HardNet(dropout=config.dropout).to(device)
+        model = HardNet(dropout=config.dropout, width=width).to(device)
+        if teacher is not None:
+            teacher = teacher.to(device).eval()
         optimizer = torch.optim.SGD(
             model.parameters(),
             lr=config.lr,
@@ -375,7 +465,9 @@ def _run(
         start, anchor = 0, (0, 0.0)
         resumed: dict[str, Any] = {}
         if config.resume:
-            start, anchor, resumed = _load_resume(ckpt_path, config, model, optimizer)
+            start, anchor, resumed = _load_resume(
+                ckpt_path, config, model, optimizer, teacher_record
+            )
             saved = start
         step = start
         net: torch.nn.Module = model
@@ -396,6 +488,7 @@ def _run(
         # The log's running mean over the steps since its last row is part of the state:
         # without it a run resumed between two rows would log a different first mean.
         loss_sum = resumed.get("log_loss_sum", torch.zeros(())).to(device)
+        distill_sum = resumed.get("log_distill_sum", torch.zeros(())).to(device)
         loss_count = int(resumed.get("log_loss_count", 0))
 
         def checkpoint(step: int) -> None:
@@ -413,12 +506,13 @@ def _run(
                         "lr_anchor_step": anchor[0],
                         "lr_anchor": anchor[1],
                         "log_loss_sum": loss_sum.detach().cpu().clone(),
+                        "log_distill_sum": distill_sum.detach().cpu().clone(),
                         "log_loss_count": loss_count,
                     },
                 )
             saved = step
 
-        log = _Log(out, dist.is_main, start if config.resume else None)
+        log = _Log(out, dist.is_main, start if config.resume else None, distill=teacher is not None)
         dataset = BatchDataset(source, config, dist)
         net.train()
         t0 = time.perf_counter()
@@ -447,6 +541,10 @@ def _run(
                     with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                                         enabled=amp_dtype is not None):  # fmt: skip
                         desc = net(x)
+                        if teacher is not None:
+                            # The teacher sees the same patches in the same precision.
+                            with torch.no_grad():
+                                target = teacher(x)
                     desc_a, desc_p = desc.float().chunk(2)
                     if config.global_hardest:
                         desc_a = gather_with_grad(desc_a, dist)
@@ -463,6 +561,16 @@ def _run(
                         loss_type=config.loss_type,
                         generator=generator,
                     )
+                    if teacher is not None:
+                        target_a, target_p = target.float().chunk(2)
+                        if config.global_hardest:
+                            target_a = gather_with_grad(target_a, dist)
+                            target_p = gather_with_grad(target_p, dist)
+                        distill = distillation_loss(
+                            desc_a, desc_p, target_a, target_p, kind=config.distill_kind
+                        )
+                        loss = loss + config.distill_weight * distill
+                        distill_sum += distill.detach()
                     # DDP averages gradients; with the global loss each rank holds only its
                     # part.
                     scale = dist.world if config.global_hardest else 1
@@ -479,11 +587,15 @@ def _run(
                             raise RuntimeError(
                                 f"training diverged at step {step} (loss {last_loss}); lower --lr"
                             )
+                        last_distill = (
+                            float(distill_sum) / loss_count if teacher is not None else None
+                        )
                         loss_sum.zero_()
+                        distill_sum.zero_()
                         loss_count = 0
                         elapsed = time.perf_counter() - t0
                         rate = (step - start) * config.batch_size / max(elapsed, 1e-9)
-                        log.row(step, last_loss, lr, rate, elapsed)
+                        log.row(step, last_loss, lr, rate, elapsed, last_distill)
                         bar.update(task, loss=last_loss, lr=lr, pairs_per_s=rate)
                     bar.update(task, completed=step)
                     if step % config.checkpoint_every == 0 and step < stop:

@@ -1,0 +1,309 @@
+"""The models this package ships, torch-free: name, width, cost, files and model card.
+
+:func:`models` lists them; ``load_model(NAME)``, ``runtime.load(NAME)`` and every CLI
+``--model`` take a registered name where they take a path (:func:`resolve_model`). Each entry
+is three files in ``hardnet_export/weights/``: the checkpoint (``STEM.pth``), its FP32 ONNX
+export (``STEM.fp32.onnx``, the torch-free form that ``runtime.load`` runs where torch is
+missing; made with ``hardnet-export onnx NAME -o hardnet_export/weights/STEM.fp32.onnx``) and
+its model card (``STEM.md``, which states the checkpoint's sha256, width and multiply-adds).
+A new variant is one :data:`MODELS` entry plus those three files; ``tests/test_shipped_model.py``
+checks every entry (it loads safely, matches its card, its ONNX is its weights).
+
+The widths: a width multiplier ``w`` scales the channels of every conv of the L2Net layout,
+``32w, 32w, 64w, 64w, 128w, 128w`` (rounded half up, at least 1), and the final 8x8 conv maps
+``128w`` to the 128-D descriptor; input conventions and the in-graph standardisation stay.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.host import installed
+from hardnet_export.shipped import WEIGHTS_DIR
+from hardnet_export.validate import check_float
+
+#: Output channels of the six 3x3 convs at width 1.
+BASE_CHANNELS = (32, 32, 64, 64, 128, 128)
+#: Strides of the six 3x3 convs (32x32 -> 16x16 at the third, -> 8x8 at the fifth).
+STRIDES = (1, 1, 2, 1, 2, 1)
+#: Descriptor size: the final 8x8 conv's output channels, at every width.
+OUTPUT_CHANNELS = 128
+#: Patch side the layer shapes are computed for.
+INPUT_SIDE = 32
+#: The final conv's kernel side (it covers the whole 8x8 map: 1x1 output).
+FINAL_KERNEL = 8
+#: Widths a model may have: more than 0, at most this.
+MAX_WIDTH = 4.0
+#: The model ``load_model()`` and ``runtime.load()`` give without a name or path.
+DEFAULT_MODEL = "hardnet"
+#: Suffixes of model files; a bare word without one (and without a folder) is taken for a name.
+MODEL_SUFFIXES = (".pth", ".pt", ".onnx", ".xml", ".engine", ".plan")
+#: Which file of an entry a caller wants: the checkpoint, the FP32 ONNX graph, or ``auto``
+#: (the checkpoint where torch is installed, else the ONNX graph).
+FORMS = ("weights", "onnx", "auto")
+
+
+class UnknownModelError(InputError):
+    """A name that is neither a file nor a registered model; the message lists the names."""
+
+
+def check_width(width: float) -> float:
+    """``width`` as a float in (0, :data:`MAX_WIDTH`].
+
+    Raises:
+        InputTypeError: not a number.
+        InputError: NaN, infinite or out of range.
+    """
+    return check_float("width", width, low=0.0, low_open=True, high=MAX_WIDTH)
+
+
+def conv_channels(width: float = 1.0) -> tuple[int, ...]:
+    """Output channels of the six 3x3 convs at ``width`` (``BASE_CHANNELS x width``, rounded
+    half up, at least 1); the final conv maps the last of them to 128."""
+    width = check_width(width)
+    return tuple(max(1, math.floor(c * width + 0.5)) for c in BASE_CHANNELS)
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """One conv of the network at some width: its channels, kernel, stride and output side."""
+
+    c_in: int
+    c_out: int
+    kernel: int
+    stride: int
+    out_side: int
+
+    @property
+    def weights(self) -> int:
+        """Weights of the conv (no bias; BatchNorm is not affine)."""
+        return self.c_out * self.c_in * self.kernel * self.kernel
+
+    @property
+    def multiply_adds(self) -> int:
+        """Multiply-adds per patch: every weight once per output position."""
+        return self.weights * self.out_side * self.out_side
+
+
+def conv_shapes(width: float = 1.0) -> tuple[ConvShape, ...]:
+    """The seven convs (``conv0`` ... ``conv6`` of the exported graph) at ``width``, for a
+    32x32 patch."""
+    shapes = []
+    c_in, side = 1, INPUT_SIDE
+    for c_out, stride in zip(conv_channels(width), STRIDES, strict=True):
+        side = (side + 2 - 3) // stride + 1  # 3x3, padding 1
+        shapes.append(ConvShape(c_in, c_out, 3, stride, side))
+        c_in = c_out
+    shapes.append(ConvShape(c_in, OUTPUT_CHANNELS, FINAL_KERNEL, 1, side - FINAL_KERNEL + 1))
+    return tuple(shapes)
+
+
+def parameter_count(width: float = 1.0) -> int:
+    """Weights of the network at ``width`` (1,334,560 at width 1)."""
+    return sum(shape.weights for shape in conv_shapes(width))
+
+
+def multiply_adds(width: float = 1.0) -> int:
+    """Multiply-adds per 32x32 patch at ``width`` (39,092,224, about 39.1 M, at width 1);
+    BatchNorm, ReLU and the normalisations are not counted."""
+    return sum(shape.multiply_adds for shape in conv_shapes(width))
+
+
+def width_of(first_channels: int) -> float:
+    """The width whose first conv has ``first_channels`` outputs (a checkpoint without a
+    recorded width: its ``features.0.weight`` rows)."""
+    return first_channels / BASE_CHANNELS[0]
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """One registered model.
+
+    Attributes:
+        name: what ``--model`` and ``load_model`` take (``hardnet``, ``hardnet-half``, ...).
+        width: the width multiplier of its conv channels.
+        stem: its files' name in ``hardnet_export/weights/``: ``STEM.pth``, ``STEM.fp32.onnx``,
+            ``STEM.md``.
+        summary: one line for listings.
+    """
+
+    name: str
+    width: float
+    stem: str
+    summary: str
+
+    @property
+    def weights(self) -> Path:
+        """The checkpoint."""
+        return WEIGHTS_DIR / f"{self.stem}.pth"
+
+    @property
+    def onnx(self) -> Path:
+        """The FP32 ONNX export of the checkpoint (the torch-free form)."""
+        return WEIGHTS_DIR / f"{self.stem}.fp32.onnx"
+
+    @property
+    def card(self) -> Path:
+        """The model card (Markdown)."""
+        return WEIGHTS_DIR / f"{self.stem}.md"
+
+    @property
+    def parameters(self) -> int:
+        return parameter_count(self.width)
+
+    @property
+    def multiply_adds(self) -> int:
+        """Multiply-adds per patch."""
+        return multiply_adds(self.width)
+
+    def card_sha256(self) -> str | None:
+        """The checkpoint sha256 the model card states (None: the card states none).
+
+        Raises:
+            MissingFileError: no card in this installation.
+        """
+        if not self.card.is_file():
+            raise MissingFileError(f"model card of {self.name!r} not found: {self.card}")
+        found = re.search(r"sha256 `([0-9a-f]{64})`", self.card.read_text(encoding="utf-8"))
+        return found.group(1) if found else None
+
+    def file(self, form: str = "weights") -> Path:
+        """The entry's checkpoint (``weights``), FP32 graph (``onnx``) or, for ``auto``, the
+        checkpoint where torch is installed and the graph elsewhere.
+
+        Raises:
+            InputError: an unknown form.
+            MissingFileError: this installation lacks the file.
+        """
+        if form not in FORMS:
+            raise InputError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
+        if form == "auto":
+            form = "weights" if installed("torch") else "onnx"
+        path = self.weights if form == "weights" else self.onnx
+        if not path.is_file():
+            raise MissingFileError(
+                f"model {self.name!r} is registered but its "
+                f"{'checkpoint' if form == 'weights' else 'FP32 ONNX graph'} is not in this "
+                f"installation ({path} is missing)"
+            )
+        return path
+
+
+#: The registered models, the default first. Add a variant here once its weights, FP32 graph
+#: and card are in ``hardnet_export/weights/`` (never before: a name must load).
+MODELS: tuple[ShippedModel, ...] = (
+    ShippedModel(
+        "hardnet",
+        1.0,
+        "hardnet_builtin",
+        "HardNet, width 1, trained on the built-in photos (the default)",
+    ),
+)
+
+
+def models() -> tuple[ShippedModel, ...]:
+    """The registered models (name, width, parameters, multiply-adds per patch, files, card)."""
+    return MODELS
+
+
+def format_models(entries: tuple[ShippedModel, ...] | None = None) -> str:
+    """A plain-text table of ``entries`` (default: every registered model): name, width,
+    weights, multiply-adds per patch, whether this installation has its files, its card."""
+    rows = [("name", "width", "weights", "MACs/patch", "installed", "card")]
+    for entry in MODELS if entries is None else entries:
+        have = [form for form, path in (("pth", entry.weights), ("onnx", entry.onnx))
+                if path.is_file()]  # fmt: skip
+        rows.append(
+            (
+                entry.name,
+                f"{entry.width:g}",
+                f"{entry.parameters:,}",
+                f"{entry.multiply_adds / 1e6:.1f} M",
+                "+".join(have) or "no",
+                entry.card.name,
+            )
+        )
+    sizes = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(size) for cell, size in zip(row, sizes, strict=True)).rstrip()
+             for row in rows]  # fmt: skip
+    return "\n".join(lines)
+
+
+def model_names() -> tuple[str, ...]:
+    return tuple(entry.name for entry in MODELS)
+
+
+def get_model(name: str) -> ShippedModel:
+    """The registered model called ``name``.
+
+    Raises:
+        UnknownModelError: no such model; the message lists the registered names.
+    """
+    for entry in MODELS:
+        if entry.name == name:
+            return entry
+    raise UnknownModelError(
+        f"no model file or registered model named {name!r}: registered models are "
+        f"{', '.join(model_names())} (or pass the path of a checkpoint or artifact)"
+    )
+
+
+def looks_like_name(model: str | Path) -> bool:
+    """Whether ``model`` reads as a model name rather than a path: no folder part and no
+    model-file suffix (``hardnet-half``, not ``runs/a/final.pth`` or ``model.onnx``)."""
+    text = str(model)
+    if not text or "/" in text or "\\" in text:
+        return False
+    return Path(text).suffix.lower() not in MODEL_SUFFIXES
+
+
+def lookup(model: str | Path) -> ShippedModel | None:
+    """The registered model that ``model`` names, or None when it is a path.
+
+    An existing file is always a path (so a file that happens to be called ``hardnet`` still
+    loads); otherwise a registered name is that model.
+
+    Raises:
+        UnknownModelError: ``model`` is no file and reads as a name (:func:`looks_like_name`)
+            that is not registered; the message lists the names.
+    """
+    if Path(model).is_file():
+        return None
+    text = str(model)
+    if text in model_names():
+        return get_model(text)
+    if looks_like_name(text):
+        get_model(text)  # raises, listing the names
+    return None
+
+
+def resolve_model(model: str | Path | None, form: str = "weights") -> Path:
+    """The file behind ``model``: a registered name's checkpoint or FP32 graph (``form``, see
+    :meth:`ShippedModel.file`), the default model's for None, and a path as it is (its
+    reader says when it does not exist).
+
+    Raises:
+        UnknownModelError: an unregistered name.
+        MissingFileError: a registered model whose file this installation lacks.
+    """
+    if model is None:
+        return get_model(DEFAULT_MODEL).file(form)
+    entry = lookup(model)
+    return Path(model) if entry is None else entry.file(form)
+
+
+def registered_name(path: str | Path) -> str | None:
+    """The name of the registered model whose checkpoint or FP32 graph ``path`` is."""
+    try:
+        target = Path(path).resolve()
+    except OSError:
+        return None
+    for entry in MODELS:
+        for file in (entry.weights, entry.onnx):
+            if file.resolve() == target:
+                return entry.name
+    return None
