@@ -32,7 +32,7 @@ import numpy as np
 
 from hardnet_export._io import atomic_write_text
 from hardnet_export.benchmark.frame import bench_photo, sift_keypoints
-from hardnet_export.benchmark.machine import machine_info
+from hardnet_export.benchmark.machine import cpu_slug, machine_info
 from hardnet_export.benchmark.stats import LatencySummary
 from hardnet_export.benchmark.timing import time_step
 from hardnet_export.geometry import as_gray, extract_patches
@@ -191,9 +191,8 @@ def main() -> None:
             f"{rates['pipelined']:.2f} img/s ({pipe['pipelined_over_sequential']:.2f}x), "
             f"identical output: {pipe['identical_output']}"
         )
-    isa = int8_isa() or "none"
-    machine_name = cpu["model"].lower().replace(" ", "-")
-    name = f"extraction-{cpu['usable_cpus']}core-{machine_name}-{isa}.json"
+    # cpu_slug: file-name-safe ("Intel(R) Xeon(R)" gave a name with parentheses).
+    name = f"extraction-{cpu_slug(cpu).removeprefix('cpu-')}.json"
     path = RESULTS / name
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
