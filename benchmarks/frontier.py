@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
 
     from hardnet_export import runtime
 
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine,
         "int8_isa": int8_isa(),
         "keypoints": reference.keypoints,
+        "pairs": args.pairs,
         "sift": {
             "frame_ms_p50": reference.sift.p50,
             "frame_ms_p99": reference.sift.p99,
@@ -166,7 +168,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"- frame: builtin:frame (800x640), {result['keypoints']} SIFT keypoints; time = "
         "Describer.compute (extraction + inference) p50, beside OpenCV SIFT compute() on the "
         "same keypoints in the same run",
-        "- accuracy: NN accuracy % (2000 pairs, seed 0): held-out built-in photos, motorcycle "
+        f"- accuracy: NN accuracy % ({result['pairs']} pairs, seed 0): held-out built-in photos, motorcycle "
         "stereo pair, and the pair with rotation/zoom jitter; SIFT on the same patches",
         "",
         "| model | width | precision (backend) | M mult-adds / patch | frame ms p50 | x SIFT "
