@@ -168,8 +168,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"- frame: builtin:frame (800x640), {result['keypoints']} SIFT keypoints; time = "
         "Describer.compute (extraction + inference) p50, beside OpenCV SIFT compute() on the "
         "same keypoints in the same run",
-        f"- accuracy: NN accuracy % ({result['pairs']} pairs, seed 0): held-out built-in photos, motorcycle "
-        "stereo pair, and the pair with rotation/zoom jitter; SIFT on the same patches",
+        f"- accuracy: NN accuracy % ({result['pairs']} pairs, seed 0): held-out built-in "
+        "photos, motorcycle stereo pair, and the pair with rotation/zoom jitter; SIFT on the same patches",
         "",
         "| model | width | precision (backend) | M mult-adds / patch | frame ms p50 | x SIFT "
         "| held-out NN % | stereo NN % | stereo-hard NN % |",
@@ -224,7 +224,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("NN accuracy %")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="lower right")
+        ax.legend(loc="best", fontsize="small")
     cpu = result["machine"]["cpu"]
     figure.suptitle(
         f"{cpu['model']}, {cpu['usable_cpus']} CPUs, int8 ISA {result['int8_isa']}; "
