@@ -169,7 +169,8 @@ def markdown(result: dict[str, Any]) -> str:
         "Describer.compute (extraction + inference) p50, beside OpenCV SIFT compute() on the "
         "same keypoints in the same run",
         f"- accuracy: NN accuracy % ({result['pairs']} pairs, seed 0): held-out built-in "
-        "photos, motorcycle stereo pair, and the pair with rotation/zoom jitter; SIFT on the same patches",
+        "photos, motorcycle stereo pair, and the pair with rotation/zoom jitter; SIFT on the "
+        "same patches",
         "",
         "| model | width | precision (backend) | M mult-adds / patch | frame ms p50 | x SIFT "
         "| held-out NN % | stereo NN % | stereo-hard NN % |",
