@@ -216,6 +216,13 @@ MODELS: tuple[ShippedModel, ...] = (
         "HardNet, width 0.25 (14x fewer multiply-adds), distilled from hardnet on the built-in "
         "photos",
     ),
+    ShippedModel(
+        "hardnet-eighth",
+        0.125,
+        "hardnet_eighth_builtin",
+        "HardNet, width 0.125 (52x fewer multiply-adds), distilled from hardnet on the built-in "
+        "photos",
+    ),
 )
 
 
