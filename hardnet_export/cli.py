@@ -387,10 +387,15 @@ def onnx(
         from hardnet_export.calibration.gate import GateResult
 
         typer.echo(GateResult(**meta.int8_gate).summary())
+        if meta.int8_gate_openvino is not None:
+            typer.echo("on OpenVINO: " + GateResult(**meta.int8_gate_openvino).summary())
         typer.echo(f"calibration set sha256 {meta.calibration_sha256}")
     if meta.int8_settings is not None:
         floats = meta.int8_settings.get("float_layers") or {}
         kept = ", ".join(f"{k} {v}" for k, v in floats.items()) or "none"
+        for_openvino = meta.int8_settings.get("openvino_float_layers")
+        if for_openvino:
+            kept += f" ({', '.join(for_openvino)}: OpenVINO's int8 kernels get it wrong here)"
         isa = f", for {meta.int8_isa} int8 kernels" if meta.int8_isa else ""
         typer.echo(f"float layers: {kept}{isa}")
     if meta.kind == "image":

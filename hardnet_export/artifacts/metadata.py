@@ -47,6 +47,7 @@ _JSON_FIELDS = frozenset(
         "parity",
         "calibration",
         "int8_gate",
+        "int8_gate_openvino",
         "int8_settings",
         "int8_sensitivity",
     }
@@ -72,6 +73,9 @@ class GraphMetadata:
         calibration_sha256: sha256 of the calibration set (its ``.npy`` bytes).
         calibration: ``{"source", "size", "seed", "sha256", "method"}``.
         int8_gate: the accuracy gate's result (:class:`hardnet_export.calibration.gate.GateResult`).
+        int8_gate_openvino: ``cpu`` flavour: the same gate with the graph run by OpenVINO
+            (which ``runtime.load(device="cpu")`` picks for INT8 graphs), when OpenVINO was
+            installed at export; OpenVINO refuses a graph whose gate failed there.
         int8_sensitivity: the per-layer sensitivity report, when one was made.
         graph_kind: ``patches`` or ``image`` (:data:`GRAPH_KINDS`); None (a graph from before
             image graphs, or a foreign one) means ``patches``.
@@ -98,6 +102,7 @@ class GraphMetadata:
     calibration_sha256: str | None = None
     calibration: dict[str, Any] | None = None
     int8_gate: dict[str, Any] | None = None
+    int8_gate_openvino: dict[str, Any] | None = None
     int8_sensitivity: dict[str, Any] | None = None
     graph_kind: str | None = None
     magnification: float | None = None

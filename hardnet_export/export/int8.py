@@ -488,6 +488,13 @@ def quantize_int8(
         else:
             keep_float = check_layers(fp32, options.keep_float)
         int8 = quantizer.build(keep_float)
+        openvino_gate, openvino_float = None, ()
+        # Measured where it will run: a graph for another machine's kernels is not.
+        if target == "cpu" and semantics == SEMANTICS_HOST and _openvino_installed():
+            chosen = options.keep_float is not None or options.float_budget is not None
+            int8, keep_float, openvino_gate, openvino_float = _gate_on_openvino(
+                quantizer, fp32, int8, keep_float, pairs, options, may_add=not chosen
+            )
     label = f"INT8 ({target}, {options.method} calibration on {calibration.source})"
     gate = evaluate_gate(
         ort_describe(fp32),
@@ -507,6 +514,8 @@ def quantize_int8(
     }
     if isa is not None:
         settings["reduce_range"] = CPU_SETTINGS[isa].reduce_range
+    if openvino_float:
+        settings["openvino_float_layers"] = list(openvino_float)
     values: dict[str, Any] = {
         "int8_target": target,
         "int8_isa": isa,
@@ -514,6 +523,81 @@ def quantize_int8(
         "calibration_sha256": calibration.sha256,
         "calibration": {**calibration.describe(), "method": options.method},
         "int8_gate": gate,
+        "int8_gate_openvino": openvino_gate,
         "int8_sensitivity": sensitivity.to_dict() if sensitivity is not None else None,
     }
     return int8, values
+
+
+#: A layer quantised alone whose OpenVINO descriptors fall below this cosine to ONNX
+#: Runtime's (worst probe patch) is one OpenVINO computes differently; kernels that agree
+#: measure >= 0.9999 here.
+OPENVINO_AGREEMENT = 0.99
+#: Patches that probe each layer for OpenVINO's disagreement.
+OPENVINO_PROBE = 256
+
+
+def _openvino_installed() -> bool:
+    from hardnet_export.runtime.registry import installed
+
+    return installed("openvino")
+
+
+def _gate_on_openvino(
+    quantizer: Quantizer,
+    fp32: onnx.ModelProto,
+    int8: onnx.ModelProto,
+    keep_float: Sequence[str],
+    pairs: MatchedPairs,
+    options: Int8Options,
+    *,
+    may_add: bool,
+) -> tuple[onnx.ModelProto, tuple[str, ...], dict[str, Any], tuple[str, ...]]:
+    """The INT8 gate on OpenVINO, which ``runtime.load(device="cpu")`` picks for INT8 graphs.
+
+    OpenVINO fuses the same Q/DQ graph into its own int8 kernels, and they are not always
+    right: measured with OpenVINO 2026.4 on a Xeon (AMX), hardnet-eighth's last conv
+    (16 -> 128 channels, 8x8 kernel) in int8 gives descriptors unrelated to ONNX Runtime's
+    (mean cosine 0.03) while every other layer agrees to 1.0000. When the gate fails there and
+    the float layers were the default (``may_add``), each int8 layer is quantised alone and
+    those OpenVINO computes differently from ONNX Runtime are kept float too; the graph is
+    rebuilt and gated again on both. Otherwise the failure is only recorded, and OpenVINO
+    refuses the graph (ONNX Runtime, where it passed, runs it).
+
+    Returns:
+        the graph, its float layers, the OpenVINO gate (a GateResult dict) and the layers
+        added for OpenVINO.
+    """
+    from hardnet_export.calibration.gate import evaluate_gate
+    from hardnet_export.evaluation.metrics import compare_descriptors
+    from hardnet_export.runtime.onnxruntime_backend import ort_describe
+    from hardnet_export.runtime.openvino_backend import ov_describe
+
+    def gate_of(graph: onnx.ModelProto) -> dict[str, Any]:
+        return evaluate_gate(
+            ort_describe(fp32),
+            ov_describe(graph),
+            pairs,
+            max_fpr95_loss=options.max_fpr95_loss,
+            max_nn_accuracy_loss=options.max_nn_accuracy_loss,
+            min_cosine=options.min_cosine,
+            force=True,  # recorded, not raised: ONNX Runtime's gate decides the export
+            label="INT8 on OpenVINO",
+        )
+
+    gate = gate_of(int8)
+    if gate["passed"] or not may_add:
+        return int8, tuple(keep_float), gate, ()
+    probe = pairs.anchors[:OPENVINO_PROBE, None]
+    layers = conv_layers(fp32)
+    wrong = []
+    for layer in (name for name in layers if name not in keep_float):
+        alone = quantizer.build([name for name in layers if name != layer])
+        agreement = compare_descriptors(ort_describe(alone)(probe), ov_describe(alone)(probe))
+        if not agreement["min_cosine"] >= OPENVINO_AGREEMENT:
+            wrong.append(layer)
+    if not wrong:
+        return int8, tuple(keep_float), gate, ()
+    keep_float = tuple(name for name in layers if name in keep_float or name in wrong)
+    int8 = quantizer.build(keep_float)
+    return int8, keep_float, gate_of(int8), tuple(wrong)

@@ -59,15 +59,56 @@ def _dims(port: Any) -> list[int | None]:
     return [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
 
 
-def read_precision(path: Path) -> str:
-    """The precision recorded in a graph's metadata, read by OpenVINO without compiling it
-    (``unknown`` for a graph that does not say, or that OpenVINO cannot read: the backend
-    that opens it then reports why)."""
+def read_graph_metadata(path: Path) -> GraphMetadata:
+    """A graph's metadata, read by OpenVINO without compiling it (empty metadata for a graph
+    that OpenVINO cannot read: the backend that opens it then reports why)."""
     ov = _import_openvino()
     try:
-        return _metadata(ov.Core().read_model(str(path)), path).precision
+        return _metadata(ov.Core().read_model(str(path)), path)
     except Exception:
-        return "unknown"
+        return GraphMetadata()
+
+
+def failed_openvino_gate(metadata: GraphMetadata) -> bool:
+    """Whether the export measured this INT8 graph on OpenVINO and it failed the gate there."""
+    gate = metadata.int8_gate_openvino
+    return isinstance(gate, dict) and gate.get("passed") is False
+
+
+#: CPU flags of native bf16 arithmetic; without them OpenVINO would quietly run f32.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def has_bf16(flags: frozenset[str] | None = None) -> bool:
+    """Whether this CPU (or one with ``flags``) computes bf16 natively (AVX512-BF16, AMX)."""
+    from hardnet_export.host import cpu_flags
+
+    flags = cpu_flags() if flags is None else flags
+    return any(f in flags for f in BF16_FLAGS)
+
+
+def ov_describe(proto_or_path: Any, *, inference_precision: str = "f32") -> Any:
+    """A describe function running a HardNet graph (an ``onnx.ModelProto`` or a path) on
+    OpenVINO's CPU plugin in one latency-hinted request, as :class:`OpenVINODescriber`
+    does; uint8 patches in (cast to the graph's input dtype)."""
+    ov = _import_openvino()
+    core = ov.Core()
+    if isinstance(proto_or_path, (str, Path)):
+        model = core.read_model(str(proto_or_path))
+    else:
+        model = core.read_model(proto_or_path.SerializeToString())
+    compiled = core.compile_model(
+        model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": inference_precision}
+    )
+    request = compiled.create_infer_request()
+    dtype = np.dtype(_OV_DTYPES[compiled.inputs[0].get_element_type().get_type_name()])
+    output = compiled.outputs[0]
+
+    def describe(batch: np.ndarray) -> np.ndarray:
+        out = request.infer({0: np.ascontiguousarray(batch.astype(dtype, copy=False))})[output]
+        return np.array(out, dtype=np.float32, copy=True)
+
+    return describe
 
 
 class OpenVINODescriber(Describer):
@@ -162,6 +203,23 @@ class OpenVINODescriber(Describer):
             ) from exc
         metadata = _metadata(model, path)
         describer_for(cls.backend, metadata.kind, path)  # an unopened kind fails before compiling
+        if failed_openvino_gate(metadata):
+            gate = metadata.int8_gate_openvino or {}
+            raise InputError(
+                f"{path} failed the INT8 accuracy gate on OpenVINO when it was exported "
+                f"(NN accuracy {gate.get('nn_accuracy_reference', float('nan')):.2f}% in FP32 -> "
+                f"{gate.get('nn_accuracy_candidate', float('nan')):.2f}% on OpenVINO, worst "
+                f"cosine {gate.get('min_cosine', float('nan')):.4f}): OpenVINO computes it "
+                "differently from ONNX Runtime. Load it with backend='onnxruntime' (where it "
+                "passed), or export it again without --keep-float so that the export keeps "
+                "float the layers OpenVINO gets wrong"
+            )
+        if inference_precision == "bf16" and not has_bf16():
+            raise InputError(
+                "inference_precision='bf16' needs a CPU with native bf16 (AVX512-BF16 or AMX; "
+                f"flags {', '.join(BF16_FLAGS)}), which this one lacks: OpenVINO would run f32. "
+                "Use 'f32', or an INT8 graph for speed on this CPU"
+            )
         config: dict[str, Any] = {
             "PERFORMANCE_HINT": performance_hint.upper(),
             "INFERENCE_PRECISION_HINT": inference_precision,
@@ -175,7 +233,10 @@ class OpenVINODescriber(Describer):
             raise InputError(f"OpenVINO cannot compile {path} for the CPU ({first})") from exc
         # Both kinds' classes take (compiled, artifact, metadata, *, max_batch).
         make: Any = describer_for(cls.backend, metadata.kind, path)
-        return make(compiled, path, metadata, max_batch=max_batch)
+        describer = make(compiled, path, metadata, max_batch=max_batch)
+        #: The arithmetic OpenVINO runs the float layers in (``precision`` is the graph's).
+        describer.inference_precision = inference_precision
+        return describer
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         n = len(batch)

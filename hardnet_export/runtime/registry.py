@@ -157,16 +157,20 @@ OPENVINO_FIRST_PRECISIONS = ("int8",)
 
 def cpu_backend_for(path: Path) -> Backend:
     """The backend ``load`` picks for an ``.onnx`` graph on the CPU: OpenVINO for the
-    precisions in :data:`OPENVINO_FIRST_PRECISIONS` when it is installed, else ONNX Runtime
-    (and ONNX Runtime whenever it is the only one)."""
+    precisions in :data:`OPENVINO_FIRST_PRECISIONS` when it is installed (unless the export
+    measured the graph failing the INT8 gate on OpenVINO), else ONNX Runtime (and ONNX
+    Runtime whenever it is the only one)."""
     onnxruntime, openvino = get_backend("onnxruntime"), get_backend("openvino")
     if not installed("openvino"):
         return onnxruntime
     if not installed("onnxruntime"):
         return openvino
-    from hardnet_export.runtime.openvino_backend import read_precision
+    from hardnet_export.runtime.openvino_backend import failed_openvino_gate, read_graph_metadata
 
-    return openvino if read_precision(path) in OPENVINO_FIRST_PRECISIONS else onnxruntime
+    metadata = read_graph_metadata(path)
+    if metadata.precision not in OPENVINO_FIRST_PRECISIONS or failed_openvino_gate(metadata):
+        return onnxruntime
+    return openvino
 
 
 def load(

@@ -26,6 +26,7 @@ from hardnet_export.export.int8 import (
     quantize_qdq,
 )
 from hardnet_export.runtime.onnxruntime_backend import ort_describe
+from hardnet_export.runtime.registry import installed
 
 HOST = f"host int8 kernels: {host.int8_isa()}"
 
@@ -297,6 +298,8 @@ def test_default_exports_hold_the_worst_patch(
         assert gate["semantics"] == SEMANTICS_HOST
         assert meta["int8_isa"] == host.int8_isa() == gate["host"]["int8_isa"]
         assert settings["reduce_range"] == host.saturates(host.int8_isa())
+        if installed("openvino"):  # the backend runtime.load(device="cpu") picks for it
+            assert meta["int8_gate_openvino"]["passed"], (HOST, meta["int8_gate_openvino"])
 
 
 def test_cpu_flavour_for_another_isa_is_gated_in_exact_semantics(

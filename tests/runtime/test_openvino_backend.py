@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hardnet_export import runtime
+from hardnet_export.errors import InputError
 from hardnet_export.shipped import SHIPPED_ONNX
 
 ov = pytest.importorskip("openvino")
@@ -128,3 +129,21 @@ def test_bad_files(tmp_path: Path) -> None:
         runtime.load(other)
     with pytest.raises(FileNotFoundError, match="missing.xml"):
         runtime.load(tmp_path / "missing.xml")
+
+
+def test_bf16_inference_where_the_cpu_has_it(patches: np.ndarray) -> None:
+    from hardnet_export.runtime.openvino_backend import has_bf16
+
+    assert has_bf16(frozenset({"avx2", "amx_bf16"})) and has_bf16(frozenset({"avx512_bf16"}))
+    assert not has_bf16(frozenset({"avx2", "fma", "avx512f"}))
+    if not has_bf16():  # Zen 3 and other CPUs without bf16: refused, not quietly f32
+        with pytest.raises(InputError, match="native bf16.*lacks"):
+            runtime.load(SHIPPED_ONNX, backend="openvino", inference_precision="bf16")
+        return
+    bf16 = runtime.load(SHIPPED_ONNX, backend="openvino", inference_precision="bf16")
+    f32 = runtime.load(SHIPPED_ONNX, backend="openvino")
+    assert (bf16.inference_precision, f32.inference_precision) == ("bf16", "f32")
+    assert bf16.precision == "fp32"  # the graph's; the arithmetic is the option's
+    # bf16 keeps 8 significant bits: close to FP32, not equal to it.
+    similarity = cosine(bf16.describe(patches), f32.describe(patches))
+    assert similarity.min() >= 0.99 and similarity.mean() < 1 - 1e-7, similarity.min()
