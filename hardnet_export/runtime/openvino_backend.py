@@ -98,7 +98,9 @@ def ov_describe(proto_or_path: Any, *, inference_precision: str = "f32") -> Any:
     else:
         model = core.read_model(proto_or_path.SerializeToString())
     compiled = core.compile_model(
-        model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": inference_precision}
+        model,
+        "CPU",
+        {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": inference_precision},
     )
     request = compiled.create_infer_request()
     dtype = np.dtype(_OV_DTYPES[compiled.inputs[0].get_element_type().get_type_name()])
