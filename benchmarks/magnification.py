@@ -34,49 +34,17 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 from hardnet_export._io import atomic_write_text, sha256_file
-from hardnet_export.geometry import keypoints_to_array
+from hardnet_export.evaluation.stereo_frame import (
+    THRESHOLDS,
+    score_describer,
+    sift_scores,
+    stereo_frame,
+)
 from hardnet_export.runtime import load
-from hardnet_export.runtime.matching import OpenCVSift, describe_with, match_descriptors
 
 DEFAULT_MAGNIFICATIONS = (3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 16.0)
-THRESHOLDS = (2.0, 3.0)
-
-
-def ground_truth(left_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Expected right positions of left keypoints and which of them have ground truth.
-
-    Shape:
-        - left_xy: (K, 2) x, y.
-        - Output: (K, 2) right x, y; (K,) bool.
-    """
-    from hardnet_export.data.stereo import load_motorcycle, visible_mask
-
-    _, _, disparity = load_motorcycle()
-    visible = visible_mask(disparity)
-    h, w = disparity.shape
-    col = np.clip(np.rint(left_xy[:, 0]).astype(int), 0, w - 1)
-    row = np.clip(np.rint(left_xy[:, 1]).astype(int), 0, h - 1)
-    valid = visible[row, col]
-    expected = left_xy.astype(np.float64).copy()
-    expected[valid, 0] -= disparity[row[valid], col[valid]]
-    return expected, valid
-
-
-def score(
-    matches: np.ndarray, right_xy: np.ndarray, expected: np.ndarray, valid: np.ndarray
-) -> dict[str, float]:
-    """mnn@T and precision@T of (left, right) index pairs against the ground truth."""
-    m = matches[valid[matches[:, 0]]]
-    error = np.linalg.norm(right_xy[m[:, 1]] - expected[m[:, 0]], axis=1)
-    out: dict[str, float] = {}
-    for t in THRESHOLDS:
-        correct = int((error <= t).sum())
-        out[f"mnn@{t:g}"] = correct / max(int(valid.sum()), 1)
-        out[f"precision@{t:g}"] = correct / max(len(m), 1)
-    return out
 
 
 def dominates(row: dict[str, Any], sift: dict[str, Any]) -> bool:
@@ -97,45 +65,25 @@ def choose(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def run(
     model: str | None, magnifications: list[float], max_keypoints: int, device: str | None
 ) -> dict[str, Any]:
-    from hardnet_export.data.stereo import load_motorcycle
-
-    left, right, _ = load_motorcycle()
-    sift = cv2.SIFT_create(nfeatures=max_keypoints)
-    kps_l, kps_r = list(sift.detect(left, None)), list(sift.detect(right, None))
-    xy_l = keypoints_to_array(kps_l, default_size=1.0)[:, :2]
-    xy_r = keypoints_to_array(kps_r, default_size=1.0)[:, :2]
-    expected, valid = ground_truth(xy_l)
-    nearest = np.linalg.norm(expected[:, None] - xy_r[None], axis=2).min(1)
-    repeatable = {f"repeatable@{t:g}": float((nearest[valid] <= t).mean()) for t in THRESHOLDS}
-
+    frame = stereo_frame(max_keypoints)
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
-    sift = OpenCVSift()
-    matches = match_descriptors(
-        describe_with(sift, left, kps_l), describe_with(sift, right, kps_r), ratio=None
-    )
-    rows.append(
-        {"descriptor": "sift", "magnification": None, **score(matches, xy_r, expected, valid)}
-    )
+    rows.append({"descriptor": "sift", "magnification": None, **sift_scores(frame)})
     describer = load(model, device=device)
     for mag in magnifications:
-        d_l = describer.compute(left, kps_l, magnification=mag)[1]
-        d_r = describer.compute(right, kps_r, magnification=mag)[1]
-        matches = match_descriptors(d_l, d_r, ratio=None)
-        rows.append(
-            {"descriptor": "hardnet", "magnification": mag, **score(matches, xy_r, expected, valid)}
-        )
+        scores = score_describer(describer, frame, magnification=mag)
+        rows.append({"descriptor": "hardnet", "magnification": mag, **scores})
         print(f"magnification {mag:g}: mnn@3 {rows[-1]['mnn@3']:.3f}", file=sys.stderr)
     best = choose(rows)
     artifact = Path(str(describer.artifact)) if describer.artifact else None
     return {
         "pair": "Middlebury motorcycle (skimage.data.stereo_motorcycle), left -> right",
         "keypoints": {
-            "detector": f"cv2.SIFT_create(nfeatures={max_keypoints}).detect",
-            "left": len(kps_l),
-            "right": len(kps_r),
-            "left_with_ground_truth": int(valid.sum()),
-            **repeatable,
+            "detector": frame.detector,
+            "left": len(frame.left_keypoints),
+            "right": len(frame.right_keypoints),
+            "left_with_ground_truth": int(frame.valid.sum()),
+            **frame.repeatable(),
         },
         "model": {
             "artifact": str(artifact) if artifact else "shipped",
