@@ -202,6 +202,9 @@ class EngineSidecar:
     magnification: float | None = None
     pyramid_levels: int | None = None
     min_image_side: int | None = None
+    #: The registered model and width multiplier the graph's weights are (as its metadata says).
+    model_name: str | None = None
+    width: float | None = None
     format: str = FORMAT
     #: Fields a later writer added that this version does not know (kept, not trusted).
     other: dict[str, Any] = field(default_factory=dict)
@@ -280,6 +283,8 @@ class EngineSidecar:
             magnification=graph.magnification if kind == "image" else None,
             pyramid_levels=graph.pyramid_levels if kind == "image" else None,
             min_image_side=graph.min_image_side if kind == "image" else None,
+            model_name=graph.model_name,
+            width=graph.width,
         )
 
     @property
@@ -449,6 +454,11 @@ class EngineSidecar:
                     f"{source}: magnification must be a number in (0, 64], got {magnification!r}"
                 )
             data = {**data, "magnification": float(magnification)}
+        width = data.get("width")
+        if width is not None:
+            if type(width) not in (int, float) or not 0 < width <= 16:
+                raise InputError(f"{source}: width must be a number in (0, 16], got {width!r}")
+            data = {**data, "width": float(width)}
         profile = data["profile"]
         if kind == "image":
             return cls._image_from_dict(data, known, source)
@@ -502,6 +512,7 @@ class EngineSidecar:
 
 _FIELD_TYPES: dict[str, Any] = {
     "engine": str,
+    "model_name": str,
     "onnx": str,
     "onnx_sha256": str,
     "precision": str,

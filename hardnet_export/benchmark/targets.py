@@ -167,7 +167,8 @@ def default_targets(
     """Every variant of the model that runs on ``device`` here, baseline first.
 
     CPU: PyTorch eager FP32, then every variant of the table on ONNX Runtime and on
-    OpenVINO where it is installed. Without torch (the core install) nothing can be
+    OpenVINO where it is installed, and the FP32 graph in OpenVINO's bf16 inference on CPUs
+    with native bf16 (AVX512-BF16, AMX). Without torch (the core install) nothing can be
     exported: the shipped FP32 graph on every installed CPU backend, with no baseline (a
     line in ``notes`` says so). CUDA: PyTorch FP32, PyTorch FP16 replaying a CUDA graph per
     batch size, and a TensorRT engine of every variant TensorRT builds, with the batch
@@ -218,7 +219,17 @@ def default_targets(
         onnx_path = exported_onnx(weights, variant, cache)
         for backend in cpu_backends():
             targets.append(Target(f"{backend} {variant.name}", onnx_path, backend, device))
+            if backend == "openvino" and variant.name == "fp32" and _has_bf16():
+                bf16 = {"inference_precision": "bf16"}
+                targets.append(Target("openvino fp32 (bf16)", onnx_path, backend, device, bf16))
     return targets
+
+
+def _has_bf16() -> bool:
+    """Whether this CPU runs bf16 natively (OpenVINO's bf16 inference is then a target)."""
+    from hardnet_export.runtime.openvino_backend import has_bf16
+
+    return has_bf16()
 
 
 def image_graph_targets(

@@ -416,15 +416,19 @@ def _existing_model_file(model: str | None) -> Path | None:
 def load_teacher(teacher: str | Path) -> tuple[HardNet, dict[str, Any]]:
     """The teacher network (eval mode, no gradients) and what the student's checkpoints
     record of it: ``model`` (as given), ``name`` (the registered model, if it is one),
-    ``file``, ``sha256``, ``width``, and the ``data`` and ``step`` it was trained with."""
+    ``file`` (a registered model's file name, else the path), ``sha256``, ``width``, and
+    the ``data`` and ``step`` it was trained with."""
     path = resolve_model(teacher, "weights")
     model = load_model(path)
     model.requires_grad_(False)
     meta = read_checkpoint(path).meta
+    name = registered_name(path)
     record = {
         "model": str(teacher),
-        "name": registered_name(path),
-        "file": str(path),
+        "name": name,
+        # A registered teacher's folder is wherever the package is installed: its file name
+        # and sha256 identify it on every machine.
+        "file": path.name if name else str(path),
         "sha256": sha256_file(path),
         "width": model.width,
         "data": meta.get("data"),

@@ -55,6 +55,17 @@ def test_written_sidecar_is_accepted(fp16_onnx: Path, tmp_path: Path) -> None:
     assert read.precision == "fp16" and read.profile["max"] == [1024, 1, 32, 32]
     assert read.weights_sha256 == read_metadata(fp16_onnx).weights_sha256
     assert json.loads(sidecar_path(engine).read_text())["format"] == FORMAT
+    assert (read.model_name, read.width) == (None, read_metadata(fp16_onnx).width)
+
+
+def test_sidecar_names_the_registered_model(tmp_path: Path) -> None:
+    from hardnet_export import models
+
+    entry = next(m for m in models() if m.width < 1)
+    engine = tmp_path / "small.fp32.engine"
+    planned(entry.file("onnx"), engine).write(engine)
+    read = read_sidecar(engine)
+    assert read is not None and (read.model_name, read.width) == (entry.name, entry.width)
 
 
 @pytest.mark.parametrize(
@@ -101,6 +112,9 @@ def test_reader_refuses_what_no_writer_produces(fp16_onnx: Path, tmp_path: Path)
         ({**good, "profile": {**good["profile"], "max": [1024]}}, r"profile max must be \[N >= 1"),
         ({**good, "profile": {**good["profile"], "min": [2048, 1, 32, 32]}}, "min <= opt <= max"),
         ({**good, "compute_capability": "nine"}, "compute_capability must look like"),
+        ({**good, "width": "0.5"}, r"width must be a number in \(0, 16\]"),
+        ({**good, "width": True}, "width must be a number"),
+        ({**good, "model_name": 3}, "model_name"),
     ):
         sidecar_path(engine).write_text(json.dumps(bad))
         with pytest.raises((InputError, TypeError), match=message):

@@ -89,6 +89,8 @@ def test_a_student_trained_with_a_teacher_records_it(tmp_path: Path, kind: str) 
     teacher = config["teacher_provenance"]
     assert teacher["name"] == "hardnet" and teacher["width"] == 1.0
     assert teacher["sha256"] == sha256_file(SHIPPED_WEIGHTS)
+    # No install folder in the record: the file name and hash identify a registered teacher.
+    assert teacher["file"] == SHIPPED_WEIGHTS.name
     rows = _log(tmp_path / "run")
     assert len(rows) == 3 and all(float(row["distill"]) > 0 for row in rows)
     assert all(float(row["loss"]) > float(row["distill"]) for row in rows)  # weight 1 + triplet
@@ -108,7 +110,8 @@ def test_resume_keeps_the_teacher(tmp_path: Path) -> None:
     teacher = save_checkpoint(tmp_path / "teacher.pth", HardNet(width=0.25).eval())
     straight = train(_config(tmp_path / "a", steps=4, teacher=str(teacher)))
     partial = train(_config(tmp_path / "b", steps=4, teacher=str(teacher), stop_after=2))
-    assert read_checkpoint(partial).meta["config"]["teacher_provenance"]["width"] == 0.25
+    record = read_checkpoint(partial).meta["config"]["teacher_provenance"]
+    assert record["width"] == 0.25 and record["file"] == str(teacher) and record["name"] is None
     with pytest.raises(ValueError, match="teacher"):
         train(_config(tmp_path / "b", steps=4, teacher=None, resume=True))
     resumed = train(_config(tmp_path / "b", steps=4, teacher=str(teacher), resume=True))
