@@ -275,6 +275,8 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Time axis ticks, ms.
+TICKS_MS = (1, 2, 5, 10, 20, 30, 50, 100, 200, 300, 500, 1000, 2000, 5000, 10000)
 #: (marker, line style) per precision.
 STYLES = {"fp32": ("o", "-"), "bf16": ("s", "--"), "int8-cpu": ("^", ":")}
 
@@ -284,9 +286,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
     figure, axes = plt.subplots(1, 2, figsize=(13, 5.5), constrained_layout=True)
     sift = result["sift"]
+    times = [sift["frame_ms_p50"], *(r["frame_ms_p50"] for r in result["rows"])]
+    lo, hi = min(times), max(times)
     panels = (
         (lambda a: 100 * a["stereo_frame"]["nn@3"], "motorcycle pair, NN@3 at SIFT keypoints"),
         (lambda a: 100 * a["accuracy"]["builtin"]["nn_accuracy"], "held-out built-in photos"),
@@ -325,6 +330,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
                     fontsize="small",
                 )
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator([t for t in TICKS_MS if lo / 1.5 <= t <= hi * 1.5]))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(
             f"time per frame, {result['keypoints']} keypoints, p50 ms (log); dashed: SIFT"
         )
