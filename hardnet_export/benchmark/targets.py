@@ -215,18 +215,31 @@ def default_targets(
                     engine = built_engine(exported_onnx(weights, variant, cache), max_batch, cache)
                     targets.append(Target(f"tensorrt {variant.name}", engine, "tensorrt", device))
         return targets
+    backends, bf16 = cpu_backends(), _has_bf16()
     for variant in VARIANTS:
         onnx_path = exported_onnx(weights, variant, cache)
-        for backend in cpu_backends():
-            targets.append(Target(f"{backend} {variant.name}", onnx_path, backend, device))
-            if backend == "openvino" and variant.name == "fp32" and _has_bf16():
-                bf16 = {"inference_precision": "bf16"}
-                targets.append(Target("openvino fp32 (bf16)", onnx_path, backend, device, bf16))
+        targets += cpu_variant_targets(variant.name, onnx_path, device, backends, bf16=bf16)
+    return targets
+
+
+def cpu_variant_targets(
+    variant: str, onnx_path: Path, device: str, backends: Sequence[str], *, bf16: bool
+) -> list[Target]:
+    """One variant's graph on each CPU backend, and for FP32 also OpenVINO's bf16 inference
+    when ``bf16`` (the CPU computes bf16 natively)."""
+    targets = [Target(f"{backend} {variant}", onnx_path, backend, device) for backend in backends]
+    if bf16 and variant == "fp32" and "openvino" in backends:
+        options = {"inference_precision": "bf16"}
+        targets.append(Target("openvino fp32 (bf16)", onnx_path, "openvino", device, options))
     return targets
 
 
 def _has_bf16() -> bool:
     """Whether this CPU runs bf16 natively (OpenVINO's bf16 inference is then a target)."""
+    from hardnet_export.host import installed
+
+    if not installed("openvino"):
+        return False
     from hardnet_export.runtime.openvino_backend import has_bf16
 
     return has_bf16()

@@ -32,3 +32,26 @@ def test_image_graph_targets_are_fp32_and_fp16_image_exports(
     assert all(t.backend == "onnxruntime" and t.device == "cpu" for t in found)
     assert found[0].artifact == tmp_path / "hardnet.image.fp32.onnx"
     assert targets.image_graph_targets("cuda", tmp_path) == []
+
+
+def test_cpu_targets_add_openvino_bf16_for_fp32_only() -> None:
+    from hardnet_export.shipped import SHIPPED_ONNX
+
+    both = ["onnxruntime", "openvino"]
+    plain = targets.cpu_variant_targets("fp32", SHIPPED_ONNX, "cpu", both, bf16=False)
+    assert [t.label for t in plain] == ["onnxruntime fp32", "openvino fp32"]
+    with_bf16 = targets.cpu_variant_targets("fp32", SHIPPED_ONNX, "cpu", both, bf16=True)
+    assert [t.label for t in with_bf16] == [
+        "onnxruntime fp32",
+        "openvino fp32",
+        "openvino fp32 (bf16)",
+    ]
+    assert with_bf16[-1].options == {"inference_precision": "bf16"}
+    int8 = targets.cpu_variant_targets("int8-cpu", SHIPPED_ONNX, "cpu", both, bf16=True)
+    assert [t.label for t in int8] == ["onnxruntime int8-cpu", "openvino int8-cpu"]
+    assert (
+        targets.cpu_variant_targets("fp32", SHIPPED_ONNX, "cpu", ["onnxruntime"], bf16=True)[
+            -1
+        ].label
+        == "onnxruntime fp32"
+    )
