@@ -488,7 +488,8 @@ def quantize_int8(
         else:
             keep_float = check_layers(fp32, options.keep_float)
         int8 = quantizer.build(keep_float)
-        openvino_gate, openvino_float = None, ()
+        openvino_gate: dict[str, Any] | None = None
+        openvino_float: tuple[str, ...] = ()
         # Measured where it will run: a graph for another machine's kernels is not.
         if target == "cpu" and semantics == SEMANTICS_HOST and _openvino_installed():
             chosen = options.keep_float is not None or options.float_budget is not None
