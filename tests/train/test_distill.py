@@ -141,4 +141,6 @@ def test_width_follows_init_and_must_agree(tmp_path: Path) -> None:
     # A registered name is an --init too, and its lineage is recorded.
     named = train(_config(tmp_path / "v", steps=1, width=None, teacher=None, init="hardnet"))
     config = read_checkpoint(named).meta["config"]
-    assert read_checkpoint(named).meta["width"] == 1.0 and config["init_meta"]["step"] == 3000
+    shipped_step = read_checkpoint(SHIPPED_WEIGHTS).meta["step"]
+    assert read_checkpoint(named).meta["width"] == 1.0
+    assert config["init_meta"]["step"] == shipped_step
