@@ -491,7 +491,7 @@ def quantize_int8(
         openvino_gate: dict[str, Any] | None = None
         openvino_float: tuple[str, ...] = ()
         # Measured where it will run: a graph for another machine's kernels is not.
-        if target == "cpu" and semantics == SEMANTICS_HOST and _openvino_installed():
+        if target == "cpu" and semantics == SEMANTICS_HOST and host.installed("openvino"):
             chosen = options.keep_float is not None or options.float_budget is not None
             int8, keep_float, openvino_gate, openvino_float = _gate_on_openvino(
                 quantizer, fp32, int8, keep_float, pairs, options, may_add=not chosen
@@ -538,12 +538,6 @@ OPENVINO_AGREEMENT = 0.99
 OPENVINO_PROBE = 256
 
 
-def _openvino_installed() -> bool:
-    from hardnet_export.runtime.registry import installed
-
-    return installed("openvino")
-
-
 def _gate_on_openvino(
     quantizer: Quantizer,
     fp32: onnx.ModelProto,
@@ -574,9 +568,11 @@ def _gate_on_openvino(
     from hardnet_export.runtime.onnxruntime_backend import ort_describe
     from hardnet_export.runtime.openvino_backend import ov_describe
 
+    reference = ort_describe(fp32)
+
     def gate_of(graph: onnx.ModelProto) -> dict[str, Any]:
         return evaluate_gate(
-            ort_describe(fp32),
+            reference,
             ov_describe(graph),
             pairs,
             max_fpr95_loss=options.max_fpr95_loss,
