@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -87,13 +88,18 @@ class RunLock:
         self._fd = None
 
 
-def _describe_holder(path: Path) -> str:
-    try:
-        holder = json.loads(path.read_text()[:4096])
-        return f"PID {int(holder['pid'])} on host {holder['host']}, since {holder['started']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        # The holder locks before it writes; a refusal in between cannot name it.
-        return "holder not yet recorded"
+def _describe_holder(path: Path, wait_s: float = 1.0) -> str:
+    # The holder locks before it writes its record, so a refusal that lands in between
+    # waits a moment for the record rather than naming nobody.
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            holder = json.loads(path.read_text()[:4096])
+            return f"PID {int(holder['pid'])} on host {holder['host']}, since {holder['started']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            if time.monotonic() >= deadline:
+                return "holder not yet recorded"
+            time.sleep(0.02)
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:

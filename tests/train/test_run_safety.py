@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from hardnet_export.errors import TrainingInterrupted
+from hardnet_export.errors import StateError, TrainingInterrupted
 from hardnet_export.model import read_checkpoint
 from hardnet_export.train.config import TrainConfig
-from hardnet_export.train.run_folder import SignalStop
+from hardnet_export.train.run_folder import RunLock, SignalStop
 from hardnet_export.train.trainer import train
 
 N_POINTS = 48
@@ -174,6 +174,25 @@ def test_a_second_trainer_on_the_same_folder_is_refused(
     assert len(stderr.strip().splitlines()) == 1
     assert _log_steps(out) == list(range(1, RACE_STEPS + 1))  # one run's rows, not two
     assert not (out / "train.lock").exists()
+
+
+def test_a_refusal_in_the_holders_first_moment_still_names_it(tmp_path: Path) -> None:
+    import fcntl
+    import threading
+
+    # The holder has its lock but has not yet written who it is (the race CI once lost).
+    lock_path = tmp_path / "train.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    record = b'{"pid": 4242, "host": "robot", "started": "2026-12-02T12:00:00+00:00"}\n'
+    writer = threading.Timer(0.2, os.write, args=(fd, record))
+    writer.start()
+    try:
+        with pytest.raises(StateError, match=r"\(PID 4242 on host robot, since 2026-12-02"):
+            RunLock(tmp_path).acquire()
+    finally:
+        writer.join()
+        os.close(fd)
 
 
 def test_a_finished_run_is_kept_unless_overwrite(phototour_root: Path, tmp_path: Path) -> None:
