@@ -117,6 +117,7 @@ def run_evaluation(
     model: str | Path | DescribeFn,
     data: Sequence[str] = ("builtin", "stereo"),
     *,
+    sift: bool = True,
     rootsift: bool = False,
     sift_size: float = SIFT_SIZE,
     n_pairs: int = 2000,
@@ -124,7 +125,8 @@ def run_evaluation(
     device: str = "auto",
     progress: bool = True,
 ) -> list[EvalTable]:
-    """Evaluate ``model`` and OpenCV SIFT (and RootSIFT if asked) on every dataset."""
+    """Evaluate ``model`` and OpenCV SIFT (unless ``sift=False``; RootSIFT if asked) on every
+    dataset; the model's results come first in every table."""
     from hardnet_export._progress import progress_bar, rate_column
 
     specs = split_specs(data)
@@ -139,7 +141,9 @@ def run_evaluation(
     # Cheap checks first: a bad spec or a missing model fails before any pairs are cut
     # (pairs are cut on first use).
     datasets = [_parse(s, n_pairs, seed) for s in specs]
-    describers = [as_describer(model, device=device), ("SIFT", sift_describer(sift_size))]
+    describers = [as_describer(model, device=device)]
+    if sift:
+        describers.append(("SIFT", sift_describer(sift_size)))
     if rootsift:
         describers.append(("RootSIFT", sift_describer(sift_size, root=True)))
     tables = []

@@ -59,3 +59,22 @@ def test_eval_bad_arguments_give_one_sentence(tmp_path: Path) -> None:
         result = run_cli("--no-progress", *args)
         assert result.returncode != 0 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_without_sift_only_the_model_is_scored_and_its_figures_do_not_change(
+    tmp_path: Path,
+) -> None:
+    from hardnet_export.evaluation.suite import run_evaluation
+
+    torch.manual_seed(0)
+    model = save_checkpoint(tmp_path / "random.pth", HardNet())
+    n = 12
+    patches = structured_patches(n, 2, 64, seed=5)
+    pairs = [(2 * i, 2 * i + 1) for i in range(n)] + [(2 * i, 2 * i + 3) for i in range(n - 1)]
+    write_phototour(tmp_path, "liberty", patches, np.repeat(np.arange(n), 2), np.array(pairs))
+    data = [f"phototour:{tmp_path}/liberty"]
+    both = run_evaluation(model, data, device="cpu", progress=False)
+    alone = run_evaluation(model, data, device="cpu", progress=False, sift=False)
+    assert list(both[0].results) == ["random.pth", "SIFT"]
+    assert list(alone[0].results) == ["random.pth"]
+    assert alone[0].results["random.pth"] == both[0].results["random.pth"]
