@@ -2,9 +2,10 @@
 
 A layer whose int8 version alone moves the worst patch's descriptor far from FP32 is a
 candidate to keep float (mixed precision). The report ranks layers most sensitive first
-(lowest worst-patch cosine, then lowest mean cosine) and gives each layer's share of the
-network's multiply-adds, so :meth:`SensitivityReport.within_budget` can keep the most
-sensitive layers float for a bounded cost. Figures are computed in the semantics the graph
+(lowest worst-patch cosine over textured patches, as the gate takes it, then lowest mean
+cosine) and gives each layer's share of the network's multiply-adds, so
+:meth:`SensitivityReport.within_budget` can keep the most sensitive layers float for a
+bounded cost. Figures are computed in the semantics the graph
 is gated in (exact Q/DQ for the ``tensorrt`` flavour, this host's kernels for ``cpu``).
 """
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hardnet_export.artifacts.describe import describe_in_batches
+from hardnet_export.calibration.gate import worst_cosine
 from hardnet_export.errors import InputError
 from hardnet_export.evaluation.metrics import compare_descriptors
 from hardnet_export.evaluation.pairs import pair_metrics
@@ -162,7 +164,7 @@ def layer_sensitivity(
                 layer=layer,
                 multiply_adds=macs[layer],
                 share=macs[layer] / total,
-                min_cosine=agreement["min_cosine"],
+                min_cosine=worst_cosine(reference, candidate, patches),
                 mean_cosine=agreement["mean_cosine"],
                 nn_accuracy=100 * metrics["nn_accuracy"],
                 nn_accuracy_loss_pp=100

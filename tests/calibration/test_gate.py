@@ -52,3 +52,42 @@ def test_noisy_candidate_loses_fpr95() -> None:
 
     result = evaluate_gate(_describe, noisy, _pairs(200), force=True)
     assert result["fpr95_loss_pp"] > 1.0 and not result["passed"]
+
+
+def test_flat_patches_do_not_decide_the_worst_cosine_but_are_recorded() -> None:
+    from hardnet_export.calibration.gate import FLAT_PATCH_STD, textured
+
+    pairs = _pairs()
+    anchors = pairs.anchors.copy()
+    anchors[3] = 117  # constant: no texture at all
+    anchors[5] = 60
+    anchors[5, 0, :2] = 61  # two pixels one grey level up: std far below one grey level
+    pairs = MatchedPairs(anchors, pairs.positives, name="synthetic")
+    patches = np.concatenate([pairs.anchors, pairs.positives])
+    assert np.flatnonzero(~textured(patches)).tolist() == [3, 5]
+    assert textured(np.full((1, 32, 32), 255, np.uint8) - np.eye(32, dtype=np.uint8) * 8)[0]
+    assert FLAT_PATCH_STD == 1.0
+
+    offset = np.random.default_rng(1).normal(size=1024) * 1e-3
+
+    def reference(batch: np.ndarray) -> np.ndarray:
+        # Like a network's biases, a fixed offset gives flat patches a finite descriptor.
+        flat = batch.reshape(len(batch), -1).astype(np.float64)
+        return _unit(flat - flat.mean(axis=1, keepdims=True) + offset).astype(np.float32)
+
+    def ruin(rows: list[int]):  # type: ignore[no-untyped-def]
+        def describe(batch: np.ndarray) -> np.ndarray:
+            out = reference(batch)
+            for row in rows:
+                if row < len(out):
+                    out[row] = -out[row]
+            return out
+
+        return describe
+
+    # Batches of the gate are at most 256 patches and there are 120: row 3 is anchor 3.
+    flat_only = evaluate_gate(reference, ruin([3, 5]), pairs, min_cosine=0.98)
+    assert flat_only["passed"] and flat_only["min_cosine"] == pytest.approx(1.0)
+    assert flat_only["flat_patches"] == 2 and flat_only["min_cosine_all"] < -0.99
+    with pytest.raises(Int8GateError, match="worst patch's cosine"):
+        evaluate_gate(reference, ruin([3, 7]), pairs, min_cosine=0.98)
