@@ -13,6 +13,7 @@ of the same image, timed in the same run; ``vs_sift`` is a total's p50 over SIFT
 from __future__ import annotations
 
 import datetime as _dt
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -295,3 +296,61 @@ def run_image_benchmark(
     )
     result.settings.update(device=device, threads=threads)
     return result
+
+
+def interleaved_compute_times(
+    image: np.ndarray,
+    describers: Sequence[tuple[str, Describer]],
+    keypoints: int,
+    *,
+    rounds: int = 30,
+) -> dict[str, Any]:
+    """``compute()`` of every describer and OpenCV SIFT's on the same keypoints, timed in
+    interleaved rounds: each round runs SIFT and every describer once, in an order that
+    rotates, so a slow spell of a shared machine falls on all of them alike. Each describer's
+    ratio to SIFT is the median over rounds of its time over SIFT's time in the same round.
+
+    Returns:
+        ``{"rounds", "keypoints", "sift_ms": [...], "targets": {label: {"ms": [...],
+        "ms_p50", "vs_sift"}}}``, milliseconds.
+
+    Shape:
+        - image: (H, W) or (H, W, 3) uint8.
+    """
+    from hardnet_export.geometry import as_gray
+
+    check_int("rounds", rounds, low=3, high=100_000)
+    gray = as_gray(image)
+    kps = sift_keypoints(gray, check_int("keypoints", keypoints, low=1, high=MAX_KEYPOINTS))
+    if not kps:
+        raise InputError("the image has no SIFT keypoints to describe")
+    sift = cv2.SIFT_create()
+    steps: list[tuple[str, Any]] = [("SIFT", lambda: sift.compute(gray, kps))]
+    steps += [(label, lambda d=d: d.compute(image, kps)) for label, d in describers]
+    if len({label for label, _ in steps}) != len(steps):
+        raise InputError(f"describer labels must be distinct and not 'SIFT', got {describers}")
+    for _, step in steps:  # warm-up
+        step()
+    times: dict[str, list[float]] = {label: [] for label, _ in steps}
+    clock = time.perf_counter
+    for r in range(rounds):
+        shift = r % len(steps)
+        for label, step in steps[shift:] + steps[:shift]:
+            start = clock()
+            step()
+            times[label].append(1000 * (clock() - start))
+    sift_ms = np.asarray(times.pop("SIFT"))
+    return {
+        "rounds": rounds,
+        "keypoints": len(kps),
+        "sift_ms": sift_ms.tolist(),
+        "sift_ms_p50": float(np.median(sift_ms)),
+        "targets": {
+            label: {
+                "ms": ms,
+                "ms_p50": float(np.median(ms)),
+                "vs_sift": float(np.median(np.asarray(ms) / sift_ms)),
+            }
+            for label, ms in times.items()
+        },
+    }

@@ -30,3 +30,24 @@ def test_named_frames_and_files(tmp_path: Path) -> None:
     assert as_gray(frame_image(path)).shape == (40, 50)
     with pytest.raises(MissingFileError, match="nope.png"):
         frame_image(tmp_path / "nope.png")
+
+
+def test_interleaved_rounds_time_every_describer_beside_sift() -> None:
+    from hardnet_export import runtime
+    from hardnet_export.benchmark.frame import interleaved_compute_times
+    from hardnet_export.errors import InputError
+
+    frame = frame_image("builtin:frame")
+    describer = runtime.load("hardnet-eighth", backend="onnxruntime", device="cpu")
+    result = interleaved_compute_times(frame, [("eighth", describer)], 100, rounds=4)
+    assert result["rounds"] == 4 and result["keypoints"] == 100
+    assert len(result["sift_ms"]) == 4 and min(result["sift_ms"]) > 0
+    target = result["targets"]["eighth"]
+    assert len(target["ms"]) == 4 and target["ms_p50"] > 0
+    # The ratio is a median of per-round ratios, so it lies within their range.
+    ratios = np.asarray(target["ms"]) / np.asarray(result["sift_ms"])
+    assert ratios.min() <= target["vs_sift"] <= ratios.max()
+    with pytest.raises(InputError, match="distinct and not 'SIFT'"):
+        interleaved_compute_times(frame, [("SIFT", describer)], 10, rounds=3)
+    with pytest.raises(InputError, match="rounds"):
+        interleaved_compute_times(frame, [("eighth", describer)], 10, rounds=1)

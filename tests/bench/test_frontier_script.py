@@ -22,15 +22,18 @@ def test_frontier_writes_rows_per_backend(tmp_path: Path) -> None:
         tmp_path / "tiny" / "final.pth", HardNet(width=0.125), step=1, data="builtin", config={}
     )
     script = runpy.run_path(str(ROOT / "benchmarks" / "frontier.py"))
-    args = ["--model", str(weights), "--pairs", "60", "--keypoints", "150", "--duration-s", "0.05"]
+    args = ["--model", str(weights), "--pairs", "60", "--keypoints", "150", "--duration-s", "0.05",
+            "--rounds", "3"]  # fmt: skip
     assert script["main"]([*args, "--out", str(tmp_path / "out")]) == 0
     (json_file,) = (tmp_path / "out").glob("frontier-*.json")
     result = json.loads(json_file.read_text())
     points = [(r["precision"], r["backend"]) for r in result["rows"]]
     assert points[0] == ("fp32", "onnxruntime") and points[-1][0] == "int8-cpu"
     assert (("fp32", "openvino") in points) == installed("openvino")
+    assert result["rounds"] == 3
     for row in result["rows"]:
         assert row["model"] == "tiny" and row["width"] == 0.125 and row["frame_ms_p50"] > 0
+        assert row["vs_sift"] > 0 and set(row["stages_ms_p50"]) == {"extract", "infer", "total"}
         assert 0 <= row["stereo_frame"]["nn@3"] <= 1 and "stereo" in row["accuracy"]
         assert row["int8_gate_passed"] in (
             (None,) if row["precision"] != "int8-cpu" else (True, False)
