@@ -24,13 +24,19 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_eval_reports_model_beside_sift(tmp_path: Path) -> None:
+def _random_model_and_phototour(folder: Path, name: str) -> Path:
+    """A random HardNet checkpoint and a 12-point PhotoTour set ``folder/name``."""
     torch.manual_seed(0)
-    model = save_checkpoint(tmp_path / "random.pth", HardNet())
+    model = save_checkpoint(folder / "random.pth", HardNet())
     n = 12
     patches = structured_patches(n, 2, 64, seed=5)
     pairs = [(2 * i, 2 * i + 1) for i in range(n)] + [(2 * i, 2 * i + 3) for i in range(n - 1)]
-    write_phototour(tmp_path, "notredame", patches, np.repeat(np.arange(n), 2), np.array(pairs))
+    write_phototour(folder, name, patches, np.repeat(np.arange(n), 2), np.array(pairs))
+    return model
+
+
+def test_eval_reports_model_beside_sift(tmp_path: Path) -> None:
+    model = _random_model_and_phototour(tmp_path, "notredame")
     write_split(tmp_path / "hpatches", rows=2)
     out = tmp_path / "result.json"
     result = run_cli(
@@ -66,12 +72,7 @@ def test_without_sift_only_the_model_is_scored_and_its_figures_do_not_change(
 ) -> None:
     from hardnet_export.evaluation.suite import run_evaluation
 
-    torch.manual_seed(0)
-    model = save_checkpoint(tmp_path / "random.pth", HardNet())
-    n = 12
-    patches = structured_patches(n, 2, 64, seed=5)
-    pairs = [(2 * i, 2 * i + 1) for i in range(n)] + [(2 * i, 2 * i + 3) for i in range(n - 1)]
-    write_phototour(tmp_path, "liberty", patches, np.repeat(np.arange(n), 2), np.array(pairs))
+    model = _random_model_and_phototour(tmp_path, "liberty")
     data = [f"phototour:{tmp_path}/liberty"]
     both = run_evaluation(model, data, device="cpu", progress=False)
     alone = run_evaluation(model, data, device="cpu", progress=False, sift=False)
