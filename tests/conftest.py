@@ -14,18 +14,6 @@ from hardnet_export._cuda import cuda_status, gpu_test_gate, gpu_visible
 
 @pytest.hookimpl(trylast=True)  # after -m/-k deselection: only the GPU tests that would run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # OpenVINO's tests run last. Seen with OpenVINO 2026.4 here: once its CPU plugin has run
-    # multi-threaded inference in a process, a signal raised there later (the trainer's
-    # SIGINT/SIGTERM tests raised them in-process) ends the process with SIGSEGV. Those
-    # tests now raise them in a fresh process (a CI run still crashed with this order alone);
-    # the order stays as a second guard.
-    # Training tests run first, before anything in the process has run OpenVINO: CI runs
-    # ended with SIGSEGV inside test_trainer.py and after test_run_safety.py once the frontier
-    # and INT8-export tests (OpenVINO rows, OpenVINO gate) had run earlier in the process.
-    training = [item for item in items if item.nodeid.startswith("tests/train/")]
-    openvino = [item for item in items if "openvino" in item.nodeid and item not in training]
-    rest = [item for item in items if item not in training and item not in openvino]
-    items[:] = training + rest + openvino
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if not gpu_items:
         return

@@ -44,6 +44,28 @@ def _import_openvino() -> Any:
     return openvino
 
 
+_core_lock = threading.Lock()
+_core: list[Any] = []  # the process's one Core, once created
+
+
+def core() -> Any:
+    """The process's one ``openvino.Core``, created on first use (thread-safe); every
+    OpenVINO call of the project (describers, INT8 gates, metadata reads, benchmarks) goes
+    through it.
+
+    Why one: each Core's CPU plugin installs its own alternate signal stack and, when freed,
+    restores the one it found. Cores freed in creation order leave the process on an unmapped
+    stack, and the next handled signal (Ctrl-C, SIGTERM, a DataLoader's SIGCHLD) becomes a
+    SIGSEGV (seen with OpenVINO 2026.4). This one is never freed before the process ends.
+    Code that makes Cores of its own beside it should keep them alive for the life of the
+    process (or free them in reverse creation order), or use this one.
+    """
+    with _core_lock:
+        if not _core:
+            _core.append(_import_openvino().Core())
+        return _core[0]
+
+
 def _metadata(model: Any, artifact: Path) -> GraphMetadata:
     """The ONNX ``metadata_props`` OpenVINO keeps under ``rt_info["framework"]``."""
     info = model.get_rt_info()
@@ -62,9 +84,9 @@ def _dims(port: Any) -> list[int | None]:
 def read_graph_metadata(path: Path) -> GraphMetadata:
     """A graph's metadata, read by OpenVINO without compiling it (empty metadata for a graph
     that OpenVINO cannot read: the backend that opens it then reports why)."""
-    ov = _import_openvino()
+    ov_core = core()  # a missing OpenVINO is the caller's to know, not an empty metadata
     try:
-        return _metadata(ov.Core().read_model(str(path)), path)
+        return _metadata(ov_core.read_model(str(path)), path)
     except Exception:
         return GraphMetadata()
 
@@ -91,13 +113,12 @@ def ov_describe(proto_or_path: Any, *, inference_precision: str = "f32") -> Any:
     """A describe function running a HardNet graph (an ``onnx.ModelProto`` or a path) on
     OpenVINO's CPU plugin in one latency-hinted request, as :class:`OpenVINODescriber`
     does; uint8 patches in (cast to the graph's input dtype)."""
-    ov = _import_openvino()
-    core = ov.Core()
+    ov_core = core()
     if isinstance(proto_or_path, (str, Path)):
-        model = core.read_model(str(proto_or_path))
+        model = ov_core.read_model(str(proto_or_path))
     else:
-        model = core.read_model(proto_or_path.SerializeToString())
-    compiled = core.compile_model(
+        model = ov_core.read_model(proto_or_path.SerializeToString())
+    compiled = ov_core.compile_model(
         model,
         "CPU",
         {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": inference_precision},
@@ -193,10 +214,9 @@ class OpenVINODescriber(Describer):
         weights = path.with_suffix(".bin")
         if path.suffix.lower() == ".xml" and not weights.is_file():
             raise MissingFileError(f"OpenVINO IR {path} needs its weights file {weights}")
-        ov = _import_openvino()
-        core = ov.Core()
+        ov_core = core()
         try:
-            model = core.read_model(str(path))
+            model = ov_core.read_model(str(path))
         except Exception as exc:  # OpenVINO raises RuntimeError with a multi-line report
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             kind = "OpenVINO IR" if path.suffix.lower() == ".xml" else "ONNX model"
@@ -229,7 +249,7 @@ class OpenVINODescriber(Describer):
         if num_threads:
             config["INFERENCE_NUM_THREADS"] = num_threads
         try:
-            compiled = core.compile_model(model, "CPU", config)
+            compiled = ov_core.compile_model(model, "CPU", config)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise InputError(f"OpenVINO cannot compile {path} for the CPU ({first})") from exc

@@ -4,8 +4,7 @@ table, JSON and plot with every CPU backend's row."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import runpy
 from pathlib import Path
 
 import torch
@@ -24,14 +23,8 @@ def test_frontier_writes_rows_per_backend(tmp_path: Path) -> None:
     )
     args = ["--model", str(weights), "--pairs", "60", "--keypoints", "150", "--duration-s", "0.05",
             "--rounds", "3"]  # fmt: skip
-    # In its own process: OpenVINO's threaded inference can make later work in this one crash
-    # with SIGSEGV (see tests/conftest.py).
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "frontier.py"), *args,
-         "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    script = runpy.run_path(str(ROOT / "benchmarks" / "frontier.py"))
+    assert script["main"]([*args, "--out", str(tmp_path / "out")]) == 0
     (json_file,) = (tmp_path / "out").glob("frontier-*.json")
     result = json.loads(json_file.read_text())
     points = [(r["precision"], r["backend"]) for r in result["rows"]]

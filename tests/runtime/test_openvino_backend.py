@@ -10,6 +10,7 @@ import pytest
 
 from hardnet_export import runtime
 from hardnet_export.errors import InputError
+from hardnet_export.runtime.openvino_backend import core
 from hardnet_export.shipped import SHIPPED_ONNX
 
 ov = pytest.importorskip("openvino")
@@ -67,7 +68,7 @@ def test_int8_graph_within_the_gates_cosine(int8_graph: Path, patches: np.ndarra
 
 def test_ir_round_trip(tmp_path: Path, patches: np.ndarray) -> None:
     xml = tmp_path / "hardnet.xml"
-    ov.save_model(ov.Core().read_model(str(SHIPPED_ONNX)), str(xml), compress_to_fp16=False)
+    ov.save_model(core().read_model(str(SHIPPED_ONNX)), str(xml), compress_to_fp16=False)
     assert xml.with_suffix(".bin").is_file()
     loaded = runtime.load(xml)  # the suffix picks OpenVINO
     assert loaded.backend == "openvino" and loaded.precision == "fp32"  # metadata kept
