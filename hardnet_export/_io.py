@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import re
 import secrets
 import shutil
+import socket
 import stat
 import tempfile
 import zipfile
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hardnet_export import _signals
 from hardnet_export.errors import InputError, MissingFileError, OutputError, OutputIsFolderError
 
 
@@ -24,7 +27,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     A crash or exception midway leaves any previous file at ``path`` untouched and
-    removes the partial temporary file, so no artifact is ever half-written.
+    removes the partial temporary file, so no artifact is ever half-written. A SIGINT or
+    SIGTERM received at any moment before the rename (even one that a library swallowed)
+    stops it there: the artifact is only put in place by a run that was not asked to stop.
+    Temporaries that a killed process (SIGKILL, or a library's own handler that killed it)
+    left beside ``path`` are removed first (:func:`remove_stale_temporaries`).
 
     The result has the mode a plain ``open()`` would give: a new file 0666 less the umask,
     an existing file keeps its own mode (a re-export must not widen or narrow who may read
@@ -34,21 +41,26 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     Raises:
         MissingFileError: the folder does not exist.
         OutputError: ``path`` is a folder, or nothing can be created in its folder.
+        Interrupted: a signal was received before the rename.
     """
     target = Path(path)
     if target.is_symlink():
         # Renaming onto the link would replace the link itself with a plain file.
         target = Path(os.path.realpath(target))
     _check_target(target)
+    remove_stale_temporaries(target)
     tmp = _new_temporary(target)
     try:
         yield tmp
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
-        os.replace(tmp, target)
+        with _signals.deferred():  # a signal after the check waits until the file is whole
+            _signals.check()
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+            os.replace(tmp, target)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with _signals.deferred():
+            if tmp.exists():
+                tmp.unlink()
 
 
 def _check_target(target: Path) -> Path:
@@ -60,13 +72,49 @@ def _check_target(target: Path) -> Path:
     return parent
 
 
+#: Which machine a temporary's PID belongs to (a shared folder may have writers on several).
+_HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+#: Sidecar files that sqlite makes beside a database being written (the COLMAP database).
+_SIDECARS = ("-journal", "-wal", "-shm")
+
+
+def _temporary_name(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}-{_HOST_TAG}.{secrets.token_hex(4)}.tmp"
+
+
+def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries of ``target`` (and their sqlite sidecars) left by processes of
+    this machine that no longer run; return them. Those of running processes, of other
+    machines and of unknown owners stay."""
+    target = Path(target)
+    parent = target.parent if str(target.parent) else Path(".")
+    owner = re.compile(re.escape(f".{target.name}.") + r"(\d+)-([0-9a-f]{6})\.[0-9a-f]+\.tmp")
+    removed = []
+    try:
+        candidates = list(parent.glob(f".{glob.escape(target.name)}.*.tmp*"))
+    except OSError:
+        return removed
+    for path in candidates:
+        name = path.name
+        for sidecar in _SIDECARS:
+            name = name.removesuffix(sidecar)
+        found = owner.fullmatch(name)
+        if not found or found.group(2) != _HOST_TAG or process_alive(int(found.group(1))):
+            continue
+        with contextlib.suppress(FileNotFoundError, PermissionError, IsADirectoryError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 def _new_temporary(target: Path) -> Path:
     """Create an empty, uniquely named file beside ``target`` with the mode a plain ``open()``
     gives (0666 less the umask); ``tempfile.mkstemp`` would make it 0600, and the rename
-    would carry that mode onto the artifact."""
+    would carry that mode onto the artifact. The name carries this process's PID, so that a
+    later run can tell a killed writer's leftovers from a live writer's file."""
     parent = target.parent if str(target.parent) else Path(".")
     for _ in range(100):
-        candidate = parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        candidate = parent / _temporary_name(target)
         try:
             fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
+from hardnet_export import _signals
+
 T = TypeVar("T")
 
 
@@ -69,9 +71,15 @@ def track(
     """Yield ``items`` while a bar shows done/total, items per second and time left.
 
     With ``enabled=False`` the items pass through untouched (library default, quiet tests).
+    A SIGINT or SIGTERM received under the command line stops the loop at the next item, even
+    one whose exception a library swallowed (:func:`hardnet_export._signals.check`).
     """
-    if not enabled:
-        yield from items
+    if enabled:
+        with progress_bar(rate_column(unit)) as progress:
+            for item in progress.track(items, total=total, description=description):
+                _signals.check()
+                yield item
         return
-    with progress_bar(rate_column(unit)) as progress:
-        yield from progress.track(items, total=total, description=description)
+    for item in items:
+        _signals.check()
+        yield item

@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import re
+import signal
 import sys
 import typing
 import warnings
@@ -22,12 +23,12 @@ from typing import Any
 
 import typer
 
-from hardnet_export import __version__
+from hardnet_export import __version__, _signals
 from hardnet_export.benchmark.frame import DEFAULT_KEYPOINTS
 from hardnet_export.benchmark.run import run_benchmark
 from hardnet_export.check import check_artifact
 from hardnet_export.demo import DemoConfig
-from hardnet_export.errors import HardnetError, InputError, TrainingInterrupted
+from hardnet_export.errors import HardnetError, InputError, Interrupted, TrainingInterrupted
 from hardnet_export.evaluation.suite import run_evaluation
 from hardnet_export.export.int8 import Int8Options
 from hardnet_export.export.onnx import export_onnx
@@ -47,7 +48,10 @@ app = typer.Typer(
     name="hardnet-export",
     help=(
         "Train HardNet patch descriptors, export them to ONNX and TensorRT, and serve them.\n\n"
-        "Example: hardnet-export demo --out demo-out"
+        "Example: hardnet-export demo --out demo-out\n\n"
+        "Exit status: 0 done; 1 an error you can fix (one line says what); 2 a usage error; "
+        "70 an internal error (a bug: rerun with --debug and report it); 128+N ended by "
+        "signal N (130 Ctrl-C, 143 SIGTERM), leaving no half-written or unfinished output."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -55,7 +59,7 @@ app = typer.Typer(
     rich_markup_mode=None,  # help text is plain: "[trt]" in a pip command is not markup
 )
 
-_state: dict[str, Any] = {"debug": False, "terminated": 0}
+_state: dict[str, Any] = {"debug": False}
 
 
 def default(owner: Any, name: str) -> Any:
@@ -1082,55 +1086,74 @@ def demo(
         raise typer.Exit(1)
 
 
-def _exit_cleanly_on_sigterm() -> None:
-    """SIGTERM (``kill``, ``timeout``, a job scheduler) ends the command as an exception, so
-    ``finally`` blocks remove temporary files and folders; Python's default ends the process
-    without them. Training installs its own handler: it finishes the step and checkpoints."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return  # someone (a test runner, an embedding application) chose their own
-
-    def terminate(signum: int, _frame: Any) -> None:
-        typer.echo("terminated", err=True)
-        _state["terminated"] = signum
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
+#: Exit statuses, documented in the README (Exit statuses) and in ``hardnet-export --help``.
+EXIT_OK = 0
+#: The user can fix it: bad input, a missing file or package, a failed accuracy gate.
+EXIT_ERROR = 1
+#: The command line itself is wrong: an unknown option, a missing argument, a bad value type.
+EXIT_USAGE = 2
+#: A bug in hardnet-export (BSD sysexits' EX_SOFTWARE); --debug shows the traceback.
+EXIT_INTERNAL = 70
+#: Ended by signal N: 128 + N (the shell's convention), 130 for SIGINT, 143 for SIGTERM.
+EXIT_SIGNAL_BASE = 128
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: the project's errors and the system's print one sentence (exit
-    1); anything else is a bug, reported in one line (exit 2); ``--debug`` shows the traceback."""
-    args = sys.argv[1:] if argv is None else argv
-    # Warnings are advice to the user: one line each, without the source line they came from.
-    warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
-    debug = "--debug" in args
-    _exit_cleanly_on_sigterm()
+def _stopped(signum: int) -> int:
+    typer.echo(str(Interrupted(signum)), err=True)
+    return EXIT_SIGNAL_BASE + signum
+
+
+def _run(args: list[str], debug: bool) -> int:
+    """Run one command; its exit status. SIGINT and SIGTERM raise :class:`Interrupted`
+    (``_signals``), so ``finally`` blocks remove temporary files and folders, and a signal
+    decides the status even where a library swallowed its exception."""
     try:
-        app(args=args, prog_name="hardnet-export")
+        status = app(args=args, prog_name="hardnet-export", standalone_mode=False)
+    except KeyboardInterrupt as exc:
+        signum = _signals.received() or getattr(exc, "signum", signal.SIGINT)
+        return _stopped(signum)
+    except typer.Abort:  # end of input at a prompt
+        return _stopped(_signals.received() or signal.SIGINT)
+    except typer.exceptions.TyperException as exc:  # click's usage errors, shown as click does
+        exc.show()  # type: ignore[attr-defined]
+        return int(getattr(exc, "exit_code", EXIT_USAGE))
     except (HardnetError, OSError) as exc:
+        if _signals.received():  # a library turned the signal into another error
+            return _stopped(_signals.received() or signal.SIGTERM)
         if debug or _state["debug"]:
             raise
         message = str(exc).strip() or type(exc).__name__
         typer.echo(f"error: {message}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+        return EXIT_ERROR
     except Exception as exc:
-        if _state.get("terminated"):
-            # The exit raised in the handler can surface as another exception (an import
-            # that was running fails with ImportError): it is still the termination.
-            sys.exit(128 + int(_state["terminated"]))
+        if _signals.received():
+            # The exception raised in the handler can surface as another one (an import
+            # that was running fails with ImportError): it is still the signal.
+            return _stopped(_signals.received() or signal.SIGTERM)
         if debug or _state["debug"]:
             raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         typer.echo(
             f"internal error, please report it with the output of --debug: "
-            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+            f"{type(exc).__name__}: {first}",
             err=True,
         )
-        sys.exit(2)
+        return EXIT_INTERNAL
+    signum = _signals.received()
+    if signum is not None and status in (None, EXIT_OK, EXIT_SIGNAL_BASE + signal.SIGINT):
+        # Typer answers a KeyboardInterrupt with a bare 130, and a signal whose exception a
+        # library swallowed can let the command run to its end: neither is a success.
+        return _stopped(signum)
+    return status if isinstance(status, int) else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point. Exit statuses: 0 done; 1 an error the user can fix (one line);
+    2 a usage error; 70 an internal error (a bug, reported in one line; ``--debug`` shows
+    the traceback); 128 + N ended by signal N (130 SIGINT, 143 SIGTERM)."""
+    args = sys.argv[1:] if argv is None else argv
+    # Warnings are advice to the user: one line each, without the source line they came from.
+    warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
+    with _signals.handled():
+        status = _run(args, "--debug" in args)
+    sys.exit(status)

@@ -7,6 +7,8 @@ bug: the CLI says "internal error" and shows the traceback under ``--debug``.
 
 from __future__ import annotations
 
+import signal
+
 
 class HardnetError(Exception):
     """Base class of every error the project raises on purpose, with a message for users."""
@@ -44,7 +46,31 @@ class StateError(HardnetError, RuntimeError):
     """An object was used in a state that does not allow it (a closed describer, ...)."""
 
 
-class TrainingInterrupted(KeyboardInterrupt):
+def signal_name(signum: int) -> str:
+    """``SIGINT`` for 2, ...; ``signal N`` for a number without a name."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class Interrupted(KeyboardInterrupt):
+    """A command stopped on SIGINT or SIGTERM (``signum``); the CLI exits ``128 + signum``.
+
+    A ``KeyboardInterrupt`` rather than a :class:`HardnetError`, so ``except Exception``
+    cannot swallow it and the cleanup code written for Ctrl-C runs for SIGTERM as well.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        verb = "terminated" if self.signum == signal.SIGTERM else "interrupted"
+        return f"{verb} by {signal_name(self.signum)}"
+
+
+class TrainingInterrupted(Interrupted):
     """Training stopped on SIGINT or SIGTERM (``signum``).
 
     A ``KeyboardInterrupt`` rather than a :class:`HardnetError`: a stop asked for by the user
@@ -65,7 +91,6 @@ class TrainingInterrupted(KeyboardInterrupt):
         checkpoint_step: int | None = None,
     ) -> None:
         super().__init__(signum)
-        self.signum = signum
         self.aborted = aborted
         self.step = step
         self.steps = steps
@@ -73,12 +98,7 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.checkpoint_step = checkpoint_step
 
     def __str__(self) -> str:
-        import signal
-
-        try:
-            name = signal.Signals(self.signum).name
-        except ValueError:
-            name = f"signal {self.signum}"
+        name = signal_name(self.signum)
         where = "" if self.step is None else f" at step {self.step}"
         if self.steps is not None and self.step is not None:
             where += f" of {self.steps}"

@@ -18,20 +18,21 @@ import hardnet_export
 ROOT = Path(hardnet_export.__file__).parent
 RANKS = {
     "errors": 0,
-    **dict.fromkeys(("_io", "_progress", "host", "shipped", "_cuda", "validate"), 1),
-    **dict.fromkeys(("artifacts", "geometry"), 2),
-    "model": 3,
-    "data": 4,
-    "runtime": 5,
-    "evaluation": 6,
-    **dict.fromkeys(("calibration", "train"), 7),
-    "export": 8,
-    "benchmark": 9,
-    **dict.fromkeys(("check", "demo"), 10),
-    "cli": 11,
-    "__main__": 12,
+    "_signals": 1,
+    **dict.fromkeys(("_io", "_progress", "host", "shipped", "_cuda", "validate"), 2),
+    **dict.fromkeys(("artifacts", "geometry"), 3),
+    "model": 4,
+    "data": 5,
+    "runtime": 6,
+    "evaluation": 7,
+    **dict.fromkeys(("calibration", "train"), 8),
+    "export": 9,
+    "benchmark": 10,
+    **dict.fromkeys(("check", "demo"), 11),
+    "cli": 12,
+    "__main__": 13,
 }
-FLOOR_RANK = 2
+FLOOR_RANK = 3
 RUNTIME_MAY_IMPORT = {unit for unit, rank in RANKS.items() if rank <= FLOOR_RANK} | {"model"}
 
 
@@ -56,6 +57,13 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
             else:
                 module = node.module or ""
             found.append((node.lineno, module))
+            # `from hardnet_export import _io` imports the unit _io, not the package root.
+            found += [
+                (node.lineno, f"{module}.{a.name}")
+                for a in node.names
+                if module == "hardnet_export"
+                and ((ROOT / f"{a.name}.py").is_file() or (ROOT / a.name).is_dir())
+            ]
     return [
         (line, m) for line, m in found if m == "hardnet_export" or m.startswith("hardnet_export.")
     ]

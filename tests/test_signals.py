@@ -1,0 +1,125 @@
+"""SIGINT and SIGTERM under the command line: never lost, never a finished artifact after them.
+
+The handlers are installed by ``_signals.handled()`` (what ``cli.main`` does) in this process;
+each test restores what it changed. A library that swallows the exception (a finaliser) or
+replaces the handler at the C level (pycolmap's glog) is reproduced for real.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hardnet_export import _signals
+from hardnet_export._io import _HOST_TAG, atomic_path, atomic_write_text, remove_stale_temporaries
+from hardnet_export.errors import Interrupted
+
+
+class SignalsItself:
+    """Raises SIGTERM from its finaliser: the handler's exception is "ignored" by Python."""
+
+    def __del__(self) -> None:
+        signal.raise_signal(signal.SIGTERM)
+
+
+def test_a_signal_swallowed_by_a_finaliser_is_raised_again(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    with _signals.handled():
+        assert signal.getsignal(signal.SIGTERM) is _signals._handle
+        with pytest.raises(Interrupted) as caught:
+            SignalsItself()  # freed at once; its exception cannot leave __del__
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                time.sleep(0.001)
+        assert caught.value.signum == signal.SIGTERM and _signals.received() == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and _signals.received() is None
+    assert "Exception ignored" not in capfd.readouterr().err
+
+
+def test_no_artifact_is_put_in_place_after_a_swallowed_signal(tmp_path: Path) -> None:
+    out = tmp_path / "model.onnx"
+    with _signals.handled():
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass  # a library that catches Ctrl-C and carries on
+        with pytest.raises(Interrupted) as caught, atomic_path(out) as tmp:
+            tmp.write_bytes(b"a whole graph")
+        assert caught.value.signum == signal.SIGINT
+    assert list(tmp_path.iterdir()) == []
+    atomic_write_text(out, "after the handlers are gone, writing works again")
+    assert out.read_text().startswith("after")
+
+
+def test_a_signal_in_a_deferred_section_is_raised_when_it_ends() -> None:
+    with _signals.handled():
+        steps = []
+        with pytest.raises(Interrupted):
+            with _signals.deferred():
+                signal.raise_signal(signal.SIGTERM)
+                steps.append("the section went on")
+            steps.append("not reached")
+        assert steps == ["the section went on"]
+
+
+def test_stale_temporaries_of_dead_writers_are_swept(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    pid = int(dead.stdout)
+    target = tmp_path / "c.db"
+    stale = [tmp_path / f".c.db.{pid}-{_HOST_TAG}.0a1b2c3d.tmp{s}" for s in ("", "-journal")]
+    kept = [
+        tmp_path / f".c.db.{os.getpid()}-{_HOST_TAG}.0a1b2c3d.tmp",  # a live writer's
+        tmp_path / f".c.db.{pid}-{'0' * 6 if _HOST_TAG != '0' * 6 else '1' * 6}.0a1b2c3d.tmp",
+        tmp_path / ".c.db.0a1b2c3d.tmp",  # an owner we cannot tell
+        tmp_path / f".other.db.{pid}-{_HOST_TAG}.0a1b2c3d.tmp",
+    ]
+    for path in stale + kept:
+        path.write_text("x")
+    atomic_write_text(target, "the next write of the target sweeps them")
+    assert sorted(tmp_path.iterdir()) == sorted([target, *kept])
+    for path in stale:
+        path.write_text("x")
+    assert sorted(remove_stale_temporaries(target)) == sorted(stale)
+
+
+GLOG_COMMAND = """
+import os, signal, sys
+from hardnet_export import cli
+
+@cli.app.command("glog")
+def glog() -> None:
+    import pycolmap  # installs glog's failure handler over SIGTERM, at the C level
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    signal.sigtimedwait([], 0.1)  # a moment for the signal to be handled
+    print("carried on")
+
+@cli.app.command("swallow")
+def swallow() -> None:
+    try:
+        signal.raise_signal(signal.SIGINT)
+    except KeyboardInterrupt:
+        pass
+    print("carried on")
+
+cli.main(sys.argv[1:])
+"""
+
+
+def test_signals_end_commands_with_one_line_and_their_status() -> None:
+    pytest.importorskip("pycolmap")
+    run = [sys.executable, "-c", GLOG_COMMAND]
+    glog = subprocess.run([*run, "glog"], capture_output=True, text=True, timeout=120)
+    assert glog.returncode == 128 + signal.SIGTERM, glog.stderr
+    assert glog.stderr == "terminated by SIGTERM\n" and "carried on" not in glog.stdout
+    # A command that swallowed the signal and ran to its end still did not succeed.
+    swallow = subprocess.run([*run, "swallow"], capture_output=True, text=True, timeout=120)
+    assert (swallow.returncode, swallow.stderr) == (130, "interrupted by SIGINT\n")
