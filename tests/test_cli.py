@@ -126,11 +126,12 @@ cli.main(sys.argv[1:])
 
 
 def test_only_the_projects_errors_are_user_errors(tmp_path) -> None:
-    # A user error: one line, exit 1. A bug: "internal error", exit 2; --debug shows it.
+    # A user error: one line, exit 1. A bug: "internal error", exit 70; --debug shows it. A
+    # usage error: click's usage text, exit 2.
     missing = run_cli("check", str(tmp_path / "none.onnx"))
     assert missing.returncode == 1 and missing.stderr.startswith("error: artifact not found")
     for extra, code, text in (
-        ([], 2, "internal error, please report"),
+        ([], 70, "internal error, please report"),
         (["--debug"], 1, "KeyError"),
     ):
         result = subprocess.run(
@@ -138,3 +139,5 @@ def test_only_the_projects_errors_are_user_errors(tmp_path) -> None:
         )
         assert result.returncode == code and text in result.stderr, result.stderr
         assert "error: 'gpu_name'" not in result.stderr
+    usage = run_cli("check", str(tmp_path / "none.onnx"), "--no-such-option")
+    assert usage.returncode == 2 and "No such option: --no-such-option" in usage.stderr
