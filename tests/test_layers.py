@@ -19,7 +19,7 @@ ROOT = Path(hardnet_export.__file__).parent
 RANKS = {
     "errors": 0,
     **dict.fromkeys(("_io", "_progress", "host", "shipped", "_cuda", "validate"), 1),
-    **dict.fromkeys(("artifacts", "geometry"), 2),
+    **dict.fromkeys(("artifacts", "geometry", "imagefile"), 2),
     "model": 3,
     "data": 4,
     "runtime": 5,
