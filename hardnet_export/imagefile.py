@@ -26,6 +26,7 @@ import os
 import re
 import struct
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -494,7 +495,7 @@ def _pnm_number(data: bytes, pos: int, what: str) -> tuple[int, int]:
     """The decimal number after whitespace and comments from ``pos``, and where the next one
     starts: like OpenCV's reader, the byte after the digits is consumed, whatever it is (in
     ``80#9 ...`` the 9 is the next number, not part of a comment)."""
-    gap = _PNM_GAP.match(data, pos)
+    gap = _PNM_GAP.match(data, pos, _TEXT_HEADER_BYTES)
     assert gap is not None  # the pattern matches the empty string
     pos = gap.end()
     if pos >= min(len(data), _TEXT_HEADER_BYTES) or data[pos] == ord("#"):
@@ -504,6 +505,8 @@ def _pnm_number(data: bytes, pos: int, what: str) -> tuple[int, int]:
     digits = _DIGITS.match(data, pos)
     if digits is None:
         raise _Corrupt(f"byte 0x{data[pos]:02X} at {pos} where {what} should be")
+    if digits.end() >= len(data):
+        raise _Truncated(f"inside {what}")  # more digits may follow: OpenCV reads one byte on
     text = digits.group()
     if len(text) > 10 or int(text) > _INT_MAX:
         raise _Corrupt(f"{what} has more digits than OpenCV reads")
@@ -587,10 +590,10 @@ def _hdr(data: bytes) -> tuple[int, int]:
     if not has_format:
         raise _Corrupt("its header has no FORMAT=32-bit_rle_rgbe line")
     line, _ = _hdr_line(data, pos)
+    if not line.endswith(b"\n") and len(line) < 127:
+        raise _Truncated("inside its size line")  # a cut "-Y 30000" would read as -Y 3
     size = _HDR_SIZE.match(line)
     if size is None:
-        if b"\n" not in line and len(line) < 127:
-            raise _Truncated("inside its size line")
         raise _Corrupt(f"its size line is {line[:40]!r}, not -Y HEIGHT +X WIDTH")
     return int(size.group(2)), int(size.group(1))
 
@@ -658,39 +661,57 @@ def _parser_for(data: bytes) -> tuple[str, Callable[[bytes], tuple[int, int]]] |
 
 
 def _check_complete(data: bytes, fmt: str, path: Path) -> None:
-    """Refuse a PNG or JPEG cut short, before OpenCV's decoders print their own errors."""
-    if fmt == "PNG":
-        where = _png_cut(data)
-    elif fmt == "JPEG":
-        where = _jpeg_cut(data)
-    else:
+    """Refuse a PNG or JPEG that is cut short (or a PNG whose critical chunks fail their
+    CRC) before OpenCV's decoders see it: libpng and libjpeg would fail on it too, after
+    printing their own messages."""
+    check = {"PNG": _png_complete, "JPEG": _jpeg_complete}.get(fmt)
+    if check is None:
         return
-    if where:
-        raise InputError(f"cannot decode {path}: the {fmt} file is truncated: it ends {where}")
+    try:
+        check(data)
+    except _Truncated as exc:
+        raise InputError(
+            f"cannot decode {path}: the {fmt} file is truncated: it ends {exc}"
+        ) from None
+    except _Corrupt as exc:
+        raise InputError(f"cannot decode {path}: not a valid {fmt} file: {exc}") from None
 
 
-def _png_cut(data: bytes) -> str:
+def _png_complete(data: bytes) -> None:
+    view = memoryview(data)
     pos = 8
     while True:
         if pos + 8 > len(data):
-            return "before its IEND chunk"
+            raise _Truncated("before its IEND chunk")
         length, kind = struct.unpack_from(">I4s", data, pos)
-        pos += 12 + length
-        if pos > len(data):
-            return f"inside its {kind.decode('latin-1')!r} chunk"
+        end = pos + 12 + length
+        name = kind.decode("latin-1")
+        if not kind.isalpha():
+            raise _Corrupt(f"a chunk at byte {pos} has the type {kind!r}, not four letters")
+        if end > len(data):
+            raise _Truncated(f"inside its {name!r} chunk")
+        # libpng refuses a critical chunk (upper-case first letter) with a bad CRC and only
+        # warns about an ancillary one.
+        if (
+            kind[0] < 0x61
+            and zlib.crc32(view[pos + 4 : end - 4]) != struct.unpack_from(">I", data, end - 4)[0]
+        ):
+            raise _Corrupt(f"its {name!r} chunk at byte {pos} fails its CRC check")
         if kind == b"IEND":
-            return ""
+            return
+        pos = end
 
 
-def _jpeg_cut(data: bytes) -> str:
+def _jpeg_complete(data: bytes) -> None:
+    scan = -1
     try:
         for marker, _at, end in _jpeg_segments(data):
-            if marker == 0xDA:
-                if end > len(data) or data.find(b"\xff\xd9", end) < 0:
-                    return "before its end-of-image marker"
-                return ""
-            if marker == 0xD9:
+            if marker in (0xD9, 0xDA):
+                scan = end if marker == 0xDA else -1
                 break
     except (_Truncated, _Corrupt):
         pass
-    return "before its image data"
+    if scan < 0 or scan > len(data):
+        raise _Truncated("before its image data")
+    if data.find(b"\xff\xd9", scan) < 0:
+        raise _Truncated("before its end-of-image marker")

@@ -259,3 +259,16 @@ def test_opencv_prints_nothing_of_its_own(
             decode_image(write(tmp_path, f"cut-{name}", SAMPLES[name][:-40]))
     captured = capfd.readouterr()
     assert captured.err == "" and captured.out == "", captured
+
+
+def test_a_png_with_a_damaged_chunk_is_refused_before_libpng_prints(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    data = bytearray(SAMPLES["png"])
+    idat = data.find(b"IDAT")
+    data[idat + 40] ^= 0xFF  # a bit flip on disk: the chunk's CRC no longer matches
+    path = write(tmp_path, "flipped.png", bytes(data))
+    with pytest.raises(InputError, match=r"not a valid PNG file: its 'IDAT' chunk at byte \d+ "
+                       "fails its CRC check$"):  # fmt: skip
+        decode_image(path)
+    assert capfd.readouterr().err == ""
