@@ -8,6 +8,7 @@ refusal has to come from the header, since decoding them would allocate 900 MB f
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 import sys
@@ -274,3 +275,20 @@ def test_a_png_with_a_damaged_chunk_is_refused_before_libpng_prints(
                        "fails its CRC check$"):  # fmt: skip
         decode_image(path)
     assert capfd.readouterr().err == ""
+
+
+def test_opencvs_own_cap_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    # Issue 22: a header claiming 100000x100000 gave "internal error ... CV_IO_MAX_IMAGE_PIXELS"
+    # without the file name. Refused by the limit now; with the limit raised past OpenCV's
+    # own cap (2**30 pixels, checked before OpenCV allocates), OpenCV's refusal is our line.
+    if "OPENCV_IO_MAX_IMAGE_PIXELS" in os.environ:
+        pytest.skip("OpenCV's cap is changed in this environment")
+    path = write(tmp_path, "huge.png", bomb_headers(100000, 100000)["png"])
+    with pytest.raises(ImageTooLargeError, match=r"huge\.png is 100000x100000 = 10,000,000,000"):
+        decode_image(path)
+    with pytest.raises(InputError) as info:
+        decode_image(path, max_image_pixels=10**10)
+    message = str(info.value)
+    one_line_naming(message, path)
+    reason = "(-215:Assertion failed) pixels <= CV_IO_MAX_IMAGE_PIXELS"
+    assert message == f"cannot decode {path}: OpenCV says {reason}"
