@@ -39,6 +39,11 @@ from hardnet_export.export.tensorrt import (
     DEFAULT_OPT_KEYPOINTS,
     build_engine,
 )
+from hardnet_export.imagefile import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    MAX_IMAGE_PIXELS_ENV,
+    ImageTooLargeError,
+)
 from hardnet_export.runtime.colmap import build_database
 from hardnet_export.runtime.features import describe_image, describe_images
 from hardnet_export.runtime.matching import match_images
@@ -127,6 +132,30 @@ def options_from(
 def _size(size: tuple[int, int]) -> str:
     """(width, height) -> ``WIDTHxHEIGHT``."""
     return f"{size[0]}x{size[1]}"
+
+
+#: The commands with ``--max-image-pixels``: an image above the limit names the flag there.
+_IMAGE_LIMIT_COMMANDS = ("describe", "match", "colmap", "bench")
+
+
+def _max_image_pixels_option() -> Any:
+    return typer.Option(
+        None,
+        "--max-image-pixels",
+        help=(
+            "Refuse images with more pixels (width x height), read from the file's header "
+            "before decoding: a guard against decompression bombs (default: "
+            f"${MAX_IMAGE_PIXELS_ENV}, else {DEFAULT_MAX_IMAGE_PIXELS:,} = 2**27, e.g. "
+            "16384x8192)."
+        ),
+    )
+
+
+def _image_limit(value: int | None) -> int | None:
+    """``--max-image-pixels`` checked in the flag's own name (None: the library's default)."""
+    from hardnet_export.validate import check_int
+
+    return None if value is None else check_int("--max-image-pixels", value, low=1, high=2**63 - 1)
 
 
 def _version(value: bool) -> None:
@@ -576,6 +605,7 @@ def bench(
         "--keypoints",
         help="Per-image mode: comma-separated SIFT keypoint counts (the strongest kept).",
     ),
+    max_image_pixels: int | None = _max_image_pixels_option(),
 ) -> None:
     """Benchmark latency and throughput per artifact, backend and batch size, or with
     --image per frame: image in, descriptors out, against OpenCV SIFT.
@@ -594,6 +624,7 @@ def bench(
     from hardnet_export.benchmark import report
     from hardnet_export.benchmark.run import parse_batch_sizes
 
+    limit = _image_limit(max_image_pixels)
     for path in (json_out, markdown, plot):
         if path is not None:
             check_writable(path)
@@ -602,6 +633,7 @@ def bench(
             image, artifacts or (), keypoints, device=device, threads=threads,
             warmup_s=warmup_s, duration_s=duration_s, weights=weights, cache_dir=cache_dir,
             json_out=json_out, markdown=markdown, plot=plot,
+            max_image_pixels=limit,
         )  # fmt: skip
         return
     result = run_benchmark(
@@ -637,6 +669,7 @@ def _bench_image(
     json_out: Path | None,
     markdown: Path | None,
     plot: Path | None,
+    max_image_pixels: int | None,
     **options: Any,
 ) -> None:
     from rich.console import Console
@@ -649,7 +682,7 @@ def _bench_image(
     )
 
     counts = parse_keypoint_counts(keypoints)
-    frame = frame_image(image)
+    frame = frame_image(image, max_image_pixels=max_image_pixels)
     result = run_image_benchmark(
         frame,
         artifacts,
@@ -708,6 +741,7 @@ def describe(
         "--pipeline/--no-pipeline",
         help="Read, detect and cut image i+1 in a helper thread while image i is inferred.",
     ),
+    max_image_pixels: int | None = _max_image_pixels_option(),
 ) -> None:
     """Detect keypoints in images and describe them.
 
@@ -727,6 +761,7 @@ def describe(
     from hardnet_export._io import check_writable
     from hardnet_export._progress import track
     from hardnet_export.geometry import OUT_OF_BOUNDS
+    from hardnet_export.imagefile import image_header
     from hardnet_export.runtime.features import (
         describe_images,
         load_keypoints_file,
@@ -756,12 +791,15 @@ def describe(
         todo = list(images)
         check_writable(out)
     given = load_keypoints_file(keypoints) if keypoints is not None else None
+    limit = _image_limit(max_image_pixels)
+    for path in todo:  # headers first: a bad image is named before the model loads
+        image_header(path, max_image_pixels=limit)
     describer = runtime.load(model, device=device)
     if hloc:
         # hloc wants each keypoint's score (the detector's response), so images go one by one.
         features = []
         for path in track(todo, len(todo), "describing", unit="img", enabled=len(todo) > 1):
-            image = read_image(path)
+            image = read_image(path, max_image_pixels=limit)
             detected = None
             if given is None:
                 from hardnet_export.runtime.keypoints import detect_keypoints
@@ -802,6 +840,7 @@ def describe(
             out_of_bounds=out_of_bounds,
             pipeline=pipeline,
             keypoints_name=str(keypoints) if keypoints is not None else None,
+            max_image_pixels=limit,
         )
         features = list(track(results, len(todo), "describing", unit="img", enabled=len(todo) > 1))
         save_features(out, todo, features)
@@ -838,6 +877,7 @@ def match(
         default(match_images, "threshold"), help="RANSAC inlier threshold in pixels."
     ),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N (default: best)."),
+    max_image_pixels: int | None = _max_image_pixels_option(),
 ) -> None:
     """Match two images and draw the inliers.
 
@@ -859,7 +899,9 @@ def match(
     if out.suffix.lower() != ".png":
         raise InputError(f"-o must name a .png file, got {out}")
     check_writable(out)
-    first, second = read_image(image1), read_image(image2)
+    limit = _image_limit(max_image_pixels)
+    first = read_image(image1, max_image_pixels=limit)
+    second = read_image(image2, max_image_pixels=limit)
     describer: KeypointDescriber = (
         runtime.load(model, device=device) if descriptor == "hardnet" else OpenCVSift()
     )
@@ -919,6 +961,7 @@ def colmap(
     ),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N (default: best)."),
     verbose: bool = typer.Option(False, "--verbose", help="Show COLMAP's own log."),
+    max_image_pixels: int | None = _max_image_pixels_option(),
 ) -> None:
     """Build a COLMAP database from HardNet matches and verify it with COLMAP.
 
@@ -934,12 +977,16 @@ def colmap(
     """
     from hardnet_export import runtime
     from hardnet_export._progress import track
+    from hardnet_export.imagefile import image_header
     from hardnet_export.runtime.colmap import import_pycolmap, list_images, reconstruct
 
     if descriptor not in ("hardnet", "sift"):
         raise InputError(f"--descriptor must be hardnet or sift, got {descriptor!r}")
     import_pycolmap()
-    list_images(image_dir)  # a wrong folder is reported before the model loads
+    limit = _image_limit(max_image_pixels)
+    # A wrong folder or image is reported before the model loads.
+    for name in list_images(image_dir):
+        image_header(image_dir / name, max_image_pixels=limit)
     describer = runtime.load(model, device=device) if descriptor == "hardnet" else None
 
     def bar(items: Any, total: int, what: str) -> Any:
@@ -957,6 +1004,7 @@ def colmap(
         overwrite=overwrite,
         progress=bar,
         verbose=verbose,
+        max_image_pixels=limit,
     )
     for name, count in result.keypoints.items():
         typer.echo(f"{name}: {count} keypoints")
@@ -1123,6 +1171,9 @@ def _run(args: list[str], debug: bool) -> int:
         if debug or _state["debug"]:
             raise
         message = str(exc).strip() or type(exc).__name__
+        command = next((a for a in args if not a.startswith("-")), "")
+        if isinstance(exc, ImageTooLargeError) and command in _IMAGE_LIMIT_COMMANDS:
+            message = exc.message(option="--max-image-pixels")
         typer.echo(f"error: {message}", err=True)
         return EXIT_ERROR
     except Exception as exc:

@@ -20,7 +20,7 @@ RANKS = {
     "errors": 0,
     "_signals": 1,
     **dict.fromkeys(("_io", "_progress", "host", "shipped", "_cuda", "validate"), 2),
-    **dict.fromkeys(("artifacts", "geometry"), 3),
+    **dict.fromkeys(("artifacts", "geometry", "imagefile"), 3),
     "model": 4,
     "data": 5,
     "runtime": 6,

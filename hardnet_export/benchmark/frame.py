@@ -75,8 +75,9 @@ def bench_mosaic() -> np.ndarray:
 BUILTIN_FRAMES = {"builtin:frame": bench_photo, "builtin:large": bench_mosaic}
 
 
-def frame_image(image: str | Path) -> np.ndarray:
-    """A named built-in frame (:data:`BUILTIN_FRAMES`) or an image file.
+def frame_image(image: str | Path, *, max_image_pixels: int | None = None) -> np.ndarray:
+    """A named built-in frame (:data:`BUILTIN_FRAMES`) or an image file (``max_image_pixels``:
+    as :func:`hardnet_export.runtime.images.read_image`).
 
     Raises:
         FileNotFoundError, ValueError: as :func:`hardnet_export.runtime.images.read_image`.
@@ -88,7 +89,7 @@ def frame_image(image: str | Path) -> np.ndarray:
         return BUILTIN_FRAMES[str(image)]()
     from hardnet_export.runtime.images import read_image
 
-    return read_image(Path(image))
+    return read_image(Path(image), max_image_pixels=max_image_pixels)
 
 
 def parse_keypoint_counts(text: str) -> list[int]:

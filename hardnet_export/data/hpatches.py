@@ -17,6 +17,7 @@ import numpy as np
 from hardnet_export._progress import track
 from hardnet_export.data.types import PatchSet
 from hardnet_export.errors import InputError, InputTypeError, MissingFileError
+from hardnet_export.imagefile import decode_image, file_header
 
 #: Side of an HPatches patch as stored, in pixels (resized to 32 for the network).
 HPATCHES_PATCH_SIZE = 65
@@ -223,9 +224,12 @@ def _read_stack(path: Path) -> np.ndarray:
     """
     if not path.is_file():
         raise MissingFileError(f"missing HPatches image {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise InputError(f"cannot decode {path}: the file is corrupt or not a PNG image")
+    # The width is refused from the header, before decoding; the height (the patch count)
+    # has only the pixel limit.
+    header = file_header(path)
+    if header is not None:
+        _check_width(path, header.width)
+    image = decode_image(path, flags=cv2.IMREAD_UNCHANGED, parameter=None)
     if image.ndim == 3 and image.shape[2] in (3, 4):
         color = image[..., :3]
         if not ((color[..., 0] == color[..., 1]).all() and (color[..., 1] == color[..., 2]).all()):
@@ -236,11 +240,15 @@ def _read_stack(path: Path) -> np.ndarray:
             f"{path} must be an 8-bit grayscale image, got dtype {image.dtype} shape {image.shape}"
         )
     height, width = image.shape
-    if width != HPATCHES_PATCH_SIZE:
-        raise InputError(f"{path} must be {HPATCHES_PATCH_SIZE} px wide, got {width}")
+    _check_width(path, width)
     if height == 0 or height % HPATCHES_PATCH_SIZE:
         raise InputError(
             f"{path} must be a multiple of {HPATCHES_PATCH_SIZE} px tall (stacked patches), "
             f"got {height}"
         )
     return image.reshape(height // HPATCHES_PATCH_SIZE, HPATCHES_PATCH_SIZE, HPATCHES_PATCH_SIZE)
+
+
+def _check_width(path: Path, width: int) -> None:
+    if width != HPATCHES_PATCH_SIZE:
+        raise InputError(f"{path} must be {HPATCHES_PATCH_SIZE} px wide, got {width}")

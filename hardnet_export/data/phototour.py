@@ -17,6 +17,7 @@ import numpy as np
 from hardnet_export._progress import track
 from hardnet_export.data.types import PatchSet
 from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.imagefile import decode_image, file_header
 
 #: Side of a Brown/PhotoTour patch as stored, in pixels (resized to 32 for the network).
 BROWN_PATCH_SIZE = 64
@@ -198,9 +199,11 @@ def _tile_name(number: int) -> str:
 def _read_tile(path: Path) -> np.ndarray:
     # IMREAD_UNCHANGED rather than IMREAD_GRAYSCALE: a colour tile must be refused, not
     # silently converted, since it cannot come from the real dataset.
-    tile = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if tile is None:
-        raise InputError(f"cannot decode {path}: the file is corrupt or not a BMP image")
+    # A tile has one size: any other is refused from the header, before decoding.
+    header = file_header(path)
+    if header is not None:
+        _check_tile_size(path, header.width, header.height)
+    tile = decode_image(path, flags=cv2.IMREAD_UNCHANGED, parameter=None)
     if tile.ndim == 3 and tile.shape[2] in (3, 4):
         color = tile[..., :3]
         if not ((color[..., 0] == color[..., 1]).all() and (color[..., 1] == color[..., 2]).all()):
@@ -210,12 +213,15 @@ def _read_tile(path: Path) -> np.ndarray:
         raise InputError(
             f"{path} must be an 8-bit grayscale image, got dtype {tile.dtype} shape {tile.shape}"
         )
-    if tile.shape != (TILE_SIZE, TILE_SIZE):
-        raise InputError(
-            f"{path} must be {TILE_SIZE}x{TILE_SIZE} (16x16 patches of 64x64), got "
-            f"{tile.shape[1]}x{tile.shape[0]}"
-        )
+    _check_tile_size(path, tile.shape[1], tile.shape[0])
     return tile
+
+
+def _check_tile_size(path: Path, width: int, height: int) -> None:
+    if (width, height) != (TILE_SIZE, TILE_SIZE):
+        raise InputError(
+            f"{path} must be {TILE_SIZE}x{TILE_SIZE} (16x16 patches of 64x64), got {width}x{height}"
+        )
 
 
 def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

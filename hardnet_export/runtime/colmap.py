@@ -150,11 +150,16 @@ def colmap_log(pycolmap: Any, verbose: bool, quiet_level: int = 2) -> Iterator[N
         pycolmap.logging.minloglevel = before
 
 
-def _check_images(folder: Path, names: list[str]) -> list[np.ndarray]:
-    """Every image decoded now, so an unreadable one is named before any work is done."""
+def _check_images(folder: Path, names: list[str], max_image_pixels: int | None) -> None:
+    """Every image's header checked, then every image decoded, so an unreadable one is named
+    before any work is done (one image in memory at a time)."""
+    from hardnet_export.imagefile import image_header
     from hardnet_export.runtime.images import read_image
 
-    return [read_image(folder / n) for n in names]
+    for n in names:
+        image_header(folder / n, max_image_pixels=max_image_pixels)
+    for n in names:
+        read_image(folder / n, max_image_pixels=max_image_pixels)
 
 
 def build_database(
@@ -169,6 +174,7 @@ def build_database(
     overwrite: bool = False,
     progress: Callable[[Any, int, str], Any] | None = None,
     verbose: bool = False,
+    max_image_pixels: int | None = None,
 ) -> DatabaseResult:
     """Write a verified COLMAP database of the images in ``image_dir``.
 
@@ -183,18 +189,23 @@ def build_database(
         overwrite: replace an existing database.
         progress: wraps an iterable as ``progress(items, total, description)`` (a bar).
         verbose: let COLMAP log its progress (otherwise only its errors).
+        max_image_pixels: refuse images with more pixels, read from their headers before
+            decoding (see :func:`~hardnet_export.runtime.images.read_image`).
 
     Raises:
         FileNotFoundError: no image folder.
-        ValueError: no images, an unreadable image, bad options.
+        ValueError: no images, an unreadable image or one above the pixel limit, bad
+            options.
         OSError: the database exists (without ``overwrite``) or cannot be written.
     """
+    from hardnet_export.imagefile import image_pixel_limit
     from hardnet_export.runtime.keypoints import MAX_KEYPOINTS
     from hardnet_export.validate import check_float, check_int, check_str
 
     check_int("max_keypoints", max_keypoints, low=1, high=MAX_KEYPOINTS)
     check_str("pairs", pairing, choices=PAIRINGS)
     check_float("ratio", ratio, low=0.0, high=1.0, low_open=True)
+    image_pixel_limit(max_image_pixels)
     pycolmap = import_pycolmap()
     folder = Path(image_dir)
     names = list_images(folder)
@@ -203,14 +214,14 @@ def build_database(
         raise OutputError(f"cannot write {database}: it is a folder; give a .db file name")
     wrap = progress or (lambda items, _total, _what: items)
     pairs = image_pairs(len(names), pairing)
-    _check_images(folder, names)
+    _check_images(folder, names, max_image_pixels)
     with _fresh_database(database, overwrite) as tmp, colmap_log(pycolmap, verbose):
         if describer is None:
             _colmap_sift(pycolmap, tmp, folder, names, max_keypoints, pairing, ratio)
             descriptor = "colmap-sift"
         else:
             _hardnet(pycolmap, tmp, folder, names, pairs, describer, detector, max_keypoints,
-                     ratio, wrap)  # fmt: skip
+                     ratio, wrap, max_image_pixels)  # fmt: skip
             descriptor = f"hardnet ({describer.backend})"
         result = _summarise(pycolmap, tmp, names, pairs, descriptor)
     result.database = database
@@ -247,6 +258,7 @@ def _hardnet(
     max_keypoints: int,
     ratio: float,
     wrap: Callable[[Any, int, str], Any],
+    max_image_pixels: int | None,
 ) -> None:
     from hardnet_export.runtime.features import describe_images
     from hardnet_export.runtime.matching import match_descriptors
@@ -259,6 +271,7 @@ def _hardnet(
                 [folder / n for n in names],
                 detector=detector,
                 max_keypoints=max_keypoints,
+                max_image_pixels=max_image_pixels,
             ),
             len(names),
             "describing",

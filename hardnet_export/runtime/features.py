@@ -22,6 +22,7 @@ import numpy as np
 from hardnet_export._io import atomic_path
 from hardnet_export.errors import InputError
 from hardnet_export.geometry import PATCH_SIZE, keypoints_to_array
+from hardnet_export.imagefile import image_pixel_limit
 from hardnet_export.runtime.base import Describer
 from hardnet_export.runtime.images import read_image
 from hardnet_export.runtime.keypoints import detect_keypoints
@@ -76,6 +77,7 @@ def describe_images(
     out_of_bounds: str = "reject",
     pipeline: bool = True,
     keypoints_name: str | None = None,
+    max_image_pixels: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """:func:`describe_image` of many images, yielded in input order.
 
@@ -91,10 +93,13 @@ def describe_images(
         detector, max_keypoints, keypoints, out_of_bounds: as :func:`describe_image`.
         pipeline: prepare the next image in a helper thread (False: one after another).
         keypoints_name: where given ``keypoints`` came from, for error messages.
+        max_image_pixels: as :func:`~hardnet_export.runtime.images.read_image`.
 
     Raises:
         ValueError: as :func:`describe_image`, the message starting with the image (and
-            the keypoints file) it is about; a bad detector or option before any image.
+            the keypoints file) it is about; a bad detector or option before any image;
+            an image file that cannot be read (as
+            :func:`~hardnet_export.runtime.images.read_image`).
         FileNotFoundError: an image file that does not exist.
 
     Shape:
@@ -108,13 +113,19 @@ def describe_images(
     # Checked here, so an error that is no image's fault is not reported as image 0's.
     check_str("detector", detector, choices=DETECTORS)
     check_str("out_of_bounds", out_of_bounds, choices=OUT_OF_BOUNDS)
+    image_pixel_limit(max_image_pixels)
     sources = list(images)
 
     def prepare(i: int) -> _Prepared:
         source = sources[i]
         name = f"image {i}" if isinstance(source, np.ndarray) else str(source)
+        # Outside the try: read_image's errors name the file already.
+        image = (
+            source
+            if isinstance(source, np.ndarray)
+            else read_image(source, max_image_pixels=max_image_pixels)
+        )
         try:
-            image = source if isinstance(source, np.ndarray) else read_image(source)
             return _prepare(describer, image, detector, max_keypoints, keypoints, out_of_bounds)
         except InputError as exc:
             given = keypoints_name is not None and keypoints is not None

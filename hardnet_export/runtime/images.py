@@ -7,24 +7,35 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.errors import InputError
+from hardnet_export.geometry import as_gray
+from hardnet_export.imagefile import decode_image
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as grayscale uint8.
+def read_image(path: str | Path, *, max_image_pixels: int | None = None) -> np.ndarray:
+    """Read an image file as grayscale uint8, its size checked from the header first.
+
+    Args:
+        path: any format OpenCV reads.
+        max_image_pixels: refuse images with more pixels (width x height), read from the
+            header before decoding; default: the environment variable
+            ``HARDNET_EXPORT_MAX_IMAGE_PIXELS``, else
+            :data:`~hardnet_export.imagefile.DEFAULT_MAX_IMAGE_PIXELS` (2**27).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: OpenCV cannot decode it.
+        ValueError: a folder, an empty, truncated or corrupt file, one OpenCV cannot decode,
+            one above the limit (:class:`~hardnet_export.imagefile.ImageTooLargeError`) or
+            one that is not 8-bit; the message names the file.
 
     Shape:
         - Output: (H, W) uint8.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"image not found: {path}")
-    # imdecode instead of imread: it handles non-ASCII paths on every platform.
-    image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise InputError(f"{path} is not an image OpenCV can read")
-    return image
+    image = decode_image(path, flags=cv2.IMREAD_GRAYSCALE, max_image_pixels=max_image_pixels)
+    if image.dtype != np.uint8:
+        raise InputError(
+            f"{path} decodes to {image.dtype} values; expected an 8-bit image (convert it to "
+            "PNG or JPEG first)"
+        )
+    # OpenCV 5 gives some formats (PFM) in colour even when grayscale is asked for.
+    return as_gray(image)

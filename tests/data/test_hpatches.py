@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -166,3 +167,22 @@ def test_hpatches_patchset_errors(tmp_path: Path) -> None:
         hpatches_patchset(tmp_path, "a", "train", images=())
     with pytest.raises(FileNotFoundError, match="lacks 76 of the 76"):
         hpatches_patchset(tmp_path, "a", "train")
+
+
+def test_a_bomb_header_is_refused_before_decoding(tmp_path: Path) -> None:
+    from fixture_files import bomb_headers
+
+    from hardnet_export.imagefile import MAX_IMAGE_PIXELS_ENV, ImageTooLargeError
+
+    folder = tmp_path / "i_dc"
+    _write_sequence(folder, n=3)
+    (folder / "e3.png").write_bytes(bomb_headers(30000, 30000)["png"])
+    with pytest.raises(ValueError, match=r"e3\.png must be 65 px wide, got 30000"):
+        read_sequence(folder)
+    # 65 px wide and 3,000,000 tall: the pixel limit, raised only by the environment.
+    (folder / "e3.png").write_bytes(bomb_headers(65, 3_000_000)["png"])
+    started = time.perf_counter()
+    with pytest.raises(ImageTooLargeError, match=r"e3\.png is 65x3000000") as info:
+        read_sequence(folder)
+    assert time.perf_counter() - started < 1.0
+    assert str(info.value).endswith(f"the environment variable {MAX_IMAGE_PIXELS_ENV}")

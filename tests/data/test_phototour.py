@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
@@ -282,3 +283,19 @@ def test_progress_bar_does_not_change_the_result(subset) -> None:
     folder, patches, _ = subset
     ps = read_phototour(folder.parent, "liberty", progress=True)
     np.testing.assert_array_equal(ps.patches, patches)
+
+
+@pytest.mark.parametrize("claimed", [(30000, 30000), (1024, 200000)])
+def test_a_tile_whose_header_claims_another_size_is_refused_before_decoding(
+    subset, claimed: tuple[int, int]
+) -> None:
+    from fixture_files import bomb_headers
+
+    folder, _, _ = subset
+    (folder / "patches0001.bmp").write_bytes(bomb_headers(*claimed)["bmp"])
+    started = time.perf_counter()
+    with pytest.raises(
+        ValueError, match=rf"patches0001\.bmp must be 1024x1024 .* got {claimed[0]}x"
+    ):
+        read_phototour(folder.parent, "liberty")
+    assert time.perf_counter() - started < 1.0
