@@ -48,6 +48,7 @@ def test_every_command_has_help_with_example(stage: str) -> None:
         (["--width", "0"], "width must be > 0"),
         (["--distill-kind", "kl"], "distill_kind must be one of"),
         (["--teacher", "hardnet-tiny"], "registered models are hardnet"),
+        (["--out", "/proc/run"], "cannot create the run folder /proc/run: nothing can be"),
     ],
 )
 def test_train_bad_arguments_give_one_sentence(args: list[str], message: str, tmp_path) -> None:

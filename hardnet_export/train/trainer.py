@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hardnet_export._io import atomic_write_text, sha256_file
+from hardnet_export._io import atomic_write_text, check_folder, sha256_file
 from hardnet_export._progress import progress_bar
 from hardnet_export.artifacts.models import registered_name, resolve_model
 from hardnet_export.errors import (
@@ -362,6 +362,7 @@ def _train(config: TrainConfig, device: torch.device, dist: DistInfo, signals: S
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"output {out} exists and is not a folder")
+    check_folder(out, "run folder")
     ckpt_path = out / CHECKPOINT_NAME
     if config.resume and not ckpt_path.is_file():
         raise MissingFileError(f"nothing to resume: {ckpt_path} does not exist")
