@@ -48,6 +48,8 @@ def test_every_command_has_help_with_example(stage: str) -> None:
         (["--width", "0"], "width must be > 0"),
         (["--distill-kind", "kl"], "distill_kind must be one of"),
         (["--teacher", "hardnet-tiny"], "registered models are hardnet"),
+        # Without a teacher, a distillation weight was silently ignored.
+        (["--distill-weight", "2"], "distill_weight 2.0 sets up a distillation term"),
         (["--out", "/proc/run"], "cannot create the run folder /proc/run: nothing can be"),
     ],
 )
