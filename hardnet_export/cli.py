@@ -145,6 +145,10 @@ def _root(
 def list_models() -> None:
     """List the registered models: the names --model (and load_model, runtime.load) take.
 
+    A bare name (no / and no model suffix such as .pth or .onnx) is the registered model,
+    even where a file of that name is in the working directory (a warning says so); a path
+    is always a file: ./hardnet-half, runs/a/final.pth, model.onnx.
+
     Example: hardnet-export models
     """
     from hardnet_export.artifacts.models import format_models
@@ -180,7 +184,7 @@ def train(**fields: Any) -> None:
 
 @app.command("eval")
 def evaluate(
-    model: Path | None = typer.Option(
+    model: str | None = typer.Option(
         None,
         "--model",
         "-m",
@@ -222,8 +226,8 @@ def evaluate(
     if json_out is not None:
         check_writable(json_out)
     tables = run_evaluation(
-        model or SHIPPED_WEIGHTS, data, rootsift=rootsift, sift_size=sift_size, n_pairs=pairs,
-        seed=seed, device=device, progress=progress,
+        SHIPPED_WEIGHTS if model is None else model, data, rootsift=rootsift,
+        sift_size=sift_size, n_pairs=pairs, seed=seed, device=device, progress=progress,
     )  # fmt: skip
     console = plain_console()
     for table in render_tables(tables):
@@ -237,7 +241,7 @@ _INT8_HELP = documented(Int8Options)
 
 @app.command()
 def onnx(
-    weights: Path | None = typer.Argument(
+    weights: str | None = typer.Argument(
         None,
         help="Checkpoint (.pth) or registered model name (hardnet, ...); omitted: the model "
         "shipped in the package.",
@@ -409,7 +413,7 @@ def onnx(
 
 @app.command()
 def trt(
-    onnx: Path = typer.Argument(
+    onnx: str = typer.Argument(
         ...,
         help="An fp32, fp16 or int8 graph, or an image graph, from 'hardnet-export onnx', or a "
         "registered model name (its shipped fp32 graph).",
@@ -475,10 +479,10 @@ def trt(
     from hardnet_export._progress import plain_console
     from hardnet_export.artifacts.models import resolve_model
 
-    onnx = resolve_model(onnx, "onnx")  # a registered name: its shipped FP32 graph
-    with plain_console(stderr=True).status(f"building a TensorRT engine from {onnx}"):
+    graph = resolve_model(onnx, "onnx")  # a registered name: its shipped FP32 graph
+    with plain_console(stderr=True).status(f"building a TensorRT engine from {graph}"):
         result = build_engine(
-            onnx,
+            graph,
             out,
             min_batch=min_batch,
             opt_batch=opt_batch,
@@ -511,7 +515,7 @@ def trt(
 
 @app.command()
 def bench(
-    artifacts: list[Path] | None = typer.Argument(
+    artifacts: list[str] | None = typer.Argument(
         None,
         help=".onnx / .engine / .pth files or registered model names; omitted: every variant "
         "of the shipped model "
@@ -544,7 +548,7 @@ def bench(
         "--baseline/--no-baseline",
         help="Add PyTorch eager FP32, the 1x reference.",
     ),
-    weights: Path | None = typer.Option(
+    weights: str | None = typer.Option(
         None,
         "--weights",
         help="Checkpoint or registered model name behind the default set and the baseline "
@@ -627,7 +631,7 @@ def bench(
 
 def _bench_image(
     image: Path,
-    artifacts: list[Path] | tuple[()],
+    artifacts: list[str] | tuple[()],
     keypoints: str,
     *,
     json_out: Path | None,
@@ -674,11 +678,11 @@ def describe(
         "--out",
         help="The .npz to write, or an hloc features .h5 (appended to; images in it skipped).",
     ),
-    model: Path | None = typer.Option(
+    model: str | None = typer.Option(
         None,
         "--model",
-        help="Model artifact (.pth, .onnx, .engine) or registered model name; omitted: the "
-        "shipped one.",
+        help="Model artifact (.pth, .onnx, .engine) or registered model name (a bare name is "
+        "the registered model; ./NAME is a file); omitted: the shipped one.",
     ),
     detector: str = typer.Option(
         default(describe_image, "detector"), help="Keypoint detector: sift, orb or fast."
@@ -813,11 +817,11 @@ def match(
     image1: Path = typer.Argument(..., help="First image."),
     image2: Path = typer.Argument(..., help="Second image."),
     out: Path = typer.Option(..., "-o", "--out", help="The PNG of inlier matches to write."),
-    model: Path | None = typer.Option(
+    model: str | None = typer.Option(
         None,
         "--model",
-        help="Model artifact (.pth, .onnx, .engine) or registered model name; omitted: the "
-        "shipped one.",
+        help="Model artifact (.pth, .onnx, .engine) or registered model name (a bare name is "
+        "the registered model; ./NAME is a file); omitted: the shipped one.",
     ),
     descriptor: str = typer.Option("hardnet", help="hardnet, or sift for comparison."),
     detector: str = typer.Option(
@@ -886,11 +890,11 @@ def match(
 def colmap(
     image_dir: Path = typer.Argument(..., help="Folder of images (.jpg, .png, ...), not recursed."),
     database: Path = typer.Option(..., "--database", help="The COLMAP database (.db) to write."),
-    model: Path | None = typer.Option(
+    model: str | None = typer.Option(
         None,
         "--model",
-        help="Model artifact (.pth, .onnx, .engine) or registered model name; omitted: the "
-        "shipped one.",
+        help="Model artifact (.pth, .onnx, .engine) or registered model name (a bare name is "
+        "the registered model; ./NAME is a file); omitted: the shipped one.",
     ),
     descriptor: str = typer.Option(
         "hardnet", help="hardnet, or sift: COLMAP's own SIFT extraction and matching."
@@ -980,10 +984,10 @@ def colmap(
 
 @app.command()
 def check(
-    artifact: Path = typer.Argument(
+    artifact: str = typer.Argument(
         ..., help="The artifact to check: .onnx, .engine or .pth, or a registered model name."
     ),
-    reference: Path | None = typer.Option(
+    reference: str | None = typer.Option(
         None,
         "--reference",
         help="The FP32 model it came from (.pth, fp32 .onnx or registered model name); "

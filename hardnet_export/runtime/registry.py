@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hardnet_export.artifacts.models import ShippedModel, lookup
+from hardnet_export.artifacts.models import ShippedModel, as_path, lookup
 from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.host import installed
 from hardnet_export.runtime.base import Describer
@@ -210,7 +210,7 @@ def load(
     entry = None if path is None else lookup(path)
     if path is None or entry is not None:
         return _load_registered(entry, backend, device, max_batch, options)
-    path = Path(path)
+    path = as_path(path)
     chosen = backend_for(path) if backend is None else get_backend(backend)
     if backend is None and device == "cpu" and chosen.name == "onnxruntime" and path.is_file():
         chosen = cpu_backend_for(path)
