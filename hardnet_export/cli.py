@@ -934,12 +934,18 @@ def colmap(
     """
     from hardnet_export import runtime
     from hardnet_export._progress import track
-    from hardnet_export.runtime.colmap import import_pycolmap, list_images, reconstruct
+    from hardnet_export.runtime.colmap import (
+        check_outputs,
+        import_pycolmap,
+        list_images,
+        reconstruct,
+    )
 
     if descriptor not in ("hardnet", "sift"):
         raise InputError(f"--descriptor must be hardnet or sift, got {descriptor!r}")
     import_pycolmap()
     list_images(image_dir)  # a wrong folder is reported before the model loads
+    check_outputs(database, reconstruct_out, overwrite=overwrite)
     describer = runtime.load(model, device=device) if descriptor == "hardnet" else None
 
     def bar(items: Any, total: int, what: str) -> Any:
