@@ -141,3 +141,26 @@ def test_only_the_projects_errors_are_user_errors(tmp_path) -> None:
         )
         assert result.returncode == code and text in result.stderr, result.stderr
         assert "error: 'gpu_name'" not in result.stderr
+
+
+def test_model_arguments_and_outputs_are_one_line_each(tmp_path) -> None:
+    import cv2
+    import numpy as np
+
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 256, (96, 128), np.uint8))
+    (tmp_path / "x.h5").mkdir()
+    (tmp_path / "file").write_text("x")
+    out = str(tmp_path / "d.npz")
+    cases = [
+        # typer made "" the folder "." and "./hardnet-half" the registered name.
+        (["describe", str(image), "-o", out, "--model", ""], "error: the model is empty: give"),
+        (["describe", str(image), "-o", out, "--model", "./hardnet-half"], "no backend reads"),
+        (["describe", str(image), "-o", str(tmp_path / "x.h5")], "x.h5: it is a folder; give"),
+        (["demo", "--out", str(tmp_path / "file")], "file as the demo output folder: it is a fi"),
+    ]
+    for args, message in cases:
+        result = run_cli(*args)
+        assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and "Errno" not in result.stderr
+    assert not (tmp_path / "d.npz").exists()
