@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import os
@@ -69,6 +70,14 @@ def _check_target(target: Path) -> Path:
         raise OutputIsFolderError(f"cannot write {target}: it is a folder; give a file name")
     if not parent.is_dir():
         raise MissingFileError(f"cannot write {target}: folder {parent} does not exist")
+    try:
+        os.stat(target)
+    except FileNotFoundError:
+        pass  # a new file, or a link to one not yet written: open() would create it
+    except OSError as exc:
+        # is_dir() and exists() answer False for a looping link; the write would fail after
+        # all the work, with the bare errno text.
+        raise OutputError(f"cannot write {target}: {_why(exc)}") from None
     return parent
 
 
@@ -107,6 +116,13 @@ def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+def _why(exc: OSError) -> str:
+    """An OSError's reason in words, without the errno number and the repeated path."""
+    if exc.errno == errno.ELOOP:
+        return "it is a symbolic link that loops (or a chain of links too long to follow)"
+    return exc.strerror or str(exc)
+
+
 def _new_temporary(target: Path) -> Path:
     """Create an empty, uniquely named file beside ``target`` with the mode a plain ``open()``
     gives (0666 less the umask); ``tempfile.mkstemp`` would make it 0600, and the rename
@@ -121,9 +137,7 @@ def _new_temporary(target: Path) -> Path:
             continue
         except OSError as exc:
             # The user named the target, not our temporary file: say why the target fails.
-            raise OutputError(
-                f"cannot write {target}: {exc.strerror or exc} in folder {parent}"
-            ) from None
+            raise OutputError(f"cannot write {target}: {_why(exc)} in folder {parent}") from None
         os.close(fd)
         return candidate
     raise OutputError(f"cannot create a temporary file beside {target}")
@@ -143,6 +157,80 @@ def check_writable(path: str | os.PathLike[str]) -> None:
     target = Path(path)
     _check_target(target)
     _new_temporary(target).unlink()
+
+
+def check_folder(path: str | os.PathLike[str], what: str = "output folder") -> None:
+    """Raise now what :func:`make_folder` would raise later, creating nothing that stays.
+
+    ``path`` must be a folder in which files can be created, or not exist yet below one (its
+    nearest existing ancestor is probed: permission bits alone do not tell, see
+    :func:`check_writable`). ``what`` names the folder in the message.
+
+    Raises:
+        OutputError: ``path`` is a file or a looping link, or nothing can be created there.
+    """
+    folder = Path(path)
+    if not str(path).strip():
+        raise OutputError(f"the {what} is an empty path; give a folder")
+    if folder.is_dir():
+        _probe_folder(folder, folder, what)
+        return
+    try:
+        os.stat(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # the ancestors below say which part is missing or a file
+    except OSError as exc:
+        raise OutputError(f"cannot use {folder} as the {what}: {_why(exc)}") from None
+    else:
+        raise OutputError(f"cannot use {folder} as the {what}: it is a file; give a folder")
+    if folder.is_symlink():
+        raise OutputError(
+            f"cannot use {folder} as the {what}: it is a symbolic link to "
+            f"{os.readlink(folder)}, which does not exist"
+        )
+    ancestor = folder.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"cannot create the {what} {folder}: {ancestor} is not a folder")
+    _probe_folder(ancestor, folder, what)
+
+
+def _probe_folder(folder: Path, named: Path, what: str) -> None:
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".hardnet-export-probe-", dir=folder)
+    except OSError as exc:
+        if folder == named:
+            raise OutputError(f"cannot write in the {what} {named}: {_why(exc)}") from None
+        raise OutputError(
+            f"cannot create the {what} {named}: nothing can be created in {folder} ({_why(exc)})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def make_folder(path: str | os.PathLike[str], what: str = "output folder") -> bool:
+    """Create folder ``path`` with its parents unless it is one; return whether it was made.
+
+    Checks as :func:`check_folder` does first, so every failure is one sentence naming
+    ``path`` (never the bare errno text of ``mkdir``).
+
+    Raises:
+        OutputError: see :func:`check_folder`.
+    """
+    check_folder(path, what)
+    folder = Path(path)
+    if folder.is_dir():
+        return False
+    try:
+        folder.mkdir(parents=True)
+    except FileExistsError:
+        if not folder.is_dir():  # something else made a file there meanwhile
+            raise OutputError(f"cannot use {folder} as the {what}: it is a file") from None
+        return False
+    except OSError as exc:
+        raise OutputError(f"cannot create the {what} {folder}: {_why(exc)}") from None
+    return True
 
 
 @contextlib.contextmanager

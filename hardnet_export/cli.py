@@ -178,6 +178,10 @@ def _root(
 def list_models() -> None:
     """List the registered models: the names --model (and load_model, runtime.load) take.
 
+    A bare name (no / and no model suffix such as .pth or .onnx) is the registered model,
+    even where a file of that name is in the working directory (a warning says so); a path
+    is always a file: ./hardnet-half, runs/a/final.pth, model.onnx.
+
     Example: hardnet-export models
     """
     from hardnet_export.artifacts.models import format_models
@@ -213,7 +217,7 @@ def train(**fields: Any) -> None:
 
 @app.command("eval")
 def evaluate(
-    model: Path | None = typer.Option(
+    model: str | None = typer.Option(
         None,
         "--model",
         "-m",
@@ -255,8 +259,8 @@ def evaluate(
     if json_out is not None:
         check_writable(json_out)
     tables = run_evaluation(
-        model or SHIPPED_WEIGHTS, data, rootsift=rootsift, sift_size=sift_size, n_pairs=pairs,
-        seed=seed, device=device, progress=progress,
+        SHIPPED_WEIGHTS if model is None else model, data, rootsift=rootsift,
+        sift_size=sift_size, n_pairs=pairs, seed=seed, device=device, progress=progress,
     )  # fmt: skip
     console = plain_console()
     for table in render_tables(tables):
@@ -270,7 +274,7 @@ _INT8_HELP = documented(Int8Options)
 
 @app.command()
 def onnx(
-    weights: Path | None = typer.Argument(
+    weights: str | None = typer.Argument(
         None,
         help="Checkpoint (.pth) or registered model name (hardnet, ...); omitted: the model "
         "shipped in the package.",
@@ -442,7 +446,7 @@ def onnx(
 
 @app.command()
 def trt(
-    onnx: Path = typer.Argument(
+    onnx: str = typer.Argument(
         ...,
         help="An fp32, fp16 or int8 graph, or an image graph, from 'hardnet-export onnx', or a "
         "registered model name (its shipped fp32 graph).",
@@ -508,10 +512,10 @@ def trt(
     from hardnet_export._progress import plain_console
     from hardnet_export.artifacts.models import resolve_model
 
-    onnx = resolve_model(onnx, "onnx")  # a registered name: its shipped FP32 graph
-    with plain_console(stderr=True).status(f"building a TensorRT engine from {onnx}"):
+    graph = resolve_model(onnx, "onnx")  # a registered name: its shipped FP32 graph
+    with plain_console(stderr=True).status(f"building a TensorRT engine from {graph}"):
         result = build_engine(
-            onnx,
+            graph,
             out,
             min_batch=min_batch,
             opt_batch=opt_batch,
@@ -544,7 +548,7 @@ def trt(
 
 @app.command()
 def bench(
-    artifacts: list[Path] | None = typer.Argument(
+    artifacts: list[str] | None = typer.Argument(
         None,
         help=".onnx / .engine / .pth files or registered model names; omitted: every variant "
         "of the shipped model "
@@ -577,7 +581,7 @@ def bench(
         "--baseline/--no-baseline",
         help="Add PyTorch eager FP32, the 1x reference.",
     ),
-    weights: Path | None = typer.Option(
+    weights: str | None = typer.Option(
         None,
         "--weights",
         help="Checkpoint or registered model name behind the default set and the baseline "
@@ -663,7 +667,7 @@ def bench(
 
 def _bench_image(
     image: Path,
-    artifacts: list[Path] | tuple[()],
+    artifacts: list[str] | tuple[()],
     keypoints: str,
     *,
     json_out: Path | None,
@@ -711,11 +715,11 @@ def describe(
         "--out",
         help="The .npz to write, or an hloc features .h5 (appended to; images in it skipped).",
     ),
-    model: Path | None = typer.Option(
+    model: str | None = typer.Option(
         None,
         "--model",
-        help="Model artifact (.pth, .onnx, .engine) or registered model name; omitted: the "
-        "shipped one.",
+        help="Model artifact (.pth, .onnx, .engine) or registered model name (a bare name is "
+        "the registered model; ./NAME is a file); omitted: the shipped one.",
     ),
     detector: str = typer.Option(
         default(describe_image, "detector"), help="Keypoint detector: sift, orb or fast."
@@ -856,11 +860,11 @@ def match(
     image1: Path = typer.Argument(..., help="First image."),
     image2: Path = typer.Argument(..., help="Second image."),
     out: Path = typer.Option(..., "-o", "--out", help="The PNG of inlier matches to write."),
-    model: Path | None = typer.Option(
+    model: str | None = typer.Option(
         None,
         "--model",
-        help="Model artifact (.pth, .onnx, .engine) or registered model name; omitted: the "
-        "shipped one.",
+        help="Model artifact (.pth, .onnx, .engine) or registered model name (a bare name is "
+        "the registered model; ./NAME is a file); omitted: the shipped one.",
     ),
     descriptor: str = typer.Option("hardnet", help="hardnet, or sift for comparison."),
     detector: str = typer.Option(
@@ -932,11 +936,11 @@ def match(
 def colmap(
     image_dir: Path = typer.Argument(..., help="Folder of images (.jpg, .png, ...), not recursed."),
     database: Path = typer.Option(..., "--database", help="The COLMAP database (.db) to write."),
-    model: Path | None = typer.Option(
+    model: str | None = typer.Option(
         None,
         "--model",
-        help="Model artifact (.pth, .onnx, .engine) or registered model name; omitted: the "
-        "shipped one.",
+        help="Model artifact (.pth, .onnx, .engine) or registered model name (a bare name is "
+        "the registered model; ./NAME is a file); omitted: the shipped one.",
     ),
     descriptor: str = typer.Option(
         "hardnet", help="hardnet, or sift: COLMAP's own SIFT extraction and matching."
@@ -978,12 +982,18 @@ def colmap(
     from hardnet_export import runtime
     from hardnet_export._progress import track
     from hardnet_export.imagefile import image_header
-    from hardnet_export.runtime.colmap import import_pycolmap, list_images, reconstruct
+    from hardnet_export.runtime.colmap import (
+        check_outputs,
+        import_pycolmap,
+        list_images,
+        reconstruct,
+    )
 
     if descriptor not in ("hardnet", "sift"):
         raise InputError(f"--descriptor must be hardnet or sift, got {descriptor!r}")
     import_pycolmap()
     limit = _image_limit(max_image_pixels)
+    check_outputs(database, reconstruct_out, overwrite=overwrite)
     # A wrong folder or image is reported before the model loads.
     for name in list_images(image_dir):
         image_header(image_dir / name, max_image_pixels=limit)
@@ -1032,10 +1042,10 @@ def colmap(
 
 @app.command()
 def check(
-    artifact: Path = typer.Argument(
+    artifact: str = typer.Argument(
         ..., help="The artifact to check: .onnx, .engine or .pth, or a registered model name."
     ),
-    reference: Path | None = typer.Option(
+    reference: str | None = typer.Option(
         None,
         "--reference",
         help="The FP32 model it came from (.pth, fp32 .onnx or registered model name); "

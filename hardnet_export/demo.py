@@ -7,6 +7,7 @@ TensorRT) the failure is recorded in the report and the rest goes on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import traceback
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from hardnet_export import __version__
-from hardnet_export._io import atomic_write_text
+from hardnet_export._io import atomic_write_text, check_folder, make_folder
 from hardnet_export.artifacts.variants import VARIANTS
 from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.validate import check_float, check_int
@@ -118,7 +119,7 @@ class _Stages:
     def run(self, name: str, fn: Callable[[], str | None], *, optional: bool = True) -> bool:
         from rich.text import Text
 
-        from hardnet_export.errors import MissingDependencyError
+        from hardnet_export.errors import HardnetError, MissingDependencyError
 
         index = len(self.report.stages) + 1
         self.console.rule(Text(f"[{index}/{self.total}] {name}", style="bold"))
@@ -132,7 +133,10 @@ class _Stages:
             if not optional:
                 raise
             status, detail = "failed", f"{type(exc).__name__}: {exc}"
-            self.console.print(traceback.format_exc(limit=3), style="dim")
+            if not isinstance(exc, (HardnetError, OSError)):
+                # A bug: where it happened helps. The project's own errors say it in their
+                # message, which the status line prints.
+                self.console.print(traceback.format_exc(limit=3), style="dim")
         seconds = time.perf_counter() - start
         self.report.stages.append(StageResult(name, status, round(seconds, 2), detail))
         style = {"ok": "green", "skipped": "yellow", "failed": "red"}[status]
@@ -150,7 +154,8 @@ def run_demo(config: DemoConfig) -> DemoReport:
 
     console = plain_console(stderr=True, quiet=not config.progress)
     out = config.out
-    out.mkdir(parents=True, exist_ok=True)
+    check_folder(out, "demo output folder")  # a file there, or no way to write, fails now
+    created = not out.exists()
     report = DemoReport(config={**asdict(config), "out": str(out)})
     stages = _Stages(report, console, total=7)
     weights: dict[str, Path] = {}
@@ -160,7 +165,15 @@ def run_demo(config: DemoConfig) -> DemoReport:
         report.weights = str(weights["path"])
         return str(weights["path"])
 
-    stages.run("Model", model_stage, optional=False)
+    try:
+        stages.run("Model", model_stage, optional=False)
+    except BaseException:
+        if created:
+            # Training made it and left nothing in it: a failed start leaves nothing behind.
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+    make_folder(out, "demo output folder")
     names = ", ".join(v.name for v in VARIANTS)
     stages.run(f"ONNX export ({names})", lambda: _export(report, weights["path"], out))
     stages.run("TensorRT engines", lambda: _engines(report, out))
@@ -176,7 +189,9 @@ def run_demo(config: DemoConfig) -> DemoReport:
 
 
 def _model(config: DemoConfig, out: Path) -> Path:
-    from hardnet_export.model import SHIPPED_WEIGHTS
+    """The checkpoint every later stage reads, loaded once here: a file that is no HardNet
+    checkpoint, or holds NaN weights, fails this stage rather than each stage after it."""
+    from hardnet_export.model import SHIPPED_WEIGHTS, load_model
 
     if config.train_steps == 0 and config.model is not None:
         from hardnet_export.artifacts.models import resolve_model
@@ -184,6 +199,7 @@ def _model(config: DemoConfig, out: Path) -> Path:
         path = resolve_model(config.model, "weights")
         if not path.is_file():
             raise MissingFileError(f"model not found: {path}")
+        load_model(path)
         return path
     if config.train_steps == 0:
         if not SHIPPED_WEIGHTS.is_file():

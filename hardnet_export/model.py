@@ -192,7 +192,6 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def _load_tensors_only(path: Path) -> Any:
-    import pickle
     import warnings
 
     try:
@@ -200,19 +199,155 @@ def _load_tensors_only(path: Path) -> Any:
             # torch warns about pickle protocols while refusing; the refusal is what counts.
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, KeyError, ...
         # torch's own message advises weights_only=False, i.e. running the file's code: never
-        # pass that on for a file of unknown origin.
-        raise CheckpointError(
+        # pass that on for a file of unknown origin. Its other messages ("101", "invalid load
+        # key") do not say what the file is; the file's own bytes do.
+        raise CheckpointError(_why_unreadable(path, exc)) from None
+
+
+#: What common files that are no checkpoint start with, for the error that says so.
+_FOREIGN_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"\x93NUMPY", "a NumPy .npy array"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"<?xml", "an XML file"),
+)
+#: The first pickle of a legacy (non-zip) ``torch.save`` file: its magic number, protocol 2.
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+#: Pickles read ahead of the object in a legacy file (magic, protocol, system info).
+_LEGACY_HEADER_PICKLES = 3
+#: Opcodes read at most when looking for what a refused pickle names (about a second).
+_MAX_PICKLE_OPS = 2_000_000
+
+
+def _why_unreadable(path: Path, exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused ``path``, in one sentence: a file that is
+    no checkpoint at all (named by what its first bytes are), one whose pickle names code
+    (named), or a damaged one."""
+    import zipfile
+
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if reason.startswith("Weights only load failed"):
+        reason = "torch's safe loader refused it"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as exc:  # not the content: the file cannot be read at all
+        return f"cannot read {path}: {exc.strerror or exc}"
+    if not head:
+        return f"{path} is empty (0 bytes), not a PyTorch checkpoint"
+    expected = "expected a zip archive or legacy pickle written by torch.save"
+    if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path):
+        # torch.save's zip archive without its directory at the end: cut short.
+        return f"{path} is not a readable PyTorch checkpoint (a truncated zip archive)"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+            if not pickles:
+                return f"{path} is a zip archive but not a PyTorch checkpoint ({expected})"
+            with archive.open(pickles[0]) as stream:
+                names = _pickle_globals(stream, 1)
+    elif head[:1] == b"\x80" and 2 <= head[1] <= 5:
+        legacy = head.startswith(_LEGACY_MAGIC)
+        with open(path, "rb") as stream:
+            names = _pickle_globals(stream, _LEGACY_HEADER_PICKLES + 1 if legacy else 1)
+        if not legacy and not _code(names):
+            return (
+                f"{path} is a plain Python pickle, not a PyTorch checkpoint ({expected}; "
+                "re-save the weights with torch.save)"
+            )
+    else:
+        return f"{path} is not a PyTorch checkpoint: it is {_what_file(head)} ({expected})"
+    code = _code(names)
+    if code:
+        return (
             f"{path} is not a safe checkpoint: it holds Python objects beyond tensors, numbers "
-            "and strings, and reading it would run code from the file. Re-save the weights "
-            "from their source with torch.save(model.state_dict(), path)"
-        ) from None
-    except Exception as exc:  # torch raises RuntimeError, EOFError, zipfile errors, ...
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint (truncated or another format: {reason})"
-        ) from None
+            f"and strings ({', '.join(code[:3])}), and reading it would run code from the "
+            "file. Re-save the weights from their source with "
+            "torch.save(model.state_dict(), path)"
+        )
+    return f"{path} is not a readable PyTorch checkpoint (truncated or damaged: {reason})"
+
+
+def _what_file(head: bytes) -> str:
+    for magic, what in _FOREIGN_MAGIC:
+        if head.startswith(magic):
+            return what
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"a file starting with the bytes {head[:8].hex(' ')}"
+    if text.isprintable() or all(c.isprintable() or c.isspace() for c in text):
+        return f"a text file starting {text[:24]!r}"
+    return f"a file starting with the bytes {head[:8].hex(' ')}"
+
+
+def _code(names: list[str]) -> list[str]:
+    """The globals among ``names`` that torch's safe loader does not allow: what loading
+    would import and call."""
+    allowed: set[str] = set()
+    try:
+        from torch import _weights_only_unpickler as safe
+
+        allowed = set(safe._get_allowed_globals())
+        from torch.serialization import get_safe_globals
+
+        for entry in get_safe_globals():  # a function or class, or (it, "module.name")
+            allowed.add(
+                entry[1] if isinstance(entry, tuple) else f"{entry.__module__}.{entry.__qualname__}"
+            )
+    except (ImportError, AttributeError):  # private API: without it, name what is not torch's
+        return [n for n in names if not n.startswith(("torch.", "collections.OrderedDict"))]
+    # Protocol 2 spells Python 3's builtins the Python 2 way; torch reads them as builtins.
+    return [n for n in names if n.replace("__builtin__.", "builtins.", 1) not in allowed]
+
+
+def _pickle_globals(stream: Any, count: int) -> list[str]:
+    """The ``module.name`` of every global the first ``count`` pickles in ``stream`` name,
+    read opcode by opcode without unpickling anything (up to where a damaged one breaks)."""
+    import collections
+    import pickletools
+
+    names: list[str] = []
+    text_ops = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING",
+                "BINSTRING", "STRING"}  # fmt: skip
+    budget = _MAX_PICKLE_OPS  # a huge pickle is not read to its end for an error message
+    try:
+        for _ in range(count):
+            memo: dict[Any, Any] = {}
+            # The last values pushed, as far as a name can be among them (a global's module
+            # and name are the last two).
+            pushed: collections.deque[Any] = collections.deque(maxlen=2)
+            for opcode, arg, _pos in pickletools.genops(stream):
+                budget -= 1
+                if budget < 0:
+                    return names
+                if opcode.name in ("GLOBAL", "INST"):
+                    names.append(str(arg).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL":
+                    module, name = pushed if len(pushed) == 2 else (None, None)
+                    names.append(f"{module}.{name}" if module and name else "an unnamed global")
+                elif opcode.name == "MEMOIZE":
+                    memo[len(memo)] = pushed[-1] if pushed else None
+                elif opcode.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                    memo[arg] = pushed[-1] if pushed else None
+                elif opcode.name in ("GET", "BINGET", "LONG_BINGET"):
+                    pushed.append(memo.get(arg))
+                elif opcode.name in text_ops:
+                    pushed.append(arg)
+                elif opcode.name not in ("PROTO", "FRAME"):
+                    pushed.append(None)
+    except Exception:  # a damaged or truncated stream: what was read so far still counts
+        pass
+    return names
 
 
 def _tensors(state: Mapping[Any, Any], path: Path) -> dict[str, torch.Tensor]:

@@ -48,6 +48,9 @@ def test_every_command_has_help_with_example(stage: str) -> None:
         (["--width", "0"], "width must be > 0"),
         (["--distill-kind", "kl"], "distill_kind must be one of"),
         (["--teacher", "hardnet-tiny"], "registered models are hardnet"),
+        # Without a teacher, a distillation weight was silently ignored.
+        (["--distill-weight", "2"], "distill_weight 2.0 sets up a distillation term"),
+        (["--out", "/proc/run"], "cannot create the run folder /proc/run: nothing can be"),
     ],
 )
 def test_train_bad_arguments_give_one_sentence(args: list[str], message: str, tmp_path) -> None:
@@ -141,3 +144,26 @@ def test_only_the_projects_errors_are_user_errors(tmp_path) -> None:
         assert "error: 'gpu_name'" not in result.stderr
     usage = run_cli("check", str(tmp_path / "none.onnx"), "--no-such-option")
     assert usage.returncode == 2 and "No such option: --no-such-option" in usage.stderr
+
+
+def test_model_arguments_and_outputs_are_one_line_each(tmp_path) -> None:
+    import cv2
+    import numpy as np
+
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 256, (96, 128), np.uint8))
+    (tmp_path / "x.h5").mkdir()
+    (tmp_path / "file").write_text("x")
+    out = str(tmp_path / "d.npz")
+    cases = [
+        # typer made "" the folder "." and "./hardnet-half" the registered name.
+        (["describe", str(image), "-o", out, "--model", ""], "error: the model is empty: give"),
+        (["describe", str(image), "-o", out, "--model", "./hardnet-half"], "no backend reads"),
+        (["describe", str(image), "-o", str(tmp_path / "x.h5")], "x.h5: it is a folder; give"),
+        (["demo", "--out", str(tmp_path / "file")], "file as the demo output folder: it is a fi"),
+    ]
+    for args, message in cases:
+        result = run_cli(*args)
+        assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and "Errno" not in result.stderr
+    assert not (tmp_path / "d.npz").exists()

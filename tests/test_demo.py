@@ -77,3 +77,48 @@ def test_bad_cli_argument_is_one_sentence(tmp_path) -> None:
     assert result.returncode != 0
     assert "device must be auto, cpu or cuda" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+class _RunsCode:
+    """Unpickling this calls os.getcwd: harmless, but code the file names all the same."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        import os
+
+        return (os.getcwd, ())
+
+
+def test_a_bad_model_fails_the_model_stage_in_one_line_and_leaves_nothing(tmp_path) -> None:
+    import torch
+
+    from hardnet_export.demo import run_demo
+    from hardnet_export.model import HardNet, save_checkpoint
+
+    torch.save({"state_dict": {}, "payload": _RunsCode()}, tmp_path / "evil.pth")
+    # The Model stage said "ok"; each later stage then failed with a traceback (91 lines).
+    result = subprocess.run(
+        [sys.executable, "-m", "hardnet_export", "demo", "--model", str(tmp_path / "evil.pth"),
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2 and "[1/7] Model" in lines[0], result.stderr
+    assert lines[1].startswith(f"error: {tmp_path / 'evil.pth'} is not a safe checkpoint")
+    assert not (tmp_path / "out").exists()
+
+    model = HardNet()
+    with torch.no_grad():
+        model.features[0].weight[0, 0, 0, 0] = float("nan")
+    save_checkpoint(tmp_path / "nan.pth", model)
+    (tmp_path / "file").write_text("x")
+    cases = [
+        ("nan.pth", "out", "nan.pth holds NaN or inf"),
+        ("missing.pth", "out", "model not found"),  # left an empty out folder
+        ("nan.pth", "file", "cannot use .*file as the demo output folder: it is a file"),
+    ]
+    for model_file, out, message in cases:
+        config = DemoConfig(out=tmp_path / out, model=str(tmp_path / model_file), progress=False)
+        with pytest.raises((OSError, ValueError), match=message):
+            run_demo(config)
+        assert not (tmp_path / "out").exists()

@@ -18,6 +18,7 @@ from hardnet_export._io import (
     remove_stale_scratch,
     scratch_folder,
 )
+from hardnet_export.errors import OutputError
 
 
 def _mode(path: Path) -> int:
@@ -57,6 +58,41 @@ def test_check_writable_probes_the_folder(tmp_path: Path) -> None:
         check_writable(tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         check_writable(tmp_path / "no" / "x.npz")
+
+
+def test_a_looping_link_is_refused_before_the_work(tmp_path: Path) -> None:
+    # is_dir() and exists() say False for it: the write failed at the end with the errno text.
+    loop = tmp_path / "out.npz"
+    loop.symlink_to(loop)
+    with pytest.raises(OutputError, match="out.npz: it is a symbolic link that loops"):
+        check_writable(loop)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]
+
+
+def test_output_folders_are_checked_in_one_sentence(tmp_path: Path) -> None:
+    from hardnet_export._io import check_folder, make_folder
+
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    refused = {
+        tmp_path / "file": "it is a file; give a folder",
+        tmp_path / "file" / "sub": f"{tmp_path / 'file'} is not a folder",
+        tmp_path / "loop": "it is a symbolic link that loops",
+        tmp_path / "dangling": "which does not exist",
+        Path("/proc/run"): "nothing can be created in /proc",
+    }
+    for path, message in refused.items():
+        for check in (check_folder, make_folder):
+            with pytest.raises(OutputError) as caught:
+                check(path, "demo folder")
+            text = str(caught.value)
+            assert message in text and "Errno" not in text and "\n" not in text, text
+    with pytest.raises(OutputError, match="the demo folder is an empty path"):
+        make_folder("", "demo folder")
+    assert make_folder(tmp_path / "a" / "b") and (tmp_path / "a" / "b").is_dir()
+    assert not make_folder(tmp_path / "a" / "b")  # there already
+    assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == []  # no probe left
 
 
 def test_load_npy_names_what_is_wrong(tmp_path: Path) -> None:

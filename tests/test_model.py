@@ -109,7 +109,7 @@ def test_missing_file(tmp_path) -> None:
 
 def test_not_a_checkpoint(tmp_path) -> None:
     (tmp_path / "junk.pth").write_bytes(b"this is not a zip or pickle")
-    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="junk.pth is not a PyTorch checkpoint: it is a text"):
         load_model(tmp_path / "junk.pth")
     torch.save({"epoch": 1, "weights": [1, 2]}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="not a HardNet checkpoint"):
@@ -135,6 +135,49 @@ def test_untrusted_pickle_is_refused_without_advice_to_unpickle(tmp_path) -> Non
     # torch's own refusal tells users to pass weights_only=False: never pass that on.
     assert "weights_only" not in str(caught.value)
     assert len(str(caught.value).splitlines()) == 1
+
+
+class _RunsCode:
+    """Unpickling this calls os.getcwd: harmless, but code the file names all the same."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        import os
+
+        return (os.getcwd, ())
+
+
+def test_a_file_that_is_no_checkpoint_is_told_from_one_that_would_run_code(tmp_path) -> None:
+    import pickle
+
+    png = tmp_path / "fake.pth"  # a PNG renamed: torch's refusal was "would run code"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64))
+    (tmp_path / "text.pth").write_text("hello")  # torch: KeyError '101'
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with open(tmp_path / "plain.pth", "wb") as f:
+        pickle.dump({"weights": [1.0, 2.0]}, f)
+    torch.save({"state_dict": {}, "payload": _RunsCode()}, tmp_path / "zip-code.pth")
+    with open(tmp_path / "pickle-code.pth", "wb") as f:
+        pickle.dump(_RunsCode(), f)
+    torch.save(
+        {"payload": _RunsCode()}, tmp_path / "legacy-code.pth", _use_new_zipfile_serialization=False
+    )
+    foreign = {
+        "fake.pth": "fake.pth is not a PyTorch checkpoint: it is a PNG image",
+        "text.pth": "text.pth is not a PyTorch checkpoint: it is a text file starting 'hello'",
+        "empty.pth": "empty.pth is empty (0 bytes)",
+        "plain.pth": "plain.pth is a plain Python pickle, not a PyTorch checkpoint",
+    }
+    for name, message in foreign.items():
+        with pytest.raises(ValueError) as caught:
+            read_checkpoint(tmp_path / name)
+        text = str(caught.value)
+        assert message in text and "run code" not in text and len(text.splitlines()) == 1, text
+    for name in ("zip-code.pth", "pickle-code.pth", "legacy-code.pth"):
+        with pytest.raises(ValueError) as caught:
+            read_checkpoint(tmp_path / name)
+        text = str(caught.value)
+        assert f"{name} is not a safe checkpoint" in text and "run code" in text, text
+        assert "getcwd" in text and "weights_only" not in text  # names what it would call
 
 
 def _project_checkpoint(**fields) -> dict:

@@ -133,6 +133,30 @@ def test_unknown_names_list_the_registered_ones(tmp_path: Path) -> None:
     assert f"registered models are {names}" in result.stderr
 
 
+def test_a_path_is_a_path_and_a_bare_name_the_registered_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    half = get_model("hardnet-half")
+    # "./hardnet-half" names a file, here a missing one: it loaded the registered model.
+    assert resolve_model("./hardnet-half") == tmp_path / "hardnet-half"
+    with pytest.raises(FileNotFoundError, match="hardnet-half"):
+        load_model("./hardnet-half")
+    with pytest.raises(ValueError, match="no backend reads .*hardnet-half"):
+        runtime.load("./hardnet-half")
+    # A file of a registered model's name in the working directory: the name is the
+    # registered model, and a warning says how to pick the file (it took the file, silently).
+    save_checkpoint(tmp_path / "hardnet-half", HardNet(width=0.25))
+    with pytest.warns(UserWarning, match=r"not used: pass \./hardnet-half to use it"):
+        assert resolve_model("hardnet-half") == half.weights
+    assert resolve_model("./hardnet-half") == tmp_path / "hardnet-half"
+    assert load_model("./hardnet-half").width == 0.25
+    # Empty and folder arguments say so ("no ... registered model named '.'" before).
+    for model, message in [("", "the model is empty: give the path"), (".", ". is a folder")]:
+        with pytest.raises(ValueError, match=message):
+            resolve_model(model)
+
+
 def test_the_default_is_registered_first() -> None:
     assert hardnet_export.models() == MODELS and MODELS[0].name == DEFAULT_MODEL
     default = get_model(DEFAULT_MODEL)

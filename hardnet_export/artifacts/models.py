@@ -17,7 +17,9 @@ The widths: a width multiplier ``w`` scales the channels of every conv of the L2
 from __future__ import annotations
 
 import math
+import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -275,9 +277,10 @@ def get_model(name: str) -> ShippedModel:
 
 def looks_like_name(model: str | Path) -> bool:
     """Whether ``model`` reads as a model name rather than a path: no folder part and no
-    model-file suffix (``hardnet-half``, not ``runs/a/final.pth`` or ``model.onnx``)."""
+    model-file suffix (``hardnet-half``, not ``./hardnet-half``, ``runs/a/final.pth`` or
+    ``model.onnx``)."""
     text = str(model)
-    if not text or "/" in text or "\\" in text:
+    if not text or "/" in text or "\\" in text or text in (".", ".."):
         return False
     return Path(text).suffix.lower() not in MODEL_SUFFIXES
 
@@ -285,19 +288,41 @@ def looks_like_name(model: str | Path) -> bool:
 def lookup(model: str | Path) -> ShippedModel | None:
     """The registered model that ``model`` names, or None when it is a path.
 
-    An existing file is always a path (so a file that happens to be called ``hardnet`` still
-    loads); otherwise a registered name is that model.
+    A path-looking ``model`` (a folder part, ``./hardnet`` included, or a model suffix) is
+    always a path. A bare name is the registered model of that name; a file or folder of
+    the same name in the working directory is then not used, and a warning says so and how
+    to pick it (``./NAME``). A bare name that is no registered model is a path if such a
+    file exists (a checkpoint saved without a suffix), else an error.
+
+    ``Path("./hardnet")`` is ``Path("hardnet")``: from Python, pass the string
+    ``"./hardnet"`` (or an absolute path) to mean the file.
 
     Raises:
+        InputError: ``model`` is empty, or names a folder.
         UnknownModelError: ``model`` is no file and reads as a name (:func:`looks_like_name`)
             that is not registered; the message lists the names.
     """
-    if Path(model).is_file():
-        return None
     text = str(model)
-    if text in model_names():
+    if not text.strip():
+        raise InputError(
+            "the model is empty: give the path of a checkpoint or artifact (.pth, .onnx, "
+            f".xml, .engine) or a registered model name ({', '.join(model_names())})"
+        )
+    if looks_like_name(text) and text in model_names():
+        if os.path.lexists(text):
+            kind = "folder" if Path(text).is_dir() else "file"
+            warnings.warn(
+                f"{text!r} names the registered model; the {kind} {text} in the working "
+                f"directory is not used: pass ./{text} to use it",
+                stacklevel=2,
+            )
         return get_model(text)
-    if looks_like_name(text):
+    if Path(text).is_dir():
+        raise InputError(
+            f"{text} is a folder: give the model file inside it (.pth, .onnx, .xml, .engine) "
+            "or a registered model name"
+        )
+    if looks_like_name(text) and not Path(text).is_file():
         get_model(text)  # raises, listing the names
     return None
 
@@ -314,7 +339,17 @@ def resolve_model(model: str | Path | None, form: str = "weights") -> Path:
     if model is None:
         return get_model(DEFAULT_MODEL).file(form)
     entry = lookup(model)
-    return Path(model) if entry is None else entry.file(form)
+    return as_path(model) if entry is None else entry.file(form)
+
+
+def as_path(model: str | Path) -> Path:
+    """``model``, which :func:`lookup` found to be a path, as a :class:`~pathlib.Path` that
+    stays one: ``Path("./hardnet-half")`` drops the ``./`` and would read as the registered
+    name again, so such a path becomes absolute."""
+    path = Path(model)
+    if looks_like_name(path) and str(path) in model_names():
+        return Path(os.path.abspath(path))
+    return path
 
 
 def registered_name(path: str | Path) -> str | None:

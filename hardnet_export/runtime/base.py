@@ -86,10 +86,11 @@ def as_patch_batch(patches: Any) -> np.ndarray:
     array = array.reshape(shape)
     if array.dtype == np.uint8:
         return np.ascontiguousarray(array)
-    array = np.ascontiguousarray(array, dtype=np.float32)
     if array.size:
+        # Checked in the input's own dtype: a float64 beyond float32's range would overflow in
+        # the cast, with numpy's RuntimeWarning ahead of the error.
         check_patch_values(float(array.min()), float(array.max()), bool(np.isfinite(array).all()))
-    return array
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 def graph_input(batch: np.ndarray, input_dtype: str, fixed_batch: int | None) -> np.ndarray:

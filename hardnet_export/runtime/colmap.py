@@ -24,7 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError, OutputError
+from hardnet_export.errors import (
+    InputError,
+    MissingDependencyError,
+    MissingFileError,
+    OutputError,
+    OutputIsFolderError,
+)
 from hardnet_export.runtime.base import Describer
 
 PAIRINGS = ("exhaustive", "sequential")
@@ -120,6 +126,50 @@ def image_pairs(count: int, pairing: str = "exhaustive") -> list[tuple[int, int]
     return [(i, j) for i in range(count) for j in range(i + 1, min(count, i + 1 + reach))]
 
 
+def check_outputs(
+    database: str | Path, reconstruct_out: str | Path | None = None, *, overwrite: bool = False
+) -> None:
+    """Raise now what :func:`build_database` and :func:`reconstruct` would raise at their
+    end, so a run that cannot write its outputs fails before any image is described.
+
+    Raises:
+        OutputError: ``database`` is a folder, exists (without ``overwrite``) or cannot be
+            created; ``reconstruct_out`` is a file, a non-empty folder (without
+            ``overwrite``), holds ``database`` (``overwrite`` would delete it) or cannot be
+            written.
+        MissingFileError: the database's folder does not exist.
+    """
+    from hardnet_export._io import check_writable
+
+    database = Path(database)
+    if database.is_dir():
+        raise OutputIsFolderError(f"cannot write {database}: it is a folder; give a .db file name")
+    if database.exists() and not overwrite:
+        raise OutputError(f"{database} exists; give --overwrite to replace it")
+    check_writable(database)
+    if reconstruct_out is not None:
+        _check_reconstruction_folder(Path(reconstruct_out), database, overwrite)
+
+
+def _check_reconstruction_folder(out: Path, database: Path, overwrite: bool) -> bool:
+    """Raise unless :func:`reconstruct` may write into ``out``; return whether it must
+    empty it first (``overwrite`` of a non-empty folder)."""
+    from hardnet_export._io import check_folder
+
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--reconstruct expects a folder, got the file {out}")
+    full = out.is_dir() and any(out.iterdir())
+    if full and not overwrite:
+        raise OutputError(f"{out} is not empty; give --overwrite to replace it")
+    if full and out.resolve() in database.resolve().parents:
+        raise OutputError(
+            f"the database {database} is inside the reconstruction folder {out}, which "
+            "--overwrite empties: put them apart"
+        )
+    check_folder(out, "reconstruction folder")
+    return full
+
+
 @contextlib.contextmanager
 def _fresh_database(database: Path, overwrite: bool) -> Iterator[Path]:
     """A temporary database path beside ``database``, renamed onto it on success only."""
@@ -210,8 +260,7 @@ def build_database(
     folder = Path(image_dir)
     names = list_images(folder)
     database = Path(database)
-    if database.is_dir():
-        raise OutputError(f"cannot write {database}: it is a folder; give a .db file name")
+    check_outputs(database, overwrite=overwrite)
     wrap = progress or (lambda items, _total, _what: items)
     pairs = image_pairs(len(names), pairing)
     _check_images(folder, names, max_image_pixels)
@@ -358,19 +407,18 @@ def reconstruct(
 
     Raises:
         FileNotFoundError: no database or image folder.
-        OSError: ``out`` is a file, or a non-empty folder without ``overwrite``.
+        OSError: ``out`` is a file, a non-empty folder without ``overwrite`` (or one holding
+            the database), or cannot be written.
     """
+    from hardnet_export._io import make_folder
+
     pycolmap = import_pycolmap()
     database, folder, out = Path(database), Path(image_dir), Path(out)
     if not database.is_file():
         raise MissingFileError(f"COLMAP database not found: {database}")
     if not folder.is_dir():
         raise MissingFileError(f"image folder not found: {folder}")
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"--reconstruct expects a folder, got the file {out}")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise OutputError(f"{out} is not empty; give --overwrite to replace it")
+    if _check_reconstruction_folder(out, database, overwrite):
         shutil.rmtree(out)
     options = pycolmap.IncrementalPipelineOptions()
     db = pycolmap.Database.open(database)
@@ -384,7 +432,7 @@ def reconstruct(
             out, images, [], f"too few images to reconstruct: {images} image(s), "
             f"{verified} verified pair(s); at least 2 images and 1 verified pair are needed",
         )  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "reconstruction folder")
     # 3: a failed mapping logs an error line; the result's reason says it in our words.
     with colmap_log(pycolmap, verbose, quiet_level=3):
         models = pycolmap.incremental_mapping(database, folder, out, options)

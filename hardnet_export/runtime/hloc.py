@@ -11,12 +11,13 @@ incomplete is written again. h5py comes with the ``sfm`` extra.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hardnet_export.errors import InputError, MissingDependencyError
+from hardnet_export.errors import InputError, MissingDependencyError, OutputIsFolderError
 
 DATASETS = ("keypoints", "descriptors", "scores", "image_size")
 
@@ -41,13 +42,24 @@ def image_key(path: str | Path) -> str:
 
 
 def complete_images(path: str | Path) -> set[str]:
-    """Names of the images whose four datasets are all in ``path`` (empty when no file)."""
+    """Names of the images whose four datasets are all in ``path`` (empty when no file).
+
+    Raises:
+        OutputIsFolderError: ``path`` is a folder.
+        InputError: ``path`` is a file but not one h5py reads (or may append to).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise OutputIsFolderError(f"cannot write {path}: it is a folder; give an .h5 file name")
     if not path.exists():
         return set()
     h5py = import_h5py()
     found: set[str] = set()
     try:
+        # A file that can be read but not appended to fails here, before any image is
+        # described (opened for writing, as the appends will, but without touching it).
+        with open(path, "r+b"):
+            pass
         with h5py.File(path, "r") as f:
 
             def visit(name: str, item: Any) -> None:
@@ -56,8 +68,19 @@ def complete_images(path: str | Path) -> set[str]:
 
             f.visititems(visit)
     except OSError as exc:
-        raise InputError(f"{path} is not an HDF5 file h5py can read ({exc})") from None
+        raise InputError(
+            f"{path} is not an HDF5 file h5py can append to ({_reason(exc)})"
+        ) from None
     return found
+
+
+def _reason(exc: OSError) -> str:
+    """h5py's reason in one line: the system's words where it has an errno (its own text
+    then spans lines and repeats the path, a timestamp and a buffer address)."""
+    if exc.errno:
+        return os.strerror(exc.errno)
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def write_image_features(

@@ -15,13 +15,14 @@ class's) loads the artifact, reads its kind from the metadata or sidecar, and bu
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hardnet_export.artifacts.models import ShippedModel, lookup
-from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.artifacts.models import ShippedModel, as_path, lookup
+from hardnet_export.errors import InputError, InputTypeError, MissingFileError
 from hardnet_export.host import installed
 from hardnet_export.runtime.base import Describer
 from hardnet_export.shipped import SHIPPED_ONNX
@@ -205,12 +206,13 @@ def load(
         FileNotFoundError: no such artifact.
         ValueError: unknown suffix, backend or model name (the message lists the names), or
             a corrupt artifact.
+        TypeError: an option the backend does not take (the message lists those it does).
         ImportError: the backend's library is not installed.
     """
     entry = None if path is None else lookup(path)
     if path is None or entry is not None:
         return _load_registered(entry, backend, device, max_batch, options)
-    path = Path(path)
+    path = as_path(path)
     chosen = backend_for(path) if backend is None else get_backend(backend)
     if backend is None and device == "cpu" and chosen.name == "onnxruntime" and path.is_file():
         chosen = cpu_backend_for(path)
@@ -220,7 +222,47 @@ def load(
         )
     if not path.is_file():
         raise MissingFileError(f"model not found: {path}")
-    return chosen.describer_class().open(path, device=device, max_batch=max_batch, **options)
+    return _open(chosen, path, device, max_batch, options)
+
+
+def _open(
+    chosen: Backend,
+    path: Path | None,
+    device: str | None,
+    max_batch: int | None,
+    options: dict[str, Any],
+) -> Describer:
+    """``open`` of the backend's describer, once its options are known to be its own."""
+    describer = chosen.describer_class()
+    known = load_options(describer)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        # Python's "unexpected keyword argument" would name neither the backend nor what
+        # it takes, and would come after the artifact's checks.
+        takes = ", ".join(sorted(known)) or "none"
+        raise InputTypeError(
+            f"unknown load() option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            f"for the {chosen.name} backend; its options: {takes}"
+        )
+    return describer.open(path, device=device, max_batch=max_batch, **options)
+
+
+def load_options(describer: type[Describer]) -> set[str]:
+    """The keyword options ``runtime.load`` passes on to ``describer.open`` (``device`` and
+    ``max_batch`` aside): its own, and where it forwards ``**options`` to the constructor,
+    the constructor's."""
+    own = {"path", "device", "max_batch"}
+    known: set[str] = set()
+    for function in (describer.open, describer.__init__):
+        parameters = inspect.signature(function).parameters.values()
+        known |= {
+            p.name
+            for p in parameters
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in own
+        }
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            break
+    return known
 
 
 def _load_registered(
@@ -238,7 +280,7 @@ def _load_registered(
     if chosen.name == "torch":
         # The default model by None: the torch backend's own "no shipped model" check.
         weights = None if entry is None else entry.file("weights")
-        return chosen.describer_class().open(weights, device=device, max_batch=max_batch, **options)
+        return _open(chosen, weights, device, max_batch, options)
     if ".onnx" in chosen.suffixes:
         if entry is None:
             if not SHIPPED_ONNX.is_file():
@@ -248,7 +290,7 @@ def _load_registered(
             graph = SHIPPED_ONNX
         else:
             graph = entry.file("onnx")
-        return chosen.describer_class().open(graph, device=device, max_batch=max_batch, **options)
+        return _open(chosen, graph, device, max_batch, options)
     what = "the shipped model" if entry is None else f"model {entry.name!r}"
     raise InputError(
         f"backend {backend!r} needs an artifact: build one from {what} with "

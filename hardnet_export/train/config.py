@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hardnet_export.artifacts.models import check_width
@@ -185,6 +185,17 @@ class TrainConfig:
             raise InputError(
                 f"distill_kind must be one of {DISTILL_KINDS}, got {self.distill_kind!r}"
             )
+        if self.teacher is None:
+            # Without a teacher there is no distillation term: a weight or kind set for it
+            # would be ignored, and the run would not be the one asked for.
+            defaults = {f.name: f.default for f in fields(self)}
+            for name in ("distill_weight", "distill_kind"):
+                if getattr(self, name) != defaults[name]:
+                    raise InputError(
+                        f"{name} {getattr(self, name)!r} sets up a distillation term, which "
+                        "only a run with a teacher has: give teacher too, or leave "
+                        f"{name} at {defaults[name]!r}"
+                    )
 
     def recipe(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in RECIPE_FIELDS}

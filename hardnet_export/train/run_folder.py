@@ -17,7 +17,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from hardnet_export.errors import StateError, TrainingInterrupted
+from hardnet_export._io import make_folder
+from hardnet_export.errors import OutputError, StateError, TrainingInterrupted
 
 LOCK_NAME = "train.lock"
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -47,7 +48,13 @@ class RunLock:
         import fcntl
 
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot write in the run folder {self.path.parent}: "
+                    f"{exc.strerror or exc} (creating {self.path.name})"
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -190,11 +197,9 @@ def ignore_stop_signals() -> None:
 def owned(folder: Path) -> Iterator[RunLock]:
     """Hold the run folder's lock; creating ``folder`` if needed, and removing it again if
     the run leaves it empty (a start that failed before writing anything)."""
-    created = not folder.exists()
-    if not folder.is_dir():
-        if folder.exists():
-            raise FileExistsError(f"output {folder} exists and is not a folder")
-        folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"output {folder} exists and is not a folder")
+    created = make_folder(folder, "run folder")
     lock = RunLock(folder)
     try:
         lock.acquire()

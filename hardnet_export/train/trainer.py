@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hardnet_export._io import atomic_write_text, sha256_file
+from hardnet_export._io import atomic_write_text, check_folder, sha256_file
 from hardnet_export._progress import progress_bar
 from hardnet_export.artifacts.models import registered_name, resolve_model
 from hardnet_export.errors import (
@@ -259,10 +259,23 @@ def _load_resume(
         raise MissingFileError(f"nothing to resume: {path} does not exist")
     ckpt = read_checkpoint(path)
     saved = ckpt.meta.get("config", {})
-    diff = [k for k in RECIPE_FIELDS if k in saved and saved[k] != config.recipe()[k]]
+    # The width is compared as the networks' widths: the recorded setting is None for "the
+    # default", which says nothing to a user who asks for 0.5 (or for 1, the same network).
+    diff = [
+        f"{k}: {saved[k]!r} -> {getattr(config, k)!r}"
+        for k in RECIPE_FIELDS
+        if k != "width" and k in saved and saved[k] != config.recipe()[k]
+    ]
+    run_width = float(ckpt.meta.get("width") or 1.0)
+    asked = config.width
+    if asked is None:
+        # Unset means 1, or the width of the init weights (the run's own when init agrees).
+        asked = run_width if config.init is not None else 1.0
+    if asked != run_width:
+        default = " (the default)" if config.width is None else ""
+        diff.append(f"width: {run_width:g} -> {asked:g}{default}")
     if diff:
-        detail = ", ".join(f"{k}: {saved[k]!r} -> {getattr(config, k)!r}" for k in diff)
-        raise InputError(f"cannot resume {path}: the run's settings differ ({detail})")
+        raise InputError(f"cannot resume {path}: the run's settings differ ({', '.join(diff)})")
     was, now = saved.get("teacher_provenance"), teacher_record
     if isinstance(was, dict) and now is not None and was.get("sha256") != now["sha256"]:
         raise InputError(
@@ -362,6 +375,7 @@ def _train(config: TrainConfig, device: torch.device, dist: DistInfo, signals: S
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"output {out} exists and is not a folder")
+    check_folder(out, "run folder")
     ckpt_path = out / CHECKPOINT_NAME
     if config.resume and not ckpt_path.is_file():
         raise MissingFileError(f"nothing to resume: {ckpt_path} does not exist")

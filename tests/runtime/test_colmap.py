@@ -91,6 +91,29 @@ def test_bad_image_folders_give_one_clear_line(tmp_path: Path) -> None:
     assert cli.exit_code != 0 and not (tmp_path / "y.db").exists()
 
 
+def test_every_output_is_checked_before_any_work(pair_dir: Path, tmp_path: Path) -> None:
+    sparse = tmp_path / "sparse"
+    sparse.mkdir()
+    (sparse / "old.txt").write_text("an earlier reconstruction")
+    db = tmp_path / "hardnet.db"
+    common = [str(pair_dir), "--max-keypoints", "200", "--device", "cpu"]
+    refusals = [
+        # All the work was done and the database written before "is not empty"; the rerun
+        # was then refused because the database existed.
+        (["--database", str(db), "--reconstruct", str(sparse)], f"{sparse} is not empty"),
+        (["--database", str(db), "--reconstruct", "/proc/sparse"], "nothing can be created in"),
+        (["--database", str(sparse / "h.db"), "--reconstruct", str(sparse), "--overwrite"],
+         "is inside the reconstruction folder"),
+        (["--database", str(tmp_path), "--reconstruct", str(tmp_path / "new")], "it is a folder"),
+    ]  # fmt: skip
+    for args, message in refusals:
+        cli = CliRunner().invoke(app, ["colmap", *common, *args])
+        assert isinstance(cli.exception, OutputError) and message in str(cli.exception), cli.output
+        assert not db.exists() and not (sparse / "h.db").exists()
+        assert [p.name for p in sparse.iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sparse"]
+
+
 def test_pairings() -> None:
     assert image_pairs(3) == [(0, 1), (0, 2), (1, 2)]
     assert image_pairs(13, "sequential")[:2] == [(0, 1), (0, 2)]

@@ -109,6 +109,16 @@ def test_bad_patches(describer: Describer, bad: object, error: type, text: str) 
         describer.describe(bad)
 
 
+def test_float64_beyond_float32_is_refused_without_numpy_warnings(describer: Describer) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        # numpy's "overflow encountered in cast" came ahead of the error.
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"0\.\.255, got values in \[0\.0, 1e\+39\]"):
+            describer.describe(np.concatenate([np.zeros((1, 32, 32)), np.full((1, 32, 32), 1e39)]))
+
+
 def test_bad_torch_patches(describer: Describer) -> None:
     with pytest.raises(ValueError, match="NaN"):
         describer.describe(torch.full((2, 32, 32), float("nan")))

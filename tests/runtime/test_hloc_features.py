@@ -55,3 +55,17 @@ def test_hloc_layout_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert set(f["imgs"]) == {"view0.png", "view1.png", "view2.png"}
         for name, desc in before.items():
             np.testing.assert_array_equal(f[name]["descriptors"][()], desc)  # untouched
+
+
+def test_an_h5_output_that_is_a_folder_or_no_hdf5_is_one_line(tmp_path: Path) -> None:
+    from hardnet_export.runtime.hloc import complete_images
+
+    (tmp_path / "x.h5").mkdir()
+    (tmp_path / "junk.h5").write_text("not hdf5")
+    # Was h5py's two-line errno text with a timestamp and a buffer address.
+    with pytest.raises(IsADirectoryError, match=r"cannot write .*x\.h5: it is a folder; give an"):
+        complete_images(tmp_path / "x.h5")
+    with pytest.raises(ValueError) as caught:
+        complete_images(tmp_path / "junk.h5")
+    assert "junk.h5 is not an HDF5 file" in str(caught.value)
+    assert "\n" not in str(caught.value)

@@ -42,6 +42,16 @@ def test_missing_artifact(tmp_path: Path, name: str) -> None:
         runtime.load(tmp_path / name)
 
 
+def test_an_unknown_option_names_the_backend_and_its_options(onnx_model: Path) -> None:
+    # Was Python's bare "open() got an unexpected keyword argument 'intra_op_threads'".
+    with pytest.raises(TypeError, match=r"unknown load\(\) option intra_op_threads for the "
+                       r"onnxruntime backend; its options: .*intra_op_num_threads"):  # fmt: skip
+        runtime.load(onnx_model, intra_op_threads=2)
+    # The torch backend passes **options on to its constructor: those count as its own.
+    with pytest.raises(TypeError, match=r"options fp32, half for the torch backend; its op.*fp16"):
+        runtime.load("hardnet", backend="torch", half=True, fp32=True)
+
+
 def test_tensorrt_path_none_needs_an_artifact() -> None:
     with pytest.raises(ValueError, match="needs an artifact"):
         runtime.load(backend="tensorrt")

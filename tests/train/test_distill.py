@@ -61,6 +61,12 @@ def test_bad_kinds_and_shapes_are_named() -> None:
         TrainConfig(distill_kind="kl")
     with pytest.raises(ValueError, match="width must be > 0"):
         TrainConfig(width=0.0)
+    # Without a teacher there is no distillation term: setting it up was silently ignored.
+    with pytest.raises(ValueError, match="distill_weight 2.0 sets up a distillation term, wh"):
+        TrainConfig(distill_weight=2.0)
+    with pytest.raises(ValueError, match="give teacher too, or leave distill_kind at 'desc"):
+        TrainConfig(distill_kind="distances")
+    assert TrainConfig(teacher="hardnet", distill_weight=2.0).distill_weight == 2.0
 
 
 def _config(out: Path, **kw: object) -> TrainConfig:

@@ -229,6 +229,26 @@ def test_a_refused_start_leaves_no_folder(phototour_root: Path, tmp_path: Path) 
         assert not (tmp_path / "deep").exists(), fields
 
 
+def test_an_output_that_cannot_be_a_run_folder_is_one_sentence_before_any_work(
+    phototour_root: Path, tmp_path: Path
+) -> None:
+    from hardnet_export.errors import OutputError
+
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    cases = [
+        ("/proc/run", "cannot create the run folder /proc/run: nothing can be created in /proc"),
+        (str(tmp_path / "loop"), "loop as the run folder: it is a symbolic link that loops"),
+        (str(tmp_path / "file" / "run"), "file/run: " + str(tmp_path / "file") + " is not a"),
+    ]
+    for out, message in cases:
+        # Was the bare errno of mkdir ("[Errno 2] No such file or directory: '/proc/run'"),
+        # after the data and any teacher had been loaded.
+        with pytest.raises(OutputError) as caught:
+            train(_config(phototour_root, Path(out), init=str(tmp_path / "none.pth")))
+        assert message in str(caught.value) and "Errno" not in str(caught.value), caught.value
+
+
 def test_handlers_are_the_callers_again_after_a_run(phototour_root: Path, tmp_path: Path) -> None:
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     train(_config(phototour_root, tmp_path, steps=1))

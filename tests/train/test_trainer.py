@@ -67,6 +67,16 @@ def test_resume_refuses_a_changed_recipe(phototour_root: Path, tmp_path: Path) -
         train(_config(phototour_root, tmp_path / "empty", resume=True))
 
 
+def test_resume_compares_the_networks_width(phototour_root: Path, tmp_path: Path) -> None:
+    train(_config(phototour_root, tmp_path, stop_after=2))  # width unset: 1
+    # The recorded setting is None; the message said "width: None -> 0.5".
+    with pytest.raises(ValueError, match=r"settings differ \(width: 1 -> 0\.5\)$"):
+        train(_config(phototour_root, tmp_path, resume=True, width=0.5))
+    # Width 1 is the run's network: it was refused as "width: None -> 1.0".
+    final = train(_config(phototour_root, tmp_path, resume=True, width=1.0))
+    assert read_checkpoint(final).meta["step"] == 6
+
+
 def test_interrupted_checkpoint_write_keeps_the_previous_one(
     phototour_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
