@@ -145,8 +145,8 @@ def _max_image_pixels_option() -> Any:
         help=(
             "Refuse images with more pixels (width x height), read from the file's header "
             "before decoding: a guard against decompression bombs (default: "
-            f"${MAX_IMAGE_PIXELS_ENV}, else {DEFAULT_MAX_IMAGE_PIXELS:,} = 2**27, e.g. "
-            "16384x8192)."
+            f"${MAX_IMAGE_PIXELS_ENV}, else {DEFAULT_MAX_IMAGE_PIXELS:,} = 2**26, e.g. "
+            "8192x8192)."
         ),
     )
 
@@ -201,10 +201,14 @@ def train(**fields: Any) -> None:
 
     Example: torchrun --nproc_per_node=4 -m hardnet_export train --data phototour:/d/liberty
     """
+    from hardnet_export.host import require
+
+    config = TrainConfig(**fields)
+    require("training", *config.packages())  # before the trainer's own import of torch
     from hardnet_export.train.trainer import train as run_training
 
     try:
-        path = run_training(TrainConfig(**fields))
+        path = run_training(config)
     except TrainingInterrupted as exc:
         # Here, not in main(): typer turns any KeyboardInterrupt into a bare exit 130.
         if int(os.environ.get("RANK", "0")) == 0:  # every rank stops; one report is enough

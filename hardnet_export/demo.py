@@ -22,6 +22,7 @@ from hardnet_export import __version__
 from hardnet_export._io import atomic_write_text, check_folder, make_folder
 from hardnet_export.artifacts.variants import VARIANTS
 from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.host import BUILTIN_PHOTO_PACKAGES, require
 from hardnet_export.validate import check_float, check_int
 
 MATCH_TOLERANCE_PX = 3.0
@@ -152,6 +153,9 @@ def run_demo(config: DemoConfig) -> DemoReport:
     """Run the whole pipeline on built-in data and write ``report.md`` and ``report.json``."""
     from hardnet_export._progress import plain_console
 
+    # Its core stages: training or the shipped checkpoint, the export, the built-in photos.
+    # OpenVINO, TensorRT and pycolmap are optional: their stages say why they were skipped.
+    require("the demo", "torch", "onnx", "onnxscript", "onnxruntime", *BUILTIN_PHOTO_PACKAGES)
     console = plain_console(stderr=True, quiet=not config.progress)
     out = config.out
     check_folder(out, "demo output folder")  # a file there, or no way to write, fails now

@@ -20,7 +20,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from hardnet_export.errors import InputError
+from hardnet_export.errors import InputError, MissingDependencyError
 
 #: int8 kernel kinds, best first; each is what :func:`int8_isa` may return.
 INT8_ISAS: dict[str, str] = {
@@ -138,3 +138,41 @@ def installed(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
+
+
+#: The optional packages, by import name: (distribution, the extra of hardnet-export that
+#: installs it). ``tests/test_extras.py`` keeps it in step with ``pyproject.toml``.
+OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {
+    "torch": ("torch", "train"),
+    "onnx": ("onnx", "train"),
+    "onnxscript": ("onnxscript", "train"),
+    "skimage": ("scikit-image", "train"),
+    "sklearn": ("scikit-learn", "train"),
+    "matplotlib": ("matplotlib", "train"),
+    "onnxruntime": ("onnxruntime", "cpu"),
+    "openvino": ("openvino", "openvino"),
+    "h5py": ("h5py", "sfm"),
+    "pycolmap": ("pycolmap", "sfm"),
+}
+#: What reading the built-in photos needs (they ship inside these packages).
+BUILTIN_PHOTO_PACKAGES = ("skimage", "sklearn", "matplotlib")
+
+
+def require(purpose: str, *modules: str) -> None:
+    """Check, before any work, that ``modules`` (import names of :data:`OPTIONAL_PACKAGES`)
+    are installed; ``purpose`` says what needs them ("an INT8 export").
+
+    Raises:
+        MissingDependencyError: one sentence naming every missing package and the extras that
+            install them.
+    """
+    missing = [m for m in dict.fromkeys(modules) if not installed(m)]
+    if not missing:
+        return
+    names = ", ".join(OPTIONAL_PACKAGES[m][0] for m in missing)
+    extras = sorted({OPTIONAL_PACKAGES[m][1] for m in missing})
+    hint = f"pip install 'hardnet-export[{','.join(extras)}]'"
+    if "cpu" in extras:  # the two ONNX Runtimes install the same module
+        hint += " (on a CUDA machine [gpu] instead of [cpu]; never both)"
+    verb = "is" if len(missing) == 1 else "are"
+    raise MissingDependencyError(f"{purpose} needs {names}, which {verb} not installed: {hint}")

@@ -38,12 +38,13 @@ import numpy as np
 from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.validate import check_int
 
-#: The largest image read by default, in pixels: 2**27 = 134,217,728 (16384x8192). Above the
-#: 100-102 MP of medium-format cameras (GFX100, X2D), below anything but a stitched panorama
-#: or a decompression bomb. Memory still grows with it: ``describe`` with SIFT detection
-#: takes about 210 bytes per pixel (measured: 3.0 GB resident for a 12 MP photo, so 28 GB at
-#: this limit): lower it on a small machine.
-DEFAULT_MAX_IMAGE_PIXELS = 1 << 27
+#: The largest image read by default, in pixels: 2**26 = 67,108,864 (8192x8192). Above every
+#: full-frame camera (61 MP: 9504x6336), below the 100 MP of medium-format ones (which need
+#: it raised) and far below a decompression bomb. Why not higher: ``describe`` with SIFT
+#: detection holds about 210 bytes per pixel (measured: 3.0 GB resident for a 12 MP photo),
+#: so an image at this limit takes some 14 GB, and one at 2**27 would not fit the 24 GB
+#: machines this project runs on. Lower it on a small machine.
+DEFAULT_MAX_IMAGE_PIXELS = 1 << 26
 #: The environment variable that sets the limit where no ``max_image_pixels`` is given.
 MAX_IMAGE_PIXELS_ENV = "HARDNET_EXPORT_MAX_IMAGE_PIXELS"
 

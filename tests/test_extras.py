@@ -60,3 +60,11 @@ def test_readme_install_chooses_one_onnx_runtime() -> None:
     assert chosen, install
     names = _expand([f"hardnet-export[{chosen.group(1)}]"])
     assert len(names & ORT) == 1, install
+
+
+def test_each_optional_package_comes_with_the_extra_the_errors_name() -> None:
+    from hardnet_export.host import OPTIONAL_PACKAGES
+
+    extras = PROJECT["optional-dependencies"]
+    for module, (distribution, extra) in OPTIONAL_PACKAGES.items():
+        assert distribution in _expand(extras[extra]), (module, distribution, extra)

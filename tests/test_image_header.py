@@ -80,7 +80,7 @@ def test_a_bomb_is_refused_from_its_header(name: str, tmp_path: Path) -> None:
         one_line_naming(message, path)
         assert message.startswith(f"{path} is {header.width}x{header.height} = ")
         assert f"from its {header.format} header" in message
-        assert "above the limit of 134,217,728" in message
+        assert "above the limit of 67,108,864" in message
         assert "max_image_pixels=" in message and MAX_IMAGE_PIXELS_ENV in message
 
 
@@ -120,8 +120,10 @@ def test_bombs_are_refused_in_little_memory(tmp_path: Path) -> None:
 def test_the_limit_comes_from_the_parameter_the_environment_or_the_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The default keeps medium-format camera photos (GFX100: 11648x8736, 102 MP).
-    assert DEFAULT_MAX_IMAGE_PIXELS == 2**27 >= 11648 * 8736
+    # The default keeps every full-frame camera's photos (61 MP: 9504x6336) and stays within
+    # the memory of a 24 GB machine (about 210 bytes per pixel with SIFT detection).
+    assert DEFAULT_MAX_IMAGE_PIXELS == 2**26 >= 9504 * 6336
+    assert DEFAULT_MAX_IMAGE_PIXELS * 210 < 20e9
     assert image_pixel_limit() == DEFAULT_MAX_IMAGE_PIXELS
     path = write(tmp_path, "a.png", SAMPLES["png"])
     assert decode_image(path, max_image_pixels=80 * 64).shape == (64, 80)

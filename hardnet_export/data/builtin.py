@@ -57,6 +57,7 @@ from hardnet_export.geometry import (
     render_patches,
     to_uint8,
 )
+from hardnet_export.host import require
 
 #: Photo pixels covered by a patch at scale 1 (patch pixels are 2 photo pixels).
 BASE_SUPPORT = 64.0
@@ -111,6 +112,7 @@ def load_photo(name: str) -> np.ndarray:
     if name not in PHOTO_SOURCES:
         raise InputError(f"unknown built-in photo {name!r}; expected one of {PHOTO_NAMES}")
     package, key = PHOTO_SOURCES[name]
+    require(f"the built-in photo {name!r}", package)
     if package == "skimage":
         import skimage.data
 

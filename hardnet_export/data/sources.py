@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.host import BUILTIN_PHOTO_PACKAGES
 
 KINDS = ("builtin", "stereo", "stereo-hard", "phototour", "hpatches", "npy")
 #: The form of each kind, as the error message lists them.
@@ -172,6 +173,13 @@ def split_specs(specs: str | Iterable[str]) -> list[str]:
     """Flatten repeated and comma-separated values into single specs (empty ones dropped)."""
     items = [specs] if isinstance(specs, str) else list(specs)
     return [s.strip() for item in items for s in item.split(",") if s.strip()]
+
+
+def packages(specs: str | Iterable[str]) -> tuple[str, ...]:
+    """The optional packages (import names) that reading ``specs`` needs: those the built-in
+    photos ship inside, where a spec is ``builtin``."""
+    builtin = any(spec.partition(":")[0] == "builtin" for spec in split_specs(specs))
+    return BUILTIN_PHOTO_PACKAGES if builtin else ()
 
 
 def parse_sources(

@@ -26,7 +26,7 @@ from hardnet_export.artifacts.metadata import PRODUCER, SEMANTICS_HOST, GraphMet
 from hardnet_export.artifacts.variants import Variant, get_variant
 from hardnet_export.errors import InputError, InputTypeError
 from hardnet_export.export.parity import parity_report
-from hardnet_export.host import host_record
+from hardnet_export.host import host_record, require
 
 if TYPE_CHECKING:
     import onnx
@@ -111,6 +111,10 @@ def export_onnx(
         raise InputError(
             "magnification and pyramid_levels are settings of the image graph (with_extraction)"
         )
+    # ONNX Runtime runs the parity report and the INT8 calibration and gate: a missing one
+    # must not surface after the model was traced and calibrated.
+    runs_graph = chosen.int8_target is not None or (parity and not with_extraction)
+    require("an ONNX export", "torch", "onnx", "onnxscript", *(("onnxruntime",) * runs_graph))
     out = Path(out)
     check_writable(out)
 

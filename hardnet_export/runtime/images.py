@@ -20,7 +20,7 @@ def read_image(path: str | Path, *, max_image_pixels: int | None = None) -> np.n
         max_image_pixels: refuse images with more pixels (width x height), read from the
             header before decoding; default: the environment variable
             ``HARDNET_EXPORT_MAX_IMAGE_PIXELS``, else
-            :data:`~hardnet_export.imagefile.DEFAULT_MAX_IMAGE_PIXELS` (2**27).
+            :data:`~hardnet_export.imagefile.DEFAULT_MAX_IMAGE_PIXELS` (2**26).
 
     Raises:
         FileNotFoundError: no such file.

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hardnet_export.artifacts.models import check_width
-from hardnet_export.data.sources import split_specs
+from hardnet_export.data.sources import packages, split_specs
 from hardnet_export.errors import InputError
 from hardnet_export.validate import check_bool, check_float, check_int, check_str
 
@@ -196,6 +196,11 @@ class TrainConfig:
                         "only a run with a teacher has: give teacher too, or leave "
                         f"{name} at {defaults[name]!r}"
                     )
+
+    def packages(self) -> tuple[str, ...]:
+        """The optional packages (import names) this run needs, for
+        :func:`hardnet_export.host.require` before any work."""
+        return ("torch", *packages(self.data))
 
     def recipe(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in RECIPE_FIELDS}

@@ -36,6 +36,7 @@ from hardnet_export.errors import (
     StateError,
     TrainingInterrupted,
 )
+from hardnet_export.host import require
 from hardnet_export.model import HardNet, load_model, read_checkpoint, save_checkpoint
 from hardnet_export.train.config import RECIPE_FIELDS, TrainConfig, default_num_workers
 from hardnet_export.train.distributed import (
@@ -312,7 +313,9 @@ def train(config: TrainConfig) -> Path:
 
     Raises:
         TrainingInterrupted: on SIGINT or SIGTERM; see there for what was written.
+        MissingDependencyError: a package the data needs is not installed (checked first).
     """
+    require("training", *config.packages())
     device = resolve_device(config.device)
     dist = init_distributed(device.type == "cuda")
     try:

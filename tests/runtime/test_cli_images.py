@@ -21,7 +21,7 @@ from hardnet_export.shipped import SHIPPED_ONNX
 
 BAD = {
     "bomb.png": "is 30000x30000 = 900,000,000 pixels (from its PNG header), above the limit of "
-    "134,217,728 that guards against decompression bombs; if the image is trusted, raise the "
+    "67,108,864 that guards against decompression bombs; if the image is trusted, raise the "
     f"limit with --max-image-pixels or the environment variable {MAX_IMAGE_PIXELS_ENV}",
     "empty.png": "is empty (0 bytes), not an image",
     "cut.png": "the PNG file is truncated: it ends inside its 'IDAT' chunk",
