@@ -66,6 +66,43 @@ def core() -> Any:
         return _core[0]
 
 
+def read_model(path: Path) -> Any:
+    """An ``openvino.Model`` of an ``.xml`` IR (its ``.bin`` beside it) or of any other file
+    as ONNX, read by that format's front end alone.
+
+    ``Core.read_model`` would offer a file its own front end cannot parse to every other
+    front end, and TensorFlow's then writes its text-format parse errors to stderr (absl log
+    lines) before the read fails.
+
+    Raises:
+        InputError: not a readable model; one line saying why.
+    """
+    ir = path.suffix.lower() == ".xml"
+    kind = "OpenVINO IR" if ir else "ONNX model"
+    try:
+        from openvino.frontend import FrontEndManager
+
+        front_end = FrontEndManager().load_by_framework("ir" if ir else "onnx")
+        return front_end.convert(front_end.load(str(path)))
+    except Exception as exc:  # OpenVINO raises with a multi-line report of source locations
+        raise InputError(f"{path} is not a readable {kind} ({_reason(exc)})") from None
+
+
+def _reason(exc: Exception) -> str:
+    """OpenVINO's own reason in an exception's report, without its source locations."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    said = [
+        line for line in lines
+        if not line.startswith(("Exception from ", "Check '", "FrontEnd API failed"))
+    ]  # fmt: skip
+    reason = said[-1] if said else (lines[-1] if lines else type(exc).__name__)
+    if "Model can't be parsed" in reason:
+        return "OpenVINO cannot parse it: a truncated file, or not an ONNX model"
+    if "tags mismatch" in reason or "No document element" in reason:
+        return f"not valid XML: {reason}"
+    return reason
+
+
 def _metadata(model: Any, artifact: Path) -> GraphMetadata:
     """The ONNX ``metadata_props`` OpenVINO keeps under ``rt_info["framework"]``."""
     info = model.get_rt_info()
@@ -84,10 +121,10 @@ def _dims(port: Any) -> list[int | None]:
 def read_graph_metadata(path: Path) -> GraphMetadata:
     """A graph's metadata, read by OpenVINO without compiling it (empty metadata for a graph
     that OpenVINO cannot read: the backend that opens it then reports why)."""
-    ov_core = core()  # a missing OpenVINO is the caller's to know, not an empty metadata
+    _import_openvino()  # a missing OpenVINO is the caller's to know, not an empty metadata
     try:
-        return _metadata(ov_core.read_model(str(path)), path)
-    except Exception:
+        return _metadata(read_model(Path(path)), path)
+    except InputError:
         return GraphMetadata()
 
 
@@ -215,14 +252,7 @@ class OpenVINODescriber(Describer):
         if path.suffix.lower() == ".xml" and not weights.is_file():
             raise MissingFileError(f"OpenVINO IR {path} needs its weights file {weights}")
         ov_core = core()
-        try:
-            model = ov_core.read_model(str(path))
-        except Exception as exc:  # OpenVINO raises RuntimeError with a multi-line report
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            kind = "OpenVINO IR" if path.suffix.lower() == ".xml" else "ONNX model"
-            raise InputError(
-                f"{path} is not a readable {kind} ({type(exc).__name__}: {first})"
-            ) from exc
+        model = read_model(path)
         metadata = _metadata(model, path)
         describer_for(cls.backend, metadata.kind, path)  # an unopened kind fails before compiling
         if failed_openvino_gate(metadata):
@@ -251,8 +281,8 @@ class OpenVINODescriber(Describer):
         try:
             compiled = ov_core.compile_model(model, "CPU", config)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise InputError(f"OpenVINO cannot compile {path} for the CPU ({first})") from exc
+            reason = _reason(exc)
+            raise InputError(f"OpenVINO cannot compile {path} for the CPU ({reason})") from None
         # Both kinds' classes take (compiled, artifact, metadata, *, max_batch).
         make: Any = describer_for(cls.backend, metadata.kind, path)
         describer = make(compiled, path, metadata, max_batch=max_batch)

@@ -111,11 +111,23 @@ def test_bad_input_gets_the_same_errors_as_onnxruntime() -> None:
         assert str(a.value) == str(b.value)
 
 
-def test_bad_files(tmp_path: Path) -> None:
-    corrupt = tmp_path / "broken.onnx"
-    corrupt.write_bytes(b"not a model")
-    with pytest.raises(ValueError, match=r"broken\.onnx is not a readable ONNX model"):
-        runtime.load(corrupt, backend="openvino")
+def test_bad_files(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # Each was "Exception from src/inference/src/cpp/core.cpp:84" and, for text, absl log
+    # lines of TensorFlow's front end on stderr.
+    cut = SHIPPED_ONNX.read_bytes()[:5000]
+    for name, content in [("broken.onnx", b"not a model"), ("cut.onnx", cut)]:
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError) as caught:
+            runtime.load(tmp_path / name, backend="openvino")
+        assert str(caught.value) == (
+            f"{tmp_path / name} is not a readable ONNX model (OpenVINO cannot parse it: a "
+            "truncated file, or not an ONNX model)"
+        )
+    (tmp_path / "bad.xml").write_text("<net>")
+    (tmp_path / "bad.bin").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"bad\.xml is not a readable OpenVINO IR \(not valid XML"):
+        runtime.load(tmp_path / "bad.xml")
+    assert capfd.readouterr().err == ""
     lonely = tmp_path / "lonely.xml"
     lonely.write_text("<net/>")
     with pytest.raises(FileNotFoundError, match=r"lonely\.xml needs its weights file"):
