@@ -158,7 +158,7 @@ def test_model_arguments_and_outputs_are_one_line_each(tmp_path) -> None:
     cases = [
         # typer made "" the folder "." and "./hardnet-half" the registered name.
         (["describe", str(image), "-o", out, "--model", ""], "error: the model is empty: give"),
-        (["describe", str(image), "-o", out, "--model", "./hardnet-half"], "no backend reads"),
+        (["describe", str(image), "-o", out, "--model", "./hardnet-half"], "model not found: "),
         (["describe", str(image), "-o", str(tmp_path / "x.h5")], "x.h5: it is a folder; give"),
         (["demo", "--out", str(tmp_path / "file")], "file as the demo output folder: it is a fi"),
     ]

@@ -142,7 +142,7 @@ def test_a_path_is_a_path_and_a_bare_name_the_registered_model(
     assert resolve_model("./hardnet-half") == tmp_path / "hardnet-half"
     with pytest.raises(FileNotFoundError, match="hardnet-half"):
         load_model("./hardnet-half")
-    with pytest.raises(ValueError, match="no backend reads .*hardnet-half"):
+    with pytest.raises(FileNotFoundError, match="model not found: .*hardnet-half"):
         runtime.load("./hardnet-half")
     # A file of a registered model's name in the working directory: the name is the
     # registered model, and a warning says how to pick the file (it took the file, silently).

@@ -139,11 +139,15 @@ def backend_for(path: str | Path) -> Backend:
 
     Raises:
         ValueError: no backend reads this suffix.
+        FileNotFoundError: no file at ``path``, whose suffix no backend reads either (a
+            missing file is the first thing to tell).
     """
     suffix = Path(path).suffix.lower()
     for backend in BACKENDS:
         if suffix in backend.suffixes:
             return backend
+    if not Path(path).exists():
+        raise MissingFileError(f"model not found: {path}")
     known = sorted({s for b in BACKENDS for s in b.suffixes})
     raise InputError(f"no backend reads {path}: expected one of {known}")
 

@@ -28,8 +28,11 @@ def test_every_backend_module_imports_without_its_library() -> None:
 
 
 def test_unknown_suffix_and_backend(tmp_path: Path) -> None:
+    (tmp_path / "model.bin").write_bytes(b"weights")
     with pytest.raises(ValueError, match="no backend reads"):
         runtime.load(tmp_path / "model.bin")
+    with pytest.raises(FileNotFoundError, match="model not found: .*nothing.bin"):
+        runtime.load(tmp_path / "nothing.bin")
     with pytest.raises(ValueError, match="unknown backend"):
         get_backend("tflite")
     with pytest.raises(ValueError, match="reads"):
