@@ -249,12 +249,15 @@ def _why_unreadable(path: Path, exc: Exception) -> str:
         # torch.save's zip archive without its directory at the end: cut short.
         return f"{path} is not a readable PyTorch checkpoint (a truncated zip archive)"
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
-            if not pickles:
-                return f"{path} is a zip archive but not a PyTorch checkpoint ({expected})"
-            with archive.open(pickles[0]) as stream:
-                names = _pickle_globals(stream, 1)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+                if not pickles:
+                    return f"{path} is a zip archive but not a PyTorch checkpoint ({expected})"
+                with archive.open(pickles[0]) as stream:
+                    names = _pickle_globals(stream, 1)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as damaged:
+            return f"{path} is not a readable PyTorch checkpoint (a damaged zip archive: {damaged})"
     elif head[:1] == b"\x80" and 2 <= head[1] <= 5:
         legacy = head.startswith(_LEGACY_MAGIC)
         with open(path, "rb") as stream:
