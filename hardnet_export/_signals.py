@@ -89,12 +89,16 @@ _previous_hook: list[Callable[[Any], Any]] = [sys.unraisablehook]
 
 
 def reclaim() -> None:
-    """Install our handlers again at the C level (a no-op where they are not installed, and
-    outside the main thread): a library may have replaced them there on import."""
+    """Give the Python handlers of SIGINT and SIGTERM back their signals at the C level (a
+    no-op where ours are not installed, and outside the main thread): a library may have
+    taken them there on import. Whatever Python handler is current stays the one that runs
+    (the trainer's own, while it trains)."""
     if not _installed or threading.current_thread() is not threading.main_thread():
         return
     for signum in _installed:
-        signal.signal(signum, _handle)
+        current = signal.getsignal(signum)
+        if callable(current):
+            signal.signal(signum, current)
 
 
 def _reclaiming_import(original: Callable[..., Any]) -> Callable[..., Any]:

@@ -151,14 +151,8 @@ def read_header(data: bytes, name: str | Path) -> ImageHeader | None:
     if found is None:
         return None
     fmt, parse = found
-    try:
+    with _named(name, fmt):
         width, height = parse(data)
-    except _Truncated as exc:
-        raise InputError(
-            f"cannot decode {name}: the {fmt} file is truncated: it ends {exc}"
-        ) from None
-    except _Corrupt as exc:
-        raise InputError(f"cannot decode {name}: not a valid {fmt} file: {exc}") from None
     if width <= 0 or height <= 0:
         raise InputError(
             f"cannot decode {name}: not a valid {fmt} file: its header gives a size of "
@@ -336,6 +330,18 @@ class _Truncated(Exception):
 
 class _Corrupt(Exception):
     """The header is not one the format allows; the message says how."""
+
+
+@contextmanager
+def _named(name: str | Path, fmt: str) -> Iterator[None]:
+    """A parser's truncation or corruption as the one-line error naming the file."""
+    try:
+        yield
+    except _Truncated as exc:
+        message = f"cannot decode {name}: the {fmt} file is truncated: it ends {exc}"
+        raise InputError(message) from None
+    except _Corrupt as exc:
+        raise InputError(f"cannot decode {name}: not a valid {fmt} file: {exc}") from None
 
 
 def _unpack(fmt: str, data: bytes, offset: int, what: str) -> tuple[int, ...]:
@@ -668,14 +674,8 @@ def _check_complete(data: bytes, fmt: str, path: Path) -> None:
     check = {"PNG": _png_complete, "JPEG": _jpeg_complete}.get(fmt)
     if check is None:
         return
-    try:
+    with _named(path, fmt):
         check(data)
-    except _Truncated as exc:
-        raise InputError(
-            f"cannot decode {path}: the {fmt} file is truncated: it ends {exc}"
-        ) from None
-    except _Corrupt as exc:
-        raise InputError(f"cannot decode {path}: not a valid {fmt} file: {exc}") from None
 
 
 def _png_complete(data: bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -235,3 +236,18 @@ def bomb_headers(width: int, height: int) -> dict[str, bytes]:
         + struct.pack(">I", 8 + len(siz)) + b"jp2c" + siz,
         "j2k-codestream": siz,
     }  # fmt: skip
+
+
+def run_main(arguments: list[str], capture: Any) -> tuple[int, str, str]:
+    """Run ``hardnet-export ARGUMENTS`` in this process (``cli.main``): exit status, stdout,
+    stderr, read from ``capture`` (pytest's ``capsys`` or ``capfd``)."""
+    from hardnet_export.cli import main
+
+    try:
+        main(arguments)
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    else:
+        code = 0
+    captured = capture.readouterr()
+    return code, captured.out, captured.err

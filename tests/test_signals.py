@@ -170,3 +170,20 @@ def test_colmap_under_sigterm_and_after_sigkill(tmp_path: Path) -> None:
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.db", "images"]
+
+
+def test_an_import_leaves_a_handler_installed_over_ours_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The trainer installs its own handlers for the run (the first signal only asks for a
+    # checkpoint); an import during the run once put ours back, and the run died without one.
+    from hardnet_export.train.run_folder import SignalStop
+
+    (tmp_path / "fresh_module_for_signals.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with _signals.handled(), SignalStop() as stop:
+        import fresh_module_for_signals  # noqa: F401  (new: the import hook reclaims)
+
+        assert signal.getsignal(signal.SIGTERM) == stop._handle
+        signal.raise_signal(signal.SIGTERM)
+        assert stop.signum == signal.SIGTERM and _signals.received() is None

@@ -16,10 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from fixture_files import run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from hardnet_export.cli import main
 
 HANG_GUARD_S = 20.0
 
@@ -113,14 +112,8 @@ def cases(draw: st.DrawFn) -> tuple[str, str, str]:
 
 
 def run_cli(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        main(arguments)
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
-    else:
-        code = 0
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    code, out, err = run_main(arguments, capsys)
+    return code, out + err
 
 
 @settings(

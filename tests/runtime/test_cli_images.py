@@ -13,9 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from fixture_files import bomb_headers, image_samples
+from fixture_files import bomb_headers, image_samples, run_main
 
-from hardnet_export.cli import main
 from hardnet_export.imagefile import MAX_IMAGE_PIXELS_ENV
 from hardnet_export.shipped import SHIPPED_ONNX
 
@@ -67,14 +66,7 @@ def arguments(command: str, image: Path, folder: Path, tmp_path: Path) -> list[s
 
 
 def run(args: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
-    else:
-        code = 0
-    captured = capfd.readouterr()
-    return code, captured.out, captured.err
+    return run_main(args, capfd)
 
 
 @pytest.mark.parametrize("command", ["describe", "match", "colmap", "bench"])
