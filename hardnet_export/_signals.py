@@ -115,10 +115,16 @@ def _reclaiming_import(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextlib.contextmanager
-def handled() -> Iterator[None]:
+def handled() -> Iterator[list[int]]:
     """SIGINT and SIGTERM raise :class:`Interrupted` while this lasts (main thread only, and
     only where the handler is still Python's default: a test runner or an embedding
-    application keeps its own). Restores everything it changed when it ends."""
+    application keeps its own). Restores everything it changed when it ends.
+
+    Yields a list that holds, once this has ended, every signal received up to its very end:
+    one that lands while the handlers are being restored (or in a finaliser just before) is
+    recorded there instead of being lost, so the caller can still make it the exit status.
+    """
+    seen: list[int] = []
     main = threading.current_thread() is threading.main_thread()
     defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
     if main:
@@ -126,18 +132,25 @@ def handled() -> Iterator[None]:
             if signal.getsignal(signum) is defaults[signum]:
                 _installed[signum] = signal.signal(signum, _handle)
     if not _installed:
-        yield
+        yield seen
         return
     _previous_hook[0] = sys.unraisablehook
     sys.unraisablehook = _rearm
     original_import = builtins.__import__
     builtins.__import__ = _reclaiming_import(original_import)
     try:
-        yield
+        yield seen
     finally:
-        builtins.__import__ = original_import
-        sys.unraisablehook = _previous_hook[0]
-        for signum, previous in _installed.items():
-            signal.signal(signum, previous)
-        _installed.clear()
-        _received.clear()
+        _defer[0] += 1  # from here a signal is recorded, not raised: the restore must finish
+        try:
+            builtins.__import__ = original_import
+            sys.unraisablehook = _previous_hook[0]
+            for signum, previous in _installed.items():
+                # signal.signal runs the handler of a signal still pending first: ours, which
+                # records it.
+                signal.signal(signum, previous)
+        finally:
+            seen.extend(_received)
+            _installed.clear()
+            _received.clear()
+            _defer[0] -= 1

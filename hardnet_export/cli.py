@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import typing
 import warnings
 from collections.abc import Callable
@@ -1215,10 +1216,24 @@ def _run(args: list[str], debug: bool) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point. Exit statuses: 0 done; 1 an error the user can fix (one line);
     2 a usage error; 70 an internal error (a bug, reported in one line; ``--debug`` shows
-    the traceback); 128 + N ended by signal N (130 SIGINT, 143 SIGTERM)."""
+    the traceback); 128 + N ended by signal N (130 SIGINT, 143 SIGTERM).
+
+    Called without ``argv`` (the console script, ``python -m hardnet_export``) it owns the
+    process: once the command has ended, SIGINT and SIGTERM take their default action, so one
+    that lands while the interpreter shuts down ends the process by that signal (a shell sees
+    128 + N) instead of raising into the teardown.
+    """
+    owns_process = argv is None
     args = sys.argv[1:] if argv is None else argv
     # Warnings are advice to the user: one line each, without the source line they came from.
     warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
-    with _signals.handled():
+    with _signals.handled() as seen:
         status = _run(args, "--debug" in args)
+    if seen and status == EXIT_OK:
+        # It came after the command's last look (a finaliser swallowed it, or it landed while
+        # the handlers were being restored): the command was still asked to stop.
+        status = _stopped(seen[0])
+    if owns_process and threading.current_thread() is threading.main_thread():
+        for signum in _signals.SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
     sys.exit(status)

@@ -64,14 +64,20 @@ def test_signals_at_random_moments_of_an_int8_export(tmp_path: Path) -> None:
         where = f"{signal.Signals(signum).name} at {delay:.2f} s of {took:.2f} s: {err[-2000:]}"
         if not sent:
             continue  # it had finished already
-        # 128 + N from the command; -N where the signal came after the command had finished
-        # and the handlers were Python's defaults again, during interpreter shutdown.
-        assert status in (128 + signum, -signum), where
+        left = sorted(p.name for p in folder.iterdir())
+        if status == 0:
+            # Only where the process had done everything and was already exiting when the
+            # signal came (the kernel drops a signal to a process inside exit_group): the
+            # export whole and reported. A signal that reaches it earlier decides the status.
+            assert "wrote" in out and "m.onnx" in left, where
+        else:
+            # 128 + N from the command; -N where the signal came after the command had
+            # finished, while the interpreter shut down (the signals' default actions again).
+            assert status in (128 + signum, -signum), where
         assert "Traceback" not in err and "Exception ignored" not in err, where
         if status > 0:
             verb = "terminated" if signum == signal.SIGTERM else "interrupted"
             assert err.splitlines()[-1] == f"{verb} by {signal.Signals(signum).name}", where
-        left = sorted(p.name for p in folder.iterdir())
         if "m.onnx" in left:  # only a whole export that finished before the signal
             assert "wrote" in out, where
             assert onnx.load(str(folder / "m.onnx")).metadata_props, where
