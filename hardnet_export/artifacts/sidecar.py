@@ -427,8 +427,9 @@ class EngineSidecar:
             if value is None:
                 continue
             # bool is an int in Python: a sidecar saying "device_index": true is still wrong.
+            # A whole float (0.0) is taken as the int it spells, and stored as one.
             if kind is int:
-                check_int(name, value, low=0, high=1 << 62, source=source)
+                data = {**data, name: check_int(name, value, low=0, high=1 << 62, source=source)}
             elif kind is bool:
                 check_bool(name, value, source=source)
             elif kind is str:
