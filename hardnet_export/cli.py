@@ -1181,8 +1181,8 @@ def _run(args: list[str], debug: bool) -> int:
         exc.show()  # type: ignore[attr-defined]
         return int(getattr(exc, "exit_code", EXIT_USAGE))
     except (HardnetError, OSError) as exc:
-        if _signals.received():  # a library turned the signal into another error
-            return _stopped(_signals.received() or signal.SIGTERM)
+        if signum := _signals.received():  # a library turned the signal into another error
+            return _stopped(signum)
         if debug or _state["debug"]:
             raise
         message = str(exc).strip() or type(exc).__name__
@@ -1192,10 +1192,10 @@ def _run(args: list[str], debug: bool) -> int:
         typer.echo(f"error: {message}", err=True)
         return EXIT_ERROR
     except Exception as exc:
-        if _signals.received():
+        if signum := _signals.received():
             # The exception raised in the handler can surface as another one (an import
             # that was running fails with ImportError): it is still the signal.
-            return _stopped(_signals.received() or signal.SIGTERM)
+            return _stopped(signum)
         if debug or _state["debug"]:
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
