@@ -109,7 +109,7 @@ def _profile(gray: np.ndarray, kps: list[cv2.KeyPoint]) -> dict[str, float]:
 
 def pipelining(n_images: int, passes: int) -> dict[str, Any]:
     from hardnet_export import runtime
-    from hardnet_export.runtime.features import describe_images
+    from hardnet_export.applications.features import describe_images
 
     describer = runtime.load(None, backend="onnxruntime", device="cpu")
     frame = bench_photo()

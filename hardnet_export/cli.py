@@ -25,6 +25,9 @@ from typing import Any
 import typer
 
 from hardnet_export import __version__, _signals
+from hardnet_export.applications.colmap import build_database
+from hardnet_export.applications.features import describe_image, describe_images
+from hardnet_export.applications.matching import match_images
 from hardnet_export.benchmark.frame import DEFAULT_KEYPOINTS
 from hardnet_export.benchmark.run import run_benchmark
 from hardnet_export.check import check_artifact
@@ -45,9 +48,6 @@ from hardnet_export.imagefile import (
     MAX_IMAGE_PIXELS_ENV,
     ImageTooLargeError,
 )
-from hardnet_export.runtime.colmap import build_database
-from hardnet_export.runtime.features import describe_image, describe_images
-from hardnet_export.runtime.matching import match_images
 from hardnet_export.train.config import TrainConfig
 
 app = typer.Typer(
@@ -769,14 +769,14 @@ def describe(
     from hardnet_export import runtime
     from hardnet_export._io import check_writable
     from hardnet_export._progress import track
-    from hardnet_export.geometry import OUT_OF_BOUNDS
-    from hardnet_export.imagefile import image_header
-    from hardnet_export.runtime.features import (
+    from hardnet_export.applications.features import (
         describe_images,
         load_keypoints_file,
         save_features,
     )
-    from hardnet_export.runtime.images import read_image
+    from hardnet_export.applications.images import read_image
+    from hardnet_export.geometry import OUT_OF_BOUNDS
+    from hardnet_export.imagefile import image_header
     from hardnet_export.validate import check_str
 
     check_str("--out-of-bounds", out_of_bounds, choices=OUT_OF_BOUNDS)
@@ -785,7 +785,7 @@ def describe(
         raise InputError(f"-o must name a .npz or an hloc .h5 file, got {out}")
     hloc = suffix != ".npz"
     if hloc:
-        from hardnet_export.runtime import hloc as hloc_file
+        from hardnet_export.applications import hloc as hloc_file
 
         hloc_file.import_h5py()
         done = hloc_file.complete_images(out)
@@ -811,7 +811,7 @@ def describe(
             image = read_image(path, max_image_pixels=limit)
             detected = None
             if given is None:
-                from hardnet_export.runtime.keypoints import detect_keypoints
+                from hardnet_export.applications.detection import detect_keypoints
 
                 detected = detect_keypoints(image, detector=detector, max_keypoints=max_keypoints)
             try:
@@ -900,8 +900,8 @@ def match(
 
     from hardnet_export import runtime
     from hardnet_export._io import atomic_write_bytes, check_writable
-    from hardnet_export.runtime.images import read_image
-    from hardnet_export.runtime.matching import KeypointDescriber, OpenCVSift, draw_matches
+    from hardnet_export.applications.images import read_image
+    from hardnet_export.applications.matching import KeypointDescriber, OpenCVSift, draw_matches
 
     if descriptor not in ("hardnet", "sift"):
         raise InputError(f"--descriptor must be hardnet or sift, got {descriptor!r}")
@@ -986,13 +986,13 @@ def colmap(
     """
     from hardnet_export import runtime
     from hardnet_export._progress import track
-    from hardnet_export.imagefile import image_header
-    from hardnet_export.runtime.colmap import (
+    from hardnet_export.applications.colmap import (
         check_outputs,
         import_pycolmap,
         list_images,
         reconstruct,
     )
+    from hardnet_export.imagefile import image_header
 
     if descriptor not in ("hardnet", "sift"):
         raise InputError(f"--descriptor must be hardnet or sift, got {descriptor!r}")

@@ -397,8 +397,8 @@ def _matching(report: DemoReport, out: Path) -> str:
     import cv2
 
     from hardnet_export import runtime
+    from hardnet_export.applications.matching import OpenCVSift, draw_matches, match_images
     from hardnet_export.data.stereo import load_motorcycle
-    from hardnet_export.runtime.matching import OpenCVSift, draw_matches, match_images
 
     left, right, disparity = load_motorcycle()
     describer = runtime.load(report.onnx.get("fp32") or report.weights)

@@ -11,6 +11,8 @@ import pytest
 
 from hardnet_export._cuda import cuda_status, gpu_test_gate, gpu_visible
 
+pytest_plugins = ("model_fixtures",)
+
 
 @pytest.hookimpl(trylast=True)  # after -m/-k deselection: only the GPU tests that would run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

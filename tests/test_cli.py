@@ -73,6 +73,7 @@ def _cli_defaults(command: str) -> dict[str, object]:
 def test_help_defaults_are_the_library_defaults() -> None:
     import dataclasses
 
+    from hardnet_export.applications.matching import match_images
     from hardnet_export.benchmark.run import run_benchmark
     from hardnet_export.check import check_artifact
     from hardnet_export.cli import default
@@ -81,7 +82,6 @@ def test_help_defaults_are_the_library_defaults() -> None:
     from hardnet_export.export.int8 import Int8Options
     from hardnet_export.export.onnx import export_onnx
     from hardnet_export.export.tensorrt import build_engine
-    from hardnet_export.runtime.matching import match_images
     from hardnet_export.train.config import TrainConfig
 
     train = _cli_defaults("train")

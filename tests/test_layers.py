@@ -24,13 +24,14 @@ RANKS = {
     "model": 4,
     "data": 5,
     "runtime": 6,
-    "evaluation": 7,
-    **dict.fromkeys(("calibration", "train"), 8),
-    "export": 9,
-    "benchmark": 10,
-    **dict.fromkeys(("check", "demo"), 11),
-    "cli": 12,
-    "__main__": 13,
+    "applications": 7,
+    "evaluation": 8,
+    **dict.fromkeys(("calibration", "train"), 9),
+    "export": 10,
+    "benchmark": 11,
+    **dict.fromkeys(("check", "demo"), 12),
+    "cli": 13,
+    "__main__": 14,
 }
 FLOOR_RANK = 3
 RUNTIME_MAY_IMPORT = {unit for unit, rank in RANKS.items() if rank <= FLOOR_RANK} | {"model"}

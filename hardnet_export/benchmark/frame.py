@@ -77,17 +77,17 @@ BUILTIN_FRAMES = {"builtin:frame": bench_photo, "builtin:large": bench_mosaic}
 
 def frame_image(image: str | Path, *, max_image_pixels: int | None = None) -> np.ndarray:
     """A named built-in frame (:data:`BUILTIN_FRAMES`) or an image file (``max_image_pixels``:
-    as :func:`hardnet_export.runtime.images.read_image`).
+    as :func:`hardnet_export.applications.images.read_image`).
 
     Raises:
-        FileNotFoundError, ValueError: as :func:`hardnet_export.runtime.images.read_image`.
+        FileNotFoundError, ValueError: as :func:`hardnet_export.applications.images.read_image`.
 
     Shape:
         - Output: (H, W) or (H, W, 3) uint8.
     """
     if str(image) in BUILTIN_FRAMES:
         return BUILTIN_FRAMES[str(image)]()
-    from hardnet_export.runtime.images import read_image
+    from hardnet_export.applications.images import read_image
 
     return read_image(Path(image), max_image_pixels=max_image_pixels)
 
@@ -109,7 +109,7 @@ def parse_keypoint_counts(text: str) -> list[int]:
 
 def sift_keypoints(gray: np.ndarray, count: int) -> list[cv2.KeyPoint]:
     """The ``count`` strongest SIFT keypoints (fewer where the image has fewer)."""
-    from hardnet_export.runtime.keypoints import detect_keypoints
+    from hardnet_export.applications.detection import detect_keypoints
 
     return detect_keypoints(gray, detector="sift", max_keypoints=count)
 

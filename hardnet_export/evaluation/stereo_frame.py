@@ -122,7 +122,7 @@ def score_descriptors(
     Shape:
         - left: (K, D), right: (L, D) float; matches: (M, 2) int (left, right).
     """
-    from hardnet_export.runtime.matching import match_descriptors
+    from hardnet_export.applications.matching import match_descriptors
 
     left = np.asarray(left, np.float32)
     right = np.asarray(right, np.float32)
@@ -148,7 +148,7 @@ def score_descriptors(
 def score_describer(describer: Any, frame: StereoFrame, **compute_options: Any) -> dict[str, float]:
     """Score a describer (anything with OpenCV's ``compute(image, keypoints)``: a
     :class:`~hardnet_export.runtime.base.Describer` or
-    :class:`~hardnet_export.runtime.matching.OpenCVSift`) on ``frame``."""
+    :class:`~hardnet_export.applications.matching.OpenCVSift`) on ``frame``."""
     left = describer.compute(frame.left, frame.left_keypoints, **compute_options)[1]
     right = describer.compute(frame.right, frame.right_keypoints, **compute_options)[1]
     return score_descriptors(frame, left, right)
@@ -156,6 +156,6 @@ def score_describer(describer: Any, frame: StereoFrame, **compute_options: Any) 
 
 def sift_scores(frame: StereoFrame) -> dict[str, float]:
     """OpenCV SIFT's own descriptor (``cv2.SIFT.compute``) on ``frame``: the reference."""
-    from hardnet_export.runtime.matching import OpenCVSift
+    from hardnet_export.applications.matching import OpenCVSift
 
     return score_describer(OpenCVSift(), frame)

@@ -118,9 +118,9 @@ def test_pipelined_describe_keeps_order_and_names_the_bad_image(
     photos: tuple[Path, Path], onnx_model: Path, tmp_path: Path
 ) -> None:
     from hardnet_export import runtime
+    from hardnet_export.applications.features import describe_image, describe_images
+    from hardnet_export.applications.images import read_image
     from hardnet_export.errors import InputError
-    from hardnet_export.runtime.features import describe_image, describe_images
-    from hardnet_export.runtime.images import read_image
 
     describer = runtime.load(onnx_model, device="cpu")
     small = np.zeros((4, 4), np.uint8)

@@ -62,7 +62,7 @@ def test_compute_zero_option_gives_zero_rows(describer: Describer, image: np.nda
 def test_zero_option_flags_invalid_rows_in_the_npz(
     describer: Describer, image: np.ndarray, tmp_path: Path
 ) -> None:
-    from hardnet_export.runtime.features import describe_image, save_features
+    from hardnet_export.applications.features import describe_image, save_features
 
     kps = np.concatenate([good_keypoints(), FAR])
     with pytest.raises(InputError, match="keypoint 3"):

@@ -20,12 +20,12 @@ from typing import TypeAlias
 import numpy as np
 
 from hardnet_export._io import atomic_path
+from hardnet_export.applications.detection import detect_keypoints
+from hardnet_export.applications.images import read_image
 from hardnet_export.errors import InputError
 from hardnet_export.geometry import PATCH_SIZE, keypoints_to_array
 from hardnet_export.imagefile import image_pixel_limit
 from hardnet_export.runtime.base import Describer
-from hardnet_export.runtime.images import read_image
-from hardnet_export.runtime.keypoints import detect_keypoints
 
 
 def describe_image(
@@ -93,21 +93,21 @@ def describe_images(
         detector, max_keypoints, keypoints, out_of_bounds: as :func:`describe_image`.
         pipeline: prepare the next image in a helper thread (False: one after another).
         keypoints_name: where given ``keypoints`` came from, for error messages.
-        max_image_pixels: as :func:`~hardnet_export.runtime.images.read_image`.
+        max_image_pixels: as :func:`~hardnet_export.applications.images.read_image`.
 
     Raises:
         ValueError: as :func:`describe_image`, the message starting with the image (and
             the keypoints file) it is about; a bad detector or option before any image;
             an image file that cannot be read (as
-            :func:`~hardnet_export.runtime.images.read_image`).
+            :func:`~hardnet_export.applications.images.read_image`).
         FileNotFoundError: an image file that does not exist.
 
     Shape:
         - images: each (H, W) or (H, W, 3) uint8, or a path.
         - yields: per image, (K, 4) float32 keypoints and (K, 128) float32 descriptors.
     """
+    from hardnet_export.applications.detection import DETECTORS
     from hardnet_export.geometry import OUT_OF_BOUNDS
-    from hardnet_export.runtime.keypoints import DETECTORS
     from hardnet_export.validate import check_str
 
     # Checked here, so an error that is no image's fault is not reported as image 0's.

@@ -203,8 +203,8 @@ def colmap_log(pycolmap: Any, verbose: bool, quiet_level: int = 2) -> Iterator[N
 def _check_images(folder: Path, names: list[str], max_image_pixels: int | None) -> None:
     """Every image's header checked, then every image decoded, so an unreadable one is named
     before any work is done (one image in memory at a time)."""
+    from hardnet_export.applications.images import read_image
     from hardnet_export.imagefile import image_header
-    from hardnet_export.runtime.images import read_image
 
     for n in names:
         image_header(folder / n, max_image_pixels=max_image_pixels)
@@ -240,7 +240,7 @@ def build_database(
         progress: wraps an iterable as ``progress(items, total, description)`` (a bar).
         verbose: let COLMAP log its progress (otherwise only its errors).
         max_image_pixels: refuse images with more pixels, read from their headers before
-            decoding (see :func:`~hardnet_export.runtime.images.read_image`).
+            decoding (see :func:`~hardnet_export.applications.images.read_image`).
 
     Raises:
         FileNotFoundError: no image folder.
@@ -248,8 +248,8 @@ def build_database(
             options.
         OSError: the database exists (without ``overwrite``) or cannot be written.
     """
+    from hardnet_export.applications.detection import MAX_KEYPOINTS
     from hardnet_export.imagefile import image_pixel_limit
-    from hardnet_export.runtime.keypoints import MAX_KEYPOINTS
     from hardnet_export.validate import check_float, check_int, check_str
 
     check_int("max_keypoints", max_keypoints, low=1, high=MAX_KEYPOINTS)
@@ -309,8 +309,8 @@ def _hardnet(
     wrap: Callable[[Any, int, str], Any],
     max_image_pixels: int | None,
 ) -> None:
-    from hardnet_export.runtime.features import describe_images
-    from hardnet_export.runtime.matching import match_descriptors
+    from hardnet_export.applications.features import describe_images
+    from hardnet_export.applications.matching import match_descriptors
 
     _import_images(pycolmap, db_path, folder, names)
     features = list(

@@ -58,7 +58,7 @@ def test_hloc_layout_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_an_h5_output_that_is_a_folder_or_no_hdf5_is_one_line(tmp_path: Path) -> None:
-    from hardnet_export.runtime.hloc import complete_images
+    from hardnet_export.applications.hloc import complete_images
 
     (tmp_path / "x.h5").mkdir()
     (tmp_path / "junk.h5").write_text("not hdf5")

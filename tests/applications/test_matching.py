@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hardnet_export import runtime
-from hardnet_export.runtime.matching import (
+from hardnet_export.applications.matching import (
     OpenCVSift,
     draw_matches,
     estimate_geometry,

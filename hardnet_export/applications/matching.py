@@ -14,9 +14,9 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from hardnet_export.applications.detection import detect_keypoints
 from hardnet_export.errors import InputError
 from hardnet_export.geometry import as_gray
-from hardnet_export.runtime.keypoints import detect_keypoints
 from hardnet_export.validate import check_float
 
 GEOMETRIES = ("homography", "fundamental")

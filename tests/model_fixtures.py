@@ -1,4 +1,5 @@
-"""Small artifacts shared by the runtime tests: one random HardNet as .pth and as .onnx."""
+"""Small artifacts shared by the runtime and application tests: one random HardNet as .pth and
+as .onnx, image graphs, patches and a photo crop (a plugin of the root conftest.py)."""
 
 from __future__ import annotations
 

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hardnet_export import runtime
+from hardnet_export.applications.colmap import build_database, image_pairs
 from hardnet_export.cli import app
 from hardnet_export.errors import InputError, MissingFileError, OutputError
-from hardnet_export.runtime.colmap import build_database, image_pairs
 from hardnet_export.shipped import SHIPPED_ONNX
 
 pycolmap = pytest.importorskip("pycolmap")

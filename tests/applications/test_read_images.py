@@ -12,11 +12,11 @@ import pytest
 from fixture_files import bomb_headers, image_samples
 
 from hardnet_export import runtime
+from hardnet_export.applications.features import describe_images
+from hardnet_export.applications.images import read_image
 from hardnet_export.benchmark.frame import frame_image
 from hardnet_export.errors import InputError
 from hardnet_export.imagefile import MAX_IMAGE_PIXELS_ENV, ImageTooLargeError
-from hardnet_export.runtime.features import describe_images
-from hardnet_export.runtime.images import read_image
 from hardnet_export.shipped import SHIPPED_ONNX
 
 SAMPLES = image_samples()
@@ -109,7 +109,7 @@ def test_colmap_checks_every_image_before_writing_anything(
     files: dict[str, Path], tmp_path: Path
 ) -> None:
     pytest.importorskip("pycolmap")
-    from hardnet_export.runtime.colmap import build_database
+    from hardnet_export.applications.colmap import build_database
 
     folder = tmp_path / "images"
     folder.mkdir()
