@@ -92,7 +92,7 @@ def exports(name: str, weights: Path, folder: Path) -> list[Row]:
         weights,
         folder / f"{name}.int8-cpu.onnx",
         variant="int8-cpu",
-        int8=Int8Options(force=True),
+        options=Int8Options(force=True),
     )
     rows = [Row("fp32", fp32, "onnxruntime", {})]
     if installed("openvino"):
@@ -113,10 +113,12 @@ def int8_gate(graph: Path, backend: str) -> bool | None:
     meta = read_metadata(graph)
     if meta.precision != "int8":
         return None
-    gate = meta.int8_gate
-    if backend == "openvino" and meta.int8_gate_openvino is not None:
-        gate = meta.int8_gate_openvino
-    return bool(gate and gate.get("passed"))
+    quantisation = meta.quantisation
+    if quantisation is None:
+        return False
+    gate = quantisation.gates.get(backend) if backend == "openvino" else None
+    gate = gate or quantisation.gate
+    return bool(gate and gate.passed)
 
 
 def main(argv: list[str] | None = None) -> int:

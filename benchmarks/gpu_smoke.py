@@ -251,10 +251,10 @@ def main() -> int:
         from hardnet_export import geometry, runtime
         from hardnet_export.data.builtin import load_photo, split_photos
         from hardnet_export.errors import InputError
-        from hardnet_export.export.onnx import export_onnx
+        from hardnet_export.export.image_graph import export_image_graph
         from hardnet_export.export.tensorrt import build_engine
 
-        graph = export_onnx(None, work / "model.image.onnx", with_extraction=True, pyramid_levels=3)
+        graph = export_image_graph(None, work / "model.image.onnx", pyramid_levels=3)
         engine = work / "model.image.engine"
         build = build_engine(
             graph, engine, opt_image="320x240", max_image="640x480", opt_keypoints=256,

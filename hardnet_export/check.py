@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from hardnet_export.artifacts.metadata import SEMANTICS_DEVICE, SEMANTICS_HOST, read_metadata
+from hardnet_export.artifacts.quantisation import (
+    DEFAULT_MAX_FPR95_LOSS,
+    DEFAULT_MAX_NN_ACCURACY_LOSS,
+    DEFAULT_MIN_COSINE,
+    GateResult,
+)
 from hardnet_export.artifacts.sidecar import read_sidecar
 from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.validate import check_int
@@ -34,18 +40,16 @@ class CheckReport:
     precision: str
     semantics: str
     reference: str
-    gate: dict[str, Any]
+    gate: GateResult
     host: dict[str, Any]
 
     @property
     def passed(self) -> bool:
-        return bool(self.gate["passed"])
+        return self.gate.passed
 
     def reason(self) -> str:
         """One sentence: why it failed (empty when it passed)."""
-        from hardnet_export.calibration.gate import GateResult
-
-        failures = GateResult(**self.gate).failures()
+        failures = self.gate.failures()
         if not failures:
             return ""
         return (
@@ -71,13 +75,13 @@ class CheckReport:
             f"{cpu.get('int8_isa', 'unknown')}"
             + "".join(f"; GPU {gpu.get('name')}" for gpu in gpus),
             f"libraries  {versions}",
-            f"pairs      {g['pairs']} held-out pairs from {g['source']}",
-            f"cosine     worst {g['min_cosine']:.4f} (limit {g['min_cosine_limit']:g}), "
-            f"mean {g['mean_cosine']:.5f}; NN agreement {g['nn_agreement']:.4f}",
-            f"FPR95      {g['fpr95_reference']:.2f}% -> {g['fpr95_candidate']:.2f}% "
-            f"({g['fpr95_loss_pp']:+.2f} pp, limit {g['max_fpr95_loss_pp']:g})",
-            f"NN acc     {g['nn_accuracy_reference']:.2f}% -> {g['nn_accuracy_candidate']:.2f}% "
-            f"({-g['nn_accuracy_loss_pp']:+.2f} pp, limit -{g['max_nn_accuracy_loss_pp']:g})",
+            f"pairs      {g.pairs} held-out pairs from {g.source}",
+            f"cosine     worst {g.min_cosine:.4f} (limit {g.min_cosine_limit:g}), "
+            f"mean {g.mean_cosine:.5f}; NN agreement {g.nn_agreement:.4f}",
+            f"FPR95      {g.fpr95_reference:.2f}% -> {g.fpr95_candidate:.2f}% "
+            f"({g.fpr95_loss_pp:+.2f} pp, limit {g.max_fpr95_loss_pp:g})",
+            f"NN acc     {g.nn_accuracy_reference:.2f}% -> {g.nn_accuracy_candidate:.2f}% "
+            f"({-g.nn_accuracy_loss_pp:+.2f} pp, limit -{g.max_nn_accuracy_loss_pp:g})",
             "PASSED" if self.passed else f"FAILED: {self.reason()}",
         ]
         return "\n".join(lines)
@@ -85,11 +89,12 @@ class CheckReport:
 
 @dataclass(frozen=True)
 class Provenance:
-    """What an artifact says about where it came from: its weights' hash and the INT8 gate's
-    limits, from ONNX metadata or an engine's sidecar (and that engine's ONNX, if present)."""
+    """What an artifact says about where it came from: its weights' hash and the export's
+    accuracy gate (a quantised graph's; None for others), from ONNX metadata or an engine's
+    sidecar (and that engine's ONNX, if present)."""
 
     weights_sha256: str | None
-    gate: dict[str, Any]
+    gate: GateResult | None
 
 
 def read_provenance(path: Path) -> Provenance:
@@ -105,16 +110,16 @@ def read_provenance(path: Path) -> Provenance:
     if suffix in (".pt", ".pth"):
         from hardnet_export._io import sha256_file
 
-        return Provenance(sha256_file(path), {})
+        return Provenance(sha256_file(path), None)
     if suffix in (".engine", ".plan"):
         sidecar = read_sidecar(path)
         if sidecar is None:
-            return Provenance(None, {})
+            return Provenance(None, None)
         graph = Path(sidecar.onnx)
-        gate = read_metadata(graph).int8_gate or {} if graph.is_file() else {}
-        return Provenance(sidecar.weights_sha256, gate)
+        quantisation = read_metadata(graph).quantisation if graph.is_file() else None
+        return Provenance(sidecar.weights_sha256, quantisation.gate if quantisation else None)
     meta = read_metadata(path)
-    return Provenance(meta.weights_sha256, meta.int8_gate or {})
+    return Provenance(meta.weights_sha256, meta.quantisation.gate if meta.quantisation else None)
 
 
 def resolve_reference(artifact: Path, provenance: Provenance, reference: Path | None) -> Path:
@@ -146,16 +151,17 @@ def resolve_reference(artifact: Path, provenance: Provenance, reference: Path | 
     )
 
 
-def _limits(gate: dict[str, Any]) -> dict[str, float]:
-    from hardnet_export.export.int8 import Int8Options
-
-    defaults = Int8Options()
+def _limits(gate: GateResult | None) -> dict[str, float]:
+    if gate is None:
+        return {
+            "max_fpr95_loss": DEFAULT_MAX_FPR95_LOSS,
+            "max_nn_accuracy_loss": DEFAULT_MAX_NN_ACCURACY_LOSS,
+            "min_cosine": DEFAULT_MIN_COSINE,
+        }
     return {
-        "max_fpr95_loss": float(gate.get("max_fpr95_loss_pp", defaults.max_fpr95_loss)),
-        "max_nn_accuracy_loss": float(
-            gate.get("max_nn_accuracy_loss_pp", defaults.max_nn_accuracy_loss)
-        ),
-        "min_cosine": float(gate.get("min_cosine_limit", defaults.min_cosine)),
+        "max_fpr95_loss": gate.max_fpr95_loss_pp,
+        "max_nn_accuracy_loss": gate.max_nn_accuracy_loss_pp,
+        "min_cosine": gate.min_cosine_limit,
     }
 
 

@@ -34,6 +34,7 @@ from hardnet_export.check import check_artifact
 from hardnet_export.demo import DemoConfig
 from hardnet_export.errors import HardnetError, InputError, Interrupted, TrainingInterrupted
 from hardnet_export.evaluation.suite import run_evaluation
+from hardnet_export.export.image_graph import export_image_graph
 from hardnet_export.export.int8 import Int8Options
 from hardnet_export.export.onnx import export_onnx
 from hardnet_export.export.tensorrt import (
@@ -376,7 +377,7 @@ def onnx(
 
     variant = variant_for(precision, int8_target if precision == "int8" else None)
     int8 = None
-    if variant.int8_target is not None:
+    if variant.precision == "int8":
         layers = None
         if keep_float is not None:
             layers = tuple(
@@ -401,44 +402,58 @@ def onnx(
             force=force,
             progress=True,
         )
-        int8.isa(variant.int8_target)  # --for-isa with the tensorrt flavour fails now, not later
-    path = export_onnx(
-        weights,
-        out,
-        variant=variant,
-        input_dtype=input_dtype,
-        opset=opset,
-        parity=parity,
-        int8=int8,
-        with_extraction=with_extraction,
-        magnification=magnification,
-    )
+        assert variant.flavour is not None
+        int8.isa(variant.flavour)  # --for-isa with the tensorrt flavour fails now, not later
+    if with_extraction:
+        # A variant that has no image graph is refused by export_image_graph, naming those
+        # that have one.
+        if variant.image and input_dtype != "uint8":
+            raise InputError(
+                f"an image graph (--with-extraction) takes a uint8 image, got input_dtype "
+                f"{input_dtype!r}"
+            )
+        path = export_image_graph(
+            weights, out, variant=variant, opset=opset, magnification=magnification
+        )
+    else:
+        if magnification is not None:
+            raise InputError("--magnification is a setting of the image graph (--with-extraction)")
+        path = export_onnx(
+            weights,
+            out,
+            variant=variant,
+            options=int8,
+            input_dtype=input_dtype,
+            opset=opset,
+            parity=parity,
+        )
     meta = read_metadata(path)
-    if meta.int8_sensitivity is not None:
+    quantisation = meta.quantisation
+    if quantisation is not None and quantisation.sensitivity is not None:
         from hardnet_export._io import atomic_write_text
         from hardnet_export.export.sensitivity import SensitivityReport
 
-        report = SensitivityReport.from_dict(meta.int8_sensitivity)
+        report = SensitivityReport.from_dict(quantisation.sensitivity)
         typer.echo(report.format())
         json_path = path.with_name(path.name + ".sensitivity.json")
         atomic_write_text(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
         typer.echo(f"wrote {json_path}")
     if meta.parity is not None:
         typer.echo(format_parity(meta.parity, title=f"{variant.name} ONNX Runtime vs PyTorch"))
-    if meta.int8_gate is not None:
-        from hardnet_export.calibration.gate import GateResult
+    if quantisation is not None and quantisation.gate is not None:
+        from hardnet_export.artifacts.quantisation import GATE_OPENVINO
 
-        typer.echo(GateResult(**meta.int8_gate).summary())
-        if meta.int8_gate_openvino is not None:
-            typer.echo("on OpenVINO: " + GateResult(**meta.int8_gate_openvino).summary())
-        typer.echo(f"calibration set sha256 {meta.calibration_sha256}")
-    if meta.int8_settings is not None:
-        floats = meta.int8_settings.get("float_layers") or {}
+        typer.echo(quantisation.gate.summary())
+        if GATE_OPENVINO in quantisation.gates:
+            typer.echo("on OpenVINO: " + quantisation.gates[GATE_OPENVINO].summary())
+        typer.echo(f"calibration set sha256 {quantisation.calibration_sha256}")
+    if quantisation is not None and quantisation.settings:
+        floats = quantisation.settings.get("float_layers") or {}
         kept = ", ".join(f"{k} {v}" for k, v in floats.items()) or "none"
-        for_openvino = meta.int8_settings.get("openvino_float_layers")
+        for_openvino = quantisation.settings.get("openvino_float_layers")
         if for_openvino:
             kept += f" ({', '.join(for_openvino)}: OpenVINO's int8 kernels get it wrong here)"
-        isa = f", for {meta.int8_isa} int8 kernels" if meta.int8_isa else ""
+        isa = f", for {quantisation.isa} int8 kernels" if quantisation.isa else ""
         typer.echo(f"float layers: {kept}{isa}")
     if meta.kind == "image":
         typer.echo(

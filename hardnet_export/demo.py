@@ -229,14 +229,12 @@ def _model(config: DemoConfig, out: Path) -> Path:
 
 
 def _export(report: DemoReport, weights: Path, out: Path) -> str:
-    from hardnet_export.export.int8 import Int8Options
     from hardnet_export.export.onnx import export_onnx
 
     for variant in VARIANTS:
         path = out / variant.file_name()
         # The demo shows every variant: a gate failure is in the metadata, not fatal here.
-        int8 = Int8Options(force=True) if variant.int8_target else None
-        export_onnx(weights, path, variant=variant, int8=int8)
+        export_onnx(weights, path, variant=variant, options=variant.default_options(force=True))
         report.onnx[variant.name] = str(path)
     return ", ".join(Path(path).name for path in report.onnx.values())
 

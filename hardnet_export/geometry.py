@@ -56,8 +56,10 @@ _REMAP_MAX_SIDE = 32766
 
 KeypointsLike: TypeAlias = "Sequence[cv2.KeyPoint] | np.ndarray"
 
-# Pre-blurs (pixels of a pyramid level) for residual scales 1..2: antialias_blur(f).
-_PYRAMID_BLURS = np.array([0.0, 0.3, 0.45, 0.6, 0.75, 0.87])
+#: Pre-blurs (pixels of a pyramid level) for residual scales 1..2: antialias_blur(f); the
+#: image graph (:mod:`hardnet_export.export.image_graph`) cuts patches with the same ones.
+PYRAMID_BLURS = np.array([0.0, 0.3, 0.45, 0.6, 0.75, 0.87])
+_PYRAMID_BLURS = PYRAMID_BLURS  # the name this module's own code (and tests) use
 
 
 #: Pre-blurred copies of a training photo (photo pixels); the renderer picks the nearest.
@@ -317,10 +319,18 @@ def _first_bad(keypoints: np.ndarray, good: np.ndarray, rule: str) -> InputError
     )
 
 
-def _check_magnification(magnification: Any) -> float:
+def check_magnification(magnification: Any) -> float:
+    """``magnification`` as a float in (0, :data:`MAX_MAGNIFICATION`].
+
+    Raises:
+        InputTypeError, InputError: not a number, or out of that range.
+    """
     return check_float(
         "magnification", magnification, low=0.0, low_open=True, high=MAX_MAGNIFICATION
     )
+
+
+_check_magnification = check_magnification  # the name this module's own code (and runtime) use
 
 
 def _check_patch_size(patch_size: Any) -> int:

@@ -3,7 +3,12 @@
 :class:`GraphMetadata` is written by the exporter (:meth:`GraphMetadata.to_props`) and read by
 the TensorRT builder, the runtime and ``check`` (:func:`read_metadata`), which may run without
 torch or onnx: reading falls back to ONNX Runtime. Values are strings in the file; structured
-ones (input spec, parity, provenance, calibration, gate, INT8 settings) are JSON.
+ones (input spec, parity, provenance, quantisation) are JSON.
+
+A quantised graph's calibration, settings and gates are one
+:class:`~hardnet_export.artifacts.quantisation.Quantisation` record under ``quantisation``;
+graphs exported before it existed kept them in separate ``int8_*`` and ``calibration*``
+props, which are read into that record (:data:`LEGACY_QUANTISATION_PROPS`).
 """
 
 from __future__ import annotations
@@ -14,22 +19,30 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hardnet_export.artifacts.variants import INT8_TARGETS, PRECISIONS
+from hardnet_export.artifacts.quantisation import (
+    SEMANTICS,
+    SEMANTICS_DEVICE,
+    SEMANTICS_EXACT,
+    SEMANTICS_HOST,
+    Quantisation,
+)
+from hardnet_export.artifacts.variants import all_flavours, precisions
 from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.validate import check_str, parse_json_object
 
 PRODUCER = "hardnet-export"
 
-# How a figure of an INT8 graph was computed (the "semantics" field of gate, parity, check).
-#: The graph's exact Q/DQ semantics: ONNX Runtime with graph optimisations off, so Quantize-
-#: and DequantizeLinear run as written and the convs in float: what TensorRT computes, equal
-#: on every host.
-SEMANTICS_EXACT = "exact-qdq"
-#: This host's fused int8 kernels (ONNX Runtime with all optimisations): what a CPU runs.
-SEMANTICS_HOST = "host-kernels"
-#: A GPU backend's kernels (TensorRT, ONNX Runtime CUDA): what ``check`` measures on a GPU.
-SEMANTICS_DEVICE = "device-kernels"
-SEMANTICS = (SEMANTICS_EXACT, SEMANTICS_HOST, SEMANTICS_DEVICE)
+# The semantics names live with the gate's record; readers have long imported them from here.
+__all__ = [
+    "GRAPH_KINDS",
+    "PRODUCER",
+    "SEMANTICS",
+    "SEMANTICS_DEVICE",
+    "SEMANTICS_EXACT",
+    "SEMANTICS_HOST",
+    "GraphMetadata",
+    "read_metadata",
+]
 
 #: What a graph takes: ``patches`` (N, 1, 32, 32), or ``image`` and ``keypoints`` (patch
 #: extraction inside the graph: :mod:`hardnet_export.export.image_graph`).
@@ -39,19 +52,19 @@ _FLOAT_FIELDS = frozenset({"magnification", "width"})
 _INT_FIELDS = frozenset({"pyramid_levels", "min_image_side"})
 
 #: The JSON-valued fields of :class:`GraphMetadata`.
-_JSON_FIELDS = frozenset(
-    {
-        "input",
-        "output",
-        "weights_provenance",
-        "parity",
-        "calibration",
-        "int8_gate",
-        "int8_gate_openvino",
-        "int8_settings",
-        "int8_sensitivity",
-    }
-)
+_JSON_FIELDS = frozenset({"input", "output", "weights_provenance", "parity", "quantisation"})
+#: The props in which graphs exported before :class:`Quantisation` kept its fields; JSON
+#: ones are True.
+LEGACY_QUANTISATION_PROPS = {
+    "int8_target": False,
+    "int8_isa": False,
+    "int8_settings": True,
+    "calibration_sha256": False,
+    "calibration": True,
+    "int8_gate": True,
+    "int8_gate_openvino": True,
+    "int8_sensitivity": True,
+}
 
 
 @dataclass(frozen=True)
@@ -67,16 +80,10 @@ class GraphMetadata:
         weights_provenance: the checkpoint's metadata (training data, steps, ...).
         parity: :func:`hardnet_export.export.parity.parity_report` against PyTorch, with the
             semantics it was computed in and the host.
-        int8_target: INT8 flavour: ``tensorrt`` or ``cpu``.
-        int8_isa: ``cpu`` flavour: the int8 kernel kind it was made for.
-        int8_settings: ``{"activations", "per_channel_weights", "float_layers", ...}``.
-        calibration_sha256: sha256 of the calibration set (its ``.npy`` bytes).
-        calibration: ``{"source", "size", "seed", "sha256", "method"}``.
-        int8_gate: the accuracy gate's result (:class:`hardnet_export.calibration.gate.GateResult`).
-        int8_gate_openvino: ``cpu`` flavour: the same gate with the graph run by OpenVINO
-            (which ``runtime.load(device="cpu")`` picks for INT8 graphs), when OpenVINO was
-            installed at export; OpenVINO refuses a graph whose gate failed there.
-        int8_sensitivity: the per-layer sensitivity report, when one was made.
+        quantisation: a quantised graph's flavour, settings, calibration, sensitivity and
+            accuracy gates keyed by backend
+            (:class:`~hardnet_export.artifacts.quantisation.Quantisation`); None for a float
+            graph.
         graph_kind: ``patches`` or ``image`` (:data:`GRAPH_KINDS`); None (a graph from before
             image graphs, or a foreign one) means ``patches``.
         magnification: an image graph's support region in units of ``KeyPoint.size``.
@@ -96,14 +103,7 @@ class GraphMetadata:
     weights_sha256: str | None = None
     weights_provenance: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] | None = None
-    int8_target: str | None = None
-    int8_isa: str | None = None
-    int8_settings: dict[str, Any] | None = None
-    calibration_sha256: str | None = None
-    calibration: dict[str, Any] | None = None
-    int8_gate: dict[str, Any] | None = None
-    int8_gate_openvino: dict[str, Any] | None = None
-    int8_sensitivity: dict[str, Any] | None = None
+    quantisation: Quantisation | None = None
     graph_kind: str | None = None
     magnification: float | None = None
     pyramid_levels: int | None = None
@@ -118,11 +118,16 @@ class GraphMetadata:
         return self.graph_kind or "patches"
 
     @property
+    def flavour(self) -> str | None:
+        """The variant's flavour (``tensorrt``, ``cpu`` for INT8); None for a float graph."""
+        return self.quantisation.flavour if self.quantisation is not None else None
+
+    @property
     def variant(self) -> str:
         """The variant name (``fp32``, ``fp16``, ``int8-tensorrt``, ``int8-cpu``, ...)."""
         from hardnet_export.artifacts.variants import variant_for
 
-        return variant_for(self.precision, self.int8_target).name
+        return variant_for(self.precision, self.flavour).name
 
     @property
     def teacher(self) -> dict[str, Any] | None:
@@ -143,6 +148,8 @@ class GraphMetadata:
             if item.name == "other":
                 continue
             value = getattr(self, item.name)
+            if isinstance(value, Quantisation):
+                value = value.to_dict()
             if value is None or (item.name in _JSON_FIELDS and value == {}):
                 continue
             props[item.name] = (
@@ -159,11 +166,23 @@ class GraphMetadata:
         """
         known = {item.name for item in fields(cls)} - {"other"}
         values: dict[str, Any] = {}
+        legacy: dict[str, Any] = {}
         for key, text in props.items():
-            if key not in known:
+            where = f"{source}: metadata {key!r}"
+            if key in LEGACY_QUANTISATION_PROPS:
+                legacy[key] = (
+                    parse_json_object(text, source=where)
+                    if LEGACY_QUANTISATION_PROPS[key]
+                    else check_str(key, text, source=source)
+                )
+            elif key not in known:
                 continue
-            if key in _JSON_FIELDS:
-                values[key] = parse_json_object(text, source=f"{source}: metadata {key!r}")
+            elif key == "quantisation":
+                values[key] = Quantisation.from_dict(
+                    parse_json_object(text, source=where), source=where
+                )
+            elif key in _JSON_FIELDS:
+                values[key] = parse_json_object(text, source=where)
             elif key in _FLOAT_FIELDS or key in _INT_FIELDS:
                 convert = float if key in _FLOAT_FIELDS else int
                 try:
@@ -174,17 +193,22 @@ class GraphMetadata:
                     ) from None
             else:
                 values[key] = check_str(key, text, source=source)
+        if "quantisation" not in values:
+            values["quantisation"] = Quantisation.from_legacy_props(legacy, source=source)
         produced_here = str(values.get("producer", "")).startswith(PRODUCER)
         if produced_here and "precision" in values:
             # Ours name a known precision; a foreign graph may say anything and stays "unknown".
             check_str(
-                "precision", values["precision"], choices=(*PRECISIONS, "unknown"), source=source
+                "precision", values["precision"], choices=(*precisions(), "unknown"), source=source
             )
-        if values.get("int8_target") is not None:
-            check_str("int8_target", values["int8_target"], choices=INT8_TARGETS, source=source)
+        if values["quantisation"] is not None:
+            flavour = values["quantisation"].flavour
+            check_str("quantisation flavour", flavour, choices=all_flavours(), source=source)
         if values.get("graph_kind") is not None:
             check_str("graph_kind", values["graph_kind"], choices=GRAPH_KINDS, source=source)
-        other = {k: v for k, v in props.items() if k not in known}
+        other = {
+            k: v for k, v in props.items() if k not in known and k not in LEGACY_QUANTISATION_PROPS
+        }
         return cls(**values, other=other)
 
 

@@ -265,8 +265,10 @@ class EngineSidecar:
             onnx=str(onnx_path),
             onnx_sha256=onnx_sha256,
             precision=graph.precision,
-            int8_target=graph.int8_target,
-            calibration_sha256=graph.calibration_sha256,
+            int8_target=graph.flavour,
+            calibration_sha256=(
+                graph.quantisation.calibration_sha256 if graph.quantisation is not None else None
+            ),
             weights_sha256=graph.weights_sha256,
             tensorrt_version=str(tensorrt_version),
             gpu_name=gpu_name,

@@ -1,97 +1,188 @@
 """The one table of exported variants: what each is, which tools build it, what it is called.
 
 Export, calibration, the demo, the benchmark's default targets and the TensorRT builder all
-iterate :data:`VARIANTS`. A new precision or INT8 flavour is one entry here plus the one
-function its ``graph`` field names (``module:function``, imported only when used, taking the
-FP32 graph and the export's options and returning the graph and its extra metadata).
+iterate :data:`VARIANTS`. A new precision or flavour is one :class:`Variant` record added with
+:func:`register_variant` (the built-in ones are listed here) plus the function its ``graph``
+field names (``module:function``, imported only when used, taking the FP32 graph, the variant
+and its options and returning the graph and its extra metadata) and, when it takes options,
+the options type its ``options`` field names (``module:Class``). The records name both by
+string because the floor may not import the export stage that holds them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hardnet_export.errors import InputError
+from hardnet_export.errors import InputError, InputTypeError
+
+#: A variant's graph function: (FP32 graph, variant, options) -> (graph, extra metadata as
+#: :class:`~hardnet_export.artifacts.metadata.GraphMetadata` fields).
+GraphFunction = Callable[[Any, "Variant", Any], tuple[Any, dict[str, Any]]]
 
 
-@dataclass(frozen=True)
+def _resolve(reference: str) -> Any:
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Variant:
     """One exported form of a HardNet model.
 
     Attributes:
         name: ``fp32``, ``fp16``, ``int8-tensorrt``, ``int8-cpu``: the file's middle name.
         precision: what the graph computes in: ``fp32``, ``fp16`` or ``int8``.
-        int8_target: the INT8 flavour (``tensorrt``, ``cpu``); None for float variants.
+        summary: one line for tables and ``--help``.
+        flavour: which of its precision's forms it is, where a precision has several
+            (``tensorrt``, ``cpu`` for INT8); None for a precision with one form.
         graph: ``module:function`` turning the FP32 graph into this variant (None for FP32).
+        options: ``module:Class``, the options its graph function takes (``Int8Options``);
+            None for a variant without options. An options type with a ``force`` field has an
+            accuracy gate that ``force`` overrides (:meth:`default_options`).
         tensorrt: TensorRT builds an engine from it.
         dla: a Jetson DLA core can run it (FP16 and INT8 only).
         demo_engine: the demo builds its engine (FP32 engines add little over FP16).
-        summary: one line for tables and ``--help``.
+        image: it can be exported as an image graph (``onnx --with-extraction``).
     """
 
     name: str
     precision: str
-    int8_target: str | None
-    graph: str | None
-    tensorrt: bool
-    dla: bool
-    demo_engine: bool
     summary: str
+    flavour: str | None = None
+    graph: str | None = None
+    options: str | None = None
+    tensorrt: bool = False
+    dla: bool = False
+    demo_engine: bool = False
+    image: bool = False
 
     def file_name(self, stem: str = "model", suffix: str = ".onnx") -> str:
         """``model.fp16.onnx``, ``model.int8-cpu.onnx``, ``model.fp16.engine``, ..."""
         return f"{stem}.{self.name}{suffix}"
 
-    def graph_function(self) -> Callable[..., tuple[Any, dict[str, Any]]] | None:
+    def graph_function(self) -> GraphFunction | None:
         """The function that makes this variant's graph from the FP32 graph."""
         if self.graph is None:
             return None
-        module, _, function = self.graph.partition(":")
-        found: Callable[..., tuple[Any, dict[str, Any]]] = getattr(
-            importlib.import_module(module), function
-        )
+        found: GraphFunction = _resolve(self.graph)
         return found
 
+    def options_type(self) -> type | None:
+        """The options type its graph function takes; None for a variant without options."""
+        if self.options is None:
+            return None
+        found: type = _resolve(self.options)
+        return found
 
-VARIANTS: tuple[Variant, ...] = (
-    Variant("fp32", "fp32", None, None, True, False, False, "float32, the reference"),
+    def default_options(self, *, force: bool = False) -> Any:
+        """Its options with their defaults (None for a variant without options).
+
+        Args:
+            force: write the graph even when its accuracy gate fails (for a variant whose
+                options have a ``force`` field; the others have no gate to override).
+        """
+        kind = self.options_type()
+        if kind is None:
+            return None
+        gated = force and any(f.name == "force" for f in dataclasses.fields(kind))
+        return kind(force=True) if gated else kind()
+
+    def check_options(self, options: Any) -> Any:
+        """``options`` if they are this variant's, or its default options when None.
+
+        Raises:
+            InputError: options given for a variant that takes none.
+            InputTypeError: options of another type than the variant's.
+        """
+        kind = self.options_type()
+        if options is None:
+            return None if kind is None else kind()
+        if kind is None:
+            raise InputError(f"options given for the {self.name} variant, which takes none")
+        if not isinstance(options, kind):
+            raise InputTypeError(
+                f"the {self.name} variant takes {kind.__name__}, got {type(options).__name__}"
+            )
+        return options
+
+
+#: Every variant, in table order: the built-in ones, then those :func:`register_variant` adds.
+VARIANTS: list[Variant] = [
     Variant(
-        "fp16",
-        "fp16",
-        None,
-        "hardnet_export.export.fp16:fp16_variant",
-        True,
-        True,
-        True,
-        "conv stack in float16; normalisation and L2 norm in float32",
+        name="fp32",
+        precision="fp32",
+        summary="float32, the reference",
+        tensorrt=True,
+        image=True,
     ),
     Variant(
-        "int8-tensorrt",
-        "int8",
-        "tensorrt",
-        "hardnet_export.export.int8:int8_variant",
-        True,
-        True,
-        True,
-        "Q/DQ int8, symmetric activations: the graph TensorRT builds",
+        name="fp16",
+        precision="fp16",
+        summary="conv stack in float16; normalisation and L2 norm in float32",
+        graph="hardnet_export.export.fp16:fp16_variant",
+        tensorrt=True,
+        dla=True,
+        demo_engine=True,
+        image=True,
     ),
     Variant(
-        "int8-cpu",
-        "int8",
-        "cpu",
-        "hardnet_export.export.int8:int8_variant",
-        False,
-        False,
-        False,
-        "Q/DQ with uint8 activations: the fastest graph on ONNX Runtime CPU",
+        name="int8-tensorrt",
+        precision="int8",
+        flavour="tensorrt",
+        summary="Q/DQ int8, symmetric activations: the graph TensorRT builds",
+        graph="hardnet_export.export.int8:int8_variant",
+        options="hardnet_export.export.int8:Int8Options",
+        tensorrt=True,
+        dla=True,
+        demo_engine=True,
     ),
-)
-#: Every precision a variant computes in, in table order.
-PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(v.precision for v in VARIANTS))
-#: Every INT8 flavour, in table order.
-INT8_TARGETS: tuple[str, ...] = tuple(v.int8_target for v in VARIANTS if v.int8_target)
+    Variant(
+        name="int8-cpu",
+        precision="int8",
+        flavour="cpu",
+        summary="Q/DQ with uint8 activations: the fastest graph on ONNX Runtime CPU",
+        graph="hardnet_export.export.int8:int8_variant",
+        options="hardnet_export.export.int8:Int8Options",
+    ),
+]
+
+
+def register_variant(variant: Variant) -> Variant:
+    """Add ``variant`` to :data:`VARIANTS` (after the built-in ones): export, the runtime's
+    metadata checks, ``check`` and the benchmark's targets then know it.
+
+    Raises:
+        InputError: a variant of that name, or of that precision and flavour, exists.
+    """
+    for known in VARIANTS:
+        if known.name == variant.name:
+            raise InputError(f"a variant called {variant.name!r} exists")
+        if (known.precision, known.flavour) == (variant.precision, variant.flavour):
+            raise InputError(
+                f"the {known.name} variant is already {variant.precision}"
+                + (f" ({variant.flavour})" if variant.flavour else "")
+            )
+    VARIANTS.append(variant)
+    return variant
+
+
+def precisions() -> tuple[str, ...]:
+    """Every precision a variant computes in, in table order."""
+    return tuple(dict.fromkeys(v.precision for v in VARIANTS))
+
+
+def flavours(precision: str = "int8") -> tuple[str, ...]:
+    """The flavours of ``precision`` (``tensorrt``, ``cpu`` for INT8), in table order."""
+    return tuple(v.flavour for v in VARIANTS if v.precision == precision and v.flavour)
+
+
+def all_flavours() -> tuple[str, ...]:
+    """Every flavour of every precision, in table order."""
+    return tuple(dict.fromkeys(v.flavour for v in VARIANTS if v.flavour))
 
 
 def get_variant(name: str) -> Variant:
@@ -106,21 +197,23 @@ def get_variant(name: str) -> Variant:
     raise InputError(f"unknown variant {name!r}; known: {', '.join(v.name for v in VARIANTS)}")
 
 
-def variant_for(precision: str, int8_target: str | None = None) -> Variant:
-    """The variant of ``precision`` (and, for INT8, flavour ``int8_target``; default the
-    first INT8 flavour).
+def variant_for(precision: str, flavour: str | None = None) -> Variant:
+    """The variant of ``precision`` and ``flavour`` (default: its first; ignored for a
+    precision with one form).
 
     Raises:
         InputError: an unknown precision or flavour.
     """
-    if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    known = precisions()
+    if precision not in known:
+        raise InputError(f"precision must be one of {', '.join(known)}, got {precision!r}")
     candidates = [v for v in VARIANTS if v.precision == precision]
-    if int8_target is None:
+    if flavour is None:
         return candidates[0]
     for variant in candidates:
-        if variant.int8_target == int8_target:
+        if variant.flavour == flavour:
             return variant
-    if precision != "int8":
+    its = flavours(precision)
+    if not its:
         return candidates[0]
-    raise InputError(f"int8 target must be one of {', '.join(INT8_TARGETS)}, got {int8_target!r}")
+    raise InputError(f"{precision} target must be one of {', '.join(its)}, got {flavour!r}")

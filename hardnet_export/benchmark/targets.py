@@ -113,7 +113,6 @@ def exported_onnx(
     """The ``variant`` export of ``weights`` (its image graph with ``with_extraction``), made
     once and cached by the weights' hash and :func:`exporter_fingerprint`."""
     from hardnet_export._io import sha256_file
-    from hardnet_export.export.onnx import export_onnx
 
     source = weights or shipped_weights()
     key = f"{sha256_file(source)[:16]}-{exporter_fingerprint()[:12]}"
@@ -122,14 +121,16 @@ def exported_onnx(
     if out.is_file():
         return out
     folder.mkdir(parents=True, exist_ok=True)
-    int8 = None
-    if variant.int8_target is not None:
-        from hardnet_export.export.int8 import Int8Options
+    if with_extraction:
+        from hardnet_export.export.image_graph import export_image_graph
 
-        # The benchmark shows each graph's accuracy beside its speed, so an INT8 graph that
-        # misses the export gate is still timed (the failed gate stays in its metadata).
-        int8 = Int8Options(force=True)
-    return export_onnx(source, out, variant=variant, int8=int8, with_extraction=with_extraction)
+        return export_image_graph(source, out, variant=variant)
+    from hardnet_export.export.onnx import export_onnx
+
+    # The benchmark shows each graph's accuracy beside its speed, so a graph that misses its
+    # export gate is still timed (the failed gate stays in its metadata).
+    options = variant.default_options(force=True)
+    return export_onnx(source, out, variant=variant, options=options)
 
 
 def built_engine(onnx_path: Path, max_batch: int, cache_dir: Path) -> Path:

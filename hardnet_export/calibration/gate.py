@@ -18,19 +18,28 @@ shipped model: the only held-out patch below 0.98 in either INT8 flavour is a co
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hardnet_export.artifacts.describe import DescribeFn, describe_in_batches
-from hardnet_export.artifacts.metadata import SEMANTICS, SEMANTICS_HOST
+from hardnet_export.artifacts.quantisation import (
+    DEFAULT_MAX_FPR95_LOSS,
+    DEFAULT_MAX_NN_ACCURACY_LOSS,
+    SEMANTICS,
+    SEMANTICS_HOST,
+    GateResult,
+)
 from hardnet_export.errors import InputError
 from hardnet_export.evaluation.metrics import compare_descriptors
 from hardnet_export.evaluation.pairs import pair_metrics
 
 if TYPE_CHECKING:
     from hardnet_export.data.types import MatchedPairs
+
+# GateResult lives in the floor (the runtime and check read it); it is this module's result.
+__all__ = ["GateResult", "Int8GateError", "evaluate_gate", "textured", "worst_cosine"]
 
 GATE_BATCH = 256
 #: A patch whose grey levels vary by less than this standard deviation counts as flat.
@@ -69,87 +78,19 @@ class Int8GateError(InputError):
     """The quantised graph lost more accuracy than the gate allows."""
 
 
-@dataclass(frozen=True)
-class GateResult:
-    """FP32 (reference) vs INT8 (candidate) on the same held-out pairs; rates in percent."""
-
-    pairs: int
-    source: str
-    fpr95_reference: float
-    fpr95_candidate: float
-    fpr95_loss_pp: float
-    nn_accuracy_reference: float
-    nn_accuracy_candidate: float
-    nn_accuracy_loss_pp: float
-    min_cosine: float
-    mean_cosine: float
-    max_fpr95_loss_pp: float
-    max_nn_accuracy_loss_pp: float
-    passed: bool
-    forced: bool
-    min_cosine_limit: float = -1.0
-    nn_agreement: float = float("nan")
-    semantics: str = SEMANTICS_HOST
-    #: Over every patch, flat ones included (``min_cosine`` is over textured patches).
-    min_cosine_all: float = float("nan")
-    flat_patches: int = 0
-    host: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def failures(self) -> list[str]:
-        """The limits this result exceeds, one phrase each (empty when it passed)."""
-        found = []
-        if self.fpr95_loss_pp > self.max_fpr95_loss_pp:
-            found.append(
-                f"FPR95 rose by {self.fpr95_loss_pp:.2f} pp (limit {self.max_fpr95_loss_pp:g})"
-            )
-        if self.nn_accuracy_loss_pp > self.max_nn_accuracy_loss_pp:
-            found.append(
-                f"NN accuracy fell by {self.nn_accuracy_loss_pp:.2f} points "
-                f"(limit {self.max_nn_accuracy_loss_pp:g})"
-            )
-        if not self.min_cosine >= self.min_cosine_limit:
-            found.append(
-                f"the worst patch's cosine to FP32 is {self.min_cosine:.4f} "
-                f"(limit {self.min_cosine_limit:g})"
-            )
-        return found
-
-    def summary(self) -> str:
-        verdict = "passed" if self.passed else ("FAILED (forced)" if self.forced else "FAILED")
-        return (
-            f"INT8 gate {verdict} ({self.semantics}) on {self.pairs} held-out pairs: FPR95 "
-            f"{self.fpr95_reference:.2f}% -> {self.fpr95_candidate:.2f}% "
-            f"({self.fpr95_loss_pp:+.2f} pp, limit {self.max_fpr95_loss_pp:g}), NN accuracy "
-            f"{self.nn_accuracy_reference:.2f}% -> {self.nn_accuracy_candidate:.2f}% "
-            f"({-self.nn_accuracy_loss_pp:+.2f} pp, limit {self.max_nn_accuracy_loss_pp:g}), "
-            f"cosine min {self.min_cosine:.4f} mean {self.mean_cosine:.4f}{self._flat_note()}"
-        )
-
-    def _flat_note(self) -> str:
-        if not self.flat_patches:
-            return ""
-        return (
-            f" (min over textured patches; {self.flat_patches} flat, min over all "
-            f"{self.min_cosine_all:.4f})"
-        )
-
-
 def evaluate_gate(
     reference: DescribeFn,
     candidate: DescribeFn,
     pairs: MatchedPairs,
     *,
-    max_fpr95_loss: float = 1.0,
-    max_nn_accuracy_loss: float = 2.0,
+    max_fpr95_loss: float = DEFAULT_MAX_FPR95_LOSS,
+    max_nn_accuracy_loss: float = DEFAULT_MAX_NN_ACCURACY_LOSS,
     min_cosine: float = -1.0,
     force: bool = False,
     label: str = "INT8",
     semantics: str = SEMANTICS_HOST,
-) -> dict[str, Any]:
-    """Compare ``candidate`` with ``reference`` on ``pairs``; the result as a JSON-ready dict.
+) -> GateResult:
+    """Compare ``candidate`` with ``reference`` on ``pairs``.
 
     ``semantics`` says how ``candidate`` computes (``exact-qdq`` or ``host-kernels``); it is
     recorded with this host's CPU and int8 kernel kind.
@@ -210,4 +151,4 @@ def evaluate_gate(
             "larger calibration set, relax the limits (--max-fpr95-loss, --max-nn-loss, "
             "--min-cosine), or write it anyway with --force."
         )
-    return result.to_dict()
+    return result

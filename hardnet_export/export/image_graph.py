@@ -7,7 +7,7 @@ graph cuts the patches the way :func:`hardnet_export.geometry.extract_patches` d
 - a Gaussian pyramid of :data:`PYRAMID_LEVELS` levels, each ``cv2.pyrDown`` of the one
   before (5-tap [1 4 6 4 1] / 16, reflect-101 borders, rounded to grey levels as uint8
   pyramids are);
-- per level the pre-blurred copies of ``geometry._PYRAMID_BLURS``, with the fixed-point
+- per level the pre-blurred copies of ``geometry.PYRAMID_BLURS``, with the fixed-point
   kernels OpenCV's 8-bit ``GaussianBlur`` uses (:func:`blur_kernels`): pyramid and blurs are
   OpenCV's bit for bit;
 - all (level, blur) images in one single-channel atlas (:func:`_atlas`), and per keypoint
@@ -30,11 +30,31 @@ least 2 pixels: sides of at least ``2**(levels - 1) + 1`` (129 for the default 8
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hardnet_export.geometry import _PYRAMID_BLURS, PATCH_SIZE
+from hardnet_export._io import check_writable
+from hardnet_export.artifacts.metadata import GraphMetadata
+from hardnet_export.artifacts.variants import Variant, get_variant
+from hardnet_export.errors import InputError
+from hardnet_export.export.common import (
+    MIN_OPSET,
+    OUTPUT_NAME,
+    check_opset,
+    finish_export,
+    fold_batchnorm,
+    name_layers,
+    producer,
+    quiet_exporter,
+    resolve_weights,
+    variant_graph,
+    weights_model_name,
+    write_graph,
+)
+from hardnet_export.geometry import PATCH_SIZE, PYRAMID_BLURS
+from hardnet_export.host import require
 
 if TYPE_CHECKING:
     import onnx
@@ -63,11 +83,11 @@ def blur_kernels() -> list[np.ndarray]:
     for bit (``tests/export/test_image_graph.py`` checks it).
 
     Shape:
-        - Output: one (2r + 1,) float64 kernel per entry of ``_PYRAMID_BLURS`` ((1,) for 0).
+        - Output: one (2r + 1,) float64 kernel per entry of ``PYRAMID_BLURS`` ((1,) for 0).
     """
     one = 1 << _BLUR_FRACTION_BITS
     kernels = []
-    for sigma in _PYRAMID_BLURS.tolist():
+    for sigma in PYRAMID_BLURS.tolist():
         if sigma == 0.0:
             kernels.append(np.ones(1))
             continue
@@ -237,10 +257,8 @@ def image_module(model: HardNet, magnification: float, levels: int = PYRAMID_LEV
     import torch
     from torch import nn
 
-    from hardnet_export.export.onnx import fold_batchnorm
-
     blurs = [k.tolist() for k in blur_kernels()]
-    blur_values = torch.tensor(_PYRAMID_BLURS, dtype=torch.float32)
+    blur_values = torch.tensor(PYRAMID_BLURS, dtype=torch.float32)
 
     class ImageHardNet(nn.Module):
         def __init__(self) -> None:
@@ -316,18 +334,11 @@ def image_graph(
     import torch
     from torch.export import Dim
 
-    from hardnet_export.export.onnx import (
-        OUTPUT_NAME,
-        _quiet_exporter,
-        finish_export,
-        name_layers,
-    )
-
     module = image_module(model, magnification, levels)
     side = min_image_side(levels)
     image = torch.zeros((side + 31, side + 63), dtype=torch.uint8)
     keypoints = torch.tensor([[20.0, 20.0, 4.0, 0.0], [10.0, 30.0, 8.0, 45.0]])
-    with _quiet_exporter():
+    with quiet_exporter():
         program = torch.onnx.export(
             module,
             (image, keypoints),
@@ -346,3 +357,90 @@ def image_graph(
     proto = finish_export(program, opset)
     name_layers(proto)
     return proto
+
+
+def export_image_graph(
+    weights: str | Path | HardNet | None,
+    out: str | Path,
+    *,
+    variant: str | Variant = "fp32",
+    opset: int = MIN_OPSET,
+    magnification: float | None = None,
+    pyramid_levels: int | None = None,
+) -> Path:
+    """Export HardNet as the image graph of one variant (inputs ``image`` (H, W) uint8 and
+    ``keypoints`` (K, 4) float32, patches cut in the graph) to one ONNX file, written
+    atomically to ``out``; no PyTorch parity report (``runtime`` tests compare it with the
+    host's patch extraction).
+
+    Args:
+        weights: as :func:`hardnet_export.export.onnx.export_onnx` takes them.
+        out: the ``.onnx`` file to write (its folder must exist).
+        variant: one whose record allows an image graph (``image``: ``fp32``, ``fp16``), or
+            its name.
+        opset: ONNX opset, at least 18.
+        magnification: the support region in units of ``KeyPoint.size`` (default
+            :data:`hardnet_export.geometry.DEFAULT_MAGNIFICATION`).
+        pyramid_levels: pyramid levels, 1..15 (default :data:`PYRAMID_LEVELS`): keypoint
+            sizes below ``2**levels * 32 / magnification``, image sides of at least
+            ``2**(levels - 1) + 1``.
+
+    Returns:
+        ``out`` as a Path.
+    """
+    from hardnet_export.geometry import DEFAULT_MAGNIFICATION, check_magnification
+    from hardnet_export.validate import check_int
+
+    chosen = variant if isinstance(variant, Variant) else get_variant(variant)
+    if not chosen.image:
+        from hardnet_export.artifacts.variants import VARIANTS
+
+        allowed = " or ".join(v.name for v in VARIANTS if v.image)
+        raise InputError(
+            f"an image graph (--with-extraction) is {allowed}, got the {chosen.name} "
+            "variant; export it as a patch graph (without --with-extraction)"
+        )
+    check_opset(opset)
+    scale = check_magnification(DEFAULT_MAGNIFICATION if magnification is None else magnification)
+    levels = check_int(
+        "pyramid_levels",
+        PYRAMID_LEVELS if pyramid_levels is None else pyramid_levels,
+        low=1,
+        high=15,
+    )
+    require("an ONNX export", "torch", "onnx", "onnxscript")
+    out = Path(out)
+    check_writable(out)
+
+    model, weights_sha, provenance = resolve_weights(weights)
+    fp32 = image_graph(model, magnification=scale, opset=opset, levels=levels)
+    proto, extra = variant_graph(fp32, chosen, chosen.check_options(None))
+    side = min_image_side(levels)
+    metadata = GraphMetadata(
+        producer=producer(),
+        precision=chosen.precision,
+        input={
+            "name": IMAGE_INPUT,
+            "dtype": "uint8",
+            "shape": ["height", "width"],
+            "range": [0, 255],
+            "keypoints": {
+                "name": KEYPOINTS_INPUT,
+                "dtype": "float32",
+                "shape": ["keypoints", 4],
+                "columns": ["x", "y", "size", "angle"],
+            },
+            "normalisation": "patches cut and standardised inside the graph",
+        },
+        output={"name": OUTPUT_NAME, "dtype": "float32", "shape": ["keypoints", 128]},
+        weights_sha256=weights_sha,
+        weights_provenance=provenance,
+        graph_kind="image",
+        magnification=scale,
+        pyramid_levels=levels,
+        min_image_side=side,
+        model_name=weights_model_name(weights),
+        width=model.width,
+        **extra,
+    )
+    return write_graph(proto, metadata, out)

@@ -38,8 +38,18 @@ import numpy as np
 
 from hardnet_export import host
 from hardnet_export._io import scratch_folder
-from hardnet_export.artifacts.metadata import SEMANTICS_EXACT, SEMANTICS_HOST
-from hardnet_export.artifacts.variants import INT8_TARGETS
+from hardnet_export.artifacts.quantisation import (
+    DEFAULT_MAX_FPR95_LOSS,
+    DEFAULT_MAX_NN_ACCURACY_LOSS,
+    DEFAULT_MIN_COSINE,
+    GATE_OPENVINO,
+    GATE_REFERENCE,
+    SEMANTICS_EXACT,
+    SEMANTICS_HOST,
+    GateResult,
+    Quantisation,
+)
+from hardnet_export.artifacts.variants import flavours
 from hardnet_export.calibration.dataset import DEFAULT_SIZE, CalibrationSet
 from hardnet_export.errors import InputError, StateError
 from hardnet_export.validate import check_bool, check_float, check_int
@@ -50,7 +60,6 @@ if TYPE_CHECKING:
     from hardnet_export.artifacts.variants import Variant
     from hardnet_export.data.types import MatchedPairs
 
-TARGETS = INT8_TARGETS  # the INT8 flavours of the variants table
 METHODS = ("minmax", "entropy", "percentile")
 #: Each INT8 build works in its own temporary folder (see scratch_folder).
 SCRATCH_PREFIX = "hardnet-int8-"
@@ -146,9 +155,9 @@ class Int8Options:
     keep_float: tuple[str, ...] | None = None
     float_budget: float | None = None
     sensitivity: bool = False
-    max_fpr95_loss: float = 1.0
-    max_nn_accuracy_loss: float = 2.0
-    min_cosine: float = 0.98
+    max_fpr95_loss: float = DEFAULT_MAX_FPR95_LOSS
+    max_nn_accuracy_loss: float = DEFAULT_MAX_NN_ACCURACY_LOSS
+    min_cosine: float = DEFAULT_MIN_COSINE
     force: bool = False
     gate_pairs: MatchedPairs | None = None
     gate_size: int = 2000
@@ -201,13 +210,14 @@ class Int8Options:
 
 
 def check_target(target: str) -> str:
-    """``target`` if it is an INT8 flavour (``tensorrt``, ``cpu``).
+    """``target`` if it is an INT8 flavour of the variants table (``tensorrt``, ``cpu``).
 
     Raises:
         InputError: anything else.
     """
-    if target not in TARGETS:
-        raise InputError(f"int8 target must be one of {', '.join(TARGETS)}, got {target!r}")
+    known = flavours("int8")
+    if target not in known:
+        raise InputError(f"int8 target must be one of {', '.join(known)}, got {target!r}")
     return target
 
 
@@ -445,15 +455,17 @@ def int8_variant(
     fp32: onnx.ModelProto, variant: Variant, options: Int8Options | None = None
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """An INT8 variant's graph and metadata (the entry point the variants table names)."""
-    assert variant.int8_target is not None
-    return quantize_int8(fp32, variant.int8_target, options or Int8Options())
+    if variant.flavour is None:
+        raise InputError(f"the {variant.name} variant names no INT8 flavour")
+    return quantize_int8(fp32, variant.flavour, options or Int8Options())
 
 
 def quantize_int8(
     fp32: onnx.ModelProto, target: str, options: Int8Options
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """Calibrate, quantise and gate: the ``target`` flavour's INT8 graph and the metadata to
-    store with it (:class:`~hardnet_export.artifacts.metadata.GraphMetadata` fields).
+    store with it (:class:`~hardnet_export.artifacts.metadata.GraphMetadata` fields: its
+    ``quantisation`` record).
 
     Raises:
         Int8GateError: the INT8 graph loses more than the gate allows on held-out pairs
@@ -488,7 +500,7 @@ def quantize_int8(
         else:
             keep_float = check_layers(fp32, options.keep_float)
         int8 = quantizer.build(keep_float)
-        openvino_gate: dict[str, Any] | None = None
+        openvino_gate: GateResult | None = None
         openvino_float: tuple[str, ...] = ()
         # Measured where it will run: a graph for another machine's kernels is not.
         if target == "cpu" and semantics == SEMANTICS_HOST and host.installed("openvino"):
@@ -517,17 +529,19 @@ def quantize_int8(
         settings["reduce_range"] = CPU_SETTINGS[isa].reduce_range
     if openvino_float:
         settings["openvino_float_layers"] = list(openvino_float)
-    values: dict[str, Any] = {
-        "int8_target": target,
-        "int8_isa": isa,
-        "int8_settings": settings,
-        "calibration_sha256": calibration.sha256,
-        "calibration": {**calibration.describe(), "method": options.method},
-        "int8_gate": gate,
-        "int8_gate_openvino": openvino_gate,
-        "int8_sensitivity": sensitivity.to_dict() if sensitivity is not None else None,
-    }
-    return int8, values
+    gates = {GATE_REFERENCE: gate}
+    if openvino_gate is not None:
+        gates[GATE_OPENVINO] = openvino_gate
+    quantisation = Quantisation(
+        flavour=target,
+        scheme="qdq",
+        isa=isa,
+        settings=settings,
+        calibration={**calibration.describe(), "method": options.method},
+        sensitivity=sensitivity.to_dict() if sensitivity is not None else None,
+        gates=gates,
+    )
+    return int8, {"quantisation": quantisation}
 
 
 #: A layer quantised alone whose OpenVINO descriptors fall below this cosine to ONNX
@@ -547,7 +561,7 @@ def _gate_on_openvino(
     options: Int8Options,
     *,
     may_add: bool,
-) -> tuple[onnx.ModelProto, tuple[str, ...], dict[str, Any], tuple[str, ...]]:
+) -> tuple[onnx.ModelProto, tuple[str, ...], GateResult, tuple[str, ...]]:
     """The INT8 gate on OpenVINO, which ``runtime.load(device="cpu")`` picks for INT8 graphs.
 
     OpenVINO fuses the same Q/DQ graph into its own int8 kernels, and they are not always
@@ -560,7 +574,7 @@ def _gate_on_openvino(
     refuses the graph (ONNX Runtime, where it passed, runs it).
 
     Returns:
-        the graph, its float layers, the OpenVINO gate (a GateResult dict) and the layers
+        the graph, its float layers, the OpenVINO gate and the layers
         added for OpenVINO.
     """
     from hardnet_export.calibration.gate import evaluate_gate
@@ -570,7 +584,7 @@ def _gate_on_openvino(
 
     reference = ort_describe(fp32)
 
-    def gate_of(graph: onnx.ModelProto) -> dict[str, Any]:
+    def gate_of(graph: onnx.ModelProto) -> GateResult:
         return evaluate_gate(
             reference,
             ov_describe(graph),
@@ -583,7 +597,7 @@ def _gate_on_openvino(
         )
 
     gate = gate_of(int8)
-    if gate["passed"] or not may_add:
+    if gate.passed or not may_add:
         return int8, tuple(keep_float), gate, ()
     probe = pairs.anchors[:OPENVINO_PROBE, None]
     layers = conv_layers(fp32)

@@ -158,9 +158,7 @@ def build_engine(
     if timing_cache is not None:
         # The cache is written after the build, minutes from now: a bad folder fails here.
         check_writable(timing_cache)
-    variant = (
-        variant_for(graph.precision, graph.int8_target) if graph.precision != "unknown" else None
-    )
+    variant = variant_for(graph.precision, graph.flavour) if graph.precision != "unknown" else None
     if variant is not None and not variant.tensorrt:
         raise InputError(
             f"{onnx_path} is the {variant.name} variant, which TensorRT does not build "

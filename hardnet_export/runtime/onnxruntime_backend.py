@@ -213,7 +213,7 @@ def int8_kernel_warning(path: Path, metadata: GraphMetadata, isa: str | None = N
     isa = isa or host.int8_isa()
     if not host.saturates(isa):
         return None
-    target = metadata.int8_target
+    target = metadata.flavour
     if target == "tensorrt":
         return (
             f"{path.name} is the TensorRT flavour of INT8, checked in exact Q/DQ semantics; "
@@ -223,7 +223,7 @@ def int8_kernel_warning(path: Path, metadata: GraphMetadata, isa: str | None = N
             "graph_optimization_level='disable' for exact (slower) results; "
             "'hardnet-export check' measures the difference."
         )
-    made_for = metadata.int8_isa
+    made_for = metadata.quantisation.isa if metadata.quantisation is not None else None
     if target == "cpu" and made_for and not host.saturates(made_for):
         return (
             f"{path.name} was made for {made_for} int8 kernels (8-bit weights); this CPU has "

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from hardnet_export.artifacts.metadata import SEMANTICS_HOST, GraphMetadata
+from hardnet_export.artifacts.quantisation import GATE_OPENVINO
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
 from hardnet_export.runtime.base import Describer, check_graph_signature, graph_input
 from hardnet_export.runtime.image import ImageDescriber, check_image_inputs
@@ -130,8 +131,8 @@ def read_graph_metadata(path: Path) -> GraphMetadata:
 
 def failed_openvino_gate(metadata: GraphMetadata) -> bool:
     """Whether the export measured this INT8 graph on OpenVINO and it failed the gate there."""
-    gate = metadata.int8_gate_openvino
-    return isinstance(gate, dict) and gate.get("passed") is False
+    quantisation = metadata.quantisation
+    return quantisation is not None and quantisation.failed_on(GATE_OPENVINO)
 
 
 #: CPU flags of native bf16 arithmetic; without them OpenVINO would quietly run f32.
@@ -256,12 +257,13 @@ class OpenVINODescriber(Describer):
         metadata = _metadata(model, path)
         describer_for(cls.backend, metadata.kind, path)  # an unopened kind fails before compiling
         if failed_openvino_gate(metadata):
-            gate = metadata.int8_gate_openvino or {}
+            assert metadata.quantisation is not None
+            gate = metadata.quantisation.gates[GATE_OPENVINO]
             raise InputError(
                 f"{path} failed the INT8 accuracy gate on OpenVINO when it was exported "
-                f"(NN accuracy {gate.get('nn_accuracy_reference', float('nan')):.2f}% in FP32 -> "
-                f"{gate.get('nn_accuracy_candidate', float('nan')):.2f}% on OpenVINO, worst "
-                f"cosine {gate.get('min_cosine', float('nan')):.4f}): OpenVINO computes it "
+                f"(NN accuracy {gate.nn_accuracy_reference:.2f}% in FP32 -> "
+                f"{gate.nn_accuracy_candidate:.2f}% on OpenVINO, worst "
+                f"cosine {gate.min_cosine:.4f}): OpenVINO computes it "
                 "differently from ONNX Runtime. Load it with backend='onnxruntime' (where it "
                 "passed), or export it again without --keep-float so that the export keeps "
                 "float the layers OpenVINO gets wrong"

@@ -1,0 +1,278 @@
+"""How a quantised graph was made and gated, as one typed record in its metadata.
+
+:class:`Quantisation` is what an exported graph of a quantised variant says about its
+quantisation: the scheme, the flavour, the int8 kernels it was made for, its settings, the
+calibration set, the per-layer sensitivity report and the accuracy gates, each a
+:class:`GateResult` keyed by the backend that ran the graph for it (:data:`GATE_BACKENDS`).
+It lives in the floor, torch-free, because the runtime, ``check``, the CLI and the TensorRT
+builder all read it back; the export (:mod:`hardnet_export.export.int8`) and the gate
+(:mod:`hardnet_export.calibration.gate`) write it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+from hardnet_export.errors import InputError
+from hardnet_export.validate import check_bool, check_float, check_int, check_str
+
+# How a figure of a quantised graph was computed (the "semantics" field of gate, parity, check).
+#: The graph's exact Q/DQ semantics: ONNX Runtime with graph optimisations off, so Quantize-
+#: and DequantizeLinear run as written and the convs in float: what TensorRT computes, equal
+#: on every host.
+SEMANTICS_EXACT = "exact-qdq"
+#: This host's fused int8 kernels (ONNX Runtime with all optimisations): what a CPU runs.
+SEMANTICS_HOST = "host-kernels"
+#: A GPU backend's kernels (TensorRT, ONNX Runtime CUDA): what ``check`` measures on a GPU.
+SEMANTICS_DEVICE = "device-kernels"
+SEMANTICS = (SEMANTICS_EXACT, SEMANTICS_HOST, SEMANTICS_DEVICE)
+
+#: The export's own gate, the one that decides whether the graph is written: ONNX Runtime
+#: runs the graph in the semantics the gate records (exact Q/DQ for a graph made for
+#: TensorRT or another CPU's kernels, this host's kernels otherwise).
+GATE_REFERENCE = "onnxruntime"
+#: The same gate with the graph run by OpenVINO (the ``cpu`` flavour, where OpenVINO was
+#: installed at export): recorded, not decisive; OpenVINO refuses a graph that failed it.
+GATE_OPENVINO = "openvino"
+#: The backends a gate may be keyed by, in the order they are reported.
+GATE_BACKENDS = (GATE_REFERENCE, GATE_OPENVINO)
+
+#: The gate's default limits: FPR95 may rise by 1 percentage point, NN accuracy fall by 2,
+#: and the worst textured patch keep a cosine of 0.98 to FP32.
+DEFAULT_MAX_FPR95_LOSS = 1.0
+DEFAULT_MAX_NN_ACCURACY_LOSS = 2.0
+DEFAULT_MIN_COSINE = 0.98
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """FP32 (reference) vs a candidate on the same held-out pairs; rates in percent."""
+
+    pairs: int
+    source: str
+    fpr95_reference: float
+    fpr95_candidate: float
+    fpr95_loss_pp: float
+    nn_accuracy_reference: float
+    nn_accuracy_candidate: float
+    nn_accuracy_loss_pp: float
+    min_cosine: float
+    mean_cosine: float
+    max_fpr95_loss_pp: float
+    max_nn_accuracy_loss_pp: float
+    passed: bool
+    forced: bool
+    min_cosine_limit: float = -1.0
+    nn_agreement: float = float("nan")
+    semantics: str = SEMANTICS_HOST
+    #: Over every patch, flat ones included (``min_cosine`` is over textured patches).
+    min_cosine_all: float = float("nan")
+    flat_patches: int = 0
+    host: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "the gate") -> GateResult:
+        """The gate a JSON object records (fields this version does not know are ignored).
+
+        Raises:
+            InputError: a field missing or of the wrong kind; the message names ``source``.
+        """
+        if not isinstance(data, Mapping):
+            raise InputError(f"{source} must be a JSON object, got {type(data).__name__}")
+        values: dict[str, Any] = {}
+        missing = []
+        for item in fields(cls):
+            if item.name not in data:
+                if item.default is MISSING and item.default_factory is MISSING:
+                    missing.append(item.name)
+                continue
+            values[item.name] = _check_gate_field(item.name, data[item.name], source)
+        if missing:
+            raise InputError(f"{source} lacks the gate fields {', '.join(missing)}")
+        return cls(**values)
+
+    def failures(self) -> list[str]:
+        """The limits this result exceeds, one phrase each (empty when it passed)."""
+        found = []
+        if self.fpr95_loss_pp > self.max_fpr95_loss_pp:
+            found.append(
+                f"FPR95 rose by {self.fpr95_loss_pp:.2f} pp (limit {self.max_fpr95_loss_pp:g})"
+            )
+        if self.nn_accuracy_loss_pp > self.max_nn_accuracy_loss_pp:
+            found.append(
+                f"NN accuracy fell by {self.nn_accuracy_loss_pp:.2f} points "
+                f"(limit {self.max_nn_accuracy_loss_pp:g})"
+            )
+        if not self.min_cosine >= self.min_cosine_limit:
+            found.append(
+                f"the worst patch's cosine to FP32 is {self.min_cosine:.4f} "
+                f"(limit {self.min_cosine_limit:g})"
+            )
+        return found
+
+    def summary(self) -> str:
+        verdict = "passed" if self.passed else ("FAILED (forced)" if self.forced else "FAILED")
+        return (
+            f"INT8 gate {verdict} ({self.semantics}) on {self.pairs} held-out pairs: FPR95 "
+            f"{self.fpr95_reference:.2f}% -> {self.fpr95_candidate:.2f}% "
+            f"({self.fpr95_loss_pp:+.2f} pp, limit {self.max_fpr95_loss_pp:g}), NN accuracy "
+            f"{self.nn_accuracy_reference:.2f}% -> {self.nn_accuracy_candidate:.2f}% "
+            f"({-self.nn_accuracy_loss_pp:+.2f} pp, limit {self.max_nn_accuracy_loss_pp:g}), "
+            f"cosine min {self.min_cosine:.4f} mean {self.mean_cosine:.4f}{self._flat_note()}"
+        )
+
+    def _flat_note(self) -> str:
+        if not self.flat_patches:
+            return ""
+        return (
+            f" (min over textured patches; {self.flat_patches} flat, min over all "
+            f"{self.min_cosine_all:.4f})"
+        )
+
+
+def _check_gate_field(name: str, value: Any, source: str) -> Any:
+    if name in ("pairs", "flat_patches"):
+        return check_int(name, value, low=0, source=source)
+    if name in ("passed", "forced"):
+        return check_bool(name, value, source=source)
+    if name == "source":
+        return check_str(name, value, source=source)
+    if name == "semantics":
+        return check_str(name, value, choices=SEMANTICS, source=source)
+    if name == "host":
+        return _check_object(name, value, source)
+    return check_float(name, value, source=source)
+
+
+def _check_object(name: str, value: Any, source: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InputError(f"{source}: {name} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Quantisation:
+    """How a quantised graph was made, and how it measured against FP32.
+
+    Attributes:
+        flavour: the variant's flavour (``tensorrt``, ``cpu`` for INT8): which backend's
+            kernels the graph is shaped for.
+        scheme: how the graph carries its quantisation: ``qdq`` (explicit Quantize- and
+            DequantizeLinear around the quantised ops).
+        isa: the int8 kernel kind a CPU flavour was made for (a key of
+            :data:`hardnet_export.host.INT8_ISAS`); None for a flavour no CPU changes.
+        settings: ``{"activations", "per_channel_weights", "float_layers", ...}``.
+        calibration: the calibration set: ``{"source", "size", "seed", "sha256", "method"}``.
+        sensitivity: the per-layer sensitivity report
+            (:class:`hardnet_export.export.sensitivity.SensitivityReport`), when one was made.
+        gates: the accuracy gates, keyed by the backend that ran the graph
+            (:data:`GATE_REFERENCE`, :data:`GATE_OPENVINO`).
+    """
+
+    flavour: str
+    scheme: str = "qdq"
+    isa: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
+    sensitivity: dict[str, Any] | None = None
+    gates: dict[str, GateResult] = field(default_factory=dict)
+
+    @property
+    def gate(self) -> GateResult | None:
+        """The export's own gate (:data:`GATE_REFERENCE`), which decided the export."""
+        return self.gates.get(GATE_REFERENCE)
+
+    @property
+    def calibration_sha256(self) -> str | None:
+        """The sha256 of the calibration set's ``.npy`` bytes."""
+        found = (self.calibration or {}).get("sha256")
+        return found if isinstance(found, str) else None
+
+    def failed_on(self, backend: str) -> bool:
+        """Whether the export measured the graph on ``backend`` and it failed the gate there."""
+        gate = self.gates.get(backend)
+        return gate is not None and not gate.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready record (None fields omitted)."""
+        data: dict[str, Any] = {
+            "flavour": self.flavour,
+            "scheme": self.scheme,
+            "isa": self.isa,
+            "settings": self.settings,
+            "calibration": self.calibration,
+            "sensitivity": self.sensitivity,
+            "gates": {key: gate.to_dict() for key, gate in self.gates.items()},
+        }
+        return {key: value for key, value in data.items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "quantisation") -> Quantisation:
+        """The record a JSON object holds.
+
+        Raises:
+            InputError: a field missing or of the wrong kind; the message names ``source``.
+        """
+        if not isinstance(data, Mapping):
+            raise InputError(f"{source} must be a JSON object, got {type(data).__name__}")
+        if "flavour" not in data:
+            raise InputError(f"{source} lacks its flavour")
+        isa = data.get("isa")
+        gates = data.get("gates") or {}
+        return cls(
+            flavour=check_str("flavour", data["flavour"], source=source),
+            scheme=check_str("scheme", data.get("scheme", "qdq"), source=source),
+            isa=None if isa is None else check_str("isa", isa, source=source),
+            settings=_check_object("settings", data.get("settings") or {}, source),
+            calibration=_optional_object("calibration", data.get("calibration"), source),
+            sensitivity=_optional_object("sensitivity", data.get("sensitivity"), source),
+            gates={
+                check_str("gate key", key, source=source): GateResult.from_dict(
+                    gate, source=f"{source}: gate {key!r}"
+                )
+                for key, gate in _check_object("gates", gates, source).items()
+            },
+        )
+
+    @classmethod
+    def from_legacy_props(
+        cls, values: Mapping[str, Any], *, source: str = "the graph"
+    ) -> Quantisation | None:
+        """The record of a graph exported before this one existed, from its separate
+        ``int8_target``, ``int8_isa``, ``int8_settings``, ``calibration_sha256``,
+        ``calibration``, ``int8_gate``, ``int8_gate_openvino`` and ``int8_sensitivity``
+        values (decoded); None when the graph has no ``int8_target``.
+
+        Raises:
+            InputError: a gate that is not one.
+        """
+        flavour = values.get("int8_target")
+        if flavour is None:
+            return None
+        calibration = values.get("calibration")
+        sha256 = values.get("calibration_sha256")
+        if sha256 is not None:
+            calibration = {**(calibration or {}), "sha256": sha256}
+        gates = {}
+        for key, name in ((GATE_REFERENCE, "int8_gate"), (GATE_OPENVINO, "int8_gate_openvino")):
+            if values.get(name) is not None:
+                gates[key] = GateResult.from_dict(
+                    values[name], source=f"{source}: metadata {name!r}"
+                )
+        return cls(
+            flavour=flavour,
+            isa=values.get("int8_isa"),
+            settings=values.get("int8_settings") or {},
+            calibration=calibration,
+            sensitivity=values.get("int8_sensitivity"),
+            gates=gates,
+        )
+
+
+def _optional_object(name: str, value: Any, source: str) -> dict[str, Any] | None:
+    return None if value is None else _check_object(name, value, source)
