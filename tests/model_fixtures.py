@@ -61,25 +61,19 @@ IMAGE_LEVELS = 3
 def image_graph(model_dir: Path) -> Path:
     """The shipped weights as an FP32 image graph (image + keypoints -> descriptors)."""
     pytest.importorskip("torch")  # the exporter's
-    from hardnet_export.export.onnx import export_onnx
+    from hardnet_export.export.image_graph import export_image_graph
 
-    return export_onnx(
-        None, model_dir / "shipped.image.onnx", with_extraction=True, pyramid_levels=IMAGE_LEVELS
-    )
+    return export_image_graph(None, model_dir / "shipped.image.onnx", pyramid_levels=IMAGE_LEVELS)
 
 
 @pytest.fixture(scope="session")
 def image_graph_fp16(model_dir: Path) -> Path:
     """:func:`image_graph` in FP16."""
     pytest.importorskip("torch")
-    from hardnet_export.export.onnx import export_onnx
+    from hardnet_export.export.image_graph import export_image_graph
 
-    return export_onnx(
-        None,
-        model_dir / "shipped.image.fp16.onnx",
-        variant="fp16",
-        with_extraction=True,
-        pyramid_levels=IMAGE_LEVELS,
+    return export_image_graph(
+        None, model_dir / "shipped.image.fp16.onnx", variant="fp16", pyramid_levels=IMAGE_LEVELS
     )
 
 

@@ -31,7 +31,7 @@ def int8_cpu(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("check") / "model.int8-cpu.onnx"
     options = Int8Options(calibration_size=512, gate_size=300)
-    return export_onnx(None, out, variant="int8-cpu", int8=options, parity=False)
+    return export_onnx(None, out, variant="int8-cpu", options=options, parity=False)
 
 
 def test_check_passes_a_good_graph(int8_cpu: Path, tmp_path: Path) -> None:

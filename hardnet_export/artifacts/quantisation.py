@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
-from hardnet_export.errors import InputError
+from hardnet_export.errors import InputError, InputTypeError
 from hardnet_export.validate import check_bool, check_float, check_int, check_str
 
 # How a figure of a quantised graph was computed (the "semantics" field of gate, parity, check).
@@ -136,6 +136,15 @@ class GateResult:
 
 
 def _check_gate_field(name: str, value: Any, source: str) -> Any:
+    # A value of the wrong type in a file is bad content (InputError), as metadata's other
+    # fields report it, not a caller's type mistake.
+    try:
+        return _check_gate_value(name, value, source)
+    except InputTypeError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _check_gate_value(name: str, value: Any, source: str) -> Any:
     if name in ("pairs", "flat_patches"):
         return check_int(name, value, low=0, source=source)
     if name in ("passed", "forced"):
@@ -222,6 +231,13 @@ class Quantisation:
             raise InputError(f"{source} must be a JSON object, got {type(data).__name__}")
         if "flavour" not in data:
             raise InputError(f"{source} lacks its flavour")
+        try:
+            return cls._from_dict(data, source)
+        except InputTypeError as exc:
+            raise InputError(str(exc)) from None
+
+    @classmethod
+    def _from_dict(cls, data: Mapping[str, Any], source: str) -> Quantisation:
         isa = data.get("isa")
         gates = data.get("gates") or {}
         return cls(

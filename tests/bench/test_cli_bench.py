@@ -182,9 +182,9 @@ def test_per_image_run_times_an_image_graph_as_one_call(tmp_path: Path) -> None:
     import cv2
     import skimage.data
 
-    from hardnet_export.export.onnx import export_onnx
+    from hardnet_export.export.image_graph import export_image_graph
 
-    graph = export_onnx(None, tmp_path / "m.image.onnx", with_extraction=True, pyramid_levels=3)
+    graph = export_image_graph(None, tmp_path / "m.image.onnx", pyramid_levels=3)
     photo = tmp_path / "tiny.png"
     gray = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
     cv2.imwrite(str(photo), cv2.resize(gray, (128, 96), interpolation=cv2.INTER_AREA))

@@ -27,8 +27,8 @@ def _describe(batch: np.ndarray) -> np.ndarray:
 
 def test_identical_candidate_passes() -> None:
     result = evaluate_gate(_describe, _describe, _pairs())
-    assert result["passed"] and result["fpr95_loss_pp"] == 0 and result["pairs"] == 60
-    assert result["min_cosine"] == pytest.approx(1.0)
+    assert result.passed and result.fpr95_loss_pp == 0 and result.pairs == 60
+    assert result.min_cosine == pytest.approx(1.0)
 
 
 def test_broken_candidate_is_refused_unless_forced() -> None:
@@ -38,9 +38,9 @@ def test_broken_candidate_is_refused_unless_forced() -> None:
     with pytest.raises(Int8GateError, match="refused by the accuracy gate"):
         evaluate_gate(_describe, broken, _pairs(), max_fpr95_loss=1.0)
     result = evaluate_gate(_describe, broken, _pairs(), force=True)
-    assert not result["passed"] and result["forced"]
+    assert not result.passed and result.forced
     # Collapsed descriptors tie everywhere: NN accuracy, not FPR95, shows the damage.
-    assert result["nn_accuracy_loss_pp"] > 2.0
+    assert result.nn_accuracy_loss_pp > 2.0
 
 
 def test_noisy_candidate_loses_fpr95() -> None:
@@ -51,7 +51,7 @@ def test_noisy_candidate_loses_fpr95() -> None:
         return _unit(d + rng.normal(scale=0.15, size=d.shape)).astype(np.float32)
 
     result = evaluate_gate(_describe, noisy, _pairs(200), force=True)
-    assert result["fpr95_loss_pp"] > 1.0 and not result["passed"]
+    assert result.fpr95_loss_pp > 1.0 and not result.passed
 
 
 def test_flat_patches_do_not_decide_the_worst_cosine_but_are_recorded() -> None:
@@ -87,7 +87,7 @@ def test_flat_patches_do_not_decide_the_worst_cosine_but_are_recorded() -> None:
 
     # Batches of the gate are at most 256 patches and there are 120: row 3 is anchor 3.
     flat_only = evaluate_gate(reference, ruin([3, 5]), pairs, min_cosine=0.98)
-    assert flat_only["passed"] and flat_only["min_cosine"] == pytest.approx(1.0)
-    assert flat_only["flat_patches"] == 2 and flat_only["min_cosine_all"] < -0.99
+    assert flat_only.passed and flat_only.min_cosine == pytest.approx(1.0)
+    assert flat_only.flat_patches == 2 and flat_only.min_cosine_all < -0.99
     with pytest.raises(Int8GateError, match="worst patch's cosine"):
         evaluate_gate(reference, ruin([3, 7]), pairs, min_cosine=0.98)

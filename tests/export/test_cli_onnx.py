@@ -47,12 +47,14 @@ def test_onnx_int8_command_gates_and_records_calibration(tmp_path: Path) -> None
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     meta = read_metadata(out)
-    assert meta.precision == "int8" and meta.int8_target == "tensorrt"
-    assert meta.calibration_sha256 == sha256_file(calib)
-    assert meta.int8_gate["passed"] and "INT8 gate passed (exact-qdq)" in result.stdout
-    assert meta.int8_gate["pairs"] == 500
+    assert meta.precision == "int8" and meta.flavour == "tensorrt"
+    assert meta.quantisation is not None and meta.quantisation.gate is not None
+    assert meta.quantisation.calibration_sha256 == sha256_file(calib)
+    gate = meta.quantisation.gate
+    assert gate.passed and "INT8 gate passed (exact-qdq)" in result.stdout
+    assert gate.pairs == 500
     assert set(meta.parity["batches"]) == {"1", "7", "300"}
-    assert meta.parity["semantics"] == meta.int8_gate["semantics"] == "exact-qdq"
+    assert meta.parity["semantics"] == gate.semantics == "exact-qdq"
     assert "float layers: conv0 fp16, conv1 fp16, conv2 fp16, conv3 fp16" in result.stdout
 
 
@@ -66,9 +68,10 @@ def test_onnx_int8_sensitivity_and_chosen_layers(tmp_path: Path) -> None:
     assert sorted(row["layer"] for row in report["layers"]) == [f"conv{i}" for i in range(7)]
     assert report["target"] == "cpu" and report["semantics"] == "host-kernels"
     assert "most sensitive first" in result.stdout and report["layers"][0]["layer"] in result.stdout
-    meta = read_metadata(out)
-    assert meta.int8_settings["float_layers"] == {"conv0": "fp32", "conv1": "fp32"}
-    assert meta.int8_sensitivity["layers"] == report["layers"]
+    quantisation = read_metadata(out).quantisation
+    assert quantisation is not None and quantisation.sensitivity is not None
+    assert quantisation.settings["float_layers"] == {"conv0": "fp32", "conv1": "fp32"}
+    assert quantisation.sensitivity["layers"] == report["layers"]
 
 
 def test_onnx_int8_float_budget_keeps_the_most_sensitive(tmp_path: Path) -> None:
@@ -76,10 +79,11 @@ def test_onnx_int8_float_budget_keeps_the_most_sensitive(tmp_path: Path) -> None
     args = ["onnx", "-o", str(out), "--precision", "int8", "--no-parity", "--float-budget", "0.3"]
     result = run_cli(*args, "--calibration-size", "256", "--gate-pairs", "200", "--force")
     assert result.returncode == 0, result.stderr
-    meta = read_metadata(out)
-    ranking = [row["layer"] for row in meta.int8_sensitivity["layers"]]
-    kept = list(meta.int8_settings["float_layers"])
-    shares = {row["layer"]: row["share"] for row in meta.int8_sensitivity["layers"]}
+    quantisation = read_metadata(out).quantisation
+    assert quantisation is not None and quantisation.sensitivity is not None
+    ranking = [row["layer"] for row in quantisation.sensitivity["layers"]]
+    kept = list(quantisation.settings["float_layers"])
+    shares = {row["layer"]: row["share"] for row in quantisation.sensitivity["layers"]}
     assert kept and sum(shares[k] for k in kept) <= 0.3
     assert ranking[0] in kept or shares[ranking[0]] > 0.3
 

@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 from hardnet_export import geometry, runtime  # noqa: E402
 from hardnet_export.data.builtin import load_photo, split_photos  # noqa: E402
 from hardnet_export.errors import InputError, StateError  # noqa: E402
-from hardnet_export.export.onnx import export_onnx  # noqa: E402
+from hardnet_export.export.image_graph import export_image_graph  # noqa: E402
 
 # Few levels keep the export short on a shared CPU; the code path is the default's.
 LEVELS = 3
@@ -23,7 +23,7 @@ LEVELS = 3
 @pytest.fixture(scope="module")
 def image_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("image") / "model.image.onnx"
-    return export_onnx(None, out, with_extraction=True, pyramid_levels=LEVELS)
+    return export_image_graph(None, out, pyramid_levels=LEVELS)
 
 
 def _keypoints(shape: tuple[int, int], k: int, seed: int) -> np.ndarray:
@@ -94,7 +94,7 @@ def test_small_image_and_int8_refused(image_graph: Path, tmp_path: Path) -> None
     with pytest.raises(InputError, match="at least 5x5"):
         graph.compute(np.zeros((4, 40), np.uint8), np.array([[1.0, 1.0]]))
     with pytest.raises(InputError, match="fp32 or fp16"):
-        export_onnx(None, tmp_path / "m.onnx", variant="int8-cpu", with_extraction=True)
+        export_image_graph(None, tmp_path / "m.onnx", variant="int8-cpu")
 
 
 @pytest.mark.parametrize("shape", [(129, 131), (200, 333)])
@@ -141,7 +141,7 @@ def test_atlas_tiles_are_opencvs_pyramid_and_blurs(shape: tuple[int, int]) -> No
 @pytest.fixture(scope="module")
 def fp16_image_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("image16") / "model.image.fp16.onnx"
-    return export_onnx(None, out, variant="fp16", with_extraction=True, pyramid_levels=LEVELS)
+    return export_image_graph(None, out, variant="fp16", pyramid_levels=LEVELS)
 
 
 def test_fp16_image_graph_matches_host_path(fp16_image_graph: Path) -> None:

@@ -116,10 +116,10 @@ def test_tensorrt_graph_within_gate_in_exact_semantics(
         gate_pairs,
         semantics=SEMANTICS_EXACT,
     )
-    assert result["passed"] and result["fpr95_loss_pp"] <= 1.0
-    assert result["mean_cosine"] > 0.99
-    assert result["semantics"] == SEMANTICS_EXACT
-    assert result["host"]["int8_isa"] == host.int8_isa()
+    assert result.passed and result.fpr95_loss_pp <= 1.0
+    assert result.mean_cosine > 0.99
+    assert result.semantics == SEMANTICS_EXACT
+    assert result.host["int8_isa"] == host.int8_isa()
 
 
 def _reference_evaluator(model: onnx.ModelProto) -> object:
@@ -283,23 +283,25 @@ def test_default_exports_hold_the_worst_patch(fp32_graph: onnx.ModelProto, targe
     # within cosine 0.98 of FP32 and NN accuracy within 0.5 points; the gate enforces the
     # cosine and records how it was measured, flat patches apart.
     int8, meta = quantize_int8(fp32_graph, target, Int8Options())
-    gate = meta["int8_gate"]
-    assert gate["pairs"] == 2000 and gate["flat_patches"] >= 1, gate
-    assert gate["passed"] and gate["min_cosine"] >= 0.98, (HOST, gate)
-    assert gate["nn_accuracy_loss_pp"] <= 0.5, (HOST, gate)
-    assert gate["min_cosine_limit"] == 0.98
-    settings = meta["int8_settings"]
+    quantisation = meta["quantisation"]
+    gate = quantisation.gate
+    assert gate.pairs == 2000 and gate.flat_patches >= 1, gate
+    assert gate.passed and gate.min_cosine >= 0.98, (HOST, gate)
+    assert gate.nn_accuracy_loss_pp <= 0.5, (HOST, gate)
+    assert gate.min_cosine_limit == 0.98
+    settings = quantisation.settings
     float_type = "fp16" if target == "tensorrt" else "fp32"
     assert settings["float_layers"] == dict.fromkeys(DEFAULT_FLOAT_LAYERS[target], float_type)
     if target == "tensorrt":
-        assert gate["semantics"] == SEMANTICS_EXACT and meta["int8_isa"] is None
+        assert gate.semantics == SEMANTICS_EXACT and quantisation.isa is None
         check_tensorrt_rules(int8)
     else:
-        assert gate["semantics"] == SEMANTICS_HOST
-        assert meta["int8_isa"] == host.int8_isa() == gate["host"]["int8_isa"]
+        assert gate.semantics == SEMANTICS_HOST
+        assert quantisation.isa == host.int8_isa() == gate.host["int8_isa"]
         assert settings["reduce_range"] == host.saturates(host.int8_isa())
         if installed("openvino"):  # the backend runtime.load(device="cpu") picks for it
-            assert meta["int8_gate_openvino"]["passed"], (HOST, meta["int8_gate_openvino"])
+            openvino = quantisation.gates["openvino"]
+            assert openvino.passed, (HOST, openvino)
 
 
 def test_cpu_flavour_for_another_isa_is_gated_in_exact_semantics(
@@ -308,9 +310,9 @@ def test_cpu_flavour_for_another_isa_is_gated_in_exact_semantics(
     other = "avx512-vnni" if host.int8_isa() != "avx512-vnni" else "avx2"
     options = Int8Options(for_isa=other, calibration=calibration, gate_pairs=gate_pairs, force=True)
     assert options.semantics("cpu") == SEMANTICS_EXACT
-    _, meta = quantize_int8(fp32_graph, "cpu", options)
-    assert meta["int8_isa"] == other and meta["int8_gate"]["semantics"] == SEMANTICS_EXACT
-    assert meta["int8_settings"]["reduce_range"] == host.saturates(other)
+    quantisation = quantize_int8(fp32_graph, "cpu", options)[1]["quantisation"]
+    assert quantisation.isa == other and quantisation.gate.semantics == SEMANTICS_EXACT
+    assert quantisation.settings["reduce_range"] == host.saturates(other)
 
 
 def test_metadata_and_reproducible_hash(
@@ -318,9 +320,12 @@ def test_metadata_and_reproducible_hash(
 ) -> None:
     options = Int8Options(calibration=calibration, gate_pairs=gate_pairs, method="minmax")
     graph, meta = quantize_int8(fp32_graph, "tensorrt", options)
-    assert meta["calibration_sha256"] == calibration.sha256
-    assert meta["calibration"]["method"] == "minmax" and meta["calibration"]["size"] == 256
-    assert meta["int8_target"] == "tensorrt" and meta["int8_gate"]["passed"]
+    quantisation = meta["quantisation"]
+    assert quantisation.calibration_sha256 == calibration.sha256
+    assert quantisation.calibration["method"] == "minmax"
+    assert quantisation.calibration["size"] == 256
+    assert quantisation.flavour == "tensorrt" and quantisation.gate.passed
+    assert quantisation.scheme == "qdq" and set(quantisation.gates) == {"onnxruntime"}
     again, _ = quantize_int8(fp32_graph, "tensorrt", options)
     assert again.SerializeToString() == graph.SerializeToString()
 
@@ -335,7 +340,8 @@ def test_gate_refuses_blank_calibration(
     _, meta = quantize_int8(
         fp32_graph, "tensorrt", Int8Options(calibration=blank, gate_pairs=gate_pairs, force=True)
     )
-    assert not meta["int8_gate"]["passed"] and meta["int8_gate"]["forced"]
+    gate = meta["quantisation"].gate
+    assert not gate.passed and gate.forced
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ two on this host and holds on any CPU kind.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import onnx
 import pytest
 
 from hardnet_export import host, models, runtime
-from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
+from hardnet_export.artifacts.metadata import read_metadata
 from hardnet_export.calibration.dataset import CalibrationSet
 from hardnet_export.data.types import MatchedPairs
 from hardnet_export.errors import InputError
@@ -39,7 +40,9 @@ def int8_graphs(
     folder = tmp_path_factory.mktemp("int8-openvino")
     options = Int8Options(calibration=calibration, gate_pairs=gate_pairs)
     return {
-        name: export_onnx(name, folder / f"{name}.int8-cpu.onnx", variant="int8-cpu", int8=options)
+        name: export_onnx(
+            name, folder / f"{name}.int8-cpu.onnx", variant="int8-cpu", options=options
+        )
         for name in SMALL
     }
 
@@ -51,13 +54,12 @@ def test_default_cpu_export_runs_alike_on_openvino(
     # On an AMX Xeon with OpenVINO 2026.4, hardnet-eighth's last conv in int8 is wrong there
     # (cosine 0.03 to ONNX Runtime) unless the export keeps it float; elsewhere nothing is added.
     graph = int8_graphs[name]
-    meta = read_metadata(graph)
-    assert meta.int8_gate is not None and meta.int8_gate["passed"], (HOST, meta.int8_gate)
-    assert meta.int8_gate_openvino is not None and meta.int8_gate_openvino["passed"], (
-        HOST,
-        meta.int8_gate_openvino,
-    )
-    settings = meta.int8_settings or {}
+    quantisation = read_metadata(graph).quantisation
+    assert quantisation is not None
+    gate, on_openvino_gate = quantisation.gate, quantisation.gates.get("openvino")
+    assert gate is not None and gate.passed, (HOST, gate)
+    assert on_openvino_gate is not None and on_openvino_gate.passed, (HOST, on_openvino_gate)
+    settings = quantisation.settings
     added = settings.get("openvino_float_layers", [])
     assert set(settings["float_layers"]) == {*DEFAULT_FLOAT_LAYERS["cpu"], *added}
     probe = np.ascontiguousarray(gate_pairs.anchors[:200, None])
@@ -73,8 +75,11 @@ def test_a_graph_that_failed_on_openvino_goes_to_onnxruntime(
     source = int8_graphs[SMALL[0]]
     model = onnx.load(source)
     meta = read_metadata(source)
-    failed = {**(meta.int8_gate_openvino or {}), "passed": False, "nn_accuracy_candidate": 50.15}
-    props = GraphMetadata(**{**meta.__dict__, "int8_gate_openvino": failed}).to_props()
+    assert meta.quantisation is not None
+    gates = meta.quantisation.gates
+    failed = dataclasses.replace(gates["openvino"], passed=False, nn_accuracy_candidate=50.15)
+    quantisation = dataclasses.replace(meta.quantisation, gates={**gates, "openvino": failed})
+    props = dataclasses.replace(meta, quantisation=quantisation).to_props()
     del model.metadata_props[:]
     for key, value in props.items():
         model.metadata_props.add(key=key, value=value)

@@ -10,7 +10,8 @@ import torch
 
 from hardnet_export._io import sha256_file
 from hardnet_export.artifacts.metadata import read_metadata
-from hardnet_export.export.onnx import export_onnx, state_dict_sha256
+from hardnet_export.export.common import state_dict_sha256
+from hardnet_export.export.onnx import export_onnx
 from hardnet_export.model import HardNet, load_model
 
 
@@ -99,7 +100,8 @@ def test_unwritable_output(checkpoint: Path, tmp_path: Path) -> None:
     ("kwargs", "message"),
     [
         ({"variant": "int4"}, "unknown variant 'int4'"),
-        ({"variant": "fp16", "int8": object()}, "int8 options given for the fp16 variant"),
+        ({"variant": "fp16", "options": object()}, "options given for the fp16 variant"),
+        ({"variant": "int8-cpu", "options": object()}, "int8-cpu variant takes Int8Options"),
         ({"input_dtype": "float16"}, "input_dtype must be one of"),
         ({"opset": 17}, "opset must be between 18 and"),
         # The exporter fell back to opset 18 with a traceback and exit 0: refuse instead.

@@ -137,7 +137,7 @@ def test_build_sidecar_and_cache_reuse(
             tmp_path / "m.int8.onnx",
             variant="int8-tensorrt",
             parity_patches=parity_patches,
-            int8=Int8Options(calibration_size=256),
+            options=Int8Options(calibration_size=256),
         )
     else:
         graph = fp16_onnx

@@ -10,11 +10,11 @@ import pytest
 from hardnet_export import runtime
 from hardnet_export.artifacts.metadata import read_metadata
 from hardnet_export.artifacts.variants import (
-    INT8_TARGETS,
-    PRECISIONS,
     VARIANTS,
     Variant,
+    flavours,
     get_variant,
+    precisions,
     variant_for,
 )
 from hardnet_export.errors import InputError
@@ -25,13 +25,16 @@ pytest.importorskip("torch")
 def test_table_is_consistent() -> None:
     names = [v.name for v in VARIANTS]
     assert len(set(names)) == len(names) and names[0] == "fp32"
-    assert set(PRECISIONS) == {"fp32", "fp16", "int8"} and set(INT8_TARGETS) == {"tensorrt", "cpu"}
+    assert set(precisions()) == {"fp32", "fp16", "int8"}
+    assert set(flavours("int8")) == {"tensorrt", "cpu"}
     for variant in VARIANTS:
-        assert (variant.int8_target is not None) == (variant.precision == "int8")
+        assert (variant.flavour is not None) == (variant.precision == "int8")
+        # Each INT8 flavour takes the INT8 options; the float variants take none.
+        assert (variant.options_type() is not None) == (variant.precision == "int8")
         assert not (variant.dla and not variant.tensorrt)  # DLA engines are TensorRT engines
         assert variant.graph_function() is not None or variant.name == "fp32"
         assert get_variant(variant.name) is variant
-        assert variant_for(variant.precision, variant.int8_target) is variant
+        assert variant_for(variant.precision, variant.flavour) is variant
         assert variant.file_name() == f"model.{variant.name}.onnx"
     assert get_variant("fp32").dla is False  # DLA runs FP16 and INT8 only
     with pytest.raises(InputError, match="unknown variant 'int4'; known: fp32, fp16"):
@@ -57,7 +60,7 @@ def exports(
             folder / v.file_name(),
             variant=v,
             parity=False,
-            int8=int8 if v.int8_target else None,
+            options=int8 if v.options is not None else None,
         )
         for v in VARIANTS
     }
@@ -70,7 +73,7 @@ def test_every_variant_exports_loads_and_describes(
     path = exports[variant.name]
     meta = read_metadata(path)
     assert meta.variant == variant.name and meta.precision == variant.precision
-    assert meta.int8_target == variant.int8_target
+    assert meta.flavour == variant.flavour
     d = runtime.load(path, graph_optimization_level="disable")
     assert d.precision == variant.precision
     out = d.describe(parity_patches[:50])
@@ -86,3 +89,12 @@ def test_tensorrt_refuses_what_the_table_says_it_cannot_build(
 
     with pytest.raises(InputError, match="int8-cpu variant, which TensorRT does not build"):
         build_engine(exports["int8-cpu"], tmp_path / "m.engine")
+
+
+def test_default_options_force_only_a_gate() -> None:
+    from hardnet_export.export.int8 import Int8Options
+
+    assert get_variant("fp16").default_options(force=True) is None
+    assert get_variant("int8-cpu").default_options() == Int8Options()
+    assert get_variant("int8-cpu").default_options(force=True) == Int8Options(force=True)
+    assert get_variant("int8-tensorrt").check_options(None) == Int8Options()

@@ -13,7 +13,7 @@ from hardnet_export import runtime
 from hardnet_export.artifacts.metadata import read_metadata
 from hardnet_export.artifacts.models import conv_shapes
 from hardnet_export.cli import main
-from hardnet_export.export.onnx import export_onnx
+from hardnet_export.export.image_graph import export_image_graph
 from hardnet_export.export.sensitivity import conv_multiply_adds
 from hardnet_export.model import load_model, read_checkpoint
 
@@ -69,8 +69,7 @@ def test_a_half_width_model_trains_exports_and_describes(half_run: Path) -> None
 def test_a_half_width_image_graph(half_run: Path) -> None:
     # The path of 'onnx --with-extraction'; one pyramid level keeps the export short here.
     final = half_run / "run" / "final.pth"
-    graph = export_onnx(final, half_run / "half.image.onnx", with_extraction=True,
-                        pyramid_levels=1)  # fmt: skip
+    graph = export_image_graph(final, half_run / "half.image.onnx", pyramid_levels=1)
     meta = read_metadata(graph)
     assert meta.kind == "image" and meta.width == 0.5
     image = np.random.default_rng(2).integers(0, 256, (64, 80), dtype=np.uint8)

@@ -12,6 +12,7 @@ that look like booleans.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 
 from hardnet_export._io import load_npy
 from hardnet_export.artifacts.metadata import GraphMetadata
+from hardnet_export.artifacts.quantisation import GateResult, Quantisation
 from hardnet_export.artifacts.sidecar import FORMAT, EngineSidecar, read_sidecar
 from hardnet_export.model import HardNet, read_checkpoint
 from hardnet_export.validate import parse_json
@@ -144,19 +146,31 @@ def test_json_documents(text: str) -> None:
     assert value == json.loads(text)
 
 
+_GATE = {
+    **dict.fromkeys(("pairs", "flat_patches"), 10),
+    **dict.fromkeys(
+        [f.name for f in dataclasses.fields(GateResult) if f.type in ("float", float)], 1.0
+    ),
+    "source": "held-out photos",
+    "passed": True,
+    "forced": False,
+    "semantics": "host-kernels",
+}
 GRAPH_PROPS = GraphMetadata(
     producer="hardnet-export 1.0",
     precision="int8",
     input={"name": "patches", "dtype": "uint8", "shape": ["batch", 1, 32, 32]},
-    int8_target="cpu",
-    int8_gate={"passed": True, "semantics": "host-kernels"},
+    quantisation=Quantisation(flavour="cpu", gates={"onnxruntime": GateResult.from_dict(_GATE)}),
 ).to_props()
+# Graphs of earlier versions kept the quantisation in props of their own.
+LEGACY_PROPS = {"int8_target": "cpu", "int8_gate": json.dumps(_GATE), "int8_isa": "avx2"}
 
 
 @FUZZ
 @given(
     props=st.dictionaries(
-        st.sampled_from([*GRAPH_PROPS, "other_key"]), st.one_of(json_texts(), st.text()),
+        st.sampled_from([*GRAPH_PROPS, *LEGACY_PROPS, "other_key"]),
+        st.one_of(json_texts(), st.text()),
         max_size=4,
     ).map(lambda broken: {**GRAPH_PROPS, **broken})
 )  # fmt: skip
@@ -166,10 +180,14 @@ def test_onnx_metadata_fields(props: dict[str, str]) -> None:
     except DOCUMENTED as exc:
         assert "model.onnx" in str(exc)
         return
-    for name in ("input", "output", "int8_gate", "int8_settings", "parity"):
+    for name in ("input", "output", "parity"):
         value = getattr(meta, name)
         assert value is None or isinstance(value, dict)
-    assert meta.int8_target in (None, "tensorrt", "cpu")
+    assert meta.quantisation is None or isinstance(meta.quantisation, Quantisation)
+    if meta.quantisation is not None:
+        assert all(isinstance(g, GateResult) for g in meta.quantisation.gates.values())
+        assert isinstance(meta.quantisation.settings, dict)
+    assert meta.flavour in (None, "tensorrt", "cpu")
 
 
 CHECKPOINT_FIELDS = st.fixed_dictionaries(

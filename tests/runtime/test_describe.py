@@ -180,7 +180,7 @@ def int8_tensorrt_graph(
         method="minmax",
         force=True,
     )
-    return export_onnx(checkpoint, folder / "m.int8.onnx", variant="int8-tensorrt", int8=options,
+    return export_onnx(checkpoint, folder / "m.int8.onnx", variant="int8-tensorrt", options=options,
                        parity=False)  # fmt: skip
 
 

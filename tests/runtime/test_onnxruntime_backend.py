@@ -134,9 +134,10 @@ def test_int8_kernel_warning_by_cpu_kind(
 ) -> None:
     # The rule, for every CPU kind, whatever kind runs the test.
     from hardnet_export.artifacts.metadata import GraphMetadata
+    from hardnet_export.artifacts.quantisation import Quantisation
     from hardnet_export.runtime.onnxruntime_backend import int8_kernel_warning
 
-    meta = GraphMetadata(precision="int8", int8_target=target, int8_isa=made_for)
+    meta = GraphMetadata(precision="int8", quantisation=Quantisation(flavour=target, isa=made_for))
     message = int8_kernel_warning(Path("m.onnx"), meta, isa=isa)
     assert (message is None) == (warned is None)
     if warned is not None:

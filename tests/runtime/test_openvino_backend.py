@@ -51,7 +51,7 @@ def int8_graph(checkpoint: Path, patches: np.ndarray, tmp_path_factory: pytest.T
         force=True,
     )
     return export_onnx(
-        checkpoint, folder / "m.int8-cpu.onnx", variant="int8-cpu", int8=options, parity=False
+        checkpoint, folder / "m.int8-cpu.onnx", variant="int8-cpu", options=options, parity=False
     )
 
 
