@@ -377,7 +377,7 @@ def onnx(
 
     variant = variant_for(precision, int8_target if precision == "int8" else None)
     int8 = None
-    if variant.precision == "int8":
+    if variant.options_type() is Int8Options:  # the variants the int8 flags describe
         layers = None
         if keep_float is not None:
             layers = tuple(
