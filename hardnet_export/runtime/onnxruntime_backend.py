@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hardnet_export.artifacts.backends import get_backend
 from hardnet_export.artifacts.describe import DescribeFn
 from hardnet_export.artifacts.metadata import (
     SEMANTICS,
@@ -30,7 +31,6 @@ from hardnet_export.artifacts.metadata import (
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
 from hardnet_export.runtime.base import Describer, check_graph_signature, graph_input
 from hardnet_export.runtime.image import ImageDescriber, check_image_inputs
-from hardnet_export.runtime.registry import describer_for
 
 if TYPE_CHECKING:
     import onnx
@@ -415,7 +415,7 @@ class OnnxRuntimeDescriber(Describer):
         check_active_providers(device, [name for name, _ in chosen], session.get_providers())
         metadata = GraphMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
         # Both kinds' classes take (session, artifact, metadata, *, max_batch).
-        make: Any = describer_for(cls.backend, metadata.kind, path)
+        make: Any = _kind_class(metadata.kind, path)
         describer = make(session, path, metadata, max_batch=max_batch)
         describer.semantics = (
             SEMANTICS_EXACT if graph_optimization_level == "disable" else SEMANTICS_HOST
@@ -458,11 +458,20 @@ class OnnxRuntimeImageDescriber(ImageDescriber):
         self._output_name = session.get_outputs()[0].name
 
     @classmethod
-    def open(
-        cls, path: Path | None, *, device: str | None = None, max_batch: int | None = None
-    ) -> Describer:
-        return OnnxRuntimeDescriber.open(path, device=device, max_batch=max_batch)
+    def open(cls, path: Path | None, **options: Any) -> Describer:
+        return OnnxRuntimeDescriber.open(path, **options)
 
     def _run_image(self, gray: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         (out,) = self.session.run([self._output_name], {"image": gray, "keypoints": keypoints})
         return np.asarray(out, dtype=np.float32)
+
+
+def _kind_class(kind: str, artifact: Path) -> type[Describer]:
+    """The class of this backend that describes a graph of kind ``kind``."""
+    classes: dict[str, type[Describer]] = {
+        "patches": OnnxRuntimeDescriber,
+        "image": OnnxRuntimeImageDescriber,
+    }
+    if kind not in classes:
+        raise InputError(get_backend(OnnxRuntimeDescriber.backend).refusal(kind, str(artifact)))
+    return classes[kind]

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from hardnet_export.artifacts.backends import get_backend
 from hardnet_export.artifacts.metadata import SEMANTICS_HOST, GraphMetadata
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
 from hardnet_export.runtime.base import Describer, check_graph_signature, graph_input
 from hardnet_export.runtime.image import ImageDescriber, check_image_inputs
-from hardnet_export.runtime.registry import describer_for
 
 DEFAULT_MAX_BATCH = 1024
 PERFORMANCE_HINTS = ("latency", "throughput")
@@ -126,6 +126,12 @@ def read_graph_metadata(path: Path) -> GraphMetadata:
         return _metadata(read_model(Path(path)), path)
     except InputError:
         return GraphMetadata()
+
+
+def graph_kind(path: Path) -> str:
+    """The graph kind of an ``.onnx`` or ``.xml`` model as OpenVINO reads it (``patches``
+    where it cannot: :meth:`OpenVINODescriber.open` then says why)."""
+    return read_graph_metadata(path).kind
 
 
 def failed_openvino_gate(metadata: GraphMetadata) -> bool:
@@ -254,7 +260,7 @@ class OpenVINODescriber(Describer):
         ov_core = core()
         model = read_model(path)
         metadata = _metadata(model, path)
-        describer_for(cls.backend, metadata.kind, path)  # an unopened kind fails before compiling
+        make: Any = _kind_class(metadata.kind, path)  # an unopened kind fails before compiling
         if failed_openvino_gate(metadata):
             gate = metadata.int8_gate_openvino or {}
             raise InputError(
@@ -284,7 +290,6 @@ class OpenVINODescriber(Describer):
             reason = _reason(exc)
             raise InputError(f"OpenVINO cannot compile {path} for the CPU ({reason})") from None
         # Both kinds' classes take (compiled, artifact, metadata, *, max_batch).
-        make: Any = describer_for(cls.backend, metadata.kind, path)
         describer = make(compiled, path, metadata, max_batch=max_batch)
         #: The arithmetic OpenVINO runs the float layers in (``precision`` is the graph's).
         describer.inference_precision = inference_precision
@@ -325,13 +330,22 @@ class OpenVINOImageDescriber(ImageDescriber):
         self._output = compiled.outputs[0]
 
     @classmethod
-    def open(
-        cls, path: Path | None, *, device: str | None = None, max_batch: int | None = None
-    ) -> Describer:
-        return OpenVINODescriber.open(path, device=device, max_batch=max_batch)
+    def open(cls, path: Path | None, **options: Any) -> Describer:
+        return OpenVINODescriber.open(path, **options)
 
     def _run_image(self, gray: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         with self._lock:
             out = self._request.infer({"image": gray, "keypoints": keypoints})[self._output]
             # The request owns its output buffer: copy before the next call reuses it.
             return np.array(out, dtype=np.float32, copy=True)
+
+
+def _kind_class(kind: str, artifact: Path) -> type[Describer]:
+    """The class of this backend that describes a graph of kind ``kind``."""
+    classes: dict[str, type[Describer]] = {
+        "patches": OpenVINODescriber,
+        "image": OpenVINOImageDescriber,
+    }
+    if kind not in classes:
+        raise InputError(get_backend(OpenVINODescriber.backend).refusal(kind, str(artifact)))
+    return classes[kind]
