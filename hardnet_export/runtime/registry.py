@@ -79,9 +79,9 @@ def load(
     faster CPU backend installed (:func:`~hardnet_export.runtime.policy.choose_backend`:
     OpenVINO for INT8 graphs, ONNX Runtime for FP32 and FP16). A registered model's name
     (:func:`hardnet_export.models`) loads that model and ``path=None`` the default one
-    (``hardnet``): its checkpoint with PyTorch (on CUDA when available) where torch is installed, else, or with a backend that
-    reads ``.onnx`` (``onnxruntime``, ``openvino``), its FP32 ONNX graph, which ships beside
-    it.
+    (``hardnet``): its checkpoint with PyTorch (on CUDA when available) where torch is
+    installed, else, or with a backend that reads ``.onnx`` (``onnxruntime``, ``openvino``),
+    its FP32 ONNX graph, which ships beside it.
 
     Args:
         path: the artifact, a registered model's name, or None for the default model.
