@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hardnet_export.artifacts.metadata import SEMANTICS_DEVICE, SEMANTICS_HOST, read_metadata
-from hardnet_export.artifacts.sidecar import read_sidecar
+from hardnet_export.artifacts.backends import backend_for
+from hardnet_export.artifacts.metadata import SEMANTICS_DEVICE, SEMANTICS_HOST
+from hardnet_export.artifacts.provenance import Provenance
 from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.validate import check_int
 
@@ -83,38 +84,17 @@ class CheckReport:
         return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class Provenance:
-    """What an artifact says about where it came from: its weights' hash and the INT8 gate's
-    limits, from ONNX metadata or an engine's sidecar (and that engine's ONNX, if present)."""
-
-    weights_sha256: str | None
-    gate: dict[str, Any]
-
-
 def read_provenance(path: Path) -> Provenance:
-    """The provenance of an ``.onnx``, ``.engine`` or ``.pth`` artifact.
+    """The provenance of an artifact, read as the record of the backend that opens it says.
 
     Raises:
         MissingFileError: no artifact.
-        InputError: unreadable metadata or sidecar.
+        InputError: unreadable metadata or sidecar, or a suffix no backend reads.
     """
     if not path.is_file():
         raise MissingFileError(f"artifact not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix in (".pt", ".pth"):
-        from hardnet_export._io import sha256_file
-
-        return Provenance(sha256_file(path), {})
-    if suffix in (".engine", ".plan"):
-        sidecar = read_sidecar(path)
-        if sidecar is None:
-            return Provenance(None, {})
-        graph = Path(sidecar.onnx)
-        gate = read_metadata(graph).int8_gate or {} if graph.is_file() else {}
-        return Provenance(sidecar.weights_sha256, gate)
-    meta = read_metadata(path)
-    return Provenance(meta.weights_sha256, meta.int8_gate or {})
+    provenance: Provenance = backend_for(path).read_provenance(path)
+    return provenance
 
 
 def resolve_reference(artifact: Path, provenance: Provenance, reference: Path | None) -> Path:

@@ -57,9 +57,10 @@ class Backend:
             against).
         cpu_first: precisions for which the policy prefers it on the CPU over the suffix's
             default backend, where it is installed (a measured choice, see the policy).
-        bench: ``module:function`` listing its benchmark targets for one exported graph
-            (``(backend, variant, graph, device, context) -> [(label, artifact, options)]``);
-            None: the benchmark does not time it per variant.
+        bench: ``module:function`` listing its benchmark targets for one variant
+            (``(backend, variant, device, context) -> [Target]``, see
+            :mod:`hardnet_export.benchmark.targets`); None: the benchmark does not time it
+            per variant (PyTorch is the baseline).
         gate: ``module:function`` giving a describe function that runs a graph on it
             (``path -> describe``), for the INT8 export's gate on this backend.
         gate_targets: the INT8 flavours the export gates on it (where it is installed).
@@ -168,7 +169,7 @@ BUILTIN: tuple[Backend, ...] = (
         threads_option="intra_op_num_threads",
         kind_reader=f"{_PROVENANCE}:graph_kind",
         provenance=f"{_PROVENANCE}:graph_provenance",
-        bench=f"{_BENCH}:graph_targets",
+        bench=f"{_BENCH}:cpu_graph_targets",
     ),
     Backend(
         name="openvino",

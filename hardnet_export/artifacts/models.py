@@ -23,6 +23,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from hardnet_export.artifacts.backends import artifact_suffixes
 from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.host import installed
 from hardnet_export.shipped import WEIGHTS_DIR
@@ -42,8 +43,6 @@ FINAL_KERNEL = 8
 MAX_WIDTH = 4.0
 #: The model ``load_model()`` and ``runtime.load()`` give without a name or path.
 DEFAULT_MODEL = "hardnet"
-#: Suffixes of model files; a bare word without one (and without a folder) is taken for a name.
-MODEL_SUFFIXES = (".pth", ".pt", ".onnx", ".xml", ".engine", ".plan")
 #: Which file of an entry a caller wants: the checkpoint, the FP32 ONNX graph, or ``auto``
 #: (the checkpoint where torch is installed, else the ONNX graph).
 FORMS = ("weights", "onnx", "auto")
@@ -282,7 +281,8 @@ def looks_like_name(model: str | Path) -> bool:
     text = str(model)
     if not text or "/" in text or "\\" in text or text in (".", ".."):
         return False
-    return Path(text).suffix.lower() not in MODEL_SUFFIXES
+    # A model file's suffix is one some backend reads (the backend records say which).
+    return Path(text).suffix.lower() not in artifact_suffixes()
 
 
 def lookup(model: str | Path) -> ShippedModel | None:
