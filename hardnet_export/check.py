@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from hardnet_export.artifacts.backends import backend_for
-from hardnet_export.artifacts.metadata import SEMANTICS_DEVICE, SEMANTICS_HOST
 from hardnet_export.artifacts.provenance import Provenance
 from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.validate import check_int
@@ -169,6 +168,7 @@ def check_artifact(
     from hardnet_export.benchmark.machine import cpu_info, gpu_info, library_versions
     from hardnet_export.calibration.gate import evaluate_gate
     from hardnet_export.data.builtin import validation_pairs
+    from hardnet_export.runtime.base import patch_describer
 
     artifact = resolve_model(artifact, "auto")
     check_int("pairs", pairs, low=2, high=1_000_000)
@@ -177,16 +177,15 @@ def check_artifact(
     reference_path = resolve_reference(
         artifact, provenance, None if reference is None else Path(reference)
     )
-    candidate = runtime.load(artifact, device=device, **options)
-    reference_model = runtime.load(reference_path, device="cpu")
+    # check compares descriptors of the same patches: an image graph cannot take them.
+    candidate = patch_describer(runtime.load(artifact, device=device, **options), "check")
+    reference_model = patch_describer(runtime.load(reference_path, device="cpu"), "a reference")
     if reference_model.precision not in ("fp32", "unknown"):
         raise InputError(
             f"the reference must be an FP32 model, but {reference_path.name} is "
             f"{reference_model.precision}"
         )
-    semantics = getattr(candidate, "semantics", None) or (
-        SEMANTICS_HOST if candidate.device == "cpu" else SEMANTICS_DEVICE
-    )
+    semantics = candidate.semantics
     gate = evaluate_gate(
         reference_model.describe,
         candidate.describe,

@@ -24,8 +24,9 @@ import numpy as np
 from hardnet_export.artifacts.backends import get_backend
 from hardnet_export.artifacts.metadata import SEMANTICS_HOST, GraphMetadata
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
-from hardnet_export.runtime.base import Describer, check_graph_signature, graph_input
+from hardnet_export.runtime.base import Describer
 from hardnet_export.runtime.image import ImageDescriber, check_image_inputs
+from hardnet_export.runtime.inputs import check_graph_signature, graph_input
 
 DEFAULT_MAX_BATCH = 1024
 PERFORMANCE_HINTS = ("latency", "throughput")
@@ -190,7 +191,13 @@ class OpenVINODescriber(Describer):
     backend = "openvino"
 
     def __init__(
-        self, compiled: Any, artifact: Path, metadata: GraphMetadata, *, max_batch: int | None
+        self,
+        compiled: Any,
+        artifact: Path,
+        metadata: GraphMetadata,
+        *,
+        max_batch: int | None,
+        inference_precision: str = "f32",
     ) -> None:
         inputs, outputs = compiled.inputs, compiled.outputs
         spec = inputs[0] if inputs else None
@@ -213,10 +220,12 @@ class OpenVINODescriber(Describer):
             device="cpu",
             max_batch=fixed or max_batch or DEFAULT_MAX_BATCH,
             input_dtype=_OV_DTYPES[dtype],
+            # OpenVINO fuses Q/DQ into this CPU's int8 kernels, as ONNX Runtime does.
+            semantics=SEMANTICS_HOST,
         )
         self.metadata = metadata
-        #: OpenVINO fuses Q/DQ into this CPU's int8 kernels, as ONNX Runtime does.
-        self.semantics = SEMANTICS_HOST
+        #: The arithmetic OpenVINO runs the float layers in (``precision`` is the graph's).
+        self.inference_precision = inference_precision
         self.compiled = compiled
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()
@@ -289,10 +298,10 @@ class OpenVINODescriber(Describer):
         except Exception as exc:
             reason = _reason(exc)
             raise InputError(f"OpenVINO cannot compile {path} for the CPU ({reason})") from None
-        # Both kinds' classes take (compiled, artifact, metadata, *, max_batch).
-        describer = make(compiled, path, metadata, max_batch=max_batch)
-        #: The arithmetic OpenVINO runs the float layers in (``precision`` is the graph's).
-        describer.inference_precision = inference_precision
+        # Both kinds' classes take (compiled, artifact, metadata, *, max_batch, precision).
+        describer: Describer = make(
+            compiled, path, metadata, max_batch=max_batch, inference_precision=inference_precision
+        )
         return describer
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
@@ -313,17 +322,24 @@ class OpenVINOImageDescriber(ImageDescriber):
     backend = "openvino"
 
     def __init__(
-        self, compiled: Any, artifact: Path, metadata: GraphMetadata, *, max_batch: int | None
+        self,
+        compiled: Any,
+        artifact: Path,
+        metadata: GraphMetadata,
+        *,
+        max_batch: int | None,
+        inference_precision: str = "f32",
     ) -> None:
         super().__init__(
             artifact,
             metadata,
             device="cpu",
             remedy="re-export it with hardnet-export onnx --with-extraction",
+            semantics=SEMANTICS_HOST,
         )
         check_image_inputs(artifact, [port.get_any_name() for port in compiled.inputs])
         self.metadata = metadata
-        self.semantics = SEMANTICS_HOST
+        self.inference_precision = inference_precision
         self.compiled = compiled
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()

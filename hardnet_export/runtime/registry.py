@@ -26,7 +26,7 @@ from hardnet_export.artifacts.backends import (
 from hardnet_export.artifacts.models import ShippedModel, as_path, lookup
 from hardnet_export.errors import InputError, InputTypeError, MissingFileError
 from hardnet_export.host import installed
-from hardnet_export.runtime.base import Describer
+from hardnet_export.runtime.base import Describer, KeypointDescriber
 from hardnet_export.runtime.policy import choose_backend
 from hardnet_export.shipped import SHIPPED_ONNX
 
@@ -70,8 +70,12 @@ def load(
     device: str | None = None,
     max_batch: int | None = None,
     **options: Any,
-) -> Describer:
+) -> KeypointDescriber:
     """Load a descriptor model; the artifact decides the backend.
+
+    A patch graph, checkpoint or engine gives a :class:`Describer` (``describe`` and
+    ``compute``); an image graph an :class:`~hardnet_export.runtime.image.ImageDescriber`
+    (``compute`` only); both are :class:`KeypointDescriber`.
 
     ``.pt``/``.pth`` -> PyTorch, ``.onnx`` -> ONNX Runtime, ``.xml`` (OpenVINO IR) ->
     OpenVINO, ``.engine``/``.plan`` -> TensorRT (its sidecar is checked against this TensorRT
@@ -118,7 +122,7 @@ def _open(
     device: str | None,
     max_batch: int | None,
     options: dict[str, Any],
-) -> Describer:
+) -> KeypointDescriber:
     """Open ``path`` with the class ``chosen`` has for its graph kind, once the options are
     known to be the backend's own."""
     known = load_options(chosen.describer_class())
@@ -164,7 +168,7 @@ def _load_registered(
     device: str | None,
     max_batch: int | None,
     options: dict[str, Any],
-) -> Describer:
+) -> KeypointDescriber:
     """A registered model (None: the default) in its checkpoint form on PyTorch, or its FP32
     graph on a backend that reads ``.onnx``."""
     if backend is None:

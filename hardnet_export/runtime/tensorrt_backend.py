@@ -56,8 +56,8 @@ from hardnet_export.errors import (
 )
 from hardnet_export.geometry import PATCH_SIZE, to_uint8
 from hardnet_export.runtime import cudart
-from hardnet_export.runtime.base import (
-    Describer,
+from hardnet_export.runtime.base import Describer
+from hardnet_export.runtime.inputs import (
     cuda_array_interface,
     device_patch_shape,
     stream_handle,
