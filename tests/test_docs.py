@@ -1,4 +1,4 @@
-"""The documentation: the site builds with warnings as errors.
+"""The documentation: the site builds with warnings as errors, and the README's links land.
 
 The build needs the ``docs`` extra (part of ``all``, which CI installs). Without it the build
 test is skipped with the command that installs it; under CI (``CI`` set) it fails instead, so
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 DOCS_MODULES = ("mkdocs", "mkdocstrings", "mkdocstrings_handlers.python")
 # An inline Markdown link or image target: ](target) or ](target#anchor).
 LINK = re.compile(r"\]\(([^()\s]+)\)")
@@ -82,3 +83,24 @@ def test_the_api_reference_is_generated_from_the_docstrings(site: Path) -> None:
     runtime = (site / "api" / "runtime" / "index.html").read_text()
     assert "hardnet_export.runtime.load" in runtime
     assert "Backend" in runtime
+
+
+def _relative_links(markdown: str) -> list[str]:
+    links = []
+    for target in LINK.findall(markdown):
+        if "://" in target or target.startswith(("#", "mailto:")):
+            continue
+        links.append(target.split("#", 1)[0])
+    return links
+
+
+def test_every_relative_link_in_the_readme_lands_on_a_file() -> None:
+    links = _relative_links(README.read_text())
+    assert any(link.startswith("docs/") for link in links), "the README links to docs/"
+    missing = [link for link in links if not (ROOT / link).is_file()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
+def test_the_readme_stays_a_landing_page() -> None:
+    lines = len(README.read_text().splitlines())
+    assert lines <= 200, f"README.md has {lines} lines: move the detail into docs/"
