@@ -72,6 +72,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "benchmarks/index.html",
         "design/index.html",
         "api/runtime/index.html",
+        "api/applications/index.html",
         "repo/benchmarks/results/magnification/index.html",  # a result file the docs link to
     ],
 )
@@ -82,7 +83,6 @@ def test_the_site_has_its_pages(site: Path, page: str) -> None:
 def test_the_api_reference_is_generated_from_the_docstrings(site: Path) -> None:
     runtime = (site / "api" / "runtime" / "index.html").read_text()
     assert "hardnet_export.runtime.load" in runtime
-    assert "Backend" in runtime
 
 
 def _relative_links(markdown: str) -> list[str]:
