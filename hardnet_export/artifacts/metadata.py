@@ -24,6 +24,7 @@ from hardnet_export.artifacts.quantisation import (
     SEMANTICS_DEVICE,
     SEMANTICS_EXACT,
     SEMANTICS_HOST,
+    GateResult,
     Quantisation,
 )
 from hardnet_export.artifacts.variants import all_flavours, precisions
@@ -136,6 +137,11 @@ class GraphMetadata:
         config = self.weights_provenance.get("config")
         found = config.get("teacher_provenance") if isinstance(config, dict) else None
         return found if isinstance(found, dict) else None
+
+    def gate_on(self, backend: str) -> GateResult | None:
+        """The accuracy gate the export measured with the graph run by ``backend`` (None
+        where it did not; keys: :data:`~hardnet_export.artifacts.quantisation.GATE_BACKENDS`)."""
+        return self.quantisation.gates.get(backend) if self.quantisation is not None else None
 
     @property
     def input_name(self) -> str:

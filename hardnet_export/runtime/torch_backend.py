@@ -24,7 +24,8 @@ import numpy as np
 
 from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
 from hardnet_export.errors import InputError, MissingDependencyError
-from hardnet_export.runtime.base import Describer, validate_torch_patches
+from hardnet_export.runtime.base import Describer
+from hardnet_export.runtime.inputs import stream_handle, validate_torch_patches
 
 DEFAULT_MAX_BATCH = 1024
 
@@ -222,8 +223,6 @@ class TorchDescriber(Describer):
 
 def _as_torch_stream(stream: Any, device: Any) -> Any:
     import torch
-
-    from hardnet_export.runtime.base import stream_handle
 
     if isinstance(stream, torch.cuda.Stream):
         return stream
