@@ -440,21 +440,8 @@ def onnx(
         typer.echo(f"wrote {json_path}")
     if meta.parity is not None:
         typer.echo(format_parity(meta.parity, title=f"{variant.name} ONNX Runtime vs PyTorch"))
-    if quantisation is not None and quantisation.gate is not None:
-        from hardnet_export.artifacts.quantisation import GATE_OPENVINO
-
-        typer.echo(quantisation.gate.summary())
-        if GATE_OPENVINO in quantisation.gates:
-            typer.echo("on OpenVINO: " + quantisation.gates[GATE_OPENVINO].summary())
-        typer.echo(f"calibration set sha256 {quantisation.calibration_sha256}")
-    if quantisation is not None and quantisation.settings:
-        floats = quantisation.settings.get("float_layers") or {}
-        kept = ", ".join(f"{k} {v}" for k, v in floats.items()) or "none"
-        for_openvino = quantisation.settings.get("openvino_float_layers")
-        if for_openvino:
-            kept += f" ({', '.join(for_openvino)}: OpenVINO's int8 kernels get it wrong here)"
-        isa = f", for {quantisation.isa} int8 kernels" if quantisation.isa else ""
-        typer.echo(f"float layers: {kept}{isa}")
+    for line in quantisation.summary_lines() if quantisation is not None else []:
+        typer.echo(line)
     if meta.kind == "image":
         typer.echo(
             f"wrote {path} ({variant.name} image graph, magnification {meta.magnification:g}, "

@@ -36,8 +36,12 @@ GATE_REFERENCE = "onnxruntime"
 #: The same gate with the graph run by OpenVINO (the ``cpu`` flavour, where OpenVINO was
 #: installed at export): recorded, not decisive; OpenVINO refuses a graph that failed it.
 GATE_OPENVINO = "openvino"
-#: The backends a gate may be keyed by, in the order they are reported.
+#: The backends a gate may be keyed by, in the order they are reported; the export gates
+#: on each backend whose record (:mod:`hardnet_export.artifacts.backends`) lists the flavour
+#: in ``gate_targets``, under the backend's name.
 GATE_BACKENDS = (GATE_REFERENCE, GATE_OPENVINO)
+#: How reports name a gate's backend (a backend not listed: its record's name).
+GATE_LABELS = {GATE_REFERENCE: "ONNX Runtime", GATE_OPENVINO: "OpenVINO"}
 
 #: The gate's default limits: FPR95 may rise by 1 percentage point, NN accuracy fall by 2,
 #: and the worst textured patch keep a cosine of 0.98 to FP32.
@@ -206,6 +210,29 @@ class Quantisation:
         """Whether the export measured the graph on ``backend`` and it failed the gate there."""
         gate = self.gates.get(backend)
         return gate is not None and not gate.passed
+
+    def summary_lines(self) -> list[str]:
+        """The gates (the export's own first), the calibration set's hash and the layers
+        kept float, one line each, as ``hardnet-export onnx`` reports them."""
+        lines = []
+        if self.gate is not None:
+            lines.append(self.gate.summary())
+            for backend, gate in self.gates.items():
+                if backend != GATE_REFERENCE:
+                    lines.append(f"on {GATE_LABELS.get(backend, backend)}: {gate.summary()}")
+            lines.append(f"calibration set sha256 {self.calibration_sha256}")
+        if self.settings:
+            floats = self.settings.get("float_layers") or {}
+            kept = ", ".join(f"{k} {v}" for k, v in floats.items()) or "none"
+            for backend in self.gates:
+                # The export keeps float the layers a gated backend's kernels get wrong.
+                added = self.settings.get(f"{backend}_float_layers")
+                if added:
+                    label = GATE_LABELS.get(backend, backend)
+                    kept += f" ({', '.join(added)}: {label}'s int8 kernels get it wrong here)"
+            isa = f", for {self.isa} int8 kernels" if self.isa else ""
+            lines.append(f"float layers: {kept}{isa}")
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready record (None fields omitted)."""

@@ -38,11 +38,11 @@ import numpy as np
 
 from hardnet_export import host
 from hardnet_export._io import scratch_folder
+from hardnet_export.artifacts.backends import Backend, backends
 from hardnet_export.artifacts.quantisation import (
     DEFAULT_MAX_FPR95_LOSS,
     DEFAULT_MAX_NN_ACCURACY_LOSS,
     DEFAULT_MIN_COSINE,
-    GATE_OPENVINO,
     GATE_REFERENCE,
     SEMANTICS_EXACT,
     SEMANTICS_HOST,
@@ -500,14 +500,15 @@ def quantize_int8(
         else:
             keep_float = check_layers(fp32, options.keep_float)
         int8 = quantizer.build(keep_float)
-        openvino_gate: GateResult | None = None
-        openvino_float: tuple[str, ...] = ()
-        # Measured where it will run: a graph for another machine's kernels is not.
-        if target == "cpu" and semantics == SEMANTICS_HOST and host.installed("openvino"):
-            chosen = options.keep_float is not None or options.float_budget is not None
-            int8, keep_float, openvino_gate, openvino_float = _gate_on_openvino(
-                quantizer, fp32, int8, keep_float, pairs, options, may_add=not chosen
+        backend_gates: dict[str, GateResult] = {}
+        backend_float: dict[str, tuple[str, ...]] = {}
+        chosen = options.keep_float is not None or options.float_budget is not None
+        for backend in gate_backends(target, semantics):
+            int8, keep_float, backend_gates[backend.name], added = _gate_on_backend(
+                backend, quantizer, fp32, int8, keep_float, pairs, options, may_add=not chosen
             )
+            if added:
+                backend_float[backend.name] = added
     label = f"INT8 ({target}, {options.method} calibration on {calibration.source})"
     gate = evaluate_gate(
         ort_describe(fp32),
@@ -527,11 +528,9 @@ def quantize_int8(
     }
     if isa is not None:
         settings["reduce_range"] = CPU_SETTINGS[isa].reduce_range
-    if openvino_float:
-        settings["openvino_float_layers"] = list(openvino_float)
-    gates = {GATE_REFERENCE: gate}
-    if openvino_gate is not None:
-        gates[GATE_OPENVINO] = openvino_gate
+    for name, added in backend_float.items():
+        settings[f"{name}_float_layers"] = list(added)
+    gates = {GATE_REFERENCE: gate, **backend_gates}
     quantisation = Quantisation(
         flavour=target,
         scheme="qdq",
@@ -544,15 +543,29 @@ def quantize_int8(
     return int8, {"quantisation": quantisation}
 
 
-#: A layer quantised alone whose OpenVINO descriptors fall below this cosine to ONNX
-#: Runtime's (worst probe patch) is one OpenVINO computes differently; kernels that agree
-#: measure >= 0.9999 here.
-OPENVINO_AGREEMENT = 0.99
-#: Patches that probe each layer for OpenVINO's disagreement.
-OPENVINO_PROBE = 256
+#: A layer quantised alone whose descriptors on a gated backend fall below this cosine to
+#: ONNX Runtime's (worst probe patch) is one that backend computes differently; kernels that
+#: agree measure >= 0.9999 here (OpenVINO's).
+BACKEND_AGREEMENT = 0.99
+#: Patches that probe each layer for a gated backend's disagreement.
+BACKEND_PROBE = 256
 
 
-def _gate_on_openvino(
+def gate_backends(target: str, semantics: str) -> list[Backend]:
+    """The backends besides ONNX Runtime that a ``target`` graph is gated on: those whose
+    record lists the flavour in ``gate_targets`` and names a ``gate`` describe function,
+    where installed (OpenVINO for the ``cpu`` flavour), and only for a graph measured in this
+    host's kernels: a graph made for another machine's kernels is not measured where it
+    will run."""
+    if semantics != SEMANTICS_HOST:
+        return []
+    return [
+        b for b in backends() if target in b.gate_targets and b.gate is not None and b.available()
+    ]
+
+
+def _gate_on_backend(
+    backend: Backend,
     quantizer: Quantizer,
     fp32: onnx.ModelProto,
     int8: onnx.ModelProto,
@@ -562,50 +575,51 @@ def _gate_on_openvino(
     *,
     may_add: bool,
 ) -> tuple[onnx.ModelProto, tuple[str, ...], GateResult, tuple[str, ...]]:
-    """The INT8 gate on OpenVINO, which ``runtime.load(device="cpu")`` picks for INT8 graphs.
+    """The INT8 gate on ``backend``, which ``runtime.load(device="cpu")`` may pick for INT8
+    graphs (OpenVINO: its record's ``cpu_first``).
 
     OpenVINO fuses the same Q/DQ graph into its own int8 kernels, and they are not always
     right: measured with OpenVINO 2026.4 on a Xeon (AMX), hardnet-eighth's last conv
     (16 -> 128 channels, 8x8 kernel) in int8 gives descriptors unrelated to ONNX Runtime's
     (mean cosine 0.03) while every other layer agrees to 1.0000. When the gate fails there and
     the float layers were the default (``may_add``), each int8 layer is quantised alone and
-    those OpenVINO computes differently from ONNX Runtime are kept float too; the graph is
-    rebuilt and gated again on both. Otherwise the failure is only recorded, and OpenVINO
+    those the backend computes differently from ONNX Runtime are kept float too; the graph is
+    rebuilt and gated again on both. Otherwise the failure is only recorded, and the backend
     refuses the graph (ONNX Runtime, where it passed, runs it).
 
     Returns:
-        the graph, its float layers, the OpenVINO gate and the layers
-        added for OpenVINO.
+        the graph, its float layers, the backend's gate and the layers added for it.
     """
     from hardnet_export.calibration.gate import evaluate_gate
     from hardnet_export.evaluation.metrics import compare_descriptors
     from hardnet_export.runtime.onnxruntime_backend import ort_describe
-    from hardnet_export.runtime.openvino_backend import ov_describe
 
     reference = ort_describe(fp32)
+    describe_on = backend.gate_function()
+    assert describe_on is not None  # gate_backends keeps only backends that name one
 
     def gate_of(graph: onnx.ModelProto) -> GateResult:
         return evaluate_gate(
             reference,
-            ov_describe(graph),
+            describe_on(graph),
             pairs,
             max_fpr95_loss=options.max_fpr95_loss,
             max_nn_accuracy_loss=options.max_nn_accuracy_loss,
             min_cosine=options.min_cosine,
             force=True,  # recorded, not raised: ONNX Runtime's gate decides the export
-            label="INT8 on OpenVINO",
+            label=f"INT8 on {backend.name}",
         )
 
     gate = gate_of(int8)
     if gate.passed or not may_add:
         return int8, tuple(keep_float), gate, ()
-    probe = pairs.anchors[:OPENVINO_PROBE, None]
+    probe = pairs.anchors[:BACKEND_PROBE, None]
     layers = conv_layers(fp32)
     wrong = []
     for layer in (name for name in layers if name not in keep_float):
         alone = quantizer.build([name for name in layers if name != layer])
-        agreement = compare_descriptors(ort_describe(alone)(probe), ov_describe(alone)(probe))
-        if not agreement["min_cosine"] >= OPENVINO_AGREEMENT:
+        agreement = compare_descriptors(ort_describe(alone)(probe), describe_on(alone)(probe))
+        if not agreement["min_cosine"] >= BACKEND_AGREEMENT:
             wrong.append(layer)
     if not wrong:
         return int8, tuple(keep_float), gate, ()

@@ -116,3 +116,23 @@ def test_read_metadata_of_an_export(fp16_onnx: Path, tmp_path: Path) -> None:
     broken.write_bytes(b"not a protobuf")
     with pytest.raises(InputError, match="not a readable ONNX file"):
         read_metadata(broken)
+
+
+def test_quantisation_summary_names_each_gate_and_the_float_layers() -> None:
+    quantisation = Quantisation(
+        flavour="cpu",
+        isa="amx-int8",
+        settings={
+            "float_layers": {"conv0": "fp32", "conv6": "fp32"},
+            "openvino_float_layers": ["conv6"],
+        },
+        calibration={"sha256": "cd" * 32},
+        gates={"onnxruntime": GATE, "openvino": GATE},
+    )
+    lines = quantisation.summary_lines()
+    assert lines[0] == GATE.summary() and lines[1] == f"on OpenVINO: {GATE.summary()}"
+    assert lines[2] == f"calibration set sha256 {'cd' * 32}"
+    assert lines[3] == (
+        "float layers: conv0 fp32, conv6 fp32 (conv6: OpenVINO's int8 kernels get it wrong "
+        "here), for amx-int8 int8 kernels"
+    )
