@@ -212,7 +212,8 @@ def variant_graph(
     """``variant``'s graph made from the FP32 graph by its graph function (the FP32 graph
     itself for a variant without one), stamped with the producer and checked, and the extra
     metadata fields the function returned."""
-    proto, extra = fp32, {}
+    proto = fp32
+    extra: dict[str, Any] = {}
     make_graph = variant.graph_function()
     if make_graph is not None:
         proto, extra = make_graph(fp32, variant, options)
