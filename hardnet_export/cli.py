@@ -32,7 +32,12 @@ from hardnet_export.benchmark.frame import DEFAULT_KEYPOINTS
 from hardnet_export.benchmark.run import run_benchmark
 from hardnet_export.check import check_artifact
 from hardnet_export.demo import DemoConfig
-from hardnet_export.errors import HardnetError, InputError, Interrupted, TrainingInterrupted
+from hardnet_export.errors import (
+    HardnetError,
+    InputError,
+    Interrupted,
+    TrainingInterrupted,
+)
 from hardnet_export.evaluation.suite import run_evaluation
 from hardnet_export.export.int8 import Int8Options
 from hardnet_export.export.onnx import export_onnx
@@ -541,7 +546,7 @@ def trt(
     side = result.sidecar
     what = "reused" if result.reused else f"built in {side.build_seconds or 0:.1f} s"
     profile = (
-        side.profile_flags()
+        " ".join(flag(k, v) for k, v in side.profile_options().items())
         if side.graph_kind == "image"
         else f"batch {min_batch}/{opt_batch}/{max_batch}"
     )
@@ -1124,6 +1129,24 @@ EXIT_INTERNAL = 70
 #: Ended by signal N: 128 + N (the shell's convention), 130 for SIGINT, 143 for SIGTERM.
 EXIT_SIGNAL_BASE = 128
 
+#: Parameters whose flag is not the default spelling (``--name-with-dashes``): the one place a
+#: renamed flag changes (library errors carry parameter names, :class:`~errors.Remedy`).
+FLAG_NAMES = {"out": "-o"}
+
+
+def flag(parameter: str, value: Any) -> str:
+    """One parameter of a library remedy as this CLI's flag: ``--out-of-bounds zero``,
+    ``--rebuild`` for True, ``--no-pipeline`` for False, ``-o`` where :data:`FLAG_NAMES`
+    says so (typer's spelling of a parameter name otherwise)."""
+    name = "--" + parameter.replace("_", "-")
+    if value is True:
+        return name
+    if value is False:
+        return "--no-" + parameter.replace("_", "-")
+    if isinstance(value, (tuple, list)):
+        value = ",".join(str(v) for v in value)
+    return f"{FLAG_NAMES.get(parameter, name)} {value}"
+
 
 def _stopped(signum: int) -> int:
     typer.echo(str(Interrupted(signum)), err=True)
@@ -1149,7 +1172,8 @@ def _run(args: list[str], debug: bool) -> int:
             return _stopped(signum)
         if debug or _state["debug"]:
             raise
-        message = str(exc).strip() or type(exc).__name__
+        message = (exc.render(flag) if isinstance(exc, HardnetError) else str(exc)).strip()
+        message = message or type(exc).__name__
         command = next((a for a in args if not a.startswith("-")), "")
         if isinstance(exc, ImageTooLargeError) and command in _IMAGE_LIMIT_COMMANDS:
             message = exc.message(option="--max-image-pixels")
