@@ -195,6 +195,19 @@ def list_models() -> None:
     typer.echo(format_models())
 
 
+@app.command("backends")
+def list_backends() -> None:
+    """List the registered backends: the artifacts each reads, where it runs and whether its
+    library is installed here. runtime.load picks one by the artifact's suffix (and, on the
+    CPU, by the graph's precision); load(..., backend=NAME) forces one.
+
+    Example: hardnet-export backends
+    """
+    from hardnet_export.artifacts.backends import format_backends
+
+    typer.echo(format_backends())
+
+
 @app.command()
 @options_from(TrainConfig, {"data": ("-d",), "out": ("-o",)})
 def train(**fields: Any) -> None:
