@@ -9,6 +9,7 @@ operating system print as one line; anything else is a bug, reported as one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
 import os
@@ -32,7 +33,12 @@ from hardnet_export.benchmark.frame import DEFAULT_KEYPOINTS
 from hardnet_export.benchmark.run import run_benchmark
 from hardnet_export.check import check_artifact
 from hardnet_export.demo import DemoConfig
-from hardnet_export.errors import HardnetError, InputError, Interrupted, TrainingInterrupted
+from hardnet_export.errors import (
+    HardnetError,
+    InputError,
+    Interrupted,
+    TrainingInterrupted,
+)
 from hardnet_export.evaluation.suite import run_evaluation
 from hardnet_export.export.image_graph import export_image_graph
 from hardnet_export.export.int8 import Int8Options
@@ -95,12 +101,17 @@ def documented(owner: Any) -> dict[str, str]:
 
 
 def options_from(
-    config: type[Any], names: dict[str, tuple[str, ...]] | None = None
+    config: type[Any],
+    names: dict[str, tuple[str, ...]] | None = None,
+    parsers: dict[str, Callable[[str], Any]] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command one option per field of ``config``: its type, default and help from the
-    dataclass (``names``: extra option names per field, e.g. ``{"out": ("-o",)}``). The
-    command receives the fields as keyword arguments."""
+    dataclass (``names``: extra option names per field, e.g. ``{"out": ("-o",)}``). A tuple
+    field is one comma-separated option, read by ``parsers[field]`` (default: each item as
+    the tuple's item type). The command receives the fields as keyword arguments: the one
+    mechanism behind every command whose options are a config's fields."""
     names = names or {}
+    parsers = dict(parsers or {})
     hints = typing.get_type_hints(config)
     helps = documented(config)
 
@@ -108,27 +119,48 @@ def options_from(
         parameters = []
         annotations: dict[str, Any] = {}
         for item in dataclasses.fields(config):
+            hint, value = hints[item.name], default(config, item.name)
             flag = "--" + item.name.replace("_", "-")
             declared = [flag, *names.get(item.name, ())]
-            if hints[item.name] is bool:
+            if hint is bool:
                 declared = [f"{flag}/--no-{flag[2:]}"] + list(names.get(item.name, ()))
-            option = typer.Option(
-                default(config, item.name), *declared, help=helps.get(item.name, "")
-            )
+            if typing.get_origin(hint) is tuple:
+                parsers.setdefault(item.name, _items_of(typing.get_args(hint)[0], flag))
+                hint, value = str, ",".join(map(str, value))
+            option = typer.Option(value, *declared, help=helps.get(item.name, ""))
             parameters.append(
                 inspect.Parameter(
-                    item.name,
-                    inspect.Parameter.KEYWORD_ONLY,
-                    default=option,
-                    annotation=hints[item.name],
+                    item.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hint
                 )
             )
-            annotations[item.name] = hints[item.name]
-        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-        command.__annotations__ = annotations
-        return command
+            annotations[item.name] = hint
+
+        @functools.wraps(command)
+        def parsed(**fields: Any) -> Any:
+            for name, parse in parsers.items():
+                if isinstance(fields.get(name), str):
+                    fields[name] = parse(fields[name])
+            return command(**fields)
+
+        parsed.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        parsed.__annotations__ = annotations
+        return parsed
 
     return decorate
+
+
+def _items_of(kind: type, flag: str) -> Callable[[str], tuple[Any, ...]]:
+    """A parser of a comma-separated option into a tuple of ``kind``."""
+
+    def parse(text: str) -> tuple[Any, ...]:
+        try:
+            return tuple(kind(part.strip()) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise InputError(
+                f"{flag} takes comma-separated {kind.__name__} values, got {text!r}"
+            ) from None
+
+    return parse
 
 
 def _size(size: tuple[int, int]) -> str:
@@ -189,6 +221,19 @@ def list_models() -> None:
     from hardnet_export.artifacts.models import format_models
 
     typer.echo(format_models())
+
+
+@app.command("backends")
+def list_backends() -> None:
+    """List the registered backends: the artifacts each reads, where it runs and whether its
+    library is installed here. runtime.load picks one by the artifact's suffix (and, on the
+    CPU, by the graph's precision); load(..., backend=NAME) forces one.
+
+    Example: hardnet-export backends
+    """
+    from hardnet_export.artifacts.backends import format_backends
+
+    typer.echo(format_backends())
 
 
 @app.command()
@@ -543,7 +588,7 @@ def trt(
     side = result.sidecar
     what = "reused" if result.reused else f"built in {side.build_seconds or 0:.1f} s"
     profile = (
-        side.profile_flags()
+        " ".join(flag(k, v) for k, v in side.profile_options().items())
         if side.graph_kind == "image"
         else f"batch {min_batch}/{opt_batch}/{max_batch}"
     )
@@ -766,19 +811,17 @@ def describe(
 
     Example: hardnet-export describe images/*.jpg -o features.h5 --max-keypoints 4096
     """
-    import numpy as np
-
     from hardnet_export import runtime
     from hardnet_export._io import check_writable
     from hardnet_export._progress import track
     from hardnet_export.applications.features import (
-        describe_images,
+        extract_features,
         load_keypoints_file,
         save_features,
     )
-    from hardnet_export.applications.images import read_image
     from hardnet_export.geometry import OUT_OF_BOUNDS
     from hardnet_export.imagefile import image_header
+    from hardnet_export.runtime.base import patch_describer
     from hardnet_export.validate import check_str
 
     check_str("--out-of-bounds", out_of_bounds, choices=OUT_OF_BOUNDS)
@@ -786,76 +829,42 @@ def describe(
     if suffix not in (".npz", ".h5", ".hdf5"):
         raise InputError(f"-o must name a .npz or an hloc .h5 file, got {out}")
     hloc = suffix != ".npz"
+    todo: list[Path] = list(images)
     if hloc:
         from hardnet_export.applications import hloc as hloc_file
 
         hloc_file.import_h5py()
-        done = hloc_file.complete_images(out)
-        todo = [p for p in images if hloc_file.image_key(p) not in done]
+        todo = [Path(p) for p in hloc_file.pending_images(out, images)]
         if len(todo) < len(images):
             typer.echo(f"{len(images) - len(todo)} images already in {out}: skipped")
         if not todo:
             return
-        if not out.exists():
-            check_writable(out)
-    else:
-        todo = list(images)
+    if not hloc or not out.exists():
         check_writable(out)
     given = load_keypoints_file(keypoints) if keypoints is not None else None
     limit = _image_limit(max_image_pixels)
     for path in todo:  # headers first: a bad image is named before the model loads
         image_header(path, max_image_pixels=limit)
-    describer = runtime.load(model, device=device)
+    describer = patch_describer(runtime.load(model, device=device), "describe")
+    options: dict[str, Any] = {
+        "detector": detector,
+        "max_keypoints": max_keypoints,
+        "keypoints": given,
+        "out_of_bounds": out_of_bounds,
+        "pipeline": pipeline,
+        "keypoints_name": str(keypoints) if keypoints is not None else None,
+        "max_image_pixels": limit,
+    }
+    # The next image is read, detected and cut in a helper thread while this one is inferred.
     if hloc:
-        # hloc wants each keypoint's score (the detector's response), so images go one by one.
-        features = []
-        for path in track(todo, len(todo), "describing", unit="img", enabled=len(todo) > 1):
-            image = read_image(path, max_image_pixels=limit)
-            detected = None
-            if given is None:
-                from hardnet_export.applications.detection import detect_keypoints
-
-                detected = detect_keypoints(image, detector=detector, max_keypoints=max_keypoints)
-            try:
-                features.append(
-                    describe_image(
-                        describer,
-                        image,
-                        detector=detector,
-                        max_keypoints=max_keypoints,
-                        keypoints=given if detected is None else detected,
-                        out_of_bounds=out_of_bounds,
-                    )
-                )
-            except InputError as exc:
-                if given is None:
-                    raise
-                # The bound depends on the image: name both files the message is about.
-                raise InputError(f"{keypoints} on {path}: {exc}") from None
-            kps, desc = features[-1]
-            scores = (
-                np.array([k.response for k in detected], np.float32)
-                if detected is not None
-                else np.ones(len(kps), np.float32)
-            )
-            size = (image.shape[1], image.shape[0])
-            hloc_file.write_image_features(out, hloc_file.image_key(path), kps, desc, scores, size)
+        found = (f for _, f in hloc_file.write_features(out, describer, todo, **options))
     else:
-        # The next image is read, detected and cut in a helper thread while this one is inferred.
-        results = describe_images(
-            describer,
-            todo,
-            detector=detector,
-            max_keypoints=max_keypoints,
-            keypoints=given,
-            out_of_bounds=out_of_bounds,
-            pipeline=pipeline,
-            keypoints_name=str(keypoints) if keypoints is not None else None,
-            max_image_pixels=limit,
-        )
-        features = list(track(results, len(todo), "describing", unit="img", enabled=len(todo) > 1))
-        save_features(out, todo, features)
-    for path, (kps, desc) in zip(todo, features, strict=True):
+        found = extract_features(describer, todo, **options)
+    features = list(track(found, len(todo), "describing", unit="img", enabled=len(todo) > 1))
+    if not hloc:
+        save_features(out, todo, [(f.keypoints, f.descriptors) for f in features])
+    for path, f in zip(todo, features, strict=True):
+        kps, desc = f.keypoints, f.descriptors
         outside = int((~desc.any(axis=1)).sum())
         kept = f" ({outside} out of bounds, zero descriptors)" if outside else ""
         typer.echo(f"{path}: {len(kps)} keypoints{kept}")
@@ -1092,33 +1101,19 @@ def check(
         raise typer.Exit(1)
 
 
-_DEMO_HELP = documented(DemoConfig)
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    from hardnet_export.benchmark.run import parse_batch_sizes
+
+    return tuple(parse_batch_sizes(text))
 
 
 @app.command()
-def demo(
-    out: Path = typer.Option(default(DemoConfig, "out"), "--out", "-o", help=_DEMO_HELP["out"]),
-    train_steps: int = typer.Option(
-        default(DemoConfig, "train_steps"), "--train-steps", help=_DEMO_HELP["train_steps"]
-    ),
-    model: str | None = typer.Option(
-        default(DemoConfig, "model"), "--model", help=_DEMO_HELP["model"]
-    ),
-    device: str = typer.Option(
-        default(DemoConfig, "device"), "--device", help=_DEMO_HELP["device"]
-    ),
-    pairs: int = typer.Option(default(DemoConfig, "pairs"), "--pairs", help=_DEMO_HELP["pairs"]),
-    batch_sizes: str = typer.Option(
-        ",".join(map(str, default(DemoConfig, "batch_sizes"))),
-        "--batch-sizes",
-        help=_DEMO_HELP["batch_sizes"],
-    ),
-    duration_s: float = typer.Option(
-        default(DemoConfig, "bench_duration_s"),
-        "--duration-s",
-        help=_DEMO_HELP["bench_duration_s"],
-    ),
-) -> None:
+@options_from(
+    DemoConfig,
+    {"out": ("-o",), "bench_duration_s": ("--duration-s",)},
+    {"batch_sizes": _batch_sizes},
+)
+def demo(**fields: Any) -> None:
     """Run the whole pipeline on built-in data: export, accuracy vs SIFT, speed, matching.
 
     Writes DIR/report.md, DIR/report.json, the benchmark plot and the match images.
@@ -1129,22 +1124,12 @@ def demo(
 
     Example: hardnet-export demo --out demo-hardnet --model hardnet
     """
-    from hardnet_export.benchmark.run import parse_batch_sizes
     from hardnet_export.demo import run_demo
 
-    report = run_demo(
-        DemoConfig(
-            out=out,
-            train_steps=train_steps,
-            model=model,
-            device=device,
-            pairs=pairs,
-            batch_sizes=tuple(parse_batch_sizes(batch_sizes)),
-            bench_duration_s=duration_s,
-        )
-    )
+    config = DemoConfig(**fields)
+    report = run_demo(config)
     failed = [s.name for s in report.stages if s.status == "failed"]
-    typer.echo(f"report: {out / 'report.md'}")
+    typer.echo(f"report: {config.out / 'report.md'}")
     if failed:
         # The report is written either way; the exit status tells scripts (and CI) it broke.
         typer.echo(f"stages that failed: {', '.join(failed)}", err=True)
@@ -1161,6 +1146,24 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 70
 #: Ended by signal N: 128 + N (the shell's convention), 130 for SIGINT, 143 for SIGTERM.
 EXIT_SIGNAL_BASE = 128
+
+#: Parameters whose flag is not the default spelling (``--name-with-dashes``): the one place a
+#: renamed flag changes (library errors carry parameter names, :class:`~errors.Remedy`).
+FLAG_NAMES = {"out": "-o"}
+
+
+def flag(parameter: str, value: Any) -> str:
+    """One parameter of a library remedy as this CLI's flag: ``--out-of-bounds zero``,
+    ``--rebuild`` for True, ``--no-pipeline`` for False, ``-o`` where :data:`FLAG_NAMES`
+    says so (typer's spelling of a parameter name otherwise)."""
+    name = "--" + parameter.replace("_", "-")
+    if value is True:
+        return name
+    if value is False:
+        return "--no-" + parameter.replace("_", "-")
+    if isinstance(value, (tuple, list)):
+        value = ",".join(str(v) for v in value)
+    return f"{FLAG_NAMES.get(parameter, name)} {value}"
 
 
 def _stopped(signum: int) -> int:
@@ -1187,7 +1190,8 @@ def _run(args: list[str], debug: bool) -> int:
             return _stopped(signum)
         if debug or _state["debug"]:
             raise
-        message = str(exc).strip() or type(exc).__name__
+        message = (exc.render(flag) if isinstance(exc, HardnetError) else str(exc)).strip()
+        message = message or type(exc).__name__
         command = next((a for a in args if not a.startswith("-")), "")
         if isinstance(exc, ImageTooLargeError) and command in _IMAGE_LIMIT_COMMANDS:
             message = exc.message(option="--max-image-pixels")
