@@ -45,7 +45,7 @@ from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.validate import check_float, check_int
 
 if TYPE_CHECKING:
-    from hardnet_export.runtime.base import Describer
+    from hardnet_export.runtime.base import Describer, KeypointDescriber
 
 DEFAULT_BATCH_SIZES = (1, 32, 256, 1024)
 DEFAULT_ACCURACY_PAIRS = 1000
@@ -122,10 +122,9 @@ def measure_accuracy(describer: Describer, pairs: MatchedPairs) -> Accuracy:
     return Accuracy(pairs.name, len(pairs), scores["fpr95"], scores["nn_accuracy"])
 
 
-def load_target(target: Target, max_batch: int, threads: int) -> Describer:
+def load_target(target: Target, max_batch: int, threads: int) -> KeypointDescriber:
     """Load ``target`` through the runtime with ``threads`` CPU threads where that applies."""
     from hardnet_export.runtime import load
-    from hardnet_export.runtime.base import patch_describer
     from hardnet_export.runtime.registry import backend_for, get_backend
 
     if target.backend is not None:
@@ -137,10 +136,9 @@ def load_target(target: Target, max_batch: int, threads: int) -> Describer:
     options = dict(target.options)
     if target.device == "cpu" and backend.threads_option is not None:
         options.setdefault(backend.threads_option, threads)
-    loaded = load(
+    return load(
         target.artifact, backend=backend.name, device=target.device, max_batch=max_batch, **options
     )
-    return patch_describer(loaded, "the patch benchmark")
 
 
 def _step(describer: Describer, batch: np.ndarray) -> Callable[[], float | None]:
@@ -287,13 +285,14 @@ def run_benchmark(
         warnings=notes,
     )
     from hardnet_export._progress import progress_bar
+    from hardnet_export.runtime.base import patch_describer
 
     with progress_bar(enabled=progress, transient=True) as bar:
         task = bar.add_task("bench", total=len(targets) * len(sizes))
         for target in targets:
             bar.update(task, description=f"{target.label}: loading")
             start = time.perf_counter()
-            describer = load_target(target, max(sizes), threads)
+            describer = patch_describer(load_target(target, max(sizes), threads), "bench")
             load_s = time.perf_counter() - start
             accuracy = (
                 measure_accuracy(describer, accuracy_set) if accuracy_set is not None else None
@@ -313,7 +312,7 @@ def run_benchmark(
                 bar.update(task, description=f"{target.label}: batch {size}")
                 if target.per_batch:
                     del describer
-                    describer = load_target(target, size, threads)
+                    describer = patch_describer(load_target(target, size, threads), "bench")
                 case = time_target(
                     describer,
                     patches,

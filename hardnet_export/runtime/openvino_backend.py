@@ -26,7 +26,7 @@ from hardnet_export.artifacts.metadata import SEMANTICS_HOST, GraphMetadata
 from hardnet_export.artifacts.quantisation import GATE_OPENVINO
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
 from hardnet_export.runtime.base import Describer
-from hardnet_export.runtime.image import ImageDescriber, check_image_inputs
+from hardnet_export.runtime.image import IMAGE_GRAPH_REMEDY, ImageDescriber, check_image_inputs
 from hardnet_export.runtime.inputs import check_graph_signature, graph_input
 
 DEFAULT_MAX_BATCH = 1024
@@ -280,7 +280,7 @@ class OpenVINODescriber(Describer):
                 f"{gate.nn_accuracy_candidate:.2f}% on OpenVINO, worst "
                 f"cosine {gate.min_cosine:.4f}): OpenVINO computes it "
                 "differently from ONNX Runtime. Load it with backend='onnxruntime' (where it "
-                "passed), or export it again without --keep-float so that the export keeps "
+                "passed), or export it again without keep_float so that the export keeps "
                 "float the layers OpenVINO gets wrong"
             )
         if inference_precision == "bf16" and not has_bf16():
@@ -336,7 +336,7 @@ class OpenVINOImageDescriber(ImageDescriber):
             artifact,
             metadata,
             device="cpu",
-            remedy="re-export it with hardnet-export onnx --with-extraction",
+            remedy=IMAGE_GRAPH_REMEDY,
             semantics=SEMANTICS_HOST,
         )
         check_image_inputs(artifact, [port.get_any_name() for port in compiled.inputs])
