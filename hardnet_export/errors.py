@@ -30,12 +30,15 @@ class Remedy:
             same one again with ``options``.
         function: that stage's library function (``hardnet_export.export.tensorrt.build_engine``).
         arguments: the stage's positional arguments.
+        switches: options of the command line only, which choose the function among the
+            stage's (``onnx``'s ``with_extraction`` runs ``export_image_graph``).
     """
 
     options: Mapping[str, Any] = field(default_factory=dict)
     stage: str | None = None
     function: str | None = None
     arguments: tuple[str, ...] = ()
+    switches: Mapping[str, Any] = field(default_factory=dict)
 
     def python(self) -> str:
         """As Python: ``out_of_bounds='zero'``, or ``build_engine('m.onnx', rebuild=True)``."""
@@ -48,7 +51,7 @@ class Remedy:
 
     def render(self, flag: Callable[[str, Any], str]) -> str:
         """As a command line, ``flag(parameter, value)`` spelling each option."""
-        flags = " ".join(flag(k, v) for k, v in self.options.items())
+        flags = " ".join(flag(k, v) for k, v in {**self.switches, **self.options}.items())
         if self.stage is None:
             return flags
         parts = ("hardnet-export", self.stage, *self.arguments, flags)

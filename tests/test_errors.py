@@ -62,6 +62,14 @@ def test_context_keeps_the_type_and_the_remedy() -> None:
         raise wrapped
 
 
+def test_a_switch_of_the_command_line_chooses_the_function() -> None:
+    # `onnx --with-extraction` is export_image_graph(): the switch is the CLI's alone.
+    from hardnet_export.runtime.image import IMAGE_GRAPH_REMEDY
+
+    assert IMAGE_GRAPH_REMEDY.python() == "export_image_graph()"
+    assert IMAGE_GRAPH_REMEDY.render(flag) == "hardnet-export onnx --with-extraction"
+
+
 def test_the_cli_prints_the_flag_form(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import numpy as np
     from fixture_files import run_main

@@ -37,7 +37,9 @@ from hardnet_export.validate import check_str
 
 #: How an image graph is made (its metadata then holds the settings an image describer needs).
 IMAGE_GRAPH_REMEDY = Remedy(
-    {"with_extraction": True}, stage="onnx", function="hardnet_export.export.onnx.export_onnx"
+    stage="onnx",
+    function="hardnet_export.export.image_graph.export_image_graph",
+    switches={"with_extraction": True},
 )
 #: The inputs every image graph (and engine built from one) has, by name.
 IMAGE_INPUTS = ("image", "keypoints")
