@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -110,8 +111,8 @@ class Variant:
         return options
 
 
-#: Every variant, in table order: the built-in ones, then those :func:`register_variant` adds.
-VARIANTS: list[Variant] = [
+#: The variants this project ships, in table order.
+BUILTIN: tuple[Variant, ...] = (
     Variant(
         name="fp32",
         precision="fp32",
@@ -148,41 +149,65 @@ VARIANTS: list[Variant] = [
         graph="hardnet_export.export.int8:int8_variant",
         options="hardnet_export.export.int8:Int8Options",
     ),
-]
+)
+#: Every variant, in table order: the built-in ones, then those :func:`register_variant`
+#: added (this list is the live table: iterate it, or :func:`variants` for a snapshot).
+VARIANTS: list[Variant] = list(BUILTIN)
+_lock = threading.Lock()
+
+
+def variants() -> tuple[Variant, ...]:
+    """Every variant now, in table order."""
+    with _lock:
+        return tuple(VARIANTS)
 
 
 def register_variant(variant: Variant) -> Variant:
-    """Add ``variant`` to :data:`VARIANTS` (after the built-in ones): export, the runtime's
-    metadata checks, ``check`` and the benchmark's targets then know it.
+    """Add ``variant`` to the table (after the built-in ones): export, the metadata's
+    precision check (so the runtime and ``check``), the demo and the benchmark's targets
+    then know it.
 
     Raises:
         InputError: a variant of that name, or of that precision and flavour, exists.
     """
-    for known in VARIANTS:
-        if known.name == variant.name:
-            raise InputError(f"a variant called {variant.name!r} exists")
-        if (known.precision, known.flavour) == (variant.precision, variant.flavour):
-            raise InputError(
-                f"the {known.name} variant is already {variant.precision}"
-                + (f" ({variant.flavour})" if variant.flavour else "")
-            )
-    VARIANTS.append(variant)
+    with _lock:
+        for known in VARIANTS:
+            if known.name == variant.name:
+                raise InputError(f"a variant called {variant.name!r} exists")
+            if (known.precision, known.flavour) == (variant.precision, variant.flavour):
+                raise InputError(
+                    f"the {known.name} variant is already {variant.precision}"
+                    + (f" ({variant.flavour})" if variant.flavour else "")
+                )
+        VARIANTS.append(variant)
     return variant
+
+
+def unregister_variant(name: str) -> None:
+    """Remove the variant called ``name`` (built-in ones stay).
+
+    Raises:
+        InputError: ``name`` is a built-in variant.
+    """
+    if any(v.name == name for v in BUILTIN):
+        raise InputError(f"{name!r} is a built-in variant; it cannot be removed")
+    with _lock:
+        VARIANTS[:] = [v for v in VARIANTS if v.name != name]
 
 
 def precisions() -> tuple[str, ...]:
     """Every precision a variant computes in, in table order."""
-    return tuple(dict.fromkeys(v.precision for v in VARIANTS))
+    return tuple(dict.fromkeys(v.precision for v in variants()))
 
 
 def flavours(precision: str = "int8") -> tuple[str, ...]:
     """The flavours of ``precision`` (``tensorrt``, ``cpu`` for INT8), in table order."""
-    return tuple(v.flavour for v in VARIANTS if v.precision == precision and v.flavour)
+    return tuple(v.flavour for v in variants() if v.precision == precision and v.flavour)
 
 
 def all_flavours() -> tuple[str, ...]:
     """Every flavour of every precision, in table order."""
-    return tuple(dict.fromkeys(v.flavour for v in VARIANTS if v.flavour))
+    return tuple(dict.fromkeys(v.flavour for v in variants() if v.flavour))
 
 
 def get_variant(name: str) -> Variant:
