@@ -34,10 +34,9 @@ import cv2
 import numpy as np
 
 from hardnet_export.errors import InputError, InputTypeError
+from hardnet_export.shipped import PATCH_SIZE
 from hardnet_export.validate import check_float, check_int, check_str
 
-#: Side of the network's input patch, in pixels.
-PATCH_SIZE = 32
 #: Support region of a patch in units of ``KeyPoint.size``, chosen by measurement:
 #: ``benchmarks/magnification.py`` matches SIFT keypoints of the motorcycle stereo pair at 3..16
 #: (benchmarks/results/magnification.md). With the shipped model every value from 4 to 12 beats
@@ -434,7 +433,7 @@ def extract_patches(
     keypoints: KeypointsLike,
     *,
     magnification: float = DEFAULT_MAGNIFICATION,
-    patch_size: int = 32,
+    patch_size: int = PATCH_SIZE,
     out_of_bounds: str = "reject",
 ) -> np.ndarray:
     """Cut one rotation- and scale-normalised patch per keypoint.
@@ -491,7 +490,7 @@ def extract_patches_with_mask(
     keypoints: KeypointsLike,
     *,
     magnification: float = DEFAULT_MAGNIFICATION,
-    patch_size: int = 32,
+    patch_size: int = PATCH_SIZE,
     out_of_bounds: str = "reject",
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`extract_patches` and :func:`keypoints_in_bounds` at once (one keypoint check).

@@ -42,6 +42,7 @@ from hardnet_export.benchmark.timing import (
 )
 from hardnet_export.data.types import MatchedPairs
 from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.shipped import PATCH_SIZE
 from hardnet_export.validate import check_float, check_int
 
 if TYPE_CHECKING:
@@ -107,7 +108,8 @@ def benchmark_patches(
         pool = np.concatenate([pairs.anchors, pairs.positives])
         source = f"held-out built-in photo patches ({pairs.name})"
     else:
-        pool = np.random.default_rng(seed).integers(0, 256, (n, 32, 32), dtype=np.uint8)
+        shape = (n, PATCH_SIZE, PATCH_SIZE)
+        pool = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
         source = "uniform noise patches (built-in photos not installed)"
     reps = -(-n // len(pool))
     return np.ascontiguousarray(np.tile(pool, (reps, 1, 1))[:n, None]), source

@@ -35,13 +35,14 @@ from hardnet_export._cuda import (
     tensorrt_version,
 )
 from hardnet_export._io import atomic_write_bytes, check_writable, sha256_file
+from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH
 from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
 from hardnet_export.artifacts.sidecar import EngineSidecar, ImageProfile, read_sidecar
 from hardnet_export.artifacts.variants import VARIANTS, variant_for
 from hardnet_export.errors import DeviceError, InputError, MissingDependencyError, MissingFileError
 from hardnet_export.validate import check_int
 
-DEFAULT_MIN_BATCH, DEFAULT_OPT_BATCH, DEFAULT_MAX_BATCH = 1, 256, 1024
+DEFAULT_MIN_BATCH, DEFAULT_OPT_BATCH = 1, 256
 #: An image engine's default profile: sizes as (width, height), the way --opt-image and
 #: --max-image write them (``640x480``); keypoint counts K.
 DEFAULT_OPT_IMAGE = (640, 480)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
+from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE, batch_slices
 from hardnet_export.errors import InputError, InputTypeError
 from hardnet_export.geometry import PATCH_SIZE
 
@@ -312,8 +312,7 @@ class Describer(abc.ABC):
     def _describe_host(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) == 0:
             return np.zeros((0, DESCRIPTOR_SIZE), np.float32)
-        step = self.max_batch or len(batch)
-        chunks = [self._infer(batch[i : i + step]) for i in range(0, len(batch), step)]
+        chunks = [self._infer(batch[rows]) for rows in batch_slices(len(batch), self.max_batch)]
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
     def describe_timed(self, patches: Any) -> tuple[np.ndarray, float | None]:
@@ -331,11 +330,10 @@ class Describer(abc.ABC):
         batch = as_patch_batch(patches)
         if len(batch) == 0:
             return np.zeros((0, DESCRIPTOR_SIZE), np.float32), None
-        step = self.max_batch or len(batch)
         chunks, total = [], 0.0
         timed = True
-        for i in range(0, len(batch), step):
-            out, seconds = self._infer_timed(batch[i : i + step])
+        for rows in batch_slices(len(batch), self.max_batch):
+            out, seconds = self._infer_timed(batch[rows])
             chunks.append(out)
             timed = timed and seconds is not None
             total += seconds or 0.0

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hardnet_export.artifacts.describe import DescribeFn
+from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH, DescribeFn
 from hardnet_export.artifacts.metadata import (
     SEMANTICS,
     SEMANTICS_EXACT,
@@ -35,7 +35,6 @@ from hardnet_export.runtime.registry import describer_for
 if TYPE_CHECKING:
     import onnx
 
-DEFAULT_MAX_BATCH = 1024
 _PROVIDER_DEVICE = {
     "TensorrtExecutionProvider": "tensorrt",
     "CUDAExecutionProvider": "cuda",

@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH
 from hardnet_export.artifacts.metadata import SEMANTICS_HOST, GraphMetadata
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
 from hardnet_export.runtime.base import Describer, check_graph_signature, graph_input
 from hardnet_export.runtime.image import ImageDescriber, check_image_inputs
 from hardnet_export.runtime.registry import describer_for
 
-DEFAULT_MAX_BATCH = 1024
 PERFORMANCE_HINTS = ("latency", "throughput")
 INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
 _OV_DTYPES = {"u8": "uint8", "f32": "float32"}

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hardnet_export._cuda import device_properties, require_tensorrt
-from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
+from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE, batch_slices
 from hardnet_export.artifacts.sidecar import (
     EngineMismatchError,
     EngineSidecar,
@@ -500,10 +500,9 @@ class TensorRTDescriber(Describer):
         cudart.check_alignment(in_ptr, "device patches")
         if out_ptr is not None:
             cudart.check_alignment(out_ptr, "the descriptor output")
-        step = self.max_batch or n
         host = None if out_ptr is not None else np.empty((n, DESCRIPTOR_SIZE), np.float32)
-        for start in range(0, n, step):
-            m = min(step, n - start)
+        for rows in batch_slices(n, self.max_batch):
+            start, m = rows.start, rows.stop - rows.start
             if m < self.min_batch:  # too few for the profile: go through the host path
                 staged = np.empty((m, 1, PATCH_SIZE, PATCH_SIZE), self._np_in)
                 cudart.stream_synchronize(stream)

@@ -22,11 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
+from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH, DESCRIPTOR_SIZE, batch_slices
 from hardnet_export.errors import InputError, MissingDependencyError
 from hardnet_export.runtime.base import Describer, validate_torch_patches
-
-DEFAULT_MAX_BATCH = 1024
 
 
 class TorchDescriber(Describer):
@@ -199,14 +197,13 @@ class TorchDescriber(Describer):
         if batch.shape[0] == 0:
             return torch.zeros((0, DESCRIPTOR_SIZE), dtype=torch.float32, device=patches.device)
         x = batch.detach().to(self._torch_device)
-        step = self.max_batch or x.shape[0]
         context = (
             torch.cuda.stream(_as_torch_stream(stream, self._torch_device))
             if stream is not None and self._torch_device.type == "cuda"
             else contextlib.nullcontext()
         )
         with context:
-            chunks = [self._run(x[i : i + step]) for i in range(0, x.shape[0], step)]
+            chunks = [self._run(x[rows]) for rows in batch_slices(x.shape[0], self.max_batch)]
         out = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
         return out.to(patches.device)
 
