@@ -25,15 +25,36 @@ from typing import Any
 import typer
 
 from hardnet_export import __version__, _signals
-from hardnet_export.applications.colmap import build_database
-from hardnet_export.applications.features import describe_image, describe_images
-from hardnet_export.applications.matching import match_images
-from hardnet_export.benchmark.frame import DEFAULT_KEYPOINTS
-from hardnet_export.benchmark.run import run_benchmark
+from hardnet_export.applications.colmap import (
+    build_database,
+    check_outputs,
+    import_pycolmap,
+    list_images,
+    reconstruct,
+)
+from hardnet_export.applications.features import (
+    describe_image,
+    describe_images,
+    load_keypoints_file,
+    save_features,
+)
+from hardnet_export.applications.matching import (
+    KeypointDescriber,
+    OpenCVSift,
+    draw_matches,
+    match_images,
+)
+from hardnet_export.benchmark.frame import (
+    DEFAULT_KEYPOINTS,
+    frame_image,
+    parse_keypoint_counts,
+    run_image_benchmark,
+)
+from hardnet_export.benchmark.run import parse_batch_sizes, run_benchmark
 from hardnet_export.check import check_artifact
-from hardnet_export.demo import DemoConfig
+from hardnet_export.demo import DemoConfig, run_demo
 from hardnet_export.errors import HardnetError, InputError, Interrupted, TrainingInterrupted
-from hardnet_export.evaluation.suite import run_evaluation
+from hardnet_export.evaluation.suite import render_tables, run_evaluation, write_json
 from hardnet_export.export.int8 import Int8Options
 from hardnet_export.export.onnx import export_onnx
 from hardnet_export.export.tensorrt import (
@@ -47,6 +68,7 @@ from hardnet_export.imagefile import (
     DEFAULT_MAX_IMAGE_PIXELS,
     MAX_IMAGE_PIXELS_ENV,
     ImageTooLargeError,
+    image_header,
 )
 from hardnet_export.train.config import TrainConfig
 
@@ -258,7 +280,6 @@ def evaluate(
     """
     from hardnet_export._io import check_writable
     from hardnet_export._progress import plain_console
-    from hardnet_export.evaluation.suite import render_tables, write_json
     from hardnet_export.shipped import SHIPPED_WEIGHTS
 
     if json_out is not None:
@@ -631,7 +652,6 @@ def bench(
     from hardnet_export._io import check_writable
     from hardnet_export._progress import plain_console
     from hardnet_export.benchmark import report
-    from hardnet_export.benchmark.run import parse_batch_sizes
 
     limit = _image_limit(max_image_pixels)
     for path in (json_out, markdown, plot):
@@ -684,11 +704,6 @@ def _bench_image(
     from rich.console import Console
 
     from hardnet_export.benchmark import report
-    from hardnet_export.benchmark.frame import (
-        frame_image,
-        parse_keypoint_counts,
-        run_image_benchmark,
-    )
 
     counts = parse_keypoint_counts(keypoints)
     frame = frame_image(image, max_image_pixels=max_image_pixels)
@@ -769,14 +784,8 @@ def describe(
     from hardnet_export import runtime
     from hardnet_export._io import check_writable
     from hardnet_export._progress import track
-    from hardnet_export.applications.features import (
-        describe_images,
-        load_keypoints_file,
-        save_features,
-    )
     from hardnet_export.applications.images import read_image
     from hardnet_export.geometry import OUT_OF_BOUNDS
-    from hardnet_export.imagefile import image_header
     from hardnet_export.validate import check_str
 
     check_str("--out-of-bounds", out_of_bounds, choices=OUT_OF_BOUNDS)
@@ -901,7 +910,6 @@ def match(
     from hardnet_export import runtime
     from hardnet_export._io import atomic_write_bytes, check_writable
     from hardnet_export.applications.images import read_image
-    from hardnet_export.applications.matching import KeypointDescriber, OpenCVSift, draw_matches
 
     if descriptor not in ("hardnet", "sift"):
         raise InputError(f"--descriptor must be hardnet or sift, got {descriptor!r}")
@@ -986,13 +994,6 @@ def colmap(
     """
     from hardnet_export import runtime
     from hardnet_export._progress import track
-    from hardnet_export.applications.colmap import (
-        check_outputs,
-        import_pycolmap,
-        list_images,
-        reconstruct,
-    )
-    from hardnet_export.imagefile import image_header
 
     if descriptor not in ("hardnet", "sift"):
         raise InputError(f"--descriptor must be hardnet or sift, got {descriptor!r}")
@@ -1127,9 +1128,6 @@ def demo(
 
     Example: hardnet-export demo --out demo-hardnet --model hardnet
     """
-    from hardnet_export.benchmark.run import parse_batch_sizes
-    from hardnet_export.demo import run_demo
-
     report = run_demo(
         DemoConfig(
             out=out,

@@ -21,7 +21,7 @@ import numpy as np
 from hardnet_export import __version__
 from hardnet_export._io import atomic_write_text, check_folder, make_folder
 from hardnet_export.artifacts.variants import VARIANTS
-from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.errors import HardnetError, InputError, MissingDependencyError, MissingFileError
 from hardnet_export.host import BUILTIN_PHOTO_PACKAGES, require
 from hardnet_export.shipped import SHIPPED_WEIGHTS, require_shipped
 from hardnet_export.validate import check_float, check_int
@@ -120,8 +120,6 @@ class _Stages:
 
     def run(self, name: str, fn: Callable[[], str | None], *, optional: bool = True) -> bool:
         from rich.text import Text
-
-        from hardnet_export.errors import HardnetError, MissingDependencyError
 
         index = len(self.report.stages) + 1
         self.console.rule(Text(f"[{index}/{self.total}] {name}", style="bold"))

@@ -55,8 +55,9 @@ _REMAP_MAX_SIDE = 32766
 
 KeypointsLike: TypeAlias = "Sequence[cv2.KeyPoint] | np.ndarray"
 
-# Pre-blurs (pixels of a pyramid level) for residual scales 1..2: antialias_blur(f).
-_PYRAMID_BLURS = np.array([0.0, 0.3, 0.45, 0.6, 0.75, 0.87])
+#: Pre-blurs (pixels of a pyramid level) for residual scales 1..2: antialias_blur(f); the
+#: image graph (:mod:`hardnet_export.export.image_graph`) builds the same pyramid.
+PYRAMID_BLURS = np.array([0.0, 0.3, 0.45, 0.6, 0.75, 0.87])
 
 
 #: Pre-blurred copies of a training photo (photo pixels); the renderer picks the nearest.
@@ -316,7 +317,13 @@ def _first_bad(keypoints: np.ndarray, good: np.ndarray, rule: str) -> InputError
     )
 
 
-def _check_magnification(magnification: Any) -> float:
+def check_magnification(magnification: Any) -> float:
+    """``magnification`` as a float in (0, :data:`MAX_MAGNIFICATION`].
+
+    Raises:
+        InputTypeError: not a number.
+        InputError: NaN, infinite or out of range.
+    """
     return check_float(
         "magnification", magnification, low=0.0, low_open=True, high=MAX_MAGNIFICATION
     )
@@ -344,9 +351,16 @@ def _max_size(height: int, width: int, magnification: float, patch_size: int) ->
     return max(float(np.hypot(width, height)), patch_size / magnification)
 
 
-def _in_bounds(
+def in_bounds_mask(
     kps: np.ndarray, height: int, width: int, magnification: float, patch_size: int
 ) -> np.ndarray:
+    """:func:`keypoints_in_bounds` for keypoints already read and checked (the image graph's
+    describer checks its keypoints once and sends the same array on).
+
+    Shape:
+        - kps: (K, 4) float64 (x, y, size, angle), from :func:`keypoints_to_array`.
+        - Output: (K,) bool.
+    """
     x, y, size = kps[:, 0], kps[:, 1], kps[:, 2]
     # A size near float64's maximum overflows r to inf; the size bound already rejects it.
     with np.errstate(over="ignore", invalid="ignore"):
@@ -361,7 +375,7 @@ def _in_bounds(
         )
 
 
-def _bound_error(
+def out_of_bounds_error(
     kps: np.ndarray,
     valid: np.ndarray,
     height: int,
@@ -369,6 +383,12 @@ def _bound_error(
     magnification: float,
     patch_size: int,
 ) -> InputError:
+    """The error for keypoints that :func:`in_bounds_mask` rejected: the first one, why, and
+    how many (``valid`` must reject at least one).
+
+    Shape:
+        - kps: (K, 4) float64; valid: (K,) bool, not all true.
+    """
     bad = np.flatnonzero(~valid)
     first = int(bad[0])
     x, y, size = (float(v) for v in kps[first, :3])
@@ -422,10 +442,10 @@ def keypoints_in_bounds(
         - Output: (K,) bool.
     """
     height, width = _image_size(image_shape)
-    magnification = _check_magnification(magnification)
+    magnification = check_magnification(magnification)
     patch_size = _check_patch_size(patch_size)
     kps = keypoints_to_array(keypoints, default_size=patch_size / magnification)
-    return _in_bounds(kps, height, width, magnification, patch_size)
+    return in_bounds_mask(kps, height, width, magnification, patch_size)
 
 
 def extract_patches(
@@ -504,7 +524,7 @@ def extract_patches_with_mask(
         - Output: ((K, patch_size, patch_size) uint8, (K,) bool); with ``reject`` the mask
           is all True.
     """
-    magnification = _check_magnification(magnification)
+    magnification = check_magnification(magnification)
     patch_size = _check_patch_size(patch_size)
     out_of_bounds = check_str("out_of_bounds", out_of_bounds, choices=OUT_OF_BOUNDS)
     gray = as_gray(image)
@@ -515,9 +535,9 @@ def extract_patches_with_mask(
         )
     height, width = gray.shape
     kps = keypoints_to_array(keypoints, default_size=patch_size / magnification)
-    valid = _in_bounds(kps, height, width, magnification, patch_size)
+    valid = in_bounds_mask(kps, height, width, magnification, patch_size)
     if out_of_bounds == "reject" and not valid.all():
-        raise _bound_error(kps, valid, height, width, magnification, patch_size)
+        raise out_of_bounds_error(kps, valid, height, width, magnification, patch_size)
     if len(kps) and valid.all():
         return _sample(gray, kps, magnification, patch_size), valid
     out = np.zeros((len(kps), patch_size, patch_size), np.uint8)
@@ -582,8 +602,8 @@ def _sample(gray: np.ndarray, kps: np.ndarray, magnification: float, patch_size:
     residual = scale / factor  # source pixels per patch pixel at the chosen level
     # Anti-aliased as the training patches are; rounded to a few pre-blurred copies per level.
     sigma = antialias_blur(residual)
-    blur = np.abs(sigma[:, None] - _PYRAMID_BLURS[None, :]).argmin(1)
-    group = levels * len(_PYRAMID_BLURS) + blur
+    blur = np.abs(sigma[:, None] - PYRAMID_BLURS[None, :]).argmin(1)
+    group = levels * len(PYRAMID_BLURS) + blur
     order = np.argsort(group, kind="stable")
     group, levels, blur = group[order], levels[order], blur[order]
     kps, factor, residual = kps[order], factor[order], residual[order]
@@ -612,7 +632,7 @@ def _sample(gray: np.ndarray, kps: np.ndarray, magnification: float, patch_size:
 
     def blurred(first: int) -> None:
         source = pyramid[int(levels[first])]
-        sigma = float(_PYRAMID_BLURS[int(blur[first])])
+        sigma = float(PYRAMID_BLURS[int(blur[first])])
         if sigma > 0:
             source = cv2.GaussianBlur(source, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
         sources[first] = source
@@ -653,3 +673,9 @@ def _sample(gray: np.ndarray, kps: np.ndarray, magnification: float, patch_size:
     patches = np.empty_like(out)
     patches[order] = out
     return patches
+
+
+# The old private names, for export/onnx.py and export/image_graph.py until they import the
+# public ones above; remove these with those imports.
+_check_magnification = check_magnification
+_PYRAMID_BLURS = PYRAMID_BLURS

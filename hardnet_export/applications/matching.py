@@ -17,7 +17,7 @@ import numpy as np
 from hardnet_export.applications.detection import detect_keypoints
 from hardnet_export.errors import InputError
 from hardnet_export.geometry import as_gray
-from hardnet_export.validate import check_float
+from hardnet_export.validate import check_float, check_int
 
 GEOMETRIES = ("homography", "fundamental")
 _MIN_MATCHES = {"homography": 4, "fundamental": 8}
@@ -260,8 +260,6 @@ def draw_matches(
         - correct: (M,) bool, M = len(result.matches).
         - Output: (max(H1, H2) + legend, W1 + W2, 3) uint8 BGR.
     """
-    from hardnet_export.validate import check_int
-
     check_int("max_lines", max_lines, low=1, high=100_000)
     if correct is not None:
         correct = np.asarray(correct, bool)

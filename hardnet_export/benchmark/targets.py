@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import hardnet_export
 from hardnet_export import __version__
-from hardnet_export.artifacts.variants import VARIANTS, Variant
+from hardnet_export.artifacts.variants import VARIANTS, Variant, get_variant
 from hardnet_export.errors import InputError, MissingFileError
 
 DEVICES = ("cpu", "cuda")
@@ -93,8 +94,6 @@ def exporter_fingerprint() -> str:
     calibration, export): a cached export is reused only by the code that made it (a changed
     quantiser must not be timed with an old graph)."""
     import hashlib
-
-    import hardnet_export
 
     root = Path(hardnet_export.__file__).parent
     digest = hashlib.sha256(__version__.encode())
@@ -252,7 +251,6 @@ def image_graph_targets(
     ONNX Runtime on the CPU (where torch can export them); none on CUDA yet, and none
     without torch.
     """
-    from hardnet_export.artifacts.variants import get_variant
     from hardnet_export.host import installed
 
     if device != "cpu" or not installed("torch") or not installed("onnxruntime"):

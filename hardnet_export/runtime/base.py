@@ -19,7 +19,12 @@ import numpy as np
 
 from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE, batch_slices
 from hardnet_export.errors import InputError, InputTypeError
-from hardnet_export.geometry import PATCH_SIZE
+from hardnet_export.geometry import (
+    DEFAULT_MAGNIFICATION,
+    PATCH_SIZE,
+    extract_patches_with_mask,
+    to_uint8,
+)
 
 if TYPE_CHECKING:
     from hardnet_export.geometry import KeypointsLike
@@ -103,8 +108,6 @@ def graph_input(batch: np.ndarray, input_dtype: str, fixed_batch: int | None) ->
     """
     if input_dtype == "uint8" and batch.dtype != np.uint8:
         # A uint8 graph holds integer grey levels: round float input to them.
-        from hardnet_export.geometry import to_uint8
-
         batch = to_uint8(batch)
     elif input_dtype == "float32" and batch.dtype != np.float32:
         batch = batch.astype(np.float32)
@@ -258,8 +261,6 @@ class Describer(abc.ABC):
         self.device = device
         self.max_batch = max_batch
         self.input_dtype = input_dtype
-        from hardnet_export.geometry import DEFAULT_MAGNIFICATION
-
         self.magnification = DEFAULT_MAGNIFICATION
 
     @classmethod
@@ -408,8 +409,6 @@ class Describer(abc.ABC):
             - keypoints: K ``cv2.KeyPoint`` or (K, 2) / (K, 4) float.
             - Output: (keypoints, (K, 128) float32); rows of out-of-bounds keypoints are 0.
         """
-        from hardnet_export.geometry import extract_patches_with_mask
-
         scale = self.magnification if magnification is None else magnification
         patches, valid = extract_patches_with_mask(
             image, keypoints, magnification=scale, out_of_bounds=out_of_bounds

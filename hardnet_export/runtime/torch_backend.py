@@ -24,7 +24,7 @@ import numpy as np
 
 from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH, DESCRIPTOR_SIZE, batch_slices
 from hardnet_export.errors import InputError, MissingDependencyError
-from hardnet_export.runtime.base import Describer, validate_torch_patches
+from hardnet_export.runtime.base import Describer, stream_handle, validate_torch_patches
 
 
 class TorchDescriber(Describer):
@@ -219,8 +219,6 @@ class TorchDescriber(Describer):
 
 def _as_torch_stream(stream: Any, device: Any) -> Any:
     import torch
-
-    from hardnet_export.runtime.base import stream_handle
 
     if isinstance(stream, torch.cuda.Stream):
         return stream
