@@ -62,6 +62,7 @@ from hardnet_export.export.tensorrt import (
     DEFAULT_MAX_KEYPOINTS,
     DEFAULT_OPT_IMAGE,
     DEFAULT_OPT_KEYPOINTS,
+    BuildOptions,
     build_engine,
 )
 from hardnet_export.imagefile import (
@@ -479,13 +480,13 @@ def trt(
     ),
     out: Path = typer.Option(..., "-o", "--out", help="The engine file (sidecar: OUT.json)."),
     min_batch: int = typer.Option(
-        default(build_engine, "min_batch"), help="Smallest batch of the optimisation profile."
+        default(BuildOptions, "min_batch"), help="Smallest batch of the optimisation profile."
     ),
     opt_batch: int = typer.Option(
-        default(build_engine, "opt_batch"), help="Batch TensorRT tunes for."
+        default(BuildOptions, "opt_batch"), help="Batch TensorRT tunes for."
     ),
     max_batch: int = typer.Option(
-        default(build_engine, "max_batch"), help="Largest batch of the optimisation profile."
+        default(BuildOptions, "max_batch"), help="Largest batch of the optimisation profile."
     ),
     opt_image: str | None = typer.Option(
         None,
@@ -507,21 +508,21 @@ def trt(
         help=f"Image graphs: the most keypoints in one call (default {DEFAULT_MAX_KEYPOINTS}).",
     ),
     workspace_mib: int = typer.Option(
-        default(build_engine, "workspace_mib"), help="Workspace memory pool limit (MiB)."
+        default(BuildOptions, "workspace_mib"), help="Workspace memory pool limit (MiB)."
     ),
     timing_cache: Path | None = typer.Option(None, help="Timing cache file to reuse and update."),
     dla_core: int | None = typer.Option(
         None, help="Build for this DLA core (Jetson); needs min = opt = max batch."
     ),
     gpu_fallback: bool = typer.Option(
-        default(build_engine, "gpu_fallback"),
+        default(BuildOptions, "gpu_fallback"),
         help="With --dla-core: let the GPU run what DLA can't.",
     ),
     version_compatible: bool = typer.Option(
-        default(build_engine, "version_compatible"), help="Runs on later TensorRT of this major."
+        default(BuildOptions, "version_compatible"), help="Runs on later TensorRT of this major."
     ),
     hardware_compatible: bool = typer.Option(
-        default(build_engine, "hardware_compatible"), help="Runs on any Ampere-or-newer GPU."
+        default(BuildOptions, "hardware_compatible"), help="Runs on any Ampere-or-newer GPU."
     ),
     device: int = typer.Option(default(build_engine, "device"), help="CUDA device to build on."),
     rebuild: bool = typer.Option(
@@ -540,9 +541,7 @@ def trt(
 
     graph = resolve_model(onnx, "onnx")  # a registered name: its shipped FP32 graph
     with plain_console(stderr=True).status(f"building a TensorRT engine from {graph}"):
-        result = build_engine(
-            graph,
-            out,
+        options = BuildOptions(
             min_batch=min_batch,
             opt_batch=opt_batch,
             max_batch=max_batch,
@@ -556,9 +555,8 @@ def trt(
             gpu_fallback=gpu_fallback,
             version_compatible=version_compatible,
             hardware_compatible=hardware_compatible,
-            device=device,
-            rebuild=rebuild,
         )
+        result = build_engine(graph, out, options, device=device, rebuild=rebuild)
     side = result.sidecar
     what = "reused" if result.reused else f"built in {side.build_seconds or 0:.1f} s"
     profile = (
