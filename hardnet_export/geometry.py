@@ -28,6 +28,7 @@ Torch-free: numpy and OpenCV only.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import cv2
@@ -592,11 +593,7 @@ def _sample(gray: np.ndarray, kps: np.ndarray, magnification: float, patch_size:
     # Level L halves the image L times; sampling there needs scale / 2**L < 2. (The maximum
     # keeps log2 away from 0 for sizes so small that scale underflows.)
     levels = np.floor(np.log2(np.maximum(scale, 1.0))).astype(int)
-    pyramid = [gray]
-    for _ in range(int(levels.max())):
-        if min(pyramid[-1].shape) < 2:
-            break
-        pyramid.append(cv2.pyrDown(pyramid[-1]))
+    pyramid = _pyramid(gray, int(levels.max()))
     levels = np.minimum(levels, len(pyramid) - 1)
     factor = 2.0**levels
     residual = scale / factor  # source pixels per patch pixel at the chosen level
@@ -606,73 +603,119 @@ def _sample(gray: np.ndarray, kps: np.ndarray, magnification: float, patch_size:
     group = levels * len(PYRAMID_BLURS) + blur
     order = np.argsort(group, kind="stable")
     group, levels, blur = group[order], levels[order], blur[order]
-    kps, factor, residual = kps[order], factor[order], residual[order]
-    theta = np.where(kps[:, 3] < 0, 0.0, np.deg2rad(kps[:, 3]))
-    grid = np.arange(patch_size, dtype=np.float64) - (patch_size - 1) / 2.0
-    # pyrDown output pixel i sits on input pixel 2i.
-    cx, cy = kps[:, 0] / factor, kps[:, 1] / factor
-    cos = (residual * np.cos(theta))[:, None]
-    sin = (residual * np.sin(theta))[:, None]
-    # Patch pixel (v, u) samples x = (cx + cos u) - sin v, y = (cy + sin u) + cos v: the
-    # u and v terms are (K, 32) each, and one broadcast per map adds them in float64 and
-    # rounds once to float32, the same values the full (K, 32, 32) float64 maps rounded to.
-    x_u, x_v = cx[:, None] + cos * grid, sin * grid
-    y_u, y_v = cy[:, None] + sin * grid, cos * grid
-    # A sample lies within (|cos| + |sin|) * (patch_size - 1) / 2 <= 2 * half of the centre;
-    # where that stays inside one reflection period, folding is the identity (fmod of
-    # |x| < period is x) and is skipped, so the usual keypoint costs no fmod pass.
-    reach = np.abs(residual) * (patch_size - 1) + 1.0
+    grid = _SampleGrid.of(kps[order], factor[order], residual[order], patch_size)
     k = len(kps)
     out = np.empty((k, patch_size, patch_size), np.uint8)
     # remap wants each output side below SHRT_MAX: at most this many patches per call.
     piece = min(_REMAP_MAX_SIDE // patch_size, _PIECE)
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).tolist()
     ends = [*starts[1:], k]
-    sources: dict[int, np.ndarray] = {}
+    for first, stop in zip(starts, ends, strict=True):
+        source = _preblurred(pyramid[int(levels[first])], float(PYRAMID_BLURS[int(blur[first])]))
+        for start in range(first, stop, piece):
+            end = min(start + piece, stop)
+            map_x, map_y = grid.maps(start, end, *source.shape)
+            cv2.remap(
+                source,
+                map_x,
+                map_y,
+                interpolation=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REFLECT_101,
+                dst=out[start:end].reshape((end - start) * patch_size, patch_size),
+            )
+    patches = np.empty_like(out)
+    patches[order] = out
+    return patches
 
-    def blurred(first: int) -> None:
-        source = pyramid[int(levels[first])]
-        sigma = float(PYRAMID_BLURS[int(blur[first])])
-        if sigma > 0:
-            source = cv2.GaussianBlur(source, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
-        sources[first] = source
 
-    def cut(first: int, start: int, end: int) -> None:
-        source = sources[first]
-        rows, cols = source.shape
-        n = end - start
+def _pyramid(gray: np.ndarray, levels: int) -> list[np.ndarray]:
+    """``gray`` and up to ``levels`` halvings of it (``cv2.pyrDown``), stopping before a
+    side would fall below one pixel."""
+    pyramid = [gray]
+    for _ in range(levels):
+        if min(pyramid[-1].shape) < 2:
+            break
+        pyramid.append(cv2.pyrDown(pyramid[-1]))
+    return pyramid
+
+
+def _preblurred(level: np.ndarray, sigma: float) -> np.ndarray:
+    """A pyramid level with one of :data:`PYRAMID_BLURS` applied (0: the level itself)."""
+    if sigma > 0:
+        return cv2.GaussianBlur(level, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+    return level
+
+
+@dataclass(frozen=True)
+class _SampleGrid:
+    """The separable terms of every keypoint's sampling maps, at its pyramid level.
+
+    Patch pixel (v, u) samples x = (cx + cos u) - sin v, y = (cy + sin u) + cos v: the u and
+    v terms are (K, patch_size) each, and one broadcast per map adds them in float64 and
+    rounds once to float32, the same values the full (K, patch_size, patch_size) float64
+    maps rounded to.
+
+    Shape:
+        - x_u, x_v, y_u, y_v: (K, patch_size) float64.
+        - cx, cy, reach: (K,) float64.
+    """
+
+    x_u: np.ndarray
+    x_v: np.ndarray
+    y_u: np.ndarray
+    y_v: np.ndarray
+    cx: np.ndarray
+    cy: np.ndarray
+    reach: np.ndarray
+
+    @classmethod
+    def of(
+        cls, kps: np.ndarray, factor: np.ndarray, residual: np.ndarray, patch_size: int
+    ) -> _SampleGrid:
+        """The grid of keypoints ``kps`` sampled at pyramid factors ``factor`` with
+        ``residual`` source pixels per patch pixel there.
+
+        Shape:
+            - kps: (K, 4) float64; factor, residual: (K,) float64.
+        """
+        theta = np.where(kps[:, 3] < 0, 0.0, np.deg2rad(kps[:, 3]))
+        grid = np.arange(patch_size, dtype=np.float64) - (patch_size - 1) / 2.0
+        # pyrDown output pixel i sits on input pixel 2i.
+        cx, cy = kps[:, 0] / factor, kps[:, 1] / factor
+        cos = (residual * np.cos(theta))[:, None]
+        sin = (residual * np.sin(theta))[:, None]
+        # A sample lies within (|cos| + |sin|) * (patch_size - 1) / 2 <= 2 * half of the
+        # centre; where that stays inside one reflection period, folding is the identity
+        # (fmod of |x| < period is x) and is skipped, so the usual keypoint costs no fmod pass.
+        reach = np.abs(residual) * (patch_size - 1) + 1.0
+        return cls(cx[:, None] + cos * grid, sin * grid, cy[:, None] + sin * grid, cos * grid,
+                   cx, cy, reach)  # fmt: skip
+
+    def maps(self, start: int, end: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+        """``cv2.remap``'s x and y maps of keypoints ``start:end`` in a source of ``rows`` x
+        ``cols``, stacked patch under patch.
+
+        Shape:
+            - Output: two (n * patch_size, patch_size) float32, n = end - start.
+        """
+        n, patch_size = end - start, self.x_u.shape[1]
         maps = []
         for u_term, v_term, centre, length, add in (
-            (x_u, x_v, cx, cols, np.subtract),
-            (y_u, y_v, cy, rows, np.add),
+            (self.x_u, self.x_v, self.cx, cols, np.subtract),
+            (self.y_u, self.y_v, self.cy, rows, np.add),
         ):
             coords = np.empty((n, patch_size, patch_size), np.float32)
             add(
                 u_term[start:end, None, :], v_term[start:end, :, None], out=coords, casting="unsafe"
             )
             far = np.flatnonzero(
-                np.abs(centre[start:end]) + reach[start:end] >= max(2 * (length - 1), 1)
+                np.abs(centre[start:end]) + self.reach[start:end] >= max(2 * (length - 1), 1)
             )
             if len(far):
                 # Folded here, so remap's border handling never loops over many periods.
                 coords[far] = fold_reflect_101(coords[far], length)
             maps.append(coords.reshape(n * patch_size, patch_size))
-        cv2.remap(
-            source,
-            maps[0],
-            maps[1],
-            interpolation=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REFLECT_101,
-            dst=out[start:end].reshape(n * patch_size, patch_size),
-        )
-
-    for first, stop in zip(starts, ends, strict=True):
-        blurred(first)
-        for start in range(first, stop, piece):
-            cut(first, start, min(start + piece, stop))
-    patches = np.empty_like(out)
-    patches[order] = out
-    return patches
+        return maps[0], maps[1]
 
 
 # The old private names, for export/onnx.py and export/image_graph.py until they import the
