@@ -7,7 +7,7 @@ import functools
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -421,6 +421,4 @@ def add_ratios(result: BenchmarkResult) -> None:
 
 
 def _replace(case: CaseResult, **changes: Any) -> CaseResult:
-    import dataclasses
-
-    return dataclasses.replace(case, **changes)
+    return replace(case, **changes)

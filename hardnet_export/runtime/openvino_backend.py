@@ -27,6 +27,7 @@ from hardnet_export.errors import InputError, MissingDependencyError, MissingFil
 from hardnet_export.runtime.base import Describer, check_graph_signature, graph_input
 from hardnet_export.runtime.image import ImageDescriber, check_image_inputs
 from hardnet_export.runtime.registry import describer_for
+from hardnet_export.validate import check_int, check_str, device_name
 
 PERFORMANCE_HINTS = ("latency", "throughput")
 INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
@@ -236,12 +237,10 @@ class OpenVINODescriber(Describer):
             FileNotFoundError: no file at ``path`` (or an IR without its ``.bin``).
             ValueError: not a readable model, not a HardNet graph, or a bad option.
         """
-        from hardnet_export.validate import check_int, check_str
-
         if path is None:
             raise InputError("the openvino backend needs an .onnx or .xml path")
         path = Path(path)
-        if device not in (None, "cpu"):
+        if device_name(device) not in (None, "cpu"):
             raise InputError(f"the openvino backend runs on 'cpu', got device={device!r}")
         check_int("num_threads", num_threads, low=0, high=4096)
         check_str("performance_hint", performance_hint, choices=PERFORMANCE_HINTS)

@@ -64,6 +64,7 @@ from hardnet_export.runtime.base import (
     validate_torch_patches,
 )
 from hardnet_export.runtime.registry import describer_for
+from hardnet_export.validate import parse_device
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -72,12 +73,12 @@ PATCH_PIXELS = PATCH_SIZE * PATCH_SIZE
 
 
 def _device_index(device: str | None) -> int:
-    if device is None or device == "cuda":
+    parsed = parse_device(device)
+    if parsed is None:
         return 0
-    kind, _, index = device.partition(":")
-    if kind != "cuda" or not index.isdigit():
+    if parsed.kind != "cuda":
         raise InputError(f"the tensorrt backend runs on 'cuda' or 'cuda:N', got {device!r}")
-    return int(index)
+    return parsed.index or 0
 
 
 @dataclass(frozen=True)

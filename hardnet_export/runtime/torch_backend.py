@@ -25,6 +25,7 @@ import numpy as np
 from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH, DESCRIPTOR_SIZE, batch_slices
 from hardnet_export.errors import InputError, MissingDependencyError
 from hardnet_export.runtime.base import Describer, stream_handle, validate_torch_patches
+from hardnet_export.validate import parse_device
 
 
 class TorchDescriber(Describer):
@@ -104,14 +105,17 @@ class TorchDescriber(Describer):
 
         if num_threads is not None:
             torch.set_num_threads(num_threads)
-        if device is None:
+        parsed = parse_device(device)
+        if parsed is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device.startswith("cuda") and not torch.cuda.is_available():
+        elif parsed.kind == "cuda" and not torch.cuda.is_available():
             raise MissingDependencyError(
                 f"device={device!r} asked for, but PyTorch sees no CUDA device"
             )
-        elif not (device == "cpu" or device.startswith("cuda")):
+        elif parsed.kind not in ("cpu", "cuda"):
             raise InputError(f"the torch backend runs on 'cpu' or 'cuda[:N]', got {device!r}")
+        else:
+            device = str(parsed)
         model = load_model(path)
         return cls(
             model,
