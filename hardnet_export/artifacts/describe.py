@@ -57,7 +57,8 @@ def describe_in_batches(
     shape = tuple(patches.shape)
     square = shape[-2:] == (PATCH_SIZE, PATCH_SIZE)
     if not (len(shape) in (3, 4) and square and (len(shape) == 3 or shape[1] == 1)):
-        raise InputError(f"patches must be (N, 32, 32) or (N, 1, 32, 32), got {shape}")
+        side = f"{PATCH_SIZE}, {PATCH_SIZE}"
+        raise InputError(f"patches must be (N, {side}) or (N, 1, {side}), got {shape}")
     parts = []
     for rows in batch_slices(len(patches), batch_size):
         chunk = patches[rows]

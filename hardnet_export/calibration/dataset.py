@@ -47,7 +47,9 @@ class CalibrationSet:
     def __post_init__(self) -> None:
         patches = self.patches
         if patches.ndim != 3 or patches.shape[1:] != (PATCH_SIZE, PATCH_SIZE):
-            raise InputError(f"calibration patches must be (N, 32, 32), got {patches.shape}")
+            raise InputError(
+                f"calibration patches must be (N, {PATCH_SIZE}, {PATCH_SIZE}), got {patches.shape}"
+            )
         if patches.dtype != np.uint8:
             raise InputError(f"calibration patches must be uint8, got {patches.dtype}")
         if len(patches) == 0:

@@ -56,8 +56,8 @@ class MatchedPairs:
             square = value.shape[1:] == (PATCH_SIZE, PATCH_SIZE)
             if value.ndim != 3 or not square or value.dtype != np.uint8:
                 raise InputError(
-                    f"MatchedPairs.{field} must be (N, 32, 32) uint8, got {value.shape} "
-                    f"{value.dtype}"
+                    f"MatchedPairs.{field} must be (N, {PATCH_SIZE}, {PATCH_SIZE}) uint8, got "
+                    f"{value.shape} {value.dtype}"
                 )
         if len(self.anchors) != len(self.positives):
             raise InputError(

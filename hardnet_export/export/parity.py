@@ -40,7 +40,10 @@ def parity_report(
     if patches.ndim == 3:
         patches = patches[:, None]
     if patches.ndim != 4 or patches.shape[1:] != (1, PATCH_SIZE, PATCH_SIZE) or len(patches) < 2:
-        raise InputError(f"parity needs (N, 1, 32, 32) patches with N >= 2, got {patches.shape}")
+        raise InputError(
+            f"parity needs (N, 1, {PATCH_SIZE}, {PATCH_SIZE}) patches with N >= 2, got "
+            f"{patches.shape}"
+        )
     patches = np.ascontiguousarray(patches)
     reference_descriptors = describe_in_batches(reference, patches, len(patches))
     if not np.isfinite(reference_descriptors).all():

@@ -79,7 +79,8 @@ def as_patch_batch(patches: Any) -> np.ndarray:
         array = np.asarray(patches)
     except (TypeError, ValueError) as exc:
         raise InputTypeError(
-            f"patches must be an array of shape (N, 32, 32), got {type(patches).__name__}"
+            f"patches must be an array of shape (N, {PATCH_SIZE}, {PATCH_SIZE}), got "
+            f"{type(patches).__name__}"
         ) from exc
     if array.dtype.kind in "OUSV":
         raise InputTypeError(

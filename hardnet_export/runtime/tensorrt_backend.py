@@ -385,7 +385,9 @@ class TensorRTDescriber(Describer):
             self._event.wait_on(stream)
         if self._shape_set != n:
             if not self.context.set_input_shape(self._input, (n, 1, PATCH_SIZE, PATCH_SIZE)):
-                raise DeviceError(f"TensorRT rejected input shape ({n}, 1, 32, 32)")
+                raise DeviceError(
+                    f"TensorRT rejected input shape ({n}, 1, {PATCH_SIZE}, {PATCH_SIZE})"
+                )
             self._shape_set = n
         self.context.set_tensor_address(self._input, in_ptr)
         self.context.set_tensor_address(self._output, out_ptr)
@@ -418,7 +420,9 @@ class TensorRTDescriber(Describer):
             return
         stream = int(self.stream)
         if not context.set_input_shape(self._input, (batch, 1, PATCH_SIZE, PATCH_SIZE)):
-            self._graph_off(f"TensorRT rejected input shape ({batch}, 1, 32, 32)")
+            self._graph_off(
+                f"TensorRT rejected input shape ({batch}, 1, {PATCH_SIZE}, {PATCH_SIZE})"
+            )
             return
         context.set_tensor_address(self._input, self._d_in.ptr)
         context.set_tensor_address(self._output, self._d_out.ptr)

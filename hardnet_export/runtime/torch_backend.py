@@ -24,6 +24,7 @@ import numpy as np
 
 from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH, DESCRIPTOR_SIZE, batch_slices
 from hardnet_export.errors import InputError, MissingDependencyError
+from hardnet_export.geometry import PATCH_SIZE
 from hardnet_export.runtime.base import Describer, stream_handle, validate_torch_patches
 from hardnet_export.validate import parse_device
 
@@ -145,7 +146,9 @@ class TorchDescriber(Describer):
 
         assert self.max_batch is not None
         self._static_in = torch.zeros(
-            (self.max_batch, 1, 32, 32), dtype=torch.float32, device=self._torch_device
+            (self.max_batch, 1, PATCH_SIZE, PATCH_SIZE),
+            dtype=torch.float32,
+            device=self._torch_device,
         )
         side = torch.cuda.Stream(self._torch_device)
         side.wait_stream(torch.cuda.current_stream(self._torch_device))
