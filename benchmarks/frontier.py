@@ -84,7 +84,8 @@ def exports(name: str, weights: Path, folder: Path) -> list[Row]:
     INT8 CPU flavour made for this CPU on the backend ``runtime.load(device="cpu")`` picks."""
     from hardnet_export.export.int8 import Int8Options
     from hardnet_export.export.onnx import export_onnx
-    from hardnet_export.runtime.registry import cpu_backend_for, installed
+    from hardnet_export.host import installed
+    from hardnet_export.runtime.policy import choose_backend
 
     fp32 = export_onnx(weights, folder / f"{name}.fp32.onnx")
     # Timed and scored even if it misses the export gate (the verdict is in the row).
@@ -101,7 +102,7 @@ def exports(name: str, weights: Path, folder: Path) -> list[Row]:
         rows.append(Row("fp32", fp32, "openvino", {}))
         if has_bf16():
             rows.append(Row("bf16", fp32, "openvino", {"inference_precision": "bf16"}))
-    rows.append(Row("int8-cpu", int8, cpu_backend_for(int8).name, {}))
+    rows.append(Row("int8-cpu", int8, choose_backend(int8, device="cpu").name, {}))
     return rows
 
 

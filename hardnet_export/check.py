@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hardnet_export.artifacts.metadata import SEMANTICS_DEVICE, SEMANTICS_HOST, read_metadata
-from hardnet_export.artifacts.sidecar import read_sidecar
+from hardnet_export.artifacts.backends import backend_for
+from hardnet_export.artifacts.provenance import Provenance
 from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.validate import check_int
 
@@ -83,38 +83,17 @@ class CheckReport:
         return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class Provenance:
-    """What an artifact says about where it came from: its weights' hash and the INT8 gate's
-    limits, from ONNX metadata or an engine's sidecar (and that engine's ONNX, if present)."""
-
-    weights_sha256: str | None
-    gate: dict[str, Any]
-
-
 def read_provenance(path: Path) -> Provenance:
-    """The provenance of an ``.onnx``, ``.engine`` or ``.pth`` artifact.
+    """The provenance of an artifact, read as the record of the backend that opens it says.
 
     Raises:
         MissingFileError: no artifact.
-        InputError: unreadable metadata or sidecar.
+        InputError: unreadable metadata or sidecar, or a suffix no backend reads.
     """
     if not path.is_file():
         raise MissingFileError(f"artifact not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix in (".pt", ".pth"):
-        from hardnet_export._io import sha256_file
-
-        return Provenance(sha256_file(path), {})
-    if suffix in (".engine", ".plan"):
-        sidecar = read_sidecar(path)
-        if sidecar is None:
-            return Provenance(None, {})
-        graph = Path(sidecar.onnx)
-        gate = read_metadata(graph).int8_gate or {} if graph.is_file() else {}
-        return Provenance(sidecar.weights_sha256, gate)
-    meta = read_metadata(path)
-    return Provenance(meta.weights_sha256, meta.int8_gate or {})
+    provenance: Provenance = backend_for(path).read_provenance(path)
+    return provenance
 
 
 def resolve_reference(artifact: Path, provenance: Provenance, reference: Path | None) -> Path:
@@ -189,6 +168,7 @@ def check_artifact(
     from hardnet_export.benchmark.machine import cpu_info, gpu_info, library_versions
     from hardnet_export.calibration.gate import evaluate_gate
     from hardnet_export.data.builtin import validation_pairs
+    from hardnet_export.runtime.base import patch_describer
 
     artifact = resolve_model(artifact, "auto")
     check_int("pairs", pairs, low=2, high=1_000_000)
@@ -197,16 +177,15 @@ def check_artifact(
     reference_path = resolve_reference(
         artifact, provenance, None if reference is None else Path(reference)
     )
-    candidate = runtime.load(artifact, device=device, **options)
-    reference_model = runtime.load(reference_path, device="cpu")
+    # check compares descriptors of the same patches: an image graph cannot take them.
+    candidate = patch_describer(runtime.load(artifact, device=device, **options), "check")
+    reference_model = patch_describer(runtime.load(reference_path, device="cpu"), "a reference")
     if reference_model.precision not in ("fp32", "unknown"):
         raise InputError(
             f"the reference must be an FP32 model, but {reference_path.name} is "
             f"{reference_model.precision}"
         )
-    semantics = getattr(candidate, "semantics", None) or (
-        SEMANTICS_HOST if candidate.device == "cpu" else SEMANTICS_DEVICE
-    )
+    semantics = candidate.semantics
     gate = evaluate_gate(
         reference_model.describe,
         candidate.describe,

@@ -35,6 +35,7 @@ from hardnet_export.applications.colmap import (
 from hardnet_export.applications.features import (
     describe_image,
     describe_images,
+    extract_features,
     load_keypoints_file,
     save_features,
 )
@@ -777,13 +778,11 @@ def describe(
 
     Example: hardnet-export describe images/*.jpg -o features.h5 --max-keypoints 4096
     """
-    import numpy as np
-
     from hardnet_export import runtime
     from hardnet_export._io import check_writable
     from hardnet_export._progress import track
-    from hardnet_export.applications.images import read_image
     from hardnet_export.geometry import OUT_OF_BOUNDS
+    from hardnet_export.runtime.base import patch_describer
     from hardnet_export.validate import check_str
 
     check_str("--out-of-bounds", out_of_bounds, choices=OUT_OF_BOUNDS)
@@ -791,76 +790,42 @@ def describe(
     if suffix not in (".npz", ".h5", ".hdf5"):
         raise InputError(f"-o must name a .npz or an hloc .h5 file, got {out}")
     hloc = suffix != ".npz"
+    todo: list[Path] = list(images)
     if hloc:
         from hardnet_export.applications import hloc as hloc_file
 
         hloc_file.import_h5py()
-        done = hloc_file.complete_images(out)
-        todo = [p for p in images if hloc_file.image_key(p) not in done]
+        todo = [Path(p) for p in hloc_file.pending_images(out, images)]
         if len(todo) < len(images):
             typer.echo(f"{len(images) - len(todo)} images already in {out}: skipped")
         if not todo:
             return
-        if not out.exists():
-            check_writable(out)
-    else:
-        todo = list(images)
+    if not hloc or not out.exists():
         check_writable(out)
     given = load_keypoints_file(keypoints) if keypoints is not None else None
     limit = _image_limit(max_image_pixels)
     for path in todo:  # headers first: a bad image is named before the model loads
         image_header(path, max_image_pixels=limit)
-    describer = runtime.load(model, device=device)
+    describer = patch_describer(runtime.load(model, device=device), "describe")
+    options: dict[str, Any] = {
+        "detector": detector,
+        "max_keypoints": max_keypoints,
+        "keypoints": given,
+        "out_of_bounds": out_of_bounds,
+        "pipeline": pipeline,
+        "keypoints_name": str(keypoints) if keypoints is not None else None,
+        "max_image_pixels": limit,
+    }
+    # The next image is read, detected and cut in a helper thread while this one is inferred.
     if hloc:
-        # hloc wants each keypoint's score (the detector's response), so images go one by one.
-        features = []
-        for path in track(todo, len(todo), "describing", unit="img", enabled=len(todo) > 1):
-            image = read_image(path, max_image_pixels=limit)
-            detected = None
-            if given is None:
-                from hardnet_export.applications.detection import detect_keypoints
-
-                detected = detect_keypoints(image, detector=detector, max_keypoints=max_keypoints)
-            try:
-                features.append(
-                    describe_image(
-                        describer,
-                        image,
-                        detector=detector,
-                        max_keypoints=max_keypoints,
-                        keypoints=given if detected is None else detected,
-                        out_of_bounds=out_of_bounds,
-                    )
-                )
-            except InputError as exc:
-                if given is None:
-                    raise
-                # The bound depends on the image: name both files the message is about.
-                raise InputError(f"{keypoints} on {path}: {exc}") from None
-            kps, desc = features[-1]
-            scores = (
-                np.array([k.response for k in detected], np.float32)
-                if detected is not None
-                else np.ones(len(kps), np.float32)
-            )
-            size = (image.shape[1], image.shape[0])
-            hloc_file.write_image_features(out, hloc_file.image_key(path), kps, desc, scores, size)
+        found = (f for _, f in hloc_file.write_features(out, describer, todo, **options))
     else:
-        # The next image is read, detected and cut in a helper thread while this one is inferred.
-        results = describe_images(
-            describer,
-            todo,
-            detector=detector,
-            max_keypoints=max_keypoints,
-            keypoints=given,
-            out_of_bounds=out_of_bounds,
-            pipeline=pipeline,
-            keypoints_name=str(keypoints) if keypoints is not None else None,
-            max_image_pixels=limit,
-        )
-        features = list(track(results, len(todo), "describing", unit="img", enabled=len(todo) > 1))
-        save_features(out, todo, features)
-    for path, (kps, desc) in zip(todo, features, strict=True):
+        found = extract_features(describer, todo, **options)
+    features = list(track(found, len(todo), "describing", unit="img", enabled=len(todo) > 1))
+    if not hloc:
+        save_features(out, todo, [(f.keypoints, f.descriptors) for f in features])
+    for path, f in zip(todo, features, strict=True):
+        kps, desc = f.keypoints, f.descriptors
         outside = int((~desc.any(axis=1)).sum())
         kept = f" ({outside} out of bounds, zero descriptors)" if outside else ""
         typer.echo(f"{path}: {len(kps)} keypoints{kept}")

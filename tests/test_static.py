@@ -147,15 +147,21 @@ def _imported_modules(node: ast.stmt) -> list[str]:
         return [alias.name for alias in node.names]
     if not isinstance(node, ast.ImportFrom) or not node.module or node.level:
         return []
-    found = []
-    for alias in node.names:
-        dotted = f"{node.module}.{alias.name}"
+    return [
+        f"{node.module}.{alias.name}" if _is_module(f"{node.module}.{alias.name}") else node.module
+        for alias in node.names
+    ]
+
+
+def _is_module(dotted: str) -> bool:
+    """Whether ``dotted`` names a module (``importlib.metadata``), not a name in one."""
+    if dotted.startswith("hardnet_export."):
         parts = Path(*dotted.split("."))
-        submodule = dotted.startswith("hardnet_export.") and (
-            (ROOT / parts).with_suffix(".py").is_file() or (ROOT / parts).is_dir()
-        )
-        found.append(dotted if submodule else node.module)
-    return found
+        return (ROOT / parts).with_suffix(".py").is_file() or (ROOT / parts).is_dir()
+    try:
+        return importlib.util.find_spec(dotted) is not None
+    except (ImportError, ValueError):  # the parent is no package, or is not installed
+        return False
 
 
 def redundant_function_imports(source: str) -> list[tuple[int, str]]:

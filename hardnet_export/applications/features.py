@@ -26,6 +26,7 @@ from hardnet_export.errors import InputError
 from hardnet_export.geometry import (
     OUT_OF_BOUNDS,
     PATCH_SIZE,
+    KeypointsLike,
     extract_patches_with_mask,
     keypoints_to_array,
 )
@@ -72,6 +73,23 @@ def describe_image(
 ImageSource: TypeAlias = "str | Path | np.ndarray"
 
 
+@dataclass(frozen=True)
+class ImageFeatures:
+    """One image's features, as :func:`extract_features` yields them.
+
+    Shape:
+        - keypoints: (K, 4) float32 (x, y, size, angle).
+        - descriptors: (K, 128) float32 (zero rows: kept out-of-bounds keypoints).
+        - scores: (K,) float32, the detector's response (1 for given keypoints).
+        - image_size: (W, H).
+    """
+
+    keypoints: np.ndarray
+    descriptors: np.ndarray
+    scores: np.ndarray
+    image_size: tuple[int, int]
+
+
 def describe_images(
     describer: Describer,
     images: Sequence[ImageSource],
@@ -84,7 +102,36 @@ def describe_images(
     keypoints_name: str | None = None,
     max_image_pixels: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """:func:`describe_image` of many images, yielded in input order.
+    """:func:`describe_image` of many images, yielded in input order: the keypoints and
+    descriptors of :func:`extract_features` (which see)."""
+    for found in extract_features(
+        describer,
+        images,
+        detector=detector,
+        max_keypoints=max_keypoints,
+        keypoints=keypoints,
+        out_of_bounds=out_of_bounds,
+        pipeline=pipeline,
+        keypoints_name=keypoints_name,
+        max_image_pixels=max_image_pixels,
+    ):
+        yield found.keypoints, found.descriptors
+
+
+def extract_features(
+    describer: Describer,
+    images: Sequence[ImageSource],
+    *,
+    detector: str = "sift",
+    max_keypoints: int | None = 2000,
+    keypoints: np.ndarray | None = None,
+    out_of_bounds: str = "reject",
+    pipeline: bool = True,
+    keypoints_name: str | None = None,
+    max_image_pixels: int | None = None,
+) -> Iterator[ImageFeatures]:
+    """Features of many images (keypoints, descriptors, detector scores, image size),
+    yielded in input order.
 
     With ``pipeline`` one helper thread reads, detects and cuts the patches of image
     ``i + 1`` while image ``i`` is inferred (and while the caller handles its result); at
@@ -109,7 +156,7 @@ def describe_images(
 
     Shape:
         - images: each (H, W) or (H, W, 3) uint8, or a path.
-        - yields: per image, (K, 4) float32 keypoints and (K, 128) float32 descriptors.
+        - yields: per image, :class:`ImageFeatures`.
     """
     from hardnet_export.validate import check_str
 
@@ -137,7 +184,7 @@ def describe_images(
 
     if not pipeline or len(sources) < 2:
         for i in range(len(sources)):
-            yield _finish(describer, prepare(i))
+            yield _features(describer, prepare(i))
         return
     from concurrent.futures import ThreadPoolExecutor
 
@@ -148,7 +195,7 @@ def describe_images(
             prepared = ahead.result()
             if i + 1 < len(sources):
                 ahead = pool.submit(prepare, i + 1)
-            yield _finish(describer, prepared)
+            yield _features(describer, prepared)
     finally:
         # A consumer that stops early (or an error) must not leave the helper reading on.
         ahead.cancel()
@@ -162,6 +209,8 @@ class _Prepared:
     keypoints: np.ndarray
     patches: np.ndarray
     valid: np.ndarray
+    scores: np.ndarray
+    image_size: tuple[int, int]
 
 
 def _prepare(
@@ -173,25 +222,34 @@ def _prepare(
     out_of_bounds: str,
 ) -> _Prepared:
     """Detection and extraction: everything before inference, safe to run in a thread."""
-    given = (
-        detect_keypoints(image, detector=detector, max_keypoints=max_keypoints)
-        if keypoints is None
-        else keypoints
-    )
+    if keypoints is None:
+        detected = detect_keypoints(image, detector=detector, max_keypoints=max_keypoints)
+        given: KeypointsLike = detected
+        scores = np.array([k.response for k in detected], np.float32)
+    else:
+        given = keypoints
+        scores = np.ones(len(keypoints), np.float32)
     size = PATCH_SIZE / describer.magnification
     # Checked in float64: a float32 cast first would turn 1e39 into inf and misreport it.
     kps = keypoints_to_array(given, default_size=size)
     patches, valid = extract_patches_with_mask(
         image, kps, magnification=describer.magnification, out_of_bounds=out_of_bounds
     )
-    return _Prepared(kps, patches, valid)
+    return _Prepared(kps, patches, valid, scores, (int(image.shape[1]), int(image.shape[0])))
 
 
 def _finish(describer: Describer, prepared: _Prepared) -> tuple[np.ndarray, np.ndarray]:
+    found = _features(describer, prepared)
+    return found.keypoints, found.descriptors
+
+
+def _features(describer: Describer, prepared: _Prepared) -> ImageFeatures:
     descriptors = describer.describe_extracted(prepared.patches, prepared.valid)
     with np.errstate(over="ignore"):
         kps32 = prepared.keypoints.astype(np.float32)
-    return kps32, np.asarray(descriptors, np.float32)
+    return ImageFeatures(
+        kps32, np.asarray(descriptors, np.float32), prepared.scores, prepared.image_size
+    )
 
 
 def save_features(

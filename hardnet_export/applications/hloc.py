@@ -12,12 +12,15 @@ incomplete is written again. h5py comes with the ``sfm`` extra.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hardnet_export.applications.features import ImageFeatures, extract_features
 from hardnet_export.errors import InputError, MissingDependencyError, OutputIsFolderError
+from hardnet_export.runtime.base import Describer
 
 DATASETS = ("keypoints", "descriptors", "scores", "image_size")
 
@@ -120,3 +123,46 @@ def write_image_features(
         group.create_dataset("scores", data=score)
         group.create_dataset("image_size", data=np.array(image_size, np.int64))
         f.flush()
+
+
+def pending_images(path: str | Path, images: Sequence[str | Path]) -> list[str | Path]:
+    """The ``images`` whose groups are not complete in ``path`` yet (a resumed run skips the
+    rest), in their order.
+
+    Raises:
+        OutputIsFolderError, InputError: as :func:`complete_images`.
+    """
+    done = complete_images(path)
+    return [image for image in images if image_key(image) not in done]
+
+
+def write_features(
+    path: str | Path,
+    describer: Describer,
+    images: Sequence[str | Path],
+    **options: Any,
+) -> Iterator[tuple[str | Path, ImageFeatures]]:
+    """Describe ``images`` and add each one's group to hloc's ``features.h5`` at ``path`` as
+    soon as it is described (a killed run keeps what it finished), yielding what was written.
+
+    The images are read, detected and cut in a helper thread while the previous one is
+    inferred (:func:`~hardnet_export.applications.features.extract_features`, which takes
+    ``options``: detector, max_keypoints, keypoints, out_of_bounds, pipeline, ...).
+
+    Raises:
+        MissingDependencyError: no h5py.
+        ValueError, FileNotFoundError: as ``extract_features``.
+    """
+    import_h5py()
+    names = [image_key(image) for image in images]  # a bad name fails before any work
+    found = extract_features(describer, images, **options)
+    for image, name, features in zip(images, names, found, strict=True):
+        write_image_features(
+            path,
+            name,
+            features.keypoints,
+            features.descriptors,
+            features.scores,
+            features.image_size,
+        )
+        yield image, features

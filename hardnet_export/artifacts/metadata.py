@@ -132,6 +132,12 @@ class GraphMetadata:
         found = config.get("teacher_provenance") if isinstance(config, dict) else None
         return found if isinstance(found, dict) else None
 
+    def gate_on(self, backend: str) -> dict[str, Any] | None:
+        """The INT8 gate the export measured with the graph run by ``backend`` (None where
+        it did not): ``int8_gate`` is ONNX Runtime's, ``int8_gate_openvino`` OpenVINO's."""
+        gates = {"onnxruntime": self.int8_gate, "openvino": self.int8_gate_openvino}
+        return gates.get(backend)
+
     @property
     def input_name(self) -> str:
         return str(self.input.get("name", "patches"))

@@ -6,7 +6,8 @@ is three files in ``hardnet_export/weights/``: the checkpoint (``STEM.pth``), it
 export (``STEM.fp32.onnx``, the torch-free form that ``runtime.load`` runs where torch is
 missing; made with ``hardnet-export onnx NAME -o hardnet_export/weights/STEM.fp32.onnx``) and
 its model card (``STEM.md``, which states the checkpoint's sha256, width and multiply-adds).
-A new variant is one :data:`MODELS` entry plus those three files; ``tests/test_shipped_model.py``
+A new shipped variant is one :data:`MODELS` entry plus those three files (a model elsewhere:
+:func:`register_model`); ``tests/test_shipped_model.py``
 checks every entry (it loads safely, matches its card, its ONNX is its weights).
 
 The widths: a width multiplier ``w`` scales the channels of every conv of the L2Net layout,
@@ -23,6 +24,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from hardnet_export.artifacts.backends import artifact_suffixes
 from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
 from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.host import installed
@@ -37,8 +39,6 @@ STRIDES = (1, 1, 2, 1, 2, 1)
 FINAL_KERNEL = 8
 #: Widths a model may have: more than 0, at most this.
 MAX_WIDTH = 4.0
-#: Suffixes of model files; a bare word without one (and without a folder) is taken for a name.
-MODEL_SUFFIXES = (".pth", ".pt", ".onnx", ".xml", ".engine", ".plan")
 #: Which file of an entry a caller wants: the checkpoint, the FP32 ONNX graph, or ``auto``
 #: (the checkpoint where torch is installed, else the ONNX graph).
 FORMS = ("weights", "onnx", "auto")
@@ -123,30 +123,31 @@ class ShippedModel:
     Attributes:
         name: what ``--model`` and ``load_model`` take (``hardnet``, ``hardnet-half``, ...).
         width: the width multiplier of its conv channels.
-        stem: its files' name in ``hardnet_export/weights/``: ``STEM.pth``, ``STEM.fp32.onnx``,
-            ``STEM.md``.
+        stem: its files' name in ``folder``: ``STEM.pth``, ``STEM.fp32.onnx``, ``STEM.md``.
         summary: one line for listings.
+        folder: where its files are (``hardnet_export/weights/`` for the shipped ones).
     """
 
     name: str
     width: float
     stem: str
     summary: str
+    folder: Path = WEIGHTS_DIR
 
     @property
     def weights(self) -> Path:
         """The checkpoint."""
-        return WEIGHTS_DIR / f"{self.stem}.pth"
+        return self.folder / f"{self.stem}.pth"
 
     @property
     def onnx(self) -> Path:
         """The FP32 ONNX export of the checkpoint (the torch-free form)."""
-        return WEIGHTS_DIR / f"{self.stem}.fp32.onnx"
+        return self.folder / f"{self.stem}.fp32.onnx"
 
     @property
     def card(self) -> Path:
         """The model card (Markdown)."""
-        return WEIGHTS_DIR / f"{self.stem}.md"
+        return self.folder / f"{self.stem}.md"
 
     @property
     def parameters(self) -> int:
@@ -223,16 +224,42 @@ MODELS: tuple[ShippedModel, ...] = (
 )
 
 
+_registered: list[ShippedModel] = list(MODELS)
+
+
 def models() -> tuple[ShippedModel, ...]:
-    """The registered models (name, width, parameters, multiply-adds per patch, files, card)."""
-    return MODELS
+    """The registered models (name, width, parameters, multiply-adds per patch, files, card):
+    the shipped ones, the default first, then those :func:`register_model` added."""
+    return tuple(_registered)
+
+
+def register_model(entry: ShippedModel) -> ShippedModel:
+    """Register a model whose files (``STEM.pth``, ``STEM.fp32.onnx``, ``STEM.md``) are in
+    ``entry.folder``: its name then loads wherever a shipped model's does.
+
+    Raises:
+        InputError: the name is taken, or does not read as a model name.
+    """
+    if not looks_like_name(entry.name):
+        raise InputError(f"model name {entry.name!r} reads as a path; use a bare word")
+    if entry.name in model_names():
+        raise InputError(f"a model called {entry.name!r} is registered already")
+    _registered.append(entry)
+    return entry
+
+
+def unregister_model(name: str) -> None:
+    """Remove a model :func:`register_model` added (shipped ones stay)."""
+    if any(entry.name == name for entry in MODELS):
+        raise InputError(f"{name!r} is a shipped model; it cannot be removed")
+    _registered[:] = [entry for entry in _registered if entry.name != name]
 
 
 def format_models(entries: tuple[ShippedModel, ...] | None = None) -> str:
     """A plain-text table of ``entries`` (default: every registered model): name, width,
     weights, multiply-adds per patch, whether this installation has its files, its card."""
     rows = [("name", "width", "weights", "MACs/patch", "installed", "card")]
-    for entry in MODELS if entries is None else entries:
+    for entry in models() if entries is None else entries:
         have = [form for form, path in (("pth", entry.weights), ("onnx", entry.onnx))
                 if path.is_file()]  # fmt: skip
         rows.append(
@@ -252,7 +279,7 @@ def format_models(entries: tuple[ShippedModel, ...] | None = None) -> str:
 
 
 def model_names() -> tuple[str, ...]:
-    return tuple(entry.name for entry in MODELS)
+    return tuple(entry.name for entry in models())
 
 
 def get_model(name: str) -> ShippedModel:
@@ -261,7 +288,7 @@ def get_model(name: str) -> ShippedModel:
     Raises:
         UnknownModelError: no such model; the message lists the registered names.
     """
-    for entry in MODELS:
+    for entry in models():
         if entry.name == name:
             return entry
     raise UnknownModelError(
@@ -277,7 +304,8 @@ def looks_like_name(model: str | Path) -> bool:
     text = str(model)
     if not text or "/" in text or "\\" in text or text in (".", ".."):
         return False
-    return Path(text).suffix.lower() not in MODEL_SUFFIXES
+    # A model file's suffix is one some backend reads (the backend records say which).
+    return Path(text).suffix.lower() not in artifact_suffixes()
 
 
 def lookup(model: str | Path) -> ShippedModel | None:
@@ -353,7 +381,7 @@ def registered_name(path: str | Path) -> str | None:
         target = Path(path).resolve()
     except OSError:
         return None
-    for entry in MODELS:
+    for entry in models():
         for file in (entry.weights, entry.onnx):
             if file.resolve() == target:
                 return entry.name

@@ -132,6 +132,7 @@ def measure_accuracy(describer: Describer, pairs: MatchedPairs) -> Accuracy:
 def load_target(target: Target, max_batch: int, threads: int) -> Describer:
     """Load ``target`` through the runtime with ``threads`` CPU threads where that applies."""
     from hardnet_export.runtime import load
+    from hardnet_export.runtime.base import patch_describer
     from hardnet_export.runtime.registry import backend_for, get_backend
 
     if target.backend is not None:
@@ -143,9 +144,10 @@ def load_target(target: Target, max_batch: int, threads: int) -> Describer:
     options = dict(target.options)
     if target.device == "cpu" and backend.threads_option is not None:
         options.setdefault(backend.threads_option, threads)
-    return load(
+    loaded = load(
         target.artifact, backend=backend.name, device=target.device, max_batch=max_batch, **options
     )
+    return patch_describer(loaded, "the patch benchmark")
 
 
 def _step(describer: Describer, batch: np.ndarray) -> Callable[[], float | None]:

@@ -14,8 +14,10 @@ from typing import Any
 
 import hardnet_export
 from hardnet_export import __version__
+from hardnet_export.artifacts.backends import Backend, backend_for, backends, resolve
 from hardnet_export.artifacts.variants import VARIANTS, Variant, get_variant
 from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.host import installed
 
 DEVICES = ("cpu", "cuda")
 
@@ -150,10 +152,78 @@ def built_engine(onnx_path: Path, max_batch: int, cache_dir: Path) -> Path:
 
 
 def cpu_backends() -> list[str]:
-    """The CPU backends for ``.onnx`` graphs installed here, ONNX Runtime first."""
-    from hardnet_export.host import installed
+    """The CPU backends for ``.onnx`` graphs installed here, in the records' order (the
+    suffix's default, ONNX Runtime, first)."""
+    return [
+        b.name for b in backends() if ".onnx" in b.suffixes and "cpu" in b.devices and b.available()
+    ]
 
-    return [name for name in ("onnxruntime", "openvino") if installed(name)]
+
+@dataclass(frozen=True)
+class BenchContext:
+    """What a backend's benchmark hook may use: where exports are cached, the largest batch
+    and whether this CPU computes bf16 natively."""
+
+    cache_dir: Path
+    max_batch: int
+    weights: Path
+    bf16: bool = False
+
+    def graph(self, variant: Variant) -> Path:
+        """``variant``'s export of the weights, made once and cached."""
+        return exported_onnx(self.weights, variant, self.cache_dir)
+
+
+def cpu_graph_targets(
+    backend: Backend, variant: Variant, device: str, context: BenchContext
+) -> list[Target]:
+    """A backend that runs ``.onnx`` graphs: every variant's graph, on the CPU."""
+    if device != "cpu":
+        return []
+    return [Target(f"{backend.name} {variant.name}", context.graph(variant), backend.name, device)]
+
+
+def openvino_targets(
+    backend: Backend, variant: Variant, device: str, context: BenchContext
+) -> list[Target]:
+    """OpenVINO: every variant's graph, and the FP32 graph in bf16 inference where the CPU
+    computes bf16 natively."""
+    targets = cpu_graph_targets(backend, variant, device, context)
+    if targets and context.bf16 and variant.name == "fp32":
+        options = {"inference_precision": "bf16"}
+        label = f"{backend.name} fp32 (bf16)"
+        targets.append(Target(label, targets[0].artifact, backend.name, device, options))
+    return targets
+
+
+def engine_targets(
+    backend: Backend, variant: Variant, device: str, context: BenchContext
+) -> list[Target]:
+    """TensorRT: an engine of every variant TensorRT builds, batch profile 1..max_batch."""
+    from hardnet_export._cuda import tensorrt_status
+
+    if device != "cuda" or not variant.tensorrt or tensorrt_status()[0] is None:
+        return []
+    engine = built_engine(context.graph(variant), context.max_batch, context.cache_dir)
+    return [Target(f"{backend.name} {variant.name}", engine, backend.name, device)]
+
+
+def variant_targets(
+    variant: Variant,
+    device: str,
+    context: BenchContext,
+    names: Sequence[str] | None = None,
+) -> list[Target]:
+    """``variant`` on every installed backend (or those in ``names``) whose record has a
+    benchmark hook, in the records' order."""
+    targets: list[Target] = []
+    for backend in backends():
+        if backend.bench is None or not backend.available() or device not in backend.devices:
+            continue
+        if names is not None and backend.name not in names:
+            continue
+        targets += resolve(backend.bench)(backend, variant, device, context)
+    return targets
 
 
 def default_targets(
@@ -165,15 +235,14 @@ def default_targets(
 ) -> list[Target]:
     """Every variant of the model that runs on ``device`` here, baseline first.
 
-    CPU: PyTorch eager FP32, then every variant of the table on ONNX Runtime and on
-    OpenVINO where it is installed, and the FP32 graph in OpenVINO's bf16 inference on CPUs
-    with native bf16 (AVX512-BF16, AMX). Without torch (the core install) nothing can be
-    exported: the shipped FP32 graph on every installed CPU backend, with no baseline (a
-    line in ``notes`` says so). CUDA: PyTorch FP32, PyTorch FP16 replaying a CUDA graph per
-    batch size, and a TensorRT engine of every variant TensorRT builds, with the batch
-    profile 1..``max_batch``, where TensorRT is installed.
+    CPU: PyTorch eager FP32, then every variant of the table on every installed backend
+    whose record has a benchmark hook (ONNX Runtime, OpenVINO, with the FP32 graph also in
+    OpenVINO's bf16 inference on CPUs with native bf16: AVX512-BF16, AMX). Without torch
+    (the core install) nothing can be exported: the shipped FP32 graph on every installed
+    CPU backend, with no baseline (a line in ``notes`` says so). CUDA: PyTorch FP32, PyTorch
+    FP16 replaying a CUDA graph per batch size, and a TensorRT engine of every variant
+    TensorRT builds, with the batch profile 1..``max_batch``, where TensorRT is installed.
     """
-    from hardnet_export.host import installed
     from hardnet_export.shipped import SHIPPED_ONNX
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -206,37 +275,14 @@ def default_targets(
                 per_batch=True,
             )
         )
-        from hardnet_export._cuda import tensorrt_status
-
-        if tensorrt_status()[0] is not None:
-            for variant in VARIANTS:
-                if variant.tensorrt:
-                    engine = built_engine(exported_onnx(weights, variant, cache), max_batch, cache)
-                    targets.append(Target(f"tensorrt {variant.name}", engine, "tensorrt", device))
-        return targets
-    backends, bf16 = cpu_backends(), _has_bf16()
+    context = BenchContext(cache, max_batch, weights, bf16=device == "cpu" and _has_bf16())
     for variant in VARIANTS:
-        onnx_path = exported_onnx(weights, variant, cache)
-        targets += cpu_variant_targets(variant.name, onnx_path, device, backends, bf16=bf16)
-    return targets
-
-
-def cpu_variant_targets(
-    variant: str, onnx_path: Path, device: str, backends: Sequence[str], *, bf16: bool
-) -> list[Target]:
-    """One variant's graph on each CPU backend, and for FP32 also OpenVINO's bf16 inference
-    when ``bf16`` (the CPU computes bf16 natively)."""
-    targets = [Target(f"{backend} {variant}", onnx_path, backend, device) for backend in backends]
-    if bf16 and variant == "fp32" and "openvino" in backends:
-        options = {"inference_precision": "bf16"}
-        targets.append(Target("openvino fp32 (bf16)", onnx_path, "openvino", device, options))
+        targets += variant_targets(variant, device, context)
     return targets
 
 
 def _has_bf16() -> bool:
     """Whether this CPU runs bf16 natively (OpenVINO's bf16 inference is then a target)."""
-    from hardnet_export.host import installed
-
     if not installed("openvino"):
         return False
     from hardnet_export.runtime.openvino_backend import has_bf16
@@ -251,14 +297,17 @@ def image_graph_targets(
     ONNX Runtime on the CPU (where torch can export them); none on CUDA yet, and none
     without torch.
     """
-    from hardnet_export.host import installed
 
-    if device != "cpu" or not installed("torch") or not installed("onnxruntime"):
+    # The default backend of .onnx graphs (ONNX Runtime) runs the image graphs.
+    runner = backend_for("graph.onnx")
+    usable = device in runner.devices and "image" in runner.kinds and runner.available()
+    if device != "cpu" or not installed("torch") or not usable:
         return []
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     source = weights or shipped_weights()
     targets = []
     for name in ("fp32", "fp16"):
         graph = exported_onnx(source, get_variant(name), cache, with_extraction=True)
-        targets.append(Target(f"onnxruntime {name} image graph", graph, "onnxruntime", device))
+        label = f"{runner.name} {name} image graph"
+        targets.append(Target(label, graph, runner.name, device))
     return targets

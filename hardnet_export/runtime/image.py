@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
-from hardnet_export.errors import InputError, StateError
+from hardnet_export.errors import InputError
 from hardnet_export.geometry import (
     OUT_OF_BOUNDS,
     PATCH_SIZE,
@@ -32,7 +32,7 @@ from hardnet_export.geometry import (
     keypoints_to_array,
     out_of_bounds_error,
 )
-from hardnet_export.runtime.base import Describer
+from hardnet_export.runtime.base import KeypointDescriber
 from hardnet_export.validate import check_str
 
 #: The inputs every image graph (and engine built from one) has, by name.
@@ -63,11 +63,11 @@ def check_image_inputs(artifact: Path, names: list[str]) -> None:
         )
 
 
-class ImageDescriber(Describer):
+class ImageDescriber(KeypointDescriber):
     """An image graph on some backend: the host-side rules of :meth:`compute`, once.
 
-    Subclasses implement :meth:`_run_image` (and ``open``, which loads through their backend's
-    patch describer, the registry's entry point); ``describe`` is refused.
+    A sibling of the patch :class:`~hardnet_export.runtime.base.Describer`: it takes no
+    patches, so it has no ``describe``. Subclasses implement :meth:`_run_image` and ``open``.
 
     Attributes:
         magnification: the support region the graph was exported with (fixed).
@@ -78,11 +78,17 @@ class ImageDescriber(Describer):
 
     graph_kind = "image"
 
-    def __init__(self, artifact: Path, info: ImageGraphInfo, *, device: str, remedy: str) -> None:
+    def __init__(
+        self,
+        artifact: Path,
+        info: ImageGraphInfo,
+        *,
+        device: str,
+        remedy: str,
+        semantics: str | None = None,
+    ) -> None:
         """``remedy``: how to get an artifact with the settings when ``info`` lacks them."""
-        super().__init__(
-            artifact, precision=info.precision, device=device, max_batch=None, input_dtype="uint8"
-        )
+        super().__init__(artifact, precision=info.precision, device=device, semantics=semantics)
         if info.magnification is None or info.min_image_side is None or not info.pyramid_levels:
             raise InputError(
                 f"{artifact} is an image graph without magnification, pyramid_levels and "
@@ -103,27 +109,6 @@ class ImageDescriber(Describer):
             - keypoints: (K, 4) float32 (x, y, size, angle), C-contiguous, K >= 1.
             - Output: (K, 128) float32.
         """
-
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        raise self._no_patches()
-
-    def _no_patches(self) -> StateError:
-        return StateError(
-            f"{self.artifact} is an image graph (inputs image and keypoints): it takes no "
-            "patches; call compute(image, keypoints) instead of describe()"
-        )
-
-    def describe(self, patches: Any, *, stream: Any = None) -> Any:
-        """Refused: an image graph cuts its own patches; use :meth:`compute`."""
-        raise self._no_patches()
-
-    def describe_extracted(self, patches: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """Refused, as :meth:`describe`."""
-        raise self._no_patches()
-
-    def describe_timed(self, patches: Any) -> tuple[np.ndarray, float | None]:
-        """Refused, as :meth:`describe`."""
-        raise self._no_patches()
 
     def compute(
         self,

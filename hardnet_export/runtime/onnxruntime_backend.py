@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hardnet_export.artifacts.backends import get_backend
 from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH, DescribeFn
 from hardnet_export.artifacts.metadata import (
     SEMANTICS,
@@ -28,9 +29,9 @@ from hardnet_export.artifacts.metadata import (
     GraphMetadata,
 )
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
-from hardnet_export.runtime.base import Describer, check_graph_signature, graph_input
+from hardnet_export.runtime.base import Describer
 from hardnet_export.runtime.image import ImageDescriber, check_image_inputs
-from hardnet_export.runtime.registry import describer_for
+from hardnet_export.runtime.inputs import check_graph_signature, graph_input
 from hardnet_export.validate import device_name, parse_device
 
 if TYPE_CHECKING:
@@ -306,8 +307,16 @@ class OnnxRuntimeDescriber(Describer):
     backend = "onnxruntime"
 
     def __init__(
-        self, session: Any, artifact: Path, metadata: GraphMetadata, *, max_batch: int | None
+        self,
+        session: Any,
+        artifact: Path,
+        metadata: GraphMetadata,
+        *,
+        max_batch: int | None,
+        semantics: str = SEMANTICS_HOST,
     ) -> None:
+        """``semantics``: ``host-kernels`` (ONNX Runtime fuses Q/DQ into this CPU's int8
+        kernels) or ``exact-qdq`` (graph optimisations off: the graph as written)."""
         inputs, outputs = session.get_inputs(), session.get_outputs()
         spec = inputs[0] if inputs else None
         out_spec = outputs[0] if outputs else None
@@ -329,12 +338,10 @@ class OnnxRuntimeDescriber(Describer):
             device=session_device(session),
             max_batch=fixed or max_batch or DEFAULT_MAX_BATCH,
             input_dtype=_ONNX_DTYPES[spec.type],
+            semantics=semantics,
         )
         self.session = session
         self.metadata = metadata
-        #: ``host-kernels`` (ONNX Runtime fuses Q/DQ into this CPU's int8 kernels) or
-        #: ``exact-qdq`` (graph optimisations off: the graph as written).
-        self.semantics = SEMANTICS_HOST
         self.providers: list[str] = list(session.get_providers())
         self._fixed_batch = fixed
         self._input_name = spec.name
@@ -413,12 +420,10 @@ class OnnxRuntimeDescriber(Describer):
             ) from exc
         check_active_providers(device, [name for name, _ in chosen], session.get_providers())
         metadata = GraphMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
-        # Both kinds' classes take (session, artifact, metadata, *, max_batch).
-        make: Any = describer_for(cls.backend, metadata.kind, path)
-        describer = make(session, path, metadata, max_batch=max_batch)
-        describer.semantics = (
-            SEMANTICS_EXACT if graph_optimization_level == "disable" else SEMANTICS_HOST
-        )
+        # Both kinds' classes take (session, artifact, metadata, *, max_batch, semantics).
+        make: Any = _kind_class(metadata.kind, path)
+        semantics = SEMANTICS_EXACT if graph_optimization_level == "disable" else SEMANTICS_HOST
+        describer = make(session, path, metadata, max_batch=max_batch, semantics=semantics)
         if describer.device == "cpu" and describer.semantics == SEMANTICS_HOST:
             warning = int8_kernel_warning(path, describer.metadata)
             if warning:
@@ -441,27 +446,42 @@ class OnnxRuntimeImageDescriber(ImageDescriber):
     backend = "onnxruntime"
 
     def __init__(
-        self, session: Any, artifact: Path, metadata: GraphMetadata, *, max_batch: int | None
+        self,
+        session: Any,
+        artifact: Path,
+        metadata: GraphMetadata,
+        *,
+        max_batch: int | None,
+        semantics: str = SEMANTICS_HOST,
     ) -> None:
         super().__init__(
             artifact,
             metadata,
             device=session_device(session),
             remedy="re-export it with hardnet-export onnx --with-extraction",
+            semantics=semantics,
         )
         check_image_inputs(artifact, [i.name for i in session.get_inputs()])
         self.session = session
         self.metadata = metadata
-        self.semantics = SEMANTICS_HOST
         self.providers: list[str] = list(session.get_providers())
         self._output_name = session.get_outputs()[0].name
 
     @classmethod
-    def open(
-        cls, path: Path | None, *, device: str | None = None, max_batch: int | None = None
-    ) -> Describer:
-        return OnnxRuntimeDescriber.open(path, device=device, max_batch=max_batch)
+    def open(cls, path: Path | None, **options: Any) -> Describer:
+        return OnnxRuntimeDescriber.open(path, **options)
 
     def _run_image(self, gray: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         (out,) = self.session.run([self._output_name], {"image": gray, "keypoints": keypoints})
         return np.asarray(out, dtype=np.float32)
+
+
+def _kind_class(kind: str, artifact: Path) -> type[Describer]:
+    """The class of this backend that describes a graph of kind ``kind``."""
+    classes: dict[str, type[Describer]] = {
+        "patches": OnnxRuntimeDescriber,
+        "image": OnnxRuntimeImageDescriber,
+    }
+    if kind not in classes:
+        raise InputError(get_backend(OnnxRuntimeDescriber.backend).refusal(kind, str(artifact)))
+    return classes[kind]

@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from hardnet_export.artifacts.backends import get_backend
 from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH
 from hardnet_export.artifacts.metadata import SEMANTICS_HOST, GraphMetadata
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
-from hardnet_export.runtime.base import Describer, check_graph_signature, graph_input
+from hardnet_export.runtime.base import Describer
 from hardnet_export.runtime.image import ImageDescriber, check_image_inputs
-from hardnet_export.runtime.registry import describer_for
+from hardnet_export.runtime.inputs import check_graph_signature, graph_input
 from hardnet_export.validate import check_int, check_str, device_name
 
 PERFORMANCE_HINTS = ("latency", "throughput")
@@ -129,6 +130,12 @@ def read_graph_metadata(path: Path) -> GraphMetadata:
         return GraphMetadata()
 
 
+def graph_kind(path: Path) -> str:
+    """The graph kind of an ``.onnx`` or ``.xml`` model as OpenVINO reads it (``patches``
+    where it cannot: :meth:`OpenVINODescriber.open` then says why)."""
+    return read_graph_metadata(path).kind
+
+
 def failed_openvino_gate(metadata: GraphMetadata) -> bool:
     """Whether the export measured this INT8 graph on OpenVINO and it failed the gate there."""
     gate = metadata.int8_gate_openvino
@@ -185,7 +192,13 @@ class OpenVINODescriber(Describer):
     backend = "openvino"
 
     def __init__(
-        self, compiled: Any, artifact: Path, metadata: GraphMetadata, *, max_batch: int | None
+        self,
+        compiled: Any,
+        artifact: Path,
+        metadata: GraphMetadata,
+        *,
+        max_batch: int | None,
+        inference_precision: str = "f32",
     ) -> None:
         inputs, outputs = compiled.inputs, compiled.outputs
         spec = inputs[0] if inputs else None
@@ -208,10 +221,12 @@ class OpenVINODescriber(Describer):
             device="cpu",
             max_batch=fixed or max_batch or DEFAULT_MAX_BATCH,
             input_dtype=_OV_DTYPES[dtype],
+            # OpenVINO fuses Q/DQ into this CPU's int8 kernels, as ONNX Runtime does.
+            semantics=SEMANTICS_HOST,
         )
         self.metadata = metadata
-        #: OpenVINO fuses Q/DQ into this CPU's int8 kernels, as ONNX Runtime does.
-        self.semantics = SEMANTICS_HOST
+        #: The arithmetic OpenVINO runs the float layers in (``precision`` is the graph's).
+        self.inference_precision = inference_precision
         self.compiled = compiled
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()
@@ -253,7 +268,7 @@ class OpenVINODescriber(Describer):
         ov_core = core()
         model = read_model(path)
         metadata = _metadata(model, path)
-        describer_for(cls.backend, metadata.kind, path)  # an unopened kind fails before compiling
+        make: Any = _kind_class(metadata.kind, path)  # an unopened kind fails before compiling
         if failed_openvino_gate(metadata):
             gate = metadata.int8_gate_openvino or {}
             raise InputError(
@@ -282,11 +297,10 @@ class OpenVINODescriber(Describer):
         except Exception as exc:
             reason = _reason(exc)
             raise InputError(f"OpenVINO cannot compile {path} for the CPU ({reason})") from None
-        # Both kinds' classes take (compiled, artifact, metadata, *, max_batch).
-        make: Any = describer_for(cls.backend, metadata.kind, path)
-        describer = make(compiled, path, metadata, max_batch=max_batch)
-        #: The arithmetic OpenVINO runs the float layers in (``precision`` is the graph's).
-        describer.inference_precision = inference_precision
+        # Both kinds' classes take (compiled, artifact, metadata, *, max_batch, precision).
+        describer: Describer = make(
+            compiled, path, metadata, max_batch=max_batch, inference_precision=inference_precision
+        )
         return describer
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
@@ -307,30 +321,46 @@ class OpenVINOImageDescriber(ImageDescriber):
     backend = "openvino"
 
     def __init__(
-        self, compiled: Any, artifact: Path, metadata: GraphMetadata, *, max_batch: int | None
+        self,
+        compiled: Any,
+        artifact: Path,
+        metadata: GraphMetadata,
+        *,
+        max_batch: int | None,
+        inference_precision: str = "f32",
     ) -> None:
         super().__init__(
             artifact,
             metadata,
             device="cpu",
             remedy="re-export it with hardnet-export onnx --with-extraction",
+            semantics=SEMANTICS_HOST,
         )
         check_image_inputs(artifact, [port.get_any_name() for port in compiled.inputs])
         self.metadata = metadata
-        self.semantics = SEMANTICS_HOST
+        self.inference_precision = inference_precision
         self.compiled = compiled
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()
         self._output = compiled.outputs[0]
 
     @classmethod
-    def open(
-        cls, path: Path | None, *, device: str | None = None, max_batch: int | None = None
-    ) -> Describer:
-        return OpenVINODescriber.open(path, device=device, max_batch=max_batch)
+    def open(cls, path: Path | None, **options: Any) -> Describer:
+        return OpenVINODescriber.open(path, **options)
 
     def _run_image(self, gray: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         with self._lock:
             out = self._request.infer({"image": gray, "keypoints": keypoints})[self._output]
             # The request owns its output buffer: copy before the next call reuses it.
             return np.array(out, dtype=np.float32, copy=True)
+
+
+def _kind_class(kind: str, artifact: Path) -> type[Describer]:
+    """The class of this backend that describes a graph of kind ``kind``."""
+    classes: dict[str, type[Describer]] = {
+        "patches": OpenVINODescriber,
+        "image": OpenVINOImageDescriber,
+    }
+    if kind not in classes:
+        raise InputError(get_backend(OpenVINODescriber.backend).refusal(kind, str(artifact)))
+    return classes[kind]

@@ -32,7 +32,7 @@ from hardnet_export.errors import DeviceError, InputError, StateError
 from hardnet_export.runtime import cudart
 from hardnet_export.runtime.base import Describer
 from hardnet_export.runtime.image import ImageDescriber, check_image_inputs
-from hardnet_export.runtime.tensorrt_backend import LoadedEngine, TensorRTDescriber, io_tensors
+from hardnet_export.runtime.tensorrt_backend import LoadedEngine, io_tensors, load_engine
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -144,12 +144,26 @@ class TensorRTImageDescriber(ImageDescriber):
         *,
         device: str | None = None,
         max_batch: int | None = None,
+        cuda_graph: bool | None = None,
+        dla_core: int | None = None,
         trust_host_code: bool = False,
     ) -> Describer:
-        """Open an engine through the tensorrt backend (which picks the class by its kind)."""
-        return TensorRTDescriber.open(
-            path, device=device, max_batch=max_batch, trust_host_code=trust_host_code
+        """Check and deserialise an image engine, as
+        :meth:`~hardnet_export.runtime.tensorrt_backend.TensorRTDescriber.open` does for
+        patch engines (the same options; ``runtime.load`` picks this class by the sidecar's
+        ``graph_kind``).
+
+        Raises:
+            InputError: a patch engine, or an option an image engine cannot take.
+        """
+        loaded = load_engine(
+            path, device=device, dla_core=dla_core, trust_host_code=trust_host_code
         )
+        if loaded.kind != "image":
+            raise InputError(
+                f"{loaded.path} is an engine of a {loaded.kind} graph, not an image graph"
+            )
+        return cls.from_engine(loaded, max_batch=max_batch, cuda_graph=cuda_graph)
 
     # -- the profile -----------------------------------------------------------------------
 

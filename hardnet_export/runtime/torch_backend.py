@@ -25,7 +25,8 @@ import numpy as np
 from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH, DESCRIPTOR_SIZE, batch_slices
 from hardnet_export.errors import InputError, MissingDependencyError
 from hardnet_export.geometry import PATCH_SIZE
-from hardnet_export.runtime.base import Describer, stream_handle, validate_torch_patches
+from hardnet_export.runtime.base import Describer
+from hardnet_export.runtime.inputs import stream_handle, validate_torch_patches
 from hardnet_export.validate import parse_device
 
 

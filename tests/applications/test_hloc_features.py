@@ -69,3 +69,28 @@ def test_an_h5_output_that_is_a_folder_or_no_hdf5_is_one_line(tmp_path: Path) ->
         complete_images(tmp_path / "junk.h5")
     assert "junk.h5 is not an HDF5 file" in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_the_library_writes_hloc_features_pipelined_as_the_cli_does(tmp_path: Path) -> None:
+    import cv2 as opencv
+
+    from hardnet_export import runtime
+    from hardnet_export.applications import hloc
+    from hardnet_export.applications.detection import detect_keypoints
+    from hardnet_export.shipped import SHIPPED_ONNX
+
+    paths = _images(tmp_path, 3)
+    out = tmp_path / "features.h5"
+    describer = runtime.load(SHIPPED_ONNX, device="cpu")
+    options = {"max_keypoints": 100, "pipeline": True}
+    written = list(hloc.write_features(out, describer, paths[:2], **options))
+    assert [p for p, _ in written] == paths[:2]
+    assert hloc.pending_images(out, paths) == paths[2:]
+    image = opencv.imread(str(paths[1]), opencv.IMREAD_GRAYSCALE)
+    detected = detect_keypoints(image, max_keypoints=100)
+    with h5py.File(out, "r") as f:
+        group = f[hloc.image_key(paths[1])]
+        # The detector's responses, in its order, and the image's [W, H].
+        np.testing.assert_allclose(group["scores"][()], [k.response for k in detected])
+        assert list(group["image_size"][()]) == [image.shape[1], image.shape[0]]
+        np.testing.assert_array_equal(group["descriptors"][()], written[1][1].descriptors.T)

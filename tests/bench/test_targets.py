@@ -34,24 +34,29 @@ def test_image_graph_targets_are_fp32_and_fp16_image_exports(
     assert targets.image_graph_targets("cuda", tmp_path) == []
 
 
-def test_cpu_targets_add_openvino_bf16_for_fp32_only() -> None:
-    from hardnet_export.shipped import SHIPPED_ONNX
+def test_cpu_targets_add_openvino_bf16_for_fp32_only(tmp_path: Path) -> None:
+    from hardnet_export.artifacts.variants import get_variant
+    from hardnet_export.shipped import SHIPPED_ONNX, SHIPPED_WEIGHTS
+
+    class Exported(targets.BenchContext):
+        def graph(self, variant: object) -> Path:
+            return SHIPPED_ONNX  # the hooks' labels and options, not an export, are tested
 
     both = ["onnxruntime", "openvino"]
-    plain = targets.cpu_variant_targets("fp32", SHIPPED_ONNX, "cpu", both, bf16=False)
-    assert [t.label for t in plain] == ["onnxruntime fp32", "openvino fp32"]
-    with_bf16 = targets.cpu_variant_targets("fp32", SHIPPED_ONNX, "cpu", both, bf16=True)
-    assert [t.label for t in with_bf16] == [
+    plain = Exported(tmp_path, 64, SHIPPED_WEIGHTS, bf16=False)
+    with_bf16 = Exported(tmp_path, 64, SHIPPED_WEIGHTS, bf16=True)
+    fp32, int8 = get_variant("fp32"), get_variant("int8-cpu")
+    found = targets.variant_targets(fp32, "cpu", plain, both)
+    assert [t.label for t in found] == ["onnxruntime fp32", "openvino fp32"]
+    found = targets.variant_targets(fp32, "cpu", with_bf16, both)
+    assert [t.label for t in found] == [
         "onnxruntime fp32",
         "openvino fp32",
         "openvino fp32 (bf16)",
     ]
-    assert with_bf16[-1].options == {"inference_precision": "bf16"}
-    int8 = targets.cpu_variant_targets("int8-cpu", SHIPPED_ONNX, "cpu", both, bf16=True)
-    assert [t.label for t in int8] == ["onnxruntime int8-cpu", "openvino int8-cpu"]
-    assert (
-        targets.cpu_variant_targets("fp32", SHIPPED_ONNX, "cpu", ["onnxruntime"], bf16=True)[
-            -1
-        ].label
-        == "onnxruntime fp32"
-    )
+    assert found[-1].options == {"inference_precision": "bf16"}
+    found = targets.variant_targets(int8, "cpu", with_bf16, both)
+    assert [t.label for t in found] == ["onnxruntime int8-cpu", "openvino int8-cpu"]
+    only_ort = targets.variant_targets(fp32, "cpu", with_bf16, ["onnxruntime"])
+    assert [t.label for t in only_ort] == ["onnxruntime fp32"]
+    assert targets.variant_targets(fp32, "cuda", with_bf16, both) == []

@@ -13,8 +13,9 @@ pytest.importorskip("onnxruntime")
 
 from hardnet_export import geometry, runtime  # noqa: E402
 from hardnet_export.data.builtin import load_photo, split_photos  # noqa: E402
-from hardnet_export.errors import InputError, StateError  # noqa: E402
+from hardnet_export.errors import InputError
 from hardnet_export.export.onnx import export_onnx  # noqa: E402
+from hardnet_export.runtime.base import patch_describer  # noqa: E402
 
 # Few levels keep the export short on a shared CPU; the code path is the default's.
 LEVELS = 3
@@ -65,8 +66,10 @@ def test_matches_host_path(image_graph: Path, crop: tuple[int, int], k: int) -> 
 
 def test_describe_names_compute(image_graph: Path) -> None:
     graph = runtime.load(image_graph, backend="onnxruntime", device="cpu")
-    with pytest.raises(StateError, match=r"compute\(image, keypoints\)"):
-        graph.describe(np.zeros((1, 32, 32), np.uint8))
+    # An image describer is the patch describer's sibling: it has no describe().
+    assert not hasattr(graph, "describe")
+    with pytest.raises(InputError, match=r"compute\(image, keypoints\)"):
+        patch_describer(graph)
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,9 @@ from hardnet_export.errors import InputError
 from hardnet_export.evaluation.metrics import compare_descriptors
 from hardnet_export.export.int8 import DEFAULT_FLOAT_LAYERS, OPENVINO_AGREEMENT, Int8Options
 from hardnet_export.export.onnx import export_onnx
+from hardnet_export.host import installed
 from hardnet_export.runtime.onnxruntime_backend import ort_describe
-from hardnet_export.runtime.registry import cpu_backend_for, installed
+from hardnet_export.runtime.policy import choose_backend
 
 pytestmark = pytest.mark.skipif(not installed("openvino"), reason="needs openvino")
 
@@ -62,7 +63,9 @@ def test_default_cpu_export_runs_alike_on_openvino(
     assert set(settings["float_layers"]) == {*DEFAULT_FLOAT_LAYERS["cpu"], *added}
     probe = np.ascontiguousarray(gate_pairs.anchors[:200, None])
     on_openvino = runtime.load(graph, device="cpu")
-    assert on_openvino.backend == "openvino" and cpu_backend_for(graph).name == "openvino"
+    assert (
+        on_openvino.backend == "openvino" and choose_backend(graph, device="cpu").name == "openvino"
+    )
     agreement = compare_descriptors(ort_describe(graph)(probe), on_openvino.describe(probe))
     assert agreement["min_cosine"] >= OPENVINO_AGREEMENT, (HOST, added, agreement)
 
@@ -80,7 +83,7 @@ def test_a_graph_that_failed_on_openvino_goes_to_onnxruntime(
         model.metadata_props.add(key=key, value=value)
     graph = tmp_path / "failed-on-openvino.int8-cpu.onnx"
     onnx.save(model, graph)
-    assert cpu_backend_for(graph).name == "onnxruntime"
+    assert choose_backend(graph, device="cpu").name == "onnxruntime"
     assert runtime.load(graph, device="cpu").backend == "onnxruntime"
     with pytest.raises(InputError, match=r"failed-on-openvino.*50\.15%.*backend='onnxruntime'"):
         runtime.load(graph, backend="openvino")

@@ -1,4 +1,5 @@
-"""Every backend that runs on a CPU against PyTorch, on every kind of input."""
+"""Every registered backend that runs on a CPU against PyTorch, on every kind of input (the
+backend contract, parametrised over the records; a backend not installed here is skipped)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from hardnet_export import runtime
+from hardnet_export.artifacts.backends import Backend, backends
 from hardnet_export.runtime.base import Describer
 
 torch = pytest.importorskip("torch")
@@ -22,10 +24,19 @@ def reference(checkpoint: Path, patches: np.ndarray) -> np.ndarray:
         return load_model(checkpoint)(torch.from_numpy(patches[:, None])).numpy()
 
 
-@pytest.fixture(scope="module", params=["torch", "onnxruntime"])
+CPU_BACKENDS = [b for b in backends() if "cpu" in b.devices]
+
+
+@pytest.fixture(scope="module", params=CPU_BACKENDS, ids=lambda b: b.name)
 def describer(request: pytest.FixtureRequest, checkpoint: Path, onnx_model: Path) -> Describer:
-    path = checkpoint if request.param == "torch" else onnx_model
-    return runtime.load(path, max_batch=16)
+    backend: Backend = request.param
+    if not backend.available():
+        pytest.skip(f"{backend.name} is not installed")
+    # The same random weights in whichever form the backend reads.
+    path = next((p for p in (checkpoint, onnx_model) if backend.reads(p)), None)
+    if path is None:
+        pytest.fail(f"no test artifact for {backend.name} (it reads {backend.suffixes})")
+    return runtime.load(path, backend=backend.name, device="cpu", max_batch=16)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from hardnet_export import runtime
-from hardnet_export.errors import InputError, StateError
+from hardnet_export.errors import InputError
+from hardnet_export.runtime.base import patch_describer
 
 pytest.importorskip("openvino")
 pytest.importorskip("onnxruntime")
@@ -34,8 +35,10 @@ def test_openvino_opens_an_image_graph_as_an_image_describer(
     assert isinstance(ours, OpenVINOImageDescriber) and isinstance(ours, ImageDescriber)
     assert (ours.backend, ours.device, ours.precision) == ("openvino", "cpu", "fp32")
     assert ours.magnification == 12.0 and ours.pyramid_levels == 3 and ours.min_image_side == 5
-    with pytest.raises(StateError, match=r"compute\(image, keypoints\)"):
-        ours.describe(np.zeros((1, 32, 32), np.uint8))
+    # An image describer is the patch describer's sibling: it has no describe().
+    assert not hasattr(ours, "describe")
+    with pytest.raises(InputError, match=r"compute\(image, keypoints\)"):
+        patch_describer(ours)
 
 
 @pytest.mark.parametrize("k", [1, 150])

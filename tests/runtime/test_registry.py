@@ -126,6 +126,7 @@ def test_load_refuses_a_kind_the_backend_has_no_entry_for(
 
     from fixture_files import write_image_graph_stub
 
+    from hardnet_export.artifacts import backends as backends_table
     from hardnet_export.errors import InputError
     from hardnet_export.runtime import registry
 
@@ -140,7 +141,7 @@ def test_load_refuses_a_kind_the_backend_has_no_entry_for(
         else b
         for b in registry.BACKENDS
     )
-    monkeypatch.setattr(registry, "BACKENDS", without)
+    monkeypatch.setattr(backends_table, "_registered", list(without))
     with pytest.raises(InputError) as info:
         runtime.load(path, backend="onnxruntime", device="cpu")
     message = str(info.value)

@@ -12,6 +12,7 @@ import pytest
 
 from hardnet_export import runtime
 from hardnet_export.errors import InputError, StateError
+from hardnet_export.runtime.base import patch_describer
 
 #: A small profile: builds fast, and the crop (160x200) and its 150 keypoints fit inside.
 PROFILE = {
@@ -62,8 +63,10 @@ def test_image_engine_is_opened_by_the_kind_table(image_engine: Path) -> None:
     assert (trt.magnification, trt.pyramid_levels, trt.min_image_side) == (12.0, 3, 5)
     assert trt.image_profile == ((5, 5), (240, 320)) and trt.keypoint_profile == (1, 256)
     assert trt.sidecar.graph_kind == "image" and trt.precision == "fp32"
-    with pytest.raises(StateError, match=r"compute\(image, keypoints\)"):
-        trt.describe(np.zeros((1, 32, 32), np.uint8))
+    # An image describer is the patch describer's sibling: it has no describe().
+    assert not hasattr(trt, "describe")
+    with pytest.raises(InputError, match=r"compute\(image, keypoints\)"):
+        patch_describer(trt)
     with pytest.raises(InputError, match="without a CUDA graph"):
         runtime.load(image_engine, cuda_graph=True)
 
@@ -345,8 +348,10 @@ def test_simulated_engine_profile_errors_and_close(
         info.value
     )
     assert not trt.copies  # type: ignore[attr-defined]  # refused before any copy
-    with pytest.raises(StateError, match="compute"):
-        trt.describe(np.zeros((1, 32, 32), np.uint8))
+    # An image describer is the patch describer's sibling: it has no describe().
+    assert not hasattr(trt, "describe")
+    with pytest.raises(InputError, match=r"compute\(image, keypoints\)"):
+        patch_describer(trt)
     trt.compute(photo_crop, crop_keypoints[:3])
     trt.close()
     assert not trt.live and trt.context is None and trt.stream.destroyed  # type: ignore[attr-defined]

@@ -1,0 +1,271 @@
+"""The one table of backends: what each is, which artifacts it reads, where it runs.
+
+A backend is one :class:`Backend` record plus its own module(s). The record names its code by
+``module:attribute`` strings, imported only when used, so this table sits in the torch-free
+floor and every layer above reads it: ``runtime.load`` (suffix, graph kind, load options),
+the CPU policy (:mod:`hardnet_export.runtime.policy`), ``check`` (provenance), ``bench``
+(targets, library versions), the INT8 export (gates per backend) and the CLI's help. Built-in
+records are in :data:`BUILTIN`; :func:`register_backend` adds one (a plugin, or a test's toy
+backend) without touching another file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.host import distribution_version, installed
+
+#: Where a describer runs.
+DEVICES = ("cpu", "cuda")
+
+
+def resolve(target: str) -> Any:
+    """The attribute ``module:name`` names, imported now."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backend:
+    """What is known about one backend.
+
+    Attributes:
+        name: what ``runtime.load(..., backend=NAME)`` and the CLI's ``--backend`` take.
+        summary: one line for tables and ``--help``.
+        kinds: per graph kind (``patches``, ``image``) the ``module:Class`` of its describer,
+            a :class:`~hardnet_export.runtime.base.Describer` with an ``open(path, *, device,
+            max_batch, **options)`` classmethod.
+        suffixes: artifact suffixes it reads; the first record reading a suffix is that
+            suffix's default backend.
+        devices: where it runs (:data:`DEVICES`).
+        module: the import name whose presence makes it available (None: always).
+        distributions: the pip distributions that provide ``module``, first found wins (the
+            version a benchmark or ``check`` records).
+        threads_option: the ``load`` option that sets its CPU threads (None: no CPU threads).
+        unsupported: per graph kind it has no entry for, why (for the refusal).
+        kind_reader: ``module:function`` reading an artifact's graph kind before it is opened
+            (None: it reads patch graphs only). Lenient: a file it cannot read is ``patches``
+            and the describer's ``open`` says what is wrong with it.
+        provenance: ``module:function`` returning an artifact's
+            :class:`~hardnet_export.artifacts.provenance.Provenance` (what ``check`` compares
+            against).
+        cpu_first: precisions for which the policy prefers it on the CPU over the suffix's
+            default backend, where it is installed (a measured choice, see the policy).
+        bench: ``module:function`` listing its benchmark targets for one variant
+            (``(backend, variant, device, context) -> [Target]``, see
+            :mod:`hardnet_export.benchmark.targets`); None: the benchmark does not time it
+            per variant (PyTorch is the baseline).
+        gate: ``module:function`` giving a describe function that runs a graph on it
+            (``path -> describe``), for the INT8 export's gate on this backend.
+        gate_targets: the INT8 flavours the export gates on it (where it is installed).
+    """
+
+    name: str
+    summary: str
+    kinds: Mapping[str, str] = field(hash=False)
+    suffixes: tuple[str, ...]
+    devices: tuple[str, ...]
+    module: str | None
+    distributions: tuple[str, ...] = ()
+    threads_option: str | None = None
+    unsupported: Mapping[str, str] = field(default_factory=dict, hash=False)
+    kind_reader: str | None = None
+    provenance: str
+    cpu_first: tuple[str, ...] = ()
+    bench: str | None = None
+    gate: str | None = None
+    gate_targets: tuple[str, ...] = ()
+
+    @property
+    def target(self) -> str:
+        """The ``module:Class`` of its patch describer."""
+        return self.kinds["patches"]
+
+    def available(self) -> bool:
+        """Whether its library is installed here (nothing is imported)."""
+        return self.module is None or installed(self.module)
+
+    def version(self) -> str | None:
+        """The installed version of its library, by distribution metadata; None if absent."""
+        return distribution_version(*self.distributions)
+
+    def reads(self, path: str | Path) -> bool:
+        return Path(path).suffix.lower() in self.suffixes
+
+    def describer_class(self, kind: str = "patches") -> Any:
+        """The describer class of graph kind ``kind``.
+
+        Raises:
+            InputError: it has no entry for ``kind``.
+        """
+        if kind not in self.kinds:
+            raise InputError(self.refusal(kind, "an artifact"))
+        return resolve(self.kinds[kind])
+
+    def read_kind(self, path: Path) -> str:
+        """The graph kind of ``path`` (``patches`` where it has no reader)."""
+        if self.kind_reader is None:
+            return "patches"
+        kind: str = resolve(self.kind_reader)(path)
+        return kind
+
+    def read_provenance(self, path: Path) -> Any:
+        return resolve(self.provenance)(path)
+
+    def gate_function(self) -> Callable[[Path], Callable[[Any], Any]] | None:
+        return None if self.gate is None else resolve(self.gate)
+
+    def refusal(self, kind: str, artifact: str) -> str:
+        """Why it does not open ``artifact``, a graph of kind ``kind``, and who does."""
+        others = [b.name for b in backends() if kind in b.kinds]
+        why = self.unsupported.get(kind)
+        return (
+            f"{artifact} is a graph of kind {kind!r}, which the {self.name} backend does not "
+            f"open{f' ({why})' if why else ''}; backends that open {kind} graphs: "
+            f"{', '.join(others) if others else 'none'}"
+        )
+
+
+_RUNTIME = "hardnet_export.runtime"
+_PROVENANCE = "hardnet_export.artifacts.provenance"
+_BENCH = "hardnet_export.benchmark.targets"
+BUILTIN: tuple[Backend, ...] = (
+    Backend(
+        name="torch",
+        summary="PyTorch eager or a CUDA graph, from a .pth checkpoint",
+        kinds={"patches": f"{_RUNTIME}.torch_backend:TorchDescriber"},
+        suffixes=(".pt", ".pth"),
+        devices=("cpu", "cuda"),
+        module="torch",
+        distributions=("torch",),
+        threads_option="num_threads",
+        unsupported={"image": "a checkpoint holds the patch network only"},
+        provenance=f"{_PROVENANCE}:checkpoint_provenance",
+    ),
+    Backend(
+        name="onnxruntime",
+        summary="ONNX Runtime (CPU, CUDA or its TensorRT provider), from an .onnx graph",
+        kinds={
+            "patches": f"{_RUNTIME}.onnxruntime_backend:OnnxRuntimeDescriber",
+            "image": f"{_RUNTIME}.onnxruntime_backend:OnnxRuntimeImageDescriber",
+        },
+        suffixes=(".onnx",),
+        devices=("cpu", "cuda"),
+        module="onnxruntime",
+        distributions=("onnxruntime", "onnxruntime-gpu"),
+        threads_option="intra_op_num_threads",
+        kind_reader=f"{_PROVENANCE}:graph_kind",
+        provenance=f"{_PROVENANCE}:graph_provenance",
+        bench=f"{_BENCH}:cpu_graph_targets",
+    ),
+    Backend(
+        name="openvino",
+        summary="OpenVINO on the CPU, from an .onnx graph or OpenVINO IR (.xml + .bin)",
+        kinds={
+            "patches": f"{_RUNTIME}.openvino_backend:OpenVINODescriber",
+            "image": f"{_RUNTIME}.openvino_backend:OpenVINOImageDescriber",
+        },
+        suffixes=(".xml", ".onnx"),
+        devices=("cpu",),
+        module="openvino",
+        distributions=("openvino",),
+        threads_option="num_threads",
+        kind_reader=f"{_RUNTIME}.openvino_backend:graph_kind",
+        provenance=f"{_PROVENANCE}:graph_provenance",
+        # Measured with `hardnet-export bench` on an AVX2 CPU: ONNX Runtime has no fast int8
+        # path for the TensorRT flavour's symmetric activations there; OpenVINO ran it about
+        # 2x faster and the cpu flavour no slower. FP32 and FP16 were no faster on OpenVINO.
+        cpu_first=("int8",),
+        bench=f"{_BENCH}:openvino_targets",
+        gate=f"{_RUNTIME}.openvino_backend:ov_describe",
+        gate_targets=("cpu",),
+    ),
+    Backend(
+        name="tensorrt",
+        summary="a TensorRT engine (.engine/.plan) on an NVIDIA GPU or Jetson DLA",
+        kinds={
+            "patches": f"{_RUNTIME}.tensorrt_backend:TensorRTDescriber",
+            "image": f"{_RUNTIME}.tensorrt_image:TensorRTImageDescriber",
+        },
+        suffixes=(".engine", ".plan"),
+        devices=("cuda",),
+        module="tensorrt",
+        distributions=("tensorrt", "tensorrt-cu13", "tensorrt-cu12"),
+        kind_reader=f"{_PROVENANCE}:engine_kind",
+        provenance=f"{_PROVENANCE}:engine_provenance",
+        bench=f"{_BENCH}:engine_targets",
+    ),
+)
+
+_registered: list[Backend] = list(BUILTIN)
+_lock = threading.Lock()
+
+
+def backends() -> tuple[Backend, ...]:
+    """Every registered backend, built-in ones first, in registration order."""
+    return tuple(_registered)
+
+
+def register_backend(backend: Backend) -> Backend:
+    """Add ``backend`` to the table (after the built-in ones: a suffix it shares with one of
+    those keeps its default backend).
+
+    Raises:
+        InputError: a backend of that name is registered already.
+    """
+    with _lock:
+        if any(b.name == backend.name for b in _registered):
+            raise InputError(f"a backend called {backend.name!r} is registered already")
+        _registered.append(backend)
+    return backend
+
+
+def unregister_backend(name: str) -> None:
+    """Remove the backend called ``name`` (built-in ones stay)."""
+    if any(b.name == name for b in BUILTIN):
+        raise InputError(f"{name!r} is a built-in backend; it cannot be removed")
+    with _lock:
+        _registered[:] = [b for b in _registered if b.name != name]
+
+
+def get_backend(name: str) -> Backend:
+    """The registered backend called ``name``.
+
+    Raises:
+        InputError: no such backend; the message lists them.
+    """
+    for backend in backends():
+        if backend.name == name:
+            return backend
+    raise InputError(f"unknown backend {name!r}; known: {[b.name for b in backends()]}")
+
+
+def backend_names() -> tuple[str, ...]:
+    return tuple(b.name for b in backends())
+
+
+def artifact_suffixes() -> tuple[str, ...]:
+    """Every suffix some backend reads, in table order."""
+    return tuple(dict.fromkeys(s for b in backends() for s in b.suffixes))
+
+
+def backend_for(path: str | Path) -> Backend:
+    """The default backend of ``path``: the first registered one that reads its suffix.
+
+    Raises:
+        MissingFileError: no file at ``path``, whose suffix no backend reads either (a
+            missing file is the first thing to tell).
+        InputError: no backend reads this suffix.
+    """
+    for backend in backends():
+        if backend.reads(path):
+            return backend
+    if not Path(path).exists():
+        raise MissingFileError(f"model not found: {path}")
+    raise InputError(f"no backend reads {path}: expected one of {sorted(artifact_suffixes())}")
