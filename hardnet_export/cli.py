@@ -9,6 +9,7 @@ operating system print as one line; anything else is a bug, reported as one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
 import os
@@ -54,7 +55,12 @@ from hardnet_export.benchmark.frame import (
 from hardnet_export.benchmark.run import parse_batch_sizes, run_benchmark
 from hardnet_export.check import check_artifact
 from hardnet_export.demo import DemoConfig, run_demo
-from hardnet_export.errors import HardnetError, InputError, Interrupted, TrainingInterrupted
+from hardnet_export.errors import (
+    HardnetError,
+    InputError,
+    Interrupted,
+    TrainingInterrupted,
+)
 from hardnet_export.evaluation.suite import render_tables, run_evaluation, write_json
 from hardnet_export.export.int8 import Int8Options
 from hardnet_export.export.onnx import export_onnx
@@ -118,12 +124,17 @@ def documented(owner: Any) -> dict[str, str]:
 
 
 def options_from(
-    config: type[Any], names: dict[str, tuple[str, ...]] | None = None
+    config: type[Any],
+    names: dict[str, tuple[str, ...]] | None = None,
+    parsers: dict[str, Callable[[str], Any]] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command one option per field of ``config``: its type, default and help from the
-    dataclass (``names``: extra option names per field, e.g. ``{"out": ("-o",)}``). The
-    command receives the fields as keyword arguments."""
+    dataclass (``names``: extra option names per field, e.g. ``{"out": ("-o",)}``). A tuple
+    field is one comma-separated option, read by ``parsers[field]`` (default: each item as
+    the tuple's item type). The command receives the fields as keyword arguments: the one
+    mechanism behind every command whose options are a config's fields."""
     names = names or {}
+    parsers = dict(parsers or {})
     hints = typing.get_type_hints(config)
     helps = documented(config)
 
@@ -131,27 +142,48 @@ def options_from(
         parameters = []
         annotations: dict[str, Any] = {}
         for item in dataclasses.fields(config):
+            hint, value = hints[item.name], default(config, item.name)
             flag = "--" + item.name.replace("_", "-")
             declared = [flag, *names.get(item.name, ())]
-            if hints[item.name] is bool:
+            if hint is bool:
                 declared = [f"{flag}/--no-{flag[2:]}"] + list(names.get(item.name, ()))
-            option = typer.Option(
-                default(config, item.name), *declared, help=helps.get(item.name, "")
-            )
+            if typing.get_origin(hint) is tuple:
+                parsers.setdefault(item.name, _items_of(typing.get_args(hint)[0], flag))
+                hint, value = str, ",".join(map(str, value))
+            option = typer.Option(value, *declared, help=helps.get(item.name, ""))
             parameters.append(
                 inspect.Parameter(
-                    item.name,
-                    inspect.Parameter.KEYWORD_ONLY,
-                    default=option,
-                    annotation=hints[item.name],
+                    item.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hint
                 )
             )
-            annotations[item.name] = hints[item.name]
-        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-        command.__annotations__ = annotations
-        return command
+            annotations[item.name] = hint
+
+        @functools.wraps(command)
+        def parsed(**fields: Any) -> Any:
+            for name, parse in parsers.items():
+                if isinstance(fields.get(name), str):
+                    fields[name] = parse(fields[name])
+            return command(**fields)
+
+        parsed.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        parsed.__annotations__ = annotations
+        return parsed
 
     return decorate
+
+
+def _items_of(kind: type, flag: str) -> Callable[[str], tuple[Any, ...]]:
+    """A parser of a comma-separated option into a tuple of ``kind``."""
+
+    def parse(text: str) -> tuple[Any, ...]:
+        try:
+            return tuple(kind(part.strip()) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise InputError(
+                f"{flag} takes comma-separated {kind.__name__} values, got {text!r}"
+            ) from None
+
+    return parse
 
 
 def _size(size: tuple[int, int]) -> str:
@@ -212,6 +244,19 @@ def list_models() -> None:
     from hardnet_export.artifacts.models import format_models
 
     typer.echo(format_models())
+
+
+@app.command("backends")
+def list_backends() -> None:
+    """List the registered backends: the artifacts each reads, where it runs and whether its
+    library is installed here. runtime.load picks one by the artifact's suffix (and, on the
+    CPU, by the graph's precision); load(..., backend=NAME) forces one.
+
+    Example: hardnet-export backends
+    """
+    from hardnet_export.artifacts.backends import format_backends
+
+    typer.echo(format_backends())
 
 
 @app.command()
@@ -561,7 +606,7 @@ def trt(
     side = result.sidecar
     what = "reused" if result.reused else f"built in {side.build_seconds or 0:.1f} s"
     profile = (
-        side.profile_flags()
+        " ".join(flag(k, v) for k, v in side.profile_options().items())
         if side.graph_kind == "image"
         else f"batch {min_batch}/{opt_batch}/{max_batch}"
     )
@@ -1054,33 +1099,19 @@ def check(
         raise typer.Exit(1)
 
 
-_DEMO_HELP = documented(DemoConfig)
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    from hardnet_export.benchmark.run import parse_batch_sizes
+
+    return tuple(parse_batch_sizes(text))
 
 
 @app.command()
-def demo(
-    out: Path = typer.Option(default(DemoConfig, "out"), "--out", "-o", help=_DEMO_HELP["out"]),
-    train_steps: int = typer.Option(
-        default(DemoConfig, "train_steps"), "--train-steps", help=_DEMO_HELP["train_steps"]
-    ),
-    model: str | None = typer.Option(
-        default(DemoConfig, "model"), "--model", help=_DEMO_HELP["model"]
-    ),
-    device: str = typer.Option(
-        default(DemoConfig, "device"), "--device", help=_DEMO_HELP["device"]
-    ),
-    pairs: int = typer.Option(default(DemoConfig, "pairs"), "--pairs", help=_DEMO_HELP["pairs"]),
-    batch_sizes: str = typer.Option(
-        ",".join(map(str, default(DemoConfig, "batch_sizes"))),
-        "--batch-sizes",
-        help=_DEMO_HELP["batch_sizes"],
-    ),
-    duration_s: float = typer.Option(
-        default(DemoConfig, "bench_duration_s"),
-        "--duration-s",
-        help=_DEMO_HELP["bench_duration_s"],
-    ),
-) -> None:
+@options_from(
+    DemoConfig,
+    {"out": ("-o",), "bench_duration_s": ("--duration-s",)},
+    {"batch_sizes": _batch_sizes},
+)
+def demo(**fields: Any) -> None:
     """Run the whole pipeline on built-in data: export, accuracy vs SIFT, speed, matching.
 
     Writes DIR/report.md, DIR/report.json, the benchmark plot and the match images.
@@ -1091,19 +1122,10 @@ def demo(
 
     Example: hardnet-export demo --out demo-hardnet --model hardnet
     """
-    report = run_demo(
-        DemoConfig(
-            out=out,
-            train_steps=train_steps,
-            model=model,
-            device=device,
-            pairs=pairs,
-            batch_sizes=tuple(parse_batch_sizes(batch_sizes)),
-            bench_duration_s=duration_s,
-        )
-    )
+    config = DemoConfig(**fields)
+    report = run_demo(config)
     failed = [s.name for s in report.stages if s.status == "failed"]
-    typer.echo(f"report: {out / 'report.md'}")
+    typer.echo(f"report: {config.out / 'report.md'}")
     if failed:
         # The report is written either way; the exit status tells scripts (and CI) it broke.
         typer.echo(f"stages that failed: {', '.join(failed)}", err=True)
@@ -1120,6 +1142,24 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 70
 #: Ended by signal N: 128 + N (the shell's convention), 130 for SIGINT, 143 for SIGTERM.
 EXIT_SIGNAL_BASE = 128
+
+#: Parameters whose flag is not the default spelling (``--name-with-dashes``): the one place a
+#: renamed flag changes (library errors carry parameter names, :class:`~errors.Remedy`).
+FLAG_NAMES = {"out": "-o"}
+
+
+def flag(parameter: str, value: Any) -> str:
+    """One parameter of a library remedy as this CLI's flag: ``--out-of-bounds zero``,
+    ``--rebuild`` for True, ``--no-pipeline`` for False, ``-o`` where :data:`FLAG_NAMES`
+    says so (typer's spelling of a parameter name otherwise)."""
+    name = "--" + parameter.replace("_", "-")
+    if value is True:
+        return name
+    if value is False:
+        return "--no-" + parameter.replace("_", "-")
+    if isinstance(value, (tuple, list)):
+        value = ",".join(str(v) for v in value)
+    return f"{FLAG_NAMES.get(parameter, name)} {value}"
 
 
 def _stopped(signum: int) -> int:
@@ -1146,7 +1186,8 @@ def _run(args: list[str], debug: bool) -> int:
             return _stopped(signum)
         if debug or _state["debug"]:
             raise
-        message = str(exc).strip() or type(exc).__name__
+        message = (exc.render(flag) if isinstance(exc, HardnetError) else str(exc)).strip()
+        message = message or type(exc).__name__
         command = next((a for a in args if not a.startswith("-")), "")
         if isinstance(exc, ImageTooLargeError) and command in _IMAGE_LIMIT_COMMANDS:
             message = exc.message(option="--max-image-pixels")

@@ -3,15 +3,84 @@
 Each also derives from the built-in exception a caller would expect (``InputError`` is a
 ``ValueError``, ...), so ``except ValueError`` keeps working. Anything else that escapes is a
 bug: the CLI says "internal error" and shows the traceback under ``--debug``.
+
+An error that knows the way out carries it as data, a :class:`Remedy`: the parameters to
+change (and the stage to run again, if any). ``str(error)`` renders it as Python (parameter
+names, a function call); the CLI renders the same remedy as its flags and commands
+(:meth:`HardnetError.render`), so renaming a flag touches the CLI only.
 """
 
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """What to change, as data.
+
+    Attributes:
+        options: parameter -> the value to pass (``True``/``False`` for switches).
+        stage: the stage to run again (the CLI command ``trt``, the library function
+            ``build_engine``), with ``arguments`` (positional, as text); None: call the
+            same one again with ``options``.
+        function: that stage's library function (``hardnet_export.export.tensorrt.build_engine``).
+        arguments: the stage's positional arguments.
+    """
+
+    options: Mapping[str, Any] = field(default_factory=dict)
+    stage: str | None = None
+    function: str | None = None
+    arguments: tuple[str, ...] = ()
+
+    def python(self) -> str:
+        """As Python: ``out_of_bounds='zero'``, or ``build_engine('m.onnx', rebuild=True)``."""
+        options = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        if self.function is None:
+            return options
+        name = self.function.rpartition(".")[2]
+        args = ", ".join([*(repr(a) for a in self.arguments), *([options] if options else [])])
+        return f"{name}({args})"
+
+    def render(self, flag: Callable[[str, Any], str]) -> str:
+        """As a command line, ``flag(parameter, value)`` spelling each option."""
+        flags = " ".join(flag(k, v) for k, v in self.options.items())
+        if self.stage is None:
+            return flags
+        parts = ("hardnet-export", self.stage, *self.arguments, flags)
+        return " ".join(part for part in parts if part)
 
 
 class HardnetError(Exception):
-    """Base class of every error the project raises on purpose, with a message for users."""
+    """Base class of every error the project raises on purpose, with a message for users.
+
+    ``text`` may hold ``{remedy}`` where the remedy reads best; without it the remedy
+    follows the text after a semicolon.
+    """
+
+    def __init__(self, text: str = "", *args: object, remedy: Remedy | None = None) -> None:
+        self.text = text
+        self.remedy = remedy
+        # args hold the Python rendering, so str(), repr() and pickling need no remedy.
+        super().__init__(self.render(), *args)
+
+    def render(self, flag: Callable[[str, Any], str] | None = None) -> str:
+        """The sentence with its remedy as Python (``flag`` None) or as a command line."""
+        if self.remedy is None:
+            return self.text
+        how = self.remedy.python() if flag is None else self.remedy.render(flag)
+        if "{remedy}" in self.text:
+            return self.text.replace("{remedy}", how)
+        return f"{self.text}; {how}"
+
+    def prefixed(self, context: str) -> HardnetError:
+        """The same error (type and remedy) with ``context`` before its message."""
+        error = type(self).__new__(type(self))
+        HardnetError.__init__(error, f"{context}{self.text}", remedy=self.remedy)
+        return error
 
 
 class InputError(HardnetError, ValueError):

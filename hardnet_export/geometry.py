@@ -34,7 +34,7 @@ from typing import Any, TypeAlias
 import cv2
 import numpy as np
 
-from hardnet_export.errors import InputError, InputTypeError
+from hardnet_export.errors import InputError, InputTypeError, Remedy
 from hardnet_export.shipped import PATCH_SIZE
 from hardnet_export.validate import check_float, check_int, check_str
 
@@ -405,8 +405,8 @@ def out_of_bounds_error(
         )
     return InputError(
         f"keypoint {first} is out of bounds: {_row(kps[first])}; {why}; {len(bad)} of "
-        f"{len(kps)} keypoints are out of bounds (out_of_bounds='zero', --out-of-bounds zero "
-        "on the command line, keeps them with zero patches)"
+        f"{len(kps)} keypoints are out of bounds ({{remedy}} keeps them with zero patches)",
+        remedy=Remedy({"out_of_bounds": "zero"}),
     )
 
 

@@ -105,7 +105,10 @@ def test_help_defaults_are_the_library_defaults() -> None:
         },
         "match": {"ratio": (match_images, "ratio"), "threshold": (match_images, "threshold")},
         "check": {"pairs": (check_artifact, "pairs")},
-        "demo": {"pairs": (DemoConfig, "pairs"), "duration_s": (DemoConfig, "bench_duration_s")},
+        "demo": {
+            "pairs": (DemoConfig, "pairs"),
+            "bench_duration_s": (DemoConfig, "bench_duration_s"),
+        },
     }
     for command, options in expected.items():
         shown = _cli_defaults(command)

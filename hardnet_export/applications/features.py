@@ -180,7 +180,7 @@ def extract_features(
         except InputError as exc:
             given = keypoints_name is not None and keypoints is not None
             where = f"{keypoints_name} on {name}" if given else name
-            raise InputError(f"{where}: {exc}") from None
+            raise exc.prefixed(f"{where}: ") from None
 
     if not pipeline or len(sources) < 2:
         for i in range(len(sources)):

@@ -269,3 +269,26 @@ def backend_for(path: str | Path) -> Backend:
     if not Path(path).exists():
         raise MissingFileError(f"model not found: {path}")
     raise InputError(f"no backend reads {path}: expected one of {sorted(artifact_suffixes())}")
+
+
+def format_backends(entries: tuple[Backend, ...] | None = None) -> str:
+    """A plain-text table of ``entries`` (default: every registered backend): name, the
+    artifacts it reads, where it runs, the installed version of its library, what it is."""
+    rows = [("name", "reads", "devices", "installed", "what")]
+    for backend in backends() if entries is None else entries:
+        version = backend.version() if backend.available() else None
+        installed_here = version or ("importable" if backend.available() else "no")
+        rows.append(
+            (
+                backend.name,
+                " ".join(backend.suffixes),
+                ",".join(backend.devices),
+                installed_here,
+                backend.summary,
+            )
+        )
+    sizes = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(size) for cell, size in zip(row, sizes, strict=True)).rstrip()
+        for row in rows
+    )

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hardnet_export.artifacts.metadata import GRAPH_KINDS
-from hardnet_export.errors import InputError
+from hardnet_export.errors import InputError, Remedy
 from hardnet_export.shipped import PATCH_SIZE
 from hardnet_export.validate import (
     MAX_JSON_BYTES,
@@ -319,31 +319,30 @@ class EngineSidecar:
         data = self.to_dict()
         return {key: data[key] for key in CACHE_KEYS}
 
-    def rebuild_command(self, engine: str | Path, **profile: Any) -> str:
-        """The CLI command that rebuilds ``engine`` here from its ONNX graph; an image engine's
-        keeps its profile, with ``profile`` (:meth:`profile_flags`' keywords) changed."""
-        command = rebuild_command(engine, self.onnx)
-        if self.graph_kind == "image":
-            command += " " + self.profile_flags(**profile)
-        return command
+    def rebuild_remedy(self, engine: str | Path, **profile: Any) -> Remedy:
+        """How to rebuild ``engine`` here from its ONNX graph; an image engine's keeps its
+        profile, with ``profile`` (:meth:`profile_options`' keywords) changed."""
+        options = self.profile_options(**profile) if self.graph_kind == "image" else {}
+        return rebuild_remedy(engine, self.onnx, **options)
 
-    def profile_flags(
+    def profile_options(
         self,
         *,
         opt_image: tuple[int, int] | None = None,
         max_image: tuple[int, int] | None = None,
         opt_keypoints: int | None = None,
         max_keypoints: int | None = None,
-    ) -> str:
-        """An image engine's profile as ``hardnet-export trt`` options, with the given
-        (height, width) sides and keypoint counts in place of the recorded ones."""
+    ) -> dict[str, Any]:
+        """An image engine's profile as the builder's options (sizes as ``WIDTHxHEIGHT``),
+        with the given (height, width) sides and keypoint counts in place of the recorded
+        ones."""
         recorded = self.image_profile
-        return (
-            f"--opt-image {_size(opt_image or recorded.opt_image)} "
-            f"--max-image {_size(max_image or recorded.max_image)} "
-            f"--opt-keypoints {opt_keypoints or recorded.opt_keypoints} "
-            f"--max-keypoints {max_keypoints or recorded.max_keypoints}"
-        )
+        return {
+            "opt_image": _size(opt_image or recorded.opt_image),
+            "max_image": _size(max_image or recorded.max_image),
+            "opt_keypoints": opt_keypoints or recorded.opt_keypoints,
+            "max_keypoints": max_keypoints or recorded.max_keypoints,
+        }
 
     def check(
         self, engine: str | Path, *, tensorrt_version: str, gpu_name: str, compute_capability: str
@@ -363,7 +362,7 @@ class EngineSidecar:
             EngineMismatchError: another TensorRT version or GPU; the message holds the
                 rebuild command.
         """
-        rebuild = self.rebuild_command(engine)
+        rebuild = self.rebuild_remedy(engine)
         built, running = self.tensorrt_version, str(tensorrt_version)
         built_key, running_key = version_key(built), version_key(running)
         if self.version_compatible:
@@ -371,19 +370,22 @@ class EngineSidecar:
                 raise EngineMismatchError(
                     f"{engine}: cannot compare TensorRT versions {built!r} (built) and "
                     f"{running!r} (running): expected dotted numbers like 10.13.0.35. "
-                    f"Rebuild it: {rebuild}"
+                    f"Rebuild it: {{remedy}}",
+                    remedy=rebuild,
                 )
             if running_key < built_key:
                 raise EngineMismatchError(
                     f"{engine} is a version-compatible plan built with TensorRT {built}, but "
                     f"this is TensorRT {running}; such plans load on the same or a later "
-                    f"TensorRT only, never an older one. Rebuild it: {rebuild}"
+                    f"TensorRT only, never an older one. Rebuild it: {{remedy}}",
+                    remedy=rebuild,
                 )
         elif not (built == running or (built_key is not None and built_key == running_key)):
             raise EngineMismatchError(
                 f"{engine} was built with TensorRT {built}, but this is TensorRT {running}; "
-                "engines only load on the TensorRT version that built them (build with "
-                f"--version-compatible for later versions). Rebuild it: {rebuild}"
+                "engines only load on the TensorRT version that built them (a version-"
+                f"compatible build also loads on later ones). Rebuild it: {{remedy}}",
+                remedy=rebuild,
             )
         here = str(compute_capability)
         if self.compute_capability != here:
@@ -391,13 +393,14 @@ class EngineSidecar:
                 raise EngineMismatchError(
                     f"{engine} was built for {self.gpu_name} (compute capability "
                     f"{self.compute_capability}), but this GPU is {gpu_name} (compute capability "
-                    f"{here}). Rebuild it on this machine: {rebuild}"
+                    f"{here}). Rebuild it on this machine: {{remedy}}",
+                    remedy=rebuild,
                 )
         elif self.gpu_name != gpu_name:
             warnings.warn(
                 f"{engine} was built on {self.gpu_name}, this GPU is {gpu_name} (same compute "
                 f"capability {here}); it should run, but tactics were tuned for the other GPU. "
-                f"For the best speed: {rebuild}",
+                f"For the best speed: {rebuild.python()}",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -563,6 +566,12 @@ def read_sidecar(engine: str | Path) -> EngineSidecar | None:
     return EngineSidecar.from_dict(data, str(path))
 
 
-def rebuild_command(engine: str | Path, onnx: str | None = None) -> str:
-    """The CLI command that rebuilds ``engine`` from ``onnx`` (a placeholder when unknown)."""
-    return f"hardnet-export trt {onnx or 'MODEL.onnx'} -o {engine} --rebuild"
+def rebuild_remedy(engine: str | Path, onnx: str | None = None, **options: Any) -> Remedy:
+    """Rebuilding ``engine`` from ``onnx`` (a placeholder when unknown) with the builder's
+    ``options``: the ``trt`` stage, :func:`hardnet_export.export.tensorrt.build_engine`."""
+    return Remedy(
+        {"out": str(engine), **options, "rebuild": True},
+        stage="trt",
+        function="hardnet_export.export.tensorrt.build_engine",
+        arguments=(str(onnx or "MODEL.onnx"),),
+    )

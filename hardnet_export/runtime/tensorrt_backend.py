@@ -44,7 +44,7 @@ from hardnet_export.artifacts.sidecar import (
     EngineMismatchError,
     EngineSidecar,
     read_sidecar,
-    rebuild_command,
+    rebuild_remedy,
     sidecar_path,
 )
 from hardnet_export.errors import (
@@ -153,7 +153,7 @@ def load_engine(
         runtime.engine_host_code_allowed = True
     engine = runtime.deserialize_cuda_engine(path.read_bytes())
     if engine is None:
-        rebuild = sidecar.rebuild_command(path) if sidecar else rebuild_command(path)
+        rebuild = sidecar.rebuild_remedy(path) if sidecar else rebuild_remedy(path)
         hint = (
             ""
             if host_code
@@ -163,7 +163,8 @@ def load_engine(
         raise EngineMismatchError(
             f"TensorRT {trt.__version__} could not deserialise {path} on {gpu['name']} (it is "
             "corrupt, or was built for another TensorRT version or GPU; see the TensorRT "
-            f"log above).{hint} Rebuild it: {rebuild}"
+            f"log above).{hint} Rebuild it: {{remedy}}",
+            remedy=rebuild,
         )
     return LoadedEngine(path, engine, sidecar, index, dla_core, (logger, runtime))
 
@@ -188,7 +189,8 @@ def _patch_engine_io(engine: Any, artifact: Path) -> tuple[str, str, str]:
         raise InputError(
             f"{artifact} takes image and keypoints (an engine of an image graph), but has "
             f"no sidecar saying so ({sidecar_path(artifact)}), which holds the graph's "
-            f"magnification and profile; rebuild it: {rebuild_command(artifact)}"
+            "magnification and profile; rebuild it: {remedy}",
+            remedy=rebuild_remedy(artifact),
         )
     if len(inputs) != 1 or len(outputs) != 1:
         raise InputError(

@@ -176,15 +176,16 @@ class TensorRTImageDescriber(ImageDescriber):
             raise InputError(
                 f"{self.artifact} was built for images from {min_w}x{min_h} to {max_w}x{max_h} "
                 f"pixels (WIDTHxHEIGHT), got {width}x{height}; rebuild it with a larger "
-                f"profile: {self.sidecar.rebuild_command(self._path, max_image=wider)}"
+                "profile: {remedy}",
+                remedy=self.sidecar.rebuild_remedy(self._path, max_image=wider),
             )
         low, high = self.keypoint_profile
         if not low <= count <= high:
             raise InputError(
                 f"{self.artifact} was built for {low} to {high} keypoints per call, got "
                 f"{count} in bounds; describe them in smaller groups, or rebuild it with a "
-                "larger profile: "
-                f"{self.sidecar.rebuild_command(self._path, max_keypoints=max(count, high))}"
+                "larger profile: {remedy}",
+                remedy=self.sidecar.rebuild_remedy(self._path, max_keypoints=max(count, high)),
             )
 
     # -- one call --------------------------------------------------------------------------

@@ -19,10 +19,11 @@ from hardnet_export.artifacts.sidecar import (
     EngineMismatchError,
     EngineSidecar,
     read_sidecar,
-    rebuild_command,
+    rebuild_remedy,
     sidecar_path,
     version_key,
 )
+from hardnet_export.cli import flag
 from hardnet_export.errors import InputError
 
 HERE = {"tensorrt_version": "10.13.0.35", "gpu_name": "NVIDIA L4", "compute_capability": "8.9"}
@@ -86,7 +87,9 @@ def test_changed_field_is_refused_with_the_rebuild_command(
     planned(fp16_onnx, engine, **{field: value}).write(engine)
     with pytest.raises(EngineMismatchError, match=message) as info:
         read_sidecar(engine).check(engine, **HERE)  # type: ignore[union-attr]
-    assert f"hardnet-export trt {fp16_onnx} -o {engine} --rebuild" in str(info.value)
+    # The library says it in Python; the CLI renders the same remedy as its command.
+    assert f"build_engine('{fp16_onnx}', out='{engine}', rebuild=True)" in str(info.value)
+    assert f"hardnet-export trt {fp16_onnx} -o {engine} --rebuild" in info.value.render(flag)
 
 
 def test_compatible_engines(fp16_onnx: Path, tmp_path: Path) -> None:
@@ -138,7 +141,9 @@ def test_cache_key_and_unknown_fields(fp16_onnx: Path, tmp_path: Path) -> None:
     read = read_sidecar(engine)
     assert read is not None and read.other == {"written_by_a_later_version": 1}
     assert dataclasses.replace(read, other={}) == side
-    assert rebuild_command("x.engine") == "hardnet-export trt MODEL.onnx -o x.engine --rebuild"
+    remedy = rebuild_remedy("x.engine")
+    assert remedy.render(flag) == "hardnet-export trt MODEL.onnx -o x.engine --rebuild"
+    assert remedy.python() == "build_engine('MODEL.onnx', out='x.engine', rebuild=True)"
 
 
 @pytest.mark.parametrize(
@@ -167,7 +172,7 @@ def test_version_rule(
         return
     with pytest.raises(EngineMismatchError, match=f"TensorRT {re.escape(built)}") as info:
         side.check(engine, **here)
-    assert "--rebuild" in str(info.value)
+    assert "rebuild=True" in str(info.value) and "--rebuild" in info.value.render(flag)
     if compatible:
         assert "never an older one" in str(info.value)
 
@@ -220,7 +225,7 @@ def test_image_engine_sidecar_round_trip(image_stub: Path, tmp_path: Path) -> No
         5,
     )
     assert read.image_profile.max_image == (480, 640) and read.image_profile.max_keypoints == 256
-    assert "--max-image 640x480 --opt-keypoints 64" in read.rebuild_command(engine)
+    assert "--max-image 640x480 --opt-keypoints 64" in read.rebuild_remedy(engine).render(flag)
 
 
 def test_patch_sidecars_from_before_image_engines_still_read(

@@ -335,9 +335,15 @@ def test_a_good_image_profile_reaches_the_probe_and_plans_the_sidecar(
     )
     assert side.profile["image"] == {"min": [5, 5], "opt": [240, 320], "max": [1920, 1920]}
     assert side.profile["keypoints"]["max"] == [512, 4] and side.image_profile == profile
-    assert side.rebuild_command("m.engine").endswith(
-        "--rebuild --opt-image 320x240 --max-image 1920x1920 --opt-keypoints 512 "
-        "--max-keypoints 512"
+    from hardnet_export.cli import flag
+
+    assert (
+        side.rebuild_remedy("m.engine")
+        .render(flag)
+        .endswith(
+            "-o m.engine --opt-image 320x240 --max-image 1920x1920 --opt-keypoints 512 "
+            "--max-keypoints 512 --rebuild"
+        )
     )
 
 

@@ -81,15 +81,17 @@ KIND_ENTRIES = [(b.name, kind) for b in BACKENDS for kind in b.kinds]
 @pytest.mark.parametrize(("name", "kind"), KIND_ENTRIES)
 def test_every_kind_entry_imports_a_describer_of_its_backend(name: str, kind: str) -> None:
     from hardnet_export.artifacts.metadata import GRAPH_KINDS
-    from hardnet_export.runtime.base import Describer
+    from hardnet_export.runtime.base import Describer, KeypointDescriber
     from hardnet_export.runtime.image import ImageDescriber
     from hardnet_export.runtime.registry import describer_for
 
     assert kind in GRAPH_KINDS
     cls = describer_for(name, kind, "model.x")
-    assert isinstance(cls, type) and issubclass(cls, Describer) and cls.backend == name
-    # An image graph's describer shares the host rules of compute().
+    assert isinstance(cls, type) and issubclass(cls, KeypointDescriber) and cls.backend == name
+    # Patch and image describers are siblings: an image graph's shares the host rules of
+    # compute() and has no describe().
     assert issubclass(cls, ImageDescriber) == (kind == "image")
+    assert issubclass(cls, Describer) == (kind == "patches")
     assert get_backend(name).describer_class(kind) is cls
 
 
@@ -147,3 +149,18 @@ def test_load_refuses_a_kind_the_backend_has_no_entry_for(
     message = str(info.value)
     assert str(path) in message and "onnxruntime backend does not open" in message
     assert "(its kernels cannot run them)" in message and "openvino, tensorrt" in message
+
+
+def test_the_backends_command_lists_every_record(capsys: pytest.CaptureFixture[str]) -> None:
+    from fixture_files import run_main
+
+    from hardnet_export.artifacts.backends import backends
+
+    code, out, _ = run_main(["backends"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["name", "reads", "devices", "installed"]
+    for backend in backends():
+        row = next(line for line in lines if line.split()[0] == backend.name)
+        assert " ".join(backend.suffixes) in row and backend.summary in row
+        assert (backend.version() or "no") in row if not backend.available() else True
