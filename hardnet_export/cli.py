@@ -1100,8 +1100,6 @@ def check(
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
-    from hardnet_export.benchmark.run import parse_batch_sizes
-
     return tuple(parse_batch_sizes(text))
 
 
