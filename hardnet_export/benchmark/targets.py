@@ -81,14 +81,9 @@ def baseline_target(device: str, weights: Path | None = None) -> Target:
 
 def shipped_weights() -> Path:
     """The shipped checkpoint; FileNotFoundError when this installation has none."""
-    from hardnet_export.shipped import SHIPPED_WEIGHTS
+    from hardnet_export.shipped import SHIPPED_WEIGHTS, require_shipped
 
-    if not SHIPPED_WEIGHTS.is_file():
-        raise MissingFileError(
-            f"no shipped model in this installation ({SHIPPED_WEIGHTS} is missing); "
-            "pass artifacts to benchmark"
-        )
-    return SHIPPED_WEIGHTS
+    return require_shipped(SHIPPED_WEIGHTS, "pass artifacts to benchmark")
 
 
 def exporter_fingerprint() -> str:
@@ -243,7 +238,7 @@ def default_targets(
     FP16 replaying a CUDA graph per batch size, and a TensorRT engine of every variant
     TensorRT builds, with the batch profile 1..``max_batch``, where TensorRT is installed.
     """
-    from hardnet_export.shipped import SHIPPED_ONNX
+    from hardnet_export.shipped import SHIPPED_ONNX, require_shipped
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if not installed("torch"):
@@ -252,8 +247,7 @@ def default_targets(
                 "without torch only the shipped FP32 graph can be benchmarked by default, on "
                 "the CPU; pass artifacts to benchmark, or install hardnet-export[train]"
             )
-        if not SHIPPED_ONNX.is_file():
-            raise MissingFileError(f"no shipped model in this installation ({SHIPPED_ONNX})")
+        require_shipped(SHIPPED_ONNX)
         if notes is not None:
             notes.append(
                 "torch is not installed: only the shipped FP32 graph, no PyTorch baseline and "
