@@ -18,7 +18,7 @@ from typing import Any
 
 from hardnet_export.artifacts.backends import backend_for
 from hardnet_export.artifacts.provenance import Provenance
-from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.errors import InputError, MissingFileError, Remedy
 from hardnet_export.validate import check_int
 
 DEFAULT_PAIRS = 2000
@@ -120,8 +120,9 @@ def resolve_reference(artifact: Path, provenance: Provenance, reference: Path | 
     named = f"weights sha256 {weights[:12]}..." if weights else "no weights hash"
     raise InputError(
         f"{artifact.name} carries {named}, which is not the shipped model (nor another "
-        "registered one): pass the FP32 model it was exported from with --reference (a .pth "
-        "checkpoint or an fp32 .onnx)"
+        "registered one): pass the FP32 model it was exported from as {remedy} (a .pth "
+        "checkpoint or an fp32 .onnx)",
+        remedy=Remedy({"reference": ...}),
     )
 
 

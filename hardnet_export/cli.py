@@ -282,7 +282,7 @@ def train(**fields: Any) -> None:
     except TrainingInterrupted as exc:
         # Here, not in main(): typer turns any KeyboardInterrupt into a bare exit 130.
         if int(os.environ.get("RANK", "0")) == 0:  # every rank stops; one report is enough
-            typer.echo(str(exc), err=True)
+            typer.echo(exc.render(flag), err=True)
         # The shell's convention for "ended by signal N", which scripts and schedulers read.
         raise typer.Exit(128 + exc.signum) from None
     if int(os.environ.get("RANK", "0")) == 0:
@@ -1143,7 +1143,7 @@ EXIT_SIGNAL_BASE = 128
 
 #: Parameters whose flag is not the default spelling (``--name-with-dashes``): the one place a
 #: renamed flag changes (library errors carry parameter names, :class:`~errors.Remedy`).
-FLAG_NAMES = {"out": "-o"}
+FLAG_NAMES = {"out": "-o", "reconstruct_out": "--reconstruct"}
 
 
 def flag(parameter: str, value: Any) -> str:
@@ -1151,6 +1151,9 @@ def flag(parameter: str, value: Any) -> str:
     ``--rebuild`` for True, ``--no-pipeline`` for False, ``-o`` where :data:`FLAG_NAMES`
     says so (typer's spelling of a parameter name otherwise)."""
     name = "--" + parameter.replace("_", "-")
+    if value is ...:  # the parameter itself ("choose another --out"): its long name
+        long = FLAG_NAMES.get(parameter, name)
+        return long if long.startswith("--") else name
     if value is True:
         return name
     if value is False:

@@ -23,7 +23,8 @@ class Remedy:
     """What to change, as data.
 
     Attributes:
-        options: parameter -> the value to pass (``True``/``False`` for switches).
+        options: parameter -> the value to pass (``True``/``False`` for switches; ``...``
+            for "another value", which names the parameter alone).
         stage: the stage to run again (the CLI command ``trt``, the library function
             ``build_engine``), with ``arguments`` (positional, as text); None: call the
             same one again with ``options``.
@@ -38,7 +39,7 @@ class Remedy:
 
     def python(self) -> str:
         """As Python: ``out_of_bounds='zero'``, or ``build_engine('m.onnx', rebuild=True)``."""
-        options = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        options = ", ".join(k if v is ... else f"{k}={v!r}" for k, v in self.options.items())
         if self.function is None:
             return options
         name = self.function.rpartition(".")[2]
@@ -57,29 +58,45 @@ class Remedy:
 class HardnetError(Exception):
     """Base class of every error the project raises on purpose, with a message for users.
 
-    ``text`` may hold ``{remedy}`` where the remedy reads best; without it the remedy
-    follows the text after a semicolon.
+    ``text`` may hold ``{remedy}`` where the remedy reads best (without it the remedy follows
+    the text after a semicolon), and ``{NAME}`` for each of ``remedies`` (alternatives: "pass
+    {resume} to continue, {overwrite} to start afresh").
     """
 
-    def __init__(self, text: str = "", *args: object, remedy: Remedy | None = None) -> None:
+    def __init__(
+        self,
+        text: str = "",
+        *args: object,
+        remedy: Remedy | None = None,
+        remedies: Mapping[str, Remedy] | None = None,
+    ) -> None:
         self.text = text
-        self.remedy = remedy
+        self.remedies: dict[str, Remedy] = dict(remedies or {})
+        if remedy is not None:
+            self.remedies["remedy"] = remedy
         # args hold the Python rendering, so str(), repr() and pickling need no remedy.
         super().__init__(self.render(), *args)
 
+    @property
+    def remedy(self) -> Remedy | None:
+        return self.remedies.get("remedy")
+
     def render(self, flag: Callable[[str, Any], str] | None = None) -> str:
-        """The sentence with its remedy as Python (``flag`` None) or as a command line."""
-        if self.remedy is None:
-            return self.text
-        how = self.remedy.python() if flag is None else self.remedy.render(flag)
-        if "{remedy}" in self.text:
-            return self.text.replace("{remedy}", how)
-        return f"{self.text}; {how}"
+        """The sentence with its remedies as Python (``flag`` None) or as a command line."""
+        text = self.text
+        for key, remedy in self.remedies.items():
+            how = remedy.python() if flag is None else remedy.render(flag)
+            placeholder = "{" + key + "}"
+            if placeholder in text:
+                text = text.replace(placeholder, how)
+            elif key == "remedy":
+                text = f"{text}; {how}"
+        return text
 
     def prefixed(self, context: str) -> HardnetError:
-        """The same error (type and remedy) with ``context`` before its message."""
+        """The same error (type and remedies) with ``context`` before its message."""
         error = type(self).__new__(type(self))
-        HardnetError.__init__(error, f"{context}{self.text}", remedy=self.remedy)
+        HardnetError.__init__(error, f"{context}{self.text}", remedies=self.remedies)
         return error
 
 
@@ -101,6 +118,10 @@ class OutputError(HardnetError, OSError):
 
 class OutputIsFolderError(OutputError, IsADirectoryError):
     """An output file name that names an existing folder."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """An output that exists already, and the operation does not replace it unasked."""
 
 
 class MissingDependencyError(HardnetError, RuntimeError):
@@ -166,20 +187,31 @@ class TrainingInterrupted(Interrupted):
         self.checkpoint = checkpoint
         self.checkpoint_step = checkpoint_step
 
-    def __str__(self) -> str:
+    def render(self, flag: Callable[[str, Any], str] | None = None) -> str:
+        """The sentence, its remedy (resume or overwrite) as Python or, with ``flag``, as
+        the CLI's flags (:meth:`HardnetError.render`)."""
+
+        def how(**options: Any) -> str:
+            remedy = Remedy(options)
+            return remedy.python() if flag is None else remedy.render(flag)
+
         name = signal_name(self.signum)
         where = "" if self.step is None else f" at step {self.step}"
         if self.steps is not None and self.step is not None:
             where += f" of {self.steps}"
         if not self.aborted:
-            return f"interrupted by {name}{where}: wrote {self.checkpoint}; --resume continues"
+            wrote = f"wrote {self.checkpoint}"
+            return f"interrupted by {name}{where}: {wrote}; {how(resume=True)} continues"
         if self.checkpoint is None:
             return (
                 f"aborted by a second {name}{where} without writing a checkpoint; the run "
-                f"has none, so start it again with --overwrite"
+                f"has none, so start it again with {how(overwrite=True)}"
             )
         at = "" if self.checkpoint_step is None else f" (step {self.checkpoint_step})"
         return (
             f"aborted by a second {name}{where} without writing a checkpoint; "
-            f"{self.checkpoint}{at} stays and --resume continues from there"
+            f"{self.checkpoint}{at} stays and {how(resume=True)} continues from there"
         )
+
+    def __str__(self) -> str:
+        return self.render()

@@ -29,7 +29,7 @@ from hardnet_export.artifacts.models import (
     resolve_model,
     width_of,
 )
-from hardnet_export.errors import InputError, InputTypeError, MissingFileError
+from hardnet_export.errors import InputError, InputTypeError, MissingFileError, Remedy
 from hardnet_export.shipped import PATCH_SIZE, SHIPPED_WEIGHTS, require_shipped
 from hardnet_export.validate import check_float, check_int, parse_json_object
 
@@ -414,7 +414,9 @@ def load_model(path: str | Path | None = None, *, dropout: float = 0.3) -> HardN
         # A diverged run's weights export and run, but every descriptor is NaN.
         raise CheckpointError(
             f"{path} holds NaN or inf in {len(broken)} tensors ({', '.join(broken[:3])}); "
-            "the run that wrote it diverged: use an earlier checkpoint or retrain with a lower --lr"
+            "the run that wrote it diverged: use an earlier checkpoint or retrain with a lower "
+            "{remedy}",
+            remedy=Remedy({"lr": ...}),
         )
     try:
         model.load_state_dict(state, strict=True)

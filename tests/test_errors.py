@@ -84,7 +84,7 @@ def test_the_cli_prints_the_flag_form(tmp_path: Path, capsys: pytest.CaptureFixt
 #: aside: remedies still written as command lines. It only goes down: a new error says its
 #: remedy with :class:`~hardnet_export.errors.Remedy`. Report titles name the command that
 #: wrote them on purpose (``benchmark/report.py``, ``demo.py``).
-FLAG_TEXT_CEILING = 53
+FLAG_TEXT_CEILING = 28
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]+|hardnet-export [a-z]+")
 TITLES = {"benchmark/report.py", "demo.py"}
 

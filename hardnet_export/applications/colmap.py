@@ -29,7 +29,9 @@ from hardnet_export.errors import (
     MissingDependencyError,
     MissingFileError,
     OutputError,
+    OutputExistsError,
     OutputIsFolderError,
+    Remedy,
 )
 from hardnet_export.runtime.base import Describer
 
@@ -145,7 +147,9 @@ def check_outputs(
     if database.is_dir():
         raise OutputIsFolderError(f"cannot write {database}: it is a folder; give a .db file name")
     if database.exists() and not overwrite:
-        raise OutputError(f"{database} exists; give --overwrite to replace it")
+        raise OutputExistsError(
+            f"{database} exists; {{remedy}} replaces it", remedy=Remedy({"overwrite": True})
+        )
     check_writable(database)
     if reconstruct_out is not None:
         _check_reconstruction_folder(Path(reconstruct_out), database, overwrite)
@@ -157,14 +161,20 @@ def _check_reconstruction_folder(out: Path, database: Path, overwrite: bool) -> 
     from hardnet_export._io import check_folder
 
     if out.exists() and not out.is_dir():
-        raise OutputError(f"--reconstruct expects a folder, got the file {out}")
+        raise OutputError(
+            f"{{remedy}} expects a folder, got the file {out}",
+            remedy=Remedy({"reconstruct_out": ...}),
+        )
     full = out.is_dir() and any(out.iterdir())
     if full and not overwrite:
-        raise OutputError(f"{out} is not empty; give --overwrite to replace it")
+        raise OutputExistsError(
+            f"{out} is not empty; {{remedy}} replaces it", remedy=Remedy({"overwrite": True})
+        )
     if full and out.resolve() in database.resolve().parents:
         raise OutputError(
             f"the database {database} is inside the reconstruction folder {out}, which "
-            "--overwrite empties: put them apart"
+            "{remedy} empties: put them apart",
+            remedy=Remedy({"overwrite": True}),
         )
     check_folder(out, "reconstruction folder")
     return full
@@ -176,7 +186,9 @@ def _fresh_database(database: Path, overwrite: bool) -> Iterator[Path]:
     from hardnet_export._io import atomic_path
 
     if database.exists() and not overwrite:
-        raise OutputError(f"{database} exists; give --overwrite to replace it")
+        raise OutputExistsError(
+            f"{database} exists; {{remedy}} replaces it", remedy=Remedy({"overwrite": True})
+        )
     # atomic_path leaves an empty file there, which sqlite opens as an empty database (and
     # COLMAP's import wants the file to exist).
     with atomic_path(database) as tmp:

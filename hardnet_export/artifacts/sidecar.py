@@ -570,7 +570,7 @@ def rebuild_remedy(engine: str | Path, onnx: str | None = None, **options: Any) 
     """Rebuilding ``engine`` from ``onnx`` (a placeholder when unknown) with the builder's
     ``options``: the ``trt`` stage, :func:`hardnet_export.export.tensorrt.build_engine`."""
     return Remedy(
-        {"out": str(engine), **options, "rebuild": True},
+        {"out": str(engine), "rebuild": True, **options},
         stage="trt",
         function="hardnet_export.export.tensorrt.build_engine",
         arguments=(str(onnx or "MODEL.onnx"),),

@@ -51,7 +51,7 @@ from hardnet_export.shipped import PATCH_SIZE
 from hardnet_export.validate import check_float, check_int
 
 if TYPE_CHECKING:
-    from hardnet_export.runtime.base import Describer
+    from hardnet_export.runtime.base import Describer, KeypointDescriber
 
 DEFAULT_BATCH_SIZES = (1, 32, 256, 1024)
 DEFAULT_ACCURACY_PAIRS = 1000
@@ -129,10 +129,9 @@ def measure_accuracy(describer: Describer, pairs: MatchedPairs) -> Accuracy:
     return Accuracy(pairs.name, len(pairs), scores["fpr95"], scores["nn_accuracy"])
 
 
-def load_target(target: Target, max_batch: int, threads: int) -> Describer:
+def load_target(target: Target, max_batch: int, threads: int) -> KeypointDescriber:
     """Load ``target`` through the runtime with ``threads`` CPU threads where that applies."""
     from hardnet_export.runtime import load
-    from hardnet_export.runtime.base import patch_describer
     from hardnet_export.runtime.registry import backend_for, get_backend
 
     if target.backend is not None:
@@ -144,10 +143,9 @@ def load_target(target: Target, max_batch: int, threads: int) -> Describer:
     options = dict(target.options)
     if target.device == "cpu" and backend.threads_option is not None:
         options.setdefault(backend.threads_option, threads)
-    loaded = load(
+    return load(
         target.artifact, backend=backend.name, device=target.device, max_batch=max_batch, **options
     )
-    return patch_describer(loaded, "the patch benchmark")
 
 
 def _step(describer: Describer, batch: np.ndarray) -> Callable[[], float | None]:
@@ -350,9 +348,11 @@ def _bench_target(
 ) -> TargetResult:
     """Load ``target``, score its accuracy and time it at every batch size; ``show`` gets
     what is happening and how many cases are done, ``warnings`` the unstable cases."""
+    from hardnet_export.runtime.base import patch_describer
+
     show("loading", 0)
     start = time.perf_counter()
-    describer = load_target(target, max(plan.sizes), plan.threads)
+    describer = patch_describer(load_target(target, max(plan.sizes), plan.threads), "bench")
     load_s = time.perf_counter() - start
     accuracy = (
         measure_accuracy(describer, plan.accuracy_set) if plan.accuracy_set is not None else None
@@ -372,7 +372,7 @@ def _bench_target(
         show(f"batch {size}", 0)
         if target.per_batch:
             del describer
-            describer = load_target(target, size, plan.threads)
+            describer = patch_describer(load_target(target, size, plan.threads), "bench")
         case = time_target(
             describer,
             plan.patches,

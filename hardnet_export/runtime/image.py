@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
-from hardnet_export.errors import InputError
+from hardnet_export.errors import InputError, Remedy
 from hardnet_export.geometry import (
     OUT_OF_BOUNDS,
     PATCH_SIZE,
@@ -35,6 +35,10 @@ from hardnet_export.geometry import (
 from hardnet_export.runtime.base import KeypointDescriber
 from hardnet_export.validate import check_str
 
+#: How an image graph is made (its metadata then holds the settings an image describer needs).
+IMAGE_GRAPH_REMEDY = Remedy(
+    {"with_extraction": True}, stage="onnx", function="hardnet_export.export.onnx.export_onnx"
+)
 #: The inputs every image graph (and engine built from one) has, by name.
 IMAGE_INPUTS = ("image", "keypoints")
 
@@ -84,15 +88,16 @@ class ImageDescriber(KeypointDescriber):
         info: ImageGraphInfo,
         *,
         device: str,
-        remedy: str,
+        remedy: Remedy,
         semantics: str | None = None,
     ) -> None:
-        """``remedy``: how to get an artifact with the settings when ``info`` lacks them."""
+        """``remedy``: how to make an artifact with the settings when ``info`` lacks them."""
         super().__init__(artifact, precision=info.precision, device=device, semantics=semantics)
         if info.magnification is None or info.min_image_side is None or not info.pyramid_levels:
             raise InputError(
                 f"{artifact} is an image graph without magnification, pyramid_levels and "
-                f"min_image_side settings; {remedy}"
+                "min_image_side settings; {remedy}",
+                remedies={"remedy": remedy},
             )
         self.magnification = float(info.magnification)
         self.pyramid_levels = int(info.pyramid_levels)

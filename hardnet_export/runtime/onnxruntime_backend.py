@@ -30,7 +30,7 @@ from hardnet_export.artifacts.metadata import (
 )
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
 from hardnet_export.runtime.base import Describer
-from hardnet_export.runtime.image import ImageDescriber, check_image_inputs
+from hardnet_export.runtime.image import IMAGE_GRAPH_REMEDY, ImageDescriber, check_image_inputs
 from hardnet_export.runtime.inputs import check_graph_signature, graph_input
 from hardnet_export.validate import device_name, parse_device
 
@@ -138,14 +138,13 @@ def check_tensorrt_provider(
             raise MissingDependencyError(
                 f"ONNX Runtime's TensorRT provider needs onnxruntime-gpu >= {need} for "
                 f"TensorRT {tensorrt_version}, got onnxruntime {ort_version}; upgrade "
-                "onnxruntime-gpu, or use the tensorrt backend (a .engine from "
-                "'hardnet-export trt')"
+                "onnxruntime-gpu, or use the tensorrt backend (an engine from build_engine)"
             )
         if options.get("trt_fp16_enable"):
             notes.append(
                 f"trt_fp16_enable has no effect with TensorRT {tensorrt_version}: its networks "
                 "are strongly typed, so precision comes from the graph; load an FP16 graph "
-                "(hardnet-export onnx --precision fp16) instead"
+                "(variant fp16) instead"
             )
     return notes
 
@@ -218,17 +217,15 @@ def int8_kernel_warning(path: Path, metadata: GraphMetadata, isa: str | None = N
             f"{path.name} is the TensorRT flavour of INT8, checked in exact Q/DQ semantics; "
             f"ONNX Runtime's int8 kernels on this CPU ({isa}: {host.INT8_ISAS[isa]}) compute "
             "something else and may lose accuracy. On this CPU use the cpu flavour "
-            "(hardnet-export onnx --precision int8 --int8-target cpu), or "
-            "graph_optimization_level='disable' for exact (slower) results; "
-            "'hardnet-export check' measures the difference."
+            "(variant int8-cpu), or graph_optimization_level='disable' for exact (slower) "
+            "results; check_artifact measures the difference."
         )
     made_for = metadata.int8_isa
     if target == "cpu" and made_for and not host.saturates(made_for):
         return (
             f"{path.name} was made for {made_for} int8 kernels (8-bit weights); this CPU has "
             f"{isa} ({host.INT8_ISAS[isa]}), where such weights can saturate. Re-export it "
-            f"for this CPU: hardnet-export onnx --precision int8 --int8-target cpu --for-isa "
-            f"{isa}."
+            f"for this CPU: the int8-cpu variant with for_isa={isa!r}."
         )
     return None
 
@@ -458,7 +455,7 @@ class OnnxRuntimeImageDescriber(ImageDescriber):
             artifact,
             metadata,
             device=session_device(session),
-            remedy="re-export it with hardnet-export onnx --with-extraction",
+            remedy=IMAGE_GRAPH_REMEDY,
             semantics=semantics,
         )
         check_image_inputs(artifact, [i.name for i in session.get_inputs()])

@@ -26,7 +26,7 @@ from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH
 from hardnet_export.artifacts.metadata import SEMANTICS_HOST, GraphMetadata
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
 from hardnet_export.runtime.base import Describer
-from hardnet_export.runtime.image import ImageDescriber, check_image_inputs
+from hardnet_export.runtime.image import IMAGE_GRAPH_REMEDY, ImageDescriber, check_image_inputs
 from hardnet_export.runtime.inputs import check_graph_signature, graph_input
 from hardnet_export.validate import check_int, check_str, device_name
 
@@ -277,7 +277,7 @@ class OpenVINODescriber(Describer):
                 f"{gate.get('nn_accuracy_candidate', float('nan')):.2f}% on OpenVINO, worst "
                 f"cosine {gate.get('min_cosine', float('nan')):.4f}): OpenVINO computes it "
                 "differently from ONNX Runtime. Load it with backend='onnxruntime' (where it "
-                "passed), or export it again without --keep-float so that the export keeps "
+                "passed), or export it again without keep_float so that the export keeps "
                 "float the layers OpenVINO gets wrong"
             )
         if inference_precision == "bf16" and not has_bf16():
@@ -333,7 +333,7 @@ class OpenVINOImageDescriber(ImageDescriber):
             artifact,
             metadata,
             device="cpu",
-            remedy="re-export it with hardnet-export onnx --with-extraction",
+            remedy=IMAGE_GRAPH_REMEDY,
             semantics=SEMANTICS_HOST,
         )
         check_image_inputs(artifact, [port.get_any_name() for port in compiled.inputs])

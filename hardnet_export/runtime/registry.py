@@ -23,8 +23,8 @@ from hardnet_export.artifacts.backends import (
     get_backend,
     register_backend,
 )
-from hardnet_export.artifacts.models import ShippedModel, as_path, lookup
-from hardnet_export.errors import InputError, InputTypeError, MissingFileError
+from hardnet_export.artifacts.models import DEFAULT_MODEL, ShippedModel, as_path, lookup
+from hardnet_export.errors import InputError, InputTypeError, MissingFileError, Remedy
 from hardnet_export.host import installed
 from hardnet_export.runtime.base import Describer, KeypointDescriber
 from hardnet_export.runtime.policy import choose_backend
@@ -190,6 +190,20 @@ def _load_registered(
         return _open(chosen, graph, device, max_batch, options)
     what = "the shipped model" if entry is None else f"model {entry.name!r}"
     raise InputError(
-        f"backend {backend!r} needs an artifact: build one from {what} with "
-        "'hardnet-export onnx' and 'hardnet-export trt', then pass its path"
+        f"backend {backend!r} needs an artifact: export {what} ({{export}}), build an engine "
+        "of the graph ({build}), then pass its path",
+        remedies={
+            "export": Remedy(
+                stage="onnx",
+                function="hardnet_export.export.onnx.export_onnx",
+                arguments=(DEFAULT_MODEL if entry is None else entry.name,),
+                options={"out": "MODEL.onnx"},
+            ),
+            "build": Remedy(
+                stage="trt",
+                function="hardnet_export.export.tensorrt.build_engine",
+                arguments=("MODEL.onnx",),
+                options={"out": "MODEL.engine"},
+            ),
+        },
     )

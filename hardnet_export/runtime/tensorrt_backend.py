@@ -52,6 +52,7 @@ from hardnet_export.errors import (
     InputError,
     InputTypeError,
     MissingFileError,
+    Remedy,
     StateError,
 )
 from hardnet_export.geometry import PATCH_SIZE, to_uint8
@@ -116,8 +117,13 @@ def load_engine(
     """
     if path is None:
         raise InputError(
-            "the tensorrt backend needs an engine path; build one with "
-            "'hardnet-export trt MODEL.onnx -o model.engine'"
+            "the tensorrt backend needs an engine path; build one: {remedy}",
+            remedy=Remedy(
+                stage="trt",
+                function="hardnet_export.export.tensorrt.build_engine",
+                arguments=("MODEL.onnx",),
+                options={"out": "model.engine"},
+            ),
         )
     path = Path(path)
     if not path.is_file():

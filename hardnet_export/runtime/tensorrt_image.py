@@ -31,7 +31,7 @@ from hardnet_export.artifacts.sidecar import KEYPOINT_ROW
 from hardnet_export.errors import DeviceError, InputError, StateError
 from hardnet_export.runtime import cudart
 from hardnet_export.runtime.base import Describer
-from hardnet_export.runtime.image import ImageDescriber, check_image_inputs
+from hardnet_export.runtime.image import IMAGE_GRAPH_REMEDY, ImageDescriber, check_image_inputs
 from hardnet_export.runtime.tensorrt_backend import LoadedEngine, io_tensors, load_engine
 
 if TYPE_CHECKING:
@@ -68,8 +68,7 @@ class TensorRTImageDescriber(ImageDescriber):
             artifact,
             sidecar,
             device=f"cuda:{loaded.device_index}",
-            remedy="rebuild it with hardnet-export trt from an image graph "
-            "(hardnet-export onnx --with-extraction)",
+            remedy=IMAGE_GRAPH_REMEDY,
         )
         import tensorrt as trt
 

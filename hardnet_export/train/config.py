@@ -8,7 +8,7 @@ from typing import Any
 
 from hardnet_export.artifacts.models import check_width
 from hardnet_export.data.sources import packages, split_specs
-from hardnet_export.errors import InputError
+from hardnet_export.errors import InputError, Remedy
 from hardnet_export.validate import check_bool, check_float, check_int, check_str
 
 BATCH_REDUCTIONS = ("min", "average", "random")
@@ -138,7 +138,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.data = split_specs(self.data)
         if not self.data:
-            raise InputError("no training data given: pass --data builtin (or a dataset spec)")
+            raise InputError(
+                "no training data given: pass {remedy} (or a dataset spec)",
+                remedy=Remedy({"data": "builtin"}),
+            )
         self.out = str(self.out)
         for name in ("steps", "checkpoint_every", "log_every"):
             check_int(name, getattr(self, name), low=1, high=MAX_STEPS)

@@ -18,7 +18,20 @@ from types import FrameType
 from typing import Any
 
 from hardnet_export._io import make_folder
-from hardnet_export.errors import OutputError, StateError, TrainingInterrupted
+from hardnet_export.errors import (
+    OutputError,
+    OutputExistsError,
+    Remedy,
+    StateError,
+    TrainingInterrupted,
+)
+
+#: What to do about a run folder that holds a run already.
+RUN_REMEDIES = {
+    "resume": Remedy({"resume": True}),
+    "overwrite": Remedy({"overwrite": True}),
+    "out": Remedy({"out": ...}),
+}
 
 LOCK_NAME = "train.lock"
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -62,7 +75,8 @@ class RunLock:
                 raise StateError(
                     f"run folder {self.path.parent} is in use by another trainer "
                     f"({_describe_holder(self.path)}; lock {self.path}): wait for it, "
-                    f"stop it, or choose another --out"
+                    "stop it, or choose another {remedy}",
+                    remedy=Remedy({"out": ...}),
                 ) from None
             except BaseException:
                 os.close(fd)
@@ -128,16 +142,18 @@ def refuse_fresh_start(folder: Path) -> None:
     """A fresh (not ``resume``, not ``overwrite``) run must not land on an earlier run."""
     found = run_files(folder)
     if CHECKPOINT_NAME in found and FINAL_NAME not in found:
-        raise FileExistsError(
-            f"{folder / CHECKPOINT_NAME} exists: pass --resume to continue that run, "
-            f"--overwrite to start it afresh, or choose another --out"
+        raise OutputExistsError(
+            f"{folder / CHECKPOINT_NAME} exists: pass {{resume}} to continue that run, "
+            "{overwrite} to start it afresh, or choose another {out}",
+            remedies=RUN_REMEDIES,
         )
     if found:
         what = "a finished run" if FINAL_NAME in found else "an earlier run's files"
-        raise FileExistsError(
-            f"{folder} holds {what} ({', '.join(found)}): pass --overwrite to train it "
-            f"afresh (the old run's files are deleted), --resume to continue it, or choose "
-            f"another --out"
+        raise OutputExistsError(
+            f"{folder} holds {what} ({', '.join(found)}): pass {{overwrite}} to train it "
+            "afresh (the old run's files are deleted), {resume} to continue it, or choose "
+            "another {out}",
+            remedies=RUN_REMEDIES,
         )
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from hardnet_export.data.sources import DataSource, split_specs
 from hardnet_export.data.sources import parse_source as parse_data_source
 from hardnet_export.data.types import PatchSet
-from hardnet_export.errors import InputError
+from hardnet_export.errors import InputError, Remedy
 from hardnet_export.geometry import resize_patches
 
 
@@ -208,7 +208,10 @@ def build_source(specs: str | list[str] | tuple[str, ...], seed: int = 0) -> Pai
     """Parse every spec; one source is returned as is, several are combined."""
     found = split_specs(specs)
     if not found:
-        raise InputError("no training data given: pass --data builtin (or a dataset spec)")
+        raise InputError(
+            "no training data given: pass {remedy} (or a dataset spec)",
+            remedy=Remedy({"data": "builtin"}),
+        )
     sources = [parse_source(s, seed) for s in found]
     return sources[0] if len(sources) == 1 else CombinedSource(sources)
 

@@ -69,7 +69,7 @@ def test_verified_inliers_follow_the_true_homography(pair_dir: Path, tmp_path: P
 
     # An existing database is refused, and left as it was.
     before = db_path.read_bytes()
-    with pytest.raises(OutputError, match="exists; give --overwrite"):
+    with pytest.raises(OutputError, match="exists; overwrite=True replaces it"):
         build_database(pair_dir, db_path, describer, max_keypoints=600)
     assert db_path.read_bytes() == before
 

@@ -134,7 +134,7 @@ def test_not_a_hardnet_graph(tmp_path: Path) -> None:
     [
         ("tensorrt", None, "avx2", "TensorRT flavour"),
         ("tensorrt", None, "avx512-vnni", None),
-        ("cpu", "avx512-vnni", "avx2", "--for-isa avx2"),
+        ("cpu", "avx512-vnni", "avx2", "for_isa='avx2'"),
         ("cpu", "avx2", "avx2", None),
         ("cpu", "avx512-vnni", "avx512-vnni", None),
         ("cpu", "avx512-vnni", "neon-dotprod", None),
@@ -165,7 +165,7 @@ def test_tensorrt_provider_needs_a_recent_onnxruntime_for_tensorrt_11() -> None:
     assert check_tensorrt_provider("1.18.0", "10.13.0.35", {"trt_fp16_enable": True}) == []
     assert check_tensorrt_provider("1.18.0", None, {}) == []  # no tensorrt module: not judged
     (note,) = check_tensorrt_provider("1.28.0rc1", "11.4.1.2", {"trt_fp16_enable": True})
-    assert "trt_fp16_enable has no effect" in note and "--precision fp16" in note
+    assert "trt_fp16_enable has no effect" in note and "(variant fp16)" in note
 
 
 def test_cuda_libraries_are_preloaded_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from hardnet_export import runtime
+from hardnet_export.cli import flag
 from hardnet_export.errors import InputError, StateError
 from hardnet_export.runtime.base import patch_describer
 
@@ -116,12 +117,13 @@ def test_shapes_outside_the_profile_name_the_rebuild_flags(
     wide = np.zeros((200, 400), np.uint8)
     with pytest.raises(InputError, match=r"from 5x5 to 320x240 pixels.*got 400x200") as info:
         trt.compute(wide, np.array([[100.0, 100.0, 4.0, 0.0]]))
-    assert f"hardnet-export trt {trt.sidecar.onnx} -o {image_engine} --rebuild" in str(info.value)
-    assert "--max-image 400x240" in str(info.value)
+    cli = info.value.render(flag)
+    assert f"hardnet-export trt {trt.sidecar.onnx} -o {image_engine} --rebuild" in cli
+    assert "--max-image 400x240" in cli and "max_image='400x240'" in str(info.value)
     many = np.concatenate([crop_keypoints, crop_keypoints])  # 300 > 256
     with pytest.raises(InputError, match="1 to 256 keypoints per call, got 300") as info:
         trt.compute(photo_crop, many)
-    assert "--max-keypoints 300" in str(info.value)
+    assert "--max-keypoints 300" in info.value.render(flag)
 
 
 @pytest.mark.gpu
@@ -344,8 +346,9 @@ def test_simulated_engine_profile_errors_and_close(
         trt.compute(np.zeros((100, 330), np.uint8), np.array([[50.0, 50.0, 4.0, 0.0]]))
     with pytest.raises(InputError, match="1 to 64 keypoints per call, got 150") as info:
         trt.compute(photo_crop, crop_keypoints)
-    assert "--opt-image 200x160 --max-image 320x240 --opt-keypoints 64 --max-keypoints 150" in str(
-        info.value
+    assert (
+        "--opt-image 200x160 --max-image 320x240 --opt-keypoints 64 --max-keypoints 150"
+        in info.value.render(flag)
     )
     assert not trt.copies  # type: ignore[attr-defined]  # refused before any copy
     # An image describer is the patch describer's sibling: it has no describe().

@@ -171,7 +171,7 @@ def test_a_second_trainer_on_the_same_folder_is_refused(
     _, _, stderr = next(r for r in results if r[0].returncode == 1)
     assert stderr.startswith(f"error: run folder {out} is in use by another trainer (PID ")
     assert f"PID {winner[0].pid} on host " in stderr and f"lock {out / 'train.lock'}" in stderr
-    assert len(stderr.strip().splitlines()) == 1
+    assert len(stderr.strip().splitlines()) == 1 and stderr.strip().endswith("another --out")
     assert _log_steps(out) == list(range(1, RACE_STEPS + 1))  # one run's rows, not two
     assert not (out / "train.lock").exists()
 
@@ -200,7 +200,7 @@ def test_a_finished_run_is_kept_unless_overwrite(phototour_root: Path, tmp_path:
     (tmp_path / "checkpoint.pth").unlink()
     before = (tmp_path / "final.pth").read_bytes()
     with pytest.raises(FileExistsError, match=r"holds a finished run \(final.pth, log.csv\).*"
-                       "--overwrite"):  # fmt: skip
+                       "overwrite=True"):  # fmt: skip
         train(_config(phototour_root, tmp_path, steps=3))
     assert (tmp_path / "final.pth").read_bytes() == before
     with pytest.raises(ValueError, match="pass one of them"):
@@ -263,5 +263,8 @@ def test_handlers_are_the_callers_again_after_a_run(phototour_root: Path, tmp_pa
     aborted = TrainingInterrupted(2, aborted=True, step=7, checkpoint="c.pth", checkpoint_step=5)
     assert str(aborted) == (
         "aborted by a second SIGINT at step 7 without writing a checkpoint; c.pth (step 5) "
-        "stays and --resume continues from there"
+        "stays and resume=True continues from there"
     )
+    from hardnet_export.cli import flag
+
+    assert aborted.render(flag).endswith("stays and --resume continues from there")

@@ -61,7 +61,7 @@ def test_resume_refuses_a_changed_recipe(phototour_root: Path, tmp_path: Path) -
     train(_config(phototour_root, tmp_path, stop_after=2))
     with pytest.raises(ValueError, match="batch_size"):
         train(_config(phototour_root, tmp_path, resume=True, batch_size=8))
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(FileExistsError, match="pass resume=True to continue"):
         train(_config(phototour_root, tmp_path))
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(_config(phototour_root, tmp_path / "empty", resume=True))
