@@ -341,8 +341,8 @@ def test_a_good_image_profile_reaches_the_probe_and_plans_the_sidecar(
         side.rebuild_remedy("m.engine")
         .render(flag)
         .endswith(
-            "-o m.engine --opt-image 320x240 --max-image 1920x1920 --opt-keypoints 512 "
-            "--max-keypoints 512 --rebuild"
+            "-o m.engine --rebuild --opt-image 320x240 --max-image 1920x1920 "
+            "--opt-keypoints 512 --max-keypoints 512"
         )
     )
 
