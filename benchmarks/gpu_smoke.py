@@ -59,7 +59,11 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="write the artifacts here and keep them")
     args = parser.parse_args()
 
-    from hardnet_export._cuda import cuda_status, gpu_test_gate, gpu_visible
+    # The test gate is test tooling, not part of the package: read it from tests/.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from gpu_gate import gpu_test_gate, gpu_visible
+
+    from hardnet_export._cuda import cuda_status
 
     count, why = cuda_status()
     visible, evidence = gpu_visible()

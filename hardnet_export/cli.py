@@ -26,20 +26,42 @@ from typing import Any
 import typer
 
 from hardnet_export import __version__, _signals
-from hardnet_export.applications.colmap import build_database
-from hardnet_export.applications.features import describe_image, describe_images
-from hardnet_export.applications.matching import match_images
-from hardnet_export.benchmark.frame import DEFAULT_KEYPOINTS
-from hardnet_export.benchmark.run import run_benchmark
+from hardnet_export.applications.colmap import (
+    build_database,
+    check_outputs,
+    import_pycolmap,
+    list_images,
+    reconstruct,
+)
+from hardnet_export.applications.features import (
+    describe_image,
+    describe_images,
+    extract_features,
+    load_keypoints_file,
+    save_features,
+)
+from hardnet_export.applications.matching import (
+    KeypointDescriber,
+    OpenCVSift,
+    draw_matches,
+    match_images,
+)
+from hardnet_export.benchmark.frame import (
+    DEFAULT_KEYPOINTS,
+    frame_image,
+    parse_keypoint_counts,
+    run_image_benchmark,
+)
+from hardnet_export.benchmark.run import parse_batch_sizes, run_benchmark
 from hardnet_export.check import check_artifact
-from hardnet_export.demo import DemoConfig
+from hardnet_export.demo import DemoConfig, run_demo
 from hardnet_export.errors import (
     HardnetError,
     InputError,
     Interrupted,
     TrainingInterrupted,
 )
-from hardnet_export.evaluation.suite import run_evaluation
+from hardnet_export.evaluation.suite import render_tables, run_evaluation, write_json
 from hardnet_export.export.image_graph import export_image_graph
 from hardnet_export.export.int8 import Int8Options
 from hardnet_export.export.onnx import export_onnx
@@ -48,12 +70,14 @@ from hardnet_export.export.tensorrt import (
     DEFAULT_MAX_KEYPOINTS,
     DEFAULT_OPT_IMAGE,
     DEFAULT_OPT_KEYPOINTS,
+    BuildOptions,
     build_engine,
 )
 from hardnet_export.imagefile import (
     DEFAULT_MAX_IMAGE_PIXELS,
     MAX_IMAGE_PIXELS_ENV,
     ImageTooLargeError,
+    image_header,
 )
 from hardnet_export.train.config import TrainConfig
 
@@ -304,7 +328,6 @@ def evaluate(
     """
     from hardnet_export._io import check_writable
     from hardnet_export._progress import plain_console
-    from hardnet_export.evaluation.suite import render_tables, write_json
     from hardnet_export.shipped import SHIPPED_WEIGHTS
 
     if json_out is not None:
@@ -505,13 +528,13 @@ def trt(
     ),
     out: Path = typer.Option(..., "-o", "--out", help="The engine file (sidecar: OUT.json)."),
     min_batch: int = typer.Option(
-        default(build_engine, "min_batch"), help="Smallest batch of the optimisation profile."
+        default(BuildOptions, "min_batch"), help="Smallest batch of the optimisation profile."
     ),
     opt_batch: int = typer.Option(
-        default(build_engine, "opt_batch"), help="Batch TensorRT tunes for."
+        default(BuildOptions, "opt_batch"), help="Batch TensorRT tunes for."
     ),
     max_batch: int = typer.Option(
-        default(build_engine, "max_batch"), help="Largest batch of the optimisation profile."
+        default(BuildOptions, "max_batch"), help="Largest batch of the optimisation profile."
     ),
     opt_image: str | None = typer.Option(
         None,
@@ -533,21 +556,21 @@ def trt(
         help=f"Image graphs: the most keypoints in one call (default {DEFAULT_MAX_KEYPOINTS}).",
     ),
     workspace_mib: int = typer.Option(
-        default(build_engine, "workspace_mib"), help="Workspace memory pool limit (MiB)."
+        default(BuildOptions, "workspace_mib"), help="Workspace memory pool limit (MiB)."
     ),
     timing_cache: Path | None = typer.Option(None, help="Timing cache file to reuse and update."),
     dla_core: int | None = typer.Option(
         None, help="Build for this DLA core (Jetson); needs min = opt = max batch."
     ),
     gpu_fallback: bool = typer.Option(
-        default(build_engine, "gpu_fallback"),
+        default(BuildOptions, "gpu_fallback"),
         help="With --dla-core: let the GPU run what DLA can't.",
     ),
     version_compatible: bool = typer.Option(
-        default(build_engine, "version_compatible"), help="Runs on later TensorRT of this major."
+        default(BuildOptions, "version_compatible"), help="Runs on later TensorRT of this major."
     ),
     hardware_compatible: bool = typer.Option(
-        default(build_engine, "hardware_compatible"), help="Runs on any Ampere-or-newer GPU."
+        default(BuildOptions, "hardware_compatible"), help="Runs on any Ampere-or-newer GPU."
     ),
     device: int = typer.Option(default(build_engine, "device"), help="CUDA device to build on."),
     rebuild: bool = typer.Option(
@@ -566,9 +589,7 @@ def trt(
 
     graph = resolve_model(onnx, "onnx")  # a registered name: its shipped FP32 graph
     with plain_console(stderr=True).status(f"building a TensorRT engine from {graph}"):
-        result = build_engine(
-            graph,
-            out,
+        options = BuildOptions(
             min_batch=min_batch,
             opt_batch=opt_batch,
             max_batch=max_batch,
@@ -582,9 +603,8 @@ def trt(
             gpu_fallback=gpu_fallback,
             version_compatible=version_compatible,
             hardware_compatible=hardware_compatible,
-            device=device,
-            rebuild=rebuild,
         )
+        result = build_engine(graph, out, options, device=device, rebuild=rebuild)
     side = result.sidecar
     what = "reused" if result.reused else f"built in {side.build_seconds or 0:.1f} s"
     profile = (
@@ -678,7 +698,6 @@ def bench(
     from hardnet_export._io import check_writable
     from hardnet_export._progress import plain_console
     from hardnet_export.benchmark import report
-    from hardnet_export.benchmark.run import parse_batch_sizes
 
     limit = _image_limit(max_image_pixels)
     for path in (json_out, markdown, plot):
@@ -731,11 +750,6 @@ def _bench_image(
     from rich.console import Console
 
     from hardnet_export.benchmark import report
-    from hardnet_export.benchmark.frame import (
-        frame_image,
-        parse_keypoint_counts,
-        run_image_benchmark,
-    )
 
     counts = parse_keypoint_counts(keypoints)
     frame = frame_image(image, max_image_pixels=max_image_pixels)
@@ -814,13 +828,7 @@ def describe(
     from hardnet_export import runtime
     from hardnet_export._io import check_writable
     from hardnet_export._progress import track
-    from hardnet_export.applications.features import (
-        extract_features,
-        load_keypoints_file,
-        save_features,
-    )
     from hardnet_export.geometry import OUT_OF_BOUNDS
-    from hardnet_export.imagefile import image_header
     from hardnet_export.runtime.base import patch_describer
     from hardnet_export.validate import check_str
 
@@ -912,7 +920,6 @@ def match(
     from hardnet_export import runtime
     from hardnet_export._io import atomic_write_bytes, check_writable
     from hardnet_export.applications.images import read_image
-    from hardnet_export.applications.matching import KeypointDescriber, OpenCVSift, draw_matches
 
     if descriptor not in ("hardnet", "sift"):
         raise InputError(f"--descriptor must be hardnet or sift, got {descriptor!r}")
@@ -997,13 +1004,6 @@ def colmap(
     """
     from hardnet_export import runtime
     from hardnet_export._progress import track
-    from hardnet_export.applications.colmap import (
-        check_outputs,
-        import_pycolmap,
-        list_images,
-        reconstruct,
-    )
-    from hardnet_export.imagefile import image_header
 
     if descriptor not in ("hardnet", "sift"):
         raise InputError(f"--descriptor must be hardnet or sift, got {descriptor!r}")
@@ -1102,8 +1102,6 @@ def check(
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
-    from hardnet_export.benchmark.run import parse_batch_sizes
-
     return tuple(parse_batch_sizes(text))
 
 
@@ -1124,8 +1122,6 @@ def demo(**fields: Any) -> None:
 
     Example: hardnet-export demo --out demo-hardnet --model hardnet
     """
-    from hardnet_export.demo import run_demo
-
     config = DemoConfig(**fields)
     report = run_demo(config)
     failed = [s.name for s in report.stages if s.status == "failed"]

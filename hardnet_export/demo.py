@@ -21,8 +21,9 @@ import numpy as np
 from hardnet_export import __version__
 from hardnet_export._io import atomic_write_text, check_folder, make_folder
 from hardnet_export.artifacts.variants import VARIANTS
-from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.errors import HardnetError, InputError, MissingDependencyError, MissingFileError
 from hardnet_export.host import BUILTIN_PHOTO_PACKAGES, require
+from hardnet_export.shipped import SHIPPED_WEIGHTS, require_shipped
 from hardnet_export.validate import check_float, check_int
 
 MATCH_TOLERANCE_PX = 3.0
@@ -120,8 +121,6 @@ class _Stages:
     def run(self, name: str, fn: Callable[[], str | None], *, optional: bool = True) -> bool:
         from rich.text import Text
 
-        from hardnet_export.errors import HardnetError, MissingDependencyError
-
         index = len(self.report.stages) + 1
         self.console.rule(Text(f"[{index}/{self.total}] {name}", style="bold"))
         start = time.perf_counter()
@@ -195,7 +194,7 @@ def run_demo(config: DemoConfig) -> DemoReport:
 def _model(config: DemoConfig, out: Path) -> Path:
     """The checkpoint every later stage reads, loaded once here: a file that is no HardNet
     checkpoint, or holds NaN weights, fails this stage rather than each stage after it."""
-    from hardnet_export.model import SHIPPED_WEIGHTS, load_model
+    from hardnet_export.model import load_model
 
     if config.train_steps == 0 and config.model is not None:
         from hardnet_export.artifacts.models import resolve_model
@@ -206,12 +205,7 @@ def _model(config: DemoConfig, out: Path) -> Path:
         load_model(path)
         return path
     if config.train_steps == 0:
-        if not SHIPPED_WEIGHTS.is_file():
-            raise MissingFileError(
-                f"no shipped model in this installation ({SHIPPED_WEIGHTS}); "
-                "run the demo with --train-steps N to train one"
-            )
-        return SHIPPED_WEIGHTS
+        return require_shipped(SHIPPED_WEIGHTS, "run the demo with --train-steps N to train one")
     from hardnet_export.train.config import TrainConfig
     from hardnet_export.train.trainer import train
 

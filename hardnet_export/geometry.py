@@ -28,16 +28,16 @@ Torch-free: numpy and OpenCV only.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import cv2
 import numpy as np
 
 from hardnet_export.errors import InputError, InputTypeError, Remedy
+from hardnet_export.shipped import PATCH_SIZE
 from hardnet_export.validate import check_float, check_int, check_str
 
-#: Side of the network's input patch, in pixels.
-PATCH_SIZE = 32
 #: Support region of a patch in units of ``KeyPoint.size``, chosen by measurement:
 #: ``benchmarks/magnification.py`` matches SIFT keypoints of the motorcycle stereo pair at 3..16
 #: (benchmarks/results/magnification.md). With the shipped model every value from 4 to 12 beats
@@ -57,9 +57,8 @@ _REMAP_MAX_SIDE = 32766
 KeypointsLike: TypeAlias = "Sequence[cv2.KeyPoint] | np.ndarray"
 
 #: Pre-blurs (pixels of a pyramid level) for residual scales 1..2: antialias_blur(f); the
-#: image graph (:mod:`hardnet_export.export.image_graph`) cuts patches with the same ones.
+#: image graph (:mod:`hardnet_export.export.image_graph`) builds the same pyramid.
 PYRAMID_BLURS = np.array([0.0, 0.3, 0.45, 0.6, 0.75, 0.87])
-_PYRAMID_BLURS = PYRAMID_BLURS  # the name this module's own code (and tests) use
 
 
 #: Pre-blurred copies of a training photo (photo pixels); the renderer picks the nearest.
@@ -323,14 +322,12 @@ def check_magnification(magnification: Any) -> float:
     """``magnification`` as a float in (0, :data:`MAX_MAGNIFICATION`].
 
     Raises:
-        InputTypeError, InputError: not a number, or out of that range.
+        InputTypeError: not a number.
+        InputError: NaN, infinite or out of range.
     """
     return check_float(
         "magnification", magnification, low=0.0, low_open=True, high=MAX_MAGNIFICATION
     )
-
-
-_check_magnification = check_magnification  # the name this module's own code (and runtime) use
 
 
 def _check_patch_size(patch_size: Any) -> int:
@@ -355,9 +352,16 @@ def _max_size(height: int, width: int, magnification: float, patch_size: int) ->
     return max(float(np.hypot(width, height)), patch_size / magnification)
 
 
-def _in_bounds(
+def in_bounds_mask(
     kps: np.ndarray, height: int, width: int, magnification: float, patch_size: int
 ) -> np.ndarray:
+    """:func:`keypoints_in_bounds` for keypoints already read and checked (the image graph's
+    describer checks its keypoints once and sends the same array on).
+
+    Shape:
+        - kps: (K, 4) float64 (x, y, size, angle), from :func:`keypoints_to_array`.
+        - Output: (K,) bool.
+    """
     x, y, size = kps[:, 0], kps[:, 1], kps[:, 2]
     # A size near float64's maximum overflows r to inf; the size bound already rejects it.
     with np.errstate(over="ignore", invalid="ignore"):
@@ -372,7 +376,7 @@ def _in_bounds(
         )
 
 
-def _bound_error(
+def out_of_bounds_error(
     kps: np.ndarray,
     valid: np.ndarray,
     height: int,
@@ -380,6 +384,12 @@ def _bound_error(
     magnification: float,
     patch_size: int,
 ) -> InputError:
+    """The error for keypoints that :func:`in_bounds_mask` rejected: the first one, why, and
+    how many (``valid`` must reject at least one).
+
+    Shape:
+        - kps: (K, 4) float64; valid: (K,) bool, not all true.
+    """
     bad = np.flatnonzero(~valid)
     first = int(bad[0])
     x, y, size = (float(v) for v in kps[first, :3])
@@ -433,10 +443,10 @@ def keypoints_in_bounds(
         - Output: (K,) bool.
     """
     height, width = _image_size(image_shape)
-    magnification = _check_magnification(magnification)
+    magnification = check_magnification(magnification)
     patch_size = _check_patch_size(patch_size)
     kps = keypoints_to_array(keypoints, default_size=patch_size / magnification)
-    return _in_bounds(kps, height, width, magnification, patch_size)
+    return in_bounds_mask(kps, height, width, magnification, patch_size)
 
 
 def extract_patches(
@@ -444,7 +454,7 @@ def extract_patches(
     keypoints: KeypointsLike,
     *,
     magnification: float = DEFAULT_MAGNIFICATION,
-    patch_size: int = 32,
+    patch_size: int = PATCH_SIZE,
     out_of_bounds: str = "reject",
 ) -> np.ndarray:
     """Cut one rotation- and scale-normalised patch per keypoint.
@@ -501,7 +511,7 @@ def extract_patches_with_mask(
     keypoints: KeypointsLike,
     *,
     magnification: float = DEFAULT_MAGNIFICATION,
-    patch_size: int = 32,
+    patch_size: int = PATCH_SIZE,
     out_of_bounds: str = "reject",
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`extract_patches` and :func:`keypoints_in_bounds` at once (one keypoint check).
@@ -515,7 +525,7 @@ def extract_patches_with_mask(
         - Output: ((K, patch_size, patch_size) uint8, (K,) bool); with ``reject`` the mask
           is all True.
     """
-    magnification = _check_magnification(magnification)
+    magnification = check_magnification(magnification)
     patch_size = _check_patch_size(patch_size)
     out_of_bounds = check_str("out_of_bounds", out_of_bounds, choices=OUT_OF_BOUNDS)
     gray = as_gray(image)
@@ -526,9 +536,9 @@ def extract_patches_with_mask(
         )
     height, width = gray.shape
     kps = keypoints_to_array(keypoints, default_size=patch_size / magnification)
-    valid = _in_bounds(kps, height, width, magnification, patch_size)
+    valid = in_bounds_mask(kps, height, width, magnification, patch_size)
     if out_of_bounds == "reject" and not valid.all():
-        raise _bound_error(kps, valid, height, width, magnification, patch_size)
+        raise out_of_bounds_error(kps, valid, height, width, magnification, patch_size)
     if len(kps) and valid.all():
         return _sample(gray, kps, magnification, patch_size), valid
     out = np.zeros((len(kps), patch_size, patch_size), np.uint8)
@@ -583,84 +593,126 @@ def _sample(gray: np.ndarray, kps: np.ndarray, magnification: float, patch_size:
     # Level L halves the image L times; sampling there needs scale / 2**L < 2. (The maximum
     # keeps log2 away from 0 for sizes so small that scale underflows.)
     levels = np.floor(np.log2(np.maximum(scale, 1.0))).astype(int)
-    pyramid = [gray]
-    for _ in range(int(levels.max())):
-        if min(pyramid[-1].shape) < 2:
-            break
-        pyramid.append(cv2.pyrDown(pyramid[-1]))
+    pyramid = _pyramid(gray, int(levels.max()))
     levels = np.minimum(levels, len(pyramid) - 1)
     factor = 2.0**levels
     residual = scale / factor  # source pixels per patch pixel at the chosen level
     # Anti-aliased as the training patches are; rounded to a few pre-blurred copies per level.
     sigma = antialias_blur(residual)
-    blur = np.abs(sigma[:, None] - _PYRAMID_BLURS[None, :]).argmin(1)
-    group = levels * len(_PYRAMID_BLURS) + blur
+    blur = np.abs(sigma[:, None] - PYRAMID_BLURS[None, :]).argmin(1)
+    group = levels * len(PYRAMID_BLURS) + blur
     order = np.argsort(group, kind="stable")
     group, levels, blur = group[order], levels[order], blur[order]
-    kps, factor, residual = kps[order], factor[order], residual[order]
-    theta = np.where(kps[:, 3] < 0, 0.0, np.deg2rad(kps[:, 3]))
-    grid = np.arange(patch_size, dtype=np.float64) - (patch_size - 1) / 2.0
-    # pyrDown output pixel i sits on input pixel 2i.
-    cx, cy = kps[:, 0] / factor, kps[:, 1] / factor
-    cos = (residual * np.cos(theta))[:, None]
-    sin = (residual * np.sin(theta))[:, None]
-    # Patch pixel (v, u) samples x = (cx + cos u) - sin v, y = (cy + sin u) + cos v: the
-    # u and v terms are (K, 32) each, and one broadcast per map adds them in float64 and
-    # rounds once to float32, the same values the full (K, 32, 32) float64 maps rounded to.
-    x_u, x_v = cx[:, None] + cos * grid, sin * grid
-    y_u, y_v = cy[:, None] + sin * grid, cos * grid
-    # A sample lies within (|cos| + |sin|) * (patch_size - 1) / 2 <= 2 * half of the centre;
-    # where that stays inside one reflection period, folding is the identity (fmod of
-    # |x| < period is x) and is skipped, so the usual keypoint costs no fmod pass.
-    reach = np.abs(residual) * (patch_size - 1) + 1.0
+    grid = _SampleGrid.of(kps[order], factor[order], residual[order], patch_size)
     k = len(kps)
     out = np.empty((k, patch_size, patch_size), np.uint8)
     # remap wants each output side below SHRT_MAX: at most this many patches per call.
     piece = min(_REMAP_MAX_SIDE // patch_size, _PIECE)
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).tolist()
     ends = [*starts[1:], k]
-    sources: dict[int, np.ndarray] = {}
+    for first, stop in zip(starts, ends, strict=True):
+        source = _preblurred(pyramid[int(levels[first])], float(PYRAMID_BLURS[int(blur[first])]))
+        for start in range(first, stop, piece):
+            end = min(start + piece, stop)
+            map_x, map_y = grid.maps(start, end, *source.shape)
+            cv2.remap(
+                source,
+                map_x,
+                map_y,
+                interpolation=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REFLECT_101,
+                dst=out[start:end].reshape((end - start) * patch_size, patch_size),
+            )
+    patches = np.empty_like(out)
+    patches[order] = out
+    return patches
 
-    def blurred(first: int) -> None:
-        source = pyramid[int(levels[first])]
-        sigma = float(_PYRAMID_BLURS[int(blur[first])])
-        if sigma > 0:
-            source = cv2.GaussianBlur(source, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
-        sources[first] = source
 
-    def cut(first: int, start: int, end: int) -> None:
-        source = sources[first]
-        rows, cols = source.shape
-        n = end - start
+def _pyramid(gray: np.ndarray, levels: int) -> list[np.ndarray]:
+    """``gray`` and up to ``levels`` halvings of it (``cv2.pyrDown``), stopping before a
+    side would fall below one pixel."""
+    pyramid = [gray]
+    for _ in range(levels):
+        if min(pyramid[-1].shape) < 2:
+            break
+        pyramid.append(cv2.pyrDown(pyramid[-1]))
+    return pyramid
+
+
+def _preblurred(level: np.ndarray, sigma: float) -> np.ndarray:
+    """A pyramid level with one of :data:`PYRAMID_BLURS` applied (0: the level itself)."""
+    if sigma > 0:
+        return cv2.GaussianBlur(level, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+    return level
+
+
+@dataclass(frozen=True)
+class _SampleGrid:
+    """The separable terms of every keypoint's sampling maps, at its pyramid level.
+
+    Patch pixel (v, u) samples x = (cx + cos u) - sin v, y = (cy + sin u) + cos v: the u and
+    v terms are (K, patch_size) each, and one broadcast per map adds them in float64 and
+    rounds once to float32, the same values the full (K, patch_size, patch_size) float64
+    maps rounded to.
+
+    Shape:
+        - x_u, x_v, y_u, y_v: (K, patch_size) float64.
+        - cx, cy, reach: (K,) float64.
+    """
+
+    x_u: np.ndarray
+    x_v: np.ndarray
+    y_u: np.ndarray
+    y_v: np.ndarray
+    cx: np.ndarray
+    cy: np.ndarray
+    reach: np.ndarray
+
+    @classmethod
+    def of(
+        cls, kps: np.ndarray, factor: np.ndarray, residual: np.ndarray, patch_size: int
+    ) -> _SampleGrid:
+        """The grid of keypoints ``kps`` sampled at pyramid factors ``factor`` with
+        ``residual`` source pixels per patch pixel there.
+
+        Shape:
+            - kps: (K, 4) float64; factor, residual: (K,) float64.
+        """
+        theta = np.where(kps[:, 3] < 0, 0.0, np.deg2rad(kps[:, 3]))
+        grid = np.arange(patch_size, dtype=np.float64) - (patch_size - 1) / 2.0
+        # pyrDown output pixel i sits on input pixel 2i.
+        cx, cy = kps[:, 0] / factor, kps[:, 1] / factor
+        cos = (residual * np.cos(theta))[:, None]
+        sin = (residual * np.sin(theta))[:, None]
+        # A sample lies within (|cos| + |sin|) * (patch_size - 1) / 2 <= 2 * half of the
+        # centre; where that stays inside one reflection period, folding is the identity
+        # (fmod of |x| < period is x) and is skipped, so the usual keypoint costs no fmod pass.
+        reach = np.abs(residual) * (patch_size - 1) + 1.0
+        return cls(cx[:, None] + cos * grid, sin * grid, cy[:, None] + sin * grid, cos * grid,
+                   cx, cy, reach)  # fmt: skip
+
+    def maps(self, start: int, end: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+        """``cv2.remap``'s x and y maps of keypoints ``start:end`` in a source of ``rows`` x
+        ``cols``, stacked patch under patch.
+
+        Shape:
+            - Output: two (n * patch_size, patch_size) float32, n = end - start.
+        """
+        n, patch_size = end - start, self.x_u.shape[1]
         maps = []
         for u_term, v_term, centre, length, add in (
-            (x_u, x_v, cx, cols, np.subtract),
-            (y_u, y_v, cy, rows, np.add),
+            (self.x_u, self.x_v, self.cx, cols, np.subtract),
+            (self.y_u, self.y_v, self.cy, rows, np.add),
         ):
             coords = np.empty((n, patch_size, patch_size), np.float32)
             add(
                 u_term[start:end, None, :], v_term[start:end, :, None], out=coords, casting="unsafe"
             )
             far = np.flatnonzero(
-                np.abs(centre[start:end]) + reach[start:end] >= max(2 * (length - 1), 1)
+                np.abs(centre[start:end]) + self.reach[start:end] >= max(2 * (length - 1), 1)
             )
             if len(far):
                 # Folded here, so remap's border handling never loops over many periods.
                 coords[far] = fold_reflect_101(coords[far], length)
             maps.append(coords.reshape(n * patch_size, patch_size))
-        cv2.remap(
-            source,
-            maps[0],
-            maps[1],
-            interpolation=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REFLECT_101,
-            dst=out[start:end].reshape(n * patch_size, patch_size),
-        )
-
-    for first, stop in zip(starts, ends, strict=True):
-        blurred(first)
-        for start in range(first, stop, piece):
-            cut(first, start, min(start + piece, stop))
-    patches = np.empty_like(out)
-    patches[order] = out
-    return patches
+        return maps[0], maps[1]

@@ -104,24 +104,29 @@ def saturates(isa: str) -> bool:
     return check_isa(isa) in SATURATING_ISAS
 
 
+def distribution_version(*distributions: str) -> str | None:
+    """The version of the first of ``distributions`` that is installed (read from its
+    metadata, nothing is imported), or ``None``: one library ships under several names
+    (``onnxruntime`` and ``onnxruntime-gpu``)."""
+    import importlib.metadata
+
+    for distribution in distributions:
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 def host_record() -> dict[str, Any]:
     """What computed a CPU figure: CPU model, architecture, int8 kernel kind, ONNX Runtime."""
-    from importlib import metadata
-
-    onnxruntime = None
-    for distribution in ("onnxruntime", "onnxruntime-gpu"):
-        try:
-            onnxruntime = metadata.version(distribution)
-            break
-        except metadata.PackageNotFoundError:
-            continue
     isa = int8_isa()
     return {
         "cpu": cpu_model(),
         "architecture": platform.machine(),
         "int8_isa": isa,
         "int8_kernels": INT8_ISAS[isa],
-        "onnxruntime": onnxruntime,
+        "onnxruntime": distribution_version("onnxruntime", "onnxruntime-gpu"),
     }
 
 

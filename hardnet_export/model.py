@@ -30,8 +30,7 @@ from hardnet_export.artifacts.models import (
     width_of,
 )
 from hardnet_export.errors import InputError, InputTypeError, MissingFileError, Remedy
-from hardnet_export.geometry import PATCH_SIZE
-from hardnet_export.shipped import SHIPPED_WEIGHTS
+from hardnet_export.shipped import PATCH_SIZE, SHIPPED_WEIGHTS, require_shipped
 from hardnet_export.validate import check_float, check_int, parse_json_object
 
 CHECKPOINT_FORMAT = "hardnet-export/1"
@@ -398,12 +397,7 @@ def load_model(path: str | Path | None = None, *, dropout: float = 0.3) -> HardN
             do not fit the architecture at their width.
     """
     if path is None:
-        if not SHIPPED_WEIGHTS.is_file():
-            raise MissingFileError(
-                f"no shipped model in this installation ({SHIPPED_WEIGHTS} is missing); "
-                "pass a checkpoint path"
-            )
-        path = SHIPPED_WEIGHTS
+        path = require_shipped(SHIPPED_WEIGHTS, "pass a checkpoint path")
     path = resolve_model(path, "weights")
     checkpoint = read_checkpoint(path)
     state = {k.removeprefix("module."): v for k, v in checkpoint.state_dict.items()}

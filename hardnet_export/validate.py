@@ -22,7 +22,7 @@ import json
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 
@@ -129,6 +129,53 @@ def check_str(
             f"{_where(source)}{name} must be one of {', '.join(choices)}, got {value!r}"
         )
     return value
+
+
+class Device(NamedTuple):
+    """A device named the one way every stage takes: ``cpu``, ``cuda``, ``cuda:N`` (and ONNX
+    Runtime's ``tensorrt[:N]``); ``index`` None is the kind's default device (0)."""
+
+    kind: str
+    index: int | None = None
+
+    def __str__(self) -> str:
+        return self.kind if self.index is None else f"{self.kind}:{self.index}"
+
+
+#: What ``device`` arguments take: ``"auto"`` or None (the best device here, chosen by
+#: whoever runs the work), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (``"tensorrt[:N]"`` for ONNX
+#: Runtime), or an int N for ``cuda:N``.
+DeviceLike: TypeAlias = "str | int | None"
+
+
+def parse_device(device: DeviceLike) -> Device | None:
+    """The one parser of ``device`` arguments: None for ``auto`` or None (the caller picks),
+    else the kind and index. Which kinds a stage runs on is the stage's to check.
+
+    Raises:
+        InputTypeError: neither a string, an int nor None.
+        InputError: an index that is not a non-negative integer (``cuda:x``).
+    """
+    if device is None or device == "auto":
+        return None
+    if isinstance(device, (int, np.integer)) and not isinstance(device, (bool, np.bool_)):
+        return Device("cuda", check_int("device", int(device), low=0))
+    if not isinstance(device, str):
+        raise InputTypeError(f"device must be a string such as 'cuda:0', got {_show(device)}")
+    kind, _, index = device.partition(":")
+    if index and not index.isdigit():
+        raise InputError(f"device index must be an integer, got {device!r}")
+    return Device(kind, int(index) if index else None)
+
+
+def device_name(device: DeviceLike) -> str | None:
+    """``device`` written the one way (``cuda:1`` for 1), or None for ``auto`` and None.
+
+    Raises:
+        InputTypeError, InputError: as :func:`parse_device`.
+    """
+    parsed = parse_device(device)
+    return None if parsed is None else str(parsed)
 
 
 def parse_json(

@@ -8,8 +8,9 @@ have their own conftest.py, all imported as the module ``conftest``, so
 from __future__ import annotations
 
 import pytest
+from gpu_gate import gpu_test_gate, gpu_visible
 
-from hardnet_export._cuda import cuda_status, gpu_test_gate, gpu_visible
+from hardnet_export._cuda import cuda_status
 
 pytest_plugins = ("model_fixtures",)
 

@@ -81,7 +81,7 @@ def test_help_defaults_are_the_library_defaults() -> None:
     from hardnet_export.evaluation.suite import run_evaluation
     from hardnet_export.export.int8 import Int8Options
     from hardnet_export.export.onnx import export_onnx
-    from hardnet_export.export.tensorrt import build_engine
+    from hardnet_export.export.tensorrt import BuildOptions
     from hardnet_export.train.config import TrainConfig
 
     train = _cli_defaults("train")
@@ -98,7 +98,7 @@ def test_help_defaults_are_the_library_defaults() -> None:
             "min_cosine": (Int8Options, "min_cosine"),
             "gate_pairs": (Int8Options, "gate_size"),
         },
-        "trt": {name: (build_engine, name) for name in ("opt_batch", "max_batch", "workspace_mib")},
+        "trt": {name: (BuildOptions, name) for name in ("opt_batch", "max_batch", "workspace_mib")},
         "bench": {
             "duration_s": (run_benchmark, "duration_s"),
             "warmup_s": (run_benchmark, "warmup_s"),

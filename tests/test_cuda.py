@@ -3,6 +3,7 @@ from __future__ import annotations
 import sys
 import types
 
+import gpu_gate
 import pytest
 
 from hardnet_export import _cuda
@@ -70,11 +71,11 @@ def test_missing_cuda_python(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_gpu_test_gate(gpu_visible: bool, wrappers_work: bool, decision: str) -> None:
-    assert _cuda.gpu_test_gate(gpu_visible, wrappers_work) == decision
+    assert gpu_gate.gpu_test_gate(gpu_visible, wrappers_work) == decision
 
 
 def test_gpu_visible_never_raises() -> None:
-    visible, evidence = _cuda.gpu_visible()
+    visible, evidence = gpu_gate.gpu_visible()
     assert isinstance(visible, bool) and evidence
 
 

@@ -165,7 +165,7 @@ def _reference_extract_patches(
 ) -> np.ndarray:
     """extract_patches as it was before coordinates were folded: cv2.remap's own
     BORDER_REFLECT_101 on the raw sampling maps. The reference for bit-identical output."""
-    from hardnet_export.geometry import _PYRAMID_BLURS, antialias_blur
+    from hardnet_export.geometry import PYRAMID_BLURS, antialias_blur
 
     gray = image
     out = np.empty((len(kps), patch_size, patch_size), np.uint8)
@@ -180,7 +180,7 @@ def _reference_extract_patches(
     factor = 2.0**levels
     residual = scale / factor
     sigma = antialias_blur(residual)
-    blur = np.abs(sigma[:, None] - _PYRAMID_BLURS[None, :]).argmin(1)
+    blur = np.abs(sigma[:, None] - PYRAMID_BLURS[None, :]).argmin(1)
     theta = np.where(kps[:, 3] < 0, 0.0, np.deg2rad(kps[:, 3]))
     grid = np.arange(patch_size, dtype=np.float64) - (patch_size - 1) / 2.0
     du, dv = np.meshgrid(grid, grid)
@@ -192,9 +192,9 @@ def _reference_extract_patches(
     for level, level_blur in sorted({(int(a), int(b)) for a, b in zip(levels, blur, strict=True)}):
         idx = np.flatnonzero((levels == level) & (blur == level_blur))
         source = pyramid[level]
-        if _PYRAMID_BLURS[level_blur] > 0:
+        if PYRAMID_BLURS[level_blur] > 0:
             source = cv2.GaussianBlur(
-                source, (0, 0), float(_PYRAMID_BLURS[level_blur]), borderType=cv2.BORDER_REFLECT_101
+                source, (0, 0), float(PYRAMID_BLURS[level_blur]), borderType=cv2.BORDER_REFLECT_101
             )
         n = len(idx)
         sampled = cv2.remap(
@@ -382,8 +382,8 @@ def _sample_before_vectorising(
         - Output: (K, patch_size, patch_size) uint8.
     """
     from hardnet_export.geometry import (
-        _PYRAMID_BLURS,
         _REMAP_MAX_SIDE,
+        PYRAMID_BLURS,
         antialias_blur,
         fold_reflect_101,
     )
@@ -403,7 +403,7 @@ def _sample_before_vectorising(
     residual = scale / factor  # source pixels per patch pixel at the chosen level
     # Anti-aliased as the training patches are; rounded to a few pre-blurred copies per level.
     sigma = antialias_blur(residual)
-    blur = np.abs(sigma[:, None] - _PYRAMID_BLURS[None, :]).argmin(1)
+    blur = np.abs(sigma[:, None] - PYRAMID_BLURS[None, :]).argmin(1)
     theta = np.where(kps[:, 3] < 0, 0.0, np.deg2rad(kps[:, 3]))
     grid = np.arange(patch_size, dtype=np.float64) - (patch_size - 1) / 2.0
     du, dv = np.meshgrid(grid, grid)  # du varies along columns (x), dv along rows (y)
@@ -418,9 +418,9 @@ def _sample_before_vectorising(
     for level, level_blur in sorted({(int(a), int(b)) for a, b in zip(levels, blur, strict=True)}):
         idx = np.flatnonzero((levels == level) & (blur == level_blur))
         source = pyramid[level]
-        if _PYRAMID_BLURS[level_blur] > 0:
+        if PYRAMID_BLURS[level_blur] > 0:
             source = cv2.GaussianBlur(
-                source, (0, 0), float(_PYRAMID_BLURS[level_blur]), borderType=cv2.BORDER_REFLECT_101
+                source, (0, 0), float(PYRAMID_BLURS[level_blur]), borderType=cv2.BORDER_REFLECT_101
             )
         rows, cols = source.shape
         for start in range(0, len(idx), chunk):

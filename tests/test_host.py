@@ -32,3 +32,11 @@ def test_this_host() -> None:
     assert record["int8_isa"] == host.int8_isa() in host.INT8_ISAS
     assert record["int8_kernels"] == host.INT8_ISAS[record["int8_isa"]]
     assert record["cpu"] == host.cpu_model() and record["onnxruntime"]
+
+
+def test_distribution_version_takes_the_first_installed_name() -> None:
+    import numpy as np
+
+    assert host.distribution_version("no-such-distribution-x", "numpy") == np.__version__
+    assert host.distribution_version("no-such-distribution-x") is None
+    assert host.distribution_version() is None

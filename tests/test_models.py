@@ -31,7 +31,7 @@ from hardnet_export.artifacts.models import (
     resolve_model,
 )
 from hardnet_export.model import HardNet, load_model, save_checkpoint
-from hardnet_export.shipped import SHIPPED_ONNX, SHIPPED_WEIGHTS
+from hardnet_export.shipped import SHIPPED_ONNX, SHIPPED_WEIGHTS, require_shipped
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = models()
@@ -162,6 +162,15 @@ def test_the_default_is_registered_first() -> None:
     default = get_model(DEFAULT_MODEL)
     assert (default.weights, default.onnx, default.width) == (SHIPPED_WEIGHTS, SHIPPED_ONNX, 1.0)
     assert len({entry.name for entry in MODELS}) == len(MODELS)
+
+
+def test_require_shipped_gives_the_file_or_the_one_error(tmp_path: Path) -> None:
+    assert require_shipped(SHIPPED_WEIGHTS) == SHIPPED_WEIGHTS
+    absent = tmp_path / "absent.pth"
+    message = f"no shipped model in this installation ({absent} is missing); pass a path"
+    with pytest.raises(FileNotFoundError) as caught:
+        require_shipped(absent, "pass a path")
+    assert str(caught.value) == message
 
 
 @pytest.mark.parametrize("entry", MODELS, ids=lambda e: e.name)

@@ -1,4 +1,5 @@
-"""Static checks of the code no test can run here: mypy against the TensorRT type stubs.
+"""Static checks: mypy against the TensorRT type stubs (code no test can run here), and no
+function-level import of a module its file already imports at the top.
 
 tensorrt-stubs (the TensorRT 10.13 Python API) installs ``tensorrt/__init__.pyi`` without a
 ``py.typed`` marker, and a few of its generated signatures are not valid Python (a parameter
@@ -9,6 +10,7 @@ TensorRT method or a wrong argument in our code fails this test.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import keyword
 import os
@@ -127,3 +129,90 @@ def test_the_check_catches_a_misspelled_tensorrt_call(tensorrt_stubs: Path, tmp_
     )
     result = run_mypy(tensorrt_stubs, str(probe))
     assert result.returncode != 0 and "execute_async_v3" in result.stdout
+
+
+PACKAGE = ROOT / "hardnet_export"
+#: Function-level imports left to the files' own rework (issue 23, the precision record):
+#: (file, module). Remove an entry with its import.
+LEFT_TO_THEIR_OWNERS = {
+    ("artifacts/metadata.py", "hardnet_export.artifacts.variants"),
+    ("export/int8.py", "hardnet_export.calibration.dataset"),
+}
+
+
+def _imported_modules(node: ast.stmt) -> list[str]:
+    """The modules an import statement loads: ``from hardnet_export import runtime`` loads the
+    subpackage ``hardnet_export.runtime``, ``from numpy import ndarray`` loads ``numpy``."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if not isinstance(node, ast.ImportFrom) or not node.module or node.level:
+        return []
+    return [
+        f"{node.module}.{alias.name}" if _is_module(f"{node.module}.{alias.name}") else node.module
+        for alias in node.names
+    ]
+
+
+def _is_module(dotted: str) -> bool:
+    """Whether ``dotted`` names a module (``importlib.metadata``), not a name in one."""
+    if dotted.startswith("hardnet_export."):
+        parts = Path(*dotted.split("."))
+        return (ROOT / parts).with_suffix(".py").is_file() or (ROOT / parts).is_dir()
+    try:
+        return importlib.util.find_spec(dotted) is not None
+    except (ImportError, ValueError):  # the parent is no package, or is not installed
+        return False
+
+
+def redundant_function_imports(source: str) -> list[tuple[int, str]]:
+    """Imports inside functions of modules that ``source`` already imports at module level
+    (line, module). An import in a ``try`` body is exempt: it may load a submodule that can be
+    missing, and the handler says what then."""
+    tree = ast.parse(source)
+    top: set[str] = set()
+    for node in tree.body:
+        top.update(_imported_modules(node))
+    guarded = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Try)
+        for stmt in node.body
+        for inner in ast.walk(stmt)
+    }
+    found = []
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in guarded:
+                found += [(node.lineno, m) for m in _imported_modules(node) if m in top]
+    return sorted(set(found))
+
+
+def test_the_redundant_import_check_finds_what_it_should() -> None:
+    source = (
+        "import os\nfrom pathlib import Path\nfrom hardnet_export import errors\n\n"
+        "def f():\n    import os.path\n    import os\n    from pathlib import PurePath\n"
+        "    from hardnet_export import runtime\n    from hardnet_export.errors import InputError\n"
+        "    try:\n        from os import nothing\n    except ImportError:\n        pass\n"
+    )
+    assert redundant_function_imports(source) == [
+        (7, "os"),
+        (8, "pathlib"),
+        (10, "hardnet_export.errors"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE))
+)
+def test_no_function_imports_what_its_module_already_imports(path: Path) -> None:
+    # An import inside a function says "this is loaded late, on purpose"; when the module
+    # already imports it at the top, that says something false and hides the real imports.
+    name = str(path.relative_to(PACKAGE))
+    found = [
+        (line, module)
+        for line, module in redundant_function_imports(path.read_text())
+        if (name, module) not in LEFT_TO_THEIR_OWNERS
+    ]
+    assert not found, f"{name}: import these at the top of the module: {found}"

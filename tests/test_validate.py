@@ -10,6 +10,8 @@ from hardnet_export.validate import (
     check_float,
     check_int,
     check_str,
+    device_name,
+    parse_device,
     parse_json,
     parse_json_object,
 )
@@ -102,3 +104,31 @@ def test_json_bounds() -> None:
         parse_json(b"\xff\xfe", source="f.json")
     with pytest.raises(ValueError, match="must be a JSON object, got list"):
         parse_json_object("[]", source="f.json")
+
+
+@pytest.mark.parametrize(
+    ("device", "parsed", "name"),
+    [
+        (None, None, None),
+        ("auto", None, None),
+        ("cpu", ("cpu", None), "cpu"),
+        ("cuda", ("cuda", None), "cuda"),
+        ("cuda:1", ("cuda", 1), "cuda:1"),
+        ("tensorrt:0", ("tensorrt", 0), "tensorrt:0"),
+        (2, ("cuda", 2), "cuda:2"),
+        (np.int64(0), ("cuda", 0), "cuda:0"),
+    ],
+)
+def test_one_device_convention(device, parsed, name) -> None:  # type: ignore[no-untyped-def]
+    assert parse_device(device) == parsed and device_name(device) == name
+
+
+def test_bad_devices() -> None:
+    with pytest.raises(ValueError, match="device index must be an integer, got 'cuda:x'"):
+        parse_device("cuda:x")
+    with pytest.raises(ValueError, match="device must be >= 0"):
+        parse_device(-1)
+    with pytest.raises(TypeError, match="device must be a string"):
+        parse_device(True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="device must be a string"):
+        parse_device(1.5)  # type: ignore[arg-type]

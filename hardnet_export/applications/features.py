@@ -19,11 +19,17 @@ from typing import TypeAlias
 
 import numpy as np
 
-from hardnet_export._io import atomic_path
-from hardnet_export.applications.detection import detect_keypoints
+from hardnet_export._io import atomic_path, load_npy
+from hardnet_export.applications.detection import DETECTORS, detect_keypoints
 from hardnet_export.applications.images import read_image
 from hardnet_export.errors import InputError
-from hardnet_export.geometry import PATCH_SIZE, KeypointsLike, keypoints_to_array
+from hardnet_export.geometry import (
+    OUT_OF_BOUNDS,
+    PATCH_SIZE,
+    KeypointsLike,
+    extract_patches_with_mask,
+    keypoints_to_array,
+)
 from hardnet_export.imagefile import image_pixel_limit
 from hardnet_export.runtime.base import Describer
 
@@ -152,8 +158,6 @@ def extract_features(
         - images: each (H, W) or (H, W, 3) uint8, or a path.
         - yields: per image, :class:`ImageFeatures`.
     """
-    from hardnet_export.applications.detection import DETECTORS
-    from hardnet_export.geometry import OUT_OF_BOUNDS
     from hardnet_export.validate import check_str
 
     # Checked here, so an error that is no image's fault is not reported as image 0's.
@@ -218,8 +222,6 @@ def _prepare(
     out_of_bounds: str,
 ) -> _Prepared:
     """Detection and extraction: everything before inference, safe to run in a thread."""
-    from hardnet_export.geometry import extract_patches_with_mask
-
     if keypoints is None:
         detected = detect_keypoints(image, detector=detector, max_keypoints=max_keypoints)
         given: KeypointsLike = detected
@@ -292,8 +294,6 @@ def load_keypoints_file(path: str | Path) -> np.ndarray:
         FileNotFoundError: no such file.
         ValueError: not a readable .npy array of that shape.
     """
-    from hardnet_export._io import load_npy
-
     path = Path(path)
     array = load_npy(path, "keypoints")
     if array.ndim != 2 or array.shape[1] not in (2, 4):

@@ -17,7 +17,7 @@ import numpy as np
 from hardnet_export.applications.detection import detect_keypoints
 from hardnet_export.errors import InputError
 from hardnet_export.geometry import as_gray
-from hardnet_export.validate import check_float
+from hardnet_export.validate import check_float, check_int
 
 GEOMETRIES = ("homography", "fundamental")
 _MIN_MATCHES = {"homography": 4, "fundamental": 8}
@@ -260,8 +260,6 @@ def draw_matches(
         - correct: (M,) bool, M = len(result.matches).
         - Output: (max(H1, H2) + legend, W1 + W2, 3) uint8 BGR.
     """
-    from hardnet_export.validate import check_int
-
     check_int("max_lines", max_lines, low=1, high=100_000)
     if correct is not None:
         correct = np.asarray(correct, bool)
@@ -271,68 +269,128 @@ def draw_matches(
                 f"{correct.shape}"
             )
     gray1, gray2 = as_gray(image1), as_gray(image2)
-    h1, w1 = gray1.shape
-    h2, w2 = gray2.shape
-    height, width = max(h1, h2), w1 + w2
+    width = gray1.shape[1] + gray2.shape[1]
     scale = max(1.0, width / 1200)  # text and strokes readable at any image size
-    legend_h = int(round(64 * scale))
-    canvas = np.full((height + legend_h, width, 3), 255, np.uint8)
-    # Dimmed photos: the lines, not the texture, should catch the eye.
-    canvas[:h1, :w1] = (cv2.cvtColor(gray1, cv2.COLOR_GRAY2BGR) * 0.75 + 32).astype(np.uint8)
-    canvas[:h2, w1:] = (cv2.cvtColor(gray2, cv2.COLOR_GRAY2BGR) * 0.75 + 32).astype(np.uint8)
-
+    canvas = _side_by_side(gray1, gray2, legend_h=int(round(64 * scale)))
     keep = result.inliers if inliers_only else np.ones(len(result.matches), bool)
     shown = np.flatnonzero(keep)
     if len(shown) > max_lines:
         shown = shown[np.linspace(0, len(shown) - 1, max_lines).round().astype(int)]
-    distances = result.distances
-    if correct is not None:
-        colours = [_GREEN if correct[k] else _RED for k in shown]
-    elif distances is not None and len(shown):
-        d = distances[shown]
-        low, high = float(d.min()), float(d.max())
-        level = ((d - low) / (high - low + 1e-12) * 255).astype(np.uint8)
-        # Inverted viridis: small distances bright yellow, large ones dark purple.
-        ramp = cv2.applyColorMap((255 - level)[:, None], cv2.COLORMAP_VIRIDIS)[:, 0]
-        colours = [tuple(int(c) for c in ramp[n]) for n in range(len(shown))]
-    else:
-        colours = [_GREEN] * len(shown)
     thickness = max(1, int(round(scale)))
-    for k, colour in zip(shown, colours, strict=True):
-        i, j = result.matches[k]
-        p1 = tuple(int(round(v)) for v in result.keypoints1[i].pt)
-        x2, y2 = result.keypoints2[j].pt
-        p2 = (int(round(x2)) + w1, int(round(y2)))
-        cv2.line(canvas, p1, p2, colour, thickness, cv2.LINE_AA)
-        cv2.circle(canvas, p1, 2 * thickness, colour, -1, cv2.LINE_AA)
-        cv2.circle(canvas, p2, 2 * thickness, colour, -1, cv2.LINE_AA)
-
-    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.55 * scale
+    colours = _line_colours(shown, correct, result.distances)
+    _draw_lines(canvas, result, shown, colours, thickness, x_offset=gray1.shape[1])
     line1 = (
         f"{title or result.descriptor}: {len(result.keypoints1)} / {len(result.keypoints2)} "
         f"keypoints, {len(result.matches)} matches, {result.n_inliers} inliers "
         f"({result.geometry}); {len(shown)} lines drawn"
     )
+    parts = _legend_parts(keep, shown, correct, result.distances)
+    height = max(gray1.shape[0], gray2.shape[0])
+    _draw_legend(canvas, height, line1, parts, scale, thickness)
+    return canvas
+
+
+def _side_by_side(gray1: np.ndarray, gray2: np.ndarray, legend_h: int) -> np.ndarray:
+    """A white canvas with both images, dimmed, side by side and ``legend_h`` rows below.
+
+    Shape:
+        - gray1, gray2: (H1, W1), (H2, W2) uint8.
+        - Output: (max(H1, H2) + legend_h, W1 + W2, 3) uint8 BGR.
+    """
+    h1, w1 = gray1.shape
+    h2, w2 = gray2.shape
+    canvas = np.full((max(h1, h2) + legend_h, w1 + w2, 3), 255, np.uint8)
+    # Dimmed photos: the lines, not the texture, should catch the eye.
+    canvas[:h1, :w1] = (cv2.cvtColor(gray1, cv2.COLOR_GRAY2BGR) * 0.75 + 32).astype(np.uint8)
+    canvas[:h2, w1:] = (cv2.cvtColor(gray2, cv2.COLOR_GRAY2BGR) * 0.75 + 32).astype(np.uint8)
+    return canvas
+
+
+def _line_colours(
+    shown: np.ndarray, correct: np.ndarray | None, distances: np.ndarray | None
+) -> list[tuple[int, int, int]]:
+    """One BGR colour per drawn match: green/red by ``correct``, else by descriptor distance
+    (yellow small to purple large), else green.
+
+    Shape:
+        - shown: (L,) int, indices of the drawn matches.
+        - correct, distances: (M,) bool and float, or None.
+    """
+    if correct is not None:
+        return [_GREEN if correct[k] else _RED for k in shown]
+    if distances is not None and len(shown):
+        d = distances[shown]
+        low, high = float(d.min()), float(d.max())
+        level = ((d - low) / (high - low + 1e-12) * 255).astype(np.uint8)
+        # Inverted viridis: small distances bright yellow, large ones dark purple.
+        ramp = cv2.applyColorMap((255 - level)[:, None], cv2.COLORMAP_VIRIDIS)[:, 0]
+        return [(int(b), int(g), int(r)) for b, g, r in ramp]
+    return [_GREEN] * len(shown)
+
+
+def _draw_lines(
+    canvas: np.ndarray,
+    result: MatchResult,
+    shown: np.ndarray,
+    colours: list[tuple[int, int, int]],
+    thickness: int,
+    x_offset: int,
+) -> None:
+    """Draw each shown match as a line between dots; image 2 starts at ``x_offset``."""
+    for k, colour in zip(shown, colours, strict=True):
+        i, j = result.matches[k]
+        p1 = tuple(int(round(v)) for v in result.keypoints1[i].pt)
+        x2, y2 = result.keypoints2[j].pt
+        p2 = (int(round(x2)) + x_offset, int(round(y2)))
+        cv2.line(canvas, p1, p2, colour, thickness, cv2.LINE_AA)
+        cv2.circle(canvas, p1, 2 * thickness, colour, -1, cv2.LINE_AA)
+        cv2.circle(canvas, p2, 2 * thickness, colour, -1, cv2.LINE_AA)
+
+
+def _legend_parts(
+    keep: np.ndarray,
+    shown: np.ndarray,
+    correct: np.ndarray | None,
+    distances: np.ndarray | None,
+) -> list[tuple[str, tuple[int, int, int]]]:
+    """The legend's second line, as (text, BGR colour) pieces: the counts of correct and
+    wrong matches, or what the colours mean.
+
+    Shape:
+        - keep: (M,) bool, the matches eligible for drawing; shown: (L,) int.
+    """
     if correct is not None:
         drawn = correct[shown]
         right = int((keep & correct).sum())
         wrong = int((keep & ~correct).sum())
-        parts = [
+        return [
             (f"green: correct {right}", _GREEN),
             (f"red: wrong {wrong}", _RED),
             (f"(lines: {int(drawn.sum())} green, {int((~drawn).sum())} red)", (0, 0, 0)),
         ]
-    elif distances is not None:
-        parts = [
+    if distances is not None:
+        return [
             ("colour: descriptor distance,", (0, 0, 0)),
             ("yellow small", (0, 170, 200)),
             ("..", (0, 0, 0)),
             ("purple large", (84, 1, 68)),
             ("(no ground truth)", (0, 0, 0)),
         ]
-    else:
-        parts = [("no ground truth", _GREY)]
-    # Shrink the text until the longer legend line fits the picture's width.
+    return [("no ground truth", _GREY)]
+
+
+def _draw_legend(
+    canvas: np.ndarray,
+    height: int,
+    line1: str,
+    parts: list[tuple[str, tuple[int, int, int]]],
+    scale: float,
+    thickness: int,
+) -> None:
+    """Write the two legend lines below the images (row ``height`` on), the text shrunk
+    until the longer line fits the canvas's width."""
+    width = canvas.shape[1]
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.55 * scale
     longest = max(
         cv2.getTextSize(line1, font, size, thickness)[0][0],
         cv2.getTextSize(" ".join(t for t, _ in parts), font, size, thickness)[0][0],
@@ -344,4 +402,3 @@ def draw_matches(
     for text, colour in parts:
         cv2.putText(canvas, text, (x, y2), font, size, colour, thickness, cv2.LINE_AA)
         x += cv2.getTextSize(text + " ", font, size, thickness)[0][0]
-    return canvas

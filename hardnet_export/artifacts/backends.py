@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hardnet_export.errors import InputError, MissingFileError
-from hardnet_export.host import installed
+from hardnet_export.host import distribution_version, installed
 
 #: Where a describer runs.
 DEVICES = ("cpu", "cuda")
@@ -93,14 +93,7 @@ class Backend:
 
     def version(self) -> str | None:
         """The installed version of its library, by distribution metadata; None if absent."""
-        from importlib import metadata
-
-        for distribution in self.distributions:
-            try:
-                return metadata.version(distribution)
-            except metadata.PackageNotFoundError:
-                continue
-        return None
+        return distribution_version(*self.distributions)
 
     def reads(self, path: str | Path) -> bool:
         return Path(path).suffix.lower() in self.suffixes

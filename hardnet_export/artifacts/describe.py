@@ -8,18 +8,30 @@ PyTorch and ONNX Runtime functions all have this shape.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from hardnet_export.errors import InputError
+from hardnet_export.shipped import PATCH_SIZE
 
 DescribeFn = Callable[[np.ndarray], np.ndarray]
 #: Length of a HardNet descriptor.
 DESCRIPTOR_SIZE = 128
 #: Patches per call when the caller does not say: bounded memory, few calls.
 DEFAULT_BATCH = 4096
+#: Patches per inference a runtime backend runs, and the largest batch of a TensorRT engine's
+#: profile, when the caller does not say: larger batches gain little throughput.
+DEFAULT_MAX_BATCH = 1024
+
+
+def batch_slices(n: int, max_batch: int | None) -> Iterator[slice]:
+    """Consecutive slices of ``range(n)`` of at most ``max_batch`` items each (``None`` or
+    0: one slice of all ``n``); none for ``n`` = 0."""
+    step = max_batch or n
+    for start in range(0, n, step or 1):
+        yield slice(start, min(start + step, n))
 
 
 def describe_in_batches(
@@ -43,11 +55,13 @@ def describe_in_batches(
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     shape = tuple(patches.shape)
-    if not (len(shape) in (3, 4) and shape[-2:] == (32, 32) and (len(shape) == 3 or shape[1] == 1)):
-        raise InputError(f"patches must be (N, 32, 32) or (N, 1, 32, 32), got {shape}")
+    square = shape[-2:] == (PATCH_SIZE, PATCH_SIZE)
+    if not (len(shape) in (3, 4) and square and (len(shape) == 3 or shape[1] == 1)):
+        side = f"{PATCH_SIZE}, {PATCH_SIZE}"
+        raise InputError(f"patches must be (N, {side}) or (N, 1, {side}), got {shape}")
     parts = []
-    for start in range(0, len(patches), batch_size):
-        chunk = patches[start : start + batch_size]
+    for rows in batch_slices(len(patches), batch_size):
+        chunk = patches[rows]
         out = np.asarray(describe(chunk), dtype=np.float32)
         if out.ndim != 2 or len(out) != len(chunk):
             raise InputError(

@@ -25,25 +25,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hardnet_export.artifacts.backends import artifact_suffixes
+from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
 from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.host import installed
-from hardnet_export.shipped import WEIGHTS_DIR
+from hardnet_export.shipped import DEFAULT_MODEL, DEFAULT_STEM, PATCH_SIZE, WEIGHTS_DIR
 from hardnet_export.validate import check_float
 
 #: Output channels of the six 3x3 convs at width 1.
 BASE_CHANNELS = (32, 32, 64, 64, 128, 128)
 #: Strides of the six 3x3 convs (32x32 -> 16x16 at the third, -> 8x8 at the fifth).
 STRIDES = (1, 1, 2, 1, 2, 1)
-#: Descriptor size: the final 8x8 conv's output channels, at every width.
-OUTPUT_CHANNELS = 128
-#: Patch side the layer shapes are computed for.
-INPUT_SIDE = 32
 #: The final conv's kernel side (it covers the whole 8x8 map: 1x1 output).
 FINAL_KERNEL = 8
 #: Widths a model may have: more than 0, at most this.
 MAX_WIDTH = 4.0
-#: The model ``load_model()`` and ``runtime.load()`` give without a name or path.
-DEFAULT_MODEL = "hardnet"
 #: Which file of an entry a caller wants: the checkpoint, the FP32 ONNX graph, or ``auto``
 #: (the checkpoint where torch is installed, else the ONNX graph).
 FORMS = ("weights", "onnx", "auto")
@@ -95,12 +90,12 @@ def conv_shapes(width: float = 1.0) -> tuple[ConvShape, ...]:
     """The seven convs (``conv0`` ... ``conv6`` of the exported graph) at ``width``, for a
     32x32 patch."""
     shapes = []
-    c_in, side = 1, INPUT_SIDE
+    c_in, side = 1, PATCH_SIZE
     for c_out, stride in zip(conv_channels(width), STRIDES, strict=True):
         side = (side + 2 - 3) // stride + 1  # 3x3, padding 1
         shapes.append(ConvShape(c_in, c_out, 3, stride, side))
         c_in = c_out
-    shapes.append(ConvShape(c_in, OUTPUT_CHANNELS, FINAL_KERNEL, 1, side - FINAL_KERNEL + 1))
+    shapes.append(ConvShape(c_in, DESCRIPTOR_SIZE, FINAL_KERNEL, 1, side - FINAL_KERNEL + 1))
     return tuple(shapes)
 
 
@@ -200,9 +195,9 @@ class ShippedModel:
 #: and card are in ``hardnet_export/weights/`` (never before: a name must load).
 MODELS: tuple[ShippedModel, ...] = (
     ShippedModel(
-        "hardnet",
+        DEFAULT_MODEL,
         1.0,
-        "hardnet_builtin",
+        DEFAULT_STEM,
         "HardNet, width 1, trained on the built-in photos (the default)",
     ),
     ShippedModel(

@@ -26,6 +26,7 @@ from typing import Any
 
 from hardnet_export.artifacts.metadata import GRAPH_KINDS
 from hardnet_export.errors import InputError, Remedy
+from hardnet_export.shipped import PATCH_SIZE
 from hardnet_export.validate import (
     MAX_JSON_BYTES,
     check_bool,
@@ -36,7 +37,7 @@ from hardnet_export.validate import (
 
 FORMAT = "hardnet-export-engine/1"
 HARDWARE_COMPATIBILITY = ("none", "ampere_plus")
-PATCH_SHAPE = (1, 32, 32)
+PATCH_SHAPE = (1, PATCH_SIZE, PATCH_SIZE)
 #: Fields that must all match for an existing engine to be reused instead of rebuilt.
 CACHE_KEYS = (
     "onnx_sha256",
@@ -479,7 +480,8 @@ class EngineSidecar:
                 and tuple(shape[1:]) == PATCH_SHAPE
             ):
                 raise InputError(
-                    f"{source}: profile {key} must be [N >= 1, 1, 32, 32], got {shape!r}"
+                    f"{source}: profile {key} must be [N >= 1, "
+                    f"{', '.join(map(str, PATCH_SHAPE))}], got {shape!r}"
                 )
             batches.append(shape[0])
         if not batches[0] <= batches[1] <= batches[2]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import re
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hardnet_export.errors import MissingDependencyError
-from hardnet_export.host import cpu_flags, cpu_model, int8_isa
+from hardnet_export.host import cpu_flags, cpu_model, distribution_version, int8_isa
 
 #: Distributions whose versions decide the numbers; the first installed name of each is used.
 LIBRARIES: dict[str, tuple[str, ...]] = {
@@ -47,13 +46,7 @@ def library_versions() -> dict[str, str | None]:
 
     versions: dict[str, str | None] = {"hardnet-export": __version__}
     for name, distributions in LIBRARIES.items():
-        versions[name] = None
-        for distribution in distributions:
-            try:
-                versions[name] = importlib.metadata.version(distribution)
-                break
-            except importlib.metadata.PackageNotFoundError:
-                continue
+        versions[name] = distribution_version(*distributions)
     return versions
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hardnet_export._progress import progress_bar
+from hardnet_export.artifacts.models import resolve_model
 from hardnet_export.benchmark.machine import load_average, machine_info
 from hardnet_export.benchmark.results import (
     PAPER_MS_PER_PATCH,
@@ -42,6 +46,8 @@ from hardnet_export.benchmark.timing import (
 )
 from hardnet_export.data.types import MatchedPairs
 from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.host import installed
+from hardnet_export.shipped import PATCH_SIZE
 from hardnet_export.validate import check_float, check_int
 
 if TYPE_CHECKING:
@@ -107,7 +113,8 @@ def benchmark_patches(
         pool = np.concatenate([pairs.anchors, pairs.positives])
         source = f"held-out built-in photo patches ({pairs.name})"
     else:
-        pool = np.random.default_rng(seed).integers(0, 256, (n, 32, 32), dtype=np.uint8)
+        shape = (n, PATCH_SIZE, PATCH_SIZE)
+        pool = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
         source = "uniform noise patches (built-in photos not installed)"
     reps = -(-n // len(pool))
     return np.ascontiguousarray(np.tile(pool, (reps, 1, 1))[:n, None]), source
@@ -220,39 +227,21 @@ def run_benchmark(
     """
     sizes = check_batch_sizes(batch_sizes)
     device = check_device(device)
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = (
-        check_int("threads", threads, low=1, high=4096) if threads is not None else int(usable or 1)
-    )
+    threads = _check_threads(threads)
     # NaN or negative durations made the timing loop run forever.
     check_float("warmup_s", warmup_s, low=0.0, high=3600.0)
     check_float("duration_s", duration_s, low=0.0, low_open=True, high=3600.0)
     check_int("min_iterations", min_iterations, low=1, high=10_000_000)
     check_int("accuracy_pairs", accuracy_pairs, low=0, high=1_000_000)
-    if weights is not None:
-        from hardnet_export.artifacts.models import resolve_model
-
-        weights = resolve_model(weights, "weights")  # a registered name, or the path itself
-    if weights is not None and not Path(weights).is_file():
-        raise MissingFileError(f"weights not found: {weights}")
+    weights = _check_weights(weights)
     notes: list[str] = []
     if artifacts:
-        targets = artifact_targets(artifacts, device)
-        from hardnet_export.host import installed
-
-        if baseline and not installed("torch"):
-            notes.append("no PyTorch eager FP32 baseline, so no throughput ratio: no torch here")
-        elif baseline:
-            try:
-                source = Path(weights) if weights is not None else shipped_weights()
-                targets.insert(0, baseline_target(device, source))
-            except FileNotFoundError as exc:
-                notes.append(f"no PyTorch eager FP32 baseline, so no throughput ratio: {exc}")
+        targets = _artifact_targets(artifacts, device, baseline, weights, notes)
     else:
         targets = default_targets(
             device,
             Path(cache_dir) if cache_dir else None,
-            Path(weights) if weights is not None else None,
+            weights,
             max_batch=max(sizes),
             notes=notes,
         )
@@ -284,58 +273,127 @@ def run_benchmark(
         inputs=inputs,
         warnings=notes,
     )
-    from hardnet_export._progress import progress_bar
-    from hardnet_export.runtime.base import patch_describer
-
+    plan = _Plan(sizes, patches, threads, accuracy_set, warmup_s, duration_s, min_iterations)
     with progress_bar(enabled=progress, transient=True) as bar:
         task = bar.add_task("bench", total=len(targets) * len(sizes))
         for target in targets:
-            bar.update(task, description=f"{target.label}: loading")
-            start = time.perf_counter()
-            describer = patch_describer(load_target(target, max(sizes), threads), "bench")
-            load_s = time.perf_counter() - start
-            accuracy = (
-                measure_accuracy(describer, accuracy_set) if accuracy_set is not None else None
-            )
-            entry = TargetResult(
-                label=target.label,
-                artifact=None if target.artifact is None else str(target.artifact),
-                backend=describer.backend,
-                precision=describer.precision,
-                device=describer.device,
-                options={k: v for k, v in target.options.items()},
-                load_s=load_s,
-                accuracy=accuracy,
-                is_baseline=target.is_baseline,
-            )
-            for size in sizes:
-                bar.update(task, description=f"{target.label}: batch {size}")
-                if target.per_batch:
-                    del describer
-                    describer = patch_describer(load_target(target, size, threads), "bench")
-                case = time_target(
-                    describer,
-                    patches,
-                    size,
-                    warmup_s=warmup_s,
-                    duration_s=duration_s,
-                    min_iterations=min_iterations,
-                )
-                entry.cases.append(case)
-                if case.unstable:
-                    result.warnings.append(
-                        f"{target.label} at batch {size}: run-to-run variation "
-                        f"{100 * case.variation:.1f} % exceeds {100 * VARIATION_LIMIT:.1f} %"
-                    )
-                bar.advance(task)
-            result.targets.append(entry)
-            del describer
+            show = functools.partial(_show, bar, task, target.label)
+            result.targets.append(_bench_target(target, plan, show, result.warnings))
     result.machine["load_average_end"] = load_average()
     busy = _busy_warning(result.machine)
     if busy:
         result.warnings.append(busy)
     add_ratios(result)
     return result
+
+
+def _check_threads(threads: int | None) -> int:
+    """``threads``, or every core this process may use."""
+    if threads is not None:
+        return check_int("threads", threads, low=1, high=4096)
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return int(usable or 1)
+
+
+def _check_weights(weights: str | Path | None) -> Path | None:
+    """The checkpoint file ``weights`` names (a registered name, or the path itself)."""
+    if weights is None:
+        return None
+    path = resolve_model(weights, "weights")
+    if not Path(path).is_file():
+        raise MissingFileError(f"weights not found: {path}")
+    return Path(path)
+
+
+def _artifact_targets(
+    artifacts: Sequence[str | Path],
+    device: str,
+    baseline: bool,
+    weights: Path | None,
+    notes: list[str],
+) -> list[Target]:
+    """The given artifacts, after the PyTorch eager FP32 baseline of ``weights`` (the shipped
+    model where None) if asked for and possible; ``notes`` says why not."""
+    targets = artifact_targets(artifacts, device)
+    if baseline and not installed("torch"):
+        notes.append("no PyTorch eager FP32 baseline, so no throughput ratio: no torch here")
+    elif baseline:
+        try:
+            source = weights if weights is not None else shipped_weights()
+            targets.insert(0, baseline_target(device, source))
+        except FileNotFoundError as exc:
+            notes.append(f"no PyTorch eager FP32 baseline, so no throughput ratio: {exc}")
+    return targets
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every target of one run is timed with.
+
+    Shape:
+        - patches: (N, 1, 32, 32) uint8, N >= max(sizes).
+    """
+
+    sizes: list[int]
+    patches: np.ndarray
+    threads: int
+    accuracy_set: MatchedPairs | None
+    warmup_s: float
+    duration_s: float
+    min_iterations: int
+
+
+def _bench_target(
+    target: Target, plan: _Plan, show: Callable[[str, int], None], warnings: list[str]
+) -> TargetResult:
+    """Load ``target``, score its accuracy and time it at every batch size; ``show`` gets
+    what is happening and how many cases are done, ``warnings`` the unstable cases."""
+    from hardnet_export.runtime.base import patch_describer
+
+    show("loading", 0)
+    start = time.perf_counter()
+    describer = patch_describer(load_target(target, max(plan.sizes), plan.threads), "bench")
+    load_s = time.perf_counter() - start
+    accuracy = (
+        measure_accuracy(describer, plan.accuracy_set) if plan.accuracy_set is not None else None
+    )
+    entry = TargetResult(
+        label=target.label,
+        artifact=None if target.artifact is None else str(target.artifact),
+        backend=describer.backend,
+        precision=describer.precision,
+        device=describer.device,
+        options={k: v for k, v in target.options.items()},
+        load_s=load_s,
+        accuracy=accuracy,
+        is_baseline=target.is_baseline,
+    )
+    for size in plan.sizes:
+        show(f"batch {size}", 0)
+        if target.per_batch:
+            del describer
+            describer = patch_describer(load_target(target, size, plan.threads), "bench")
+        case = time_target(
+            describer,
+            plan.patches,
+            size,
+            warmup_s=plan.warmup_s,
+            duration_s=plan.duration_s,
+            min_iterations=plan.min_iterations,
+        )
+        entry.cases.append(case)
+        if case.unstable:
+            warnings.append(
+                f"{target.label} at batch {size}: run-to-run variation "
+                f"{100 * case.variation:.1f} % exceeds {100 * VARIATION_LIMIT:.1f} %"
+            )
+        show(f"batch {size}", 1)
+    del describer
+    return entry
+
+
+def _show(bar: Any, task: Any, label: str, what: str, advance: int) -> None:
+    bar.update(task, description=f"{label}: {what}", advance=advance)
 
 
 def _busy_warning(machine: dict[str, Any]) -> str | None:
@@ -365,6 +423,4 @@ def add_ratios(result: BenchmarkResult) -> None:
 
 
 def _replace(case: CaseResult, **changes: Any) -> CaseResult:
-    import dataclasses
-
-    return dataclasses.replace(case, **changes)
+    return replace(case, **changes)

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import hardnet_export
 from hardnet_export import __version__
 from hardnet_export.artifacts.backends import Backend, backend_for, backends, resolve
-from hardnet_export.artifacts.variants import VARIANTS, Variant
+from hardnet_export.artifacts.variants import VARIANTS, Variant, get_variant
 from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.host import installed
 
@@ -80,14 +81,9 @@ def baseline_target(device: str, weights: Path | None = None) -> Target:
 
 def shipped_weights() -> Path:
     """The shipped checkpoint; FileNotFoundError when this installation has none."""
-    from hardnet_export.shipped import SHIPPED_WEIGHTS
+    from hardnet_export.shipped import SHIPPED_WEIGHTS, require_shipped
 
-    if not SHIPPED_WEIGHTS.is_file():
-        raise MissingFileError(
-            f"no shipped model in this installation ({SHIPPED_WEIGHTS} is missing); "
-            "pass artifacts to benchmark"
-        )
-    return SHIPPED_WEIGHTS
+    return require_shipped(SHIPPED_WEIGHTS, "pass artifacts to benchmark")
 
 
 def exporter_fingerprint() -> str:
@@ -95,8 +91,6 @@ def exporter_fingerprint() -> str:
     calibration, export): a cached export is reused only by the code that made it (a changed
     quantiser must not be timed with an old graph)."""
     import hashlib
-
-    import hardnet_export
 
     root = Path(hardnet_export.__file__).parent
     digest = hashlib.sha256(__version__.encode())
@@ -245,7 +239,7 @@ def default_targets(
     FP16 replaying a CUDA graph per batch size, and a TensorRT engine of every variant
     TensorRT builds, with the batch profile 1..``max_batch``, where TensorRT is installed.
     """
-    from hardnet_export.shipped import SHIPPED_ONNX
+    from hardnet_export.shipped import SHIPPED_ONNX, require_shipped
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if not installed("torch"):
@@ -254,8 +248,7 @@ def default_targets(
                 "without torch only the shipped FP32 graph can be benchmarked by default, on "
                 "the CPU; pass artifacts to benchmark, or install hardnet-export[train]"
             )
-        if not SHIPPED_ONNX.is_file():
-            raise MissingFileError(f"no shipped model in this installation ({SHIPPED_ONNX})")
+        require_shipped(SHIPPED_ONNX)
         if notes is not None:
             notes.append(
                 "torch is not installed: only the shipped FP32 graph, no PyTorch baseline and "
@@ -299,7 +292,6 @@ def image_graph_targets(
     ONNX Runtime on the CPU (where torch can export them); none on CUDA yet, and none
     without torch.
     """
-    from hardnet_export.artifacts.variants import get_variant
 
     # The default backend of .onnx graphs (ONNX Runtime) runs the image graphs.
     runner = backend_for("graph.onnx")

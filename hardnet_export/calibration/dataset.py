@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hardnet_export._io import atomic_write_bytes, sha256_bytes
+from hardnet_export._io import atomic_write_bytes, load_npy, sha256_bytes
 from hardnet_export.data.sources import DataSource, parse_source
 from hardnet_export.errors import InputError
 from hardnet_export.geometry import PATCH_SIZE, is_patch_stack, resize_patches
@@ -47,7 +47,9 @@ class CalibrationSet:
     def __post_init__(self) -> None:
         patches = self.patches
         if patches.ndim != 3 or patches.shape[1:] != (PATCH_SIZE, PATCH_SIZE):
-            raise InputError(f"calibration patches must be (N, 32, 32), got {patches.shape}")
+            raise InputError(
+                f"calibration patches must be (N, {PATCH_SIZE}, {PATCH_SIZE}), got {patches.shape}"
+            )
         if patches.dtype != np.uint8:
             raise InputError(f"calibration patches must be uint8, got {patches.dtype}")
         if len(patches) == 0:
@@ -149,8 +151,6 @@ def _read_source(spec: DataSource, progress: bool) -> np.ndarray:
 
 
 def _read_npy(path: Path) -> np.ndarray:
-    from hardnet_export._io import load_npy
-
     patches = load_npy(path, "calibration patches")
     if patches.ndim == 4 and patches.shape[1] == 1:
         patches = patches[:, 0]

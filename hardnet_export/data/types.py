@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hardnet_export.errors import InputError
+from hardnet_export.shipped import PATCH_SIZE
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,11 @@ class MatchedPairs:
 
     def __post_init__(self) -> None:
         for field, value in (("anchors", self.anchors), ("positives", self.positives)):
-            if value.ndim != 3 or value.shape[1:] != (32, 32) or value.dtype != np.uint8:
+            square = value.shape[1:] == (PATCH_SIZE, PATCH_SIZE)
+            if value.ndim != 3 or not square or value.dtype != np.uint8:
                 raise InputError(
-                    f"MatchedPairs.{field} must be (N, 32, 32) uint8, got {value.shape} "
-                    f"{value.dtype}"
+                    f"MatchedPairs.{field} must be (N, {PATCH_SIZE}, {PATCH_SIZE}) uint8, got "
+                    f"{value.shape} {value.dtype}"
                 )
         if len(self.anchors) != len(self.positives):
             raise InputError(

@@ -29,7 +29,7 @@ def as_describer(model: str | Path | DescribeFn, *, device: str = "auto") -> tup
 
     entry = lookup(model)
     if entry is not None:
-        describer = runtime.load(entry.name, device=None if device == "auto" else device)
+        describer = runtime.load(entry.name, device=device)
         return entry.name, describer.describe
     path = Path(model)
     if not path.is_file():
@@ -37,5 +37,5 @@ def as_describer(model: str | Path | DescribeFn, *, device: str = "auto") -> tup
             f"model {path} does not exist (expected a .pth, .onnx or .engine, or a registered "
             f"model: {', '.join(model_names())})"
         )
-    describer = runtime.load(path, device=None if device == "auto" else device)
+    describer = runtime.load(path, device=device)
     return path.name, describer.describe

@@ -19,7 +19,7 @@ from typing import Any
 
 from hardnet_export._io import atomic_write_text
 from hardnet_export.artifacts.describe import DescribeFn
-from hardnet_export.data.sources import split_specs
+from hardnet_export.data.sources import parse_source, split_specs
 from hardnet_export.errors import InputError
 from hardnet_export.evaluation.describers import as_describer
 from hardnet_export.evaluation.sift import SIFT_SIZE, sift_describer
@@ -64,7 +64,6 @@ MAX_PAIRS = 1_000_000
 
 
 def _parse(spec: str, n_pairs: int, seed: int) -> _Dataset:
-    from hardnet_export.data.sources import parse_source
     from hardnet_export.evaluation.pairs import evaluate_matched_pairs
 
     source = parse_source(spec, allowed=EVALUATION_KINDS, purpose="evaluation data")

@@ -14,6 +14,7 @@ import numpy as np
 from hardnet_export.artifacts.describe import DescribeFn, describe_in_batches
 from hardnet_export.errors import InputError
 from hardnet_export.evaluation.metrics import compare_descriptors
+from hardnet_export.shipped import PATCH_SIZE
 
 DEFAULT_BATCH_SIZES = (1, 7, 300)
 
@@ -38,8 +39,11 @@ def parity_report(
     patches = np.asarray(patches)
     if patches.ndim == 3:
         patches = patches[:, None]
-    if patches.ndim != 4 or patches.shape[1:] != (1, 32, 32) or len(patches) < 2:
-        raise InputError(f"parity needs (N, 1, 32, 32) patches with N >= 2, got {patches.shape}")
+    if patches.ndim != 4 or patches.shape[1:] != (1, PATCH_SIZE, PATCH_SIZE) or len(patches) < 2:
+        raise InputError(
+            f"parity needs (N, 1, {PATCH_SIZE}, {PATCH_SIZE}) patches with N >= 2, got "
+            f"{patches.shape}"
+        )
     patches = np.ascontiguousarray(patches)
     reference_descriptors = describe_in_batches(reference, patches, len(patches))
     if not np.isfinite(reference_descriptors).all():

@@ -27,6 +27,8 @@ import datetime as _dt
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from hardnet_export._cuda import (
     device_properties,
@@ -35,13 +37,14 @@ from hardnet_export._cuda import (
     tensorrt_version,
 )
 from hardnet_export._io import atomic_write_bytes, check_writable, sha256_file
+from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH
 from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
 from hardnet_export.artifacts.sidecar import EngineSidecar, ImageProfile, read_sidecar
 from hardnet_export.artifacts.variants import VARIANTS, variant_for
 from hardnet_export.errors import DeviceError, InputError, MissingDependencyError, MissingFileError
 from hardnet_export.validate import check_int
 
-DEFAULT_MIN_BATCH, DEFAULT_OPT_BATCH, DEFAULT_MAX_BATCH = 1, 256, 1024
+DEFAULT_MIN_BATCH, DEFAULT_OPT_BATCH = 1, 256
 #: An image engine's default profile: sizes as (width, height), the way --opt-image and
 #: --max-image write them (``640x480``); keypoint counts K.
 DEFAULT_OPT_IMAGE = (640, 480)
@@ -63,31 +66,13 @@ class EngineBuild:
     reused: bool
 
 
-def build_engine(
-    onnx_path: str | Path,
-    out: str | Path,
-    *,
-    min_batch: int = DEFAULT_MIN_BATCH,
-    opt_batch: int = DEFAULT_OPT_BATCH,
-    max_batch: int = DEFAULT_MAX_BATCH,
-    opt_image: ImageSize | None = None,
-    max_image: ImageSize | None = None,
-    opt_keypoints: int | None = None,
-    max_keypoints: int | None = None,
-    workspace_mib: int = 1024,
-    timing_cache: str | Path | None = None,
-    dla_core: int | None = None,
-    gpu_fallback: bool = True,
-    version_compatible: bool = False,
-    hardware_compatible: bool = False,
-    device: int = 0,
-    rebuild: bool = False,
-) -> EngineBuild:
-    """Build (or reuse) a TensorRT engine for an ONNX graph from :mod:`hardnet_export.export`.
+@dataclass(frozen=True)
+class BuildOptions:
+    """How TensorRT builds an engine, apart from which graph and where to (the build
+    configuration, as Polygraphy's ``CreateConfig`` holds it): the profile, memory, DLA,
+    compatibility and timing cache. Precision is not here: it lives in the graph.
 
-    Args:
-        onnx_path: an FP32, FP16 or INT8 (Q/DQ) graph, or an image graph (FP32, FP16).
-        out: the engine file; the sidecar goes to ``out + ".json"``.
+    Attributes:
         min_batch, opt_batch, max_batch: the optimisation profile of the batch axis.
         opt_image, max_image: an image graph's profile: the image size TensorRT tunes for
             and the largest, ``"WIDTHxHEIGHT"`` or (width, height); default 640x480 and
@@ -101,30 +86,105 @@ def build_engine(
         version_compatible: a plan that later TensorRT versions (10.x plans on 11.x too) can
             run; it carries its own lean runtime, which the loader must trust.
         hardware_compatible: a plan for every Ampere-or-newer GPU (``AMPERE_PLUS``).
+    """
+
+    min_batch: int = DEFAULT_MIN_BATCH
+    opt_batch: int = DEFAULT_OPT_BATCH
+    max_batch: int = DEFAULT_MAX_BATCH
+    opt_image: ImageSize | None = None
+    max_image: ImageSize | None = None
+    opt_keypoints: int | None = None
+    max_keypoints: int | None = None
+    workspace_mib: int = 1024
+    timing_cache: str | Path | None = None
+    dla_core: int | None = None
+    gpu_fallback: bool = True
+    version_compatible: bool = False
+    hardware_compatible: bool = False
+
+    @property
+    def batch(self) -> tuple[int, int, int]:
+        """(min, opt, max) of the batch profile."""
+        return self.min_batch, self.opt_batch, self.max_batch
+
+    def image_options(self) -> dict[str, ImageSize | int | None]:
+        """The image-graph profile options by name, None where not given."""
+        return {
+            "opt_image": self.opt_image,
+            "max_image": self.max_image,
+            "opt_keypoints": self.opt_keypoints,
+            "max_keypoints": self.max_keypoints,
+        }
+
+
+def build_engine(
+    onnx_path: str | Path,
+    out: str | Path,
+    options: BuildOptions | None = None,
+    *,
+    device: int = 0,
+    rebuild: bool = False,
+    **overrides: Any,
+) -> EngineBuild:
+    """Build (or reuse) a TensorRT engine for an ONNX graph from :mod:`hardnet_export.export`.
+
+    Args:
+        onnx_path: an FP32, FP16 or INT8 (Q/DQ) graph, or an image graph (FP32, FP16).
+        out: the engine file; the sidecar goes to ``out + ".json"``.
+        options: how to build (:class:`BuildOptions`; default: its defaults).
         device: the CUDA device to build on.
         rebuild: build even when a matching engine exists.
+        overrides: fields of :class:`BuildOptions` to set over ``options``
+            (``build_engine(graph, out, max_batch=64)``).
 
     Raises:
         MissingDependencyError: no real TensorRT (10.x or 11.x) or no CUDA device.
         FileNotFoundError, ValueError: a bad path, profile or option, or a graph TensorRT
             cannot parse.
+        TypeError: an override that is no field of :class:`BuildOptions`.
         RuntimeError: TensorRT failed to build the engine.
     """
+    options = dataclasses.replace(options or BuildOptions(), **overrides)
     onnx_path, out = Path(onnx_path), Path(out)
     if not onnx_path.is_file():
         raise MissingFileError(f"ONNX graph not found: {onnx_path}")
     graph = read_metadata(onnx_path)
-    image_options = {
-        "opt_image": opt_image,
-        "max_image": max_image,
-        "opt_keypoints": opt_keypoints,
-        "max_keypoints": max_keypoints,
-    }
-    batch: tuple[int, int, int] | None = None
-    image: ImageProfile | None = None
+    batch, image = _plan_profile(onnx_path, graph, options)
+    _check_options(onnx_path, graph, out, options, device)
+
+    trt, gpu = _open_tensorrt(device, options.hardware_compatible)
+    planned = EngineSidecar.plan(
+        onnx_path,
+        out,
+        onnx_sha256=sha256_file(onnx_path),
+        graph=graph,
+        tensorrt_version=str(trt.__version__),
+        gpu_name=gpu["name"],
+        compute_capability=gpu["compute_capability"],
+        device_index=device,
+        batch=batch,
+        image=image,
+        workspace_bytes=options.workspace_mib << 20,
+        dla_core=options.dla_core,
+        gpu_fallback=options.gpu_fallback,
+        version_compatible=options.version_compatible,
+        hardware_compatible=options.hardware_compatible,
+    )
+    if not rebuild:
+        existing = _reusable(out, planned)
+        if existing is not None:
+            return EngineBuild(out, existing, reused=True)
+    return EngineBuild(out, _build_and_write(onnx_path, out, planned, options.timing_cache), False)
+
+
+def _plan_profile(
+    onnx_path: Path, graph: GraphMetadata, options: BuildOptions
+) -> tuple[tuple[int, int, int] | None, ImageProfile | None]:
+    """The engine's profile: a batch range for a patch graph, an image profile for an image
+    graph; options that belong to the other kind are refused."""
     if graph.kind == "image":
-        _check_no_batch_options(onnx_path, min_batch, opt_batch, max_batch)
-        if dla_core is not None:
+        _check_no_batch_options(onnx_path, *options.batch)
+        if options.dla_core is not None:
             raise InputError(
                 f"{onnx_path} is an image graph: DLA has no dynamic shapes, and an image "
                 "graph's image and keypoint axes change with every call; build it for the GPU "
@@ -132,32 +192,39 @@ def build_engine(
             )
         image = plan_image_profile(
             graph,
-            opt_image=opt_image,
-            max_image=max_image,
-            opt_keypoints=opt_keypoints,
-            max_keypoints=max_keypoints,
+            opt_image=options.opt_image,
+            max_image=options.max_image,
+            opt_keypoints=options.opt_keypoints,
+            max_keypoints=options.max_keypoints,
         )
-    else:
-        given = [name for name, value in image_options.items() if value is not None]
-        if given:
-            flags = ", ".join("--" + name.replace("_", "-") for name in given)
-            raise InputError(
-                f"{flags} set the profile of an image graph's engine; {onnx_path} is a patch "
-                "graph, whose profile is --min-batch, --opt-batch and --max-batch"
-            )
-        _check_profile(min_batch, opt_batch, max_batch)
-        batch = (min_batch, opt_batch, max_batch)
-    check_int("workspace_mib", workspace_mib, low=1, high=1 << 24)
-    if dla_core is not None:
-        check_int("dla_core", dla_core, low=0, high=15)
-        check_dla_profile(min_batch, opt_batch, max_batch)
+        return None, image
+    given = [name for name, value in options.image_options().items() if value is not None]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise InputError(
+            f"{flags} set the profile of an image graph's engine; {onnx_path} is a patch "
+            "graph, whose profile is --min-batch, --opt-batch and --max-batch"
+        )
+    _check_profile(*options.batch)
+    return options.batch, None
+
+
+def _check_options(
+    onnx_path: Path, graph: GraphMetadata, out: Path, options: BuildOptions, device: int
+) -> None:
+    """Everything about the build that can be checked before TensorRT is touched: numbers,
+    the output paths, and whether TensorRT (or DLA) builds this graph's variant."""
+    check_int("workspace_mib", options.workspace_mib, low=1, high=1 << 24)
+    if options.dla_core is not None:
+        check_int("dla_core", options.dla_core, low=0, high=15)
+        check_dla_profile(*options.batch)
     check_int("device", device, low=0, high=1023)
     if out.is_dir():
         raise IsADirectoryError(f"cannot write {out}: it is a folder")
     check_writable(out)
-    if timing_cache is not None:
+    if options.timing_cache is not None:
         # The cache is written after the build, minutes from now: a bad folder fails here.
-        check_writable(timing_cache)
+        check_writable(options.timing_cache)
     variant = variant_for(graph.precision, graph.flavour) if graph.precision != "unknown" else None
     if variant is not None and not variant.tensorrt:
         raise InputError(
@@ -165,12 +232,16 @@ def build_engine(
             f"({variant.summary}); export a TensorRT variant: "
             f"{', '.join(v.name for v in VARIANTS if v.tensorrt)}"
         )
-    if dla_core is not None and not (variant is not None and variant.dla):
+    if options.dla_core is not None and not (variant is not None and variant.dla):
         raise InputError(
             f"DLA runs {', '.join(v.name for v in VARIANTS if v.dla)} graphs only; {onnx_path} "
             f"is {graph.precision}: export it with --precision fp16 or int8"
         )
 
+
+def _open_tensorrt(device: int, hardware_compatible: bool) -> tuple[ModuleType, dict[str, Any]]:
+    """TensorRT (10.x or 11.x) and the properties of ``device``, made current; a
+    hardware-compatible plan also needs an Ampere-or-newer GPU to build on."""
     require_tensorrt(device, purpose="building a TensorRT engine")
     import tensorrt as trt
 
@@ -187,33 +258,22 @@ def build_engine(
             f"hardware-compatible (Ampere+) engines must be built on an Ampere or newer GPU; "
             f"{gpu['name']} has compute capability {gpu['compute_capability']}"
         )
+    return trt, gpu
 
-    planned = EngineSidecar.plan(
-        onnx_path,
-        out,
-        onnx_sha256=sha256_file(onnx_path),
-        graph=graph,
-        tensorrt_version=str(trt.__version__),
-        gpu_name=gpu["name"],
-        compute_capability=gpu["compute_capability"],
-        device_index=device,
-        batch=batch,
-        image=image,
-        workspace_bytes=workspace_mib << 20,
-        dla_core=dla_core,
-        gpu_fallback=gpu_fallback,
-        version_compatible=version_compatible,
-        hardware_compatible=hardware_compatible,
-    )
-    if not rebuild:
-        existing = _reusable(out, planned)
-        if existing is not None:
-            return EngineBuild(out, existing, reused=True)
 
+def _build_and_write(
+    onnx_path: Path, out: Path, planned: EngineSidecar, timing_cache: str | Path | None
+) -> EngineSidecar:
+    """Build the plan, write it to ``out`` and its sidecar (what the build measured and the
+    network's input name added to ``planned``) beside it."""
     started = time.perf_counter()
     plan, input_name = _build_plan(onnx_path, planned, timing_cache=timing_cache)
     atomic_write_bytes(out, plan)
-    profile = planned.profile if image is not None else {**planned.profile, "input": input_name}
+    profile = (
+        planned.profile
+        if planned.graph_kind == "image"
+        else {**planned.profile, "input": input_name}
+    )
     sidecar = dataclasses.replace(
         planned,
         profile=profile,
@@ -223,7 +283,7 @@ def build_engine(
         engine_sha256=sha256_file(out),
     )
     sidecar.write(out)
-    return EngineBuild(out, sidecar, reused=False)
+    return sidecar
 
 
 #: TensorRT dimensions are 32-bit; far below that, a profile beyond this is a typo.
@@ -396,26 +456,13 @@ def _build_plan(
     # TensorRT 11 networks are always strongly typed; TensorRT 10 opts in with the flag.
     flags = 0 if major >= 11 else 1 << int(tensorrt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
+    # The parser owns the graph's weights: it must outlive the build.
     parser = tensorrt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise InputError(f"TensorRT cannot parse {onnx_path}: {errors or 'no details'}")
     names = [network.get_input(i).name for i in range(network.num_inputs)]
-    shapes = sidecar.profile
-    if sidecar.graph_kind == "image":
-        # One profile, both inputs: (H, W) image and (K, 4) keypoints.
-        per_input = {name: shapes[name] for name in ("image", "keypoints")}
-        if sorted(names) != sorted(per_input):
-            raise InputError(
-                f"{onnx_path} is an image graph, but TensorRT sees inputs {names}, expected "
-                "image and keypoints"
-            )
-        input_name = ""
-    else:
-        if len(names) != 1:
-            raise InputError(f"{onnx_path} must have one input, TensorRT sees {len(names)}")
-        input_name = names[0]
-        per_input = {input_name: shapes}
+    per_input, input_name = _input_shapes(onnx_path, sidecar, names)
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(tensorrt.MemoryPoolType.WORKSPACE, sidecar.workspace_bytes)
@@ -428,7 +475,43 @@ def _build_plan(
             tensorrt.Dims(shape["max"]),
         )
     config.add_optimization_profile(profile)
+    _configure_device(tensorrt, builder, config, sidecar)
+    cache_path = Path(timing_cache) if timing_cache is not None else None
+    _load_timing_cache(config, cache_path)
 
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise DeviceError(
+            f"TensorRT failed to build an engine from {onnx_path} (see its log above)"
+        )
+    if cache_path is not None:
+        atomic_write_bytes(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    return bytes(memoryview(plan)), input_name
+
+
+def _input_shapes(
+    onnx_path: Path, sidecar: EngineSidecar, names: list[str]
+) -> tuple[dict[str, Any], str]:
+    """The profile's (min, opt, max) shapes by network input, and a patch graph's one input
+    name ("" for an image graph), checked against the inputs TensorRT parsed."""
+    shapes = sidecar.profile
+    if sidecar.graph_kind == "image":
+        # One profile, both inputs: (H, W) image and (K, 4) keypoints.
+        per_input = {name: shapes[name] for name in ("image", "keypoints")}
+        if sorted(names) != sorted(per_input):
+            raise InputError(
+                f"{onnx_path} is an image graph, but TensorRT sees inputs {names}, expected "
+                "image and keypoints"
+            )
+        return per_input, ""
+    if len(names) != 1:
+        raise InputError(f"{onnx_path} must have one input, TensorRT sees {len(names)}")
+    return {names[0]: shapes}, names[0]
+
+
+def _configure_device(tensorrt: Any, builder: Any, config: Any, sidecar: EngineSidecar) -> None:
+    """Where the engine runs: a DLA core (checked against this device and its batch limit)
+    with or without GPU fallback, and which TensorRT versions and GPUs may load the plan."""
     dla_core = sidecar.dla_core
     if dla_core is not None:
         available = builder.num_DLA_cores
@@ -437,7 +520,7 @@ def _build_plan(
                 f"DLA core {dla_core} requested, but this device has {available} DLA core(s) "
                 f"with TensorRT {tensorrt.__version__} ({DLA_SUPPORT})"
             )
-        batch = shapes["max"][0]
+        batch = sidecar.profile["max"][0]
         dla_max = int(builder.max_DLA_batch_size)
         if batch > dla_max:
             raise InputError(
@@ -454,7 +537,10 @@ def _build_plan(
     if sidecar.hardware_compatibility == "ampere_plus":
         config.hardware_compatibility_level = tensorrt.HardwareCompatibilityLevel.AMPERE_PLUS
 
-    cache_path = Path(timing_cache) if timing_cache is not None else None
+
+def _load_timing_cache(config: Any, cache_path: Path | None) -> None:
+    """Give the build the timing cache at ``cache_path`` (an empty one where there is no
+    file yet, or no path)."""
     cache_bytes = (
         cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
     )
@@ -463,12 +549,3 @@ def _build_plan(
         raise InputError(
             f"timing cache {cache_path} does not fit this TensorRT version or GPU; delete it"
         )
-
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise DeviceError(
-            f"TensorRT failed to build an engine from {onnx_path} (see its log above)"
-        )
-    if cache_path is not None:
-        atomic_write_bytes(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
-    return bytes(memoryview(plan)), input_name

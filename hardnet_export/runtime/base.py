@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
+from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE, batch_slices
 from hardnet_export.artifacts.metadata import SEMANTICS_DEVICE, SEMANTICS_HOST
 from hardnet_export.errors import InputError
 from hardnet_export.runtime.inputs import (
@@ -204,8 +204,7 @@ class Describer(KeypointDescriber):
     def _describe_host(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) == 0:
             return np.zeros((0, DESCRIPTOR_SIZE), np.float32)
-        step = self.max_batch or len(batch)
-        chunks = [self._infer(batch[i : i + step]) for i in range(0, len(batch), step)]
+        chunks = [self._infer(batch[rows]) for rows in batch_slices(len(batch), self.max_batch)]
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
     def describe_timed(self, patches: Any) -> tuple[np.ndarray, float | None]:
@@ -223,11 +222,10 @@ class Describer(KeypointDescriber):
         batch = as_patch_batch(patches)
         if len(batch) == 0:
             return np.zeros((0, DESCRIPTOR_SIZE), np.float32), None
-        step = self.max_batch or len(batch)
         chunks, total = [], 0.0
         timed = True
-        for i in range(0, len(batch), step):
-            out, seconds = self._infer_timed(batch[i : i + step])
+        for rows in batch_slices(len(batch), self.max_batch):
+            out, seconds = self._infer_timed(batch[rows])
             chunks.append(out)
             timed = timed and seconds is not None
             total += seconds or 0.0

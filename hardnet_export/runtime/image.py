@@ -26,11 +26,11 @@ from hardnet_export.geometry import (
     OUT_OF_BOUNDS,
     PATCH_SIZE,
     KeypointsLike,
-    _bound_error,
-    _check_magnification,
-    _in_bounds,
     as_gray,
+    check_magnification,
+    in_bounds_mask,
     keypoints_to_array,
+    out_of_bounds_error,
 )
 from hardnet_export.runtime.base import KeypointDescriber
 from hardnet_export.validate import check_str
@@ -139,7 +139,7 @@ class ImageDescriber(KeypointDescriber):
             - Output: (keypoints, (K, 128) float32); rows of out-of-bounds keypoints are 0.
         """
         if magnification is not None:
-            wanted = _check_magnification(magnification)
+            wanted = check_magnification(magnification)
             if wanted != self.magnification:
                 raise InputError(
                     f"this image graph was exported with magnification {self.magnification:g}, "
@@ -154,9 +154,9 @@ class ImageDescriber(KeypointDescriber):
                 f"{self.min_image_side} pixels, got {width}x{height}"
             )
         kps = keypoints_to_array(keypoints, default_size=PATCH_SIZE / self.magnification)
-        valid = _in_bounds(kps, height, width, self.magnification, PATCH_SIZE)
+        valid = in_bounds_mask(kps, height, width, self.magnification, PATCH_SIZE)
         if out_of_bounds == "reject" and not valid.all():
-            raise _bound_error(kps, valid, height, width, self.magnification, PATCH_SIZE)
+            raise out_of_bounds_error(kps, valid, height, width, self.magnification, PATCH_SIZE)
         deep = np.flatnonzero(valid & (kps[:, 2] >= self.max_size))
         if len(deep):
             raise InputError(

@@ -14,7 +14,7 @@ import numpy as np
 
 from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
 from hardnet_export.errors import InputError, InputTypeError
-from hardnet_export.geometry import PATCH_SIZE
+from hardnet_export.geometry import PATCH_SIZE, to_uint8
 
 _PATCH_DTYPES = ("uint8", "float16", "float32", "float64")
 
@@ -66,7 +66,8 @@ def as_patch_batch(patches: Any) -> np.ndarray:
         array = np.asarray(patches)
     except (TypeError, ValueError) as exc:
         raise InputTypeError(
-            f"patches must be an array of shape (N, 32, 32), got {type(patches).__name__}"
+            f"patches must be an array of shape (N, {PATCH_SIZE}, {PATCH_SIZE}), got "
+            f"{type(patches).__name__}"
         ) from exc
     if array.dtype.kind in "OUSV":
         raise InputTypeError(
@@ -95,8 +96,6 @@ def graph_input(batch: np.ndarray, input_dtype: str, fixed_batch: int | None) ->
     """
     if input_dtype == "uint8" and batch.dtype != np.uint8:
         # A uint8 graph holds integer grey levels: round float input to them.
-        from hardnet_export.geometry import to_uint8
-
         batch = to_uint8(batch)
     elif input_dtype == "float32" and batch.dtype != np.float32:
         batch = batch.astype(np.float32)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hardnet_export.artifacts.backends import get_backend
-from hardnet_export.artifacts.describe import DescribeFn
+from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH, DescribeFn
 from hardnet_export.artifacts.metadata import (
     SEMANTICS,
     SEMANTICS_EXACT,
@@ -32,11 +32,11 @@ from hardnet_export.errors import InputError, MissingDependencyError, MissingFil
 from hardnet_export.runtime.base import Describer
 from hardnet_export.runtime.image import IMAGE_GRAPH_REMEDY, ImageDescriber, check_image_inputs
 from hardnet_export.runtime.inputs import check_graph_signature, graph_input
+from hardnet_export.validate import device_name, parse_device
 
 if TYPE_CHECKING:
     import onnx
 
-DEFAULT_MAX_BATCH = 1024
 _PROVIDER_DEVICE = {
     "TensorrtExecutionProvider": "tensorrt",
     "CUDAExecutionProvider": "cuda",
@@ -71,23 +71,21 @@ def choose_providers(
         RuntimeError: a GPU provider asked for that this ONNX Runtime does not have.
     """
     options = dict(provider_options or {})
-    kind, _, index = (device or "").partition(":")
-    if index and not index.isdigit():
-        raise InputError(f"device index must be an integer, got {device!r}")
-    gpu_options = {"device_id": int(index)} if index else {}
-    if device is None:
+    parsed = parse_device(device)
+    gpu_options = {"device_id": parsed.index} if parsed and parsed.index is not None else {}
+    if parsed is None:
         wanted = ["CUDAExecutionProvider"] if cuda_devices > 0 else []
-    elif kind == "cpu":
+    elif parsed.kind == "cpu":
         wanted = []
-    elif kind == "cuda":
+    elif parsed.kind == "cuda":
         wanted = ["CUDAExecutionProvider"]
-    elif kind == "tensorrt":
+    elif parsed.kind == "tensorrt":
         wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
     else:
         raise InputError(
             f"the onnxruntime backend runs on 'cpu', 'cuda[:N]' or 'tensorrt[:N]', got {device!r}"
         )
-    if device is not None and wanted and wanted[0] not in available:
+    if parsed is not None and wanted and wanted[0] not in available:
         raise MissingDependencyError(
             f"device={device!r} needs ONNX Runtime's {wanted[0]}, but this ONNX Runtime has "
             f"{available}; install onnxruntime-gpu (instead of onnxruntime)"
@@ -183,8 +181,8 @@ def check_active_providers(device: str | None, asked: list[str], active: list[st
         RuntimeWarning: ``device="tensorrt"`` fell back to CUDA or the CPU (allowed, as
             documented), or ``device=None`` chose CUDA and got the CPU.
     """
-    kind = (device or "").partition(":")[0]
-    if kind == "cuda" and "CUDAExecutionProvider" not in active:
+    parsed = parse_device(device)
+    if parsed is not None and parsed.kind == "cuda" and "CUDAExecutionProvider" not in active:
         raise MissingDependencyError(
             f"device={device!r}: ONNX Runtime could not start its CUDA provider (running "
             f"{active}); check the CUDA and cuDNN libraries onnxruntime-gpu needs"
@@ -375,6 +373,7 @@ class OnnxRuntimeDescriber(Describer):
                 f"graph_optimization_level must be one of {_OPT_LEVELS}, "
                 f"got {graph_optimization_level!r}"
             )
+        device = device_name(device)
         ort = _import_onnxruntime()
         from hardnet_export._cuda import cuda_device_count
 

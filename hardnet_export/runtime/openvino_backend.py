@@ -22,14 +22,15 @@ from typing import Any
 import numpy as np
 
 from hardnet_export.artifacts.backends import get_backend
+from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH
 from hardnet_export.artifacts.metadata import SEMANTICS_HOST, GraphMetadata
 from hardnet_export.artifacts.quantisation import GATE_OPENVINO
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
 from hardnet_export.runtime.base import Describer
 from hardnet_export.runtime.image import IMAGE_GRAPH_REMEDY, ImageDescriber, check_image_inputs
 from hardnet_export.runtime.inputs import check_graph_signature, graph_input
+from hardnet_export.validate import check_int, check_str, device_name
 
-DEFAULT_MAX_BATCH = 1024
 PERFORMANCE_HINTS = ("latency", "throughput")
 INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
 _OV_DTYPES = {"u8": "uint8", "f32": "float32"}
@@ -252,12 +253,10 @@ class OpenVINODescriber(Describer):
             FileNotFoundError: no file at ``path`` (or an IR without its ``.bin``).
             ValueError: not a readable model, not a HardNet graph, or a bad option.
         """
-        from hardnet_export.validate import check_int, check_str
-
         if path is None:
             raise InputError("the openvino backend needs an .onnx or .xml path")
         path = Path(path)
-        if device not in (None, "cpu"):
+        if device_name(device) not in (None, "cpu"):
             raise InputError(f"the openvino backend runs on 'cpu', got device={device!r}")
         check_int("num_threads", num_threads, low=0, high=4096)
         check_str("performance_hint", performance_hint, choices=PERFORMANCE_HINTS)

@@ -28,7 +28,7 @@ from hardnet_export.errors import InputError, InputTypeError, MissingFileError, 
 from hardnet_export.host import installed
 from hardnet_export.runtime.base import Describer, KeypointDescriber
 from hardnet_export.runtime.policy import choose_backend
-from hardnet_export.shipped import SHIPPED_ONNX
+from hardnet_export.shipped import SHIPPED_ONNX, require_shipped
 
 __all__ = [
     "Backend",
@@ -90,8 +90,8 @@ def load(
     Args:
         path: the artifact, a registered model's name, or None for the default model.
         backend: force a backend by name (it must read the artifact's suffix).
-        device: ``cpu``, ``cuda``, ``cuda:N`` (and ``tensorrt`` for ONNX Runtime's TensorRT
-            provider); None picks the best available.
+        device: ``auto`` or None (the best device here), ``cpu``, ``cuda``, ``cuda:N`` or an
+            int N (and ``tensorrt`` for ONNX Runtime's TensorRT provider).
         max_batch: the largest batch per inference call; larger inputs are chunked.
         options: backend options (see each backend's class docstring).
 
@@ -179,14 +179,7 @@ def _load_registered(
         weights = None if entry is None else entry.file("weights")
         return _open(chosen, weights, device, max_batch, options)
     if ".onnx" in chosen.suffixes:
-        if entry is None:
-            if not SHIPPED_ONNX.is_file():
-                raise MissingFileError(
-                    f"no shipped model in this installation ({SHIPPED_ONNX} is missing)"
-                )
-            graph = SHIPPED_ONNX
-        else:
-            graph = entry.file("onnx")
+        graph = require_shipped(SHIPPED_ONNX) if entry is None else entry.file("onnx")
         return _open(chosen, graph, device, max_batch, options)
     what = "the shipped model" if entry is None else f"model {entry.name!r}"
     raise InputError(

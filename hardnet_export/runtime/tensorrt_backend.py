@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hardnet_export._cuda import device_properties, require_tensorrt
-from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
+from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE, batch_slices
 from hardnet_export.artifacts.sidecar import (
     EngineMismatchError,
     EngineSidecar,
@@ -64,6 +64,7 @@ from hardnet_export.runtime.inputs import (
     stream_handle,
     validate_torch_patches,
 )
+from hardnet_export.validate import parse_device
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -72,12 +73,12 @@ PATCH_PIXELS = PATCH_SIZE * PATCH_SIZE
 
 
 def _device_index(device: str | None) -> int:
-    if device is None or device == "cuda":
+    parsed = parse_device(device)
+    if parsed is None:
         return 0
-    kind, _, index = device.partition(":")
-    if kind != "cuda" or not index.isdigit():
+    if parsed.kind != "cuda":
         raise InputError(f"the tensorrt backend runs on 'cuda' or 'cuda:N', got {device!r}")
-    return int(index)
+    return parsed.index or 0
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,52 @@ def io_tensors(engine: Any) -> tuple[list[str], list[str]]:
     return inputs, outputs
 
 
+def _patch_engine_io(engine: Any, artifact: Path) -> tuple[str, str, str]:
+    """A patch engine's input and output names and its input dtype (``uint8`` or
+    ``float32``); an image engine without its sidecar, or anything else, is refused."""
+    import tensorrt as trt
+
+    inputs, outputs = io_tensors(engine)
+    if sorted(inputs) == ["image", "keypoints"]:
+        raise InputError(
+            f"{artifact} takes image and keypoints (an engine of an image graph), but has "
+            f"no sidecar saying so ({sidecar_path(artifact)}), which holds the graph's "
+            "magnification and profile; rebuild it: {remedy}",
+            remedy=rebuild_remedy(artifact),
+        )
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise InputError(
+            f"{artifact} is not a HardNet engine: expected one input and one output, "
+            f"got inputs {inputs} and outputs {outputs}"
+        )
+    in_dtype = engine.get_tensor_dtype(inputs[0])
+    if in_dtype == trt.DataType.UINT8:
+        input_dtype = "uint8"
+    elif in_dtype == trt.DataType.FLOAT:
+        input_dtype = "float32"
+    else:
+        raise InputError(f"{artifact}: input dtype {in_dtype} is not uint8 or float32")
+    if engine.get_tensor_dtype(outputs[0]) != trt.DataType.FLOAT:
+        raise InputError(f"{artifact}: output {outputs[0]!r} is not float32")
+    return inputs[0], outputs[0], input_dtype
+
+
+def _profile_batches(engine: Any, input_name: str, artifact: Path) -> tuple[int, int]:
+    """The smallest and largest batch the engine's profile takes (one fixed batch for a
+    static engine), after checking its input is a batch of 32x32 patches."""
+    dims = engine.get_tensor_shape(input_name)
+    shape = tuple(int(dims[i]) for i in range(len(dims)))
+    if len(shape) != 4 or shape[1:] != (1, PATCH_SIZE, PATCH_SIZE):
+        raise InputError(
+            f"{artifact} is not a HardNet engine: input shape {shape}, "
+            f"expected (N, 1, {PATCH_SIZE}, {PATCH_SIZE})"
+        )
+    if shape[0] != -1:
+        return int(shape[0]), int(shape[0])
+    low, _, high = engine.get_tensor_profile_shape(input_name, 0)
+    return int(low[0]), int(high[0])
+
+
 class TensorRTDescriber(Describer):
     """A HardNet TensorRT engine.
 
@@ -212,43 +259,8 @@ class TensorRTDescriber(Describer):
         cuda_graph: bool | None = None,
         dla_core: int | None = None,
     ) -> None:
-        import tensorrt as trt
-
-        inputs, outputs = io_tensors(engine)
-        if sorted(inputs) == ["image", "keypoints"]:
-            raise InputError(
-                f"{artifact} takes image and keypoints (an engine of an image graph), but has "
-                f"no sidecar saying so ({sidecar_path(artifact)}), which holds the graph's "
-                "magnification and profile; rebuild it: {remedy}",
-                remedy=rebuild_remedy(artifact),
-            )
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise InputError(
-                f"{artifact} is not a HardNet engine: expected one input and one output, "
-                f"got inputs {inputs} and outputs {outputs}"
-            )
-        self._input, self._output = inputs[0], outputs[0]
-        in_dtype = engine.get_tensor_dtype(self._input)
-        if in_dtype == trt.DataType.UINT8:
-            input_dtype = "uint8"
-        elif in_dtype == trt.DataType.FLOAT:
-            input_dtype = "float32"
-        else:
-            raise InputError(f"{artifact}: input dtype {in_dtype} is not uint8 or float32")
-        if engine.get_tensor_dtype(self._output) != trt.DataType.FLOAT:
-            raise InputError(f"{artifact}: output {self._output!r} is not float32")
-        dims = engine.get_tensor_shape(self._input)
-        shape = tuple(int(dims[i]) for i in range(len(dims)))
-        if len(shape) != 4 or shape[1:] != (1, PATCH_SIZE, PATCH_SIZE):
-            raise InputError(
-                f"{artifact} is not a HardNet engine: input shape {shape}, "
-                f"expected (N, 1, {PATCH_SIZE}, {PATCH_SIZE})"
-            )
-        if shape[0] == -1:
-            low, _, high = engine.get_tensor_profile_shape(self._input, 0)
-            min_batch, profile_max = int(low[0]), int(high[0])
-        else:
-            min_batch = profile_max = int(shape[0])
+        self._input, self._output, input_dtype = _patch_engine_io(engine, artifact)
+        min_batch, profile_max = _profile_batches(engine, self._input, artifact)
         if max_batch is not None and not min_batch <= max_batch <= profile_max:
             raise InputError(
                 f"max_batch={max_batch} is outside the engine's profile "
@@ -272,14 +284,7 @@ class TensorRTDescriber(Describer):
         self.context: Any = engine.create_execution_context()
         if self.context is None:
             raise DeviceError(f"TensorRT could not create an execution context for {artifact}")
-        self.stream = cudart.Stream()
-        self._event = cudart.Event()  # the last inference, on whichever stream it ran
-        self._ready = cudart.Event()  # a producer's stream, joined before we read its input
-        self._done = cudart.Event()  # our stream, joined by the caller's before it reads
-        self._d_in = cudart.DeviceBuffer(batch * PATCH_PIXELS * self._np_in.itemsize)
-        self._d_out = cudart.DeviceBuffer(batch * DESCRIPTOR_SIZE * 4)
-        self._h_in = cudart.PinnedBuffer((batch, 1, PATCH_SIZE, PATCH_SIZE), self._np_in)
-        self._h_out = cudart.PinnedBuffer((batch, DESCRIPTOR_SIZE), np.float32)
+        self._allocate(batch)
         self._graph: cudart.Graph | None = None
         self._graph_context: Any = None
         #: Why no CUDA graph is replayed (None while one is, or none was asked for).
@@ -300,6 +305,18 @@ class TensorRTDescriber(Describer):
                 )
         elif cuda_graph is None or cuda_graph:
             self._capture_graph(batch)
+
+    def _allocate(self, batch: int) -> None:
+        """The stream, the events that order it against callers' streams, and pinned and
+        device buffers for ``batch`` patches and descriptors."""
+        self.stream = cudart.Stream()
+        self._event = cudart.Event()  # the last inference, on whichever stream it ran
+        self._ready = cudart.Event()  # a producer's stream, joined before we read its input
+        self._done = cudart.Event()  # our stream, joined by the caller's before it reads
+        self._d_in = cudart.DeviceBuffer(batch * PATCH_PIXELS * self._np_in.itemsize)
+        self._d_out = cudart.DeviceBuffer(batch * DESCRIPTOR_SIZE * 4)
+        self._h_in = cudart.PinnedBuffer((batch, 1, PATCH_SIZE, PATCH_SIZE), self._np_in)
+        self._h_out = cudart.PinnedBuffer((batch, DESCRIPTOR_SIZE), np.float32)
 
     @classmethod
     def open(
@@ -379,7 +396,9 @@ class TensorRTDescriber(Describer):
             self._event.wait_on(stream)
         if self._shape_set != n:
             if not self.context.set_input_shape(self._input, (n, 1, PATCH_SIZE, PATCH_SIZE)):
-                raise DeviceError(f"TensorRT rejected input shape ({n}, 1, 32, 32)")
+                raise DeviceError(
+                    f"TensorRT rejected input shape ({n}, 1, {PATCH_SIZE}, {PATCH_SIZE})"
+                )
             self._shape_set = n
         self.context.set_tensor_address(self._input, in_ptr)
         self.context.set_tensor_address(self._output, out_ptr)
@@ -412,7 +431,9 @@ class TensorRTDescriber(Describer):
             return
         stream = int(self.stream)
         if not context.set_input_shape(self._input, (batch, 1, PATCH_SIZE, PATCH_SIZE)):
-            self._graph_off(f"TensorRT rejected input shape ({batch}, 1, 32, 32)")
+            self._graph_off(
+                f"TensorRT rejected input shape ({batch}, 1, {PATCH_SIZE}, {PATCH_SIZE})"
+            )
             return
         context.set_tensor_address(self._input, self._d_in.ptr)
         context.set_tensor_address(self._output, self._d_out.ptr)
@@ -511,10 +532,9 @@ class TensorRTDescriber(Describer):
         cudart.check_alignment(in_ptr, "device patches")
         if out_ptr is not None:
             cudart.check_alignment(out_ptr, "the descriptor output")
-        step = self.max_batch or n
         host = None if out_ptr is not None else np.empty((n, DESCRIPTOR_SIZE), np.float32)
-        for start in range(0, n, step):
-            m = min(step, n - start)
+        for rows in batch_slices(n, self.max_batch):
+            start, m = rows.start, rows.stop - rows.start
             if m < self.min_batch:  # too few for the profile: go through the host path
                 staged = np.empty((m, 1, PATCH_SIZE, PATCH_SIZE), self._np_in)
                 cudart.stream_synchronize(stream)

@@ -30,7 +30,6 @@ from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
 from hardnet_export.artifacts.sidecar import KEYPOINT_ROW
 from hardnet_export.errors import DeviceError, InputError, StateError
 from hardnet_export.runtime import cudart
-from hardnet_export.runtime.base import Describer
 from hardnet_export.runtime.image import IMAGE_GRAPH_REMEDY, ImageDescriber, check_image_inputs
 from hardnet_export.runtime.tensorrt_backend import LoadedEngine, io_tensors, load_engine
 
@@ -146,7 +145,7 @@ class TensorRTImageDescriber(ImageDescriber):
         cuda_graph: bool | None = None,
         dla_core: int | None = None,
         trust_host_code: bool = False,
-    ) -> Describer:
+    ) -> TensorRTImageDescriber:
         """Check and deserialise an image engine, as
         :meth:`~hardnet_export.runtime.tensorrt_backend.TensorRTDescriber.open` does for
         patch engines (the same options; ``runtime.load`` picks this class by the sidecar's

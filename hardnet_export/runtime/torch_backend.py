@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
+from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH, DESCRIPTOR_SIZE, batch_slices
 from hardnet_export.errors import InputError, MissingDependencyError
+from hardnet_export.geometry import PATCH_SIZE
 from hardnet_export.runtime.base import Describer
 from hardnet_export.runtime.inputs import stream_handle, validate_torch_patches
-
-DEFAULT_MAX_BATCH = 1024
+from hardnet_export.validate import parse_device
 
 
 class TorchDescriber(Describer):
@@ -107,14 +107,17 @@ class TorchDescriber(Describer):
 
         if num_threads is not None:
             torch.set_num_threads(num_threads)
-        if device is None:
+        parsed = parse_device(device)
+        if parsed is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device.startswith("cuda") and not torch.cuda.is_available():
+        elif parsed.kind == "cuda" and not torch.cuda.is_available():
             raise MissingDependencyError(
                 f"device={device!r} asked for, but PyTorch sees no CUDA device"
             )
-        elif not (device == "cpu" or device.startswith("cuda")):
+        elif parsed.kind not in ("cpu", "cuda"):
             raise InputError(f"the torch backend runs on 'cpu' or 'cuda[:N]', got {device!r}")
+        else:
+            device = str(parsed)
         model = load_model(path)
         return cls(
             model,
@@ -144,7 +147,9 @@ class TorchDescriber(Describer):
 
         assert self.max_batch is not None
         self._static_in = torch.zeros(
-            (self.max_batch, 1, 32, 32), dtype=torch.float32, device=self._torch_device
+            (self.max_batch, 1, PATCH_SIZE, PATCH_SIZE),
+            dtype=torch.float32,
+            device=self._torch_device,
         )
         side = torch.cuda.Stream(self._torch_device)
         side.wait_stream(torch.cuda.current_stream(self._torch_device))
@@ -200,14 +205,13 @@ class TorchDescriber(Describer):
         if batch.shape[0] == 0:
             return torch.zeros((0, DESCRIPTOR_SIZE), dtype=torch.float32, device=patches.device)
         x = batch.detach().to(self._torch_device)
-        step = self.max_batch or x.shape[0]
         context = (
             torch.cuda.stream(_as_torch_stream(stream, self._torch_device))
             if stream is not None and self._torch_device.type == "cuda"
             else contextlib.nullcontext()
         )
         with context:
-            chunks = [self._run(x[i : i + step]) for i in range(0, x.shape[0], step)]
+            chunks = [self._run(x[rows]) for rows in batch_slices(x.shape[0], self.max_batch)]
         out = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
         return out.to(patches.device)
 

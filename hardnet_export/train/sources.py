@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 
 import numpy as np
 
@@ -130,12 +131,10 @@ def patchset_source(patchset: PatchSet, seed: int = 0, spec: str = "") -> PatchS
 def _builtin_source(source: DataSource, seed: int) -> BuiltinSource:
     """``builtin[:KEY=VALUE...]`` -> Augment overrides and ``photos_per_draw`` (numbers;
     validated now, not in a data-loader worker)."""
-    import dataclasses
-
     from hardnet_export.data.builtin import Augment, BuiltinPairs
 
     spec = source.spec
-    fields = {f.name for f in dataclasses.fields(Augment) if f.name != "scale_range"}
+    fields = {f.name for f in dataclass_fields(Augment) if f.name != "scale_range"}
     keys = fields | {"photos_per_draw"}
     options: dict[str, float] = {}
     for key, value in source.options:

@@ -384,6 +384,14 @@ def _train(config: TrainConfig, device: torch.device, dist: DistInfo, signals: S
         raise MissingFileError(f"nothing to resume: {ckpt_path} does not exist")
     # Everything that can be checked is checked before the run folder is made: a refused
     # start leaves nothing behind.
+    start = _prepare(config, device, dist, ckpt_path)
+    with _claimed(out, config, dist, device):
+        return _run(config, device, dist, signals, start)
+
+
+def _prepare(config: TrainConfig, device: torch.device, dist: DistInfo, ckpt_path: Path) -> _Start:
+    """The pair source, the network's width and initial weights (from ``--init`` or, on
+    resume, the run's own width), the teacher, and the config the checkpoints record."""
     source = build_source(config.data, config.seed)
     source.check_batch_size(config.batch_size)
     init_state = None
@@ -412,11 +420,7 @@ def _train(config: TrainConfig, device: torch.device, dist: DistInfo, signals: S
     if config.teacher is not None:
         teacher, teacher_record = load_teacher(config.teacher)
         meta_config["teacher_provenance"] = teacher_record
-    with _claimed(out, config, dist, device):
-        return _run(
-            config, device, dist, signals, source, init_state, meta_config, width, teacher,
-            teacher_record,
-        )  # fmt: skip
+    return _Start(source, init_state, meta_config, width, teacher, teacher_record)
 
 
 def _existing_model_file(model: str | None) -> Path | None:
@@ -454,185 +458,257 @@ def load_teacher(teacher: str | Path) -> tuple[HardNet, dict[str, Any]]:
     return model.eval(), record
 
 
+@dataclasses.dataclass(frozen=True)
+class _Start:
+    """What the run starts from, checked before the run folder is taken: the pair source,
+    the network's width and initial weights, the teacher, and the config its checkpoints
+    record."""
+
+    source: PairSource
+    init_state: dict[str, torch.Tensor] | None
+    meta_config: dict[str, Any]
+    width: float = 1.0
+    teacher: HardNet | None = None
+    teacher_record: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass
+class _State:
+    """The run's state between steps: the step reached, the step of ``checkpoint.pth``
+    (None: none yet), and what a checkpoint holds besides the weights (the optimizer, the
+    learning-rate anchor and the log's running sums since its last row)."""
+
+    model: HardNet
+    optimizer: torch.optim.Optimizer
+    anchor: tuple[int, float]
+    step: int
+    saved: int | None
+    loss_sum: torch.Tensor
+    distill_sum: torch.Tensor
+    loss_count: int
+
+    def checkpoint(self, path: Path, config: TrainConfig, start: _Start, dist: DistInfo) -> None:
+        """Write ``checkpoint.pth`` (rank 0) at the step reached; every rank records it."""
+        if dist.is_main:
+            save_checkpoint(
+                path,
+                self.model,
+                config=start.meta_config,
+                step=self.step,
+                data=config.data,
+                extra={
+                    "optimizer": self.optimizer.state_dict(),
+                    "step": self.step,
+                    "lr_anchor_step": self.anchor[0],
+                    "lr_anchor": self.anchor[1],
+                    "log_loss_sum": self.loss_sum.detach().cpu().clone(),
+                    "log_distill_sum": self.distill_sum.detach().cpu().clone(),
+                    "log_loss_count": self.loss_count,
+                },
+            )
+        self.saved = self.step
+
+    def take_means(self, distill: bool) -> tuple[float, float | None]:
+        """The mean loss (and distillation term) since the last log row; starts the next.
+
+        Raises:
+            RuntimeError: the loss is NaN or infinite (the run diverged).
+        """
+        loss = float(self.loss_sum) / self.loss_count
+        if not math.isfinite(loss):
+            raise RuntimeError(f"training diverged at step {self.step} (loss {loss}); lower --lr")
+        distill_mean = float(self.distill_sum) / self.loss_count if distill else None
+        self.loss_sum.zero_()
+        self.distill_sum.zero_()
+        self.loss_count = 0
+        return loss, distill_mean
+
+
+class _Step:
+    """One optimisation step on one batch: forward (and the teacher's targets), the loss,
+    backward and the update, with its RNG seeded from the step alone (see the module
+    docstring)."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        device: torch.device,
+        dist: DistInfo,
+        net: torch.nn.Module,
+        teacher: HardNet | None,
+        optimizer: torch.optim.Optimizer,
+    ) -> None:
+        self.config, self.device, self.dist = config, device, dist
+        self.net, self.teacher, self.optimizer = net, teacher, optimizer
+        self.amp_dtype = resolve_precision(config.precision, device)
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.amp_dtype == torch.float16 and device.type == "cuda"
+        )
+
+    def __call__(
+        self, step: int, anchors: torch.Tensor, positives: torch.Tensor, lr: float
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Train on batch ``step``; returns its loss and distillation term (None without a
+        teacher), detached from the graph.
+
+        Shape:
+            - anchors, positives: (B, 32, 32) uint8, this rank's share of the batch.
+        """
+        config, dist = self.config, self.dist
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(_step_seed(config.seed, step, dist.rank))
+        x = torch.cat([anchors, positives]).to(self.device, non_blocking=True)[:, None]
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):  # fmt: skip
+            desc = self.net(x)
+            if self.teacher is not None:
+                # The teacher sees the same patches in the same precision.
+                with torch.no_grad():
+                    target = self.teacher(x)
+        desc_a, desc_p = desc.float().chunk(2)
+        if config.global_hardest:
+            desc_a = gather_with_grad(desc_a, dist)
+            desc_p = gather_with_grad(desc_p, dist)
+        generator = torch.Generator().manual_seed(_step_seed(config.seed, step, dist.world + 1))
+        loss = hardnet_loss(
+            desc_a,
+            desc_p,
+            margin=config.margin,
+            anchor_swap=config.anchor_swap,
+            batch_reduce=config.batch_reduce,
+            loss_type=config.loss_type,
+            generator=generator,
+        )
+        distill = None
+        if self.teacher is not None:
+            target_a, target_p = target.float().chunk(2)
+            if config.global_hardest:
+                target_a = gather_with_grad(target_a, dist)
+                target_p = gather_with_grad(target_p, dist)
+            distill = distillation_loss(
+                desc_a, desc_p, target_a, target_p, kind=config.distill_kind
+            )
+            loss = loss + config.distill_weight * distill
+        # DDP averages gradients; with the global loss each rank holds only its part.
+        scale = dist.world if config.global_hardest else 1
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss * scale).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), None if distill is None else distill.detach()
+
+
+def _begin(config: TrainConfig, device: torch.device, start: _Start, ckpt_path: Path) -> _State:
+    """The network, its optimizer and the state to go on from: fresh (from the init weights,
+    if any) or the resumed checkpoint's."""
+    torch.manual_seed(config.seed)
+    model = HardNet(dropout=config.dropout, width=start.width).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        dampening=config.dampening,
+        weight_decay=config.weight_decay,
+    )
+    if start.init_state is not None:
+        model.load_state_dict(start.init_state)
+    step, anchor, saved = 0, (0, 0.0), None
+    resumed: dict[str, Any] = {}
+    if config.resume:
+        step, anchor, resumed = _load_resume(
+            ckpt_path, config, model, optimizer, start.teacher_record
+        )
+        saved = step
+    # The log's running mean over the steps since its last row is part of the state:
+    # without it a run resumed between two rows would log a different first mean.
+    return _State(
+        model,
+        optimizer,
+        anchor,
+        step,
+        saved,
+        loss_sum=resumed.get("log_loss_sum", torch.zeros(())).to(device),
+        distill_sum=resumed.get("log_distill_sum", torch.zeros(())).to(device),
+        loss_count=int(resumed.get("log_loss_count", 0)),
+    )
+
+
 def _run(
-    config: TrainConfig,
-    device: torch.device,
-    dist: DistInfo,
-    signals: SignalStop,
-    source: PairSource,
-    init_state: dict[str, torch.Tensor] | None,
-    meta_config: dict[str, Any],
-    width: float = 1.0,
-    teacher: HardNet | None = None,
-    teacher_record: dict[str, Any] | None = None,
+    config: TrainConfig, device: torch.device, dist: DistInfo, signals: SignalStop, start: _Start
 ) -> Path:
     out = Path(config.out)
     ckpt_path, final_path = out / CHECKPOINT_NAME, out / FINAL_NAME
-    step = saved = None  # the step reached, the step of checkpoint.pth
+    state: _State | None = None
     try:
-        torch.manual_seed(config.seed)
-        model = HardNet(dropout=config.dropout, width=width).to(device)
-        if teacher is not None:
-            teacher = teacher.to(device).eval()
-        optimizer = torch.optim.SGD(
-            model.parameters(),
-            lr=config.lr,
-            momentum=config.momentum,
-            dampening=config.dampening,
-            weight_decay=config.weight_decay,
-        )
-        if init_state is not None:
-            model.load_state_dict(init_state)
-        start, anchor = 0, (0, 0.0)
-        resumed: dict[str, Any] = {}
-        if config.resume:
-            start, anchor, resumed = _load_resume(
-                ckpt_path, config, model, optimizer, teacher_record
-            )
-            saved = start
-        step = start
-        net: torch.nn.Module = model
+        teacher = start.teacher.to(device).eval() if start.teacher is not None else None
+        state = _begin(config, device, start, ckpt_path)
+        first = state.step
+        net: torch.nn.Module = state.model
         if dist.enabled:
             net = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
+                state.model, device_ids=[device.index] if device.type == "cuda" else None
             )
-        amp_dtype = resolve_precision(config.precision, device)
-        scaler = torch.amp.GradScaler(
-            "cuda", enabled=amp_dtype == torch.float16 and device.type == "cuda"
-        )
+        train_step = _Step(config, device, dist, net, teacher, state.optimizer)
         num_workers = default_num_workers() if config.num_workers < 0 else config.num_workers
         stop = (
             config.steps
             if config.stop_after is None
-            else min(config.steps, start + config.stop_after)
+            else min(config.steps, first + config.stop_after)
         )
-        # The log's running mean over the steps since its last row is part of the state:
-        # without it a run resumed between two rows would log a different first mean.
-        loss_sum = resumed.get("log_loss_sum", torch.zeros(())).to(device)
-        distill_sum = resumed.get("log_distill_sum", torch.zeros(())).to(device)
-        loss_count = int(resumed.get("log_loss_count", 0))
-
-        def checkpoint(step: int) -> None:
-            nonlocal saved
-            if dist.is_main:
-                save_checkpoint(
-                    ckpt_path,
-                    model,
-                    config=meta_config,
-                    step=step,
-                    data=config.data,
-                    extra={
-                        "optimizer": optimizer.state_dict(),
-                        "step": step,
-                        "lr_anchor_step": anchor[0],
-                        "lr_anchor": anchor[1],
-                        "log_loss_sum": loss_sum.detach().cpu().clone(),
-                        "log_distill_sum": distill_sum.detach().cpu().clone(),
-                        "log_loss_count": loss_count,
-                    },
-                )
-            saved = step
-
-        log = _Log(out, dist.is_main, start if config.resume else None, distill=teacher is not None)
-        dataset = BatchDataset(source, config, dist)
+        log = _Log(out, dist.is_main, first if config.resume else None, distill=teacher is not None)
+        dataset = BatchDataset(start.source, config, dist)
         net.train()
         t0 = time.perf_counter()
-        last_loss = float("nan")
-        batches = _batches(dataset, start, stop, num_workers, device.type == "cuda")
+        batches = _batches(dataset, first, stop, num_workers, device.type == "cuda")
         stop_signal = None
         try:
             with _progress(config.progress and dist.is_main) as bar:
                 task = bar.add_task(
-                    "train", total=config.steps, completed=start, loss=math.nan, lr=config.lr,
+                    "train", total=config.steps, completed=first, loss=math.nan, lr=config.lr,
                     pairs_per_s=0.0,
                 )  # fmt: skip
-                while step < stop:
+                while state.step < stop:
                     # Only here, between whole steps, is the state one that resumes exactly.
                     stop_signal = _stop_signal(signals, dist, device)
                     if stop_signal is not None:
                         break
                     k, anchors, positives = next(batches)
-                    if k != step:
-                        raise RuntimeError(f"data loader delivered batch {k}, expected {step}")
-                    lr = learning_rate(config, step, anchor)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    torch.manual_seed(_step_seed(config.seed, step, dist.rank))
-                    x = torch.cat([anchors, positives]).to(device, non_blocking=True)[:, None]
-                    with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                        enabled=amp_dtype is not None):  # fmt: skip
-                        desc = net(x)
-                        if teacher is not None:
-                            # The teacher sees the same patches in the same precision.
-                            with torch.no_grad():
-                                target = teacher(x)
-                    desc_a, desc_p = desc.float().chunk(2)
-                    if config.global_hardest:
-                        desc_a = gather_with_grad(desc_a, dist)
-                        desc_p = gather_with_grad(desc_p, dist)
-                    generator = torch.Generator().manual_seed(
-                        _step_seed(config.seed, step, dist.world + 1)
-                    )
-                    loss = hardnet_loss(
-                        desc_a,
-                        desc_p,
-                        margin=config.margin,
-                        anchor_swap=config.anchor_swap,
-                        batch_reduce=config.batch_reduce,
-                        loss_type=config.loss_type,
-                        generator=generator,
-                    )
-                    if teacher is not None:
-                        target_a, target_p = target.float().chunk(2)
-                        if config.global_hardest:
-                            target_a = gather_with_grad(target_a, dist)
-                            target_p = gather_with_grad(target_p, dist)
-                        distill = distillation_loss(
-                            desc_a, desc_p, target_a, target_p, kind=config.distill_kind
+                    if k != state.step:
+                        raise RuntimeError(
+                            f"data loader delivered batch {k}, expected {state.step}"
                         )
-                        loss = loss + config.distill_weight * distill
-                        distill_sum += distill.detach()
-                    # DDP averages gradients; with the global loss each rank holds only its
-                    # part.
-                    scale = dist.world if config.global_hardest else 1
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss * scale).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    step += 1
-                    loss_sum += loss.detach()
-                    loss_count += 1
-                    if step % config.log_every == 0 or step == stop:
-                        last_loss = float(loss_sum) / loss_count
-                        if not math.isfinite(last_loss):
-                            raise RuntimeError(
-                                f"training diverged at step {step} (loss {last_loss}); lower --lr"
-                            )
-                        last_distill = (
-                            float(distill_sum) / loss_count if teacher is not None else None
-                        )
-                        loss_sum.zero_()
-                        distill_sum.zero_()
-                        loss_count = 0
+                    lr = learning_rate(config, state.step, state.anchor)
+                    loss, distill = train_step(state.step, anchors, positives, lr)
+                    if distill is not None:
+                        state.distill_sum += distill
+                    state.step += 1
+                    state.loss_sum += loss
+                    state.loss_count += 1
+                    if state.step % config.log_every == 0 or state.step == stop:
+                        mean, distill_mean = state.take_means(teacher is not None)
                         elapsed = time.perf_counter() - t0
-                        rate = (step - start) * config.batch_size / max(elapsed, 1e-9)
-                        log.row(step, last_loss, lr, rate, elapsed, last_distill)
-                        bar.update(task, loss=last_loss, lr=lr, pairs_per_s=rate)
-                    bar.update(task, completed=step)
-                    if step % config.checkpoint_every == 0 and step < stop:
-                        checkpoint(step)
+                        rate = (state.step - first) * config.batch_size / max(elapsed, 1e-9)
+                        log.row(state.step, mean, lr, rate, elapsed, distill_mean)
+                        bar.update(task, loss=mean, lr=lr, pairs_per_s=rate)
+                    bar.update(task, completed=state.step)
+                    if state.step % config.checkpoint_every == 0 and state.step < stop:
+                        state.checkpoint(ckpt_path, config, start, dist)
         finally:
             batches.close()
             log.close()
-        if saved != step:
-            checkpoint(step)
+        if state.saved != state.step:
+            state.checkpoint(ckpt_path, config, start, dist)
         if stop_signal is not None:
             raise TrainingInterrupted(
-                stop_signal, step=step, steps=config.steps, checkpoint=str(ckpt_path)
+                stop_signal, step=state.step, steps=config.steps, checkpoint=str(ckpt_path)
             )
-        if step == config.steps and dist.is_main:
-            save_checkpoint(final_path, model, config=meta_config, step=step, data=config.data)
-        return final_path if step == config.steps else ckpt_path
+        if state.step == config.steps and dist.is_main:
+            save_checkpoint(
+                final_path, state.model, config=start.meta_config, step=state.step,
+                data=config.data,
+            )  # fmt: skip
+        return final_path if state.step == config.steps else ckpt_path
     except TrainingInterrupted as exc:
         if not exc.aborted:
             raise
@@ -640,8 +716,8 @@ def _run(
         raise TrainingInterrupted(
             exc.signum,
             aborted=True,
-            step=step,
+            step=None if state is None else state.step,
             steps=config.steps,
             checkpoint=str(ckpt_path) if ckpt_path.is_file() else None,
-            checkpoint_step=saved,
+            checkpoint_step=None if state is None else state.saved,
         ) from None

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE, describe_in_batches
+from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE, batch_slices, describe_in_batches
 from hardnet_export.errors import InputError
 
 
@@ -32,3 +32,21 @@ def test_bad_input_and_bad_describers() -> None:
         describe_in_batches(_mean_rows, np.zeros((4, 2, 32, 32), np.uint8))
     with pytest.raises(InputError, match="one row per patch"):
         describe_in_batches(lambda b: _mean_rows(b)[:1], patches, 2)
+
+
+@pytest.mark.parametrize(
+    ("n", "max_batch", "spans"),
+    [
+        (10, 4, [(0, 4), (4, 8), (8, 10)]),
+        (8, 4, [(0, 4), (4, 8)]),
+        (3, 1024, [(0, 3)]),
+        (5, None, [(0, 5)]),
+        (5, 0, [(0, 5)]),
+        (0, 4, []),
+        (0, None, []),
+    ],
+)
+def test_batch_slices_cover_every_index_once_in_order(
+    n: int, max_batch: int | None, spans: list[tuple[int, int]]
+) -> None:
+    assert [(s.start, s.stop) for s in batch_slices(n, max_batch)] == spans

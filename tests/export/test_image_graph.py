@@ -131,7 +131,7 @@ def test_atlas_tiles_are_opencvs_pyramid_and_blurs(shape: tuple[int, int]) -> No
         if index:
             source = cv2.pyrDown(source)
         assert (int(heights[index]), int(widths[index])) == source.shape
-        for blur, sigma in enumerate(geometry._PYRAMID_BLURS.tolist()):
+        for blur, sigma in enumerate(geometry.PYRAMID_BLURS.tolist()):
             want = source
             if sigma > 0:
                 want = cv2.GaussianBlur(source, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)

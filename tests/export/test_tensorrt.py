@@ -9,7 +9,7 @@ import pytest
 from hardnet_export._cuda import cuda_device_count, tensorrt_status
 from hardnet_export.artifacts.metadata import GraphMetadata
 from hardnet_export.artifacts.sidecar import read_sidecar, sidecar_path
-from hardnet_export.export.tensorrt import build_engine
+from hardnet_export.export.tensorrt import BuildOptions, build_engine
 
 HAVE_TENSORRT_AND_GPU = tensorrt_status()[0] is not None and cuda_device_count() > 0
 
@@ -53,6 +53,18 @@ def test_bad_options_fail_before_tensorrt(
 ) -> None:
     with pytest.raises(error, match=message):
         build_engine(fp32_onnx, tmp_path / "m.engine", **kwargs)
+
+
+def test_build_options_and_keyword_overrides_are_one_configuration(
+    fp32_onnx: Path, tmp_path: Path
+) -> None:
+    # Keywords set fields over the options given: the profile checked is the merged one.
+    options = BuildOptions(min_batch=4, opt_batch=8, max_batch=16)
+    assert options.batch == (4, 8, 16) and BuildOptions().batch == (1, 256, 1024)
+    with pytest.raises(ValueError, match="min=4, opt=8, max=2"):
+        build_engine(fp32_onnx, tmp_path / "m.engine", options, max_batch=2)
+    with pytest.raises(TypeError, match="max_batches"):
+        build_engine(fp32_onnx, tmp_path / "m.engine", max_batches=2)
 
 
 @pytest.mark.parametrize(
@@ -329,8 +341,8 @@ def test_a_good_image_profile_reaches_the_probe_and_plans_the_sidecar(
         side.rebuild_remedy("m.engine")
         .render(flag)
         .endswith(
-            "-o m.engine --opt-image 320x240 --max-image 1920x1920 --opt-keypoints 512 "
-            "--max-keypoints 512 --rebuild"
+            "-o m.engine --rebuild --opt-image 320x240 --max-image 1920x1920 "
+            "--opt-keypoints 512 --max-keypoints 512"
         )
     )
 

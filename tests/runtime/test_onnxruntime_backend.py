@@ -28,6 +28,17 @@ def test_provider_choice_by_device() -> None:
     assert chosen[1] == ("CPUExecutionProvider", {})
 
 
+def test_auto_and_an_index_are_the_one_device_convention() -> None:
+    # "auto" is None (the best device here), and an int N is cuda:N, as everywhere.
+    for cuda_devices in (0, 1):
+        assert choose_providers("auto", ALL, cuda_devices=cuda_devices) == choose_providers(
+            None, ALL, cuda_devices=cuda_devices
+        )
+    assert choose_providers(1, ALL, cuda_devices=2) == choose_providers(  # type: ignore[arg-type]
+        "cuda:1", ALL, cuda_devices=2
+    )
+
+
 def test_provider_errors() -> None:
     with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
         choose_providers("cuda", ["CPUExecutionProvider"], cuda_devices=0)
