@@ -37,7 +37,7 @@ import numpy as np
 
 from hardnet_export._io import check_writable
 from hardnet_export.artifacts.metadata import GraphMetadata
-from hardnet_export.artifacts.variants import Variant, get_variant
+from hardnet_export.artifacts.variants import VARIANTS, Variant, get_variant
 from hardnet_export.errors import InputError
 from hardnet_export.export.common import (
     MIN_OPSET,
@@ -53,8 +53,14 @@ from hardnet_export.export.common import (
     weights_model_name,
     write_graph,
 )
-from hardnet_export.geometry import PATCH_SIZE, PYRAMID_BLURS
+from hardnet_export.geometry import (
+    DEFAULT_MAGNIFICATION,
+    PATCH_SIZE,
+    PYRAMID_BLURS,
+    check_magnification,
+)
 from hardnet_export.host import require
+from hardnet_export.validate import check_int
 
 if TYPE_CHECKING:
     import onnx
@@ -388,13 +394,8 @@ def export_image_graph(
     Returns:
         ``out`` as a Path.
     """
-    from hardnet_export.geometry import DEFAULT_MAGNIFICATION, check_magnification
-    from hardnet_export.validate import check_int
-
     chosen = variant if isinstance(variant, Variant) else get_variant(variant)
     if not chosen.image:
-        from hardnet_export.artifacts.variants import VARIANTS
-
         allowed = " or ".join(v.name for v in VARIANTS if v.image)
         raise InputError(
             f"an image graph (--with-extraction) is {allowed}, got the {chosen.name} "
