@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from fixture_files import run_cli
 
 from hardnet_export import __version__
 
@@ -11,12 +12,6 @@ STAGES = [
     "models", "train", "eval", "onnx", "trt", "bench", "describe", "match", "colmap", "check",
     "demo",
 ]  # fmt: skip
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hardnet_export", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def test_help_lists_every_stage() -> None:

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from fixture_files import run_cli
 
 from hardnet_export._cuda import cuda_device_count, tensorrt_status
 from hardnet_export.artifacts.metadata import GraphMetadata
@@ -12,12 +11,6 @@ from hardnet_export.artifacts.sidecar import read_sidecar, sidecar_path
 from hardnet_export.export.tensorrt import BuildOptions, build_engine
 
 HAVE_TENSORRT_AND_GPU = tensorrt_status()[0] is not None and cuda_device_count() > 0
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hardnet_export", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 @pytest.mark.skipif(HAVE_TENSORRT_AND_GPU, reason="TensorRT and a CUDA device are present")

@@ -111,7 +111,7 @@ def cases(draw: st.DrawFn) -> tuple[str, str, str]:
     return command, option, value
 
 
-def run_cli(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+def run_in_process(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     code, out, err = run_main(arguments, capsys)
     return code, out + err
 
@@ -129,7 +129,7 @@ def test_bad_numeric_options_are_refused_before_work(
     command, option, value = case
     arguments = [*base_arguments(command, inputs), f"{option}={value}"]
     started = time.perf_counter()
-    code, output = run_cli(arguments, capsys)
+    code, output = run_in_process(arguments, capsys)
     elapsed = time.perf_counter() - started
     assert elapsed < HANG_GUARD_S, f"{arguments} ran {elapsed:.0f} s"
     assert "internal error" not in output and "Traceback" not in output, output

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hardnet_export", *args], capture_output=True, text=True, timeout=300
-    )
+from fixture_files import run_cli
 
 
 @pytest.fixture(scope="module")

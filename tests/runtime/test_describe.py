@@ -162,9 +162,9 @@ def test_compute_rejects_bad_input(describer: Describer) -> None:
 
 
 def test_fp16_graph_on_onnxruntime(
-    onnx_fp16_model: Path, patches: np.ndarray, reference: np.ndarray
+    fp16_onnx: Path, patches: np.ndarray, reference: np.ndarray
 ) -> None:
-    d = runtime.load(onnx_fp16_model)
+    d = runtime.load(fp16_onnx)
     assert d.precision == "fp16"
     sim = cosine(d.describe(patches), reference)
     assert sim.mean() >= 0.999 and sim.min() >= 0.99
