@@ -10,6 +10,8 @@ from fixture_files import run_cli
 
 from hardnet_export.benchmark.results import BenchmarkResult
 
+pytestmark = pytest.mark.slow
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

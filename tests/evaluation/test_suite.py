@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from fixture_files import run_cli, structured_patches, write_phototour
 from test_eval_hpatches import write_split
@@ -24,6 +25,7 @@ def _random_model_and_phototour(folder: Path, name: str) -> Path:
     return model
 
 
+@pytest.mark.slow
 def test_eval_reports_model_beside_sift(tmp_path: Path) -> None:
     model = _random_model_and_phototour(tmp_path, "notredame")
     write_split(tmp_path / "hpatches", rows=2)
@@ -45,6 +47,7 @@ def test_eval_reports_model_beside_sift(tmp_path: Path) -> None:
     assert 0.0 <= hp["verification_map"] <= 1.0 and 0.0 <= hp["matching_map"] <= 1.0
 
 
+@pytest.mark.slow
 def test_eval_bad_arguments_give_one_sentence(tmp_path: Path) -> None:
     for args, message in [
         (["--data", "imagenet"], "unknown evaluation data 'imagenet'"),

@@ -12,6 +12,8 @@ from fixture_files import run_cli
 from hardnet_export._io import sha256_file
 from hardnet_export.artifacts.metadata import read_metadata
 
+pytestmark = pytest.mark.slow
+
 
 def test_onnx_command_writes_graph(checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.onnx"

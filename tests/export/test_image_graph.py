@@ -136,6 +136,7 @@ def test_atlas_tiles_are_opencvs_pyramid_and_blurs(shape: tuple[int, int]) -> No
             np.testing.assert_array_equal(tile, want, err_msg=f"level {index}, blur {blur}")
 
 
+@pytest.mark.slow
 def test_fp16_image_graph_matches_host_path(image_graph_fp16: Path) -> None:
     """FP16 (conv stack in float16, extraction float32) against the FP32 host path."""
     import onnx

@@ -17,6 +17,8 @@ from hardnet_export.export.onnx import export_onnx
 from hardnet_export.export.sensitivity import conv_multiply_adds
 from hardnet_export.model import load_model, read_checkpoint
 
+pytestmark = pytest.mark.slow
+
 
 def _cli(*args: str) -> None:
     try:

@@ -20,6 +20,8 @@ from fixture_files import run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+pytestmark = pytest.mark.slow
+
 HANG_GUARD_S = 20.0
 
 # option -> (integer?, low, high): the documented ranges; a float low of 1e-9 stands for

@@ -195,6 +195,7 @@ def int8_tensorrt_graph(
                        parity=False)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_int8_tensorrt_graph_on_onnxruntime_in_exact_semantics(
     int8_tensorrt_graph: Path, patches: np.ndarray, reference: np.ndarray
 ) -> None:
@@ -204,6 +205,7 @@ def test_int8_tensorrt_graph_on_onnxruntime_in_exact_semantics(
     assert cosine(d.describe(patches), reference).mean() >= 0.99
 
 
+@pytest.mark.slow
 def test_int8_tensorrt_graph_on_this_cpus_kernels(
     int8_tensorrt_graph: Path, patches: np.ndarray, reference: np.ndarray
 ) -> None:

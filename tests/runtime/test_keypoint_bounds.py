@@ -77,6 +77,7 @@ def test_zero_option_flags_invalid_rows_in_the_npz(
     np.testing.assert_array_equal(data["keypoints_0"][:, :2], kps[:, :2].astype(np.float32))
 
 
+@pytest.mark.slow
 def test_cli_bad_keypoints_file_is_one_error_line(image: np.ndarray, tmp_path: Path) -> None:
     photo, bad = tmp_path / "a.png", tmp_path / "bad.npy"
     cv2.imwrite(str(photo), image)
