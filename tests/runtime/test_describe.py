@@ -57,7 +57,7 @@ def test_reports_what_it_runs(describer: Describer) -> None:
     assert describer.backend in repr(describer) or type(describer).__name__ in repr(describer)
 
 
-@pytest.mark.parametrize("n", [0, 1, 17, 1000])
+@pytest.mark.parametrize("n", [0, 1, 17, pytest.param(1000, marks=pytest.mark.slow)])
 def test_any_batch_size(describer: Describer, patches: np.ndarray, n: int) -> None:
     batch = np.resize(patches, (n, 32, 32))
     out = describer.describe(batch)
