@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +253,17 @@ def run_main(arguments: list[str], capture: Any) -> tuple[int, str, str]:
         code = 0
     captured = capture.readouterr()
     return code, captured.out, captured.err
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``hardnet-export ARGS`` in a fresh interpreter (``python -m hardnet_export``), as a
+    user would: exit status, stdout and stderr as text. ``timeout`` only guards against a hang.
+    A test that calls it is slow (an interpreter start and the imports, seconds on 2 cores):
+    prefer :func:`run_main` unless the test is about the process (exit code, signals,
+    what gets imported)."""
+    return subprocess.run(
+        [sys.executable, "-m", "hardnet_export", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

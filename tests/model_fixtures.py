@@ -1,12 +1,20 @@
-"""Small artifacts shared by the runtime and application tests: one random HardNet as .pth and
-as .onnx, image graphs, patches and a photo crop (a plugin of the root conftest.py)."""
+"""Small artifacts shared by the tests of every folder (a plugin of the root conftest.py): one
+random HardNet as .pth and as .onnx (FP32 and FP16), image graphs, patches, a photo crop and a
+calibration set.
+
+Fixtures live here, not in a folder's conftest.py, when more than one folder uses them: one
+copy, one export per session."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from hardnet_export.calibration.dataset import CalibrationSet
 
 
 @pytest.fixture(scope="session")
@@ -16,13 +24,17 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def checkpoint(model_dir: Path) -> Path:
-    """A randomly initialised HardNet in this project's checkpoint format."""
+    """A randomly initialised HardNet (seed 0) in this project's checkpoint format, with the
+    provenance a training run records (step 123, data "builtin", config {"lr": 10.0}); the
+    export tests read it back from the graph's metadata."""
     import torch
 
     from hardnet_export.model import HardNet, save_checkpoint
 
     torch.manual_seed(0)
-    return save_checkpoint(model_dir / "random.pth", HardNet().eval())
+    return save_checkpoint(
+        model_dir / "random.pth", HardNet().eval(), step=123, data="builtin", config={"lr": 10.0}
+    )
 
 
 @pytest.fixture(scope="session")
@@ -34,10 +46,29 @@ def onnx_model(checkpoint: Path, model_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def onnx_fp16_model(checkpoint: Path, model_dir: Path) -> Path:
+def parity_patches() -> np.ndarray:
+    """300 real patches from the held-out built-in photos (the export's default parity set)."""
+    from hardnet_export.export.onnx import default_parity_patches
+
+    return default_parity_patches()[0]
+
+
+@pytest.fixture(scope="session")
+def fp16_onnx(checkpoint: Path, parity_patches: np.ndarray, model_dir: Path) -> Path:
+    """:func:`checkpoint` exported to FP16, its parity with PyTorch checked on
+    :func:`parity_patches` (the export fails if it is off)."""
     from hardnet_export.export.onnx import export_onnx
 
-    return export_onnx(checkpoint, model_dir / "random.fp16.onnx", variant="fp16", parity=False)
+    out = model_dir / "random.fp16.onnx"
+    return export_onnx(checkpoint, out, variant="fp16", parity_patches=parity_patches)
+
+
+@pytest.fixture(scope="session")
+def calibration() -> CalibrationSet:
+    """256 calibration patches drawn from the built-in training photos (seed 0)."""
+    from hardnet_export.calibration.dataset import make_calibration_set
+
+    return make_calibration_set("builtin", size=256, seed=0)
 
 
 @pytest.fixture(scope="session")

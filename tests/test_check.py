@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from fixture_files import run_cli
 from onnx import numpy_helper
 
 from hardnet_export import host
 
 pytest.importorskip("torch")
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hardnet_export", *args], capture_output=True, text=True, timeout=600
-    )
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +27,19 @@ def int8_cpu(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_onnx(None, out, variant="int8-cpu", options=options, parity=False)
 
 
+def test_check_artifact_passes_an_fp16_export_of_its_reference(
+    fp16_onnx: Path, checkpoint: Path
+) -> None:
+    # The fast suite's one run of check_artifact, in this process (the CLI runs are slow).
+    from hardnet_export.check import check_artifact
+
+    report = check_artifact(fp16_onnx, checkpoint, device="cpu", pairs=50)
+    assert report.passed, report.reason()
+    assert report.precision == "fp16" and report.reference.endswith(checkpoint.name)
+    assert "PASSED" in report.format()
+
+
+@pytest.mark.slow
 def test_check_passes_a_good_graph(int8_cpu: Path, tmp_path: Path) -> None:
     report = tmp_path / "check.json"
     result = run_cli("check", str(int8_cpu), "--pairs", "300", "--json", str(report))
@@ -47,6 +53,7 @@ def test_check_passes_a_good_graph(int8_cpu: Path, tmp_path: Path) -> None:
     assert data["host"]["libraries"]["onnxruntime"]
 
 
+@pytest.mark.slow
 def test_check_fails_a_graph_with_one_corrupted_scale(int8_cpu: Path, tmp_path: Path) -> None:
     model = onnx.load(int8_cpu)
     inits = {init.name: init for init in model.graph.initializer}
@@ -64,6 +71,7 @@ def test_check_fails_a_graph_with_one_corrupted_scale(int8_cpu: Path, tmp_path: 
     assert "Traceback" not in result.stderr and "FAILED" in result.stdout
 
 
+@pytest.mark.slow
 def test_check_needs_a_reference_for_foreign_weights(tmp_path: Path) -> None:
     import torch
 
@@ -81,6 +89,7 @@ def test_check_needs_a_reference_for_foreign_weights(tmp_path: Path) -> None:
     assert "PASSED" in result.stdout and "mine.pth" in result.stdout
 
 
+@pytest.mark.slow
 def test_check_refuses_a_missing_artifact(tmp_path: Path) -> None:
     result = run_cli("check", str(tmp_path / "nothing.onnx"))
     assert result.returncode == 1 and "not found" in result.stderr

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from fixture_files import run_cli
 
 from hardnet_export import __version__
 
@@ -13,12 +14,6 @@ STAGES = [
 ]  # fmt: skip
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hardnet_export", *args], capture_output=True, text=True, timeout=120
-    )
-
-
 def test_help_lists_every_stage() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
@@ -26,11 +21,13 @@ def test_help_lists_every_stage() -> None:
         assert stage in result.stdout
 
 
+@pytest.mark.slow
 def test_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"hardnet-export {__version__}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_command_has_help_with_example(stage: str) -> None:
     result = run_cli(stage, "--help")
@@ -38,6 +35,7 @@ def test_every_command_has_help_with_example(stage: str) -> None:
     assert "Example" in result.stdout and "hardnet-export" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -70,6 +68,7 @@ def _cli_defaults(command: str) -> dict[str, object]:
     return {p.name: p.default for p in group.commands[command].params}  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_help_defaults_are_the_library_defaults() -> None:
     import dataclasses
 
@@ -131,6 +130,7 @@ cli.main(sys.argv[1:])
 """
 
 
+@pytest.mark.slow
 def test_only_the_projects_errors_are_user_errors(tmp_path) -> None:
     # A user error: one line, exit 1. A bug: "internal error", exit 70; --debug shows it. A
     # usage error: click's usage text, exit 2.
@@ -149,6 +149,7 @@ def test_only_the_projects_errors_are_user_errors(tmp_path) -> None:
     assert usage.returncode == 2 and "No such option: --no-such-option" in usage.stderr
 
 
+@pytest.mark.slow
 def test_model_arguments_and_outputs_are_one_line_each(tmp_path) -> None:
     import cv2
     import numpy as np

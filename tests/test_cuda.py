@@ -128,6 +128,7 @@ def test_extras_pin_cuda_python_to_the_cuda_major() -> None:
     assert extras["trt"] == ["hardnet-export[trt-cu12]"]  # the documented default
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_cuda.cuda_device_count() > 0, reason="checks the no-GPU path")
 def test_gpu_smoke_script_says_no_device() -> None:
     import subprocess

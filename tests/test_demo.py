@@ -68,6 +68,7 @@ def test_bad_config(kwargs, message) -> None:
         DemoConfig(**kwargs)
 
 
+@pytest.mark.slow
 def test_bad_cli_argument_is_one_sentence(tmp_path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "hardnet_export", "demo", "--out", str(tmp_path), "--device", "tpu"],
@@ -88,6 +89,7 @@ class _RunsCode:
         return (os.getcwd, ())
 
 
+@pytest.mark.slow
 def test_a_bad_model_fails_the_model_stage_in_one_line_and_leaves_nothing(tmp_path) -> None:
     import torch
 

@@ -61,6 +61,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "page",
     [
@@ -80,6 +81,7 @@ def test_the_site_has_its_pages(site: Path, page: str) -> None:
     assert (site / page).is_file(), page
 
 
+@pytest.mark.slow
 def test_the_api_reference_is_generated_from_the_docstrings(site: Path) -> None:
     runtime = (site / "api" / "runtime" / "index.html").read_text()
     assert "hardnet_export.runtime.load" in runtime

@@ -100,6 +100,7 @@ print(status.split("VmHWM:")[1].split()[0])
 """
 
 
+@pytest.mark.slow
 def test_bombs_are_refused_in_little_memory(tmp_path: Path) -> None:
     # Under an address-space limit that decoding any of them (900 MB) would exceed.
     paths = [str(write(tmp_path, f"bomb-{name}", data)) for name, data in BOMBS.items()]

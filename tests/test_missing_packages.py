@@ -13,6 +13,8 @@ import pytest
 from hardnet_export.errors import MissingDependencyError
 from hardnet_export.host import OPTIONAL_PACKAGES, require
 
+pytestmark = pytest.mark.slow
+
 # The packages are refused by a meta-path finder, as on a machine where they are absent.
 BLOCKED = """
 import sys

@@ -111,6 +111,7 @@ def test_width_travels_with_the_weights(tmp_path: Path) -> None:
         HardNet(width=0.0)
 
 
+@pytest.mark.slow
 def test_unknown_names_list_the_registered_ones(tmp_path: Path) -> None:
     names = ", ".join(entry.name for entry in MODELS)
     for load in (load_model, runtime.load, get_model, resolve_model):
@@ -173,6 +174,7 @@ def test_require_shipped_gives_the_file_or_the_one_error(tmp_path: Path) -> None
     assert str(caught.value) == message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", MODELS, ids=lambda e: e.name)
 def test_registered_model_is_what_its_card_says(entry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     # Loads without running code from the file, at its width, and is the card's file.
@@ -237,6 +239,7 @@ NO_TORCH = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_names_load_without_torch() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(

@@ -68,6 +68,7 @@ def test_a_signal_in_a_deferred_section_is_raised_when_it_ends() -> None:
         assert steps == ["the section went on"]
 
 
+@pytest.mark.slow
 def test_stale_temporaries_of_dead_writers_are_swept(tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
@@ -113,6 +114,7 @@ cli.main(sys.argv[1:])
 """
 
 
+@pytest.mark.slow
 def test_signals_end_commands_with_one_line_and_their_status() -> None:
     pytest.importorskip("pycolmap")
     run = [sys.executable, "-c", GLOG_COMMAND]
@@ -139,6 +141,7 @@ def _when_writing(process: subprocess.Popen[str], folder: Path) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_colmap_under_sigterm_and_after_sigkill(tmp_path: Path) -> None:
     pytest.importorskip("pycolmap")
     pytest.importorskip("skimage")

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 TENSORRT_MODULES = [
     "hardnet_export/runtime/tensorrt_backend.py",

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 

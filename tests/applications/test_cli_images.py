@@ -109,6 +109,7 @@ def test_the_limit_can_be_lowered_and_raised(
         assert code == 1 and "--max-image-pixels must be >= 1" in err, err
 
 
+@pytest.mark.slow
 def test_the_issue_22_bomb_is_refused_by_the_installed_command(
     folder: Path, tmp_path: Path
 ) -> None:

@@ -7,10 +7,13 @@ import json
 import runpy
 from pathlib import Path
 
+import pytest
 import torch
 
 from hardnet_export import HardNet, save_checkpoint
 from hardnet_export.runtime.registry import installed
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 

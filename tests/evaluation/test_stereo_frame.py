@@ -51,6 +51,7 @@ def test_an_oracle_scores_one_and_noise_scores_near_zero(frame) -> None:  # type
         assert 0 <= noise[f"precision@{t}"] <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", models(), ids=lambda m: m.name)
 def test_every_registered_model_beats_sifts_own_descriptor(entry) -> None:  # type: ignore[no-untyped-def]
     # The bar: NN accuracy >= 3 points over SIFT on the motorcycle pair, here at 2000

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
-from fixture_files import structured_patches, write_phototour
+from fixture_files import run_cli, structured_patches, write_phototour
 from test_eval_hpatches import write_split
 
 from hardnet_export.model import HardNet, save_checkpoint
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hardnet_export", "eval", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def _random_model_and_phototour(folder: Path, name: str) -> Path:
@@ -35,12 +25,13 @@ def _random_model_and_phototour(folder: Path, name: str) -> Path:
     return model
 
 
+@pytest.mark.slow
 def test_eval_reports_model_beside_sift(tmp_path: Path) -> None:
     model = _random_model_and_phototour(tmp_path, "notredame")
     write_split(tmp_path / "hpatches", rows=2)
     out = tmp_path / "result.json"
     result = run_cli(
-        "--model", str(model), "--no-progress", "--json", str(out), "--rootsift",
+        "eval", "--model", str(model), "--no-progress", "--json", str(out), "--rootsift",
         "--data", f"phototour:{tmp_path}/notredame,hpatches:{tmp_path}/hpatches:a",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -56,13 +47,14 @@ def test_eval_reports_model_beside_sift(tmp_path: Path) -> None:
     assert 0.0 <= hp["verification_map"] <= 1.0 and 0.0 <= hp["matching_map"] <= 1.0
 
 
+@pytest.mark.slow
 def test_eval_bad_arguments_give_one_sentence(tmp_path: Path) -> None:
     for args, message in [
         (["--data", "imagenet"], "unknown evaluation data 'imagenet'"),
         (["--model", str(tmp_path / "none.pth")], "does not exist"),
         (["--data", f"hpatches:{tmp_path}/nowhere"], "does not exist"),
     ]:
-        result = run_cli("--no-progress", *args)
+        result = run_cli("eval", "--no-progress", *args)
         assert result.returncode != 0 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
 

@@ -7,15 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixture_files import run_cli
 
 from hardnet_export._io import sha256_file
 from hardnet_export.artifacts.metadata import read_metadata
 
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hardnet_export", *args], capture_output=True, text=True, timeout=300
-    )
+pytestmark = pytest.mark.slow
 
 
 def test_onnx_command_writes_graph(checkpoint: Path, tmp_path: Path) -> None:

@@ -11,20 +11,15 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
+# The pyramid levels of the root plugin's image_graph and image_graph_fp16 (few keep the export
+# short on a shared CPU; the code path is the default's).
+from model_fixtures import IMAGE_LEVELS as LEVELS  # noqa: E402
+
 from hardnet_export import geometry, runtime  # noqa: E402
 from hardnet_export.data.builtin import load_photo, split_photos  # noqa: E402
 from hardnet_export.errors import InputError  # noqa: E402
 from hardnet_export.export.image_graph import export_image_graph  # noqa: E402
 from hardnet_export.runtime.base import patch_describer  # noqa: E402
-
-# Few levels keep the export short on a shared CPU; the code path is the default's.
-LEVELS = 3
-
-
-@pytest.fixture(scope="module")
-def image_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("image") / "model.image.onnx"
-    return export_image_graph(None, out, pyramid_levels=LEVELS)
 
 
 def _keypoints(shape: tuple[int, int], k: int, seed: int) -> np.ndarray:
@@ -141,25 +136,20 @@ def test_atlas_tiles_are_opencvs_pyramid_and_blurs(shape: tuple[int, int]) -> No
             np.testing.assert_array_equal(tile, want, err_msg=f"level {index}, blur {blur}")
 
 
-@pytest.fixture(scope="module")
-def fp16_image_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("image16") / "model.image.fp16.onnx"
-    return export_image_graph(None, out, variant="fp16", pyramid_levels=LEVELS)
-
-
-def test_fp16_image_graph_matches_host_path(fp16_image_graph: Path) -> None:
+@pytest.mark.slow
+def test_fp16_image_graph_matches_host_path(image_graph_fp16: Path) -> None:
     """FP16 (conv stack in float16, extraction float32) against the FP32 host path."""
     import onnx
 
     from hardnet_export.artifacts.metadata import read_metadata
 
-    onnx.checker.check_model(onnx.load(str(fp16_image_graph)), full_check=True)
-    meta = read_metadata(fp16_image_graph)
+    onnx.checker.check_model(onnx.load(str(image_graph_fp16)), full_check=True)
+    meta = read_metadata(image_graph_fp16)
     assert meta.kind == "image" and meta.precision == "fp16"
     photo = geometry.as_gray(load_photo(split_photos("val")[0]))
     image = np.ascontiguousarray(photo[:300, :400])
     kps = _keypoints(image.shape, 300, seed=11)
-    graph = runtime.load(fp16_image_graph, backend="onnxruntime", device="cpu")
+    graph = runtime.load(image_graph_fp16, backend="onnxruntime", device="cpu")
     _, got = graph.compute(image, kps)
     _, want = runtime.load(None, backend="torch", device="cpu").compute(image, kps)
     assert (got * want).sum(1).min() > 0.999

@@ -276,6 +276,7 @@ def test_unknown_layer_is_refused(fp32_graph: onnx.ModelProto, calibration: Cali
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["tensorrt", "cpu"])
 def test_default_exports_hold_the_worst_patch(fp32_graph: onnx.ModelProto, target: str) -> None:
     # The default INT8 export (default calibration, layers and settings for this host, the
@@ -304,6 +305,7 @@ def test_default_exports_hold_the_worst_patch(fp32_graph: onnx.ModelProto, targe
             assert openvino.passed, (HOST, openvino)
 
 
+@pytest.mark.slow
 def test_cpu_flavour_for_another_isa_is_gated_in_exact_semantics(
     fp32_graph: onnx.ModelProto, calibration: CalibrationSet, gate_pairs: MatchedPairs
 ) -> None:
@@ -315,6 +317,7 @@ def test_cpu_flavour_for_another_isa_is_gated_in_exact_semantics(
     assert quantisation.settings["reduce_range"] == host.saturates(other)
 
 
+@pytest.mark.slow
 def test_metadata_and_reproducible_hash(
     fp32_graph: onnx.ModelProto, calibration: CalibrationSet, gate_pairs: MatchedPairs
 ) -> None:
@@ -330,6 +333,7 @@ def test_metadata_and_reproducible_hash(
     assert again.SerializeToString() == graph.SerializeToString()
 
 
+@pytest.mark.slow
 def test_gate_refuses_blank_calibration(
     fp32_graph: onnx.ModelProto, gate_pairs: MatchedPairs
 ) -> None:
@@ -360,6 +364,7 @@ def test_bad_options(kwargs: dict, message: str) -> None:
         Int8Options(**kwargs)
 
 
+@pytest.mark.slow
 def test_entropy_calibration_is_not_minmax(
     fp32_graph: onnx.ModelProto, calibration: CalibrationSet, tensorrt_graph: onnx.ModelProto
 ) -> None:

@@ -28,7 +28,10 @@ from hardnet_export.host import installed
 from hardnet_export.runtime.onnxruntime_backend import ort_describe
 from hardnet_export.runtime.policy import choose_backend
 
-pytestmark = pytest.mark.skipif(not installed("openvino"), reason="needs openvino")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not installed("openvino"), reason="needs openvino"),
+]
 
 HOST = f"host int8 kernels: {host.int8_isa()}"
 SMALL = [m.name for m in models() if m.width < 1]

@@ -46,6 +46,7 @@ def small_pairs(gate_pairs: MatchedPairs) -> MatchedPairs:
     return MatchedPairs(gate_pairs.anchors[:150], gate_pairs.positives[:150], name="held-out")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("target", "semantics"), [("tensorrt", SEMANTICS_EXACT), ("cpu", SEMANTICS_HOST)]
 )

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from fixture_files import run_cli
 
 from hardnet_export._cuda import cuda_device_count, tensorrt_status
 from hardnet_export.artifacts.metadata import GraphMetadata
@@ -14,12 +13,7 @@ from hardnet_export.export.tensorrt import BuildOptions, build_engine
 HAVE_TENSORRT_AND_GPU = tensorrt_status()[0] is not None and cuda_device_count() > 0
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hardnet_export", *args], capture_output=True, text=True, timeout=300
-    )
-
-
+@pytest.mark.slow
 @pytest.mark.skipif(HAVE_TENSORRT_AND_GPU, reason="TensorRT and a CUDA device are present")
 def test_trt_without_tensorrt_says_what_is_missing(fp32_onnx: Path, tmp_path: Path) -> None:
     engine = tmp_path / "m.engine"
@@ -116,6 +110,7 @@ def test_bad_paths(fp32_onnx: Path, tmp_path: Path) -> None:
         build_engine(fp32_onnx, tmp_path)
 
 
+@pytest.mark.slow
 def test_cli_bad_profile_is_one_sentence(fp32_onnx: Path, tmp_path: Path) -> None:
     result = run_cli(
         "trt",
@@ -347,6 +342,7 @@ def test_a_good_image_profile_reaches_the_probe_and_plans_the_sidecar(
     )
 
 
+@pytest.mark.slow
 def test_cli_bad_image_profile_is_one_sentence(image_stub: Path, tmp_path: Path) -> None:
     result = run_cli("trt", str(image_stub), "-o", str(tmp_path / "m.engine"), "--max-image", "4x4")
     assert result.returncode != 0 and "Traceback" not in result.stderr

@@ -66,6 +66,7 @@ def exports(
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
 def test_every_variant_exports_loads_and_describes(
     variant: Variant, exports: dict[str, Path], parity_patches: np.ndarray
@@ -82,6 +83,7 @@ def test_every_variant_exports_loads_and_describes(
     assert out.shape == (50, 128) and cosine.mean() > 0.98
 
 
+@pytest.mark.slow
 def test_tensorrt_refuses_what_the_table_says_it_cannot_build(
     exports: dict[str, Path], tmp_path: Path
 ) -> None:

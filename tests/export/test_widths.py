@@ -17,6 +17,8 @@ from hardnet_export.export.image_graph import export_image_graph
 from hardnet_export.export.sensitivity import conv_multiply_adds
 from hardnet_export.model import load_model, read_checkpoint
 
+pytestmark = pytest.mark.slow
+
 
 def _cli(*args: str) -> None:
     try:

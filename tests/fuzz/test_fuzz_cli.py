@@ -20,6 +20,8 @@ from fixture_files import run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+pytestmark = pytest.mark.slow
+
 HANG_GUARD_S = 20.0
 
 # option -> (integer?, low, high): the documented ranges; a float low of 1e-9 stands for
@@ -111,7 +113,7 @@ def cases(draw: st.DrawFn) -> tuple[str, str, str]:
     return command, option, value
 
 
-def run_cli(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+def run_in_process(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     code, out, err = run_main(arguments, capsys)
     return code, out + err
 
@@ -129,7 +131,7 @@ def test_bad_numeric_options_are_refused_before_work(
     command, option, value = case
     arguments = [*base_arguments(command, inputs), f"{option}={value}"]
     started = time.perf_counter()
-    code, output = run_cli(arguments, capsys)
+    code, output = run_in_process(arguments, capsys)
     elapsed = time.perf_counter() - started
     assert elapsed < HANG_GUARD_S, f"{arguments} ran {elapsed:.0f} s"
     assert "internal error" not in output and "Traceback" not in output, output

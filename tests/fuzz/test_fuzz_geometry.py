@@ -28,6 +28,8 @@ from hardnet_export import runtime
 from hardnet_export.geometry import extract_patches, keypoints_in_bounds
 from hardnet_export.runtime.base import Describer
 
+pytestmark = pytest.mark.slow
+
 T = TypeVar("T")
 
 # A generous per-example bound on 2 slow, shared cores: a guard against hangs, not a timing.

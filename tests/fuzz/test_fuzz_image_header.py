@@ -31,6 +31,8 @@ from hypothesis import strategies as st
 from hardnet_export.errors import InputError
 from hardnet_export.imagefile import ImageTooLargeError, decode_image, read_header
 
+pytestmark = pytest.mark.slow
+
 SEEDS = {
     **{name: data for name, data in image_samples().items() if name != "avif"},
     **{f"bomb-{name}": data for name, data in bomb_headers(30000, 30000).items()},

@@ -31,6 +31,8 @@ from hardnet_export.artifacts.sidecar import FORMAT, EngineSidecar, read_sidecar
 from hardnet_export.model import HardNet, read_checkpoint
 from hardnet_export.validate import parse_json
 
+pytestmark = pytest.mark.slow
+
 HANG_GUARD = timedelta(seconds=5)
 FUZZ = settings(
     max_examples=60,

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hardnet_export", *args], capture_output=True, text=True, timeout=300
-    )
+from fixture_files import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +24,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return folder / "a.png", folder / "b.png"
 
 
+@pytest.mark.slow
 def test_describe_writes_npz(photos: tuple[Path, Path], onnx_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "f.npz"
     args = ("describe", *map(str, photos), "--model", str(onnx_model), "--max-keypoints", "50")
@@ -44,6 +38,7 @@ def test_describe_writes_npz(photos: tuple[Path, Path], onnx_model: Path, tmp_pa
         np.testing.assert_allclose(np.linalg.norm(desc, axis=1), 1.0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_describe_given_keypoints(
     photos: tuple[Path, Path], onnx_model: Path, tmp_path: Path
 ) -> None:
@@ -58,6 +53,7 @@ def test_describe_given_keypoints(
     assert np.load(out)["descriptors_0"].shape == (3, 128)  # border keypoints kept
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("descriptor", ["hardnet", "sift"])
 def test_match_draws_inliers(
     photos: tuple[Path, Path], onnx_model: Path, tmp_path: Path, descriptor: str
@@ -75,6 +71,7 @@ def test_match_draws_inliers(
     assert picture.shape[1:] == (400, 3) and picture.shape[0] > 200  # the legend below
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_sentence(
     photos: tuple[Path, Path], onnx_model: Path, tmp_path: Path
 ) -> None:
@@ -98,6 +95,7 @@ def test_cli_errors_are_one_sentence(
     assert not list(tmp_path.glob("x.npz")) and not list(tmp_path.glob("m.png"))
 
 
+@pytest.mark.slow
 def test_pipelined_describe_writes_the_sequential_npz(
     photos: tuple[Path, Path], onnx_model: Path, tmp_path: Path
 ) -> None:

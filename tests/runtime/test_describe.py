@@ -57,7 +57,7 @@ def test_reports_what_it_runs(describer: Describer) -> None:
     assert describer.backend in repr(describer) or type(describer).__name__ in repr(describer)
 
 
-@pytest.mark.parametrize("n", [0, 1, 17, 1000])
+@pytest.mark.parametrize("n", [0, 1, 17, pytest.param(1000, marks=pytest.mark.slow)])
 def test_any_batch_size(describer: Describer, patches: np.ndarray, n: int) -> None:
     batch = np.resize(patches, (n, 32, 32))
     out = describer.describe(batch)
@@ -162,9 +162,9 @@ def test_compute_rejects_bad_input(describer: Describer) -> None:
 
 
 def test_fp16_graph_on_onnxruntime(
-    onnx_fp16_model: Path, patches: np.ndarray, reference: np.ndarray
+    fp16_onnx: Path, patches: np.ndarray, reference: np.ndarray
 ) -> None:
-    d = runtime.load(onnx_fp16_model)
+    d = runtime.load(fp16_onnx)
     assert d.precision == "fp16"
     sim = cosine(d.describe(patches), reference)
     assert sim.mean() >= 0.999 and sim.min() >= 0.99
@@ -195,6 +195,7 @@ def int8_tensorrt_graph(
                        parity=False)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_int8_tensorrt_graph_on_onnxruntime_in_exact_semantics(
     int8_tensorrt_graph: Path, patches: np.ndarray, reference: np.ndarray
 ) -> None:
@@ -204,6 +205,7 @@ def test_int8_tensorrt_graph_on_onnxruntime_in_exact_semantics(
     assert cosine(d.describe(patches), reference).mean() >= 0.99
 
 
+@pytest.mark.slow
 def test_int8_tensorrt_graph_on_this_cpus_kernels(
     int8_tensorrt_graph: Path, patches: np.ndarray, reference: np.ndarray
 ) -> None:

@@ -3,14 +3,13 @@ the CLI: rejected at once by default, kept as zero descriptors (flagged) on requ
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from fixture_files import run_cli
 
 from hardnet_export import runtime
 from hardnet_export.errors import InputError
@@ -78,12 +77,7 @@ def test_zero_option_flags_invalid_rows_in_the_npz(
     np.testing.assert_array_equal(data["keypoints_0"][:, :2], kps[:, :2].astype(np.float32))
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hardnet_export", *args], capture_output=True, text=True, timeout=300
-    )
-
-
+@pytest.mark.slow
 def test_cli_bad_keypoints_file_is_one_error_line(image: np.ndarray, tmp_path: Path) -> None:
     photo, bad = tmp_path / "a.png", tmp_path / "bad.npy"
     cv2.imwrite(str(photo), image)

@@ -60,6 +60,7 @@ def test_tensorrt_path_none_needs_an_artifact() -> None:
         runtime.load(backend="tensorrt")
 
 
+@pytest.mark.slow
 def test_onnx_inference_does_not_import_torch(onnx_model: Path) -> None:
     code = (
         "import sys, numpy as np\n"

@@ -16,6 +16,7 @@ from hardnet_export._cuda import cuda_device_count
 # in tests/artifacts/test_sidecar.py; here: the backend's own checks before TensorRT.
 
 
+@pytest.mark.slow
 def test_loading_the_backend_imports_neither_tensorrt_nor_torch() -> None:
     code = (
         "import sys\n"

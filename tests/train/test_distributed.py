@@ -49,6 +49,7 @@ def _global_loss_grad(rank: int, port: int, desc: torch.Tensor, out: str) -> Non
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_global_hardest_gradient_equals_single_process(tmp_path: Path) -> None:
     torch.manual_seed(0)
     desc = torch.nn.functional.normalize(torch.randn(8, 2, 16), dim=2)

@@ -33,6 +33,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return read_checkpoint(path).state_dict
 
 
+@pytest.mark.slow
 def test_a_few_steps_lower_the_loss(phototour_root: Path, tmp_path: Path) -> None:
     final = train(_config(phototour_root, tmp_path, steps=24, dropout=0.0))
     losses = _losses(tmp_path)
@@ -45,6 +46,7 @@ def test_a_few_steps_lower_the_loss(phototour_root: Path, tmp_path: Path) -> Non
     assert "optimizer" not in ckpt.extra  # the final weights carry no optimizer state
 
 
+@pytest.mark.slow
 def test_resume_gives_the_uninterrupted_result(phototour_root: Path, tmp_path: Path) -> None:
     straight = train(_config(phototour_root, tmp_path / "a"))
     # Interrupted after 3 steps (checkpoint at 3), resumed; the resumed half uses a
