@@ -33,6 +33,7 @@ from hardnet_export.applications.colmap import (
     list_images,
     reconstruct,
 )
+from hardnet_export.applications.detection import DETECTORS
 from hardnet_export.applications.features import (
     describe_image,
     describe_images,
@@ -41,11 +42,14 @@ from hardnet_export.applications.features import (
     save_features,
 )
 from hardnet_export.applications.matching import (
+    GEOMETRIES,
+    MAX_DRAWN,
     KeypointDescriber,
     OpenCVSift,
     draw_matches,
     match_images,
 )
+from hardnet_export.artifacts.variants import flavours, precisions, variants
 from hardnet_export.benchmark.frame import (
     DEFAULT_KEYPOINTS,
     frame_image,
@@ -62,8 +66,9 @@ from hardnet_export.errors import (
     TrainingInterrupted,
 )
 from hardnet_export.evaluation.suite import render_tables, run_evaluation, write_json
+from hardnet_export.export.common import LAYER_NAMES, MIN_OPSET
 from hardnet_export.export.image_graph import export_image_graph
-from hardnet_export.export.int8 import Int8Options
+from hardnet_export.export.int8 import DEFAULT_FLOAT_LAYERS, METHODS, Int8Options
 from hardnet_export.export.onnx import export_onnx
 from hardnet_export.export.tensorrt import (
     DEFAULT_MAX_IMAGE,
@@ -73,6 +78,8 @@ from hardnet_export.export.tensorrt import (
     BuildOptions,
     build_engine,
 )
+from hardnet_export.geometry import DEFAULT_MAGNIFICATION
+from hardnet_export.host import INT8_ISAS
 from hardnet_export.imagefile import (
     DEFAULT_MAX_IMAGE_PIXELS,
     MAX_IMAGE_PIXELS_ENV,
@@ -108,6 +115,22 @@ def default(owner: Any, name: str) -> Any:
         assert found.default_factory is not dataclasses.MISSING
         return found.default_factory()
     return inspect.signature(owner).parameters[name].default
+
+
+def one_of(values: Any) -> str:
+    """``a, b or c``: a help text's list, from the library's own tuple."""
+    items = [str(v) for v in values]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+def filled(**values: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Fill a command's docstring (its --help) with the library's values: ``{name}``."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        command.__doc__ = (command.__doc__ or "").format(**values)
+        return command
+
+    return decorate
 
 
 def documented(owner: Any) -> dict[str, str]:
@@ -354,14 +377,16 @@ def onnx(
         "shipped in the package.",
     ),
     out: Path = typer.Option(..., "-o", "--out", help="The .onnx file to write."),
-    precision: str = typer.Option("fp32", help="fp32, fp16 or int8."),
+    precision: str = typer.Option(precisions()[0], help=f"{one_of(precisions())}."),
     int8_target: str = typer.Option(
-        "tensorrt", help="int8: tensorrt (symmetric int8) or cpu (uint8, fastest on ORT CPU)."
+        flavours()[0],
+        help="int8: "
+        + one_of(f"{v.flavour} ({v.summary})" for v in variants() if v.precision == "int8"),
     ),
     input_dtype: str = typer.Option(
         default(export_onnx, "input_dtype"), help="Graph input: uint8 or float32 (0..255)."
     ),
-    opset: int = typer.Option(default(export_onnx, "opset"), help="ONNX opset (>= 18)."),
+    opset: int = typer.Option(default(export_onnx, "opset"), help=f"ONNX opset (>= {MIN_OPSET})."),
     parity: bool = typer.Option(
         default(export_onnx, "parity"), help="Compare with PyTorch at batch 1, 7, 300."
     ),
@@ -376,16 +401,17 @@ def onnx(
         default(Int8Options, "seed"), help="int8: seed of the calibration draw."
     ),
     calibration_method: str = typer.Option(
-        default(Int8Options, "method"), help="int8: percentile, minmax or entropy."
+        default(Int8Options, "method"), help=f"int8: {one_of(METHODS)}."
     ),
     save_calibration: Path | None = typer.Option(
         None, help="int8: save the calibration set (.npy) for a reproducible build."
     ),
     keep_float: str | None = typer.Option(
         None,
-        help="int8: comma-separated layers (conv0..conv6) kept float (FP16 for tensorrt, FP32 "
-        "for cpu); 'none' quantises every conv. Default (measured): conv0-3 for tensorrt, "
-        "conv0-2 for cpu.",
+        help=f"int8: comma-separated layers ({LAYER_NAMES[0]}..{LAYER_NAMES[-1]}) kept float "
+        "(FP16 for tensorrt, FP32 for cpu); 'none' quantises every conv. Default (measured): "
+        + "; ".join(f"{','.join(v)} for {k}" for k, v in DEFAULT_FLOAT_LAYERS.items())
+        + ".",
     ),
     float_budget: float | None = typer.Option(
         None,
@@ -399,8 +425,8 @@ def onnx(
     ),
     for_isa: str | None = typer.Option(
         None,
-        help="int8 cpu: int8 kernels of the machine it will run on (avx512-vnni, avx-vnni, "
-        "amx-int8, avx512, avx2, neon-dotprod, neon); default: this machine's.",
+        help=f"int8 cpu: int8 kernels of the machine it will run on ({', '.join(INT8_ISAS)}); "
+        "default: this machine's.",
     ),
     max_fpr95_loss: float = typer.Option(
         default(Int8Options, "max_fpr95_loss"), help=f"int8: {_INT8_HELP['max_fpr95_loss']}"
@@ -425,7 +451,9 @@ def onnx(
         "cut inside the graph (fp32 or fp16).",
     ),
     magnification: float | None = typer.Option(
-        None, help="--with-extraction: support region in keypoint sizes (default 12)."
+        None,
+        help="--with-extraction: support region in keypoint sizes (default "
+        f"{DEFAULT_MAGNIFICATION:g}).",
     ),
 ) -> None:
     """Export a checkpoint to ONNX (fp32, fp16, int8).
@@ -498,14 +526,10 @@ def onnx(
     meta = read_metadata(path)
     quantisation = meta.quantisation
     if quantisation is not None and quantisation.sensitivity is not None:
-        from hardnet_export._io import atomic_write_text
-        from hardnet_export.export.sensitivity import SensitivityReport
+        from hardnet_export.export.sensitivity import SensitivityReport, report_path
 
-        report = SensitivityReport.from_dict(quantisation.sensitivity)
-        typer.echo(report.format())
-        json_path = path.with_name(path.name + ".sensitivity.json")
-        atomic_write_text(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
-        typer.echo(f"wrote {json_path}")
+        typer.echo(SensitivityReport.from_dict(quantisation.sensitivity).format())
+        typer.echo(f"wrote {report_path(path)}")
     if meta.parity is not None:
         typer.echo(format_parity(meta.parity, title=f"{variant.name} ONNX Runtime vs PyTorch"))
     for line in quantisation.summary_lines() if quantisation is not None else []:
@@ -788,7 +812,7 @@ def describe(
         "the registered model; ./NAME is a file); omitted: the shipped one.",
     ),
     detector: str = typer.Option(
-        default(describe_image, "detector"), help="Keypoint detector: sift, orb or fast."
+        default(describe_image, "detector"), help=f"Keypoint detector: {one_of(DETECTORS)}."
     ),
     max_keypoints: int = typer.Option(
         default(describe_image, "max_keypoints"), help="Strongest keypoints kept per image."
@@ -880,6 +904,7 @@ def describe(
 
 
 @app.command()
+@filled(max_drawn=MAX_DRAWN)
 def match(
     image1: Path = typer.Argument(..., help="First image."),
     image2: Path = typer.Argument(..., help="Second image."),
@@ -892,11 +917,9 @@ def match(
     ),
     descriptor: str = typer.Option("hardnet", help="hardnet, or sift for comparison."),
     detector: str = typer.Option(
-        default(match_images, "detector"), help="Keypoint detector: sift, orb or fast."
+        default(match_images, "detector"), help=f"Keypoint detector: {one_of(DETECTORS)}."
     ),
-    geometry: str = typer.Option(
-        default(match_images, "geometry"), help="homography or fundamental."
-    ),
+    geometry: str = typer.Option(default(match_images, "geometry"), help=f"{one_of(GEOMETRIES)}."),
     max_keypoints: int = typer.Option(
         default(match_images, "max_keypoints"), help="Strongest keypoints kept per image."
     ),
@@ -911,7 +934,7 @@ def match(
 
     Mutual nearest neighbours with a ratio test, then RANSAC (USAC MAGSAC++ when OpenCV has
     it). --descriptor sift runs OpenCV's SIFT descriptor on the same keypoints. The PNG shows
-    at most 200 inliers as thin lines coloured by descriptor distance, with the counts.
+    at most {max_drawn} inliers as thin lines coloured by descriptor distance, with the counts.
 
     Example: hardnet-export match left.png right.png --model model.fp32.onnx -o matches.png
     """
@@ -969,7 +992,8 @@ def colmap(
         "hardnet", help="hardnet, or sift: COLMAP's own SIFT extraction and matching."
     ),
     detector: str = typer.Option(
-        default(build_database, "detector"), help="Keypoint detector for HardNet: sift, orb, fast."
+        default(build_database, "detector"),
+        help=f"Keypoint detector for HardNet: {one_of(DETECTORS)}.",
     ),
     max_keypoints: int = typer.Option(
         default(build_database, "max_keypoints"), help="Keypoints kept per image."

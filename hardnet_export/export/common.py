@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from hardnet_export import __version__
 from hardnet_export._io import atomic_path, sha256_file
 from hardnet_export.artifacts.metadata import PRODUCER, GraphMetadata
+from hardnet_export.artifacts.models import BASE_CHANNELS
 from hardnet_export.errors import InputError, InputTypeError
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 OUTPUT_NAME = "descriptors"
 MIN_OPSET = 18
+#: The names :func:`name_layers` gives the convs, in order: the six 3x3 convs and the 8x8 one.
+LAYER_NAMES = tuple(f"conv{i}" for i in range(len(BASE_CHANNELS) + 1))
 
 
 def max_opset() -> int:

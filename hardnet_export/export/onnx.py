@@ -17,7 +17,7 @@ import numpy as np
 
 from hardnet_export import __version__
 from hardnet_export._io import check_writable
-from hardnet_export.artifacts.describe import DescribeFn
+from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE, DescribeFn
 from hardnet_export.artifacts.metadata import PRODUCER, SEMANTICS_HOST, GraphMetadata
 from hardnet_export.artifacts.variants import Variant, get_variant
 from hardnet_export.errors import InputError
@@ -36,7 +36,9 @@ from hardnet_export.export.common import (
     write_graph,
 )
 from hardnet_export.export.parity import parity_report
+from hardnet_export.export.sensitivity import SensitivityReport, write_report
 from hardnet_export.host import host_record, require
+from hardnet_export.shipped import PATCH_SIZE
 
 if TYPE_CHECKING:
     import onnx
@@ -109,11 +111,11 @@ def export_onnx(
         input={
             "name": INPUT_NAME,
             "dtype": input_dtype,
-            "shape": ["batch", 1, 32, 32],
+            "shape": ["batch", 1, PATCH_SIZE, PATCH_SIZE],
             "range": [0, 255],
             "normalisation": "per-patch standardisation inside the graph",
         },
-        output={"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", 128]},
+        output={"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", DESCRIPTOR_SIZE]},
         weights_sha256=weights_sha,
         weights_provenance=provenance,
         model_name=weights_model_name(weights),
@@ -124,7 +126,12 @@ def export_onnx(
         metadata = dataclasses.replace(
             metadata, parity=_parity(model, proto, metadata, parity_patches)
         )
-    return write_graph(proto, metadata, out)
+    path = write_graph(proto, metadata, out)
+    quantisation = metadata.quantisation
+    if quantisation is not None and quantisation.sensitivity is not None:
+        # The graph holds the report too; the file beside it is for people and scripts.
+        write_report(SensitivityReport.from_dict(quantisation.sensitivity), path)
+    return path
 
 
 def _parity(

@@ -11,7 +11,9 @@ is gated in (exact Q/DQ for the ``tensorrt`` flavour, this host's kernels for ``
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -183,3 +185,18 @@ def layer_sensitivity(
         fpr95_reference=100 * reference_metrics["fpr95"],
         layers=tuple(rows),
     )
+
+
+def report_path(graph: str | Path) -> Path:
+    """Where :func:`write_report` puts the report of ``graph``: ``GRAPH.sensitivity.json``."""
+    graph = Path(graph)
+    return graph.with_name(graph.name + ".sensitivity.json")
+
+
+def write_report(report: SensitivityReport, graph: str | Path) -> Path:
+    """Write ``report`` beside ``graph`` as JSON, atomically (:func:`report_path`)."""
+    from hardnet_export._io import atomic_write_text
+
+    path = report_path(graph)
+    atomic_write_text(path, json.dumps(report.to_dict(), indent=2) + "\n")
+    return path

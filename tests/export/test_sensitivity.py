@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -109,3 +111,24 @@ def test_report_round_trip_and_bad_input() -> None:
     assert SensitivityReport.from_dict(report.to_dict()) == report
     with pytest.raises(ValueError, match="not an INT8 sensitivity report"):
         SensitivityReport.from_dict({"layers": [{"layer": "conv0"}]})
+
+
+def test_the_report_file_is_written_beside_the_graph(tmp_path: Path) -> None:
+    import json
+
+    from hardnet_export.export.sensitivity import report_path, write_report
+
+    report = _report({"conv0": 0.5, "conv1": 0.5}, ["conv1", "conv0"])
+    graph = tmp_path / "m.int8-cpu.onnx"
+    path = write_report(report, graph)
+    assert path == report_path(graph) == tmp_path / "m.int8-cpu.onnx.sensitivity.json"
+    assert SensitivityReport.from_dict(json.loads(path.read_text())) == report
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
