@@ -8,20 +8,25 @@ import re
 from pathlib import Path
 from typing import Any
 
+from hardnet_export.artifacts.backends import backends
 from hardnet_export.errors import MissingDependencyError
 from hardnet_export.host import cpu_flags, cpu_model, distribution_version, int8_isa
 
-#: Distributions whose versions decide the numbers; the first installed name of each is used.
-LIBRARIES: dict[str, tuple[str, ...]] = {
+#: Distributions besides the backends' own (each Backend record names those) whose versions
+#: decide the numbers; the first installed name of each is used.
+OTHER_LIBRARIES: dict[str, tuple[str, ...]] = {
     "numpy": ("numpy",),
-    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
-    "openvino": ("openvino",),
     "onnx": ("onnx",),
-    "torch": ("torch",),
-    "tensorrt": ("tensorrt", "tensorrt-cu13", "tensorrt-cu12"),
     "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python"),
     "cuda-python": ("cuda-python", "cuda-bindings"),
 }
+
+
+def libraries() -> dict[str, tuple[str, ...]]:
+    """Every library a benchmark records: each registered backend's, by its name, and
+    :data:`OTHER_LIBRARIES`."""
+    own = {b.name: b.distributions for b in backends() if b.distributions}
+    return {**own, **OTHER_LIBRARIES}
 #: CPU features that change which kernels ONNX Runtime and PyTorch pick (INT8 and FP16 above all).
 ISA_FLAGS = (
     "avx2",
@@ -45,7 +50,7 @@ def library_versions() -> dict[str, str | None]:
     from hardnet_export import __version__
 
     versions: dict[str, str | None] = {"hardnet-export": __version__}
-    for name, distributions in LIBRARIES.items():
+    for name, distributions in libraries().items():
         versions[name] = distribution_version(*distributions)
     return versions
 
