@@ -71,10 +71,6 @@ from hardnet_export.export.image_graph import export_image_graph
 from hardnet_export.export.int8 import DEFAULT_FLOAT_LAYERS, METHODS, Int8Options
 from hardnet_export.export.onnx import export_onnx
 from hardnet_export.export.tensorrt import (
-    DEFAULT_MAX_IMAGE,
-    DEFAULT_MAX_KEYPOINTS,
-    DEFAULT_OPT_IMAGE,
-    DEFAULT_OPT_KEYPOINTS,
     BuildOptions,
     build_engine,
 )
@@ -137,7 +133,7 @@ def documented(owner: Any) -> dict[str, str]:
     """One line of help per argument from the ``Args:`` section of ``owner``'s docstring
     (names listed together, ``a, b: text``, share their text)."""
     doc = inspect.getdoc(owner) or ""
-    section = doc.partition("Args:\n")[2]
+    section = doc.partition("Args:\n")[2] or doc.partition("Attributes:\n")[2]
     section = re.split(r"\n\S", section, maxsplit=1)[0]
     entries: dict[str, str] = {}
     for match in re.finditer(r"^    (\w[\w, ]*):(.*(?:\n {6,}.*)*)", section, re.M):
@@ -151,22 +147,32 @@ def options_from(
     config: type[Any],
     names: dict[str, tuple[str, ...]] | None = None,
     parsers: dict[str, Callable[[str], Any]] | None = None,
+    types: dict[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command one option per field of ``config``: its type, default and help from the
-    dataclass (``names``: extra option names per field, e.g. ``{"out": ("-o",)}``). A tuple
+    dataclass (``names``: extra option names per field, e.g. ``{"out": ("-o",)}``; ``types``:
+    the option's type where the field's is not one the CLI parses, e.g. a union). A tuple
     field is one comma-separated option, read by ``parsers[field]`` (default: each item as
-    the tuple's item type). The command receives the fields as keyword arguments: the one
-    mechanism behind every command whose options are a config's fields."""
+    the tuple's item type). The command's own parameters come first; it receives the fields
+    as keyword arguments: the one mechanism behind every command whose options are a
+    config's fields."""
     names = names or {}
     parsers = dict(parsers or {})
+    types = types or {}
     hints = typing.get_type_hints(config)
     helps = documented(config)
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        parameters = []
-        annotations: dict[str, Any] = {}
+        own_hints = typing.get_type_hints(command)
+        own = [
+            p.replace(annotation=own_hints.get(p.name, p.annotation))
+            for p in inspect.signature(command).parameters.values()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        parameters = list(own)
+        annotations: dict[str, Any] = {p.name: p.annotation for p in own}
         for item in dataclasses.fields(config):
-            hint, value = hints[item.name], default(config, item.name)
+            hint, value = types.get(item.name, hints[item.name]), default(config, item.name)
             flag = "--" + item.name.replace("_", "-")
             declared = [flag, *names.get(item.name, ())]
             if hint is bool:
@@ -183,11 +189,11 @@ def options_from(
             annotations[item.name] = hint
 
         @functools.wraps(command)
-        def parsed(**fields: Any) -> Any:
+        def parsed(*args: Any, **fields: Any) -> Any:
             for name, parse in parsers.items():
                 if isinstance(fields.get(name), str):
                     fields[name] = parse(fields[name])
-            return command(**fields)
+            return command(*args, **fields)
 
         parsed.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
         parsed.__annotations__ = annotations
@@ -544,6 +550,10 @@ def onnx(
 
 
 @app.command()
+@options_from(
+    BuildOptions,
+    types={"opt_image": str | None, "max_image": str | None, "timing_cache": Path | None},
+)
 def trt(
     onnx: str = typer.Argument(
         ...,
@@ -551,55 +561,11 @@ def trt(
         "registered model name (its shipped fp32 graph).",
     ),
     out: Path = typer.Option(..., "-o", "--out", help="The engine file (sidecar: OUT.json)."),
-    min_batch: int = typer.Option(
-        default(BuildOptions, "min_batch"), help="Smallest batch of the optimisation profile."
-    ),
-    opt_batch: int = typer.Option(
-        default(BuildOptions, "opt_batch"), help="Batch TensorRT tunes for."
-    ),
-    max_batch: int = typer.Option(
-        default(BuildOptions, "max_batch"), help="Largest batch of the optimisation profile."
-    ),
-    opt_image: str | None = typer.Option(
-        None,
-        help="Image graphs: the image size TensorRT tunes for, WIDTHxHEIGHT (default "
-        f"{_size(DEFAULT_OPT_IMAGE)}).",
-    ),
-    max_image: str | None = typer.Option(
-        None,
-        help="Image graphs: the largest image, WIDTHxHEIGHT (default "
-        f"{_size(DEFAULT_MAX_IMAGE)}); the smallest is the graph's min_image_side.",
-    ),
-    opt_keypoints: int | None = typer.Option(
-        None,
-        help=f"Image graphs: the keypoint count TensorRT tunes for (default "
-        f"{DEFAULT_OPT_KEYPOINTS}).",
-    ),
-    max_keypoints: int | None = typer.Option(
-        None,
-        help=f"Image graphs: the most keypoints in one call (default {DEFAULT_MAX_KEYPOINTS}).",
-    ),
-    workspace_mib: int = typer.Option(
-        default(BuildOptions, "workspace_mib"), help="Workspace memory pool limit (MiB)."
-    ),
-    timing_cache: Path | None = typer.Option(None, help="Timing cache file to reuse and update."),
-    dla_core: int | None = typer.Option(
-        None, help="Build for this DLA core (Jetson); needs min = opt = max batch."
-    ),
-    gpu_fallback: bool = typer.Option(
-        default(BuildOptions, "gpu_fallback"),
-        help="With --dla-core: let the GPU run what DLA can't.",
-    ),
-    version_compatible: bool = typer.Option(
-        default(BuildOptions, "version_compatible"), help="Runs on later TensorRT of this major."
-    ),
-    hardware_compatible: bool = typer.Option(
-        default(BuildOptions, "hardware_compatible"), help="Runs on any Ampere-or-newer GPU."
-    ),
     device: int = typer.Option(default(build_engine, "device"), help="CUDA device to build on."),
     rebuild: bool = typer.Option(
         default(build_engine, "rebuild"), help="Build even if a matching engine exists."
     ),
+    **fields: Any,
 ) -> None:
     """Build a TensorRT engine from an ONNX graph.
 
@@ -613,28 +579,14 @@ def trt(
 
     graph = resolve_model(onnx, "onnx")  # a registered name: its shipped FP32 graph
     with plain_console(stderr=True).status(f"building a TensorRT engine from {graph}"):
-        options = BuildOptions(
-            min_batch=min_batch,
-            opt_batch=opt_batch,
-            max_batch=max_batch,
-            opt_image=opt_image,
-            max_image=max_image,
-            opt_keypoints=opt_keypoints,
-            max_keypoints=max_keypoints,
-            workspace_mib=workspace_mib,
-            timing_cache=timing_cache,
-            dla_core=dla_core,
-            gpu_fallback=gpu_fallback,
-            version_compatible=version_compatible,
-            hardware_compatible=hardware_compatible,
-        )
+        options = BuildOptions(**fields)
         result = build_engine(graph, out, options, device=device, rebuild=rebuild)
     side = result.sidecar
     what = "reused" if result.reused else f"built in {side.build_seconds or 0:.1f} s"
     profile = (
         " ".join(flag(k, v) for k, v in side.profile_options().items())
         if side.graph_kind == "image"
-        else f"batch {min_batch}/{opt_batch}/{max_batch}"
+        else "batch {}/{}/{}".format(*options.batch)
     )
     typer.echo(
         f"{result.engine} ({what}): {side.precision} {side.graph_kind}, TensorRT "

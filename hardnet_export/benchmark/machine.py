@@ -27,6 +27,8 @@ def libraries() -> dict[str, tuple[str, ...]]:
     :data:`OTHER_LIBRARIES`."""
     own = {b.name: b.distributions for b in backends() if b.distributions}
     return {**own, **OTHER_LIBRARIES}
+
+
 #: CPU features that change which kernels ONNX Runtime and PyTorch pick (INT8 and FP16 above all).
 ISA_FLAGS = (
     "avx2",

@@ -73,12 +73,15 @@ class BuildOptions:
     compatibility and timing cache. Precision is not here: it lives in the graph.
 
     Attributes:
-        min_batch, opt_batch, max_batch: the optimisation profile of the batch axis.
-        opt_image, max_image: an image graph's profile: the image size TensorRT tunes for
-            and the largest, ``"WIDTHxHEIGHT"`` or (width, height); default 640x480 and
-            1920x1920. The smallest is the graph's ``min_image_side`` square.
-        opt_keypoints, max_keypoints: an image graph's profile: the keypoint count TensorRT
-            tunes for and the largest in one call; default 2000 and 8000.
+        min_batch: the smallest batch of the optimisation profile (patch graphs).
+        opt_batch: the batch TensorRT tunes for.
+        max_batch: the largest batch of the optimisation profile.
+        opt_image: image graphs: the image size TensorRT tunes for, ``"WIDTHxHEIGHT"`` or
+            (width, height); default 640x480.
+        max_image: image graphs: the largest image, as ``opt_image``; default 1920x1920. The
+            smallest is the graph's ``min_image_side`` square.
+        opt_keypoints: image graphs: the keypoint count TensorRT tunes for; default 2000.
+        max_keypoints: image graphs: the most keypoints in one call; default 8000.
         workspace_mib: TensorRT's workspace memory pool limit.
         timing_cache: a timing cache file to load (if it exists) and save after the build.
         dla_core: build for this DLA core (Jetson); FP16 and INT8 graphs only.
