@@ -49,7 +49,7 @@ from hardnet_export.applications.matching import (
     draw_matches,
     match_images,
 )
-from hardnet_export.artifacts.variants import flavours, precisions, variants
+from hardnet_export.artifacts.variants import flavours, precisions, variant_for, variants
 from hardnet_export.benchmark.frame import (
     DEFAULT_KEYPOINTS,
     frame_image,
@@ -74,8 +74,8 @@ from hardnet_export.export.tensorrt import (
     BuildOptions,
     build_engine,
 )
-from hardnet_export.geometry import DEFAULT_MAGNIFICATION
-from hardnet_export.host import INT8_ISAS
+from hardnet_export.geometry import DEFAULT_MAGNIFICATION, OUT_OF_BOUNDS
+from hardnet_export.host import INT8_ISAS, require
 from hardnet_export.imagefile import (
     DEFAULT_MAX_IMAGE_PIXELS,
     MAX_IMAGE_PIXELS_ENV,
@@ -301,7 +301,6 @@ def train(**fields: Any) -> None:
 
     Example: torchrun --nproc_per_node=4 -m hardnet_export train --data phototour:/d/liberty
     """
-    from hardnet_export.host import require
 
     config = TrainConfig(**fields)
     require("training", *config.packages())  # before the trainer's own import of torch
@@ -474,7 +473,6 @@ def onnx(
     Example: hardnet-export onnx --with-extraction -o model.image.onnx --precision fp16
     """
     from hardnet_export.artifacts.metadata import read_metadata
-    from hardnet_export.artifacts.variants import variant_for
     from hardnet_export.export.parity import format_parity
 
     variant = variant_for(precision, int8_target if precision == "int8" else None)
@@ -804,7 +802,6 @@ def describe(
     from hardnet_export import runtime
     from hardnet_export._io import check_writable
     from hardnet_export._progress import track
-    from hardnet_export.geometry import OUT_OF_BOUNDS
     from hardnet_export.runtime.base import patch_describer
     from hardnet_export.validate import check_str
 

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 from hardnet_export import __version__
 from hardnet_export._io import atomic_path, sha256_file
 from hardnet_export.artifacts.metadata import PRODUCER, GraphMetadata
-from hardnet_export.artifacts.models import BASE_CHANNELS
+from hardnet_export.artifacts.models import (
+    BASE_CHANNELS,
+    DEFAULT_MODEL,
+    lookup,
+    registered_name,
+    resolve_model,
+)
 from hardnet_export.errors import InputError, InputTypeError
 
 if TYPE_CHECKING:
@@ -60,7 +66,6 @@ def resolve_weights(weights: str | Path | HardNet | None) -> tuple[HardNet, str,
     """
     from torch import nn
 
-    from hardnet_export.artifacts.models import resolve_model
     from hardnet_export.model import SHIPPED_WEIGHTS, HardNet, load_model, read_checkpoint
 
     if isinstance(weights, nn.Module):
@@ -83,7 +88,6 @@ def resolve_weights(weights: str | Path | HardNet | None) -> tuple[HardNet, str,
 def weights_model_name(weights: str | Path | HardNet | None) -> str | None:
     """The registered model ``weights`` are (by name, or the path of its checkpoint); None
     for other weights and in-memory modules."""
-    from hardnet_export.artifacts.models import DEFAULT_MODEL, lookup, registered_name
 
     if weights is None:
         return DEFAULT_MODEL
