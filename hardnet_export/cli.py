@@ -49,7 +49,13 @@ from hardnet_export.applications.matching import (
     draw_matches,
     match_images,
 )
-from hardnet_export.artifacts.variants import flavours, precisions, variant_for, variants
+from hardnet_export.artifacts.variants import (
+    flavours,
+    get_variant,
+    precisions,
+    variant_for,
+    variants,
+)
 from hardnet_export.benchmark.frame import (
     DEFAULT_KEYPOINTS,
     frame_image,
@@ -1118,14 +1124,25 @@ EXIT_SIGNAL_BASE = 128
 
 #: Parameters whose flag is not the default spelling (``--name-with-dashes``): the one place a
 #: renamed flag changes (library errors carry parameter names, :class:`~errors.Remedy`).
-FLAG_NAMES = {"out": "-o", "reconstruct_out": "--reconstruct"}
+FLAG_NAMES = {
+    "out": "-o",
+    "reconstruct_out": "--reconstruct",
+    "max_nn_accuracy_loss": "--max-nn-loss",  # Int8Options' field, onnx's flag
+    "variant": "--precision",  # export_onnx(variant=...): onnx --precision [--int8-target]
+}
 
 
 def flag(parameter: str, value: Any) -> str:
     """One parameter of a library remedy as this CLI's flag: ``--out-of-bounds zero``,
     ``--rebuild`` for True, ``--no-pipeline`` for False, ``-o`` where :data:`FLAG_NAMES`
-    says so (typer's spelling of a parameter name otherwise)."""
+    says so (typer's spelling of a parameter name otherwise); a variant is ``onnx``'s
+    ``--precision int8 --int8-target cpu``."""
     name = "--" + parameter.replace("_", "-")
+    if parameter == "variant" and isinstance(value, str):
+        chosen = get_variant(value)
+        if chosen.flavour in (None, flavours(chosen.precision)[0]):  # the default flavour
+            return f"--precision {chosen.precision}"
+        return f"--precision {chosen.precision} --int8-target {chosen.flavour}"
     if value is ...:  # the parameter itself ("choose another --out"): its long name
         long = FLAG_NAMES.get(parameter, name)
         return long if long.startswith("--") else name

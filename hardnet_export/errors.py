@@ -58,6 +58,20 @@ class Remedy:
         return " ".join(part for part in parts if part)
 
 
+class Placeholder(str):
+    """A value the user chooses, written as its name in both forms: ``max_batch=B`` in
+    Python, ``--max-batch B`` on the command line."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def parameters(*names: str) -> dict[str, Remedy]:
+    """Remedies that name each parameter alone, keyed by its name: a text holding
+    ``{max_image}`` reads ``max_image`` in Python and ``--max-image`` on the command line."""
+    return {name: Remedy({name: ...}) for name in names}
+
+
 class HardnetError(Exception):
     """Base class of every error the project raises on purpose, with a message for users.
 

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 
-from hardnet_export.errors import InputError, InputTypeError
+from hardnet_export.errors import InputError, InputTypeError, parameters
 
 #: The longest JSON document a reader accepts (metadata, sidecars and result files are a few
 #: kB; anything near this bound is not one of ours).
@@ -46,20 +46,28 @@ def check_int(
     low: int | None = None,
     high: int | None = None,
     source: str | None = None,
+    parameter: bool = False,
 ) -> int:
     """``value`` as an ``int`` in ``[low, high]``; integral numpy scalars count, bools do not.
+    ``parameter``: ``name`` is a parameter of the caller, which the CLI names as its flag
+    (:func:`hardnet_export.errors.parameters`).
 
     Raises:
         InputTypeError: not an integer (a bool, a string, a float with a fraction, ...).
         InputError: outside the range.
     """
+    named = {"remedies": parameters(name)} if parameter else {}
+    what = f"{_where(source)}{{{name}}}" if parameter else f"{_where(source)}{name}"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)
         else:
-            raise InputTypeError(f"{_where(source)}{name} must be an integer, got {_show(value)}")
+            raise InputTypeError(f"{what} must be an integer, got {_show(value)}", **named)
     number = int(value)
-    _check_range(name, number, low, high, source)
+    if low is not None and number < low:
+        raise InputError(f"{what} must be >= {low}, got {number}", **named)
+    if high is not None and number > high:
+        raise InputError(f"{what} must be <= {high}, got {number}", **named)
     return number
 
 
@@ -248,15 +256,6 @@ def _bracket_depth(text: str) -> int:
         elif char in "]}":
             depth -= 1
     return deepest
-
-
-def _check_range(
-    name: str, number: int, low: int | None, high: int | None, source: str | None
-) -> None:
-    if low is not None and number < low:
-        raise InputError(f"{_where(source)}{name} must be >= {low}, got {number}")
-    if high is not None and number > high:
-        raise InputError(f"{_where(source)}{name} must be <= {high}, got {number}")
 
 
 def _show(value: Any) -> str:

@@ -28,7 +28,7 @@ from hardnet_export.artifacts.quantisation import (
     Quantisation,
 )
 from hardnet_export.artifacts.variants import all_flavours, precisions
-from hardnet_export.errors import InputError, MissingFileError
+from hardnet_export.errors import InputError, MissingFileError, Remedy
 from hardnet_export.validate import check_str, parse_json_object
 
 PRODUCER = "hardnet-export"
@@ -36,6 +36,7 @@ PRODUCER = "hardnet-export"
 # The semantics names live with the gate's record; readers have long imported them from here.
 __all__ = [
     "GRAPH_KINDS",
+    "IMAGE_GRAPH_REMEDY",
     "PRODUCER",
     "SEMANTICS",
     "SEMANTICS_DEVICE",
@@ -48,6 +49,13 @@ __all__ = [
 #: What a graph takes: ``patches`` (N, 1, 32, 32), or ``image`` and ``keypoints`` (patch
 #: extraction inside the graph: :mod:`hardnet_export.export.image_graph`).
 GRAPH_KINDS = ("patches", "image")
+#: How an image graph is made (its metadata then holds the settings an image describer and
+#: an image engine need): ``export_image_graph()``, ``hardnet-export onnx --with-extraction``.
+IMAGE_GRAPH_REMEDY = Remedy(
+    stage="onnx",
+    function="hardnet_export.export.image_graph.export_image_graph",
+    switches={"with_extraction": True},
+)
 # Plain-string fields that hold numbers.
 _FLOAT_FIELDS = frozenset({"magnification", "width"})
 _INT_FIELDS = frozenset({"pyramid_levels", "min_image_side"})

@@ -21,6 +21,9 @@ from typing import Protocol
 import numpy as np
 
 from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
+
+# How an image graph is made; the image describers name it where the settings are missing.
+from hardnet_export.artifacts.metadata import IMAGE_GRAPH_REMEDY as IMAGE_GRAPH_REMEDY
 from hardnet_export.errors import InputError, Remedy
 from hardnet_export.geometry import (
     OUT_OF_BOUNDS,
@@ -35,12 +38,6 @@ from hardnet_export.geometry import (
 from hardnet_export.runtime.base import KeypointDescriber
 from hardnet_export.validate import check_str
 
-#: How an image graph is made (its metadata then holds the settings an image describer needs).
-IMAGE_GRAPH_REMEDY = Remedy(
-    stage="onnx",
-    function="hardnet_export.export.image_graph.export_image_graph",
-    switches={"with_extraction": True},
-)
 #: The inputs every image graph (and engine built from one) has, by name.
 IMAGE_INPUTS = ("image", "keypoints")
 
