@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hardnet_export.artifacts.metadata import GRAPH_KINDS
+from hardnet_export.artifacts.metadata import GRAPH_KINDS, IMAGE_GRAPH_REMEDY
 from hardnet_export.errors import InputError, Remedy
 from hardnet_export.shipped import PATCH_SIZE
 from hardnet_export.validate import (
@@ -247,8 +247,8 @@ class EngineSidecar:
             if graph.magnification is None or not graph.pyramid_levels or not graph.min_image_side:
                 raise InputError(
                     f"{onnx_path} is an image graph without magnification, pyramid_levels and "
-                    "min_image_side metadata; re-export it with hardnet-export onnx "
-                    "--with-extraction"
+                    "min_image_side metadata; export it again: {remedy}",
+                    remedy=IMAGE_GRAPH_REMEDY,
                 )
             profile = image.to_profile()
         else:
@@ -414,10 +414,16 @@ class EngineSidecar:
         Raises:
             InputError: another format, a missing field or a field of the wrong type.
         """
+        onnx = data.get("onnx")
+        # The engine the sidecar belongs to (X.engine for X.engine.json), built again.
+        rebuild = rebuild_remedy(
+            source.removesuffix(".json"), onnx if isinstance(onnx, str) else None
+        )
         if data.get("format") != FORMAT:
             raise InputError(
                 f"{source} is not a {FORMAT} sidecar (format {data.get('format')!r}); rebuild "
-                "the engine with 'hardnet-export trt'"
+                "the engine: {remedy}",
+                remedy=rebuild,
             )
         known = {f.name: f for f in dataclasses.fields(cls) if f.name != "other"}
         required = [
@@ -427,7 +433,10 @@ class EngineSidecar:
         ]
         missing = [name for name in required if name not in data]
         if missing:
-            raise InputError(f"{source} lacks {', '.join(missing)}; rebuild the engine")
+            raise InputError(
+                f"{source} lacks {', '.join(missing)}; rebuild the engine: {{remedy}}",
+                remedy=rebuild,
+            )
         for name, kind in _FIELD_TYPES.items():
             value = data.get(name)
             if value is None:

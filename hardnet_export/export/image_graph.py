@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hardnet_export._io import check_writable
-from hardnet_export.artifacts.metadata import GraphMetadata
+from hardnet_export.artifacts.metadata import IMAGE_GRAPH_REMEDY, GraphMetadata
 from hardnet_export.artifacts.variants import VARIANTS, Variant, get_variant
-from hardnet_export.errors import InputError
+from hardnet_export.errors import InputError, Remedy
 from hardnet_export.export.common import (
     MIN_OPSET,
     OUTPUT_NAME,
@@ -398,8 +398,16 @@ def export_image_graph(
     if not chosen.image:
         allowed = " or ".join(v.name for v in VARIANTS if v.image)
         raise InputError(
-            f"an image graph (--with-extraction) is {allowed}, got the {chosen.name} "
-            "variant; export it as a patch graph (without --with-extraction)"
+            f"an image graph ({{image}}) is {allowed}, got the {chosen.name} variant; export it "
+            "as a patch graph ({patch})",
+            remedies={
+                "image": IMAGE_GRAPH_REMEDY,
+                "patch": Remedy(
+                    {"variant": chosen.name},
+                    stage="onnx",
+                    function="hardnet_export.export.onnx.export_onnx",
+                ),
+            },
         )
     check_opset(opset)
     scale = check_magnification(DEFAULT_MAGNIFICATION if magnification is None else magnification)

@@ -38,15 +38,23 @@ from hardnet_export._cuda import (
 )
 from hardnet_export._io import atomic_write_bytes, check_writable, sha256_file
 from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH
-from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
+from hardnet_export.artifacts.metadata import IMAGE_GRAPH_REMEDY, GraphMetadata, read_metadata
 from hardnet_export.artifacts.sidecar import EngineSidecar, ImageProfile, read_sidecar
 from hardnet_export.artifacts.variants import VARIANTS, variant_for
-from hardnet_export.errors import DeviceError, InputError, MissingDependencyError, MissingFileError
+from hardnet_export.errors import (
+    DeviceError,
+    InputError,
+    MissingDependencyError,
+    MissingFileError,
+    Placeholder,
+    Remedy,
+    parameters,
+)
 from hardnet_export.validate import check_int
 
 DEFAULT_MIN_BATCH, DEFAULT_OPT_BATCH = 1, 256
-#: An image engine's default profile: sizes as (width, height), the way --opt-image and
-#: --max-image write them (``640x480``); keypoint counts K.
+#: An image engine's default profile: sizes as (width, height), the way ``opt_image`` and
+#: ``max_image`` take them as text (``640x480``); keypoint counts K.
 DEFAULT_OPT_IMAGE = (640, 480)
 DEFAULT_MAX_IMAGE = (1920, 1920)
 DEFAULT_OPT_KEYPOINTS = 2000
@@ -191,7 +199,8 @@ def _plan_profile(
             raise InputError(
                 f"{onnx_path} is an image graph: DLA has no dynamic shapes, and an image "
                 "graph's image and keypoint axes change with every call; build it for the GPU "
-                "(without --dla-core)"
+                "(without {dla_core})",
+                remedies=parameters("dla_core"),
             )
         image = plan_image_profile(
             graph,
@@ -203,10 +212,11 @@ def _plan_profile(
         return None, image
     given = [name for name, value in options.image_options().items() if value is not None]
     if given:
-        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        names = ", ".join("{" + name + "}" for name in given)
         raise InputError(
-            f"{flags} set the profile of an image graph's engine; {onnx_path} is a patch "
-            "graph, whose profile is --min-batch, --opt-batch and --max-batch"
+            f"{names} set the profile of an image graph's engine; {onnx_path} is a patch "
+            "graph, whose profile is {min_batch}, {opt_batch} and {max_batch}",
+            remedies=parameters(*given, "min_batch", "opt_batch", "max_batch"),
         )
     _check_profile(*options.batch)
     return options.batch, None
@@ -217,11 +227,11 @@ def _check_options(
 ) -> None:
     """Everything about the build that can be checked before TensorRT is touched: numbers,
     the output paths, and whether TensorRT (or DLA) builds this graph's variant."""
-    check_int("workspace_mib", options.workspace_mib, low=1, high=1 << 24)
+    check_int("workspace_mib", options.workspace_mib, low=1, high=1 << 24, parameter=True)
     if options.dla_core is not None:
-        check_int("dla_core", options.dla_core, low=0, high=15)
+        check_int("dla_core", options.dla_core, low=0, high=15, parameter=True)
         check_dla_profile(*options.batch)
-    check_int("device", device, low=0, high=1023)
+    check_int("device", device, low=0, high=1023, parameter=True)
     if out.is_dir():
         raise IsADirectoryError(f"cannot write {out}: it is a folder")
     check_writable(out)
@@ -236,9 +246,18 @@ def _check_options(
             f"{', '.join(v.name for v in VARIANTS if v.tensorrt)}"
         )
     if options.dla_core is not None and not (variant is not None and variant.dla):
+        dla = [v.name for v in VARIANTS if v.dla]
         raise InputError(
-            f"DLA runs {', '.join(v.name for v in VARIANTS if v.dla)} graphs only; {onnx_path} "
-            f"is {graph.precision}: export it with --precision fp16 or int8"
+            f"DLA runs {', '.join(dla)} graphs only; {onnx_path} is {graph.precision}: "
+            "export it again, " + " or ".join("{" + name + "}" for name in dla),
+            remedies={
+                name: Remedy(
+                    {"variant": name},
+                    stage="onnx",
+                    function="hardnet_export.export.onnx.export_onnx",
+                )
+                for name in dla
+            },
         )
 
 
@@ -299,7 +318,7 @@ def _check_profile(min_batch: int, opt_batch: int, max_batch: int) -> None:
         ("opt_batch", opt_batch),
         ("max_batch", max_batch),
     ):
-        check_int(name, value, low=1, high=MAX_PROFILE_BATCH)
+        check_int(name, value, low=1, high=MAX_PROFILE_BATCH, parameter=True)
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise InputError(
             "the batch profile needs 1 <= min <= opt <= max, got "
@@ -311,33 +330,42 @@ def _check_no_batch_options(onnx_path: Path, low: int, opt: int, high: int) -> N
     if (low, opt, high) != (DEFAULT_MIN_BATCH, DEFAULT_OPT_BATCH, DEFAULT_MAX_BATCH):
         raise InputError(
             f"{onnx_path} is an image graph, whose engine has no batch profile (got "
-            f"min={low}, opt={opt}, max={high}); its profile is --opt-image, --max-image, "
-            "--opt-keypoints and --max-keypoints"
+            f"min={low}, opt={opt}, max={high}); its profile is {{opt_image}}, {{max_image}}, "
+            "{opt_keypoints} and {max_keypoints}",
+            remedies=parameters("opt_image", "max_image", "opt_keypoints", "max_keypoints"),
         )
 
 
-def parse_image_size(value: ImageSize, name: str = "image size") -> tuple[int, int]:
+def parse_image_size(
+    value: ImageSize, name: str = "image size", *, parameter: bool = False
+) -> tuple[int, int]:
     """``"640x480"`` (WIDTHxHEIGHT, as the CLI writes it) or (640, 480) -> (480, 640), the
-    (height, width) order of the image tensor.
+    (height, width) order of the image tensor. ``parameter``: ``name`` is a parameter of
+    the caller (``max_image``), which the CLI names as its flag.
 
     Raises:
         InputError: not two positive integers, or a side beyond :data:`MAX_PROFILE_SIDE`.
     """
+    named = {"remedies": parameters(name)} if parameter else {}
+    what = "{" + name + "}" if parameter else name
     if isinstance(value, str):
         parts = value.lower().replace(" ", "").split("x")
         if len(parts) != 2 or not all(p.isdigit() for p in parts):
-            raise InputError(f"{name} must look like 640x480 (WIDTHxHEIGHT), got {value!r}")
+            raise InputError(
+                f"{what} must look like 640x480 (WIDTHxHEIGHT), got {value!r}", **named
+            )
         width, height = (int(p) for p in parts)
     elif isinstance(value, tuple) and len(value) == 2 and all(type(v) is int for v in value):
         width, height = value
     else:
         raise InputError(
-            f"{name} must be 'WIDTHxHEIGHT' or (width, height) integers, got {value!r}"
+            f"{what} must be 'WIDTHxHEIGHT' or (width, height) integers, got {value!r}", **named
         )
-    for side, what in ((width, "width"), (height, "height")):
+    for side, axis in ((width, "width"), (height, "height")):
         if not 1 <= side <= MAX_PROFILE_SIDE:
             raise InputError(
-                f"{name} {width}x{height}: the {what} must be in 1..{MAX_PROFILE_SIDE}, got {side}"
+                f"{what} {width}x{height}: the {axis} must be in 1..{MAX_PROFILE_SIDE}, got {side}",
+                **named,
             )
     return height, width
 
@@ -363,42 +391,49 @@ def plan_image_profile(
     side = graph.min_image_side
     if graph.kind != "image" or not side:
         raise InputError(
-            "an image profile needs an image graph with min_image_side metadata (hardnet-export "
-            f"onnx --with-extraction), got a {graph.kind} graph"
+            "an image profile needs an image graph with min_image_side metadata ({remedy}), "
+            f"got a {graph.kind} graph",
+            remedy=IMAGE_GRAPH_REMEDY,
         )
     largest = parse_image_size(
-        max_image if max_image is not None else DEFAULT_MAX_IMAGE, "--max-image"
+        max_image if max_image is not None else DEFAULT_MAX_IMAGE, "max_image", parameter=True
     )
     if opt_image is not None:
-        tuned = parse_image_size(opt_image, "--opt-image")
+        tuned = parse_image_size(opt_image, "opt_image", parameter=True)
     else:
-        default = parse_image_size(DEFAULT_OPT_IMAGE, "--opt-image")
+        default = parse_image_size(DEFAULT_OPT_IMAGE, "opt_image", parameter=True)
         tuned = (min(default[0], largest[0]), min(default[1], largest[1]))
-    for shape, flag in ((largest, "--max-image"), (tuned, "--opt-image")):
+    for shape, name in ((largest, "max_image"), (tuned, "opt_image")):
         if min(shape) < side:
             raise InputError(
-                f"{flag} {shape[1]}x{shape[0]} has a side below {side}, the smallest this image "
-                f"graph takes (its min_image_side)"
+                f"{{{name}}} {shape[1]}x{shape[0]} has a side below {side}, the smallest this "
+                "image graph takes (its min_image_side)",
+                remedies=parameters(name),
             )
     if tuned[0] > largest[0] or tuned[1] > largest[1]:
         raise InputError(
-            f"--opt-image {tuned[1]}x{tuned[0]} is larger than --max-image "
-            f"{largest[1]}x{largest[0]} in a side; the profile needs opt <= max"
+            f"{{opt_image}} {tuned[1]}x{tuned[0]} is larger than {{max_image}} "
+            f"{largest[1]}x{largest[0]} in a side; the profile needs opt <= max",
+            remedies=parameters("opt_image", "max_image"),
         )
     high = check_int(
-        "--max-keypoints",
+        "max_keypoints",
         max_keypoints if max_keypoints is not None else DEFAULT_MAX_KEYPOINTS,
         low=1,
         high=MAX_PROFILE_BATCH,
+        parameter=True,
     )
     if opt_keypoints is None:
         opt = min(DEFAULT_OPT_KEYPOINTS, high)
     else:
-        opt = check_int("--opt-keypoints", opt_keypoints, low=1, high=MAX_PROFILE_BATCH)
+        opt = check_int(
+            "opt_keypoints", opt_keypoints, low=1, high=MAX_PROFILE_BATCH, parameter=True
+        )
     if opt > high:
         raise InputError(
-            f"--opt-keypoints {opt} is above --max-keypoints {high}; the profile needs "
-            "1 <= opt <= max"
+            f"{{opt_keypoints}} {opt} is above {{max_keypoints}} {high}; the profile needs "
+            "1 <= opt <= max",
+            remedies=parameters("opt_keypoints", "max_keypoints"),
         )
     return ImageProfile((side, side), tuned, largest, 1, opt, high)
 
@@ -412,15 +447,18 @@ def check_dla_profile(min_batch: int, opt_batch: int, max_batch: int) -> None:
     (checked at build time, where the builder exists).
 
     Raises:
-        InputError: a dynamic profile, naming the fixed-profile flags.
+        InputError: a dynamic profile, naming the fixed profile to build with.
     """
     if not min_batch == opt_batch == max_batch:
         raise InputError(
             "DLA engines need a fixed batch profile (min = opt = max), got "
-            f"min={min_batch}, opt={opt_batch}, max={max_batch}; build with "
-            "--min-batch B --opt-batch B --max-batch B (min_batch=opt_batch=max_batch=B)"
+            f"min={min_batch}, opt={opt_batch}, max={max_batch}; build with {{remedy}}",
+            remedy=FIXED_BATCH,
         )
 
+
+#: A fixed batch profile, B of the user's choosing: what DLA engines are built with.
+FIXED_BATCH = Remedy(dict.fromkeys(("min_batch", "opt_batch", "max_batch"), Placeholder("B")))
 
 #: Where TensorRT runs on DLA, from TensorRT 11.4.1's "Working with DLA" page.
 DLA_SUPPORT = (
@@ -528,8 +566,8 @@ def _configure_device(tensorrt: Any, builder: Any, config: Any, sidecar: EngineS
         if batch > dla_max:
             raise InputError(
                 f"DLA runs batches of at most {dla_max} (builder.max_DLA_batch_size), the "
-                f"profile asks for {batch}; build with --min-batch B --opt-batch B "
-                f"--max-batch B, B <= {dla_max}"
+                f"profile asks for {batch}; build with {{remedy}}, B <= {dla_max}",
+                remedy=FIXED_BATCH,
             )
         config.default_device_type = tensorrt.DeviceType.DLA
         config.DLA_core = dla_core

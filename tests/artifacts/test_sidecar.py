@@ -122,6 +122,16 @@ def test_reader_refuses_what_no_writer_produces(fp16_onnx: Path, tmp_path: Path)
         sidecar_path(engine).write_text(json.dumps(bad))
         with pytest.raises((InputError, TypeError), match=message):
             read_sidecar(engine)
+    # A sidecar of another format or without a field: rebuild the engine it belongs to.
+    sidecar_path(engine).write_text(json.dumps({**good, "format": "other/1"}))
+    with pytest.raises(InputError) as info:
+        read_sidecar(engine)
+    assert str(info.value).endswith(
+        f"rebuild the engine: build_engine({str(fp16_onnx)!r}, out={str(engine)!r}, rebuild=True)"
+    )
+    assert info.value.render(flag).endswith(
+        f"rebuild the engine: hardnet-export trt {fp16_onnx} -o {engine} --rebuild"
+    )
     sidecar_path(engine).write_text("[" * 1000 + "]" * 1000)
     with pytest.raises(InputError, match="nests deeper"):
         read_sidecar(engine)

@@ -95,6 +95,22 @@ def test_small_image_and_int8_refused(image_graph: Path, tmp_path: Path) -> None
         export_image_graph(None, tmp_path / "m.onnx", variant="int8-cpu")
 
 
+def test_a_variant_without_an_image_graph_names_both_exports(tmp_path: Path) -> None:
+    from hardnet_export.cli import flag
+
+    with pytest.raises(InputError) as info:
+        export_image_graph(None, tmp_path / "m.onnx", variant="int8-cpu")
+    assert str(info.value) == (
+        "an image graph (export_image_graph()) is fp32 or fp16, got the int8-cpu variant; "
+        "export it as a patch graph (export_onnx(variant='int8-cpu'))"
+    )
+    assert info.value.render(flag) == (
+        "an image graph (hardnet-export onnx --with-extraction) is fp32 or fp16, got the "
+        "int8-cpu variant; export it as a patch graph (hardnet-export onnx --precision int8 "
+        "--int8-target cpu)"
+    )
+
+
 @pytest.mark.parametrize("shape", [(129, 131), (200, 333)])
 def test_atlas_tiles_are_opencvs_pyramid_and_blurs(shape: tuple[int, int]) -> None:
     """Every (level, blur) tile of the atlas is OpenCV's pyrDown chain and GaussianBlur of

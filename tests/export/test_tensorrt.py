@@ -75,7 +75,10 @@ def test_dla_with_a_dynamic_profile_is_refused_before_any_probe(
     monkeypatch.setattr(exporter, "require_tensorrt", no_probe)
     with pytest.raises(ValueError, match="DLA engines need a fixed batch profile") as info:
         build_engine(fp16_onnx, tmp_path / "m.engine", dla_core=0, **profile)
-    assert "--min-batch B --opt-batch B --max-batch B" in str(info.value)
+    assert "build with min_batch=B, opt_batch=B, max_batch=B" in str(info.value)
+    from hardnet_export.cli import flag
+
+    assert "build with --min-batch B --opt-batch B --max-batch B" in info.value.render(flag)
     assert not (tmp_path / "m.engine").exists()
 
 
@@ -249,28 +252,34 @@ def test_image_profile_planning() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"max_image": "640*480"}, r"--max-image must look like 640x480 \(WIDTHxHEIGHT\)"),
-        ({"opt_image": "0x480"}, "--opt-image 0x480: the width must be in 1..32768"),
+        ({"max_image": "640*480"}, r"^max_image must look like 640x480 \(WIDTHxHEIGHT\)"),
+        ({"opt_image": "0x480"}, "^opt_image 0x480: the width must be in 1..32768"),
         ({"max_image": "100000x100"}, "width must be in 1..32768"),
-        ({"max_image": "640x4"}, "--max-image 640x4 has a side below 5"),
-        ({"opt_image": "2000x100", "max_image": "1000x1000"}, "larger than --max-image 1000x1000"),
-        ({"opt_keypoints": 9000}, "--opt-keypoints 9000 is above --max-keypoints 8000"),
-        ({"max_keypoints": 0}, "--max-keypoints must be >= 1"),
+        ({"max_image": "640x4"}, "^max_image 640x4 has a side below 5"),
+        ({"opt_image": "2000x100", "max_image": "1000x1000"}, "larger than max_image 1000x1000"),
+        ({"opt_keypoints": 9000}, "^opt_keypoints 9000 is above max_keypoints 8000"),
+        ({"max_keypoints": 0}, "^max_keypoints must be >= 1"),
         ({"opt_image": [640, 480]}, "must be 'WIDTHxHEIGHT' or"),
     ],
 )
 def test_bad_image_profiles_are_one_sentence(options: dict, message: str) -> None:
+    from hardnet_export.cli import flag
     from hardnet_export.export.tensorrt import plan_image_profile
 
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as info:
         plan_image_profile(_image_meta(), **options)
+    # The command line names the same parameters as its flags.
+    pythonic = message.lstrip("^").replace(r"\(", "(").replace(r"\)", ")")
+    for name in ("opt_image", "max_image", "opt_keypoints", "max_keypoints"):
+        pythonic = pythonic.replace(name, "--" + name.replace("_", "-"))
+    assert pythonic in info.value.render(flag)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"max_image": "4x4"}, "has a side below 5"),
-        ({"max_batch": 64}, r"image graph, whose engine has no batch profile.*--opt-image"),
+        ({"max_batch": 64}, r"image graph, whose engine has no batch profile.*is opt_image, "),
         ({"dla_core": 0}, "DLA has no dynamic shapes"),
     ],
 )
@@ -288,10 +297,15 @@ def test_image_graph_options_fail_before_tensorrt(
 
 
 def test_image_options_on_a_patch_graph_are_refused(fp32_onnx: Path, tmp_path: Path) -> None:
+    from hardnet_export.cli import flag
+
     with pytest.raises(
-        ValueError, match=r"--max-image, --max-keypoints set the profile of an image"
-    ):
+        ValueError, match=r"^max_image, max_keypoints set the profile of an image"
+    ) as info:
         build_engine(fp32_onnx, tmp_path / "m.engine", max_image="640x480", max_keypoints=10)
+    assert str(info.value).endswith("whose profile is min_batch, opt_batch and max_batch")
+    assert info.value.render(flag).startswith("--max-image, --max-keypoints set the profile")
+    assert info.value.render(flag).endswith("profile is --min-batch, --opt-batch and --max-batch")
 
 
 def test_a_good_image_profile_reaches_the_probe_and_plans_the_sidecar(
