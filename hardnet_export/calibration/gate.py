@@ -31,7 +31,7 @@ from hardnet_export.artifacts.quantisation import (
     SEMANTICS_HOST,
     GateResult,
 )
-from hardnet_export.errors import InputError
+from hardnet_export.errors import InputError, Remedy, parameters
 from hardnet_export.evaluation.metrics import compare_descriptors
 from hardnet_export.evaluation.pairs import pair_metrics
 
@@ -72,6 +72,16 @@ def worst_cosine(reference: np.ndarray, candidate: np.ndarray, patches: np.ndarr
     ref, cand = np.asarray(reference, np.float64)[keep], np.asarray(candidate, np.float64)[keep]
     norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
     return float(((ref * cand).sum(axis=1) / np.maximum(norms, 1e-12)).min())
+
+
+#: The ways past a refusal, as :class:`~hardnet_export.export.int8.Int8Options` fields.
+GATE_REMEDIES = {
+    "keep_float": Remedy({"keep_float": ("conv0", "conv1")}),
+    "float_budget": Remedy({"float_budget": 0.5}),
+    "sensitivity": Remedy({"sensitivity": True}),
+    **parameters("max_fpr95_loss", "max_nn_accuracy_loss", "min_cosine"),
+    "force": Remedy({"force": True}),
+}
 
 
 class Int8GateError(InputError):
@@ -146,9 +156,10 @@ def evaluate_gate(
     if not passed and not force:
         raise Int8GateError(
             f"{label} refused by the accuracy gate: {'; '.join(result.failures())}. "
-            f"{result.summary()}. Keep more layers float (--keep-float conv0,conv1 or "
-            "--float-budget 0.5; see --sensitivity), try another calibration method or a "
-            "larger calibration set, relax the limits (--max-fpr95-loss, --max-nn-loss, "
-            "--min-cosine), or write it anyway with --force."
+            f"{result.summary()}. Keep more layers float ({{keep_float}} or {{float_budget}}; "
+            "see {sensitivity}), try another calibration method or a larger calibration set, "
+            "relax the limits ({max_fpr95_loss}, {max_nn_accuracy_loss}, {min_cosine}), or "
+            "write it anyway with {force}.",
+            remedies=GATE_REMEDIES,
         )
     return result

@@ -35,8 +35,21 @@ def test_broken_candidate_is_refused_unless_forced() -> None:
     def broken(batch: np.ndarray) -> np.ndarray:
         return _describe(batch[::-1].copy())[::-1] * 0 + 1 / np.sqrt(1024)
 
-    with pytest.raises(Int8GateError, match="refused by the accuracy gate"):
+    with pytest.raises(Int8GateError, match="refused by the accuracy gate") as info:
         evaluate_gate(_describe, broken, _pairs(), max_fpr95_loss=1.0)
+    # The advice names Int8Options' fields in Python, the onnx command's flags on its line.
+    assert (
+        "Keep more layers float (keep_float=('conv0', 'conv1') or float_budget=0.5; see "
+        "sensitivity=True)" in str(info.value)
+    )
+    assert "(max_fpr95_loss, max_nn_accuracy_loss, min_cosine)" in str(info.value)
+    assert str(info.value).endswith("write it anyway with force=True.")
+    from hardnet_export.cli import flag
+
+    cli = info.value.render(flag)
+    assert "(--keep-float conv0,conv1 or --float-budget 0.5; see --sensitivity)" in cli
+    assert "(--max-fpr95-loss, --max-nn-loss, --min-cosine)" in cli
+    assert cli.endswith("write it anyway with --force.")
     result = evaluate_gate(_describe, broken, _pairs(), force=True)
     assert not result.passed and result.forced
     # Collapsed descriptors tie everywhere: NN accuracy, not FPR95, shows the damage.
