@@ -30,9 +30,11 @@ from hardnet_export._io import atomic_write_text, check_folder, sha256_file
 from hardnet_export._progress import progress_bar
 from hardnet_export.artifacts.models import registered_name, resolve_model
 from hardnet_export.errors import (
+    HardnetError,
     InputError,
     MissingDependencyError,
     MissingFileError,
+    Remedy,
     StateError,
     TrainingInterrupted,
 )
@@ -59,6 +61,10 @@ from hardnet_export.train.run_folder import (
     remove_stale_temporaries,
 )
 from hardnet_export.train.sources import PairSource, build_source, flip_transpose
+
+
+class TrainingDivergedError(HardnetError, RuntimeError):
+    """The loss became NaN or infinite; the message says at which step, and to lower ``lr``."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -288,7 +294,10 @@ def _load_resume(
         raise InputError(f"cannot resume {path}: it holds no optimizer state")
     step = int(ckpt.extra["step"])
     if step > config.steps:
-        raise InputError(f"cannot resume {path} at step {step} with --steps {config.steps}")
+        raise InputError(
+            f"cannot resume {path} at step {step} with {{remedy}}",
+            remedy=Remedy({"steps": config.steps}),
+        )
     model.load_state_dict(ckpt.state_dict)
     optimizer.load_state_dict(ckpt.extra["optimizer"])
     anchor = (int(ckpt.extra.get("lr_anchor_step", 0)), float(ckpt.extra.get("lr_anchor", 0.0)))
@@ -314,6 +323,7 @@ def train(config: TrainConfig) -> Path:
     Raises:
         TrainingInterrupted: on SIGINT or SIGTERM; see there for what was written.
         MissingDependencyError: a package the data needs is not installed (checked first).
+        TrainingDivergedError: the loss became NaN or infinite (a RuntimeError).
     """
     require("training", *config.packages())
     device = resolve_device(config.device)
@@ -398,15 +408,19 @@ def _prepare(config: TrainConfig, device: torch.device, dist: DistInfo, ckpt_pat
     width = 1.0 if config.width is None else config.width
     if config.resume:
         # The run's own network: the width its checkpoint holds (the recipe check on
-        # loading refuses a different --width).
+        # loading refuses a different width).
         width = float(read_checkpoint(ckpt_path).meta.get("width", width))
     elif config.init:
         # The same strict loading as inference: any HardNet checkpoint format, or a name.
         init_model = load_model(config.init)
         if config.width is not None and init_model.width != config.width:
             raise InputError(
-                f"--init {config.init} is a width {init_model.width:g} network, but width "
-                f"{config.width:g} was asked for: pass --width {init_model.width:g} or drop it"
+                f"{{init}} is a width {init_model.width:g} network, but width "
+                f"{config.width:g} was asked for: pass {{width}} or drop it",
+                remedies={
+                    "init": Remedy({"init": config.init}),
+                    "width": Remedy({"width": init_model.width}),
+                },
             )
         width = init_model.width
         init_state = init_model.state_dict()
@@ -512,11 +526,14 @@ class _State:
         """The mean loss (and distillation term) since the last log row; starts the next.
 
         Raises:
-            RuntimeError: the loss is NaN or infinite (the run diverged).
+            TrainingDivergedError: the loss is NaN or infinite (the run diverged).
         """
         loss = float(self.loss_sum) / self.loss_count
         if not math.isfinite(loss):
-            raise RuntimeError(f"training diverged at step {self.step} (loss {loss}); lower --lr")
+            raise TrainingDivergedError(
+                f"training diverged at step {self.step} (loss {loss}); lower {{remedy}}",
+                remedy=Remedy({"lr": ...}),
+            )
         distill_mean = float(self.distill_sum) / self.loss_count if distill else None
         self.loss_sum.zero_()
         self.distill_sum.zero_()

@@ -141,8 +141,14 @@ def test_width_follows_init_and_must_agree(tmp_path: Path) -> None:
     half = save_checkpoint(tmp_path / "half.pth", HardNet(width=0.5).eval())
     tuned = train(_config(tmp_path / "t", steps=1, width=None, teacher=None, init=str(half)))
     assert read_checkpoint(tuned).meta["width"] == 0.5
-    with pytest.raises(ValueError, match=r"width 0.5 network, but width 1 was asked for"):
+    with pytest.raises(ValueError, match=r"width 0.5 network, but width 1 was asked for") as info:
         train(_config(tmp_path / "u", steps=1, width=1.0, teacher=None, init=str(half)))
+    assert str(info.value).startswith(f"init={str(half)!r} is a width 0.5 network")
+    assert str(info.value).endswith("pass width=0.5 or drop it")
+    from hardnet_export.cli import flag
+
+    assert info.value.render(flag).startswith(f"--init {half} is a width 0.5 network")
+    assert info.value.render(flag).endswith("pass --width 0.5 or drop it")
     assert not (tmp_path / "u").exists()
     # A registered name is an --init too, and its lineage is recorded.
     named = train(_config(tmp_path / "v", steps=1, width=None, teacher=None, init="hardnet"))

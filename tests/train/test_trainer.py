@@ -10,6 +10,7 @@ import pytest
 import torch
 from fixture_files import structured_patches
 
+from hardnet_export.cli import flag
 from hardnet_export.model import read_checkpoint
 from hardnet_export.train.config import TrainConfig
 from hardnet_export.train.trainer import train
@@ -67,6 +68,10 @@ def test_resume_refuses_a_changed_recipe(phototour_root: Path, tmp_path: Path) -
         train(_config(phototour_root, tmp_path))
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(_config(phototour_root, tmp_path / "empty", resume=True))
+    # Shorter than the run already is: the library names steps, the command line --steps.
+    with pytest.raises(ValueError, match=r"at step 2 with steps=1$") as info:
+        train(_config(phototour_root, tmp_path, resume=True, steps=1))
+    assert info.value.render(flag).endswith("at step 2 with --steps 1")
 
 
 def test_resume_compares_the_networks_width(phototour_root: Path, tmp_path: Path) -> None:
@@ -125,6 +130,25 @@ def test_bad_configs_say_what_is_wrong(tmp_path: Path) -> None:
         train(TrainConfig(data=[f"phototour:{tmp_path}/no/liberty"], out=str(tmp_path)))
     with pytest.raises(ValueError, match="batch_reduce"):
         TrainConfig(batch_reduce="max")
+
+
+def test_a_diverged_loss_names_the_learning_rate() -> None:
+    from hardnet_export.train.trainer import TrainingDivergedError, _State
+
+    state = _State(
+        model=None,  # type: ignore[arg-type]
+        optimizer=None,  # type: ignore[arg-type]
+        anchor=(0, 0.0),
+        step=7,
+        saved=None,
+        loss_sum=torch.tensor(float("nan")),
+        distill_sum=torch.tensor(0.0),
+        loss_count=1,
+    )
+    with pytest.raises(RuntimeError, match=r"diverged at step 7 \(loss nan\); lower lr$") as info:
+        state.take_means(distill=False)
+    assert isinstance(info.value, TrainingDivergedError)
+    assert info.value.render(flag).endswith("; lower --lr")
 
 
 def test_resume_with_new_length_decays_from_the_current_rate(
