@@ -21,7 +21,14 @@ import numpy as np
 from hardnet_export import __version__
 from hardnet_export._io import atomic_write_text, check_folder, make_folder
 from hardnet_export.artifacts.variants import VARIANTS
-from hardnet_export.errors import HardnetError, InputError, MissingDependencyError, MissingFileError
+from hardnet_export.errors import (
+    HardnetError,
+    InputError,
+    MissingDependencyError,
+    MissingFileError,
+    Placeholder,
+    Remedy,
+)
 from hardnet_export.host import BUILTIN_PHOTO_PACKAGES, require
 from hardnet_export.shipped import SHIPPED_WEIGHTS, require_shipped
 from hardnet_export.validate import check_float, check_int
@@ -205,7 +212,11 @@ def _model(config: DemoConfig, out: Path) -> Path:
         load_model(path)
         return path
     if config.train_steps == 0:
-        return require_shipped(SHIPPED_WEIGHTS, "run the demo with --train-steps N to train one")
+        return require_shipped(
+            SHIPPED_WEIGHTS,
+            "run the demo with {train_steps} to train one",
+            {"train_steps": Remedy({"train_steps": Placeholder("N")})},
+        )
     from hardnet_export.train.config import TrainConfig
     from hardnet_export.train.trainer import train
 

@@ -14,9 +14,10 @@ one value.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-from hardnet_export.errors import MissingFileError
+from hardnet_export.errors import MissingFileError, Remedy
 
 #: Side of the square grayscale patch every model takes, in pixels.
 PATCH_SIZE = 32
@@ -33,14 +34,19 @@ SHIPPED_WEIGHTS = WEIGHTS_DIR / f"{DEFAULT_STEM}.pth"
 SHIPPED_ONNX = WEIGHTS_DIR / f"{DEFAULT_STEM}.fp32.onnx"
 
 
-def require_shipped(path: Path, remedy: str = "") -> Path:
+def require_shipped(
+    path: Path, remedy: str = "", remedies: Mapping[str, Remedy] | None = None
+) -> Path:
     """``path`` (one of the default model's files) if this installation has it.
 
     Raises:
         MissingFileError: "no shipped model in this installation", naming ``path``, then
-            ``remedy`` (what to pass instead) when given.
+            ``remedy`` (what to pass instead) when given, which may hold the placeholders of
+            ``remedies`` (:class:`~hardnet_export.errors.HardnetError`).
     """
     if not path.is_file():
         hint = f"; {remedy}" if remedy else ""
-        raise MissingFileError(f"no shipped model in this installation ({path} is missing){hint}")
+        raise MissingFileError(
+            f"no shipped model in this installation ({path} is missing){hint}", remedies=remedies
+        )
     return path

@@ -124,3 +124,14 @@ def test_a_bad_model_fails_the_model_stage_in_one_line_and_leaves_nothing(tmp_pa
         with pytest.raises((OSError, ValueError), match=message):
             run_demo(config)
         assert not (tmp_path / "out").exists()
+
+
+def test_without_the_shipped_model_the_demo_says_to_train_one(tmp_path, monkeypatch) -> None:
+    import hardnet_export.demo as demo
+    from hardnet_export.cli import flag
+
+    monkeypatch.setattr(demo, "SHIPPED_WEIGHTS", tmp_path / "absent.pth")
+    with pytest.raises(FileNotFoundError) as info:
+        demo._model(DemoConfig(), tmp_path)
+    assert str(info.value).endswith("; run the demo with train_steps=N to train one")
+    assert info.value.render(flag).endswith("; run the demo with --train-steps N to train one")
