@@ -361,3 +361,33 @@ def test_cli_bad_image_profile_is_one_sentence(image_stub: Path, tmp_path: Path)
     result = run_cli("trt", str(image_stub), "-o", str(tmp_path / "m.engine"), "--max-image", "4x4")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "--max-image 4x4 has a side below 5" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--max-keypoints", "100"],
+            "error: --max-keypoints set the profile of an image graph's engine; ",
+        ),
+        (["--max-keypoints", "100"], "whose profile is --min-batch, --opt-batch and --max-batch"),
+        (["--dla-core", "0"], "build with --min-batch B --opt-batch B --max-batch B\n"),
+        (
+            ["--dla-core", "0", "--min-batch", "8", "--opt-batch", "8", "--max-batch", "8"],
+            "export it again, hardnet-export onnx --precision fp16 or hardnet-export onnx "
+            "--precision int8\n",
+        ),
+        (["--opt-batch", "0"], "error: --opt-batch must be >= 1, got 0\n"),
+    ],
+)
+def test_the_trt_command_names_its_flags(
+    fp32_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list, message: str
+) -> None:
+    # The library's errors name build_engine's parameters; the command renders its flags.
+    from fixture_files import run_main
+
+    code, _, err = run_main(
+        ["trt", str(fp32_onnx), "-o", str(tmp_path / "m.engine"), *options], capsys
+    )
+    assert code == 1 and message in err, err
+    assert "_batch" not in err and "_keypoints" not in err
