@@ -1140,7 +1140,7 @@ def flag(parameter: str, value: Any) -> str:
     name = "--" + parameter.replace("_", "-")
     if parameter == "variant" and isinstance(value, str):
         chosen = get_variant(value)
-        if chosen.flavour in (None, flavours(chosen.precision)[0]):  # the default flavour
+        if chosen.flavour is None or chosen.flavour == flavours(chosen.precision)[0]:
             return f"--precision {chosen.precision}"
         return f"--precision {chosen.precision} --int8-target {chosen.flavour}"
     if value is ...:  # the parameter itself ("choose another --out"): its long name
