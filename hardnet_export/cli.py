@@ -154,19 +154,27 @@ def options_from(
     names: dict[str, tuple[str, ...]] | None = None,
     parsers: dict[str, Callable[[str], Any]] | None = None,
     types: dict[str, Any] | None = None,
+    *,
+    flags: dict[str, str] | None = None,
+    exclude: frozenset[str] = frozenset(),
+    prefix: str = "",
+    helps: dict[str, str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command one option per field of ``config``: its type, default and help from the
     dataclass (``names``: extra option names per field, e.g. ``{"out": ("-o",)}``; ``types``:
     the option's type where the field's is not one the CLI parses, e.g. a union). A tuple
     field is one comma-separated option, read by ``parsers[field]`` (default: each item as
-    the tuple's item type). The command's own parameters come first; it receives the fields
-    as keyword arguments: the one mechanism behind every command whose options are a
-    config's fields."""
+    the tuple's item type). ``flags``: a field's flag where it is not ``--field-name``;
+    ``exclude``: fields the command does not offer; ``prefix``: before every help text;
+    ``helps``: a field's help where the command line says it better than the docstring. The
+    command's own parameters come first; it receives the fields as keyword arguments: the one
+    mechanism behind every command whose options are a config's fields."""
     names = names or {}
     parsers = dict(parsers or {})
     types = types or {}
-    hints = typing.get_type_hints(config)
-    helps = documented(config)
+    flags = flags or {}
+    hints = _field_hints(config, exclude | set(types))
+    helps = {**documented(config), **(helps or {})}
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         own_hints = typing.get_type_hints(command)
@@ -178,15 +186,18 @@ def options_from(
         parameters = list(own)
         annotations: dict[str, Any] = {p.name: p.annotation for p in own}
         for item in dataclasses.fields(config):
-            hint, value = types.get(item.name, hints[item.name]), default(config, item.name)
-            flag = "--" + item.name.replace("_", "-")
+            if item.name in exclude:
+                continue
+            hint = types[item.name] if item.name in types else hints[item.name]
+            value = default(config, item.name)
+            flag = flags.get(item.name, "--" + item.name.replace("_", "-"))
             declared = [flag, *names.get(item.name, ())]
             if hint is bool:
                 declared = [f"{flag}/--no-{flag[2:]}"] + list(names.get(item.name, ()))
             if typing.get_origin(hint) is tuple:
                 parsers.setdefault(item.name, _items_of(typing.get_args(hint)[0], flag))
                 hint, value = str, ",".join(map(str, value))
-            option = typer.Option(value, *declared, help=helps.get(item.name, ""))
+            option = typer.Option(value, *declared, help=prefix + helps.get(item.name, ""))
             parameters.append(
                 inspect.Parameter(
                     item.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hint
@@ -206,6 +217,19 @@ def options_from(
         return parsed
 
     return decorate
+
+
+def _field_hints(config: type[Any], skip: set[str] | frozenset[str]) -> dict[str, Any]:
+    """The fields' types, resolved one by one: a field the command skips (or retypes) may name
+    a type its module imports only for type checkers."""
+    namespace = vars(sys.modules[config.__module__])
+    hints: dict[str, Any] = {}
+    for item in dataclasses.fields(config):
+        if item.name in skip:
+            continue
+        hint = item.type
+        hints[item.name] = eval(hint, namespace) if isinstance(hint, str) else hint  # noqa: S307
+    return hints
 
 
 def _items_of(kind: type, flag: str) -> Callable[[str], tuple[Any, ...]]:
@@ -377,10 +401,41 @@ def evaluate(
         typer.echo(f"wrote {write_json(tables, json_out)}")
 
 
-_INT8_HELP = documented(Int8Options)
+def _keep_float(text: str) -> tuple[str, ...]:
+    """``--keep-float conv0,conv1``; ``none`` for every conv in int8."""
+    names = (name.strip() for name in text.split(","))
+    return tuple(name for name in names if name and name.lower() != "none")
 
 
 @app.command()
+@options_from(
+    Int8Options,
+    flags={
+        "seed": "--calibration-seed",
+        "method": "--calibration-method",
+        "max_nn_accuracy_loss": "--max-nn-loss",
+        "gate_size": "--gate-pairs",
+    },
+    types={"calibration": str, "keep_float": str | None},
+    parsers={"keep_float": _keep_float},
+    exclude=frozenset({"gate_pairs", "progress"}),
+    prefix="int8: ",
+    helps={
+        "calibration": "builtin, PATCHES.npy, phototour:ROOT/NAME, hpatches:ROOT or a folder.",
+        "method": f"{one_of(METHODS)}.",
+        "keep_float": f"comma-separated layers ({LAYER_NAMES[0]}..{LAYER_NAMES[-1]}) kept "
+        "float (FP16 for tensorrt, FP32 for cpu); 'none' quantises every conv. Default "
+        "(measured): "
+        + "; ".join(f"{','.join(v)} for {k}" for k, v in DEFAULT_FLOAT_LAYERS.items())
+        + ".",
+        "float_budget": "instead of --keep-float, keep the most sensitive layers float "
+        "within this share (0..1) of the multiply-adds.",
+        "sensitivity": "rank each layer quantised alone; print it and write OUT.sensitivity.json.",
+        "for_isa": f"cpu flavour: int8 kernels of the machine it will run on "
+        f"({', '.join(INT8_ISAS)}); default: this machine's.",
+        "gate_size": "held-out built-in pairs the gate evaluates.",
+    },
+)
 def onnx(
     weights: str | None = typer.Argument(
         None,
@@ -401,60 +456,6 @@ def onnx(
     parity: bool = typer.Option(
         default(export_onnx, "parity"), help="Compare with PyTorch at batch 1, 7, 300."
     ),
-    calibration: str = typer.Option(
-        default(Int8Options, "calibration"),
-        help="int8: builtin, PATCHES.npy, phototour:ROOT/NAME, hpatches:ROOT or a folder.",
-    ),
-    calibration_size: int = typer.Option(
-        default(Int8Options, "calibration_size"), help="int8: calibration patches."
-    ),
-    calibration_seed: int = typer.Option(
-        default(Int8Options, "seed"), help="int8: seed of the calibration draw."
-    ),
-    calibration_method: str = typer.Option(
-        default(Int8Options, "method"), help=f"int8: {one_of(METHODS)}."
-    ),
-    save_calibration: Path | None = typer.Option(
-        None, help="int8: save the calibration set (.npy) for a reproducible build."
-    ),
-    keep_float: str | None = typer.Option(
-        None,
-        help=f"int8: comma-separated layers ({LAYER_NAMES[0]}..{LAYER_NAMES[-1]}) kept float "
-        "(FP16 for tensorrt, FP32 for cpu); 'none' quantises every conv. Default (measured): "
-        + "; ".join(f"{','.join(v)} for {k}" for k, v in DEFAULT_FLOAT_LAYERS.items())
-        + ".",
-    ),
-    float_budget: float | None = typer.Option(
-        None,
-        help="int8: instead of --keep-float, keep the most sensitive layers float within "
-        "this share (0..1) of the multiply-adds.",
-    ),
-    sensitivity: bool = typer.Option(
-        default(Int8Options, "sensitivity"),
-        "--sensitivity",
-        help="int8: rank each layer quantised alone; print it and write OUT.sensitivity.json.",
-    ),
-    for_isa: str | None = typer.Option(
-        None,
-        help=f"int8 cpu: int8 kernels of the machine it will run on ({', '.join(INT8_ISAS)}); "
-        "default: this machine's.",
-    ),
-    max_fpr95_loss: float = typer.Option(
-        default(Int8Options, "max_fpr95_loss"), help=f"int8: {_INT8_HELP['max_fpr95_loss']}"
-    ),
-    max_nn_loss: float = typer.Option(
-        default(Int8Options, "max_nn_accuracy_loss"),
-        help=f"int8: {_INT8_HELP['max_nn_accuracy_loss']}",
-    ),
-    min_cosine: float = typer.Option(
-        default(Int8Options, "min_cosine"), help=f"int8: {_INT8_HELP['min_cosine']}"
-    ),
-    gate_pairs: int = typer.Option(
-        default(Int8Options, "gate_size"), help="int8 gate: held-out built-in pairs to evaluate."
-    ),
-    force: bool = typer.Option(
-        default(Int8Options, "force"), help="int8: write the graph even if the gate fails."
-    ),
     with_extraction: bool = typer.Option(
         False,
         "--with-extraction",
@@ -466,6 +467,7 @@ def onnx(
         help="--with-extraction: support region in keypoint sizes (default "
         f"{DEFAULT_MAGNIFICATION:g}).",
     ),
+    **int8_fields: Any,
 ) -> None:
     """Export a checkpoint to ONNX (fp32, fp16, int8).
 
@@ -484,30 +486,7 @@ def onnx(
     variant = variant_for(precision, int8_target if precision == "int8" else None)
     int8 = None
     if variant.options_type() is Int8Options:  # the variants the int8 flags describe
-        layers = None
-        if keep_float is not None:
-            layers = tuple(
-                name.strip()
-                for name in keep_float.split(",")
-                if name.strip() and name.strip().lower() != "none"
-            )
-        int8 = Int8Options(
-            method=calibration_method,
-            calibration=calibration,
-            calibration_size=calibration_size,
-            seed=calibration_seed,
-            save_calibration=save_calibration,
-            for_isa=for_isa,
-            keep_float=layers,
-            float_budget=float_budget,
-            sensitivity=sensitivity,
-            max_fpr95_loss=max_fpr95_loss,
-            max_nn_accuracy_loss=max_nn_loss,
-            min_cosine=min_cosine,
-            gate_size=gate_pairs,
-            force=force,
-            progress=True,
-        )
+        int8 = Int8Options(**int8_fields, progress=True)
         assert variant.flavour is not None
         int8.isa(variant.flavour)  # --for-isa with the tensorrt flavour fails now, not later
     if with_extraction:

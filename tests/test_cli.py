@@ -91,11 +91,11 @@ def test_help_defaults_are_the_library_defaults() -> None:
         "eval": {"sift_size": (run_evaluation, "sift_size"), "pairs": (run_evaluation, "n_pairs")},
         "onnx": {
             "opset": (export_onnx, "opset"),
-            "calibration_method": (Int8Options, "method"),
-            "calibration_size": (Int8Options, "calibration_size"),
-            "max_nn_loss": (Int8Options, "max_nn_accuracy_loss"),
-            "min_cosine": (Int8Options, "min_cosine"),
-            "gate_pairs": (Int8Options, "gate_size"),
+            **{
+                field.name: (Int8Options, field.name)
+                for field in dataclasses.fields(Int8Options)
+                if field.name not in ("gate_pairs", "progress", "calibration")
+            },
         },
         "trt": {name: (BuildOptions, name) for name in ("opt_batch", "max_batch", "workspace_mib")},
         "bench": {
