@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from hardnet_export.artifacts.backends import get_backend
 from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE, batch_slices
 from hardnet_export.artifacts.metadata import SEMANTICS_DEVICE, SEMANTICS_HOST
 from hardnet_export.errors import InputError
@@ -112,6 +113,19 @@ class KeypointDescriber(abc.ABC):
             f"{type(self).__name__}(artifact={self.artifact}, precision={self.precision!r}, "
             f"device={self.device!r})"
         )
+
+
+def kind_class(backend: str, kind: str, artifact: Path) -> Any:
+    """The describer class ``backend``'s record names for graph kind ``kind`` (a backend's
+    ``open`` that reads the kind itself builds that class).
+
+    Raises:
+        InputError: the backend has no class for ``kind``; the message names who does.
+    """
+    record = get_backend(backend)
+    if kind not in record.kinds:
+        raise InputError(record.refusal(kind, str(artifact)))
+    return record.describer_class(kind)
 
 
 def patch_describer(describer: KeypointDescriber, purpose: str = "this") -> Describer:

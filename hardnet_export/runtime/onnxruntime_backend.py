@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hardnet_export.artifacts.backends import get_backend
 from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH, DescribeFn
 from hardnet_export.artifacts.metadata import (
     SEMANTICS,
@@ -29,7 +28,7 @@ from hardnet_export.artifacts.metadata import (
     GraphMetadata,
 )
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
-from hardnet_export.runtime.base import Describer
+from hardnet_export.runtime.base import Describer, kind_class
 from hardnet_export.runtime.image import IMAGE_GRAPH_REMEDY, ImageDescriber, check_image_inputs
 from hardnet_export.runtime.inputs import check_graph_signature, graph_input
 from hardnet_export.validate import device_name, parse_device
@@ -418,7 +417,7 @@ class OnnxRuntimeDescriber(Describer):
         check_active_providers(device, [name for name, _ in chosen], session.get_providers())
         metadata = GraphMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
         # Both kinds' classes take (session, artifact, metadata, *, max_batch, semantics).
-        make: Any = _kind_class(metadata.kind, path)
+        make: Any = kind_class(cls.backend, metadata.kind, path)
         semantics = SEMANTICS_EXACT if graph_optimization_level == "disable" else SEMANTICS_HOST
         describer = make(session, path, metadata, max_batch=max_batch, semantics=semantics)
         if describer.device == "cpu" and describer.semantics == SEMANTICS_HOST:
@@ -471,14 +470,3 @@ class OnnxRuntimeImageDescriber(ImageDescriber):
     def _run_image(self, gray: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         (out,) = self.session.run([self._output_name], {"image": gray, "keypoints": keypoints})
         return np.asarray(out, dtype=np.float32)
-
-
-def _kind_class(kind: str, artifact: Path) -> type[Describer]:
-    """The class of this backend that describes a graph of kind ``kind``."""
-    classes: dict[str, type[Describer]] = {
-        "patches": OnnxRuntimeDescriber,
-        "image": OnnxRuntimeImageDescriber,
-    }
-    if kind not in classes:
-        raise InputError(get_backend(OnnxRuntimeDescriber.backend).refusal(kind, str(artifact)))
-    return classes[kind]

@@ -21,12 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from hardnet_export.artifacts.backends import get_backend
 from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH
 from hardnet_export.artifacts.metadata import SEMANTICS_HOST, GraphMetadata
 from hardnet_export.artifacts.quantisation import GATE_OPENVINO
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
-from hardnet_export.runtime.base import Describer
+from hardnet_export.runtime.base import Describer, kind_class
 from hardnet_export.runtime.image import IMAGE_GRAPH_REMEDY, ImageDescriber, check_image_inputs
 from hardnet_export.runtime.inputs import check_graph_signature, graph_input
 from hardnet_export.validate import check_int, check_str, device_name
@@ -269,7 +268,8 @@ class OpenVINODescriber(Describer):
         ov_core = core()
         model = read_model(path)
         metadata = _metadata(model, path)
-        make: Any = _kind_class(metadata.kind, path)  # an unopened kind fails before compiling
+        # An unopened kind fails before compiling.
+        make: Any = kind_class(cls.backend, metadata.kind, path)
         if failed_openvino_gate(metadata):
             assert metadata.quantisation is not None
             gate = metadata.quantisation.gates[GATE_OPENVINO]
@@ -355,14 +355,3 @@ class OpenVINOImageDescriber(ImageDescriber):
             out = self._request.infer({"image": gray, "keypoints": keypoints})[self._output]
             # The request owns its output buffer: copy before the next call reuses it.
             return np.array(out, dtype=np.float32, copy=True)
-
-
-def _kind_class(kind: str, artifact: Path) -> type[Describer]:
-    """The class of this backend that describes a graph of kind ``kind``."""
-    classes: dict[str, type[Describer]] = {
-        "patches": OpenVINODescriber,
-        "image": OpenVINOImageDescriber,
-    }
-    if kind not in classes:
-        raise InputError(get_backend(OpenVINODescriber.backend).refusal(kind, str(artifact)))
-    return classes[kind]

@@ -42,13 +42,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # BACKENDS reads the live table (register_backend adds to it after import).
-    if name == "BACKENDS":
-        return backends()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def describer_for(backend: str, kind: str, artifact: str | Path) -> type[Describer]:
     """The class backend ``backend`` builds for ``artifact``, a graph of kind ``kind``.
 

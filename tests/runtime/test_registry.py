@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from hardnet_export import runtime
-from hardnet_export.runtime.registry import BACKENDS, backend_for, get_backend
+from hardnet_export.runtime.registry import backend_for, backends, get_backend
+
+BACKENDS = backends()
 
 
 def test_suffix_picks_backend() -> None:
@@ -131,7 +133,6 @@ def test_load_refuses_a_kind_the_backend_has_no_entry_for(
 
     from hardnet_export.artifacts import backends as backends_table
     from hardnet_export.errors import InputError
-    from hardnet_export.runtime import registry
 
     path = write_image_graph_stub(tmp_path / "stub.image.onnx")
     without = tuple(
@@ -142,7 +143,7 @@ def test_load_refuses_a_kind_the_backend_has_no_entry_for(
         )
         if b.name == "onnxruntime"
         else b
-        for b in registry.BACKENDS
+        for b in backends()
     )
     monkeypatch.setattr(backends_table, "_registered", list(without))
     with pytest.raises(InputError) as info:
