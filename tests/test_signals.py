@@ -22,6 +22,20 @@ from hardnet_export._io import _HOST_TAG, atomic_path, atomic_write_text, remove
 from hardnet_export.errors import Interrupted
 
 
+@pytest.fixture(autouse=True)
+def _sigint_deliverable() -> object:
+    """SIGINT as a terminal delivers it: a run started in the background by a non-interactive
+    shell inherits SIGINT ignored, which the handlers rightly respect and these tests cannot."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def _default_sigint() -> None:
+    """For a child process: SIGINT at its default, whatever this process inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class SignalsItself:
     """Raises SIGTERM from its finaliser: the handler's exception is "ignored" by Python."""
 
@@ -118,11 +132,15 @@ cli.main(sys.argv[1:])
 def test_signals_end_commands_with_one_line_and_their_status() -> None:
     pytest.importorskip("pycolmap")
     run = [sys.executable, "-c", GLOG_COMMAND]
-    glog = subprocess.run([*run, "glog"], capture_output=True, text=True, timeout=120)
+    glog = subprocess.run(
+        [*run, "glog"], capture_output=True, text=True, timeout=120, preexec_fn=_default_sigint
+    )
     assert glog.returncode == 128 + signal.SIGTERM, glog.stderr
     assert glog.stderr == "terminated by SIGTERM\n" and "carried on" not in glog.stdout
     # A command that swallowed the signal and ran to its end still did not succeed.
-    swallow = subprocess.run([*run, "swallow"], capture_output=True, text=True, timeout=120)
+    swallow = subprocess.run(
+        [*run, "swallow"], capture_output=True, text=True, timeout=120, preexec_fn=_default_sigint
+    )
     assert (swallow.returncode, swallow.stderr) == (130, "interrupted by SIGINT\n")
 
 

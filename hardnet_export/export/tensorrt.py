@@ -346,26 +346,27 @@ def parse_image_size(
     Raises:
         InputError: not two positive integers, or a side beyond :data:`MAX_PROFILE_SIDE`.
     """
-    named = {"remedies": parameters(name)} if parameter else {}
+    remedies = parameters(name) if parameter else None
     what = "{" + name + "}" if parameter else name
     if isinstance(value, str):
         parts = value.lower().replace(" ", "").split("x")
         if len(parts) != 2 or not all(p.isdigit() for p in parts):
             raise InputError(
-                f"{what} must look like 640x480 (WIDTHxHEIGHT), got {value!r}", **named
+                f"{what} must look like 640x480 (WIDTHxHEIGHT), got {value!r}", remedies=remedies
             )
         width, height = (int(p) for p in parts)
     elif isinstance(value, tuple) and len(value) == 2 and all(type(v) is int for v in value):
         width, height = value
     else:
         raise InputError(
-            f"{what} must be 'WIDTHxHEIGHT' or (width, height) integers, got {value!r}", **named
+            f"{what} must be 'WIDTHxHEIGHT' or (width, height) integers, got {value!r}",
+            remedies=remedies,
         )
     for side, axis in ((width, "width"), (height, "height")):
         if not 1 <= side <= MAX_PROFILE_SIDE:
             raise InputError(
                 f"{what} {width}x{height}: the {axis} must be in 1..{MAX_PROFILE_SIDE}, got {side}",
-                **named,
+                remedies=remedies,
             )
     return height, width
 
