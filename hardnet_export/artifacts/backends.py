@@ -38,9 +38,10 @@ class Backend:
     Attributes:
         name: what ``runtime.load(..., backend=NAME)`` and the CLI's ``--backend`` take.
         summary: one line for tables and ``--help``.
-        kinds: per graph kind (``patches``, ``image``) the ``module:Class`` of its describer,
-            a :class:`~hardnet_export.runtime.base.Describer` with an ``open(path, *, device,
-            max_batch, **options)`` classmethod.
+        kinds: per graph kind (``patches``, ``image``) the ``module:Class`` of its describer.
+            ``runtime.load`` calls the ``patches`` class's ``open(path, *, device, max_batch,
+            **options)``, which reads the artifact once and builds the class named here for
+            its kind (:func:`hardnet_export.runtime.base.kind_class`).
         suffixes: artifact suffixes it reads; the first record reading a suffix is that
             suffix's default backend.
         devices: where it runs (:data:`DEVICES`).
@@ -49,9 +50,6 @@ class Backend:
             version a benchmark or ``check`` records).
         threads_option: the ``load`` option that sets its CPU threads (None: no CPU threads).
         unsupported: per graph kind it has no entry for, why (for the refusal).
-        kind_reader: ``module:function`` reading an artifact's graph kind before it is opened
-            (None: it reads patch graphs only). Lenient: a file it cannot read is ``patches``
-            and the describer's ``open`` says what is wrong with it.
         provenance: ``module:function`` returning an artifact's
             :class:`~hardnet_export.artifacts.provenance.Provenance` (what ``check`` compares
             against).
@@ -75,7 +73,6 @@ class Backend:
     distributions: tuple[str, ...] = ()
     threads_option: str | None = None
     unsupported: Mapping[str, str] = field(default_factory=dict, hash=False)
-    kind_reader: str | None = None
     provenance: str
     cpu_first: tuple[str, ...] = ()
     bench: str | None = None
@@ -107,13 +104,6 @@ class Backend:
         if kind not in self.kinds:
             raise InputError(self.refusal(kind, "an artifact"))
         return resolve(self.kinds[kind])
-
-    def read_kind(self, path: Path) -> str:
-        """The graph kind of ``path`` (``patches`` where it has no reader)."""
-        if self.kind_reader is None:
-            return "patches"
-        kind: str = resolve(self.kind_reader)(path)
-        return kind
 
     def read_provenance(self, path: Path) -> Any:
         return resolve(self.provenance)(path)
@@ -160,7 +150,6 @@ BUILTIN: tuple[Backend, ...] = (
         module="onnxruntime",
         distributions=("onnxruntime", "onnxruntime-gpu"),
         threads_option="intra_op_num_threads",
-        kind_reader=f"{_PROVENANCE}:graph_kind",
         provenance=f"{_PROVENANCE}:graph_provenance",
         bench=f"{_BENCH}:cpu_graph_targets",
     ),
@@ -176,7 +165,6 @@ BUILTIN: tuple[Backend, ...] = (
         module="openvino",
         distributions=("openvino",),
         threads_option="num_threads",
-        kind_reader=f"{_RUNTIME}.openvino_backend:graph_kind",
         provenance=f"{_PROVENANCE}:graph_provenance",
         # Measured with `hardnet-export bench` on an AVX2 CPU: ONNX Runtime has no fast int8
         # path for the TensorRT flavour's symmetric activations there; OpenVINO ran it about
@@ -197,7 +185,6 @@ BUILTIN: tuple[Backend, ...] = (
         devices=("cuda",),
         module="tensorrt",
         distributions=("tensorrt", "tensorrt-cu13", "tensorrt-cu12"),
-        kind_reader=f"{_PROVENANCE}:engine_kind",
         provenance=f"{_PROVENANCE}:engine_provenance",
         bench=f"{_BENCH}:engine_targets",
     ),
@@ -287,6 +274,11 @@ def format_backends(entries: tuple[Backend, ...] | None = None) -> str:
                 backend.summary,
             )
         )
+    return plain_table(rows)
+
+
+def plain_table(rows: list[tuple[str, ...]]) -> str:
+    """``rows`` (the first a header) as left-aligned columns two spaces apart."""
     sizes = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(cell.ljust(size) for cell, size in zip(row, sizes, strict=True)).rstrip()

@@ -24,7 +24,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from hardnet_export.artifacts.backends import artifact_suffixes
+from hardnet_export.artifacts.backends import artifact_suffixes, plain_table
 from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
 from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.host import installed
@@ -272,10 +272,7 @@ def format_models(entries: tuple[ShippedModel, ...] | None = None) -> str:
                 entry.card.name,
             )
         )
-    sizes = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(size) for cell, size in zip(row, sizes, strict=True)).rstrip()
-             for row in rows]  # fmt: skip
-    return "\n".join(lines)
+    return plain_table(rows)
 
 
 def model_names() -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""What an artifact says about itself before it is opened: its graph kind and provenance.
+"""What an artifact says about where it came from, before it is opened: its provenance.
 
 The readers each :class:`~hardnet_export.artifacts.backends.Backend` record names: ONNX graphs
 by their metadata, engines by their sidecar (and the ONNX graph it names, where present),
@@ -13,7 +13,7 @@ from pathlib import Path
 from hardnet_export.artifacts.metadata import read_metadata
 from hardnet_export.artifacts.quantisation import GateResult
 from hardnet_export.artifacts.sidecar import read_sidecar
-from hardnet_export.errors import HardnetError, MissingFileError
+from hardnet_export.errors import MissingFileError
 
 
 @dataclass(frozen=True)
@@ -51,22 +51,3 @@ def engine_provenance(path: Path) -> Provenance:
     graph = Path(sidecar.onnx)
     quantisation = read_metadata(graph).quantisation if graph.is_file() else None
     return Provenance(sidecar.weights_sha256, quantisation.gate if quantisation else None)
-
-
-def graph_kind(path: Path) -> str:
-    """An ONNX graph's kind from its metadata; ``patches`` where it cannot be read (the
-    backend that opens it says why)."""
-    try:
-        return read_metadata(path).kind
-    except HardnetError:
-        return "patches"
-
-
-def engine_kind(path: Path) -> str:
-    """An engine's kind from its sidecar; ``patches`` without a readable one (the backend
-    checks the sidecar itself, in its own order)."""
-    try:
-        sidecar = read_sidecar(path)
-    except HardnetError:
-        return "patches"
-    return sidecar.graph_kind if sidecar is not None else "patches"

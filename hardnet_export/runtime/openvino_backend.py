@@ -130,12 +130,6 @@ def read_graph_metadata(path: Path) -> GraphMetadata:
         return GraphMetadata()
 
 
-def graph_kind(path: Path) -> str:
-    """The graph kind of an ``.onnx`` or ``.xml`` model as OpenVINO reads it (``patches``
-    where it cannot: :meth:`OpenVINODescriber.open` then says why)."""
-    return read_graph_metadata(path).kind
-
-
 def failed_openvino_gate(metadata: GraphMetadata) -> bool:
     """Whether the export measured this INT8 graph on OpenVINO and it failed the gate there."""
     quantisation = metadata.quantisation

@@ -128,10 +128,9 @@ def _open(
             f"unknown load() option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
             f"for the {chosen.name} backend; its options: {takes}"
         )
-    kind = "patches" if path is None else chosen.read_kind(path)
-    if kind not in chosen.kinds:
-        raise InputError(chosen.refusal(kind, str(path)))
-    describer: Describer = chosen.describer_class(kind).open(
+    # The patch class's open reads the artifact once and builds the class the record names
+    # for its graph kind (runtime.base.kind_class).
+    describer: KeypointDescriber = chosen.describer_class().open(
         path, device=device, max_batch=max_batch, **options
     )
     return describer

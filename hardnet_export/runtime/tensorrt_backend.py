@@ -57,7 +57,7 @@ from hardnet_export.errors import (
 )
 from hardnet_export.geometry import PATCH_SIZE, to_uint8
 from hardnet_export.runtime import cudart
-from hardnet_export.runtime.base import Describer
+from hardnet_export.runtime.base import Describer, kind_class
 from hardnet_export.runtime.inputs import (
     cuda_array_interface,
     device_patch_shape,
@@ -342,13 +342,9 @@ class TensorRTDescriber(Describer):
         loaded = load_engine(
             path, device=device, dla_core=dla_core, trust_host_code=trust_host_code
         )
-        if loaded.kind != "patches":
-            # runtime.load reads the kind from the sidecar first and opens its own class.
-            raise InputError(
-                f"{loaded.path} is an engine of a {loaded.kind} graph: open it with "
-                "runtime.load, which picks the describer for its kind"
-            )
-        return cls.from_engine(loaded, max_batch=max_batch, cuda_graph=cuda_graph)
+        # Both kinds' classes take (loaded, *, max_batch, cuda_graph).
+        make: Any = kind_class(cls.backend, loaded.kind, loaded.path)
+        return make.from_engine(loaded, max_batch=max_batch, cuda_graph=cuda_graph)
 
     @classmethod
     def from_engine(

@@ -30,8 +30,9 @@ from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
 from hardnet_export.artifacts.sidecar import KEYPOINT_ROW
 from hardnet_export.errors import DeviceError, InputError, StateError
 from hardnet_export.runtime import cudart
+from hardnet_export.runtime.base import KeypointDescriber
 from hardnet_export.runtime.image import IMAGE_GRAPH_REMEDY, ImageDescriber, check_image_inputs
-from hardnet_export.runtime.tensorrt_backend import LoadedEngine, io_tensors, load_engine
+from hardnet_export.runtime.tensorrt_backend import LoadedEngine, TensorRTDescriber, io_tensors
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -136,32 +137,10 @@ class TensorRTImageDescriber(ImageDescriber):
         return cls(loaded)
 
     @classmethod
-    def open(
-        cls,
-        path: Path | None,
-        *,
-        device: str | None = None,
-        max_batch: int | None = None,
-        cuda_graph: bool | None = None,
-        dla_core: int | None = None,
-        trust_host_code: bool = False,
-    ) -> TensorRTImageDescriber:
-        """Check and deserialise an image engine, as
-        :meth:`~hardnet_export.runtime.tensorrt_backend.TensorRTDescriber.open` does for
-        patch engines (the same options; ``runtime.load`` picks this class by the sidecar's
-        ``graph_kind``).
-
-        Raises:
-            InputError: a patch engine, or an option an image engine cannot take.
-        """
-        loaded = load_engine(
-            path, device=device, dla_core=dla_core, trust_host_code=trust_host_code
-        )
-        if loaded.kind != "image":
-            raise InputError(
-                f"{loaded.path} is an engine of a {loaded.kind} graph, not an image graph"
-            )
-        return cls.from_engine(loaded, max_batch=max_batch, cuda_graph=cuda_graph)
+    def open(cls, path: Path | None, **options: Any) -> KeypointDescriber:
+        """Open an engine through the tensorrt backend's patch class, which checks and
+        deserialises it and builds this class for an image engine."""
+        return TensorRTDescriber.open(path, **options)
 
     # -- the profile -----------------------------------------------------------------------
 

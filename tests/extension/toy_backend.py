@@ -86,7 +86,6 @@ RECORD = Backend(
     module="onnxruntime",
     distributions=("onnxruntime",),
     threads_option="threads",
-    kind_reader="hardnet_export.artifacts.provenance:graph_kind",
     provenance="hardnet_export.artifacts.provenance:graph_provenance",
     bench="toy_backend:bench_targets",
 )
