@@ -130,7 +130,9 @@ def resolve_reference(artifact: Path, provenance: Provenance, reference: Path | 
     )
 
 
-def _limits(gate: GateResult | None) -> dict[str, float]:
+def gate_limits(gate: GateResult | None) -> dict[str, float]:
+    """The limits ``gate`` was judged by (the gate's defaults for None), as
+    :func:`~hardnet_export.calibration.gate.evaluate_gate` takes them."""
     if gate is None:
         return {
             "max_fpr95_loss": DEFAULT_MAX_FPR95_LOSS,
@@ -185,7 +187,11 @@ def check_artifact(
     )
     # check compares descriptors of the same patches: an image graph cannot take them.
     candidate = patch_describer(runtime.load(artifact, device=device, **options), "check")
-    reference_model = patch_describer(runtime.load(reference_path, device="cpu"), "a reference")
+    # The reference runs as written, by its suffix's own backend: never a tuned path.
+    exact = backend_for(reference_path).name
+    reference_model = patch_describer(
+        runtime.load(reference_path, backend=exact, device="cpu"), "a reference"
+    )
     if reference_model.precision not in ("fp32", "unknown"):
         raise InputError(
             f"the reference must be an FP32 model, but {reference_path.name} is "
@@ -198,7 +204,7 @@ def check_artifact(
         validation_pairs(pairs, seed),
         force=True,
         semantics=semantics,
-        **_limits(provenance.gate),
+        **gate_limits(provenance.gate),
     )
     return CheckReport(
         artifact=str(artifact),

@@ -16,6 +16,7 @@ ARM's NEON int8 kernels widen to 16 bits per product and accumulate in 32 bits (
 from __future__ import annotations
 
 import functools
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,46 @@ def require(purpose: str, *modules: str) -> None:
         hint += " (on a CUDA machine [gpu] instead of [cpu]; never both)"
     verb = "is" if len(missing) == 1 else "are"
     raise MissingDependencyError(f"{purpose} needs {names}, which {verb} not installed: {hint}")
+
+
+def default_cache_dir() -> Path:
+    """``$HARDNET_EXPORT_CACHE`` or ``$XDG_CACHE_HOME/hardnet-export`` (``~/.cache``): where
+    the benchmark keeps its exports and the runtime its tuning choices."""
+    if os.environ.get("HARDNET_EXPORT_CACHE"):
+        return Path(os.environ["HARDNET_EXPORT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hardnet-export"
+
+
+#: CPU flags that decide which inference path is fastest and what it computes: the int8
+#: kernels (:data:`INT8_ISAS`) and native bf16/fp16 arithmetic. A tuning choice measured on
+#: one set is not reused on a CPU with another.
+TUNING_FLAGS = (
+    "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
+    "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16", "asimd", "asimddp",
+    "asimdhp", "bf16", "i8mm", "sve",
+)  # fmt: skip
+
+
+def tuning_flags(flags: frozenset[str] | None = None) -> tuple[str, ...]:
+    """Which of :data:`TUNING_FLAGS` this CPU (or one with ``flags``) has, sorted."""
+    flags = cpu_flags() if flags is None else flags
+    return tuple(sorted(f for f in TUNING_FLAGS if f in flags))
+
+
+#: Flags of native bf16 arithmetic (x86 AVX512-BF16 and AMX-BF16; ARM's BF16 extension).
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+#: Flags of native fp16 arithmetic on x86 (AVX512-FP16, AMX-FP16).
+FP16_FLAGS = ("avx512_fp16", "amx_fp16")
+
+
+def has_bf16(flags: frozenset[str] | None = None) -> bool:
+    """Whether this CPU (or one with ``flags``) computes bf16 natively (AVX512-BF16, AMX)."""
+    flags = cpu_flags() if flags is None else flags
+    return any(f in flags for f in BF16_FLAGS)
+
+
+def has_fp16(flags: frozenset[str] | None = None) -> bool:
+    """Whether this CPU (or one with ``flags``) computes fp16 natively (AVX512-FP16, AMX-FP16)."""
+    flags = cpu_flags() if flags is None else flags
+    return any(f in flags for f in FP16_FLAGS)

@@ -30,8 +30,9 @@ RANKS = {
     "export": 10,
     "benchmark": 11,
     **dict.fromkeys(("check", "demo"), 12),
-    "cli": 13,
-    "__main__": 14,
+    "tune": 13,
+    "cli": 14,
+    "__main__": 15,
 }
 FLOOR_RANK = 3
 RUNTIME_MAY_IMPORT = {unit for unit, rank in RANKS.items() if rank <= FLOOR_RANK} | {"model"}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hardnet_export.errors import InputError, MissingFileError
-from hardnet_export.host import distribution_version, installed
+from hardnet_export.host import BF16_FLAGS, distribution_version, installed
 
 #: Where a describer runs.
 DEVICES = ("cpu", "cuda")
@@ -29,6 +29,24 @@ def resolve(target: str) -> Any:
     """The attribute ``module:name`` names, imported now."""
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CpuRule:
+    """One line of the CPU rule table: graphs of ``precisions`` run on the backend whose
+    record holds it, with load ``options``, on a CPU with any of the flags in ``needs``
+    (every CPU when empty), in chunks of ``max_batch`` patches. ``why`` gives the
+    measurement behind it."""
+
+    precisions: tuple[str, ...]
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    needs: tuple[str, ...] = ()
+    #: Patches per inference call (None: the backend's default).
+    max_batch: int | None = None
+    why: str = ""
+
+    def applies(self, precision: str, flags: frozenset[str]) -> bool:
+        return precision in self.precisions and (not self.needs or any(f in flags for f in self.needs))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,8 +71,12 @@ class Backend:
         provenance: ``module:function`` returning an artifact's
             :class:`~hardnet_export.artifacts.provenance.Provenance` (what ``check`` compares
             against).
-        cpu_first: precisions for which the policy prefers it on the CPU over the suffix's
-            default backend, where it is installed (a measured choice, see the policy).
+        cpu_rules: when no tuning was measured on this host, which graphs it runs on the
+            CPU instead of the suffix's default backend, and with which options: measured
+            rules per instruction set (:class:`CpuRule`, first match wins; see the policy).
+        tuning: ``module:function`` listing the load-option sets ``hardnet-export tune`` times
+            on this host for a graph (``(metadata, cpu_flags) -> [options]``: the inference
+            precisions it can run here); None: it is not a tuning candidate.
         bench: ``module:function`` listing its benchmark targets for one variant
             (``(backend, variant, device, context) -> [Target]``, see
             :mod:`hardnet_export.benchmark.targets`); None: the benchmark does not time it
@@ -74,7 +96,8 @@ class Backend:
     threads_option: str | None = None
     unsupported: Mapping[str, str] = field(default_factory=dict, hash=False)
     provenance: str
-    cpu_first: tuple[str, ...] = ()
+    cpu_rules: tuple[CpuRule, ...] = ()
+    tuning: str | None = None
     bench: str | None = None
     gate: str | None = None
     gate_targets: tuple[str, ...] = ()
@@ -151,6 +174,7 @@ BUILTIN: tuple[Backend, ...] = (
         distributions=("onnxruntime", "onnxruntime-gpu"),
         threads_option="intra_op_num_threads",
         provenance=f"{_PROVENANCE}:graph_provenance",
+        tuning=f"{_RUNTIME}.onnxruntime_backend:tuning_candidates",
         bench=f"{_BENCH}:cpu_graph_targets",
     ),
     Backend(
@@ -166,10 +190,28 @@ BUILTIN: tuple[Backend, ...] = (
         distributions=("openvino",),
         threads_option="num_threads",
         provenance=f"{_PROVENANCE}:graph_provenance",
-        # Measured with `hardnet-export bench` on an AVX2 CPU: ONNX Runtime has no fast int8
-        # path for the TensorRT flavour's symmetric activations there; OpenVINO ran it about
-        # 2x faster and the cpu flavour no slower. FP32 and FP16 were no faster on OpenVINO.
-        cpu_first=("int8",),
+        cpu_rules=(
+            CpuRule(
+                precisions=("fp32", "fp16", "int8"),
+                options={"inference_precision": "bf16"},
+                needs=BF16_FLAGS,
+                max_batch=256,
+                why=(
+                    "CPUs with native bf16: OpenVINO's bf16 inference ran the shipped FP32 graph "
+                    "4.3x (AMX Xeon) and 3.0x (AVX512-BF16 EPYC) ONNX Runtime's FP32, and the "
+                    "INT8 graphs' float layers too (worst held-out cosine >= 0.998)"
+                ),
+            ),
+            CpuRule(
+                precisions=("int8",),
+                max_batch=256,
+                why=(
+                    "INT8 graphs on CPUs without bf16: OpenVINO ran the cpu flavour 1.2x and the "
+                    "TensorRT flavour's symmetric activations 1.4x ONNX Runtime on an AVX2 EPYC"
+                ),
+            ),
+        ),
+        tuning=f"{_RUNTIME}.openvino_backend:tuning_candidates",
         bench=f"{_BENCH}:openvino_targets",
         gate=f"{_RUNTIME}.openvino_backend:ov_describe",
         gate_targets=("cpu",),

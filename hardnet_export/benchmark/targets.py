@@ -17,7 +17,7 @@ from hardnet_export import __version__
 from hardnet_export.artifacts.backends import Backend, backend_for, backends, resolve
 from hardnet_export.artifacts.variants import VARIANTS, Variant, get_variant
 from hardnet_export.errors import InputError, MissingFileError
-from hardnet_export.host import installed
+from hardnet_export.host import default_cache_dir, installed
 
 DEVICES = ("cpu", "cuda")
 
@@ -49,14 +49,6 @@ def check_device(device: str) -> str:
         if count == 0:
             raise InputError(f"device 'cuda' was asked for but {why}")
     return device
-
-
-def default_cache_dir() -> Path:
-    """``$HARDNET_EXPORT_CACHE`` or ``$XDG_CACHE_HOME/hardnet-export`` (``~/.cache``)."""
-    if os.environ.get("HARDNET_EXPORT_CACHE"):
-        return Path(os.environ["HARDNET_EXPORT_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hardnet-export"
 
 
 def artifact_targets(paths: Sequence[str | Path], device: str) -> list[Target]:

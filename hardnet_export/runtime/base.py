@@ -33,6 +33,7 @@ from hardnet_export.runtime.inputs import (
 )
 
 if TYPE_CHECKING:
+    from hardnet_export.artifacts.tuning import Choice
     from hardnet_export.geometry import KeypointsLike
 
 
@@ -48,6 +49,10 @@ class KeypointDescriber(abc.ABC):
             (:data:`~hardnet_export.artifacts.metadata.SEMANTICS`): this host's kernels on a
             CPU, the device's kernels on a GPU, unless the backend says otherwise.
         magnification: support region of ``compute``, in units of ``KeyPoint.size``.
+        choice: how ``runtime.load`` chose to run it here
+            (:class:`~hardnet_export.artifacts.tuning.Choice`: backend, options, chunk size,
+            and for a tuned choice the measured speed and accuracy); None when it was built
+            directly rather than loaded.
     """
 
     backend: ClassVar[str] = ""
@@ -69,6 +74,7 @@ class KeypointDescriber(abc.ABC):
         self.device = device
         self.semantics = semantics or (SEMANTICS_HOST if device == "cpu" else SEMANTICS_DEVICE)
         self.magnification = DEFAULT_MAGNIFICATION
+        self.choice: Choice | None = None
 
     @classmethod
     @abc.abstractmethod

@@ -56,6 +56,12 @@ def _import_onnxruntime() -> Any:
     return onnxruntime
 
 
+def tuning_candidates(metadata: GraphMetadata, flags: frozenset[str]) -> list[dict[str, Any]]:
+    """What ``hardnet-export tune`` times on ONNX Runtime's CPU provider: the graph as written
+    (its float layers in f32, or f16 in an FP16 graph), with every optimisation."""
+    return [{}]
+
+
 def choose_providers(
     device: str | None,
     available: list[str],

@@ -25,6 +25,7 @@ from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH
 from hardnet_export.artifacts.metadata import SEMANTICS_HOST, GraphMetadata
 from hardnet_export.artifacts.quantisation import GATE_OPENVINO
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
+from hardnet_export.host import BF16_FLAGS, has_bf16, has_fp16
 from hardnet_export.runtime.base import Describer, kind_class
 from hardnet_export.runtime.image import IMAGE_GRAPH_REMEDY, ImageDescriber, check_image_inputs
 from hardnet_export.runtime.inputs import check_graph_signature, graph_input
@@ -136,16 +137,15 @@ def failed_openvino_gate(metadata: GraphMetadata) -> bool:
     return quantisation is not None and quantisation.failed_on(GATE_OPENVINO)
 
 
-#: CPU flags of native bf16 arithmetic; without them OpenVINO would quietly run f32.
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def has_bf16(flags: frozenset[str] | None = None) -> bool:
-    """Whether this CPU (or one with ``flags``) computes bf16 natively (AVX512-BF16, AMX)."""
-    from hardnet_export.host import cpu_flags
-
-    flags = cpu_flags() if flags is None else flags
-    return any(f in flags for f in BF16_FLAGS)
+def tuning_candidates(metadata: GraphMetadata, flags: frozenset[str]) -> list[dict[str, Any]]:
+    """What ``hardnet-export tune`` times on OpenVINO: the graph's float layers in f32, and
+    in bf16 or f16 where this CPU computes them natively (``flags``)."""
+    precisions = ["f32"]
+    if has_bf16(flags):
+        precisions.append("bf16")
+    if has_fp16(flags):
+        precisions.append("f16")
+    return [{"inference_precision": p} for p in precisions]
 
 
 def ov_describe(proto_or_path: Any, *, inference_precision: str = "f32") -> Any:

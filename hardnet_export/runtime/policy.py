@@ -1,19 +1,32 @@
-"""The one policy that picks a backend for an artifact on this host.
+"""The one policy that picks how an artifact runs on this host: backend, options, chunk size.
 
-An explicit ``backend`` always wins. Otherwise the artifact's suffix names its default
-backend (the first :class:`~hardnet_export.artifacts.backends.Backend` record that reads it);
-on the CPU, a graph whose precision another installed backend lists in its ``cpu_first``
-goes to that one instead, unless the export measured the graph failing its accuracy gate
-there (the gate is recorded per backend). The choice is a rule from measurements
-(``hardnet-export bench``), written down in the records; nothing here names a backend.
+What the caller names always wins: a ``backend`` is taken as given. On the CPU (``device``
+``cpu``, or no device on a host without a CUDA device), every backend installed here that
+reads the artifact is a candidate, and:
+
+1. the choice ``hardnet-export tune`` measured for this artifact on this CPU with these
+   libraries (:mod:`hardnet_export.artifacts.tuning`) is taken when there is one;
+2. otherwise the records' rule table (:class:`~hardnet_export.artifacts.backends.CpuRule`):
+   the first rule of another backend that holds for the graph's precision and this CPU's
+   instruction sets, unless the export measured the graph failing its accuracy gate there;
+3. otherwise the suffix's default backend.
+
+Options the caller gives (an ``inference_precision``, a thread count) keep only the
+backends that take them and override the rule's. Off the CPU the suffix's default backend
+runs the artifact. Loads never measure, so the first one is as quick as any. Nothing here
+names a backend.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from hardnet_export.artifacts.backends import Backend, backend_for, backends, get_backend
 from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
+from hardnet_export.artifacts.tuning import Choice, read_choice
 from hardnet_export.errors import HardnetError
 
 
@@ -23,39 +36,113 @@ def failed_gate(metadata: GraphMetadata, backend: str) -> bool:
     return gate is not None and not gate.passed
 
 
-def choose_backend(path: Path, *, device: str | None = None, backend: str | None = None) -> Backend:
-    """The backend ``runtime.load`` opens ``path`` with.
+def load_options(describer: type[Any]) -> set[str]:
+    """The keyword options ``runtime.load`` passes on to ``describer.open`` (``device`` and
+    ``max_batch`` aside): its own, and where it forwards ``**options`` to the constructor,
+    the constructor's."""
+    own = {"path", "device", "max_batch"}
+    known: set[str] = set()
+    for function in (describer.open, describer.__init__):
+        parameters = inspect.signature(function).parameters.values()
+        known |= {
+            p.name
+            for p in parameters
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in own
+        }
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            break
+    return known
+
+
+def on_cpu(device: str | None) -> bool:
+    """Whether a load with ``device`` runs on this host's CPU: asked for, or left to the
+    runtime on a host without a CUDA device."""
+    if device == "cpu":
+        return True
+    if device not in (None, "auto"):
+        return False
+    from hardnet_export._cuda import cuda_status
+
+    return cuda_status()[0] == 0
+
+
+def cpu_runners(path: Path, options: Mapping[str, Any] = {}) -> list[Backend]:
+    """The installed backends that run ``path`` on the CPU and take every one of ``options``,
+    in the records' order."""
+    return [
+        b
+        for b in backends()
+        if b.reads(path)
+        and "cpu" in b.devices
+        and b.available()
+        and set(options) <= load_options(b.describer_class())
+    ]
+
+
+def choose(
+    path: Path,
+    *,
+    device: str | None = None,
+    backend: str | None = None,
+    options: Mapping[str, Any] = {},
+) -> Choice:
+    """How ``runtime.load`` runs ``path``: the backend, its options and the chunk size.
 
     Raises:
         InputError: an unknown ``backend``, or no backend reads the suffix.
         MissingFileError: no file at ``path`` whose suffix no backend reads.
     """
     if backend is not None:
-        return get_backend(backend)
+        name = get_backend(backend).name
+        return Choice(name, dict(options), source="explicit", why="the backend was given")
     default = backend_for(path)
-    if device != "cpu" or not path.is_file():
-        return default
-    candidates = [
-        b
-        for b in backends()
-        if b is not default and b.reads(path) and "cpu" in b.devices and b.cpu_first
-    ]
-    if not candidates or not any(b.available() for b in candidates):
-        return default
+    if not path.is_file() or not on_cpu(device):
+        return Choice(default.name, dict(options), source="default", why="the suffix's default")
+    runners = cpu_runners(path, options)
+    if not runners:
+        # The default backend's open says what is missing (its library, an option it lacks).
+        return Choice(default.name, dict(options), source="default", why="no CPU backend here")
+    names = [b.name for b in runners]
+    if not options:
+        try:
+            tuned = read_choice(path)
+        except OSError:
+            tuned = None  # an unreadable artifact: its backend's open says why
+        if tuned is not None and tuned.backend in names:
+            return tuned
     try:
         metadata = read_metadata(path)
     except (HardnetError, ImportError):
-        return default  # the default backend's open says what is wrong with the file
-    for candidate in candidates:
-        if (
-            candidate.available()
-            and metadata.precision in candidate.cpu_first
-            and not failed_gate(metadata, candidate.name)
-        ):
-            return candidate
-    if not default.available():
-        # The suffix's default is missing here: an installed backend that reads it runs it.
-        for other in backends():
-            if other.reads(path) and "cpu" in other.devices and other.available():
-                return other
-    return default
+        return Choice(names[0], dict(options), source="default", why="unreadable metadata")
+    return rule_choice(metadata, runners, options)
+
+
+def rule_choice(
+    metadata: GraphMetadata,
+    runners: list[Backend],
+    options: Mapping[str, Any] = {},
+    flags: frozenset[str] | None = None,
+) -> Choice:
+    """The rule table's choice for a graph among ``runners`` on a CPU with ``flags`` (this
+    one's by default): another backend's first rule that holds, else the first runner (the
+    suffix's default where it is installed)."""
+    from hardnet_export.host import cpu_flags
+
+    flags = cpu_flags() if flags is None else flags
+    source = "explicit" if options else "rule"
+    for candidate in runners[1:] + runners[:1]:
+        if failed_gate(metadata, candidate.name):
+            continue
+        for rule in candidate.cpu_rules:
+            if rule.applies(metadata.precision, flags):
+                merged = {**rule.options, **options}
+                return Choice(
+                    candidate.name, merged, max_batch=rule.max_batch, source=source, why=rule.why
+                )
+    why = "no rule prefers another backend for this graph on this CPU"
+    return Choice(runners[0].name, dict(options), source=source, why=why)
+
+
+def choose_backend(path: Path, *, device: str | None = None, backend: str | None = None) -> Backend:
+    """The backend :func:`choose` runs ``path`` with."""
+    return get_backend(choose(path, device=device, backend=backend).backend)

@@ -12,7 +12,6 @@ is only an error when that backend is asked for. No backend module imports this 
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,8 @@ from hardnet_export.artifacts.models import DEFAULT_MODEL, ShippedModel, as_path
 from hardnet_export.errors import InputError, InputTypeError, MissingFileError, Remedy
 from hardnet_export.host import installed
 from hardnet_export.runtime.base import Describer, KeypointDescriber
-from hardnet_export.runtime.policy import choose_backend
+from hardnet_export.artifacts.tuning import Choice
+from hardnet_export.runtime.policy import choose, load_options
 from hardnet_export.shipped import SHIPPED_ONNX, require_shipped
 
 __all__ = [
@@ -99,14 +99,19 @@ def load(
     if path is None or entry is not None:
         return _load_registered(entry, backend, device, max_batch, options)
     path = as_path(path)
-    chosen = choose_backend(path, device=device, backend=backend)
+    choice = choose(path, device=device, backend=backend, options=options)
+    chosen = get_backend(choice.backend)
     if not chosen.reads(path):
         raise InputError(
             f"backend {chosen.name!r} reads {list(chosen.suffixes)} files, got {path.name}"
         )
     if not path.is_file():
         raise MissingFileError(f"model not found: {path}")
-    return _open(chosen, path, device, max_batch, options)
+    if choice.source in ("tuned", "rule"):
+        # The policy decided for the CPU: its options and chunk size, unless given.
+        device = "cpu"
+        max_batch = max_batch or choice.max_batch
+    return _open(chosen, path, device, max_batch, dict(choice.options), choice)
 
 
 def _open(
@@ -115,6 +120,7 @@ def _open(
     device: str | None,
     max_batch: int | None,
     options: dict[str, Any],
+    choice: Choice | None = None,
 ) -> KeypointDescriber:
     """Open ``path`` with the class ``chosen`` has for its graph kind, once the options are
     known to be the backend's own."""
@@ -133,25 +139,11 @@ def _open(
     describer: KeypointDescriber = chosen.describer_class().open(
         path, device=device, max_batch=max_batch, **options
     )
+    if choice is None:
+        why = "the backend was given" if options or device else "the suffix's default"
+        choice = Choice(chosen.name, options, source="explicit" if options else "default", why=why)
+    describer.choice = choice
     return describer
-
-
-def load_options(describer: type[Describer]) -> set[str]:
-    """The keyword options ``runtime.load`` passes on to ``describer.open`` (``device`` and
-    ``max_batch`` aside): its own, and where it forwards ``**options`` to the constructor,
-    the constructor's."""
-    own = {"path", "device", "max_batch"}
-    known: set[str] = set()
-    for function in (describer.open, describer.__init__):
-        parameters = inspect.signature(function).parameters.values()
-        known |= {
-            p.name
-            for p in parameters
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in own
-        }
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-            break
-    return known
 
 
 def _load_registered(
