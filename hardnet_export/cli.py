@@ -89,6 +89,7 @@ from hardnet_export.imagefile import (
     image_header,
 )
 from hardnet_export.train.config import TrainConfig
+from hardnet_export.tune import tune_artifact
 
 app = typer.Typer(
     name="hardnet-export",
@@ -1057,6 +1058,66 @@ def check(
     if not report.passed:
         typer.echo(f"error: {report.reason()}", err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+def tune(
+    artifact: str = typer.Argument(
+        ..., help="The graph to tune: .onnx or OpenVINO .xml, or a registered model name."
+    ),
+    reference: str | None = typer.Option(
+        None,
+        "--reference",
+        help="The FP32 model a non-FP32 graph came from (default: the registered model whose "
+        "weights hash the graph carries).",
+    ),
+    pairs: int = typer.Option(
+        default(tune_artifact, "pairs"), help="Held-out built-in pairs for the accuracy gate."
+    ),
+    seed: int = typer.Option(default(tune_artifact, "seed"), help="Seed of those pairs."),
+    duration_s: float = typer.Option(
+        default(tune_artifact, "duration_s"), "--duration-s", help="Timing seconds per candidate."
+    ),
+    write: bool = typer.Option(
+        default(tune_artifact, "write"),
+        "--write/--no-write",
+        help="Store the choice in the tuning cache, where runtime.load takes it.",
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON."),
+) -> None:
+    """Measure how an artifact runs fastest and still correctly on this CPU, and keep it.
+
+    Every candidate the installed CPU backends can build (ONNX Runtime; OpenVINO in f32, and
+    in bf16/f16 where this CPU has them; thread counts) is gated on held-out pairs against
+    the FP32 model, then timed at batch 256 and 1 in interleaved rounds; the fastest that
+    passes, with its best chunk size, goes to the tuning cache ($HARDNET_EXPORT_CACHE or
+    ~/.cache/hardnet-export), keyed by the artifact, this CPU and the library versions.
+    Every later runtime.load(ARTIFACT, device="cpu") here takes it; without it the
+    backends' rule table decides.
+
+    Example: hardnet-export tune hardnet
+
+    Example: hardnet-export tune model.int8-cpu.onnx --json tune.json
+
+    Example: hardnet-export tune model.fp32.onnx --no-write --duration-s 5
+    """
+    from hardnet_export._io import atomic_write_text, check_writable
+
+    if json_out is not None:
+        check_writable(json_out)
+    report = tune_artifact(
+        artifact,
+        reference,
+        pairs=pairs,
+        seed=seed,
+        duration_s=duration_s,
+        write=write,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(report.format())
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+        typer.echo(f"wrote {json_out}")
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:

@@ -576,7 +576,7 @@ def _gate_on_backend(
     may_add: bool,
 ) -> tuple[onnx.ModelProto, tuple[str, ...], GateResult, tuple[str, ...]]:
     """The INT8 gate on ``backend``, which ``runtime.load(device="cpu")`` may pick for INT8
-    graphs (OpenVINO: its record's ``cpu_first``).
+    graphs (OpenVINO: its record's ``cpu_rules``).
 
     OpenVINO fuses the same Q/DQ graph into its own int8 kernels, and they are not always
     right: measured with OpenVINO 2026.4 on a Xeon (AMX), hardnet-eighth's last conv

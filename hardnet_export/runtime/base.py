@@ -184,6 +184,22 @@ class Describer(KeypointDescriber):
         self.max_batch = max_batch
         self.input_dtype = input_dtype
 
+    #: The one batch a graph exported with a fixed batch takes (smaller inputs are padded to
+    #: it); None: any batch up to ``max_batch``.
+    _fixed_batch: int | None = None
+
+    @property
+    def fixed_batch(self) -> int | None:
+        return self._fixed_batch
+
+    def use_chunks(self, size: int) -> None:
+        """Describe large inputs in chunks of ``size`` patches (where the artifact does not
+        fix its batch: then the chunk is that batch)."""
+        if size < 1:
+            raise InputError(f"chunk size must be a positive integer, got {size}")
+        if self.fixed_batch is None:
+            self.max_batch = size
+
     @abc.abstractmethod
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         """Descriptors of one batch.

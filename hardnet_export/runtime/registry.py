@@ -107,11 +107,15 @@ def load(
         )
     if not path.is_file():
         raise MissingFileError(f"model not found: {path}")
+    chunks = None
     if choice.source in ("tuned", "rule"):
-        # The policy decided for the CPU: its options and chunk size, unless given.
+        # The policy decided for the CPU: its options, and its chunk size unless given.
         device = "cpu"
-        max_batch = max_batch or choice.max_batch
-    return _open(chosen, path, device, max_batch, dict(choice.options), choice)
+        chunks = None if max_batch is not None else choice.max_batch
+    describer = _open(chosen, path, device, max_batch, dict(choice.options), choice)
+    if chunks is not None and isinstance(describer, Describer):
+        describer.use_chunks(chunks)
+    return describer
 
 
 def _open(

@@ -103,13 +103,15 @@ def test_metadata_precision_and_fixed_batch(checkpoint: Path, tmp_path: Path) ->
     graph = onnx.load(str(path))
     graph.metadata_props.add(key="precision", value="fp16")
     onnx.save(graph, str(path))
-    d = runtime.load(path)
+    d = runtime.load(path, backend="onnxruntime")
     assert d.precision == "fp16" and d.max_batch == 8 and d.input_dtype == "float32"
     x = np.random.default_rng(0).integers(0, 256, (19, 32, 32), dtype=np.uint8)
     out = d.describe(x)  # 8 + 8 + 3 (zero-padded to 8)
     np.testing.assert_allclose(out[16:], d.describe(x[16:]), atol=1e-5)
     with pytest.raises(ValueError, match="fixed batch of 8"):
-        runtime.load(path, max_batch=4)
+        runtime.load(path, backend="onnxruntime", max_batch=4)
+    # The CPU policy's chunk size gives way to the graph's fixed batch.
+    assert runtime.load(path, device="cpu").max_batch == 8
 
 
 def test_not_a_hardnet_graph(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from hardnet_export import runtime
 from hardnet_export.errors import InputError
+from hardnet_export.host import has_bf16
 from hardnet_export.runtime.openvino_backend import core
 from hardnet_export.shipped import SHIPPED_ONNX
 
@@ -76,12 +77,57 @@ def test_ir_round_trip(tmp_path: Path, patches: np.ndarray) -> None:
     assert cosine(loaded.describe(patches), reference.describe(patches)).min() >= 0.9999
 
 
-def test_cpu_picks_openvino_for_int8_and_onnxruntime_for_fp32(int8_graph: Path) -> None:
+def test_cpu_rules_pick_openvino_for_int8_everywhere_and_bf16_where_native(
+    int8_graph: Path,
+) -> None:
+    # With no tuning measured here, the CPU decides through the records' rule table.
     assert runtime.load(int8_graph, device="cpu").backend == "openvino"
-    assert runtime.load(SHIPPED_ONNX, device="cpu").backend == "onnxruntime"
+    fp32 = runtime.load(SHIPPED_ONNX, device="cpu")
+    assert fp32.choice is not None and fp32.choice.source == "rule"
+    if has_bf16():
+        assert (fp32.backend, fp32.choice.inference_precision) == ("openvino", "bf16")
+        assert fp32.max_batch == 256
+    else:
+        assert fp32.backend == "onnxruntime"
+    # What the caller names wins over the rules.
+    exact = runtime.load(SHIPPED_ONNX, device="cpu", inference_precision="f32")
+    assert (exact.backend, exact.inference_precision) == ("openvino", "f32")
+    assert exact.choice is not None and exact.choice.source == "explicit"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # int8 kernels on this CPU
-        assert runtime.load(int8_graph).backend == "onnxruntime"  # device=None: unchanged
+        forced = runtime.load(int8_graph, backend="onnxruntime", device="cpu")
+    assert forced.backend == "onnxruntime"
+
+
+@pytest.mark.parametrize(
+    ("flags", "fp32", "int8"),
+    [
+        (frozenset({"avx2", "fma"}), ("onnxruntime", {}), ("openvino", {})),
+        (frozenset({"avx512f", "avx512_vnni"}), ("onnxruntime", {}), ("openvino", {})),
+        (
+            frozenset({"avx512f", "avx512_vnni", "avx512_bf16"}),
+            ("openvino", {"inference_precision": "bf16"}),
+            ("openvino", {"inference_precision": "bf16"}),
+        ),
+        (
+            frozenset({"avx512f", "amx_int8", "amx_bf16"}),
+            ("openvino", {"inference_precision": "bf16"}),
+            ("openvino", {"inference_precision": "bf16"}),
+        ),
+    ],
+    ids=["avx2", "avx512-vnni", "avx512-bf16", "amx"],
+)
+def test_rule_table_per_instruction_set(
+    flags: frozenset[str], fp32: tuple[str, dict[str, str]], int8: tuple[str, dict[str, str]]
+) -> None:
+    from hardnet_export.artifacts.metadata import GraphMetadata
+    from hardnet_export.runtime.policy import cpu_runners, rule_choice
+
+    runners = cpu_runners(SHIPPED_ONNX)
+    for precision, (backend, options) in (("fp32", fp32), ("int8", int8)):
+        choice = rule_choice(GraphMetadata(precision=precision), runners, flags=flags)
+        assert (choice.backend, dict(choice.options)) == (backend, options), precision
+        assert choice.source == "rule" and choice.why
 
 
 def test_options_and_devices_are_checked() -> None:
