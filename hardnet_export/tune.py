@@ -40,6 +40,7 @@ from hardnet_export.artifacts.metadata import GraphMetadata
 from hardnet_export.artifacts.quantisation import GateResult
 from hardnet_export.artifacts.tuning import Choice, write_choice
 from hardnet_export.errors import InputError, MissingDependencyError, Remedy
+from hardnet_export.export.inference_gates import GATE_PAIRS
 from hardnet_export.validate import check_float, check_int
 
 #: The batch the choice is made at, and the one-patch latency recorded beside it.
@@ -49,7 +50,6 @@ TUNE_BATCH = 256
 FRAME_PATCHES = 2048
 #: Chunk sizes tried for the winner (each at most the graph's fixed batch, if it has one).
 CHUNK_SIZES = (64, 128, 256, 512, 1024)
-DEFAULT_PAIRS = 1000
 DEFAULT_ROUNDS = 5
 
 
@@ -204,7 +204,7 @@ def tune_artifact(
     artifact: str | Path,
     reference: str | Path | None = None,
     *,
-    pairs: int = DEFAULT_PAIRS,
+    pairs: int = GATE_PAIRS,
     seed: int = 0,
     duration_s: float = 2.0,
     write: bool = True,
@@ -218,7 +218,8 @@ def tune_artifact(
             FP32 graph).
         reference: the FP32 model for a non-FP32 graph (default: the registered model whose
             weights hash the graph's metadata names).
-        pairs: held-out built-in pairs for the accuracy gate.
+        pairs: held-out built-in pairs for the accuracy gate (as many as the export's gates
+            draw, so a choice and a recorded gate judge the same patches).
         seed: their seed.
         duration_s: timing budget per candidate (split over interleaved rounds).
         write: store the choice in the tuning cache (``runtime.load`` takes it).

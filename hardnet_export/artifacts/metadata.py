@@ -61,7 +61,9 @@ _FLOAT_FIELDS = frozenset({"magnification", "width"})
 _INT_FIELDS = frozenset({"pyramid_levels", "min_image_side"})
 
 #: The JSON-valued fields of :class:`GraphMetadata`.
-_JSON_FIELDS = frozenset({"input", "output", "weights_provenance", "parity", "quantisation"})
+_JSON_FIELDS = frozenset(
+    {"input", "output", "weights_provenance", "parity", "quantisation", "inference_gates"}
+)
 #: The props in which graphs exported before :class:`Quantisation` kept its fields; JSON
 #: ones are True.
 LEGACY_QUANTISATION_PROPS = {
@@ -93,6 +95,9 @@ class GraphMetadata:
             accuracy gates keyed by backend
             (:class:`~hardnet_export.artifacts.quantisation.Quantisation`); None for a float
             graph.
+        inference_gates: accuracy gates of arithmetic a backend may run the graph in
+            (``openvino:bf16``: OpenVINO with bf16 float layers), keyed
+            ``backend:inference precision``, measured at export on a CPU that has it.
         graph_kind: ``patches`` or ``image`` (:data:`GRAPH_KINDS`); None (a graph from before
             image graphs, or a foreign one) means ``patches``.
         magnification: an image graph's support region in units of ``KeyPoint.size``.
@@ -113,6 +118,7 @@ class GraphMetadata:
     weights_provenance: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] | None = None
     quantisation: Quantisation | None = None
+    inference_gates: dict[str, GateResult] = field(default_factory=dict)
     graph_kind: str | None = None
     magnification: float | None = None
     pyramid_levels: int | None = None
@@ -148,7 +154,10 @@ class GraphMetadata:
 
     def gate_on(self, backend: str) -> GateResult | None:
         """The accuracy gate the export measured with the graph run by ``backend`` (None
-        where it did not; keys: :data:`~hardnet_export.artifacts.quantisation.GATE_BACKENDS`)."""
+        where it did not; keys: :data:`~hardnet_export.artifacts.quantisation.GATE_BACKENDS`,
+        or ``backend:inference precision`` for :attr:`inference_gates`)."""
+        if backend in self.inference_gates:
+            return self.inference_gates[backend]
         return self.quantisation.gates.get(backend) if self.quantisation is not None else None
 
     @property
@@ -164,6 +173,8 @@ class GraphMetadata:
             value = getattr(self, item.name)
             if isinstance(value, Quantisation):
                 value = value.to_dict()
+            elif item.name == "inference_gates":
+                value = {key: gate.to_dict() for key, gate in value.items()}
             if value is None or (item.name in _JSON_FIELDS and value == {}):
                 continue
             props[item.name] = (
@@ -195,6 +206,12 @@ class GraphMetadata:
                 values[key] = Quantisation.from_dict(
                     parse_json_object(text, source=where), source=where
                 )
+            elif key == "inference_gates":
+                gates = parse_json_object(text, source=where)
+                values[key] = {
+                    str(name): GateResult.from_dict(_object(gate, where), source=where)
+                    for name, gate in gates.items()
+                }
             elif key in _JSON_FIELDS:
                 values[key] = parse_json_object(text, source=where)
             elif key in _FLOAT_FIELDS or key in _INT_FIELDS:
@@ -224,6 +241,12 @@ class GraphMetadata:
             k: v for k, v in props.items() if k not in known and k not in LEGACY_QUANTISATION_PROPS
         }
         return cls(**values, other=other)
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: each gate must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def read_metadata(path: str | Path) -> GraphMetadata:

@@ -35,6 +35,7 @@ from hardnet_export.export.common import (
     weights_model_name,
     write_graph,
 )
+from hardnet_export.export.inference_gates import inference_gates
 from hardnet_export.export.parity import parity_report
 from hardnet_export.export.sensitivity import SensitivityReport, write_report
 from hardnet_export.host import host_record, require
@@ -60,6 +61,7 @@ def export_onnx(
     opset: int = MIN_OPSET,
     parity: bool = True,
     parity_patches: np.ndarray | None = None,
+    gate_inference: bool = True,
 ) -> Path:
     """Export HardNet as one variant (:data:`hardnet_export.artifacts.variants.VARIANTS`) to
     one ONNX patch graph, written atomically to ``out``.
@@ -81,6 +83,10 @@ def export_onnx(
         parity: compare the graph with PyTorch at batch 1, 7 and 300 and store the report in
             the metadata under ``parity``.
         parity_patches: the patches for that report; default 300 held-out built-in patches.
+        gate_inference: measure the arithmetic the CPU rules may run the graph in on this
+            CPU (OpenVINO's bf16 where it is native) on held-out pairs and record the gates
+            (:mod:`hardnet_export.export.inference_gates`); without them those rules pass
+            the graph by.
 
     Shape:
         - parity_patches: (N, 32, 32) or (N, 1, 32, 32) uint8, N >= 2.
@@ -126,6 +132,9 @@ def export_onnx(
         metadata = dataclasses.replace(
             metadata, parity=_parity(model, proto, metadata, parity_patches)
         )
+    if gate_inference:
+        gates = inference_gates(fp32, proto, chosen.precision)
+        metadata = dataclasses.replace(metadata, inference_gates=gates)
     path = write_graph(proto, metadata, out)
     quantisation = metadata.quantisation
     if quantisation is not None and quantisation.sensitivity is not None:

@@ -8,7 +8,8 @@ reads the artifact is a candidate, and:
    libraries (:mod:`hardnet_export.artifacts.tuning`) is taken when there is one;
 2. otherwise the records' rule table (:class:`~hardnet_export.artifacts.backends.CpuRule`):
    the first rule of another backend that holds for the graph's precision and this CPU's
-   instruction sets, unless the export measured the graph failing its accuracy gate there;
+   instruction sets, unless the export measured the graph failing its accuracy gate there
+   (a gated rule, bf16 arithmetic, needs the graph to record that it passed);
 3. otherwise the suffix's default backend.
 
 Options the caller gives (an ``inference_precision``, a thread count) keep only the
@@ -24,7 +25,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hardnet_export.artifacts.backends import Backend, backend_for, backends, get_backend
+from hardnet_export.artifacts.backends import (
+    Backend,
+    CpuRule,
+    backend_for,
+    backends,
+    get_backend,
+)
 from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
 from hardnet_export.artifacts.tuning import Choice, read_choice
 from hardnet_export.errors import HardnetError
@@ -34,6 +41,15 @@ def failed_gate(metadata: GraphMetadata, backend: str) -> bool:
     """Whether the export measured this graph on ``backend`` and it failed the gate there."""
     gate = metadata.gate_on(backend)
     return gate is not None and not gate.passed
+
+
+def passed(metadata: GraphMetadata, rule: CpuRule, backend: Backend) -> bool:
+    """Whether ``rule`` may run the graph: an ungated rule always, a gated one only where the
+    graph's export measured its gate and the graph passed."""
+    if not rule.gated:
+        return True
+    gate = metadata.gate_on(rule.gate_key(backend.name))
+    return gate is not None and gate.passed
 
 
 def load_options(describer: type[Any]) -> set[str]:
@@ -134,7 +150,7 @@ def rule_choice(
         if failed_gate(metadata, candidate.name):
             continue
         for rule in candidate.cpu_rules:
-            if rule.applies(metadata.precision, flags):
+            if rule.applies(metadata.precision, flags) and passed(metadata, rule, candidate):
                 merged = {**rule.options, **options}
                 return Choice(
                     candidate.name, merged, max_batch=rule.max_batch, source=source, why=rule.why
