@@ -423,39 +423,57 @@ def _failure(row: Row) -> str:
 
 
 def _rate(step: Callable[[], Any], seconds: float) -> float:
-    """Calls per second of ``step`` over about ``seconds`` (at least 3 calls)."""
+    """Calls per second of ``step``: the median call over about ``seconds`` (one call at
+    least: a frame of patches through the full model takes longer than a short budget)."""
     clock = time.perf_counter
-    times = []
+    times: list[float] = []
     start = clock()
-    while len(times) < 3 or clock() - start < seconds:
+    while not times or clock() - start < seconds:
         t0 = clock()
         step()
         times.append(clock() - t0)
     return 1.0 / statistics.median(times)
 
 
+def _interleaved(
+    steps: Mapping[Any, Callable[[], Any]], duration_s: float
+) -> dict[Any, list[float]]:
+    """Calls per second of each step, one figure per round; in each round every step runs
+    for its share of ``duration_s`` (in all), so a slow spell of a shared CPU falls on all
+    alike. Every step is called once first (a warm-up that also sizes the rounds: as many as
+    the budget holds, one to :data:`DEFAULT_ROUNDS`)."""
+    if not steps:
+        return {}
+    once = sum(1.0 / _rate(step, 0.0) for step in steps.values())
+    rounds = int(min(DEFAULT_ROUNDS, max(1, duration_s // max(once, 1e-9))))
+    share = duration_s / rounds / len(steps)
+    rates: dict[Any, list[float]] = {key: [] for key in steps}
+    for _ in range(rounds):
+        for key, step in steps.items():
+            rates[key].append(_rate(step, share))
+    return rates
+
+
 def _time_candidates(
-    describers: Mapping[Candidate, Any], duration_s: float, rounds: int = DEFAULT_ROUNDS
+    describers: Mapping[Candidate, Any], duration_s: float
 ) -> dict[Candidate, tuple[float, float]]:
     """(patches/s at batch 256, ms at batch 1) per candidate: the median over interleaved
-    rounds, each round timing every candidate once."""
+    rounds."""
     from hardnet_export.benchmark.run import benchmark_patches, held_out_pairs
 
     batch, _ = benchmark_patches(TUNE_BATCH, held_out_pairs(TUNE_BATCH // 2))
     one = np.ascontiguousarray(batch[:1])
-    share = max(duration_s / rounds, 0.01)
-    per_round: dict[Candidate, list[tuple[float, float]]] = {c: [] for c in describers}
-    for describer in describers.values():  # warm-up: first calls allocate and compile
-        describer.describe(batch)
-        describer.describe(one)
-    for _ in range(rounds):
-        for candidate, describer in describers.items():
-            throughput = TUNE_BATCH * _rate(lambda d=describer: d.describe(batch), share * 0.7)
-            latency = 1000.0 / _rate(lambda d=describer: d.describe(one), share * 0.3)
-            per_round[candidate].append((throughput, latency))
+    steps: dict[tuple[Candidate, int], Callable[[], Any]] = {}
+    for candidate, describer in describers.items():
+        steps[candidate, TUNE_BATCH] = lambda d=describer: d.describe(batch)
+        steps[candidate, 1] = lambda d=describer: d.describe(one)
+    rates = _interleaved(steps, duration_s * len(describers))
     return {
-        c: (statistics.median(t for t, _ in r), statistics.median(ms for _, ms in r))
-        for c, r in per_round.items()
+        c: (
+            TUNE_BATCH * statistics.median(rates[c, TUNE_BATCH]),
+            1000.0 / statistics.median(rates[c, 1]),
+        )
+        for c in describers
     }
 
 
@@ -466,19 +484,13 @@ def _time_chunks(candidate: Candidate, path: Path, duration_s: float) -> dict[in
     from hardnet_export.errors import HardnetError
 
     patches, _ = benchmark_patches(FRAME_PATCHES, held_out_pairs(TUNE_BATCH // 2))
-    loaded = {}
+    steps: dict[int, Callable[[], Any]] = {}
     for size in sorted({*CHUNK_SIZES, DEFAULT_MAX_BATCH}):
         try:
             describer = _load(candidate.backend, path, candidate.options, max_batch=size)
         except HardnetError:
             continue  # a fixed-batch graph takes no larger chunk
         if describer.max_batch == size:
-            describer.describe(patches)
-            loaded[size] = describer
-    share = max(duration_s / DEFAULT_ROUNDS, 0.01)
-    rates: dict[int, list[float]] = {size: [] for size in loaded}
-    for _ in range(DEFAULT_ROUNDS):
-        for size, describer in loaded.items():
-            rate = _rate(lambda d=describer: d.describe(patches), share)
-            rates[size].append(FRAME_PATCHES * rate)
-    return {size: statistics.median(r) for size, r in rates.items()}
+            steps[size] = lambda d=describer: d.describe(patches)
+    rates = _interleaved(steps, duration_s)
+    return {size: FRAME_PATCHES * statistics.median(r) for size, r in rates.items()}

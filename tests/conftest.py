@@ -7,12 +7,24 @@ have their own conftest.py, all imported as the module ``conftest``, so
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from gpu_gate import gpu_test_gate, gpu_visible
 
 from hardnet_export._cuda import cuda_status
 
 pytest_plugins = ("model_fixtures",)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The session's own cache folder: a developer's tuning choices (``hardnet-export tune``)
+    would change which backend runs a graph, so tests never read ``~/.cache``."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HARDNET_EXPORT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    patch.undo()
 
 
 @pytest.hookimpl(trylast=True)  # after -m/-k deselection: only the GPU tests that would run

@@ -1,0 +1,178 @@
+"""The host-tuned runtime: ``tune`` measures gated candidates, the cache keeps the choice,
+``runtime.load`` takes it, and what the caller names wins.
+
+What holds on every CPU kind is asserted (which candidate wins depends on the CPU and on a
+shared machine's load; that it passed its gate and was the fastest measured does not).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hardnet_export import runtime
+from hardnet_export.artifacts.backends import Backend, register_backend, unregister_backend
+from hardnet_export.artifacts.metadata import GraphMetadata
+from hardnet_export.artifacts.tuning import Choice, cache_file, read_choice, tuning_key
+from hardnet_export.runtime.onnxruntime_backend import OnnxRuntimeDescriber
+from hardnet_export.tune import tune_artifact
+
+pytest.importorskip("onnxruntime")
+
+
+class CoarseDescriber(OnnxRuntimeDescriber):
+    """ONNX Runtime, with descriptors cut to their signs when ``coarse`` is set: a candidate
+    that is as fast as any and wrong, which the gate must keep out."""
+
+    backend = "coarse"
+
+    def __init__(self, *args: Any, coarse: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.coarse = coarse
+
+    @classmethod
+    def open(cls, path: Path | None, **options: Any) -> Any:
+        coarse = bool(options.pop("coarse", False))
+        describer = OnnxRuntimeDescriber.open.__func__(cls, path, **options)  # type: ignore[attr-defined]
+        describer.coarse = coarse
+        return describer
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        out = super()._infer(batch)
+        if not self.coarse:
+            return out
+        signs = np.sign(out).astype(np.float32)
+        return signs / np.linalg.norm(signs, axis=1, keepdims=True)
+
+
+def coarse_candidates(metadata: GraphMetadata, flags: frozenset[str]) -> list[dict[str, Any]]:
+    return [{"coarse": True}]
+
+
+@pytest.fixture
+def coarse_backend() -> Iterator[Backend]:
+    record = register_backend(
+        Backend(
+            name="coarse",
+            summary="ONNX Runtime with sign-only descriptors (a wrong candidate)",
+            kinds={"patches": f"{__name__}:CoarseDescriber"},
+            suffixes=(".onnx",),
+            devices=("cpu",),
+            module="onnxruntime",
+            provenance="hardnet_export.artifacts.provenance:graph_provenance",
+            tuning=f"{__name__}:coarse_candidates",
+        )
+    )
+    yield record
+    unregister_backend("coarse")
+
+
+@pytest.fixture(scope="module")
+def small_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random HardNet at width 0.25 (a fifteenth of the full model's work: tuning times
+    every candidate several times over)."""
+    import torch
+
+    from hardnet_export.export.onnx import export_onnx
+    from hardnet_export.model import HardNet
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tune")
+    graph = folder / "small.fp32.onnx"
+    return export_onnx(HardNet(width=0.25).eval(), graph, parity=False, gate_inference=False)
+
+
+@pytest.fixture
+def graph(small_graph: Path, tmp_path: Path) -> Path:
+    # A copy of its own: the cache is keyed by the file's bytes, so other tests' loads of
+    # the same graph are not touched by this test's choice.
+    own = tmp_path / "tuned.fp32.onnx"
+    shutil.copyfile(small_graph, own)
+    return own
+
+
+def test_tune_gates_every_candidate_and_loads_take_the_choice(
+    graph: Path, tmp_path: Path, coarse_backend: Backend
+) -> None:
+    report = tune_artifact(graph, pairs=64, duration_s=0.05, cache_dir=tmp_path / "cache")
+    rows = {row.candidate.label: row for row in report.rows}
+    # Every installed CPU backend's candidates were measured, the wrong one among them.
+    assert "onnxruntime (defaults)" in rows and "coarse (coarse=True)" in rows
+    assert not rows["coarse (coarse=True)"].passed
+    assert rows["coarse (coarse=True)"].gate is not None
+    assert rows["coarse (coarse=True)"].gate.min_cosine < 0.98
+    assert rows["onnxruntime (defaults)"].passed
+    choice = report.choice
+    assert choice.source == "tuned" and choice.backend != "coarse"
+    winner = next(r for r in report.rows if r.candidate.label.startswith(choice.backend + " "))
+    assert winner.passed and choice.patches_per_s == max(
+        r.patches_per_s for r in report.rows if r.passed and r.patches_per_s is not None
+    )
+    assert choice.max_batch in report.chunks
+    assert choice.gate is not None and choice.gate.passed
+    # The cache holds it, keyed by this file, this CPU and these libraries.
+    assert report.cache_file is not None and Path(report.cache_file).is_file()
+    stored = json.loads(Path(report.cache_file).read_text())
+    assert stored["key"]["isa"] == tuning_key("x")["isa"]
+    assert read_choice(graph, tmp_path / "cache") == choice
+    text = report.format()
+    assert "coarse (coarse=True)" in text and "FAILED" in text and "chosen" in text
+
+
+def test_load_takes_the_cached_choice_and_the_caller_wins(
+    graph: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HARDNET_EXPORT_CACHE", str(tmp_path / "cache"))
+    before = runtime.load(graph, device="cpu")
+    assert before.choice is not None and before.choice.source == "rule"
+    report = tune_artifact(graph, pairs=64, duration_s=0.05)
+    loaded = runtime.load(graph, device="cpu")
+    assert loaded.choice == report.choice and loaded.backend == report.choice.backend
+    assert loaded.max_batch == report.choice.max_batch
+    patches = np.random.default_rng(0).integers(0, 256, (5, 32, 32), dtype=np.uint8)
+    assert loaded.describe(patches).shape == (5, 128)
+    # What the caller names always wins over the cache.
+    given = runtime.load(graph, backend="onnxruntime", device="cpu", max_batch=7)
+    assert given.choice is not None and given.choice.source == "explicit"
+    assert (given.backend, given.max_batch) == ("onnxruntime", 7)
+    # The cache is per file content: another graph's bytes find nothing.
+    other = tmp_path / "other.onnx"
+    other.write_bytes(graph.read_bytes() + b"\0")
+    assert read_choice(other) is None
+
+
+def test_a_broken_cache_entry_never_stops_a_load(
+    graph: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HARDNET_EXPORT_CACHE", str(tmp_path / "cache"))
+    from hardnet_export.artifacts.tuning import artifact_digest
+
+    file = cache_file(tuning_key(artifact_digest(graph)))
+    file.parent.mkdir(parents=True)
+    file.write_text("{not json")
+    with pytest.warns(RuntimeWarning, match="unreadable tuning cache entry"):
+        loaded = runtime.load(graph, device="cpu")
+    assert loaded.choice is not None and loaded.choice.source == "rule"
+
+
+def test_choice_round_trips_and_says_what_it_is() -> None:
+    choice = Choice("openvino", {"inference_precision": "bf16"}, max_batch=128, source="rule")
+    assert Choice.from_dict(json.loads(json.dumps(choice.to_dict()))) == choice
+    assert choice.inference_precision == "bf16"
+    assert Choice("onnxruntime").inference_precision == "graph"
+    assert choice.summary().startswith("rule: openvino (inference_precision=bf16)")
+
+
+def test_tune_refuses_what_it_cannot_tune(tmp_path: Path, image_graph: Path) -> None:
+    with pytest.raises(ValueError, match="image graph"):
+        tune_artifact(image_graph, pairs=32, duration_s=0.01, write=False)
+    with pytest.raises(FileNotFoundError):
+        tune_artifact(tmp_path / "missing.onnx", write=False)
+    with pytest.raises(ValueError, match="pairs"):
+        tune_artifact(tmp_path / "missing.onnx", pairs=1, write=False)
