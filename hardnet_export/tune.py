@@ -271,8 +271,7 @@ def tune_artifact(
     if not passed:
         raise InputError(
             f"no way to run {path.name} on this CPU passes its accuracy gate against "
-            f"{reference_name}: "
-            + "; ".join(f"{r.candidate.label}: {_failure(r)}" for r in rows)
+            f"{reference_name}: " + "; ".join(f"{r.candidate.label}: {_failure(r)}" for r in rows)
         )
     say(f"time   {len(passed)} candidates at batch {TUNE_BATCH} and 1, interleaved")
     speeds = _time_candidates({r.candidate: describers[r.candidate] for r in passed}, duration_s)
@@ -311,8 +310,12 @@ def tune_artifact(
         chunks=chunks,
         choice=choice,
         cache_file=None if cache_file is None else str(cache_file),
-        host={"cpu": cpu.get("model"), "isa": list(tuning_flags()), "details": cpu,
-              "libraries": library_versions()},  # fmt: skip
+        host={
+            "cpu": cpu.get("model"),
+            "isa": list(tuning_flags()),
+            "details": cpu,
+            "libraries": library_versions(),
+        },  # fmt: skip
     )
 
 
@@ -361,9 +364,7 @@ def _reference(
             path, read_provenance(path), None if reference is None else Path(reference)
         )
         # The reference runs as written (its suffix's own backend), never a tuned path.
-        describer = patch_describer(
-            _load(backend_for(ref_path).name, ref_path, {}), "a reference"
-        )
+        describer = patch_describer(_load(backend_for(ref_path).name, ref_path, {}), "a reference")
         if describer.precision not in ("fp32", "unknown"):
             raise InputError(
                 f"the reference must be an FP32 model, but {ref_path.name} is "

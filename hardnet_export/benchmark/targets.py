@@ -6,7 +6,6 @@ seconds to minutes; the benchmark reuses the files on the next run).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -23,10 +23,10 @@ from hardnet_export.artifacts.backends import (
     register_backend,
 )
 from hardnet_export.artifacts.models import DEFAULT_MODEL, ShippedModel, as_path, lookup
+from hardnet_export.artifacts.tuning import Choice
 from hardnet_export.errors import InputError, InputTypeError, MissingFileError, Remedy
 from hardnet_export.host import installed
 from hardnet_export.runtime.base import Describer, KeypointDescriber
-from hardnet_export.artifacts.tuning import Choice
 from hardnet_export.runtime.policy import choose, load_options
 from hardnet_export.shipped import SHIPPED_ONNX, require_shipped
 
