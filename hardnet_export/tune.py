@@ -34,12 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from hardnet_export.artifacts.backends import Backend, backend_for, resolve
+from hardnet_export.artifacts.backends import Backend, backend_for, plain_table, resolve
 from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH, DescribeFn
-from hardnet_export.artifacts.metadata import GraphMetadata
+from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
 from hardnet_export.artifacts.quantisation import GateResult
 from hardnet_export.artifacts.tuning import Choice, write_choice
-from hardnet_export.errors import InputError, MissingDependencyError, Remedy
+from hardnet_export.errors import HardnetError, InputError, MissingDependencyError, Remedy
 from hardnet_export.export.inference_gates import GATE_PAIRS
 from hardnet_export.validate import check_float, check_int
 
@@ -128,8 +128,6 @@ class TuneReport:
 
     def format(self) -> str:
         """A plain-text table for the terminal, the chosen row marked."""
-        from hardnet_export.artifacts.backends import plain_table
-
         header = ("", "candidate", "gate", "worst cos", "NN acc loss", "FPR95 loss",
                   "patches/s @256", "ms @1")  # fmt: skip
         table: list[tuple[str, ...]] = [header]
@@ -329,8 +327,6 @@ def _metadata_of(describer: Any, path: Path) -> GraphMetadata:
     metadata = getattr(describer, "metadata", None)
     if isinstance(metadata, GraphMetadata):
         return metadata
-    from hardnet_export.artifacts.metadata import read_metadata
-
     return read_metadata(path)
 
 
@@ -396,7 +392,6 @@ def _gate_row(
     describers: dict[Candidate, Any],
 ) -> Row:
     from hardnet_export.calibration.gate import evaluate_gate
-    from hardnet_export.errors import HardnetError
 
     try:
         describer = _load(candidate.backend, path, candidate.options)
@@ -482,7 +477,6 @@ def _time_chunks(candidate: Candidate, path: Path, duration_s: float) -> dict[in
     """Patches/s of one describe of :data:`FRAME_PATCHES` patches per chunk size, the
     median over interleaved rounds; sizes above a fixed-batch graph's batch are skipped."""
     from hardnet_export.benchmark.run import benchmark_patches, held_out_pairs
-    from hardnet_export.errors import HardnetError
 
     patches, _ = benchmark_patches(FRAME_PATCHES, held_out_pairs(TUNE_BATCH // 2))
     steps: dict[int, Callable[[], Any]] = {}
