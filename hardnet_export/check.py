@@ -24,6 +24,7 @@ from hardnet_export.artifacts.quantisation import (
     DEFAULT_MIN_COSINE,
     GateResult,
 )
+from hardnet_export.artifacts.tuning import Choice
 from hardnet_export.errors import InputError, MissingFileError, Remedy
 from hardnet_export.validate import check_int
 
@@ -42,6 +43,8 @@ class CheckReport:
     reference: str
     gate: GateResult
     host: dict[str, Any]
+    #: How ``runtime.load`` ran it here (:meth:`hardnet_export.artifacts.tuning.Choice.to_dict`).
+    choice: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -71,6 +74,7 @@ class CheckReport:
             f"artifact   {self.artifact} ({self.precision}, {self.backend} on {self.device}, "
             f"{self.semantics})",
             f"reference  {self.reference}",
+            *([f"path       {Choice.from_dict(self.choice).summary()}"] if self.choice else []),
             f"host       {cpu.get('model', 'unknown CPU')}, int8 kernels "
             f"{cpu.get('int8_isa', 'unknown')}"
             + "".join(f"; GPU {gpu.get('name')}" for gpu in gpus),
@@ -215,4 +219,5 @@ def check_artifact(
         reference=str(reference_path),
         gate=gate,
         host={"cpu": cpu_info(), "gpus": gpu_info(), "libraries": library_versions()},
+        choice=None if candidate.choice is None else candidate.choice.to_dict(),
     )

@@ -1037,10 +1037,10 @@ def check(
 ) -> None:
     """Check an artifact on the machine it will run on against its FP32 model.
 
-    Runs the artifact with the backend and device it would use here (ONNX Runtime on this
-    CPU's int8 kernels, TensorRT on this GPU), prints worst/mean cosine, NN agreement,
-    FPR95 and NN accuracy and the host, and exits 1 when the INT8 gate's limits (stored in
-    the artifact) are exceeded.
+    Runs the artifact the way runtime.load would here (on a CPU: the choice tune measured,
+    else the backends' rule table; TensorRT on this GPU), prints the path it took, worst/mean
+    cosine, NN agreement, FPR95 and NN accuracy and the host, and exits 1 when the INT8
+    gate's limits (stored in the artifact) are exceeded.
 
     Example: hardnet-export check model.int8-cpu.onnx
 
