@@ -310,14 +310,18 @@ def list_models() -> None:
 @app.command("backends")
 def list_backends() -> None:
     """List the registered backends: the artifacts each reads, where it runs and whether its
-    library is installed here. runtime.load picks one by the artifact's suffix (and, on the
-    CPU, by the graph's precision); load(..., backend=NAME) forces one.
+    library is installed here, then the CPU rule table. runtime.load picks one by the
+    artifact's suffix and, on the CPU, by what tune measured here or else by the rules (the
+    graph's precision, this CPU's instruction sets, the gates the graph records);
+    load(..., backend=NAME) forces one.
 
     Example: hardnet-export backends
     """
-    from hardnet_export.artifacts.backends import format_backends
+    from hardnet_export.artifacts.backends import format_backends, format_rules
 
     typer.echo(format_backends())
+    typer.echo("")
+    typer.echo(format_rules())
 
 
 @app.command()

@@ -220,7 +220,7 @@ BUILTIN: tuple[Backend, ...] = (
                 precisions=("int8",),
                 max_batch=256,
                 why=(
-                    "INT8 graphs on CPUs without bf16: OpenVINO ran the cpu flavour 1.2x and the "
+                    "INT8 graphs, float layers in f32: OpenVINO ran the cpu flavour 1.2x and the "
                     "TensorRT flavour's symmetric activations 1.4x ONNX Runtime on an AVX2 EPYC"
                 ),
             ),
@@ -331,6 +331,38 @@ def format_backends(entries: tuple[Backend, ...] | None = None) -> str:
             )
         )
     return plain_table(rows)
+
+
+def format_rules(flags: frozenset[str] | None = None) -> str:
+    """The CPU rule table as plain text, each rule marked where it speaks on this CPU (or one
+    with ``flags``): the backend, the graphs it takes, the CPUs, options, chunk size, whether
+    the graph must have passed its gate, and why."""
+    from hardnet_export.host import cpu_flags
+
+    flags = cpu_flags() if flags is None else flags
+    rows = [("here", "backend", "graphs", "CPUs with", "options", "chunk", "gated")]
+    whys = []
+    for backend in backends():
+        for rule in backend.cpu_rules:
+            native = not rule.needs or any(f in flags for f in rule.needs)
+            options = ", ".join(f"{k}={v}" for k, v in rule.options.items()) or "-"
+            rows.append(
+                (
+                    "*" if native else "",
+                    backend.name,
+                    ",".join(rule.precisions),
+                    " or ".join(rule.needs) or "any",
+                    options,
+                    str(rule.max_batch or "-"),
+                    "yes" if rule.gated else "no",
+                )
+            )
+            whys.append(f"{len(whys) + 1}. {backend.name}: {rule.why}")
+    head = (
+        "CPU rules (when tune measured nothing here; the first that holds wins, else the "
+        "suffix's default backend; * = holds on this CPU)"
+    )
+    return "\n".join([head, plain_table(rows), *whys])
 
 
 def plain_table(rows: list[tuple[str, ...]]) -> str:
