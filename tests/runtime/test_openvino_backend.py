@@ -10,7 +10,6 @@ import pytest
 
 from hardnet_export import runtime
 from hardnet_export.errors import InputError
-from hardnet_export.host import has_bf16
 from hardnet_export.runtime.openvino_backend import core
 from hardnet_export.shipped import SHIPPED_ONNX
 
@@ -77,18 +76,15 @@ def test_ir_round_trip(tmp_path: Path, patches: np.ndarray) -> None:
     assert cosine(loaded.describe(patches), reference.describe(patches)).min() >= 0.9999
 
 
-def test_cpu_rules_pick_openvino_for_int8_everywhere_and_bf16_where_native(
+def test_cpu_rules_pick_openvino_for_int8_everywhere_and_bf16_only_where_gated(
     int8_graph: Path,
 ) -> None:
     # With no tuning measured here, the CPU decides through the records' rule table.
     assert runtime.load(int8_graph, device="cpu").backend == "openvino"
     fp32 = runtime.load(SHIPPED_ONNX, device="cpu")
     assert fp32.choice is not None and fp32.choice.source == "rule"
-    if has_bf16():
-        assert (fp32.backend, fp32.choice.inference_precision) == ("openvino", "bf16")
-        assert fp32.max_batch == 256
-    else:
-        assert fp32.backend == "onnxruntime"
+    # The shipped graph records no bf16 gate: bf16 is not taken on any CPU.
+    assert (fp32.backend, fp32.choice.inference_precision) == ("onnxruntime", "graph")
     # What the caller names wins over the rules.
     exact = runtime.load(SHIPPED_ONNX, device="cpu", inference_precision="f32")
     assert (exact.backend, exact.inference_precision) == ("openvino", "f32")
@@ -99,37 +95,42 @@ def test_cpu_rules_pick_openvino_for_int8_everywhere_and_bf16_where_native(
     assert forced.backend == "onnxruntime"
 
 
+BF16 = {"inference_precision": "bf16"}
+
+
 @pytest.mark.parametrize(
-    ("flags", "fp32", "int8"),
+    ("flags", "bf16_gate", "fp32", "int8"),
     [
-        (frozenset({"avx2", "fma"}), ("onnxruntime", {}), ("openvino", {})),
-        (frozenset({"avx512f", "avx512_vnni"}), ("onnxruntime", {}), ("openvino", {})),
-        (
-            frozenset({"avx512f", "avx512_vnni", "avx512_bf16"}),
-            ("openvino", {"inference_precision": "bf16"}),
-            ("openvino", {"inference_precision": "bf16"}),
-        ),
-        (
-            frozenset({"avx512f", "amx_int8", "amx_bf16"}),
-            ("openvino", {"inference_precision": "bf16"}),
-            ("openvino", {"inference_precision": "bf16"}),
-        ),
+        (frozenset({"avx2", "fma"}), True, ("onnxruntime", {}), ("openvino", {})),
+        (frozenset({"avx512f", "avx512_vnni"}), True, ("onnxruntime", {}), ("openvino", {})),
+        (frozenset({"avx512f", "avx512_bf16"}), True, ("openvino", BF16), ("openvino", BF16)),
+        (frozenset({"avx512f", "avx512_bf16"}), False, ("onnxruntime", {}), ("openvino", {})),
+        (frozenset({"avx512f", "avx512_bf16"}), None, ("onnxruntime", {}), ("openvino", {})),
+        (frozenset({"amx_int8", "amx_bf16"}), True, ("openvino", BF16), ("openvino", BF16)),
     ],
-    ids=["avx2", "avx512-vnni", "avx512-bf16", "amx"],
+    ids=["avx2", "avx512-vnni", "bf16-passed", "bf16-failed", "bf16-unmeasured", "amx-passed"],
 )
 def test_rule_table_per_instruction_set(
-    flags: frozenset[str], fp32: tuple[str, dict[str, str]], int8: tuple[str, dict[str, str]]
+    int8_graph: Path,
+    flags: frozenset[str],
+    bf16_gate: bool | None,
+    fp32: tuple[str, dict[str, str]],
+    int8: tuple[str, dict[str, str]],
 ) -> None:
-    from hardnet_export.artifacts.metadata import GraphMetadata
+    from dataclasses import replace
+
+    from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
     from hardnet_export.runtime.policy import cpu_runners, rule_choice
 
+    measured = read_metadata(int8_graph).gate_on("openvino")
+    assert measured is not None
+    gates = {} if bf16_gate is None else {"openvino:bf16": replace(measured, passed=bf16_gate)}
     runners = cpu_runners(SHIPPED_ONNX)
     for precision, (backend, options) in (("fp32", fp32), ("int8", int8)):
-        choice = rule_choice(GraphMetadata(precision=precision), runners, flags=flags)
+        metadata = GraphMetadata(precision=precision, inference_gates=gates)
+        choice = rule_choice(metadata, runners, flags=flags)
         assert (choice.backend, dict(choice.options)) == (backend, options), precision
         assert choice.source == "rule" and choice.why
-
-
 def test_options_and_devices_are_checked() -> None:
     with pytest.raises(ValueError, match="performance_hint.*'fast'"):
         runtime.load(SHIPPED_ONNX, backend="openvino", performance_hint="fast")
