@@ -131,6 +131,8 @@ def test_rule_table_per_instruction_set(
         choice = rule_choice(metadata, runners, flags=flags)
         assert (choice.backend, dict(choice.options)) == (backend, options), precision
         assert choice.source == "rule" and choice.why
+
+
 def test_options_and_devices_are_checked() -> None:
     with pytest.raises(ValueError, match="performance_hint.*'fast'"):
         runtime.load(SHIPPED_ONNX, backend="openvino", performance_hint="fast")
