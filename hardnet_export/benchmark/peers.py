@@ -184,6 +184,16 @@ def describe_what(describer: Any) -> str:
     return ", ".join(parts)
 
 
+def target_note(target: Target, describer: Any) -> str:
+    """What ran, for ours and the peers (empty for other targets): backend and precision
+    (OpenVINO's own inference precision where it differs), and the runtime's choice where
+    it records one."""
+    if target.role not in ("ours", "peer"):
+        return ""
+    choice = choice_summary(describer)
+    return f"{describe_what(describer)}; choice: {choice}" if choice else describe_what(describer)
+
+
 def load_torch_eager(target: Target, max_batch: int, threads: int) -> Describer:
     """PyTorch eager FP32 of the checkpoint, ``threads`` intra-op threads."""
     from hardnet_export.runtime.torch_backend import TorchDescriber

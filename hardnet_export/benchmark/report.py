@@ -272,7 +272,8 @@ def versus_panel(ax: Any, versus: list[Versus]) -> None:
                 continue
             x = i + (j - (len(ours) - 1) / 2) * width
             ax.bar(x, v.ratio, width * 0.9, color=f"C{j}", label=label if i == 0 else None)
-            ax.annotate(f"{v.ratio:.2f}x", (x, v.ratio), textcoords="offset points",
+            sift = "" if v.vs_sift is None else f"\n{v.vs_sift:.2f}x SIFT"
+            ax.annotate(f"{v.ratio:.2f}x{sift}", (x, v.ratio), textcoords="offset points",
                         xytext=(0, 3), ha="center", fontsize="small")  # fmt: skip
             # The best peer inside its bar, upright: the labels are too long to lie side by side.
             peer = v.best_peer.removeprefix("peer: ").split(" (")[0]
@@ -371,13 +372,11 @@ def frame_rows(result: FrameBenchmarkResult) -> list[list[str]]:
 
 
 def _frame_caption(result: FrameBenchmarkResult) -> str:
-    from hardnet_export.host import int8_isa
-
     cpu = result.machine["cpu"]
     s = result.settings
     height, width = result.image_shape[:2]
     return (
-        f"{cpu['model']} ({cpu['usable_cpus']} CPUs, int8 ISA {int8_isa()}); "
+        f"{cpu['model']} ({cpu['usable_cpus']} CPUs; {isa_text(cpu)}); "
         f"{result.image or 'image'} {width}x{height}; device {s.get('device', 'cpu')}, "
         f"{s.get('threads', '-')} threads, OpenCV {s['opencv_threads']} threads; warm-up "
         f"{s['warmup_s']} s, >= {s['duration_s']} s and >= {s['min_iterations']} iterations "
@@ -415,6 +414,7 @@ def frame_markdown(result: FrameBenchmarkResult) -> str:
         "|" + "|".join("---" if i == 0 else "---:" for i in range(len(FRAME_COLUMNS))) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in frame_rows(result)]
+    lines += _versus_markdown(result.versus, result.targets)
     if result.warnings:
         lines += ["", "Warnings:", ""] + [f"- {w}" for w in result.warnings]
     return "\n".join(lines) + "\n"
@@ -430,8 +430,10 @@ def write_frame_plot(result: FrameBenchmarkResult, path: str | Path) -> Path:
     from matplotlib.ticker import ScalarFormatter
 
     path = Path(path)
-    figure = Figure(figsize=(8, 5), layout="constrained")
-    ax = figure.subplots()
+    panels = 2 if result.versus else 1
+    figure = Figure(figsize=(8 * panels, 6), layout="constrained")
+    axes = figure.subplots(1, panels, squeeze=False)[0]
+    ax = axes[0]
 
     def line(
         label: str, counts: list[int], p50: list[float], p99: list[float], **style: str
@@ -462,7 +464,9 @@ def write_frame_plot(result: FrameBenchmarkResult, path: str | Path) -> Path:
     ax.set_xlabel("keypoints per frame")
     ax.set_ylabel("time per frame, p50 (bar to p99), ms")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="x-small")
+    if result.versus:
+        versus_panel(axes[1], result.versus)
     figure.suptitle(_frame_caption(result), fontsize="small", wrap=True)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110)

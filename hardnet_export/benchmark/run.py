@@ -20,9 +20,8 @@ from hardnet_export.benchmark.peers import (
     GOALS,
     PeerUnavailable,
     best_chunk,
-    choice_summary,
     chunked,
-    describe_what,
+    target_note,
 )
 from hardnet_export.benchmark.results import (
     PAPER_MS_PER_PATCH,
@@ -141,16 +140,29 @@ def measure_accuracy(describer: Describer, pairs: MatchedPairs) -> Accuracy:
     return Accuracy(pairs.name, len(pairs), scores["fpr95"], scores["nn_accuracy"])
 
 
+def resolve_loader(target: Target) -> Callable[[Target, int, int], KeypointDescriber]:
+    """The function ``target.loader`` names (``module:function``).
+
+    Raises:
+        InputError: the target has no loader.
+    """
+    from hardnet_export.artifacts.backends import resolve
+
+    if target.loader is None:
+        raise InputError(f"target {target.label!r} has no loader")
+    loader: Callable[[Target, int, int], KeypointDescriber] = resolve(target.loader)
+    return loader
+
+
 def load_target(target: Target, max_batch: int, threads: int) -> KeypointDescriber:
     """Load ``target`` through the runtime with ``threads`` CPU threads where that applies;
     ours with ``runtime.load(artifact, device=...)`` alone, a peer by its own loader."""
-    from hardnet_export.artifacts.backends import resolve
     from hardnet_export.benchmark.peers import load_ours
     from hardnet_export.runtime import load
     from hardnet_export.runtime.registry import backend_for, get_backend
 
     if target.loader is not None:
-        loaded: KeypointDescriber = resolve(target.loader)(target, max_batch, threads)
+        loaded: KeypointDescriber = resolve_loader(target)(target, max_batch, threads)
         return loaded
     if target.role == "ours":
         return load_ours(target.artifact, target.device)
@@ -450,7 +462,7 @@ def _bench_target(
         accuracy=accuracy,
         is_baseline=target.is_baseline,
         role=target.role,
-        note=_note(target, describer),
+        note=target_note(target, describer),
     )
     for size in plan.sizes:
         show(f"batch {size}", 0)
@@ -479,16 +491,6 @@ def _bench_target(
             )
         show(f"batch {size}", 1)
     return entry, describer
-
-
-def _note(target: Target, describer: Describer) -> str:
-    """What ran, for ours and the peers: the runtime's choice (where it records one), else
-    the backend and precision it picked; OpenVINO's own inference precision."""
-    if target.role not in ("ours", "peer"):
-        return ""
-    choice = choice_summary(describer)
-    what = describe_what(describer)
-    return f"{what}; choice: {choice}" if choice else what
 
 
 def _show(bar: Any, task: Any, label: str, what: str, advance: int) -> None:
