@@ -33,7 +33,7 @@ from hardnet_export.errors import HardnetError
 from hardnet_export.host import installed
 
 if TYPE_CHECKING:
-    from hardnet_export.benchmark.targets import BenchContext, Target
+    from hardnet_export.benchmark.targets import Target
     from hardnet_export.runtime.base import Describer
 
 #: The variants "ours" is timed on: the graphs a user picks (FP32, and INT8 for this CPU).
@@ -121,39 +121,6 @@ PEERS: tuple[Peer, ...] = (
 def peers() -> tuple[Peer, ...]:
     """Every peer installed here, in the table's order."""
     return tuple(p for p in PEERS if p.available())
-
-
-def peer_targets(device: str, context: BenchContext) -> list[Target]:
-    """One target per installed peer (CPU only: the goal and the peers are per CPU kind)."""
-    from hardnet_export.artifacts.variants import get_variant
-    from hardnet_export.benchmark.targets import Target
-
-    if device != "cpu":
-        return []
-    found = []
-    for peer in peers():
-        source = context.weights if peer.source == "weights" else context.graph(get_variant("fp32"))
-        found.append(
-            Target(
-                peer.label, source, None, device, role="peer", loader=peer.load, chunks=peer.chunks
-            )
-        )
-    return found
-
-
-def ours_targets(device: str, context: BenchContext) -> list[Target]:
-    """``runtime.load(graph, device="cpu")``, no backend, no options, on each of
-    :data:`OURS_VARIANTS`' exports."""
-    from hardnet_export.artifacts.variants import get_variant
-    from hardnet_export.benchmark.targets import Target
-
-    if device != "cpu":
-        return []
-    return [
-        Target(f"ours: {name} (runtime.load default)", context.graph(get_variant(name)), None,
-               device, role="ours")
-        for name in OURS_VARIANTS
-    ]  # fmt: skip
 
 
 def load_ours(artifact: Path | None, device: str) -> Describer:

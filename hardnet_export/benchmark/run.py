@@ -21,6 +21,7 @@ from hardnet_export.benchmark.peers import (
     PeerUnavailable,
     best_chunk,
     chunked,
+    load_ours,
     target_note,
 )
 from hardnet_export.benchmark.results import (
@@ -157,7 +158,6 @@ def resolve_loader(target: Target) -> Callable[[Target, int, int], KeypointDescr
 def load_target(target: Target, max_batch: int, threads: int) -> KeypointDescriber:
     """Load ``target`` through the runtime with ``threads`` CPU threads where that applies;
     ours with ``runtime.load(artifact, device=...)`` alone, a peer by its own loader."""
-    from hardnet_export.benchmark.peers import load_ours
     from hardnet_export.runtime import load
     from hardnet_export.runtime.registry import backend_for, get_backend
 

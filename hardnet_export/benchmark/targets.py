@@ -233,6 +233,38 @@ def variant_targets(
     return targets
 
 
+def peer_targets(device: str, context: BenchContext) -> list[Target]:
+    """One target per installed peer (:data:`hardnet_export.benchmark.peers.PEERS`), CPU only:
+    the goal and the peers are per CPU kind."""
+    from hardnet_export.benchmark.peers import peers
+
+    if device != "cpu":
+        return []
+    found = []
+    for peer in peers():
+        source = context.weights if peer.source == "weights" else context.graph(get_variant("fp32"))
+        found.append(
+            Target(
+                peer.label, source, None, device, role="peer", loader=peer.load, chunks=peer.chunks
+            )
+        )
+    return found
+
+
+def ours_targets(device: str, context: BenchContext) -> list[Target]:
+    """``runtime.load(graph, device="cpu")``, no backend, no options, on the export of each
+    of :data:`hardnet_export.benchmark.peers.OURS_VARIANTS`."""
+    from hardnet_export.benchmark.peers import OURS_VARIANTS
+
+    if device != "cpu":
+        return []
+    return [
+        Target(f"ours: {name} (runtime.load default)", context.graph(get_variant(name)), None,
+               device, role="ours")
+        for name in OURS_VARIANTS
+    ]  # fmt: skip
+
+
 def default_targets(
     device: str,
     cache_dir: Path | None = None,
@@ -288,8 +320,6 @@ def default_targets(
     for variant in VARIANTS:
         targets += variant_targets(variant, device, context)
     if peers:
-        from hardnet_export.benchmark.peers import ours_targets, peer_targets
-
         targets += ours_targets(device, context) + peer_targets(device, context)
     return targets
 

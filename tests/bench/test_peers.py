@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hardnet_export.benchmark import peers, report, run
+from hardnet_export.benchmark import peers, report, run, targets
 from hardnet_export.benchmark.results import BenchmarkResult
 from hardnet_export.benchmark.targets import BenchContext, Target
 from hardnet_export.benchmark.versus import interleaved_times, versus
@@ -25,16 +25,16 @@ class _Shipped(BenchContext):
 
 def test_every_installed_peer_is_one_target_labelled_peer(tmp_path: Path) -> None:
     context = _Shipped(tmp_path, 64, SHIPPED_WEIGHTS)
-    found = peers.peer_targets("cpu", context)
+    found = targets.peer_targets("cpu", context)
     assert [t.label for t in found] == [p.label for p in peers.peers()]
     for target, peer in zip(found, peers.peers(), strict=True):
         assert target.label.startswith("peer: ") and target.role == "peer"
         assert target.loader == peer.load and callable(run.resolve_loader(target))
         assert target.artifact == (SHIPPED_WEIGHTS if peer.source == "weights" else SHIPPED_ONNX)
-    ours = peers.ours_targets("cpu", context)
+    ours = targets.ours_targets("cpu", context)
     assert [t.role for t in ours] == ["ours"] * len(peers.OURS_VARIANTS)
     assert all(t.backend is None and not t.options and t.loader is None for t in ours)
-    assert peers.peer_targets("cuda", context) == [] == peers.ours_targets("cuda", context)
+    assert targets.peer_targets("cuda", context) == [] == targets.ours_targets("cuda", context)
 
 
 def test_versus_is_the_median_of_ratios_within_rounds() -> None:
