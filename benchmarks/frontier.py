@@ -182,6 +182,13 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="time ours (runtime.load by default) against the peers per model",
     )
+    parser.add_argument(
+        "--versus-rounds",
+        type=int,
+        default=10,
+        help="interleaved rounds of ours against the peers (each runs SIFT, ours and every "
+        "peer once: PyTorch eager takes seconds per frame for the full model on 2 cores)",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -198,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
             points = exports(name, weights, Path(tmp))
             if args.peers:
                 graphs = {p.precision: p.graph for p in points}
-                for record in versus_peers(frame, weights, graphs, args.keypoints, args.rounds):
+                for record in versus_peers(
+                    frame, weights, graphs, args.keypoints, args.versus_rounds
+                ):
                     against.append({"model": name, **dataclasses.asdict(record)})
                 print(f"{name}: ours against the peers timed", file=sys.stderr)
             for point in points:
