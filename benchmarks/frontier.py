@@ -55,6 +55,7 @@ from hardnet_export.benchmark.frame import (
     run_frame_benchmark,
 )
 from hardnet_export.benchmark.machine import cpu_slug, machine_info
+from hardnet_export.benchmark.report import isa_text
 from hardnet_export.evaluation.stereo_frame import score_describer, sift_scores, stereo_frame
 from hardnet_export.evaluation.suite import run_evaluation
 from hardnet_export.host import int8_isa
@@ -330,7 +331,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"- command: `{result['command']}`",
         f"- created: {result['created']}",
-        f"- machine: {cpu['model']}, {cpu['usable_cpus']} CPUs, int8 ISA {result['int8_isa']}",
+        f"- machine: {cpu['model']}, {cpu['usable_cpus']} CPUs, {isa_text(cpu)}",
         f"- frame: builtin:frame (800x640), {result['keypoints']} SIFT keypoints; time = "
         "Describer.compute (extraction + inference, chunks of "
         f"{result['max_batch']} patches) p50 over {result['rounds']} interleaved rounds per "
@@ -366,7 +367,6 @@ def markdown(result: dict[str, Any]) -> str:
             f"{100 * row['stereo_frame']['nn@3']:.2f} | {100 * row['stereo_frame']['mnn@3']:.2f} |"
         )
     goal = [r["label"] for r in result["rows"] if meets_goal(r, sift)]
-    lines += versus_markdown(result.get("versus", []))
     lines += [
         "",
         "**(goal)**: faster than SIFT compute() per frame and NN@3 at the motorcycle keypoints "
@@ -374,6 +374,7 @@ def markdown(result: dict[str, Any]) -> str:
         + (", ".join(goal) if goal else "none")
         + ".",
     ]
+    lines += versus_markdown(result.get("versus", []))
     return "\n".join(lines) + "\n"
 
 
@@ -476,7 +477,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         versus_panel(axes[2], against)
     cpu = result["machine"]["cpu"]
     figure.suptitle(
-        f"{cpu['model']}, {cpu['usable_cpus']} CPUs, int8 ISA {result['int8_isa']}; "
+        f"{cpu['model']}, {cpu['usable_cpus']} CPUs, {isa_text(cpu)}; "
         "builtin:frame 800x640; left of the dashed line: faster than SIFT",
         fontsize="small",
     )
