@@ -35,7 +35,7 @@ from hardnet_export.errors import InputError
 from hardnet_export.validate import check_float, check_int
 
 if TYPE_CHECKING:
-    from hardnet_export.runtime.base import Describer
+    from hardnet_export.runtime.base import Describer, KeypointDescriber
 
 DEFAULT_KEYPOINTS = (500, 2000, 8000)
 #: Keypoints per frame at which ours is timed against the peers (the goal's count).
@@ -333,21 +333,20 @@ def run_image_benchmark(
 
 
 def _best_chunk_load(
-    describer: Describer, target: Any, image: np.ndarray, count: int, threads: int
-) -> Describer:
+    loaded: KeypointDescriber, target: Any, image: np.ndarray, count: int, threads: int
+) -> KeypointDescriber:
     """``target`` loaded again with ``max_batch`` = the chunk of ``target.chunks`` that
     describes ``count`` keypoints' patches of ``image`` fastest (a short try of each)."""
     from hardnet_export.benchmark.peers import best_chunk
     from hardnet_export.benchmark.run import load_target
     from hardnet_export.geometry import as_gray, extract_patches_with_mask
+    from hardnet_export.runtime.base import patch_describer
 
+    describer = patch_describer(loaded, "a chunk size")
     kps = sift_keypoints(as_gray(image), count)
     patches = extract_patches_with_mask(image, kps, magnification=describer.magnification)[0]
     chunk = best_chunk(describer, np.ascontiguousarray(patches[:, None]), target.chunks, 0.3)
-    if chunk is None:
-        return describer
-    loaded: Describer = load_target(target, chunk, threads)
-    return loaded
+    return describer if chunk is None else load_target(target, chunk, threads)
 
 
 #: SIFT's label in the interleaved rounds.
@@ -356,8 +355,8 @@ SIFT_LABEL = "opencv sift compute()"
 
 def frame_versus(
     image: np.ndarray,
-    ours: Sequence[tuple[str, Describer]],
-    peers: Sequence[tuple[str, Describer]],
+    ours: Sequence[tuple[str, KeypointDescriber]],
+    peers: Sequence[tuple[str, KeypointDescriber]],
     keypoints: int,
     *,
     rounds: int = DEFAULT_ROUNDS,

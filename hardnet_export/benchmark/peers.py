@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -181,15 +181,21 @@ def load_torch_compile(target: Target, max_batch: int, threads: int) -> Describe
     class CompiledTorchDescriber(TorchDescriber):
         """TorchDescriber whose forward pass is ``torch.compile(model)``."""
 
+        _compiled: Any = None
+
         def _forward(self, x: Any) -> Any:
             return self._compiled(x)
 
-    describer = CompiledTorchDescriber.open(
-        target.artifact, device="cpu", max_batch=max_batch, num_threads=threads
-    )
     import torch
 
-    describer._compiled = torch.compile(describer.model)  # type: ignore[attr-defined]
+    # open is TorchDescriber's classmethod: it builds the subclass it is called on.
+    describer = cast(
+        CompiledTorchDescriber,
+        CompiledTorchDescriber.open(
+            target.artifact, device="cpu", max_batch=max_batch, num_threads=threads
+        ),
+    )
+    describer._compiled = torch.compile(describer.model)
     try:
         describer.describe(np.zeros((1, 1, 32, 32), np.uint8))
     except Exception as exc:  # inductor raises many kinds (BackendCompilerFailed, ...)
@@ -242,8 +248,9 @@ def ov_precision(value: Any) -> str:
 
 def chunked(describer: Describer, batch: np.ndarray, chunk: int | None) -> Callable[[], None]:
     """One call of ``describe`` on ``batch``, in pieces of ``chunk`` patches (None: whole)."""
-    whole = chunk is None or chunk >= len(batch)
-    parts = [batch] if whole else [batch[i : i + chunk] for i in range(0, len(batch), chunk)]
+    parts = [batch]
+    if chunk is not None and chunk < len(batch):
+        parts = [batch[i : i + chunk] for i in range(0, len(batch), chunk)]
 
     def step() -> None:
         for part in parts:
@@ -265,7 +272,8 @@ def best_chunk(
     for chunk in options:
         step = chunked(describer, batch, chunk)
         step()  # warm-up: the first call of a new shape allocates
-        times, start = [], time.perf_counter()
+        times: list[float] = []
+        start = time.perf_counter()
         while not times or time.perf_counter() - start < seconds:
             t0 = time.perf_counter()
             step()
