@@ -18,7 +18,15 @@ for it), in one run on this machine:
   at the 2000 SIFT keypoints of each motorcycle view, every descriptor by its own ``compute``
   and SIFT by its own descriptor (:mod:`hardnet_export.evaluation.stereo_frame`).
 
-Usage (about 5 minutes for four models on 2 CPU cores)::
+- **ours against the peers**, per model: ``runtime.load`` by default (no backend, no options)
+  of its FP32 and INT8 CPU graphs against PyTorch eager at its best chunk, ``torch.compile``,
+  ONNX Runtime with a default session on the FP32 graph and OpenVINO with its default
+  settings on it (:mod:`hardnet_export.benchmark.peers`), ``compute`` of the same keypoints
+  with OpenCV SIFT ``compute()`` in interleaved rounds: ours over the best peer and x SIFT
+  (the goal: <= 0.5x SIFT).
+
+Usage (about 5 minutes for four models on 2 CPU cores, plus about 2 per model for the peers;
+``--no-peers`` leaves them out)::
 
     python benchmarks/frontier.py
     python benchmarks/frontier.py --model runs/q/final.pth --model runs/h/final.pth
@@ -29,6 +37,7 @@ Writes benchmarks/results/frontier-<machine>.{md,json,png}.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -46,6 +55,7 @@ from hardnet_export.benchmark.frame import (
     run_frame_benchmark,
 )
 from hardnet_export.benchmark.machine import cpu_slug, machine_info
+from hardnet_export.benchmark.report import isa_text
 from hardnet_export.evaluation.stereo_frame import score_describer, sift_scores, stereo_frame
 from hardnet_export.evaluation.suite import run_evaluation
 from hardnet_export.host import int8_isa
@@ -106,6 +116,41 @@ def exports(name: str, weights: Path, folder: Path) -> list[Row]:
     return rows
 
 
+def versus_peers(
+    frame: np.ndarray, weights: Path, graphs: dict[str, Path], keypoints: int, rounds: int
+) -> list[Any]:
+    """Ours (``runtime.load(graph, device="cpu")`` of the FP32 and INT8 CPU graphs) against
+    every installed peer, per frame, in interleaved rounds with OpenCV SIFT ``compute()``;
+    a peer that cannot run here is left out with a line on stderr."""
+    import os
+
+    from hardnet_export.benchmark.frame import _best_chunk_load, frame_versus
+    from hardnet_export.benchmark.peers import PeerUnavailable, load_ours, peers
+    from hardnet_export.benchmark.run import load_target
+    from hardnet_export.benchmark.targets import Target
+
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    ours = [
+        (f"ours: {v} (runtime.load default)", load_ours(graphs[v], "cpu"))
+        for v in ("fp32", "int8-cpu")
+    ]
+    rivals = []
+    for peer in peers():
+        source = weights if peer.source == "weights" else graphs["fp32"]
+        target = Target(peer.label, source, None, "cpu", role="peer", loader=peer.load,
+                        chunks=peer.chunks)  # fmt: skip
+        try:
+            # One call per frame (a user's describe of every patch), or the best chunk.
+            describer: Any = load_target(target, keypoints, threads)
+        except PeerUnavailable as exc:
+            print(f"{peer.label} skipped: {exc}", file=sys.stderr)
+            continue
+        if target.chunks:
+            describer = _best_chunk_load(describer, target, frame, keypoints, threads)
+        rivals.append((peer.label, describer))
+    return frame_versus(frame, ours, rivals, keypoints, rounds=rounds)
+
+
 def int8_gate(graph: Path, backend: str) -> bool | None:
     """Whether an INT8 graph passed its export gate as run on ``backend`` (OpenVINO's own
     gate where the export measured one); None for float graphs."""
@@ -132,6 +177,19 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=30, help="interleaved rounds of the frame timing"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time ours (runtime.load by default) against the peers per model",
+    )
+    parser.add_argument(
+        "--versus-rounds",
+        type=int,
+        default=10,
+        help="interleaved rounds of ours against the peers (each runs SIFT, ours and every "
+        "peer once: PyTorch eager takes seconds per frame for the full model on 2 cores)",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -142,9 +200,18 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     describers = []
     sift_accuracy: dict[str, Any] = {}
+    against: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="hardnet-frontier-") as tmp:
         for name, weights, width in candidates(args.model):
-            for point in exports(name, weights, Path(tmp)):
+            points = exports(name, weights, Path(tmp))
+            if args.peers:
+                graphs = {p.precision: p.graph for p in points}
+                for record in versus_peers(
+                    frame, weights, graphs, args.keypoints, args.versus_rounds
+                ):
+                    against.append({"model": name, **dataclasses.asdict(record)})
+                print(f"{name}: ours against the peers timed", file=sys.stderr)
+            for point in points:
                 describer = runtime.load(
                     point.graph,
                     backend=point.backend,
@@ -227,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             "stereo_frame": sift_scores(stereo),
         },
         "rows": rows,
+        "versus": against,
     }
     stem = args.out / f"frontier-{cpu_slug(machine['cpu'])}"
     atomic_write_text(stem.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
@@ -263,7 +331,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"- command: `{result['command']}`",
         f"- created: {result['created']}",
-        f"- machine: {cpu['model']}, {cpu['usable_cpus']} CPUs, int8 ISA {result['int8_isa']}",
+        f"- machine: {cpu['model']}, {cpu['usable_cpus']} CPUs, {isa_text(cpu)}",
         f"- frame: builtin:frame (800x640), {result['keypoints']} SIFT keypoints; time = "
         "Describer.compute (extraction + inference, chunks of "
         f"{result['max_batch']} patches) p50 over {result['rounds']} interleaved rounds per "
@@ -306,7 +374,36 @@ def markdown(result: dict[str, Any]) -> str:
         + (", ".join(goal) if goal else "none")
         + ".",
     ]
+    lines += versus_markdown(result.get("versus", []))
     return "\n".join(lines) + "\n"
+
+
+def versus_markdown(against: list[dict[str, Any]]) -> list[str]:
+    """Ours against the best peer per model and graph (empty without peers)."""
+    if not against:
+        return []
+    lines = [
+        "",
+        "## Ours against the peers, per frame",
+        "",
+        "Ours: `runtime.load(graph, device='cpu')`, no backend and no options. Peers: PyTorch "
+        "eager FP32 at its best chunk, torch.compile, ONNX Runtime (default session) and "
+        "OpenVINO (default settings: bf16 on CPUs with native bf16) on the FP32 graph. "
+        "Interleaved rounds of compute() on the same keypoints with OpenCV SIFT compute(); "
+        "ratios are medians over rounds of the ratio within a round.",
+        "",
+        "| model | ours | ours ms | x SIFT | best peer | peer ms | ours x best peer | "
+        "goal <= 0.5x SIFT |",
+        "|---|---|---:|---:|---|---:|---:|---|",
+    ]
+    for v in against:
+        met = "met" if v["meets_goal"] else "NOT met"
+        lines.append(
+            f"| {v['model']} | {v['ours']} | {v['ours_ms']:.1f} | {v['vs_sift']:.2f}x | "
+            f"{v['best_peer']} | {v['peers_ms'][v['best_peer']]:.1f} | {v['ratio']:.2f}x | "
+            f"{met} |"
+        )
+    return lines
 
 
 #: Time axis ticks, ms.
@@ -322,15 +419,17 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
-    figure, axes = plt.subplots(1, 2, figsize=(13, 5.5), constrained_layout=True)
+    against = result.get("versus", [])
+    panels = 3 if against else 2
+    figure, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.5), constrained_layout=True)
     sift = result["sift"]
     times = [sift["frame_ms_p50"], *(r["frame_ms_p50"] for r in result["rows"])]
     lo, hi = min(times), max(times)
-    panels = (
+    accuracy_panels = (
         (lambda a: 100 * a["stereo_frame"]["nn@3"], "motorcycle pair, NN@3 at SIFT keypoints"),
         (lambda a: 100 * a["accuracy"]["builtin"]["nn_accuracy"], "held-out built-in photos"),
     )
-    for ax, (value, title) in zip(axes, panels, strict=True):
+    for ax, (value, title) in zip(axes[:2], accuracy_panels, strict=True):
         ax.axvline(sift["frame_ms_p50"], color="grey", linewidth=0.8, linestyle="--")
         ax.scatter(
             [sift["frame_ms_p50"]],
@@ -374,15 +473,41 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(loc="lower right", fontsize="small")
+    if against:
+        versus_panel(axes[2], against)
     cpu = result["machine"]["cpu"]
     figure.suptitle(
-        f"{cpu['model']}, {cpu['usable_cpus']} CPUs, int8 ISA {result['int8_isa']}; "
+        f"{cpu['model']}, {cpu['usable_cpus']} CPUs, {isa_text(cpu)}; "
         "builtin:frame 800x640; left of the dashed line: faster than SIFT",
         fontsize="small",
     )
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
     plt.close(figure)
+
+
+def versus_panel(ax: Any, against: list[dict[str, Any]]) -> None:
+    """Per model, bars of ours over the best peer per frame (one bar per graph of ours),
+    each marked with its x SIFT; above 1: ours faster."""
+    model_names = list(dict.fromkeys(v["model"] for v in against))
+    ours = list(dict.fromkeys(v["ours"] for v in against))
+    width = 0.8 / len(ours)
+    for j, label in enumerate(ours):
+        for i, model in enumerate(model_names):
+            v = next((v for v in against if v["model"] == model and v["ours"] == label), None)
+            if v is None:
+                continue
+            x = i + (j - (len(ours) - 1) / 2) * width
+            ax.bar(x, v["ratio"], width * 0.9, color=f"C{j}", label=label if i == 0 else None)
+            ax.annotate(f"{v['ratio']:.2f}x\n{v['vs_sift']:.2f}x SIFT", (x, v["ratio"]),
+                        textcoords="offset points", xytext=(0, 3), ha="center",
+                        fontsize="x-small")  # fmt: skip
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    ax.set_xticks(range(len(model_names)), model_names, fontsize="small")
+    ax.set_ylim(0, max(v["ratio"] for v in against) * 1.35)
+    ax.set_ylabel("ours x best peer per frame (above 1: ours faster)")
+    ax.set_title(f"ours against the best peer, {against[0]['size']} keypoints")
+    ax.legend(fontsize="x-small", loc="upper left")
 
 
 if __name__ == "__main__":

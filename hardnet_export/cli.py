@@ -617,6 +617,18 @@ def bench(
         "--baseline/--no-baseline",
         help="Add PyTorch eager FP32, the 1x reference.",
     ),
+    peers: bool = typer.Option(
+        default(run_benchmark, "peers"),
+        "--peers/--no-peers",
+        help="With the default set: time ours (runtime.load by default) against the peers "
+        "(PyTorch eager, torch.compile, ONNX Runtime and OpenVINO at their defaults) in "
+        "interleaved rounds.",
+    ),
+    rounds: int = typer.Option(
+        default(run_benchmark, "rounds"),
+        "--rounds",
+        help="Interleaved rounds of ours against the peers.",
+    ),
     weights: str | None = typer.Option(
         None,
         "--weights",
@@ -672,7 +684,7 @@ def bench(
             image, artifacts or (), keypoints, device=device, threads=threads,
             warmup_s=warmup_s, duration_s=duration_s, weights=weights, cache_dir=cache_dir,
             json_out=json_out, markdown=markdown, plot=plot,
-            max_image_pixels=limit,
+            max_image_pixels=limit, peers=peers, rounds=rounds,
         )  # fmt: skip
         return
     result = run_benchmark(
@@ -687,10 +699,13 @@ def bench(
         weights=weights,
         cache_dir=cache_dir,
         command=" ".join(["hardnet-export", *sys.argv[1:]]),
+        peers=peers,
+        rounds=rounds,
     )
     # The table has a dozen columns: never squeeze it into a pipe's default 80.
     console = plain_console(width=None if sys.stdout.isatty() else 160)
     console.print(report.to_table(result))
+    _print_versus(console, result.versus, result.targets)
     for warning in result.warnings:
         console.print(Text.assemble(("warning:", "yellow"), " ", warning))
     for path, write in ((json_out, report.write_json), (markdown, report.write_markdown)):
@@ -698,6 +713,17 @@ def bench(
             console.print(f"wrote {write(result, path)}")
     if plot is not None:
         console.print(f"wrote {report.write_plot(result, plot)}")
+
+
+def _print_versus(console: Any, versus: list[Any], targets: list[Any]) -> None:
+    """Ours against the peers: the table, one summary line per size, and what each ran."""
+    from hardnet_export.benchmark import report
+
+    if not versus:
+        return
+    console.print(report.versus_table(versus))
+    for line in report.versus_summary(versus) + report.target_notes(targets):
+        console.print(line, highlight=False)
 
 
 def _bench_image(
@@ -727,6 +753,7 @@ def _bench_image(
     )
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(report.frame_table(result))
+    _print_versus(console, result.versus, result.targets)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     for path, write in ((json_out, report.write_json), (markdown, report.write_markdown)):

@@ -26,16 +26,20 @@ from hardnet_export.benchmark.results import (
     FrameCase,
     FrameReference,
     FrameTarget,
+    Versus,
 )
 from hardnet_export.benchmark.stats import LatencySummary
 from hardnet_export.benchmark.timing import DEFAULT_DURATION_S, DEFAULT_WARMUP_S, time_step
+from hardnet_export.benchmark.versus import DEFAULT_ROUNDS, interleaved_times, versus
 from hardnet_export.errors import InputError
 from hardnet_export.validate import check_float, check_int
 
 if TYPE_CHECKING:
-    from hardnet_export.runtime.base import Describer
+    from hardnet_export.runtime.base import Describer, KeypointDescriber
 
 DEFAULT_KEYPOINTS = (500, 2000, 8000)
+#: Keypoints per frame at which ours is timed against the peers (the goal's count).
+VERSUS_KEYPOINTS = 2000
 #: The most keypoints a frame benchmark asks for (the runtime's own detection limit).
 MAX_KEYPOINTS = 1_000_000
 
@@ -235,10 +239,16 @@ def run_image_benchmark(
     weights: str | Path | None = None,
     cache_dir: str | Path | None = None,
     command: str = "",
+    peers: bool = True,
+    rounds: int = DEFAULT_ROUNDS,
+    versus_keypoints: int = VERSUS_KEYPOINTS,
 ) -> FrameBenchmarkResult:
     """:func:`run_frame_benchmark` of given artifacts, or of the batch benchmark's default set
     (:func:`~hardnet_export.benchmark.targets.default_targets`), loaded the way
-    ``hardnet-export bench`` loads them.
+    ``hardnet-export bench`` loads them; with the default set and ``peers``, ours
+    (``runtime.load`` by default) against the peers and OpenCV SIFT ``compute()`` per frame
+    in interleaved rounds at ``versus_keypoints`` (the largest count where the run asks
+    for fewer).
 
     Args:
         image: the frame, grayscale or BGR uint8.
@@ -250,6 +260,8 @@ def run_image_benchmark(
         threads: CPU threads for ONNX Runtime and PyTorch; default all usable cores.
         weights: the checkpoint behind the default set.
         cache_dir: where the default set's exports are kept.
+        peers, rounds, versus_keypoints: ours against the peers (see above); each round
+            runs SIFT, ours and every peer on one frame once.
 
     Raises:
         ValueError: as :func:`run_frame_benchmark`; a bad device or thread count.
@@ -260,6 +272,7 @@ def run_image_benchmark(
     """
     import os
 
+    from hardnet_export.benchmark.peers import target_note
     from hardnet_export.benchmark.run import load_target
     from hardnet_export.benchmark.targets import (
         artifact_targets,
@@ -279,12 +292,21 @@ def run_image_benchmark(
     else:
         cache = Path(cache_dir) if cache_dir else None
         source = Path(weights) if weights is not None else None
-        targets = default_targets(device, cache, source, max_batch=max(counts, default=1))
+        targets = default_targets(
+            device, cache, source, max_batch=max(counts, default=1), peers=peers
+        )
         targets += image_graph_targets(device, cache, source)
+    versus_count = (
+        versus_keypoints if versus_keypoints in counts else max(counts, default=versus_keypoints)
+    )
     describers = []
     for target in targets:
         # One call per frame describes every keypoint at once: max_batch = the largest count.
-        describers.append((target.label, load_target(target, max(counts, default=1), threads)))
+        describer = load_target(target, max(counts, default=1), threads)
+        if target.chunks:
+            # A peer at its best batch: the chunk fastest on this frame's patches.
+            describer = _best_chunk_load(describer, target, image, versus_count, threads)
+        describers.append((target.label, describer))
     result = run_frame_benchmark(
         image,
         describers,
@@ -295,8 +317,78 @@ def run_image_benchmark(
         min_iterations=min_iterations,
         command=command,
     )
-    result.settings.update(device=device, threads=threads)
+    result.settings.update(device=device, threads=threads, versus_rounds=rounds)
+    for entry, target, (_, describer) in zip(result.targets, targets, describers, strict=True):
+        entry.role = target.role
+        entry.note = target_note(target, describer)
+    ours = [(t.label, d) for t, (_, d) in zip(targets, describers, strict=True) if t.role == "ours"]
+    rivals = [
+        (t.label, d) for t, (_, d) in zip(targets, describers, strict=True) if t.role == "peer"
+    ]
+    if ours and rivals:
+        result.versus = frame_versus(
+            image, ours, rivals, versus_count, rounds=rounds, slice_s=duration_s / rounds
+        )
     return result
+
+
+def _best_chunk_load(
+    loaded: KeypointDescriber, target: Any, image: np.ndarray, count: int, threads: int
+) -> KeypointDescriber:
+    """``target`` loaded again with ``max_batch`` = the chunk of ``target.chunks`` that
+    describes ``count`` keypoints' patches of ``image`` fastest (a short try of each)."""
+    from hardnet_export.benchmark.peers import best_chunk
+    from hardnet_export.benchmark.run import load_target
+    from hardnet_export.geometry import as_gray, extract_patches_with_mask
+    from hardnet_export.runtime.base import patch_describer
+
+    describer = patch_describer(loaded, "a chunk size")
+    kps = sift_keypoints(as_gray(image), count)
+    patches = extract_patches_with_mask(image, kps, magnification=describer.magnification)[0]
+    chunk = best_chunk(describer, np.ascontiguousarray(patches[:, None]), target.chunks, 0.3)
+    return describer if chunk is None else load_target(target, chunk, threads)
+
+
+#: SIFT's label in the interleaved rounds.
+SIFT_LABEL = "opencv sift compute()"
+
+
+def frame_versus(
+    image: np.ndarray,
+    ours: Sequence[tuple[str, KeypointDescriber]],
+    peers: Sequence[tuple[str, KeypointDescriber]],
+    keypoints: int,
+    *,
+    rounds: int = DEFAULT_ROUNDS,
+    slice_s: float = 0.0,
+) -> list[Versus]:
+    """Ours against the peers and OpenCV SIFT ``compute()`` per frame: ``compute`` of the
+    ``keypoints`` strongest SIFT keypoints of ``image``, every contender once per round
+    (``slice_s``: more calls where one is shorter), in rotating order.
+
+    Shape:
+        - image: (H, W) or (H, W, 3) uint8.
+    """
+    from hardnet_export.benchmark.peers import FRAME_GOAL_VS_SIFT
+    from hardnet_export.geometry import as_gray
+
+    gray = as_gray(image)
+    kps = sift_keypoints(gray, check_int("keypoints", keypoints, low=1, high=MAX_KEYPOINTS))
+    if not kps:
+        raise InputError("the image has no SIFT keypoints to describe")
+    sift = cv2.SIFT_create()
+    steps: list[tuple[str, Any]] = [(SIFT_LABEL, lambda: sift.compute(gray, kps))]
+    steps += [(label, lambda d=d: d.compute(image, kps)) for label, d in [*ours, *peers]]
+    times = interleaved_times(steps, rounds=rounds, slice_s=slice_s or 1e-6)
+    return versus(
+        times,
+        [label for label, _ in ours],
+        [label for label, _ in peers],
+        unit="keypoints",
+        size=len(kps),
+        sift=SIFT_LABEL,
+        goal=FRAME_GOAL_VS_SIFT,
+    )
 
 
 def interleaved_compute_times(

@@ -47,6 +47,9 @@ class CaseResult:
     variation: float
     unstable: bool
     vs_baseline: float | None = None
+    #: Patches per ``describe`` call where the target tries chunks (a peer at its best
+    #: batch): the fastest chunk, None where the batch went in one call.
+    chunk: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,45 @@ class TargetResult:
     accuracy: Accuracy | None
     cases: list[CaseResult] = field(default_factory=list)
     is_baseline: bool = False
+    #: ``ours``, ``peer`` or empty (see :class:`hardnet_export.benchmark.targets.Target`).
+    role: str = ""
+    #: What ran, where it is not the label's to say: the runtime's choice for ours,
+    #: OpenVINO's chosen inference precision for its default peer.
+    note: str = ""
 
     def case(self, batch_size: int) -> CaseResult | None:
         return next((c for c in self.cases if c.batch_size == batch_size), None)
+
+
+@dataclass(frozen=True)
+class Versus:
+    """One of ours against every peer at one size (patches per call, or keypoints per
+    frame), timed in interleaved rounds: each round runs ours and every peer (and, per
+    frame, OpenCV SIFT ``compute()``) for about the same time, in an order that rotates, so
+    a slow spell of a shared machine falls on all of them alike.
+
+    ``peers`` maps each peer's label to the median over rounds of its time per call over
+    ours in the same round (above 1: ours is faster; at batch 1 that is a latency ratio, at
+    a large batch a throughput ratio); ``best_peer`` is the peer with the lowest ratio and
+    ``ratio`` its ratio. ``ours_ms``/``peers_ms`` are medians over rounds per call;
+    ``vs_sift`` (per frame) is ours over SIFT's time, the median over rounds; ``goal`` the
+    ratio (per patch) or the x SIFT (per frame) the project aims for, None where none is set.
+    """
+
+    unit: str
+    size: int
+    ours: str
+    ours_ms: float
+    peers: dict[str, float]
+    peers_ms: dict[str, float]
+    best_peer: str
+    ratio: float
+    rounds: int
+    vs_sift: float | None = None
+    goal: float | None = None
+    #: Whether ``goal`` is met (per patch ``ratio >= goal``, per frame ``vs_sift <= goal``);
+    #: None where there is no goal.
+    meets_goal: bool | None = None
 
 
 @dataclass
@@ -92,6 +131,8 @@ class BenchmarkResult:
     inputs: str
     targets: list[TargetResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Ours against the peers (see :class:`Versus`), per batch size and target of ours.
+    versus: list[Versus] = field(default_factory=list)
     format: str = FORMAT
 
     @property
@@ -124,7 +165,9 @@ class BenchmarkResult:
             accuracy = Accuracy(**t["accuracy"]) if t["accuracy"] else None
             targets.append(TargetResult(**{**t, "cases": cases, "accuracy": accuracy}))
         fields = {k: data[k] for k in ("created", "command", "settings", "machine", "inputs")}
-        return cls(**fields, targets=targets, warnings=list(data["warnings"]))
+        # Files written before the peers were timed have no "versus".
+        versus = [Versus(**v) for v in data.get("versus", [])]
+        return cls(**fields, targets=targets, warnings=list(data["warnings"]), versus=versus)
 
     @classmethod
     def load(cls, path: str | Path) -> BenchmarkResult:
@@ -163,6 +206,8 @@ class FrameTarget:
     precision: str
     device: str
     cases: list[FrameCase] = field(default_factory=list)
+    role: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -189,6 +234,7 @@ class FrameBenchmarkResult:
     references: list[FrameReference] = field(default_factory=list)
     targets: list[FrameTarget] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    versus: list[Versus] = field(default_factory=list)
     format: str = FRAME_FORMAT
 
     def reference(self, requested: int) -> FrameReference:

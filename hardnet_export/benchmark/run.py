@@ -16,12 +16,21 @@ import numpy as np
 from hardnet_export._progress import progress_bar
 from hardnet_export.artifacts.models import resolve_model
 from hardnet_export.benchmark.machine import load_average, machine_info
+from hardnet_export.benchmark.peers import (
+    GOALS,
+    PeerUnavailable,
+    best_chunk,
+    chunked,
+    load_ours,
+    target_note,
+)
 from hardnet_export.benchmark.results import (
     PAPER_MS_PER_PATCH,
     Accuracy,
     BenchmarkResult,
     CaseResult,
     TargetResult,
+    Versus,
 )
 from hardnet_export.benchmark.stats import (
     VARIATION_LIMIT,
@@ -44,6 +53,7 @@ from hardnet_export.benchmark.timing import (
     MIN_ITERATIONS,
     time_step,
 )
+from hardnet_export.benchmark.versus import DEFAULT_ROUNDS, interleaved_times, versus
 from hardnet_export.data.types import MatchedPairs
 from hardnet_export.errors import InputError, MissingFileError
 from hardnet_export.host import installed
@@ -54,6 +64,8 @@ if TYPE_CHECKING:
     from hardnet_export.runtime.base import Describer, KeypointDescriber
 
 DEFAULT_BATCH_SIZES = (1, 32, 256, 1024)
+#: Batch sizes at which ours is timed against the peers (the goal's: latency, throughput).
+VERSUS_BATCH_SIZES = (1, 256)
 DEFAULT_ACCURACY_PAIRS = 1000
 #: Pairs drawn for timing input alone when the accuracy column is switched off.
 TIMING_ONLY_PAIRS = 256
@@ -129,11 +141,31 @@ def measure_accuracy(describer: Describer, pairs: MatchedPairs) -> Accuracy:
     return Accuracy(pairs.name, len(pairs), scores["fpr95"], scores["nn_accuracy"])
 
 
+def resolve_loader(target: Target) -> Callable[[Target, int, int], KeypointDescriber]:
+    """The function ``target.loader`` names (``module:function``).
+
+    Raises:
+        InputError: the target has no loader.
+    """
+    from hardnet_export.artifacts.backends import resolve
+
+    if target.loader is None:
+        raise InputError(f"target {target.label!r} has no loader")
+    loader: Callable[[Target, int, int], KeypointDescriber] = resolve(target.loader)
+    return loader
+
+
 def load_target(target: Target, max_batch: int, threads: int) -> KeypointDescriber:
-    """Load ``target`` through the runtime with ``threads`` CPU threads where that applies."""
+    """Load ``target`` through the runtime with ``threads`` CPU threads where that applies;
+    ours with ``runtime.load(artifact, device=...)`` alone, a peer by its own loader."""
     from hardnet_export.runtime import load
     from hardnet_export.runtime.registry import backend_for, get_backend
 
+    if target.loader is not None:
+        loaded: KeypointDescriber = resolve_loader(target)(target, max_batch, threads)
+        return loaded
+    if target.role == "ours":
+        return load_ours(target.artifact, target.device)
     if target.backend is not None:
         backend = get_backend(target.backend)
     elif target.artifact is not None:
@@ -148,9 +180,13 @@ def load_target(target: Target, max_batch: int, threads: int) -> KeypointDescrib
     )
 
 
-def _step(describer: Describer, batch: np.ndarray) -> Callable[[], float | None]:
+def _step(
+    describer: Describer, batch: np.ndarray, chunk: int | None = None
+) -> Callable[[], float | None]:
     # describe_timed returns when the descriptors are on the host (GPU work synchronised).
-    return lambda: describer.describe_timed(batch)[1]
+    if chunk is None or chunk >= len(batch):
+        return lambda: describer.describe_timed(batch)[1]
+    return chunked(describer, batch, chunk)
 
 
 def time_target(
@@ -161,15 +197,17 @@ def time_target(
     warmup_s: float,
     duration_s: float,
     min_iterations: int = MIN_ITERATIONS,
+    chunk: int | None = None,
 ) -> CaseResult:
-    """Time ``describer`` on the first ``batch_size`` of ``patches``.
+    """Time ``describer`` on the first ``batch_size`` of ``patches`` (in ``describe`` calls of
+    ``chunk`` patches where given).
 
     Shape:
         - patches: (N, 1, 32, 32) uint8, N >= batch_size.
     """
     batch = patches[:batch_size]
     timings = time_step(
-        _step(describer, batch),
+        _step(describer, batch, chunk),
         warmup_s=warmup_s,
         duration_s=duration_s,
         min_iterations=min_iterations,
@@ -188,6 +226,7 @@ def time_target(
         patches_per_ms=rate / 1e3 * PAPER_MS_PER_PATCH,
         variation=variation,
         unstable=is_unstable(variation),
+        chunk=chunk if chunk is not None and chunk < batch_size else None,
     )
 
 
@@ -206,8 +245,12 @@ def run_benchmark(
     cache_dir: str | Path | None = None,
     command: str = "",
     progress: bool = True,
+    peers: bool = True,
+    rounds: int = DEFAULT_ROUNDS,
+    versus_batch_sizes: Sequence[int] = VERSUS_BATCH_SIZES,
 ) -> BenchmarkResult:
-    """Benchmark artifacts (or every variant of the shipped model) at every batch size.
+    """Benchmark artifacts (or every variant of the shipped model) at every batch size, and
+    ours against the peers.
 
     Args:
         artifacts: ``.onnx`` / ``.engine`` / ``.pth`` files; empty benchmarks the default set
@@ -224,6 +267,11 @@ def run_benchmark(
         cache_dir: where the default set's exports are kept.
         command: the command line to record in the result.
         progress: show a progress bar.
+        peers: with the default set, time ours (``runtime.load`` by default) and the peers
+            (:mod:`hardnet_export.benchmark.peers`), and ours against the best peer in
+            interleaved rounds at ``versus_batch_sizes`` (those of ``batch_sizes``).
+        rounds: interleaved rounds of ours against the peers; each round runs every one for
+            about ``duration_s / rounds``.
     """
     sizes = check_batch_sizes(batch_sizes)
     device = check_device(device)
@@ -233,6 +281,7 @@ def run_benchmark(
     check_float("duration_s", duration_s, low=0.0, low_open=True, high=3600.0)
     check_int("min_iterations", min_iterations, low=1, high=10_000_000)
     check_int("accuracy_pairs", accuracy_pairs, low=0, high=1_000_000)
+    check_int("rounds", rounds, low=1, high=100_000)
     weights = _check_weights(weights)
     notes: list[str] = []
     if artifacts:
@@ -244,6 +293,7 @@ def run_benchmark(
             weights,
             max_batch=max(sizes),
             notes=notes,
+            peers=peers,
         )
 
     # One fixed pair set: its patches are the timing input, and it is the accuracy set.
@@ -268,17 +318,34 @@ def run_benchmark(
             "accuracy_pairs": accuracy_pairs,
             "accuracy_seed": ACCURACY_SEED,
             "weights": str(weights) if weights is not None else "shipped model",
+            "versus_rounds": rounds,
         },
         machine=machine_info(),
         inputs=inputs,
         warnings=notes,
     )
     plan = _Plan(sizes, patches, threads, accuracy_set, warmup_s, duration_s, min_iterations)
+    # Ours and the peers stay loaded for the interleaved rounds after every target's timing.
+    kept: dict[str, tuple[Target, TargetResult, Describer]] = {}
     with progress_bar(enabled=progress, transient=True) as bar:
         task = bar.add_task("bench", total=len(targets) * len(sizes))
         for target in targets:
             show = functools.partial(_show, bar, task, target.label)
-            result.targets.append(_bench_target(target, plan, show, result.warnings))
+            try:
+                entry, describer = _bench_target(target, plan, show, result.warnings)
+            except PeerUnavailable as exc:
+                result.warnings.append(f"{target.label} skipped: {exc}")
+                bar.update(task, advance=len(sizes))
+                continue
+            result.targets.append(entry)
+            if target.role in ("ours", "peer"):
+                kept[target.label] = (target, entry, describer)
+            del describer
+        versus_sizes = [s for s in sizes if s in set(versus_batch_sizes)]
+        if kept and versus_sizes:
+            bar.update(task, description="ours against the peers (interleaved rounds)")
+            result.versus = _versus(kept, plan, versus_sizes, rounds)
+    kept.clear()
     result.machine["load_average_end"] = load_average()
     busy = _busy_warning(result.machine)
     if busy:
@@ -343,11 +410,38 @@ class _Plan:
     min_iterations: int
 
 
+def _versus(
+    kept: dict[str, tuple[Target, TargetResult, Describer]],
+    plan: _Plan,
+    sizes: list[int],
+    rounds: int,
+) -> list[Versus]:
+    """Ours against the peers at each of ``sizes``, in interleaved rounds; a peer that tries
+    chunks runs in the chunk its own timing found fastest at that size."""
+    ours = [label for label, (t, _, _) in kept.items() if t.role == "ours"]
+    peer_labels = [label for label, (t, _, _) in kept.items() if t.role == "peer"]
+    found: list[Versus] = []
+    for size in sizes:
+        batch = plan.patches[:size]
+        steps = []
+        for label, (_, entry, describer) in kept.items():
+            case = entry.case(size)
+            steps.append((label, _step(describer, batch, case.chunk if case else None)))
+        times = interleaved_times(steps, rounds=rounds, slice_s=plan.duration_s / rounds)
+        found += versus(times, ours, peer_labels, unit="patches", size=size, goal=GOALS.get(size))
+    return found
+
+
 def _bench_target(
     target: Target, plan: _Plan, show: Callable[[str, int], None], warnings: list[str]
-) -> TargetResult:
-    """Load ``target``, score its accuracy and time it at every batch size; ``show`` gets
-    what is happening and how many cases are done, ``warnings`` the unstable cases."""
+) -> tuple[TargetResult, Describer]:
+    """Load ``target``, score its accuracy and time it at every batch size (a target with
+    ``chunks`` in its fastest chunk per size); ``show`` gets what is happening and how many
+    cases are done, ``warnings`` the unstable cases. Returns the result and the describer.
+
+    Raises:
+        PeerUnavailable: a peer cannot run here.
+    """
     from hardnet_export.runtime.base import patch_describer
 
     show("loading", 0)
@@ -367,12 +461,19 @@ def _bench_target(
         load_s=load_s,
         accuracy=accuracy,
         is_baseline=target.is_baseline,
+        role=target.role,
+        note=target_note(target, describer),
     )
     for size in plan.sizes:
         show(f"batch {size}", 0)
         if target.per_batch:
             del describer
             describer = patch_describer(load_target(target, size, plan.threads), "bench")
+        chunk = None
+        if target.chunks:
+            # A short try of each chunk; the case then times the fastest for the full window.
+            tries = min(plan.duration_s, 0.5) / 2
+            chunk = best_chunk(describer, plan.patches[:size], target.chunks, tries)
         case = time_target(
             describer,
             plan.patches,
@@ -380,6 +481,7 @@ def _bench_target(
             warmup_s=plan.warmup_s,
             duration_s=plan.duration_s,
             min_iterations=plan.min_iterations,
+            chunk=chunk,
         )
         entry.cases.append(case)
         if case.unstable:
@@ -388,8 +490,7 @@ def _bench_target(
                 f"{100 * case.variation:.1f} % exceeds {100 * VARIATION_LIMIT:.1f} %"
             )
         show(f"batch {size}", 1)
-    del describer
-    return entry
+    return entry, describer
 
 
 def _show(bar: Any, task: Any, label: str, what: str, advance: int) -> None:

@@ -24,7 +24,15 @@ DEVICES = ("cpu", "cuda")
 @dataclass(frozen=True)
 class Target:
     """One thing to time: an artifact (``None``: the shipped model) with one backend on one
-    device, and the load options that make it what it is (``cuda_graphs``, ...)."""
+    device, and the load options that make it what it is (``cuda_graphs``, ...).
+
+    ``role`` is ``ours`` (``runtime.load(artifact, device=...)`` with no backend and no
+    options: what a user gets by default), ``peer`` (built as a user would without this
+    project's runtime, see :mod:`hardnet_export.benchmark.peers`) or empty (one variant on
+    one backend). ``loader`` (``module:function``, ``(target, max_batch, threads) ->
+    Describer``) builds a target the runtime's ``load`` does not; ``chunks``: chunk sizes
+    to try per batch, the fastest used (a peer "at its best batch").
+    """
 
     label: str
     artifact: Path | None
@@ -35,6 +43,9 @@ class Target:
     #: Load once per batch size with ``max_batch`` = that size (a CUDA graph or a TensorRT
     #: profile replays one fixed shape).
     per_batch: bool = False
+    role: str = ""
+    loader: str | None = None
+    chunks: tuple[int, ...] = ()
 
 
 def check_device(device: str) -> str:
@@ -213,18 +224,53 @@ def variant_targets(
     return targets
 
 
+def peer_targets(device: str, context: BenchContext) -> list[Target]:
+    """One target per installed peer (:data:`hardnet_export.benchmark.peers.PEERS`), CPU only:
+    the goal and the peers are per CPU kind."""
+    from hardnet_export.benchmark.peers import peers
+
+    if device != "cpu":
+        return []
+    found = []
+    for peer in peers():
+        source = context.weights if peer.source == "weights" else context.graph(get_variant("fp32"))
+        found.append(
+            Target(
+                peer.label, source, None, device, role="peer", loader=peer.load, chunks=peer.chunks
+            )
+        )
+    return found
+
+
+def ours_targets(device: str, context: BenchContext) -> list[Target]:
+    """``runtime.load(graph, device="cpu")``, no backend, no options, on the export of each
+    of :data:`hardnet_export.benchmark.peers.OURS_VARIANTS`."""
+    from hardnet_export.benchmark.peers import OURS_VARIANTS
+
+    if device != "cpu":
+        return []
+    return [
+        Target(f"ours: {name} (runtime.load default)", context.graph(get_variant(name)), None,
+               device, role="ours")
+        for name in OURS_VARIANTS
+    ]  # fmt: skip
+
+
 def default_targets(
     device: str,
     cache_dir: Path | None = None,
     weights: Path | None = None,
     max_batch: int = 1024,
     notes: list[str] | None = None,
+    peers: bool = True,
 ) -> list[Target]:
     """Every variant of the model that runs on ``device`` here, baseline first.
 
     CPU: PyTorch eager FP32, then every variant of the table on every installed backend
     whose record has a benchmark hook (ONNX Runtime, OpenVINO, with the FP32 graph also in
-    OpenVINO's bf16 inference on CPUs with native bf16: AVX512-BF16, AMX). Without torch
+    OpenVINO's bf16 inference on CPUs with native bf16: AVX512-BF16, AMX), then ours
+    (``runtime.load`` by default on the FP32 and INT8 CPU graphs) and the installed peers
+    (:mod:`hardnet_export.benchmark.peers`) unless ``peers`` is False. Without torch
     (the core install) nothing can be exported: the shipped FP32 graph on every installed
     CPU backend, with no baseline (a line in ``notes`` says so). CUDA: PyTorch FP32, PyTorch
     FP16 replaying a CUDA graph per batch size, and a TensorRT engine of every variant
@@ -264,6 +310,8 @@ def default_targets(
     context = BenchContext(cache, max_batch, weights, bf16=device == "cpu" and _has_bf16())
     for variant in VARIANTS:
         targets += variant_targets(variant, device, context)
+    if peers:
+        targets += ours_targets(device, context) + peer_targets(device, context)
     return targets
 
 

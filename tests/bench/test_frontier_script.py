@@ -25,7 +25,7 @@ def test_frontier_writes_rows_per_backend(tmp_path: Path) -> None:
         tmp_path / "tiny" / "final.pth", HardNet(width=0.125), step=1, data="builtin", config={}
     )
     args = ["--model", str(weights), "--pairs", "60", "--keypoints", "150", "--duration-s", "0.05",
-            "--rounds", "3"]  # fmt: skip
+            "--rounds", "3", "--versus-rounds", "3"]  # fmt: skip
     script = runpy.run_path(str(ROOT / "benchmarks" / "frontier.py"))
     assert script["main"]([*args, "--out", str(tmp_path / "out")]) == 0
     (json_file,) = (tmp_path / "out").glob("frontier-*.json")
@@ -43,6 +43,16 @@ def test_frontier_writes_rows_per_backend(tmp_path: Path) -> None:
         )
     sift = result["sift"]["stereo_frame"]
     assert 0.3 < sift["nn@3"] <= 1 and result["keypoints"] == 150
+    # Ours (runtime.load by default) against the peers per frame: finite ratios, x SIFT.
+    assert [v["ours"] for v in result["versus"]] == [
+        "ours: fp32 (runtime.load default)",
+        "ours: int8-cpu (runtime.load default)",
+    ]
+    for record in result["versus"]:
+        assert record["model"] == "tiny" and record["size"] == 150 and record["rounds"] == 3
+        assert record["best_peer"].startswith("peer: ") and record["ratio"] > 0
+        assert 0 < record["vs_sift"] < float("inf") and record["goal"] == 0.5
     table = json_file.with_suffix(".md").read_text()
     assert "| OpenCV SIFT |" in table and "keypoints NN@3 %" in table and "Met by:" in table
+    assert "## Ours against the peers, per frame" in table
     assert json_file.with_suffix(".png").stat().st_size > 10_000
