@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hardnet_export.errors import InputError, MissingFileError
-from hardnet_export.host import BF16_FLAGS, distribution_version, installed
+from hardnet_export.host import BF16_FLAGS, cpu_flags, distribution_version, installed
 
 #: Where a describer runs.
 DEVICES = ("cpu", "cuda")
@@ -337,8 +337,6 @@ def format_rules(flags: frozenset[str] | None = None) -> str:
     """The CPU rule table as plain text, each rule marked where it speaks on this CPU (or one
     with ``flags``): the backend, the graphs it takes, the CPUs, options, chunk size, whether
     the graph must have passed its gate, and why."""
-    from hardnet_export.host import cpu_flags
-
     flags = cpu_flags() if flags is None else flags
     rows = [("here", "backend", "graphs", "CPUs with", "options", "chunk", "gated")]
     whys = []

@@ -132,14 +132,10 @@ def load_ours(artifact: Path | None, device: str) -> Describer:
 
 
 def choice_summary(describer: Any) -> str | None:
-    """What the runtime chose for ``describer`` (its ``choice`` record's summary, where the
-    runtime records one), else None."""
-    choice = getattr(describer, "choice", None)
-    if choice is None:
-        return None
-    summary = getattr(choice, "summary", None)
-    text = summary() if callable(summary) else summary
-    return str(text if text is not None else choice)
+    """What ``runtime.load`` chose for ``describer`` (its
+    :class:`~hardnet_export.artifacts.tuning.Choice`), None for a describer built directly."""
+    choice = describer.choice
+    return None if choice is None else str(choice.summary())
 
 
 def describe_what(describer: Any) -> str:
