@@ -210,10 +210,9 @@ BUILTIN: tuple[Backend, ...] = (
                 gated=True,
                 why=(
                     "CPUs with native bf16: OpenVINO's bf16 inference ran the shipped FP32 graph "
-                    "4.3x (AMX Xeon) and 1.9x (AVX512-BF16 EPYC) ONNX Runtime's FP32, but it "
-                    "moves descriptors of low-contrast patches (the shipped hardnet's worst "
-                    "held-out cosine 0.972, on a patch of 3 grey levels' spread), so only a "
-                    "graph whose export passed this gate takes it"
+                    "4.3x (AMX Xeon) and 1.9x (AVX512-BF16 EPYC) ONNX Runtime's FP32; it moves "
+                    "descriptors (the shipped models' worst held-out cosine 0.990-0.994), so "
+                    "only a graph whose export passed this gate takes it"
                 ),
             ),
             CpuRule(

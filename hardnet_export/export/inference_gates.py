@@ -3,10 +3,10 @@
 The CPU rule table (:class:`~hardnet_export.artifacts.backends.CpuRule`) may send a graph to a
 backend in an arithmetic that changes its descriptors: OpenVINO with bf16 float layers, on
 CPUs that compute bf16 natively, runs the shipped FP32 graph 2-4x faster than ONNX Runtime's
-FP32. Whether that keeps the descriptors depends on the weights and the patches (measured on
-an AVX512-BF16 EPYC: the shipped ``hardnet``'s and ``hardnet-eighth``'s worst held-out
-cosine in bf16 0.972, on a patch of 3 grey levels' spread, under the gate's 0.98 limit; mean
-0.9998), so such a rule is ``gated``: the export runs the graph that way on the
+FP32. Whether that keeps the descriptors depends on the weights (measured on an AVX512-BF16
+EPYC, worst held-out cosine over textured patches: ``hardnet`` 0.994, ``hardnet-half``
+0.991, ``hardnet-quarter`` 0.993, ``hardnet-eighth`` 0.990; mean 0.9998; NN accuracy within
+0.1 point), so such a rule is ``gated``: the export runs the graph that way on the
 held-out built-in pairs, against the FP32 graph run exactly, with the INT8 gate's measure and
 limits, and records the result in the graph's metadata (``inference_gates``). ``runtime.load``
 takes a gated rule only for a graph that passed it. Gates are measured only where this CPU

@@ -78,8 +78,11 @@ def test_flat_patches_do_not_decide_the_worst_cosine_but_are_recorded() -> None:
     pairs = MatchedPairs(anchors, pairs.positives, name="synthetic")
     patches = np.concatenate([pairs.anchors, pairs.positives])
     assert np.flatnonzero(~textured(patches)).tolist() == [3, 5]
-    assert textured(np.full((1, 32, 32), 255, np.uint8) - np.eye(32, dtype=np.uint8) * 8)[0]
-    assert FLAT_PATCH_STD == 1.0
+    # A diagonal line 8 grey levels deep has std 1.4: near-flat; 32 deep, std 5.6: texture.
+    line = np.eye(32, dtype=np.uint8)
+    assert not textured(np.full((1, 32, 32), 255, np.uint8) - line * 8)[0]
+    assert textured(np.full((1, 32, 32), 255, np.uint8) - line * 32)[0]
+    assert FLAT_PATCH_STD == 3.5
 
     offset = np.random.default_rng(1).normal(size=1024) * 1e-3
 
@@ -104,3 +107,24 @@ def test_flat_patches_do_not_decide_the_worst_cosine_but_are_recorded() -> None:
     assert flat_only.flat_patches == 2 and flat_only.min_cosine_all < -0.99
     with pytest.raises(Int8GateError, match="worst patch's cosine"):
         evaluate_gate(reference, ruin([3, 7]), pairs, min_cosine=0.98)
+
+
+@pytest.mark.slow
+def test_no_patch_at_a_sift_keypoint_counts_as_flat() -> None:
+    # The flat threshold leaves out only patches no detector describes: every patch at an
+    # OpenCV SIFT keypoint of the 20 built-in photos has texture.
+    import cv2
+
+    from hardnet_export.calibration.gate import textured
+    from hardnet_export.data.builtin import PHOTO_NAMES, load_photo
+    from hardnet_export.geometry import extract_patches
+
+    counted = 0
+    for name in PHOTO_NAMES:
+        photo = load_photo(name)
+        gray = photo if photo.ndim == 2 else cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
+        keypoints = cv2.SIFT_create(nfeatures=2000).detect(gray)
+        patches = extract_patches(gray, keypoints)
+        assert textured(patches).all(), name
+        counted += len(patches)
+    assert counted > 15_000

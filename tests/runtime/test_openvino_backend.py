@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from hardnet_export import runtime
+from hardnet_export.artifacts.metadata import read_metadata
 from hardnet_export.errors import InputError
+from hardnet_export.host import has_bf16
 from hardnet_export.runtime.openvino_backend import core
 from hardnet_export.shipped import SHIPPED_ONNX
 
@@ -83,8 +85,12 @@ def test_cpu_rules_pick_openvino_for_int8_everywhere_and_bf16_only_where_gated(
     assert runtime.load(int8_graph, device="cpu").backend == "openvino"
     fp32 = runtime.load(SHIPPED_ONNX, device="cpu")
     assert fp32.choice is not None and fp32.choice.source == "rule"
-    # The shipped graph records no bf16 gate: bf16 is not taken on any CPU.
-    assert (fp32.backend, fp32.choice.inference_precision) == ("onnxruntime", "graph")
+    # The shipped graph records the bf16 gate it passed: bf16 where the CPU has it.
+    assert read_metadata(SHIPPED_ONNX).gate_on("openvino:bf16") is not None
+    if has_bf16():
+        assert (fp32.backend, fp32.choice.inference_precision) == ("openvino", "bf16")
+    else:
+        assert (fp32.backend, fp32.choice.inference_precision) == ("onnxruntime", "graph")
     # What the caller names wins over the rules.
     exact = runtime.load(SHIPPED_ONNX, device="cpu", inference_precision="f32")
     assert (exact.backend, exact.inference_precision) == ("openvino", "f32")
@@ -119,7 +125,7 @@ def test_rule_table_per_instruction_set(
 ) -> None:
     from dataclasses import replace
 
-    from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
+    from hardnet_export.artifacts.metadata import GraphMetadata
     from hardnet_export.runtime.policy import cpu_runners, rule_choice
 
     measured = read_metadata(int8_graph).gate_on("openvino")
