@@ -56,7 +56,13 @@ from hardnet_export.artifacts.quantisation import (
 )
 from hardnet_export.artifacts.variants import flavours
 from hardnet_export.calibration.dataset import DEFAULT_SIZE, CalibrationSet
-from hardnet_export.errors import InputError, InputTypeError, Remedy, StateError
+from hardnet_export.errors import (
+    InputError,
+    InputTypeError,
+    MissingDependencyError,
+    Remedy,
+    StateError,
+)
 from hardnet_export.validate import check_bool, check_float, check_int
 
 if TYPE_CHECKING:
@@ -356,8 +362,6 @@ class Quantizer:
         import inspect
 
         from onnxruntime.quantization import calibrate, quantize_static
-
-        from hardnet_export.errors import MissingDependencyError
 
         assert self._tmp is not None
         if not hasattr(calibrate, "save_tensors_data") or (
