@@ -202,3 +202,18 @@ def test_tiny_qat_run_exports_and_gates(tmp_path: Path, capsys: pytest.CaptureFi
         assert quantisation.gate.passed
         assert quantisation.settings["float_layers"] == {}
         assert quantisation.settings["qat"]["steps"] == 3
+
+
+def test_8bit_qat_weights_are_refused_for_saturating_kernels(
+    observed: tuple[torch.nn.Module, QatRecord],
+) -> None:
+    # AVX2 without VNNI sums u8 x s8 pairs in 16 bits: the export makes such graphs with
+    # 7-bit weights, which a QAT run with 8-bit weights did not train.
+    net, record = observed
+    with (
+        Quantizer(
+            torch_to_onnx(net), None, target="cpu", method="minmax", isa="avx2", qat=record
+        ) as quantizer,
+        pytest.raises(InputError, match="qat_reduce_range=True"),
+    ):
+        quantizer.build()
