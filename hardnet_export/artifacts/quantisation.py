@@ -220,7 +220,13 @@ class Quantisation:
             for backend, gate in self.gates.items():
                 if backend != GATE_REFERENCE:
                     lines.append(f"on {GATE_LABELS.get(backend, backend)}: {gate.summary()}")
-            lines.append(f"calibration set sha256 {self.calibration_sha256}")
+            if (self.calibration or {}).get("method") == "qat":
+                lines.append(
+                    "scales from quantisation-aware training (ranges sha256 "
+                    f"{self.calibration_sha256})"
+                )
+            else:
+                lines.append(f"calibration set sha256 {self.calibration_sha256}")
         if self.settings:
             floats = self.settings.get("float_layers") or {}
             kept = ", ".join(f"{k} {v}" for k, v in floats.items()) or "none"
