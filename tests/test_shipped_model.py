@@ -60,3 +60,26 @@ def test_the_torch_free_form_is_the_same_model() -> None:
         want = load_model()(torch.from_numpy(patches)[:, None]).numpy()
     got = onnx_model.describe(patches)
     assert float((got * want).sum(1).min()) >= 0.9999
+
+
+def test_shipped_graphs_are_gated_all_int8_qat_graphs_of_their_model() -> None:
+    # A ready-made graph (ShippedModel.graphs) ships only where quantisation-aware training
+    # put every conv in int8 and the graph passed its gate at a worst cosine of 0.99.
+    import pytest
+
+    from hardnet_export.artifacts.metadata import read_metadata
+    from hardnet_export.artifacts.models import models
+    from hardnet_export.errors import InputError
+
+    for entry in models():
+        for variant in entry.graphs:
+            meta = read_metadata(entry.graph(variant))
+            quantisation = meta.quantisation
+            assert meta.variant == variant and quantisation is not None, variant
+            assert quantisation.settings["float_layers"] == {}, (entry.name, variant)
+            assert quantisation.settings["qat"]["init"] == entry.name, (entry.name, variant)
+            gate = quantisation.gate
+            assert gate is not None and gate.passed and gate.min_cosine >= 0.99, entry.name
+            assert entry.graph(variant).name in entry.card.read_text(encoding="utf-8")
+        with pytest.raises(InputError, match="ships no"):
+            entry.graph("fp16")
