@@ -16,7 +16,7 @@ BATCH_REDUCTIONS = ("min", "average", "random")
 LOSS_TYPES = ("triplet_margin", "softmax", "contrastive")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: What the distillation term compares (hardnet_export.train.losses.distillation_loss).
-DISTILL_KINDS = ("descriptors", "distances", "worst-descriptors")
+DISTILL_KINDS = ("descriptors", "distances")
 # Fields that define the run: a resumed run must agree on all of them.
 #: Bounds far beyond any real run, so a typo fails at once instead of allocating for hours.
 MAX_STEPS = 100_000_000
@@ -105,9 +105,7 @@ class TrainConfig:
         distill_weight: weight of the distillation term (with --teacher).
         distill_kind: descriptors (mean squared L2 between the student's and the teacher's
             descriptors of the same patches) or distances (mean squared difference between
-            their in-batch anchor-positive distance matrices) or worst-descriptors (the
-            descriptors term plus its mean over the 1 % of patches farthest from the
-            teacher: for QAT, whose INT8 gate takes the worst patch).
+            their in-batch anchor-positive distance matrices).
         qat: quantisation-aware fine-tuning of the init weights: train under the fake
             quantisation of the INT8 Q/DQ graph with every conv in int8
             (:mod:`hardnet_export.train.qat`); the checkpoints record the activation ranges,

@@ -96,10 +96,6 @@ def hardnet_loss(
     return loss.mean()
 
 
-#: The share of a batch's patches the ``worst-descriptors`` distillation term adds again.
-WORST_SHARE = 0.01
-
-
 def distillation_loss(
     anchor: torch.Tensor,
     positive: torch.Tensor,
@@ -118,11 +114,7 @@ def distillation_loss(
             between the student's and the teacher's descriptor of the patch;
             ``"distances"``: the mean over the N x N entries of the squared difference
             between the student's and the teacher's anchor-positive distance matrices
-            (:func:`distance_matrix`), which leaves the student free to rotate the space;
-            ``"worst-descriptors"``: the ``"descriptors"`` term plus the same mean over the
-            :data:`WORST_SHARE` of patches farthest from the teacher (at least one), which
-            a mean over the batch barely moves (quantisation-aware training: the INT8 gate
-            takes the worst patch).
+            (:func:`distance_matrix`), which leaves the student free to rotate the space.
 
     Shape:
         - anchor, positive, teacher_anchor, teacher_positive: (N, 128), N >= 1 (the
@@ -137,13 +129,9 @@ def distillation_loss(
             "student and teacher descriptors must all be the same (N, D) with N >= 1, got "
             f"{', '.join(map(str, shapes))}"
         )
-    if kind in ("descriptors", "worst-descriptors"):
+    if kind == "descriptors":
         student = torch.cat([anchor, positive])
         teacher = torch.cat([teacher_anchor, teacher_positive])
-        gaps = ((student - teacher) ** 2).sum(dim=1)
-        if kind == "descriptors":
-            return gaps.mean()
-        worst = gaps.topk(max(1, int(len(gaps) * WORST_SHARE))).values
-        return gaps.mean() + worst.mean()
+        return ((student - teacher) ** 2).sum(dim=1).mean()
     gap = distance_matrix(anchor, positive) - distance_matrix(teacher_anchor, teacher_positive)
     return (gap * gap).mean()

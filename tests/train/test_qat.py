@@ -217,17 +217,3 @@ def test_8bit_qat_weights_are_refused_for_saturating_kernels(
         pytest.raises(InputError, match="qat_reduce_range=True"),
     ):
         quantizer.build()
-
-
-def test_worst_descriptors_distillation_adds_the_farthest_patches() -> None:
-    from hardnet_export.train.losses import distillation_loss
-
-    student = torch.nn.functional.normalize(torch.ones(100, 128), dim=1)
-    teacher = student.clone()
-    teacher[7] = -teacher[7]  # one patch far from its teacher: squared distance 4
-    mean = distillation_loss(student[:50], student[50:], teacher[:50], teacher[50:])
-    worst = distillation_loss(
-        student[:50], student[50:], teacher[:50], teacher[50:], kind="worst-descriptors"
-    )
-    assert float(mean) == pytest.approx(4 / 100)
-    assert float(worst) == pytest.approx(4 / 100 + 4)  # the worst 1 % is that one patch
