@@ -160,7 +160,7 @@ class ShippedModel:
             ships = ", ".join(self.graphs) or "none"
             raise InputError(
                 f"model {self.name!r} ships no {variant} graph (it ships: {ships}); export "
-                "one with hardnet-export onnx"
+                f"one with export_onnx({self.name!r}, out, variant={variant!r})"
             )
         path = self.folder / f"{self.stem}.{variant}.onnx"
         if not path.is_file():
