@@ -390,6 +390,7 @@ class QatRecord:
         ranges: each point of :data:`QAT_POINTS` -> its activation range ``[low, high]``,
             the range the graph's Q/DQ scales come from (:func:`activation_qparams`).
         reduce_range: the ``cpu`` flavour trained with 7-bit weights.
+        clip: the share of values each observed range left out at each end.
         observe_steps: steps whose batches set the ranges (an EMA), after which they froze.
         steps: QAT steps run.
         init: the weights QAT started from (as given to ``--init``).
@@ -398,6 +399,7 @@ class QatRecord:
     targets: tuple[str, ...]
     ranges: dict[str, tuple[float, float]]
     reduce_range: bool = False
+    clip: float = 1e-5
     observe_steps: int = 0
     steps: int = 0
     init: str | None = None
@@ -412,6 +414,7 @@ class QatRecord:
             "targets": list(self.targets),
             "ranges": {p: [float(lo), float(hi)] for p, (lo, hi) in self.ranges.items()},
             "reduce_range": self.reduce_range,
+            "clip": self.clip,
             "observe_steps": self.observe_steps,
             "steps": self.steps,
             "init": self.init,
@@ -453,6 +456,9 @@ class QatRecord:
                 ranges=parsed,
                 reduce_range=check_bool(
                     "reduce_range", data.get("reduce_range", False), source=source
+                ),  # fmt: skip
+                clip=check_float(
+                    "clip", data.get("clip", 1e-5), low=0.0, high=0.5, source=source
                 ),  # fmt: skip
                 observe_steps=check_int(
                     "observe_steps", data.get("observe_steps", 0), low=0, source=source

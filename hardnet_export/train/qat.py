@@ -17,8 +17,9 @@ training sees the graph's rounding and clipping:
   the Relu); ``tensorrt``: int8 symmetric at every conv's input, Relu in float.
 - Gradients pass the rounding straight through, and are zero where a value clips.
 
-Activation ranges are an EMA of each batch's 0.001 % and 99.999 % quantiles (ONNX
-Runtime's percentile calibration keeps 99.999 %) during the first ``observe_steps`` steps,
+Activation ranges are an EMA of each batch's ``clip`` and ``1 - clip`` quantiles (default
+0.001 %: ONNX Runtime's percentile calibration keeps 99.999 %) during the first
+``observe_steps`` steps,
 then frozen; the scales follow from them by
 :func:`~hardnet_export.artifacts.quantisation.activation_qparams`, the function the export
 uses to write them, so the exported graph holds exactly the scales training used.
@@ -103,13 +104,13 @@ def folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torc
     return weight, bias
 
 
-def _quantile_range(x: torch.Tensor) -> tuple[float, float]:
+def _quantile_range(x: torch.Tensor, clip: float = CLIP_FRACTION) -> tuple[float, float]:
     flat = x.detach().reshape(-1).float()
     if flat.numel() > QUANTILE_SAMPLE:
         picks = torch.randint(0, flat.numel(), (QUANTILE_SAMPLE,), device=flat.device)
         flat = flat[picks]
     n = flat.numel()
-    k = max(1, int(n * CLIP_FRACTION))
+    k = max(1, int(n * clip))
     low = flat.kthvalue(k).values if k < n else flat.min()
     high = flat.kthvalue(n - k + 1).values if k < n else flat.max()
     return float(low), float(high)
@@ -124,9 +125,17 @@ class QatHardNet(nn.Module):
         net: the network to fine-tune (its weights are the ones trained and saved).
         targets: the flavours to fake-quantise for: ``("cpu",)``, ``("tensorrt",)`` or both.
         reduce_range: 7-bit weights in the ``cpu`` flavour.
+        clip: the share of values each observed range leaves out at each end.
     """
 
-    def __init__(self, net: HardNet, targets: Sequence[str], *, reduce_range: bool = False) -> None:
+    def __init__(
+        self,
+        net: HardNet,
+        targets: Sequence[str],
+        *,
+        reduce_range: bool = False,
+        clip: float = CLIP_FRACTION,
+    ) -> None:
         super().__init__()
         if not targets or any(t not in ("cpu", "tensorrt") for t in targets):
             raise InputError(f"QAT targets must be cpu and/or tensorrt, got {list(targets)}")
@@ -134,6 +143,7 @@ class QatHardNet(nn.Module):
         self.targets = tuple(targets)
         self.flavour = self.targets[0]
         self.reduce_range = reduce_range
+        self.clip = clip
         self.observing = True
         # (point, [low, high]); NaN until the first observed batch.
         self.register_buffer("ranges", torch.full((len(QAT_POINTS), 2), float("nan")))
@@ -164,7 +174,7 @@ class QatHardNet(nn.Module):
 
     def _observe(self, x: torch.Tensor, index: int, *, relu: bool) -> None:
         if self.training and self.observing:
-            low, high = _quantile_range(x)
+            low, high = _quantile_range(x, self.clip)
             if relu:
                 low = 0.0
             old = self.ranges[index]
@@ -223,6 +233,7 @@ class QatHardNet(nn.Module):
                 for p, (lo, hi) in zip(QAT_POINTS, self.ranges, strict=True)
             },
             reduce_range=self.reduce_range,
+            clip=self.clip,
             observe_steps=observe_steps,
             steps=steps,
             init=init,

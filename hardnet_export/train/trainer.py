@@ -655,7 +655,9 @@ def _begin(config: TrainConfig, device: torch.device, start: _Start, ckpt_path: 
     qat = None
     if config.qat:
         targets = ("cpu", "tensorrt") if config.qat_target == "both" else (config.qat_target,)
-        qat = QatHardNet(model, targets, reduce_range=config.qat_reduce_range).to(device)
+        qat = QatHardNet(
+            model, targets, reduce_range=config.qat_reduce_range, clip=config.qat_clip
+        ).to(device)
     step, anchor, saved = 0, (0, 0.0), None
     resumed: dict[str, Any] = {}
     if config.resume:
