@@ -154,6 +154,8 @@ def test_qat_needs_init_and_fp32() -> None:
         TrainConfig(qat_target="cpu")
     with pytest.raises(InputError, match="qat_target"):
         TrainConfig(qat=True, init=MODEL, qat_target="gpu")
+    with pytest.raises(InputError, match="qat_clip"):
+        TrainConfig(qat=True, init=MODEL, qat_clip=0.5)
 
 
 def test_cli_refuses_qat_without_init_in_one_line(
