@@ -88,3 +88,15 @@ def test_shipped_graphs_are_gated_all_int8_qat_graphs_of_their_model() -> None:
             assert entry.graph(variant).name in entry.card.read_text(encoding="utf-8")
         with pytest.raises(InputError, match="ships no"):
             entry.graph("fp16")
+
+
+def test_check_compares_a_shipped_graph_with_its_model() -> None:
+    # Its fine-tuned FP32 weights do not ship; the model it was fine-tuned from does.
+    from hardnet_export.artifacts.models import models
+    from hardnet_export.check import read_provenance, resolve_reference
+
+    for entry in models():
+        for variant in entry.graphs:
+            graph = entry.graph(variant)
+            reference = resolve_reference(graph, read_provenance(graph), None)
+            assert reference in (entry.weights, entry.onnx), (entry.name, variant)
