@@ -106,7 +106,9 @@ def read_provenance(path: Path) -> Provenance:
 
 def resolve_reference(artifact: Path, provenance: Provenance, reference: Path | None) -> Path:
     """The FP32 model to compare ``artifact`` with: ``reference`` (a path or a registered
-    model's name), else the registered model whose checkpoint has the artifact's weights hash.
+    model's name), else the registered model whose checkpoint has the artifact's weights hash,
+    else, for a ready-made graph a registered model ships (``ShippedModel.graphs``: weights
+    fine-tuned from it by QAT, which do not ship), that model.
 
     Raises:
         InputError: no ``reference`` given and the artifact's weights are not a shipped
@@ -125,6 +127,10 @@ def resolve_reference(artifact: Path, provenance: Provenance, reference: Path | 
             # The same FP32 weights either way; the ONNX form runs where torch is not installed.
             torch_here = installed("torch")
             return entry.weights if torch_here or not entry.onnx.is_file() else entry.onnx
+    for entry in models():
+        shipped = [entry.folder / f"{entry.stem}.{variant}.onnx" for variant in entry.graphs]
+        if artifact.resolve() in {path.resolve() for path in shipped}:
+            return entry.weights if installed("torch") or not entry.onnx.is_file() else entry.onnx
     named = f"weights sha256 {weights[:12]}..." if weights else "no weights hash"
     raise InputError(
         f"{artifact.name} carries {named}, which is not the shipped model (nor another "

@@ -423,7 +423,7 @@ def _keep_float(text: str) -> tuple[str, ...]:
     },
     types={"calibration": str, "keep_float": str | None},
     parsers={"keep_float": _keep_float},
-    exclude=frozenset({"gate_pairs", "progress"}),
+    exclude=frozenset({"gate_pairs", "progress", "qat"}),
     prefix="int8: ",
     helps={
         "calibration": "builtin, PATCHES.npy, phototour:ROOT/NAME, hpatches:ROOT or a folder.",

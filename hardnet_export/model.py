@@ -472,11 +472,13 @@ def save_checkpoint(
     step: int | None = None,
     data: str | list[str] | None = None,
     extra: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write weights atomically with what produced them (config, step, data).
 
-    ``extra`` holds more tensors or plain values (optimizer state for resuming); everything
-    stays loadable with ``weights_only=True``.
+    ``extra`` holds more tensors or plain values (optimizer state for resuming); ``meta``
+    more JSON-ready entries of the checkpoint's metadata (a QAT run's ``qat`` record);
+    everything stays loadable with ``weights_only=True``.
     """
     # DistributedDataParallel wraps the model; save the inner module's keys.
     inner = getattr(model, "module", model)
@@ -490,6 +492,7 @@ def save_checkpoint(
         "data": data,
         # The width travels with the weights: load_model builds the network from it.
         "width": getattr(module, "width", 1.0),
+        **dict(meta or {}),
     }
     payload: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,

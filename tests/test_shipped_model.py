@@ -60,3 +60,43 @@ def test_the_torch_free_form_is_the_same_model() -> None:
         want = load_model()(torch.from_numpy(patches)[:, None]).numpy()
     got = onnx_model.describe(patches)
     assert float((got * want).sum(1).min()) >= 0.9999
+
+
+def test_shipped_graphs_are_gated_all_int8_qat_graphs_of_their_model() -> None:
+    # A ready-made graph (ShippedModel.graphs) ships only where quantisation-aware training
+    # put every conv in int8 and the graph passed its gate at a worst cosine of 0.99.
+    import pytest
+
+    from hardnet_export.artifacts.metadata import read_metadata
+    from hardnet_export.artifacts.models import models
+    from hardnet_export.errors import InputError
+
+    for entry in models():
+        for variant in entry.graphs:
+            graph = read_metadata(entry.graph(variant))
+            quantisation = graph.quantisation
+            assert graph.variant == variant and quantisation is not None, variant
+            assert quantisation.settings["float_layers"] == {}, (entry.name, variant)
+            # Fine-tuned from this model (directly, or down the chain of --init weights).
+            inits, meta = [], dict(graph.weights_provenance or {})
+            while meta:
+                inits.append(meta.get("config", {}).get("init"))
+                meta = meta.get("config", {}).get("init_meta")
+            assert entry.name in inits, (entry.name, variant, inits)
+            gate = quantisation.gate
+            assert gate is not None and gate.passed and gate.min_cosine >= 0.99, entry.name
+            assert entry.graph(variant).name in entry.card.read_text(encoding="utf-8")
+        with pytest.raises(InputError, match="ships no"):
+            entry.graph("fp16")
+
+
+def test_check_compares_a_shipped_graph_with_its_model() -> None:
+    # Its fine-tuned FP32 weights do not ship; the model it was fine-tuned from does.
+    from hardnet_export.artifacts.models import models
+    from hardnet_export.check import read_provenance, resolve_reference
+
+    for entry in models():
+        for variant in entry.graphs:
+            graph = entry.graph(variant)
+            reference = resolve_reference(graph, read_provenance(graph), None)
+            assert reference in (entry.weights, entry.onnx), (entry.name, variant)

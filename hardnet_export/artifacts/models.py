@@ -126,6 +126,10 @@ class ShippedModel:
         stem: its files' name in ``folder``: ``STEM.pth``, ``STEM.fp32.onnx``, ``STEM.md``.
         summary: one line for listings.
         folder: where its files are (``hardnet_export/weights/`` for the shipped ones).
+        graphs: the variants (``int8-cpu``, ``int8-tensorrt``) shipped ready-made as
+            ``STEM.VARIANT.onnx`` beside the checkpoint: graphs whose weights are not the
+            checkpoint's (quantisation-aware fine-tuned from it; the card says how), so no
+            export of the checkpoint reproduces them.
     """
 
     name: str
@@ -133,6 +137,7 @@ class ShippedModel:
     stem: str
     summary: str
     folder: Path = WEIGHTS_DIR
+    graphs: tuple[str, ...] = ()
 
     @property
     def weights(self) -> Path:
@@ -143,6 +148,24 @@ class ShippedModel:
     def onnx(self) -> Path:
         """The FP32 ONNX export of the checkpoint (the torch-free form)."""
         return self.folder / f"{self.stem}.fp32.onnx"
+
+    def graph(self, variant: str) -> Path:
+        """The shipped ``variant`` graph (one of :attr:`graphs`).
+
+        Raises:
+            InputError: the entry ships no such graph; the message lists those it ships.
+            MissingFileError: this installation lacks the file.
+        """
+        if variant not in self.graphs:
+            ships = ", ".join(self.graphs) or "none"
+            raise InputError(
+                f"model {self.name!r} ships no {variant} graph (it ships: {ships}); export "
+                f"one with export_onnx({self.name!r}, out, variant={variant!r})"
+            )
+        path = self.folder / f"{self.stem}.{variant}.onnx"
+        if not path.is_file():
+            raise MissingFileError(f"the {variant} graph of {self.name!r} is missing: {path}")
+        return path
 
     @property
     def card(self) -> Path:
@@ -213,6 +236,8 @@ MODELS: tuple[ShippedModel, ...] = (
         "hardnet_quarter_builtin",
         "HardNet, width 0.25 (14x fewer multiply-adds), distilled from hardnet on the built-in "
         "photos",
+        # Every conv in int8 by quantisation-aware fine-tuning (its card says how).
+        graphs=("int8-cpu",),
     ),
     ShippedModel(
         "hardnet-eighth",
@@ -260,8 +285,10 @@ def format_models(entries: tuple[ShippedModel, ...] | None = None) -> str:
     weights, multiply-adds per patch, whether this installation has its files, its card."""
     rows = [("name", "width", "weights", "MACs/patch", "installed", "card")]
     for entry in models() if entries is None else entries:
-        have = [form for form, path in (("pth", entry.weights), ("onnx", entry.onnx))
-                if path.is_file()]  # fmt: skip
+        files = [("pth", entry.weights), ("onnx", entry.onnx)] + [
+            (variant, entry.folder / f"{entry.stem}.{variant}.onnx") for variant in entry.graphs
+        ]
+        have = [form for form, path in files if path.is_file()]
         rows.append(
             (
                 entry.name,
@@ -379,7 +406,8 @@ def registered_name(path: str | Path) -> str | None:
     except OSError:
         return None
     for entry in models():
-        for file in (entry.weights, entry.onnx):
+        shipped = (entry.folder / f"{entry.stem}.{variant}.onnx" for variant in entry.graphs)
+        for file in (entry.weights, entry.onnx, *shipped):
             if file.resolve() == target:
                 return entry.name
     return None

@@ -220,7 +220,13 @@ class Quantisation:
             for backend, gate in self.gates.items():
                 if backend != GATE_REFERENCE:
                     lines.append(f"on {GATE_LABELS.get(backend, backend)}: {gate.summary()}")
-            lines.append(f"calibration set sha256 {self.calibration_sha256}")
+            if (self.calibration or {}).get("method") == "qat":
+                lines.append(
+                    "scales from quantisation-aware training (ranges sha256 "
+                    f"{self.calibration_sha256})"
+                )
+            else:
+                lines.append(f"calibration set sha256 {self.calibration_sha256}")
         if self.settings:
             floats = self.settings.get("float_layers") or {}
             kept = ", ".join(f"{k} {v}" for k, v in floats.items()) or "none"
@@ -319,3 +325,146 @@ class Quantisation:
 
 def _optional_object(name: str, value: Any, source: str) -> dict[str, Any] | None:
     return None if value is None else _check_object(name, value, source)
+
+
+# Quantisation-aware training (QAT): what a QAT checkpoint records, and the one formula that
+# turns its activation ranges into Q/DQ scales, shared by the fake quantisation that trains
+# against them (hardnet_export.train.qat) and the export that writes them into the graph
+# (hardnet_export.export.int8), so the graph computes what training saw.
+
+#: The flavours a QAT run may fake-quantise for (``both`` alternates them step by step).
+QAT_TARGETS = ("cpu", "tensorrt", "both")
+#: The number of 3x3 convs plus the final 8x8 one (``conv0`` ... ``conv6``).
+QAT_CONVS = 7
+#: The activation points QAT observes: each conv's input (after the Relu) and each conv's
+#: output (before it). ONNX Runtime's quantiser puts Q/DQ at both in the ``tensorrt``
+#: flavour; the ``cpu`` flavour folds each Relu into its conv's uint8 output, quantised with
+#: the next conv's input range, so of the outputs it quantises only the last conv's.
+QAT_POINTS = (
+    *(f"conv{i}.input" for i in range(QAT_CONVS)),
+    *(f"conv{i}.output" for i in range(QAT_CONVS)),
+)
+
+
+def activation_qparams(low: float, high: float, flavour: str) -> tuple[float, int]:
+    """The (scale, zero point) of a per-tensor activation with range ``[low, high]`` in
+    ``flavour``, computed exactly as ONNX Runtime's quantiser computes them from a
+    calibration range (``compute_scale_zp``): the range widened to include 0; ``cpu``:
+    uint8 asymmetric over 255 steps; ``tensorrt``: int8 symmetric, ``max(|low|, |high|)``
+    over 127 steps, zero point 0. The scale is computed in float64 and stored as float32.
+
+    Raises:
+        InputError: an unknown flavour, or a bound that is not finite.
+    """
+    import numpy as np
+
+    if flavour not in ("cpu", "tensorrt"):
+        raise InputError(f"flavour must be cpu or tensorrt, got {flavour!r}")
+    lo = np.float32(check_float("low", low))
+    hi = np.float32(check_float("high", high))
+    lo, hi = min(lo, np.float32(0)), max(hi, np.float32(0))
+    if flavour == "tensorrt":
+        absmax = max(abs(lo), abs(hi))
+        lo, hi, qmin, qmax = -absmax, absmax, -127, 127
+    else:
+        qmin, qmax = 0, 255
+    scale = (np.float64(hi) - np.float64(lo)) / np.float64(qmax - qmin)
+    if scale < np.finfo(np.float32).tiny:
+        return 1.0, 0
+    zero = 0 if flavour == "tensorrt" else int(np.round(qmin - np.float64(lo) / scale))
+    return float(np.float32(scale)), zero
+
+
+def weight_qmax(flavour: str, reduce_range: bool) -> int:
+    """The largest int8 weight magnitude: 127, or 64 for the ``cpu`` flavour's 7-bit weights
+    (``reduce_range``, ONNX Runtime's reduced symmetric int8 range)."""
+    return 64 if reduce_range and flavour == "cpu" else 127
+
+
+@dataclass(frozen=True, kw_only=True)
+class QatRecord:
+    """What a QAT checkpoint says about its fake quantisation (its ``meta["qat"]``).
+
+    Attributes:
+        targets: the flavours it was fake-quantised for (``cpu``, ``tensorrt``).
+        ranges: each point of :data:`QAT_POINTS` -> its activation range ``[low, high]``,
+            the range the graph's Q/DQ scales come from (:func:`activation_qparams`).
+        reduce_range: the ``cpu`` flavour trained with 7-bit weights.
+        clip: the share of values each observed range left out at each end.
+        observe_steps: steps whose batches set the ranges (an EMA), after which they froze.
+        steps: QAT steps run.
+        init: the weights QAT started from (as given to ``--init``).
+    """
+
+    targets: tuple[str, ...]
+    ranges: dict[str, tuple[float, float]]
+    reduce_range: bool = False
+    clip: float = 1e-5
+    observe_steps: int = 0
+    steps: int = 0
+    init: str | None = None
+
+    def scales(self, flavour: str) -> dict[str, tuple[float, int]]:
+        """Every point's (scale, zero point) in ``flavour``."""
+        return {p: activation_qparams(lo, hi, flavour) for p, (lo, hi) in self.ranges.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready record, with the scales of each target for readers."""
+        return {
+            "targets": list(self.targets),
+            "ranges": {p: [float(lo), float(hi)] for p, (lo, hi) in self.ranges.items()},
+            "reduce_range": self.reduce_range,
+            "clip": self.clip,
+            "observe_steps": self.observe_steps,
+            "steps": self.steps,
+            "init": self.init,
+            "scales": {t: {p: list(s) for p, s in self.scales(t).items()} for t in self.targets},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "the QAT record") -> QatRecord:
+        """The record a JSON object holds (its ``scales`` are recomputed, not read).
+
+        Raises:
+            InputError: a field missing or of the wrong kind; the message names ``source``.
+        """
+        if not isinstance(data, Mapping):
+            raise InputError(f"{source} must be a JSON object, got {type(data).__name__}")
+        try:
+            targets = data.get("targets")
+            if not isinstance(targets, list) or not targets:
+                raise InputError(f"{source}: targets must be a non-empty list of flavours")
+            for target in targets:
+                check_str("target", target, choices=("cpu", "tensorrt"), source=source)
+            ranges = _check_object("ranges", data.get("ranges"), source)
+            if set(ranges) != set(QAT_POINTS):
+                raise InputError(
+                    f"{source}: ranges must name exactly {', '.join(QAT_POINTS)}, got "
+                    f"{', '.join(map(str, ranges)) or 'none'}"
+                )
+            parsed = {}
+            for point in QAT_POINTS:
+                pair = ranges[point]
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise InputError(f"{source}: range of {point} must be [low, high]")
+                low = check_float(f"{point} low", pair[0], source=source)
+                high = check_float(f"{point} high", pair[1], low=low, source=source)
+                parsed[point] = (low, high)
+            init = data.get("init")
+            return cls(
+                targets=tuple(targets),
+                ranges=parsed,
+                reduce_range=check_bool(
+                    "reduce_range", data.get("reduce_range", False), source=source
+                ),  # fmt: skip
+                clip=check_float(
+                    "clip", data.get("clip", 1e-5), low=0.0, high=0.5, source=source
+                ),  # fmt: skip
+                observe_steps=check_int(
+                    "observe_steps", data.get("observe_steps", 0), low=0, source=source
+                ),  # fmt: skip
+                steps=check_int("steps", data.get("steps", 0), low=0, source=source),
+                init=None if init is None else check_str("init", init, source=source),
+            )
+        except InputTypeError as exc:
+            raise InputError(str(exc)) from None

@@ -27,7 +27,9 @@ it crashes on torch's dynamo exporter output.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -44,14 +46,23 @@ from hardnet_export.artifacts.quantisation import (
     DEFAULT_MAX_NN_ACCURACY_LOSS,
     DEFAULT_MIN_COSINE,
     GATE_REFERENCE,
+    QAT_POINTS,
     SEMANTICS_EXACT,
     SEMANTICS_HOST,
     GateResult,
+    QatRecord,
     Quantisation,
+    activation_qparams,
 )
 from hardnet_export.artifacts.variants import flavours
 from hardnet_export.calibration.dataset import DEFAULT_SIZE, CalibrationSet
-from hardnet_export.errors import InputError, StateError
+from hardnet_export.errors import (
+    InputError,
+    InputTypeError,
+    MissingDependencyError,
+    Remedy,
+    StateError,
+)
 from hardnet_export.validate import check_bool, check_float, check_int
 
 if TYPE_CHECKING:
@@ -144,6 +155,10 @@ class Int8Options:
             held-out built-in photos.
         gate_size: how many built-in held-out pairs the gate draws when none are given.
         progress: show progress bars.
+        qat: the activation ranges of a quantisation-aware trained checkpoint (its
+            ``meta["qat"]``; :func:`~hardnet_export.export.onnx.export_onnx` fills it in
+            from such a checkpoint): the graph takes its Q/DQ scales from them instead of a
+            calibration, and every conv is int8 unless ``keep_float`` says otherwise.
     """
 
     method: str = DEFAULT_METHOD
@@ -162,6 +177,7 @@ class Int8Options:
     gate_pairs: MatchedPairs | None = None
     gate_size: int = 2000
     progress: bool = False
+    qat: QatRecord | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -184,6 +200,13 @@ class Int8Options:
             check_float("float_budget", self.float_budget, low=0.0, high=1.0)
         if self.keep_float is not None:
             object.__setattr__(self, "keep_float", tuple(self.keep_float))
+        if self.qat is not None and not isinstance(self.qat, QatRecord):
+            raise InputTypeError(f"qat must be a QatRecord, got {type(self.qat).__name__}")
+        if self.qat is not None and self.float_budget is not None:
+            raise InputError(
+                "float_budget ranks layers by their calibrated sensitivity; a QAT graph takes "
+                "its ranges from training: give keep_float, or neither"
+            )
 
     def isa(self, target: str) -> str | None:
         """The int8 kernel kind a ``target`` graph is made for: ``for_isa`` or this machine's
@@ -294,20 +317,23 @@ class Quantizer:
     def __init__(
         self,
         fp32: onnx.ModelProto,
-        calibration: CalibrationSet,
+        calibration: CalibrationSet | None,
         *,
         target: str,
         method: str,
         isa: str | None = None,
+        qat: QatRecord | None = None,
     ) -> None:
         check_target(target)
+        if calibration is None and qat is None:
+            raise InputError("a Quantizer needs a calibration set or a QAT record")
         if method not in METHODS:
             raise InputError(
                 f"calibration method must be one of {', '.join(METHODS)}, got {method!r}"
             )
         if target == "cpu":
             isa = host.check_isa(isa or host.int8_isa())
-        self.fp32, self.calibration = fp32, calibration
+        self.fp32, self.calibration, self.qat = fp32, calibration, qat
         self.target, self.method, self.isa = target, method, isa
         self.layers = conv_layers(fp32)
         self._stack = contextlib.ExitStack()
@@ -319,12 +345,42 @@ class Quantizer:
 
         self._tmp = self._stack.enter_context(scratch_folder(SCRATCH_PREFIX))
         onnx.save_model(self.fp32, self._tmp / "fp32.onnx")
-        with _quiet_quantiser():
-            self._ranges = self._calibrate()
+        if self.qat is not None:
+            self._ranges = self._qat_ranges(self.qat)
+        else:
+            with _quiet_quantiser():
+                self._ranges = self._calibrate()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
+
+    def _qat_ranges(self, qat: QatRecord) -> Path:
+        """A calibration cache holding the QAT ranges, keyed by the graph's tensor names:
+        each conv's input, each conv's output (the range of the Relu after it, which the
+        ``cpu`` flavour folds into the conv's uint8 output) and the last conv's output."""
+        import inspect
+
+        from onnxruntime.quantization import calibrate, quantize_static
+
+        assert self._tmp is not None
+        if not hasattr(calibrate, "save_tensors_data") or (
+            "calibration_cache_path" not in inspect.signature(quantize_static).parameters
+        ):
+            raise MissingDependencyError(
+                "exporting a QAT checkpoint needs an ONNX Runtime whose quantiser takes a "
+                "calibration cache (calibration_cache_path); upgrade onnxruntime"
+            )
+        data = {
+            name: calibrate.TensorData(
+                lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32)
+            )
+            for name, (lo, hi) in qat_tensor_ranges(self.fp32, qat, self.target).items()
+        }
+        cache = self._tmp / "qat-ranges.json"
+        # Ranges as they are: "minmax" is the calibration method that takes them unchanged.
+        calibrate.save_tensors_data(calibrate.TensorsData(_ort_method("minmax"), data), cache)
+        return cache
 
     @property
     def settings(self) -> CpuInt8Settings | None:
@@ -384,6 +440,19 @@ class Quantizer:
             extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
             assert self.settings is not None
             reduce_range = self.settings.reduce_range
+            if self.qat is not None and self.qat.reduce_range != reduce_range:
+                raise InputError(
+                    f"this QAT checkpoint was trained with "
+                    f"{7 if self.qat.reduce_range else 8}-bit weights, but {self.isa}'s int8 "
+                    f"kernels take {7 if reduce_range else 8}-bit ones"
+                    + (" (their 16-bit pair sums saturate)" if reduce_range else "")
+                    + ": fine-tune it with {qat_reduce_range} set accordingly, or export for "
+                    "another {for_isa}",
+                    remedies={
+                        "qat_reduce_range": Remedy({"qat_reduce_range": reduce_range}),
+                        "for_isa": Remedy({"for_isa": ...}),
+                    },
+                )
         out = self._tmp / f"int8-{len(list(self._tmp.iterdir()))}.onnx"
         with _quiet_quantiser():
             quantize_static(
@@ -398,13 +467,15 @@ class Quantizer:
                 reduce_range=reduce_range,
                 activation_type=activation_type,
                 weight_type=QuantType.QInt8,
-                calibrate_method=_ort_method(self.method),
+                calibrate_method=_ort_method("minmax" if self.qat else self.method),
                 nodes_to_exclude=excluded,
                 extra_options=extra,
                 **({"calibration_cache_path": self._ranges} if self._ranges is not None else {}),
             )
         model = onnx.load(out)
         out.unlink()
+        if self.qat is not None:
+            check_qat_scales(model, self.fp32, self.qat, self.target)
         if kept and self.target == "tensorrt":
             from hardnet_export.export.fp16 import nodes_to_fp16
 
@@ -421,6 +492,85 @@ def _ort_method(method: str) -> Any:
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[method]
+
+
+def qat_tensor_ranges(
+    fp32: onnx.ModelProto, qat: QatRecord, target: str
+) -> dict[str, tuple[float, float]]:
+    """The QAT record's ranges keyed by the FP32 graph's tensor names: each conv's input,
+    and each conv's output: its own range in the ``tensorrt`` flavour, the Relu's after it
+    (the next conv's input range) in the ``cpu`` flavour, whose uint8 conv outputs fold the
+    Relu in, except the last conv's (no Relu)."""
+    convs = [node for node in fp32.graph.node if node.op_type == "Conv"]
+    count = len(QAT_POINTS) // 2
+    if len(convs) != count:
+        raise InputError(f"a QAT record fits a graph of {count} convs; this one has {len(convs)}")
+    ranges: dict[str, tuple[float, float]] = {}
+    for index, conv in enumerate(convs):
+        ranges[conv.input[0]] = qat.ranges[QAT_POINTS[index]]
+        folded = target == "cpu" and index < count - 1
+        ranges[conv.output[0]] = qat.ranges[QAT_POINTS[index + 1 if folded else count + index]]
+    return ranges
+
+
+def qat_point_of_tensor(fp32: onnx.ModelProto) -> dict[str, str]:
+    """Which QAT point each activation a Q/DQ graph quantises is, by the FP32 graph's
+    tensor names (the quantiser keeps them): conv inputs and conv outputs."""
+    convs = [node for node in fp32.graph.node if node.op_type == "Conv"]
+    found = {conv.input[0]: QAT_POINTS[i] for i, conv in enumerate(convs)}
+    found.update({conv.output[0]: QAT_POINTS[len(convs) + i] for i, conv in enumerate(convs)})
+    return found
+
+
+#: How far ONNX Runtime's scale may be from the QAT formula's before the export refuses:
+#: both compute the same float64 quotient and round it to float32 once.
+QAT_SCALE_RTOL = 1e-6
+
+
+def check_qat_scales(
+    model: onnx.ModelProto, fp32: onnx.ModelProto, qat: QatRecord, target: str
+) -> None:
+    """Raise unless every activation QuantizeLinear of ``model`` holds the scale and zero
+    point QAT trained with (:func:`activation_qparams`), and every Conv reads int8 weights
+    and a dequantised input (no conv left float by accident).
+
+    Raises:
+        StateError: a scale, zero point or conv that is not what QAT trained.
+    """
+    from onnx import numpy_helper
+
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    points = qat_point_of_tensor(fp32)
+    produced = {out: node for node in model.graph.node for out in node.output}
+    seen = set()
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or node.input[0] not in points:
+            continue
+        point = points[node.input[0]]
+        scale, zero = activation_qparams(*qat.ranges[point], target)
+        got_scale, got_zero = float(inits[node.input[1]]), int(inits[node.input[2]])
+        if abs(got_scale - scale) > QAT_SCALE_RTOL * scale or got_zero != zero:
+            raise StateError(
+                f"ONNX Runtime's quantiser wrote scale {got_scale!r}, zero point {got_zero} at "
+                f"{point}, where QAT trained with {scale!r}, {zero}"
+            )
+        # Bit-exact from here on: the graph holds the float32 scale training used.
+        inits[node.input[1]][...] = np.float32(scale)
+        seen.add(point)
+    for tensor in model.graph.initializer:
+        if tensor.name in inits and tensor.data_type == 1 and not tensor.dims:
+            tensor.CopyFrom(numpy_helper.from_array(inits[tensor.name], tensor.name))
+    for conv in (node for node in model.graph.node if node.op_type == "Conv"):
+        kinds = [produced.get(name) for name in conv.input[:2]]
+        if any(k is None or k.op_type != "DequantizeLinear" for k in kinds):
+            return  # a layer kept float on purpose (keep_float): nothing more to check
+    inputs = QAT_POINTS[: len(QAT_POINTS) // 2]
+    expected = set(QAT_POINTS) if target == "tensorrt" else {*inputs, QAT_POINTS[-1]}
+    if seen != expected:
+        raise StateError(
+            f"the Q/DQ graph quantises {', '.join(sorted(seen))}; QAT trained "
+            f"{', '.join(sorted(expected))}"
+        )
 
 
 def quantize_qdq(
@@ -478,13 +628,16 @@ def quantize_int8(
     semantics = options.semantics(target)
     if options.keep_float is not None:
         check_layers(fp32, options.keep_float)  # before the slow part: a typo fails at once
-    calibration = resolve_calibration(options)
+    qat = options.qat
+    calibration = resolve_calibration(options) if qat is None else None
     pairs = options.gate_pairs
     if pairs is None:
         from hardnet_export.data.builtin import validation_pairs
 
         pairs = validation_pairs(options.gate_size)
-    with Quantizer(fp32, calibration, target=target, method=options.method, isa=isa) as quantizer:
+    with Quantizer(
+        fp32, calibration, target=target, method=options.method, isa=isa, qat=qat
+    ) as quantizer:
         sensitivity = None
         if options.sensitivity or options.float_budget is not None:
             from hardnet_export.export.sensitivity import layer_sensitivity
@@ -496,20 +649,29 @@ def quantize_int8(
             assert sensitivity is not None
             keep_float = sensitivity.within_budget(options.float_budget)
         elif options.keep_float is None:
-            keep_float = DEFAULT_FLOAT_LAYERS[target]
+            # QAT trained every conv in int8: none is kept float.
+            keep_float = DEFAULT_FLOAT_LAYERS[target] if qat is None else ()
         else:
             keep_float = check_layers(fp32, options.keep_float)
         int8 = quantizer.build(keep_float)
         backend_gates: dict[str, GateResult] = {}
         backend_float: dict[str, tuple[str, ...]] = {}
         chosen = options.keep_float is not None or options.float_budget is not None
+        # A QAT graph's layers are int8 by training; a backend that computes one wrongly
+        # fails its gate (recorded; that backend refuses the graph) rather than turning the
+        # graph into a mixed one behind the user's back.
+        chosen = chosen or qat is not None
         for backend in gate_backends(target, semantics):
             int8, keep_float, backend_gates[backend.name], added = _gate_on_backend(
                 backend, quantizer, fp32, int8, keep_float, pairs, options, may_add=not chosen
             )
             if added:
                 backend_float[backend.name] = added
-    label = f"INT8 ({target}, {options.method} calibration on {calibration.source})"
+    label = (
+        f"INT8 ({target}, {options.method} calibration on {calibration.source})"
+        if calibration is not None
+        else f"INT8 ({target}, quantisation-aware trained ranges)"
+    )
     gate = evaluate_gate(
         ort_describe(fp32),
         ort_describe(int8, semantics=semantics),
@@ -528,6 +690,10 @@ def quantize_int8(
     }
     if isa is not None:
         settings["reduce_range"] = CPU_SETTINGS[isa].reduce_range
+    if qat is not None:
+        # The record of where the scales came from: QAT, for these flavours, from these
+        # ranges (the checkpoint's meta["qat"]).
+        settings["qat"] = qat.to_dict()
     for name, added in backend_float.items():
         settings[f"{name}_float_layers"] = list(added)
     gates = {GATE_REFERENCE: gate, **backend_gates}
@@ -536,7 +702,17 @@ def quantize_int8(
         scheme="qdq",
         isa=isa,
         settings=settings,
-        calibration={**calibration.describe(), "method": options.method},
+        calibration={**calibration.describe(), "method": options.method}
+        if calibration is not None
+        else {
+            "source": "quantisation-aware training",
+            "method": "qat",
+            "size": 0,
+            # Keys engine caches like a calibration set's hash: other ranges, other graph.
+            "sha256": hashlib.sha256(
+                json.dumps(qat.to_dict(), sort_keys=True).encode()
+            ).hexdigest(),
+        },
         sensitivity=sensitivity.to_dict() if sensitivity is not None else None,
         gates=gates,
     )

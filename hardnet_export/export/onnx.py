@@ -109,6 +109,7 @@ def export_onnx(
     check_writable(out)
 
     model, weights_sha, provenance = resolve_weights(weights)
+    options = with_qat_ranges(options, provenance, weights)
     fp32 = torch_to_onnx(model, input_dtype=input_dtype, opset=opset)
     proto, extra = variant_graph(fp32, chosen, options)
     metadata = GraphMetadata(
@@ -141,6 +142,20 @@ def export_onnx(
         # The graph holds the report too; the file beside it is for people and scripts.
         write_report(SensitivityReport.from_dict(quantisation.sensitivity), path)
     return path
+
+
+def with_qat_ranges(options: Any, provenance: dict[str, Any], weights: Any) -> Any:
+    """INT8 ``options`` with the QAT ranges of a quantisation-aware trained checkpoint
+    (its ``meta["qat"]``, in ``provenance``), unless they name some already; other options
+    as they are."""
+    from hardnet_export.artifacts.quantisation import QatRecord
+    from hardnet_export.export.int8 import Int8Options
+
+    record = provenance.get("qat")
+    if record is None or not isinstance(options, Int8Options) or options.qat is not None:
+        return options
+    qat = QatRecord.from_dict(record, source=f"{weights} (its meta['qat'])")
+    return dataclasses.replace(options, qat=qat)
 
 
 def _parity(

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hardnet_export.artifacts.models import check_width
+from hardnet_export.artifacts.quantisation import QAT_TARGETS
 from hardnet_export.data.sources import packages, split_specs
-from hardnet_export.errors import InputError, Remedy
+from hardnet_export.errors import InputError, Placeholder, Remedy
 from hardnet_export.validate import check_bool, check_float, check_int, check_str
 
 BATCH_REDUCTIONS = ("min", "average", "random")
@@ -40,6 +41,11 @@ RECIPE_FIELDS = (
     "teacher",
     "distill_weight",
     "distill_kind",
+    "qat",
+    "qat_target",
+    "qat_observe_steps",
+    "qat_reduce_range",
+    "qat_clip",
 )
 
 
@@ -101,6 +107,19 @@ class TrainConfig:
         distill_kind: descriptors (mean squared L2 between the student's and the teacher's
             descriptors of the same patches) or distances (mean squared difference between
             their in-batch anchor-positive distance matrices).
+        qat: quantisation-aware fine-tuning of the init weights: train under the fake
+            quantisation of the INT8 Q/DQ graph with every conv in int8
+            (:mod:`hardnet_export.train.qat`); the checkpoints record the activation ranges,
+            which an INT8 export of them takes as its scales. Needs init; runs in fp32.
+        qat_target: the INT8 flavour to fake-quantise for: cpu (uint8 activations),
+            tensorrt (symmetric int8 activations) or both (alternating step by step).
+        qat_observe_steps: steps whose batches set the activation ranges (a moving
+            average of their 99.999 % quantiles); then the ranges freeze.
+        qat_reduce_range: 7-bit weights in the cpu flavour, for x86 CPUs without VNNI,
+            whose 16-bit int8 pair sums would saturate.
+        qat_clip: the share of each activation's values its range leaves out at each end
+            (1e-5: the 99.999 % quantile, as the percentile calibration). A larger share
+            resolves ordinary patches finer and clips the rare spikes of near-flat ones.
     """
 
     data: list[str] = field(default_factory=lambda: ["builtin"])
@@ -134,6 +153,11 @@ class TrainConfig:
     teacher: str | None = None
     distill_weight: float = 1.0
     distill_kind: str = "descriptors"
+    qat: bool = False
+    qat_target: str = "both"
+    qat_observe_steps: int = 50
+    qat_reduce_range: bool = False
+    qat_clip: float = 1e-5
 
     def __post_init__(self) -> None:
         self.data = split_specs(self.data)
@@ -188,6 +212,7 @@ class TrainConfig:
             raise InputError(
                 f"distill_kind must be one of {DISTILL_KINDS}, got {self.distill_kind!r}"
             )
+        self._check_qat()
         if self.teacher is None:
             # Without a teacher there is no distillation term: a weight or kind set for it
             # would be ignored, and the run would not be the one asked for.
@@ -199,6 +224,40 @@ class TrainConfig:
                         "only a run with a teacher has: give teacher too, or leave "
                         f"{name} at {defaults[name]!r}"
                     )
+
+    def _check_qat(self) -> None:
+        check_bool("qat", self.qat)
+        check_bool("qat_reduce_range", self.qat_reduce_range)
+        check_int("qat_observe_steps", self.qat_observe_steps, low=1, high=MAX_STEPS)
+        check_float("qat_clip", self.qat_clip, low=0.0, high=0.01)
+        if self.qat_target not in QAT_TARGETS:
+            raise InputError(
+                f"qat_target must be one of {', '.join(QAT_TARGETS)}, got {self.qat_target!r}"
+            )
+        if not self.qat:
+            defaults = {f.name: f.default for f in fields(self)}
+            for name in ("qat_target", "qat_observe_steps", "qat_reduce_range", "qat_clip"):
+                if getattr(self, name) != defaults[name]:
+                    raise InputError(
+                        f"{{{name}}} applies to quantisation-aware training only: add {{qat}}",
+                        remedies={name: Remedy({name: ...}), "qat": Remedy({"qat": True})},
+                    )
+            return
+        if self.init is None:
+            raise InputError(
+                "{qat} fine-tunes trained weights: give them with {init}",
+                remedies={
+                    "qat": Remedy({"qat": True}),
+                    "init": Remedy({"init": Placeholder("MODEL")}),
+                },
+            )
+        if self.precision not in ("auto", "fp32"):
+            # Autocast rounds the convs' inputs to 16 bits: not the graph's int8 grid.
+            raise InputError(
+                f"{{qat}} trains in fp32 (the fake quantisation must be exact), not "
+                f"{self.precision}: drop {{precision}} or pass fp32",
+                remedies={"qat": Remedy({"qat": True}), "precision": Remedy({"precision": "fp32"})},
+            )
 
     def packages(self) -> tuple[str, ...]:
         """The optional packages (import names) this run needs, for

@@ -48,6 +48,7 @@ from hardnet_export.train.distributed import (
     shutdown_distributed,
 )
 from hardnet_export.train.losses import distillation_loss, hardnet_loss
+from hardnet_export.train.qat import QatHardNet
 from hardnet_export.train.run_folder import (
     CHECKPOINT_NAME,
     FINAL_NAME,
@@ -500,17 +501,30 @@ class _State:
     loss_sum: torch.Tensor
     distill_sum: torch.Tensor
     loss_count: int
+    qat: QatHardNet | None = None
+
+    def qat_meta(self, config: TrainConfig) -> dict[str, Any]:
+        """The checkpoint metadata's ``qat`` record (empty for a run without QAT)."""
+        if self.qat is None or not self.qat.observed():
+            return {}
+        record = self.qat.record(
+            observe_steps=config.qat_observe_steps, steps=self.step, init=config.init
+        )
+        return {"qat": record.to_dict()}
 
     def checkpoint(self, path: Path, config: TrainConfig, start: _Start, dist: DistInfo) -> None:
         """Write ``checkpoint.pth`` (rank 0) at the step reached; every rank records it."""
         if dist.is_main:
+            qat_extra = {} if self.qat is None else {"qat_ranges": self.qat.ranges.cpu().clone()}
             save_checkpoint(
                 path,
                 self.model,
                 config=start.meta_config,
                 step=self.step,
                 data=config.data,
+                meta=self.qat_meta(config),
                 extra={
+                    **qat_extra,
                     "optimizer": self.optimizer.state_dict(),
                     "step": self.step,
                     "lr_anchor_step": self.anchor[0],
@@ -554,10 +568,13 @@ class _Step:
         net: torch.nn.Module,
         teacher: HardNet | None,
         optimizer: torch.optim.Optimizer,
+        qat: QatHardNet | None = None,
     ) -> None:
         self.config, self.device, self.dist = config, device, dist
         self.net, self.teacher, self.optimizer = net, teacher, optimizer
-        self.amp_dtype = resolve_precision(config.precision, device)
+        self.qat = qat
+        # QAT's fake quantisation is exact in fp32 only (the config refuses bf16 and fp16).
+        self.amp_dtype = None if qat else resolve_precision(config.precision, device)
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.amp_dtype == torch.float16 and device.type == "cuda"
         )
@@ -575,6 +592,11 @@ class _Step:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(_step_seed(config.seed, step, dist.rank))
+        if self.qat is not None:
+            # "both" alternates the flavours, so each sees every other batch; the ranges
+            # (shared: the same tensors) settle over the first steps, then freeze.
+            self.qat.flavour = self.qat.targets[step % len(self.qat.targets)]
+            self.qat.observing = step < config.qat_observe_steps
         x = torch.cat([anchors, positives]).to(self.device, non_blocking=True)[:, None]
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):  # fmt: skip
@@ -630,6 +652,12 @@ def _begin(config: TrainConfig, device: torch.device, start: _Start, ckpt_path: 
     )
     if start.init_state is not None:
         model.load_state_dict(start.init_state)
+    qat = None
+    if config.qat:
+        targets = ("cpu", "tensorrt") if config.qat_target == "both" else (config.qat_target,)
+        qat = QatHardNet(
+            model, targets, reduce_range=config.qat_reduce_range, clip=config.qat_clip
+        ).to(device)
     step, anchor, saved = 0, (0, 0.0), None
     resumed: dict[str, Any] = {}
     if config.resume:
@@ -637,6 +665,11 @@ def _begin(config: TrainConfig, device: torch.device, start: _Start, ckpt_path: 
             ckpt_path, config, model, optimizer, start.teacher_record
         )
         saved = step
+        if qat is not None:
+            ranges = resumed.get("qat_ranges")
+            if not isinstance(ranges, torch.Tensor) or ranges.shape != qat.ranges.shape:
+                raise InputError(f"cannot resume {ckpt_path}: it holds no QAT ranges")
+            qat.ranges.copy_(ranges.to(device))
     # The log's running mean over the steps since its last row is part of the state:
     # without it a run resumed between two rows would log a different first mean.
     return _State(
@@ -648,6 +681,7 @@ def _begin(config: TrainConfig, device: torch.device, start: _Start, ckpt_path: 
         loss_sum=resumed.get("log_loss_sum", torch.zeros(())).to(device),
         distill_sum=resumed.get("log_distill_sum", torch.zeros(())).to(device),
         loss_count=int(resumed.get("log_loss_count", 0)),
+        qat=qat,
     )
 
 
@@ -661,12 +695,12 @@ def _run(
         teacher = start.teacher.to(device).eval() if start.teacher is not None else None
         state = _begin(config, device, start, ckpt_path)
         first = state.step
-        net: torch.nn.Module = state.model
+        net: torch.nn.Module = state.qat if state.qat is not None else state.model
         if dist.enabled:
             net = torch.nn.parallel.DistributedDataParallel(
-                state.model, device_ids=[device.index] if device.type == "cuda" else None
+                net, device_ids=[device.index] if device.type == "cuda" else None
             )
-        train_step = _Step(config, device, dist, net, teacher, state.optimizer)
+        train_step = _Step(config, device, dist, net, teacher, state.optimizer, state.qat)
         num_workers = default_num_workers() if config.num_workers < 0 else config.num_workers
         stop = (
             config.steps
@@ -723,7 +757,7 @@ def _run(
         if state.step == config.steps and dist.is_main:
             save_checkpoint(
                 final_path, state.model, config=start.meta_config, step=state.step,
-                data=config.data,
+                data=config.data, meta=state.qat_meta(config),
             )  # fmt: skip
         return final_path if state.step == config.steps else ckpt_path
     except TrainingInterrupted as exc:
