@@ -82,6 +82,7 @@ def test_help_defaults_are_the_library_defaults() -> None:
     from hardnet_export.export.onnx import export_onnx
     from hardnet_export.export.tensorrt import BuildOptions
     from hardnet_export.train.config import TrainConfig
+    from hardnet_export.tune import tune_artifact
 
     train = _cli_defaults("train")
     for field in dataclasses.fields(TrainConfig):
@@ -94,7 +95,8 @@ def test_help_defaults_are_the_library_defaults() -> None:
             **{
                 field.name: (Int8Options, field.name)
                 for field in dataclasses.fields(Int8Options)
-                if field.name not in ("gate_pairs", "progress", "calibration")
+                # qat comes from a QAT checkpoint itself, not from a flag.
+                if field.name not in ("gate_pairs", "progress", "calibration", "qat")
             },
         },
         "trt": {name: (BuildOptions, name) for name in ("opt_batch", "max_batch", "workspace_mib")},
@@ -104,6 +106,11 @@ def test_help_defaults_are_the_library_defaults() -> None:
         },
         "match": {"ratio": (match_images, "ratio"), "threshold": (match_images, "threshold")},
         "check": {"pairs": (check_artifact, "pairs")},
+        "tune": {
+            "pairs": (tune_artifact, "pairs"),
+            "duration_s": (tune_artifact, "duration_s"),
+            "write": (tune_artifact, "write"),
+        },
         "demo": {
             "pairs": (DemoConfig, "pairs"),
             "bench_duration_s": (DemoConfig, "bench_duration_s"),
