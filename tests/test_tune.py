@@ -19,9 +19,10 @@ import pytest
 from hardnet_export import runtime
 from hardnet_export.artifacts.backends import Backend, register_backend, unregister_backend
 from hardnet_export.artifacts.metadata import GraphMetadata
+from hardnet_export.artifacts.quantisation import GateResult
 from hardnet_export.artifacts.tuning import Choice, cache_file, read_choice, tuning_key
 from hardnet_export.runtime.onnxruntime_backend import OnnxRuntimeDescriber
-from hardnet_export.tune import tune_artifact
+from hardnet_export.tune import SAME_SPEED, Candidate, tune_artifact
 
 pytest.importorskip("onnxruntime")
 
@@ -110,10 +111,12 @@ def test_tune_gates_every_candidate_and_loads_take_the_choice(
     assert rows["onnxruntime (defaults)"].passed
     choice = report.choice
     assert choice.source == "tuned" and choice.backend != "coarse"
-    winner = next(r for r in report.rows if r.candidate.label.startswith(choice.backend + " "))
-    assert winner.passed and choice.patches_per_s == max(
-        r.patches_per_s for r in report.rows if r.passed and r.patches_per_s is not None
+    winner = next(
+        r for r in report.rows if r.candidate == Candidate.of(choice.backend, choice.options)
     )
+    fastest = max(r.patches_per_s for r in report.rows if r.passed and r.patches_per_s)
+    # The fastest, or one as fast within noise that is closer to the reference.
+    assert winner.passed and winner.patches_per_s >= fastest * (1 - SAME_SPEED)
     assert choice.max_batch in report.chunks
     assert choice.gate is not None and choice.gate.passed
     # The cache holds it, keyed by this file, this CPU and these libraries.
@@ -176,3 +179,21 @@ def test_tune_refuses_what_it_cannot_tune(tmp_path: Path, image_graph: Path) -> 
         tune_artifact(tmp_path / "missing.onnx", write=False)
     with pytest.raises(ValueError, match="pairs"):
         tune_artifact(tmp_path / "missing.onnx", pairs=1, write=False)
+
+
+def test_within_noise_the_more_faithful_candidate_wins() -> None:
+    from dataclasses import replace
+
+    from hardnet_export.tune import Row, fastest_faithful
+
+    base = GateResult(
+        pairs=100, source="test", fpr95_reference=1.0, fpr95_candidate=1.0, fpr95_loss_pp=0.0,
+        nn_accuracy_reference=90.0, nn_accuracy_candidate=90.0, nn_accuracy_loss_pp=0.0,
+        min_cosine=1.0, mean_cosine=1.0, max_fpr95_loss_pp=1.0, max_nn_accuracy_loss_pp=2.0,
+        passed=True, forced=False,
+    )  # fmt: skip
+    exact = Row(Candidate.of("a"), gate=replace(base, min_cosine=1.0), patches_per_s=1000.0)
+    rough = Row(Candidate.of("b"), gate=replace(base, min_cosine=0.99), patches_per_s=1010.0)
+    much = Row(Candidate.of("c"), gate=replace(base, min_cosine=0.99), patches_per_s=1200.0)
+    assert fastest_faithful([exact, rough]) is exact
+    assert fastest_faithful([exact, rough, much]) is much
