@@ -1077,15 +1077,9 @@ def check(
 
     Example: hardnet-export check model.int8-tensorrt.engine --reference weights.pth
     """
-    from hardnet_export._io import atomic_write_text, check_writable
-
-    if json_out is not None:
-        check_writable(json_out)
+    _writable(json_out)
     report = check_artifact(artifact, reference, device=device, pairs=pairs, seed=seed)
-    typer.echo(report.format())
-    if json_out is not None:
-        atomic_write_text(json_out, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
-        typer.echo(f"wrote {json_out}")
+    _show_report(report, json_out)
     if not report.passed:
         typer.echo(f"error: {report.reason()}", err=True)
         raise typer.Exit(1)
@@ -1132,10 +1126,7 @@ def tune(
 
     Example: hardnet-export tune model.fp32.onnx --no-write --duration-s 5
     """
-    from hardnet_export._io import atomic_write_text, check_writable
-
-    if json_out is not None:
-        check_writable(json_out)
+    _writable(json_out)
     report = tune_artifact(
         artifact,
         reference,
@@ -1145,6 +1136,21 @@ def tune(
         write=write,
         progress=lambda line: typer.echo(line, err=True),
     )
+    _show_report(report, json_out)
+
+
+def _writable(json_out: Path | None) -> None:
+    """A report's JSON file is checked before the work, not after it."""
+    from hardnet_export._io import check_writable
+
+    if json_out is not None:
+        check_writable(json_out)
+
+
+def _show_report(report: Any, json_out: Path | None) -> None:
+    """Print ``report`` (``format()``) and write its ``to_dict()`` to ``json_out``."""
+    from hardnet_export._io import atomic_write_text
+
     typer.echo(report.format())
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
