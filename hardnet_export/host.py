@@ -184,6 +184,13 @@ def require(purpose: str, *modules: str) -> None:
     raise MissingDependencyError(f"{purpose} needs {names}, which {verb} not installed: {hint}")
 
 
+def usable_cpus() -> int:
+    """The logical CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def default_cache_dir() -> Path:
     """``$HARDNET_EXPORT_CACHE`` or ``$XDG_CACHE_HOME/hardnet-export`` (``~/.cache``): where
     the benchmark keeps its exports and the runtime its tuning choices."""

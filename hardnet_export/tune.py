@@ -172,16 +172,16 @@ class TuneReport:
         return "\n".join(lines)
 
 
-def candidates(path: Path, metadata: GraphMetadata, runners: Sequence[Backend]) -> list[Candidate]:
+def candidates(metadata: GraphMetadata, runners: Sequence[Backend]) -> list[Candidate]:
     """Every candidate the ``runners`` can build for the graph on this CPU: each record's
     option sets, and where this process may use more logical CPUs than there are cores, each
     also at one thread per core."""
     from hardnet_export.benchmark.machine import physical_cores
-    from hardnet_export.host import cpu_flags
+    from hardnet_export.host import cpu_flags, usable_cpus
 
     flags = cpu_flags()
     cores = physical_cores()
-    usable = _usable_cpus()
+    usable = usable_cpus()
     found = []
     for backend in runners:
         if backend.tuning is None:
@@ -191,14 +191,6 @@ def candidates(path: Path, metadata: GraphMetadata, runners: Sequence[Backend]) 
             if backend.threads_option and cores and cores < usable:
                 found.append(Candidate.of(backend.name, {**options, backend.threads_option: cores}))
     return found
-
-
-def _usable_cpus() -> int:
-    import os
-
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def tune_artifact(
@@ -257,7 +249,7 @@ def tune_artifact(
             f"{path} is an image graph; tune times patch graphs (describe): tune the patch "
             "graph it was exported from and the image graph runs on the same backend"
         )
-    found = candidates(path, metadata, runners)
+    found = candidates(metadata, runners)
     reference_fn, reference_name = _reference(path, metadata, reference, found)
     from hardnet_export.data.builtin import validation_pairs
 

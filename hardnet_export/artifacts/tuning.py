@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -104,14 +103,14 @@ def tuning_key(artifact_sha256: str) -> dict[str, Any]:
     cores this process may use) and the versions of every backend's library."""
     from hardnet_export import __version__
     from hardnet_export.artifacts.backends import backends
-    from hardnet_export.host import cpu_model, tuning_flags
+    from hardnet_export.host import cpu_model, tuning_flags, usable_cpus
 
     return {
         "version": CACHE_VERSION,
         "artifact_sha256": artifact_sha256,
         "cpu": cpu_model(),
         "isa": list(tuning_flags()),
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cores": usable_cpus(),
         "libraries": {
             "hardnet-export": __version__,
             **{b.name: b.version() for b in backends() if b.available()},

@@ -32,6 +32,7 @@ from hardnet_export.benchmark.stats import LatencySummary
 from hardnet_export.benchmark.timing import DEFAULT_DURATION_S, DEFAULT_WARMUP_S, time_step
 from hardnet_export.benchmark.versus import DEFAULT_ROUNDS, interleaved_times, versus
 from hardnet_export.errors import InputError
+from hardnet_export.host import usable_cpus
 from hardnet_export.validate import check_float, check_int
 
 if TYPE_CHECKING:
@@ -270,7 +271,6 @@ def run_image_benchmark(
     Shape:
         - image: (H, W) or (H, W, 3) uint8.
     """
-    import os
 
     from hardnet_export.benchmark.peers import target_note
     from hardnet_export.benchmark.run import load_target
@@ -282,7 +282,7 @@ def run_image_benchmark(
     )
 
     device = check_device(device)
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = usable_cpus()
     threads = (
         check_int("threads", threads, low=1, high=4096) if threads is not None else int(usable or 1)
     )

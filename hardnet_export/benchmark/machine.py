@@ -10,7 +10,7 @@ from typing import Any
 
 from hardnet_export.artifacts.backends import backends
 from hardnet_export.errors import MissingDependencyError
-from hardnet_export.host import cpu_flags, cpu_model, distribution_version, int8_isa
+from hardnet_export.host import cpu_flags, cpu_model, distribution_version, int8_isa, usable_cpus
 
 #: Distributions besides the backends' own (each Backend record names those) whose versions
 #: decide the numbers; the first installed name of each is used.
@@ -75,7 +75,7 @@ def physical_cores() -> int | None:
 def cpu_info() -> dict[str, Any]:
     """CPU model, usable cores and the instruction-set features that matter for inference."""
     flags = cpu_flags()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = usable_cpus()
     return {
         "model": cpu_model(),
         "architecture": platform.machine(),

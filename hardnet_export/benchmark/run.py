@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -56,7 +55,7 @@ from hardnet_export.benchmark.timing import (
 from hardnet_export.benchmark.versus import DEFAULT_ROUNDS, interleaved_times, versus
 from hardnet_export.data.types import MatchedPairs
 from hardnet_export.errors import InputError, MissingFileError
-from hardnet_export.host import installed
+from hardnet_export.host import installed, usable_cpus
 from hardnet_export.shipped import PATCH_SIZE
 from hardnet_export.validate import check_float, check_int
 
@@ -358,7 +357,7 @@ def _check_threads(threads: int | None) -> int:
     """``threads``, or every core this process may use."""
     if threads is not None:
         return check_int("threads", threads, low=1, high=4096)
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = usable_cpus()
     return int(usable or 1)
 
 
