@@ -65,6 +65,22 @@ def rate_column(unit: str) -> Any:
     return RateColumn()
 
 
+def average_rate_column(unit: str) -> Any:
+    """A column showing done / elapsed as ``<rate> <unit>/s``: for work that finishes in
+    bursts (a shard of images at once), where the recent speed jumps about."""
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
+
+    class AverageRateColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            elapsed = task.elapsed or 0.0
+            if not task.completed or elapsed <= 0:
+                return Text(f"- {unit}/s")
+            return Text(f"{task.completed / elapsed:.2f} {unit}/s")
+
+    return AverageRateColumn()
+
+
 def track(
     items: Iterable[T], total: int, description: str, unit: str = "it", enabled: bool = True
 ) -> Iterator[T]:

@@ -81,7 +81,7 @@ from hardnet_export.export.tensorrt import (
     build_engine,
 )
 from hardnet_export.geometry import DEFAULT_MAGNIFICATION, OUT_OF_BOUNDS
-from hardnet_export.host import INT8_ISAS, require
+from hardnet_export.host import INT8_ISAS, installed, require
 from hardnet_export.imagefile import (
     DEFAULT_MAX_IMAGE_PIXELS,
     MAX_IMAGE_PIXELS_ENV,
@@ -97,6 +97,7 @@ app = typer.Typer(
         "Train HardNet patch descriptors, export them to ONNX and TensorRT, and serve them.\n\n"
         "Example: hardnet-export demo --out demo-out\n\n"
         "Exit status: 0 done; 1 an error you can fix (one line says what); 2 a usage error; "
+        "3 some inputs failed (extract: listed in OUT.errors.jsonl), the rest done; "
         "70 an internal error (a bug: rerun with --debug and report it); 128+N ended by "
         "signal N (130 Ctrl-C, 143 SIGTERM), leaving no half-written or unfinished output."
     ),
@@ -253,7 +254,7 @@ def _size(size: tuple[int, int]) -> str:
 
 
 #: The commands with ``--max-image-pixels``: an image above the limit names the flag there.
-_IMAGE_LIMIT_COMMANDS = ("describe", "match", "colmap", "bench")
+_IMAGE_LIMIT_COMMANDS = ("describe", "extract", "match", "colmap", "bench")
 
 
 def _max_image_pixels_option() -> Any:
@@ -870,6 +871,167 @@ def describe(
 
 
 @app.command()
+def extract(
+    source: Path = typer.Argument(
+        ...,
+        metavar="ROOT_OR_LIST",
+        help="A folder of images (searched recursively; names relative to it, as hloc names "
+        "them) or a text file of image names, one per line.",
+    ),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="The hloc features .h5 to write (extended by a rerun)."
+    ),
+    root: Path | None = typer.Option(
+        None,
+        "--root",
+        help="With a list file: the folder its names are relative to (default: here).",
+    ),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Model artifact (.pth, .onnx, .xml, .engine) or registered model name; omitted: "
+        "the shipped one.",
+    ),
+    detector: str = typer.Option(
+        default(describe_image, "detector"), help=f"Keypoint detector: {one_of(DETECTORS)}."
+    ),
+    max_keypoints: int = typer.Option(
+        default(describe_image, "max_keypoints"), help="Strongest keypoints kept per image."
+    ),
+    device: str | None = typer.Option(
+        None, help="cpu, cuda, cuda:N (default: best; on Ray, each worker's best)."
+    ),
+    engine: str = typer.Option(
+        "local",
+        help="local (this process, no Ray needed) or ray (Ray Data: a local Ray for the run, "
+        "or the cluster at --address).",
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="With --engine ray: the Ray cluster to join (auto: the one this machine is in; "
+        "or HOST:PORT). Omitted: a local Ray starts for the run and stops after it.",
+    ),
+    workers: str = typer.Option(
+        "1",
+        "--workers",
+        help="With --engine ray: describer processes (Ray actors), N or MIN,MAX to let Ray "
+        "scale the pool.",
+    ),
+    cpus_per_worker: float = typer.Option(1.0, help="CPUs each describer reserves on Ray."),
+    gpus_per_worker: float = typer.Option(
+        0.0, help="GPUs each describer reserves on Ray (0.5: two share a GPU)."
+    ),
+    images_per_shard: int = typer.Option(
+        16,
+        help="Images described in one batch and written in one shard (a kill loses at most "
+        "the shards in flight).",
+    ),
+    max_image_pixels: int | None = _max_image_pixels_option(),
+) -> None:
+    """Describe every image of a folder (or list file) into one hloc features.h5, exactly
+    once, on this machine or on a Ray cluster.
+
+    Images already in the output with the same content are skipped (a rerun resumes; a
+    changed file is described again). An image that cannot be read is listed in
+    OUT.errors.jsonl and skipped; the exit status is then 3. Workers write shards in
+    OUT.parts/, merged into OUT when the run ends; a kill at any moment leaves OUT as it
+    was, and the rerun completes the set. On a cluster, the images and OUT's folder must be
+    on storage every node mounts at the same path.
+
+    Example: hardnet-export extract images/ -o features.h5 --max-keypoints 4096
+
+    Example: hardnet-export extract images/ -o features.h5 --engine ray --workers 2
+
+    Example: hardnet-export extract list.txt --root imgs/ -o f.h5 --engine ray --address auto
+    """
+    from hardnet_export._progress import average_rate_column, plain_console, progress_bar
+    from hardnet_export.applications.extract import ExtractEvent, Scale
+    from hardnet_export.applications.extract import extract as run_extract
+
+    scale = Scale(
+        images_per_shard=images_per_shard,
+        workers=_workers(workers),
+        cpus_per_worker=cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
+        address=address,
+    )
+    if engine != "ray" and (address is not None or workers != "1" or gpus_per_worker):
+        raise InputError("--address, --workers and --gpus-per-worker need --engine ray")
+    bar = progress_bar(
+        "{task.fields[patches]:,} patches",
+        "{task.fields[failed]} failed",
+        average_rate_column("img"),
+    )
+    task: list[Any] = []
+
+    def planned(listed: int, todo: int) -> None:
+        if listed > todo:
+            typer.echo(f"{listed - todo} of {listed} images already described: skipped")
+        if todo:
+            bar.start()
+            task.append(bar.add_task("describing", total=todo, patches=0, failed=0))
+
+    def progress(event: ExtractEvent) -> None:
+        bar.update(task[0], completed=event.done, patches=event.patches, failed=event.failed)
+
+    if engine == "ray" and installed("ray"):
+        import logging
+
+        import ray.data  # noqa: F401  # configures its loggers on import: quieten them after
+
+        # Ray Data logs every dataset's start and end at INFO, and a warning that its own
+        # progress bars are off: our bar shows the whole run.
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+    try:
+        summary = run_extract(
+            source,
+            out,
+            model=model,
+            root=root,
+            detector=detector,
+            max_keypoints=max_keypoints,
+            device=device,
+            max_image_pixels=_image_limit(max_image_pixels),
+            engine=engine,
+            scale=scale,
+            progress=progress,
+            on_plan=planned,
+        )
+    finally:
+        bar.stop()
+    console = plain_console()
+    rate = f", {summary.images_per_s:.2f} images/s, {summary.patches_per_s:,.0f} patches/s"
+    console.print(
+        f"{summary.described} images described ({summary.patches:,} keypoints) in "
+        f"{summary.seconds:.1f} s{rate if summary.described else ''}, {summary.skipped} "
+        f"skipped, {summary.failed} failed; engine {summary.engine}, "
+        f"{len(summary.workers)} worker process(es)"
+    )
+    if summary.merged is not None:
+        console.print(
+            f"wrote {summary.out} ({summary.merged.added} added, "
+            f"{summary.merged.replaced} replaced)"
+        )
+    if summary.errors_file is not None:
+        console.print(f"{summary.failed} images failed: see {summary.errors_file}", style="red")
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _workers(text: str) -> tuple[int, int]:
+    """``--workers N`` or ``MIN,MAX``."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise InputError(f"--workers must be N or MIN,MAX (positive integers), got {text!r}")
+    low, high = int(parts[0]), int(parts[-1])
+    if low > high:
+        raise InputError(f"--workers MIN,MAX needs MIN <= MAX, got {text!r}")
+    return low, high
+
+
+@app.command()
 @filled(max_drawn=MAX_DRAWN)
 def match(
     image1: Path = typer.Argument(..., help="First image."),
@@ -1194,6 +1356,8 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 #: The command line itself is wrong: an unknown option, a missing argument, a bad value type.
 EXIT_USAGE = 2
+#: Some inputs failed (``extract``: listed in the errors file); the others were written.
+EXIT_PARTIAL = 3
 #: A bug in hardnet-export (BSD sysexits' EX_SOFTWARE); --debug shows the traceback.
 EXIT_INTERNAL = 70
 #: Ended by signal N: 128 + N (the shell's convention), 130 for SIGINT, 143 for SIGTERM.

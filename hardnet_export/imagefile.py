@@ -235,8 +235,34 @@ def decode_image(
         - Output: (H, W) or (H, W, C), as OpenCV decodes it with ``flags``.
     """
     path = _image_file(path)
+    return decode_bytes(
+        path.read_bytes(),
+        path,
+        flags=flags,
+        max_image_pixels=max_image_pixels,
+        parameter=parameter,
+    )
+
+
+def decode_bytes(
+    data: bytes,
+    name: str | Path,
+    *,
+    flags: int = cv2.IMREAD_GRAYSCALE,
+    max_image_pixels: int | None = None,
+    parameter: str | None = "max_image_pixels",
+) -> np.ndarray:
+    """:func:`decode_image` of a file's bytes already read (the bulk extractor hashes the
+    very bytes it decodes); ``name`` is the file the errors name.
+
+    Raises:
+        ValueError: as :func:`decode_image`.
+
+    Shape:
+        - Output: (H, W) or (H, W, C), as OpenCV decodes it with ``flags``.
+    """
+    path = Path(name)
     limit = image_pixel_limit(max_image_pixels)
-    data = path.read_bytes()
     header = read_header(data, path)
     if header is not None:
         _check_limit(path, header.width, header.height, limit, f"{header.format} header", parameter)

@@ -166,7 +166,7 @@ def extract_features(
     image_pixel_limit(max_image_pixels)
     sources = list(images)
 
-    def prepare(i: int) -> _Prepared:
+    def prepare(i: int) -> PreparedImage:
         source = sources[i]
         name = f"image {i}" if isinstance(source, np.ndarray) else str(source)
         # Outside the try: read_image's errors name the file already.
@@ -203,8 +203,17 @@ def extract_features(
 
 
 @dataclass(frozen=True)
-class _Prepared:
-    """One image's keypoints and patches, ready for inference."""
+class PreparedImage:
+    """One image's keypoints and patches, ready for inference: everything before the
+    describer, so that it can run in another thread or process (:func:`prepare_image`).
+
+    Shape:
+        - keypoints: (K, 4) float64 (x, y, size, angle).
+        - patches: (K, 32, 32) uint8.
+        - valid: (K,) bool, False for a kept out-of-bounds keypoint.
+        - scores: (K,) float32.
+        - image_size: (W, H).
+    """
 
     keypoints: np.ndarray
     patches: np.ndarray
@@ -220,8 +229,40 @@ def _prepare(
     max_keypoints: int | None,
     keypoints: np.ndarray | None,
     out_of_bounds: str,
-) -> _Prepared:
-    """Detection and extraction: everything before inference, safe to run in a thread."""
+) -> PreparedImage:
+    return prepare_image(
+        image,
+        magnification=describer.magnification,
+        detector=detector,
+        max_keypoints=max_keypoints,
+        keypoints=keypoints,
+        out_of_bounds=out_of_bounds,
+    )
+
+
+def prepare_image(
+    image: np.ndarray,
+    *,
+    magnification: float,
+    detector: str = "sift",
+    max_keypoints: int | None = 2000,
+    keypoints: np.ndarray | None = None,
+    out_of_bounds: str = "reject",
+) -> PreparedImage:
+    """Detection and extraction: everything before inference, safe to run in a thread or
+    another process; :func:`describe_prepared` finishes it.
+
+    Args:
+        image: grayscale or BGR uint8 image.
+        magnification: the describer's support region, in units of the keypoint size.
+        detector, max_keypoints, keypoints, out_of_bounds: as :func:`describe_image`.
+
+    Raises:
+        ValueError, TypeError: as :func:`describe_image`.
+
+    Shape:
+        - image: (H, W) or (H, W, 3) uint8.
+    """
     if keypoints is None:
         detected = detect_keypoints(image, detector=detector, max_keypoints=max_keypoints)
         given: KeypointsLike = detected
@@ -229,22 +270,33 @@ def _prepare(
     else:
         given = keypoints
         scores = np.ones(len(keypoints), np.float32)
-    size = PATCH_SIZE / describer.magnification
+    size = PATCH_SIZE / magnification
     # Checked in float64: a float32 cast first would turn 1e39 into inf and misreport it.
     kps = keypoints_to_array(given, default_size=size)
     patches, valid = extract_patches_with_mask(
-        image, kps, magnification=describer.magnification, out_of_bounds=out_of_bounds
+        image, kps, magnification=magnification, out_of_bounds=out_of_bounds
     )
-    return _Prepared(kps, patches, valid, scores, (int(image.shape[1]), int(image.shape[0])))
+    return PreparedImage(kps, patches, valid, scores, (int(image.shape[1]), int(image.shape[0])))
 
 
-def _finish(describer: Describer, prepared: _Prepared) -> tuple[np.ndarray, np.ndarray]:
+def _finish(describer: Describer, prepared: PreparedImage) -> tuple[np.ndarray, np.ndarray]:
     found = _features(describer, prepared)
     return found.keypoints, found.descriptors
 
 
-def _features(describer: Describer, prepared: _Prepared) -> ImageFeatures:
-    descriptors = describer.describe_extracted(prepared.patches, prepared.valid)
+def _features(describer: Describer, prepared: PreparedImage) -> ImageFeatures:
+    return describe_prepared(
+        prepared, describer.describe_extracted(prepared.patches, prepared.valid)
+    )
+
+
+def describe_prepared(prepared: PreparedImage, descriptors: np.ndarray) -> ImageFeatures:
+    """An image's features from its prepared keypoints and the descriptors of its patches
+    (described alone, or with other images' patches in one batch).
+
+    Shape:
+        - descriptors: (K, 128), zero rows where ``prepared.valid`` is False.
+    """
     with np.errstate(over="ignore"):
         kps32 = prepared.keypoints.astype(np.float32)
     return ImageFeatures(

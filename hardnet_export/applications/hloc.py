@@ -12,7 +12,7 @@ incomplete is written again. h5py comes with the ``sfm`` extra.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,14 +115,31 @@ def write_image_features(
         raise InputError(f"features of {name}: expected ({len(kps)},) scores, got {score.shape}")
     h5py = import_h5py()
     with h5py.File(path, "a") as f:
-        if name in f:
-            del f[name]  # an incomplete group from a killed run
-        group = f.create_group(name)
-        group.create_dataset("keypoints", data=np.ascontiguousarray(kps[:, :2]))
-        group.create_dataset("descriptors", data=np.ascontiguousarray(desc.T))
-        group.create_dataset("scores", data=score)
-        group.create_dataset("image_size", data=np.array(image_size, np.int64))
+        write_group(f, name, kps, desc, score, image_size)
         f.flush()
+
+
+def write_group(
+    f: Any,
+    name: str,
+    keypoints: np.ndarray,
+    descriptors: np.ndarray,
+    scores: np.ndarray,
+    image_size: tuple[int, int],
+    attrs: Mapping[str, Any] | None = None,
+) -> None:
+    """Add (or replace) one image's group in an open ``h5py.File``, in hloc's layout, with
+    ``attrs`` on the group (hloc reads only the datasets). The caller checked the shapes
+    (:func:`write_image_features` does)."""
+    if name in f:
+        del f[name]  # an incomplete group from a killed run, or a changed image
+    group = f.create_group(name)
+    group.create_dataset("keypoints", data=np.ascontiguousarray(keypoints[:, :2], np.float32))
+    group.create_dataset("descriptors", data=np.ascontiguousarray(descriptors.T, np.float32))
+    group.create_dataset("scores", data=np.asarray(scores, np.float32))
+    group.create_dataset("image_size", data=np.array(image_size, np.int64))
+    for key, value in (attrs or {}).items():
+        group.attrs[key] = value
 
 
 def pending_images(path: str | Path, images: Sequence[str | Path]) -> list[str | Path]:

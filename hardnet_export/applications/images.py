@@ -9,7 +9,7 @@ import numpy as np
 
 from hardnet_export.errors import InputError
 from hardnet_export.geometry import as_gray
-from hardnet_export.imagefile import decode_image
+from hardnet_export.imagefile import decode_bytes, decode_image
 
 
 def read_image(path: str | Path, *, max_image_pixels: int | None = None) -> np.ndarray:
@@ -32,9 +32,28 @@ def read_image(path: str | Path, *, max_image_pixels: int | None = None) -> np.n
         - Output: (H, W) uint8.
     """
     image = decode_image(path, flags=cv2.IMREAD_GRAYSCALE, max_image_pixels=max_image_pixels)
+    return _gray8(image, path)
+
+
+def decode_gray(
+    data: bytes, name: str | Path, *, max_image_pixels: int | None = None
+) -> np.ndarray:
+    """:func:`read_image` of a file's bytes already read; ``name`` is what errors name.
+
+    Raises:
+        ValueError: as :func:`read_image`.
+
+    Shape:
+        - Output: (H, W) uint8.
+    """
+    image = decode_bytes(data, name, flags=cv2.IMREAD_GRAYSCALE, max_image_pixels=max_image_pixels)
+    return _gray8(image, name)
+
+
+def _gray8(image: np.ndarray, name: str | Path) -> np.ndarray:
     if image.dtype != np.uint8:
         raise InputError(
-            f"{path} decodes to {image.dtype} values; expected an 8-bit image (convert it to "
+            f"{name} decodes to {image.dtype} values; expected an 8-bit image (convert it to "
             "PNG or JPEG first)"
         )
     # OpenCV 5 gives some formats (PFM) in colour even when grayscale is asked for.
