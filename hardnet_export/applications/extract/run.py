@@ -42,11 +42,14 @@ OUTPUT_SUFFIXES = (".h5", ".hdf5")
 
 @dataclass(frozen=True)
 class ExtractEvent:
-    """One image finished (described and in a shard, or failed), for a progress display."""
+    """One image finished (described and in a shard, or failed), for a progress display:
+    its name, keypoints and error, the describer process (``host:pid``, "" for a failed
+    image), and the run's counts so far."""
 
     name: str
     keypoints: int
     error: str
+    worker: str
     done: int
     failed: int
     patches: int
@@ -60,7 +63,10 @@ class ExtractSummary:
     Attributes:
         images: images listed; skipped: already in the output with the same content;
         described: described this run; failed: could not be read (see ``errors_file``);
-        patches: keypoints described this run; seconds: the engine's wall time.
+        patches: keypoints described this run; seconds: wall time from the plan to the
+        last image (the workers' model loading included, the merge not); workers: the
+        describer processes (``host:pid``); nodes: the Ray nodes they ran on (empty for the
+        local engine).
     """
 
     out: Path
@@ -74,6 +80,7 @@ class ExtractSummary:
     merged: MergeResult | None
     errors_file: Path | None
     workers: tuple[str, ...]
+    nodes: tuple[str, ...] = ()
 
     @property
     def images_per_s(self) -> float:
@@ -159,6 +166,7 @@ def extract(
         failures = [row for row in rows if row["error"]]
         described = [row for row in rows if not row["error"]]
         workers = tuple(sorted({str(row["worker"]) for row in described}))
+        nodes = tuple(sorted({str(row["node"]) for row in described} - {""}))
         run = {
             "run": uuid.uuid4().hex,
             "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(),
@@ -177,6 +185,7 @@ def extract(
                 "failed": len(failures),
             },
             "workers": list(workers),
+            "nodes": list(nodes),
         }
         shards = complete_shards(folder)
         merged = merge(out, shards, run) if shards else None
@@ -193,6 +202,7 @@ def extract(
         merged=merged,
         errors_file=errors_file,
         workers=workers,
+        nodes=nodes,
     )
 
 
@@ -305,6 +315,7 @@ def _run(
                     row["name"],
                     int(row["keypoints"]),
                     row["error"],
+                    "" if row["error"] else str(row["worker"]),
                     len(rows),
                     failed,
                     patches,

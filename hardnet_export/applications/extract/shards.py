@@ -74,13 +74,14 @@ def write_shard(folder: str | Path, rows: Sequence[Mapping[str, Any]]) -> str:
 
 def manifest(row: Mapping[str, Any], shard: str) -> dict[str, Any]:
     """What the driver hears of one image: its name, content hash, keypoint count, shard,
-    worker and error (the arrays stay in the shard)."""
+    worker, Ray node and error (the arrays stay in the shard)."""
     return {
         "name": str(row["name"]),
         "sha256": str(row["sha256"]),
         "keypoints": len(row["keypoints"]),
         "shard": "" if row["error"] else shard,
         "worker": str(row["worker"]),
+        "node": str(row["node"]),
         "error": str(row["error"]),
     }
 

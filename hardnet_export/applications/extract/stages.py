@@ -181,14 +181,16 @@ def columns_of(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 class DescribeStage:
     """One describer, loaded once; describes the patches of many images in one batch.
 
-    A row keeps its keypoints and gains ``descriptors`` (K, 128) float32, and ``worker``:
-    the host and process that described it (the test of a killed worker finds it here).
+    A row keeps its keypoints and gains ``descriptors`` (K, 128) float32, ``worker``: the
+    host and process that described it (``host:pid``), and ``node``: its Ray node ("" when
+    not on Ray).
     """
 
     def __init__(self, options: ExtractOptions) -> None:
         self.describer = load_describer(options)
         self.chunk = chunk_of(self.describer)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.node = _ray_node()
 
     def describe_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ok = [row for row in rows if not row["error"]]
@@ -222,6 +224,7 @@ class DescribeStage:
                     "scores": features.scores,
                     "descriptors": features.descriptors,
                     "worker": self.worker,
+                    "node": self.node,
                 }
             )
         return out
@@ -231,6 +234,17 @@ class DescribeStage:
 
     def close(self) -> None:
         self.describer.close()
+
+
+def _ray_node() -> str:
+    """The Ray node this process runs on, "" outside Ray (ray is imported only where a Ray
+    worker already has it)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return ""
+    return str(ray.get_runtime_context().get_node_id())
 
 
 def check_detector(detector: str) -> None:
