@@ -159,6 +159,7 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {
     "openvino": ("openvino", "openvino"),
     "h5py": ("h5py", "sfm"),
     "pycolmap": ("pycolmap", "sfm"),
+    "ray": ("ray", "ray"),
 }
 #: What reading the built-in photos needs (they ship inside these packages).
 BUILTIN_PHOTO_PACKAGES = ("skimage", "sklearn", "matplotlib")

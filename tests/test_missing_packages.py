@@ -40,6 +40,8 @@ CASES = [
      "training needs scikit-image, scikit-learn, which are not installed", "[train]"),
     ("skimage", ["eval", "--model", "hardnet-eighth", "--pairs", "50"],
      "the built-in photo 'coffee' needs scikit-image", "[train]"),
+    ("ray", ["extract", "{out}", "-o", "{out}/f.h5", "--engine", "ray"],
+     "the ray engine needs ray", "[ray]"),
     ("onnxruntime,matplotlib", ["demo", "--out", "{out}/demo"],
      "the demo needs onnxruntime, matplotlib, which are not installed", "[cpu,train]"),
 ]  # fmt: skip

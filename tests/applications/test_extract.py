@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from hardnet_export.applications.extract import (
     ENGINES,
-    Engine,
     Scale,
     errors_path,
     extract,
@@ -27,7 +26,7 @@ from hardnet_export.applications.extract import (
 )
 from hardnet_export.applications.extract.shards import claimed, merge, write_shard
 from hardnet_export.cli import EXIT_PARTIAL, app
-from hardnet_export.errors import InputError, MissingDependencyError, StateError
+from hardnet_export.errors import InputError, StateError
 from tests.applications.extract_fixtures import (
     COMMON,
     MODEL,
@@ -178,11 +177,11 @@ def test_a_shard_written_twice_is_merged_once(tmp_path: Path) -> None:
     assert (again.added, again.replaced, again.dropped) == (0, 0, 1)
 
 
-def test_an_engine_without_its_library_names_the_extra() -> None:
-    record = Engine("spark", "nowhere", "run", "test", needs="no_such_module_xyz", extra="spark")
-    with pytest.raises(MissingDependencyError, match=r"pip install 'hardnet-export\[spark\]'"):
-        record.check_installed()
-    assert ENGINES["ray"].extra == "ray" and ENGINES["local"].needs is None
+def test_the_ray_engine_is_an_extra_the_core_does_not_pull() -> None:
+    from hardnet_export.host import OPTIONAL_PACKAGES
+
+    assert ENGINES["ray"].needs == ("ray",) and OPTIONAL_PACKAGES["ray"] == ("ray", "ray")
+    assert ENGINES["local"].needs == ()
 
 
 def test_cli_exit_status_says_some_images_failed(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ and one module.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,8 @@ from typing import Any
 
 from hardnet_export.applications.extract.listing import ImageItem
 from hardnet_export.applications.extract.stages import ExtractOptions
-from hardnet_export.errors import InputError, MissingDependencyError
+from hardnet_export.errors import InputError
+from hardnet_export.host import require
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,8 @@ class Engine:
     module: str
     function: str
     summary: str
-    needs: str | None = None
-    extra: str | None = None
+    #: Import names of :data:`~hardnet_export.host.OPTIONAL_PACKAGES` it needs.
+    needs: tuple[str, ...] = ()
 
     def runner(self) -> EngineRun:
         self.check_installed()
@@ -63,11 +63,7 @@ class Engine:
 
     def check_installed(self) -> None:
         """Raise, before any work, when the engine's library is missing."""
-        if self.needs and importlib.util.find_spec(self.needs) is None:
-            raise MissingDependencyError(
-                f"the {self.name} engine needs {self.needs}: pip install "
-                f"'hardnet-export[{self.extra}]'"
-            )
+        require(f"the {self.name} engine", *self.needs)
 
 
 ENGINES: dict[str, Engine] = {
@@ -85,8 +81,7 @@ ENGINES: dict[str, Engine] = {
             "run_ray",
             "Ray Data: CPU tasks prepare, a pool of actors (one describer each) describes, on "
             "one machine or a cluster",
-            needs="ray",
-            extra="ray",
+            needs=("ray",),
         ),
     )
 }
