@@ -797,6 +797,12 @@ def describe(
             "zero (a zero descriptor, valid_i false in the .npz)."
         ),
     ),
+    root: Path | None = typer.Option(
+        None,
+        "--root",
+        help="With an .h5 output: name the groups by the image paths relative to this "
+        "folder, as hloc's image_dir expects (default: the paths as given).",
+    ),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N (default: best)."),
     pipeline: bool = typer.Option(
         default(describe_images, "pipeline"),
@@ -815,7 +821,9 @@ def describe(
 
     Example: hardnet-export describe a.png b.png --model model.fp32.onnx -o descriptors.npz
 
-    Example: hardnet-export describe images/*.jpg -o features.h5 --max-keypoints 4096
+    Example: hardnet-export describe images/*.jpg -o features.h5 --root images/
+
+    A whole folder, resumable, on many processes or machines: hardnet-export extract.
     """
     from hardnet_export import runtime
     from hardnet_export._io import check_writable
@@ -828,12 +836,14 @@ def describe(
     if suffix not in (".npz", ".h5", ".hdf5"):
         raise InputError(f"-o must name a .npz or an hloc .h5 file, got {out}")
     hloc = suffix != ".npz"
+    if root is not None and not hloc:
+        raise InputError("--root names the groups of an .h5 output; a .npz lists the paths")
     todo: list[Path] = list(images)
     if hloc:
         from hardnet_export.applications import hloc as hloc_file
 
         hloc_file.import_h5py()
-        todo = [Path(p) for p in hloc_file.pending_images(out, images)]
+        todo = [Path(p) for p in hloc_file.pending_images(out, images, root)]
         if len(todo) < len(images):
             typer.echo(f"{len(images) - len(todo)} images already in {out}: skipped")
         if not todo:
@@ -856,7 +866,7 @@ def describe(
     }
     # The next image is read, detected and cut in a helper thread while this one is inferred.
     if hloc:
-        found = (f for _, f in hloc_file.write_features(out, describer, todo, **options))
+        found = (f for _, f in hloc_file.write_features(out, describer, todo, root, **options))
     else:
         found = extract_features(describer, todo, **options)
     features = list(track(found, len(todo), "describing", unit="img", enabled=len(todo) > 1))

@@ -35,9 +35,19 @@ def import_h5py() -> Any:
     return h5py
 
 
-def image_key(path: str | Path) -> str:
-    """The group name of an image: its path as given, with ``/`` separators and no leading
-    ``/`` (hloc names images by their path relative to the image folder)."""
+def image_key(path: str | Path, root: str | Path | None = None) -> str:
+    """The group name of an image: its path relative to ``root`` (hloc names images by
+    their path relative to the image folder), or as given without ``root``; ``/``
+    separators, no leading ``/``.
+
+    Raises:
+        ValueError: an empty name, or an image outside ``root``.
+    """
+    if root is not None:
+        try:
+            path = Path(os.path.abspath(path)).relative_to(os.path.abspath(root))
+        except ValueError:
+            raise InputError(f"{path} is not inside the image root {root}") from None
     key = Path(path).as_posix().lstrip("/")
     if not key or key == ".":
         raise InputError(f"cannot name an HDF5 group after the image path {str(path)!r}")
@@ -142,21 +152,24 @@ def write_group(
         group.attrs[key] = value
 
 
-def pending_images(path: str | Path, images: Sequence[str | Path]) -> list[str | Path]:
+def pending_images(
+    path: str | Path, images: Sequence[str | Path], root: str | Path | None = None
+) -> list[str | Path]:
     """The ``images`` whose groups are not complete in ``path`` yet (a resumed run skips the
-    rest), in their order.
+    rest), in their order; names as :func:`image_key` with ``root``.
 
     Raises:
-        OutputIsFolderError, InputError: as :func:`complete_images`.
+        OutputIsFolderError, InputError: as :func:`complete_images` and :func:`image_key`.
     """
     done = complete_images(path)
-    return [image for image in images if image_key(image) not in done]
+    return [image for image in images if image_key(image, root) not in done]
 
 
 def write_features(
     path: str | Path,
     describer: Describer,
     images: Sequence[str | Path],
+    root: str | Path | None = None,
     **options: Any,
 ) -> Iterator[tuple[str | Path, ImageFeatures]]:
     """Describe ``images`` and add each one's group to hloc's ``features.h5`` at ``path`` as
@@ -164,14 +177,15 @@ def write_features(
 
     The images are read, detected and cut in a helper thread while the previous one is
     inferred (:func:`~hardnet_export.applications.features.extract_features`, which takes
-    ``options``: detector, max_keypoints, keypoints, out_of_bounds, pipeline, ...).
+    ``options``: detector, max_keypoints, keypoints, out_of_bounds, pipeline, ...). Groups
+    are named by :func:`image_key` with ``root``.
 
     Raises:
         MissingDependencyError: no h5py.
         ValueError, FileNotFoundError: as ``extract_features``.
     """
     import_h5py()
-    names = [image_key(image) for image in images]  # a bad name fails before any work
+    names = [image_key(image, root) for image in images]  # a bad name fails before any work
     found = extract_features(describer, images, **options)
     for image, name, features in zip(images, names, found, strict=True):
         write_image_features(

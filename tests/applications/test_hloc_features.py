@@ -94,3 +94,15 @@ def test_the_library_writes_hloc_features_pipelined_as_the_cli_does(tmp_path: Pa
         np.testing.assert_allclose(group["scores"][()], [k.response for k in detected])
         assert list(group["image_size"][()]) == [image.shape[1], image.shape[0]]
         np.testing.assert_array_equal(group["descriptors"][()], written[1][1].descriptors.T)
+
+
+def test_root_names_groups_as_hloc_image_dir_does(tmp_path: Path) -> None:
+    paths = _images(tmp_path, 2)
+    out = tmp_path / "features.h5"
+    args = ["describe", *map(str, paths), "-o", str(out), "--max-keypoints", "50"]
+    result = CliRunner().invoke(app, [*args, "--root", str(tmp_path / "imgs")])
+    assert result.exit_code == 0, result.output
+    with h5py.File(out, "r") as f:
+        assert set(f) == {"view0.png", "view1.png"}
+    outside = CliRunner().invoke(app, [*args, "--root", str(tmp_path / "elsewhere")])
+    assert "is not inside the image root" in str(outside.exception)
