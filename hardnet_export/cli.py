@@ -34,6 +34,8 @@ from hardnet_export.applications.colmap import (
     reconstruct,
 )
 from hardnet_export.applications.detection import DETECTORS
+from hardnet_export.applications.extract import Scale
+from hardnet_export.applications.extract import extract as run_extract
 from hardnet_export.applications.features import (
     describe_image,
     describe_images,
@@ -903,16 +905,16 @@ def extract(
         "the shipped one.",
     ),
     detector: str = typer.Option(
-        default(describe_image, "detector"), help=f"Keypoint detector: {one_of(DETECTORS)}."
+        default(run_extract, "detector"), help=f"Keypoint detector: {one_of(DETECTORS)}."
     ),
     max_keypoints: int = typer.Option(
-        default(describe_image, "max_keypoints"), help="Strongest keypoints kept per image."
+        default(run_extract, "max_keypoints"), help="Strongest keypoints kept per image."
     ),
     device: str | None = typer.Option(
         None, help="cpu, cuda, cuda:N (default: best; on Ray, each worker's best)."
     ),
     engine: str = typer.Option(
-        "local",
+        default(run_extract, "engine"),
         help="local (this process, no Ray needed) or ray (Ray Data: a local Ray for the run, "
         "or the cluster at --address).",
     ),
@@ -923,17 +925,20 @@ def extract(
         "or HOST:PORT). Omitted: a local Ray starts for the run and stops after it.",
     ),
     workers: str = typer.Option(
-        "1",
+        str(default(Scale, "workers")[0]),
         "--workers",
         help="With --engine ray: describer processes (Ray actors), N or MIN,MAX to let Ray "
         "scale the pool.",
     ),
-    cpus_per_worker: float = typer.Option(1.0, help="CPUs each describer reserves on Ray."),
+    cpus_per_worker: float = typer.Option(
+        default(Scale, "cpus_per_worker"), help="CPUs each describer reserves on Ray."
+    ),
     gpus_per_worker: float = typer.Option(
-        0.0, help="GPUs each describer reserves on Ray (0.5: two share a GPU)."
+        default(Scale, "gpus_per_worker"),
+        help="GPUs each describer reserves on Ray (0.5: two share a GPU).",
     ),
     images_per_shard: int = typer.Option(
-        16,
+        default(Scale, "images_per_shard"),
         help="Images described in one batch and written in one shard (a kill loses at most "
         "the shards in flight).",
     ),
@@ -956,8 +961,7 @@ def extract(
     Example: hardnet-export extract list.txt --root imgs/ -o f.h5 --engine ray --address auto
     """
     from hardnet_export._progress import average_rate_column, plain_console, progress_bar
-    from hardnet_export.applications.extract import ExtractEvent, Scale
-    from hardnet_export.applications.extract import extract as run_extract
+    from hardnet_export.applications.extract import ExtractEvent
 
     scale = Scale(
         images_per_shard=images_per_shard,
@@ -966,7 +970,9 @@ def extract(
         gpus_per_worker=gpus_per_worker,
         address=address,
     )
-    if engine != "ray" and (address is not None or workers != "1" or gpus_per_worker):
+    if engine != "ray" and (
+        address is not None or scale.workers != Scale().workers or gpus_per_worker
+    ):
         raise InputError("--address, --workers and --gpus-per-worker need --engine ray")
     bar = progress_bar(
         "{task.fields[patches]:,} patches",

@@ -9,7 +9,8 @@ from fixture_files import run_cli
 from hardnet_export import __version__
 
 STAGES = [
-    "models", "train", "eval", "onnx", "trt", "bench", "describe", "match", "colmap", "check",
+    "models", "train", "eval", "onnx", "trt", "bench", "describe", "extract", "match", "colmap",
+    "check",
     "demo",
 ]  # fmt: skip
 
