@@ -13,6 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from extract_fixtures import (
+    COMMON,
+    MODEL,
+    assert_same_features,
+    hloc_names,
+    read_all,
+    write_images,
+)
+from fixture_files import bomb_headers
 from typer.testing import CliRunner
 
 from hardnet_export.applications.extract import (
@@ -27,14 +36,6 @@ from hardnet_export.applications.extract import (
 from hardnet_export.applications.extract.shards import claimed, merge, write_shard
 from hardnet_export.cli import EXIT_PARTIAL, app
 from hardnet_export.errors import InputError, StateError
-from tests.applications.extract_fixtures import (
-    COMMON,
-    MODEL,
-    assert_same_features,
-    hloc_names,
-    read_all,
-    write_images,
-)
 
 h5py = pytest.importorskip("h5py")
 
@@ -86,11 +87,12 @@ def test_features_resume_and_failures(tmp_path: Path) -> None:
     (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)
     good = (root / names[1]).read_bytes()
     (root / "truncated.png").write_bytes(good[: len(good) // 2])
+    (root / "bomb.png").write_bytes(bomb_headers(60000, 60000)["png"])
     out = tmp_path / "features.h5"
     events = []
     first = extract(root, out, **COMMON, scale=Scale(images_per_shard=3), progress=events.append)
-    assert (first.images, first.described, first.failed, first.skipped) == (10, 7, 3, 0)
-    assert [e.done for e in events] == list(range(1, 11)) and events[-1].total == 10
+    assert (first.images, first.described, first.failed, first.skipped) == (11, 7, 4, 0)
+    assert [e.done for e in events] == list(range(1, 12)) and events[-1].total == 11
     assert hloc_names(out) == set(names)  # relative to ROOT, as hloc's image_dir expects
     features = read_all(out)
     for name, group in features.items():
@@ -101,7 +103,8 @@ def test_features_resume_and_failures(tmp_path: Path) -> None:
     assert first.patches == sum(len(g["keypoints"]) for g in features.values())
     failures = [json.loads(line) for line in errors_path(out).read_text().splitlines()]
     reasons = {f["name"]: f["reason"] for f in failures}
-    assert set(reasons) == {"empty.png", "corrupt.jpg", "truncated.png"}
+    assert set(reasons) == {"empty.png", "corrupt.jpg", "truncated.png", "bomb.png"}
+    assert "60000x60000" in reasons["bomb.png"] and "decompression bombs" in reasons["bomb.png"]
     assert "empty (0 bytes)" in reasons["empty.png"] and str(root) in reasons["empty.png"]
     assert "truncated" in reasons["truncated.png"]
     assert not parts_folder(out).exists()
@@ -112,6 +115,7 @@ def test_features_resume_and_failures(tmp_path: Path) -> None:
     # A rerun describes only what changed: a new image, a changed one, the mended failures.
     (root / "empty.png").unlink()
     (root / "corrupt.jpg").unlink()
+    (root / "bomb.png").unlink()
     (root / "truncated.png").write_bytes(good)
     os.utime(root / names[2])  # touched, same bytes: compared by content, not described
     changed = root / names[3]

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from extract_fixtures import COMMON, assert_same_features, write_images
 
 from hardnet_export.applications.extract import ExtractEvent, Scale, errors_path, extract, runs_of
-from tests.applications.extract_fixtures import COMMON, assert_same_features, write_images
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("h5py")

@@ -28,6 +28,7 @@ from hardnet_export.applications.features import (
 from hardnet_export.applications.images import decode_gray
 from hardnet_export.errors import HardnetError, InputError
 from hardnet_export.geometry import PATCH_SIZE
+from hardnet_export.imagefile import image_header
 
 DESCRIPTOR_SIZE = 128
 #: The most patches one inference call gets: every call has exactly this many (padded), so
@@ -85,6 +86,8 @@ def prepare_row(item: Mapping[str, Any], options: ExtractOptions) -> dict[str, A
     row: dict[str, Any] = {"name": name, "path": path, "sha256": "", "size": -1, "mtime_ns": -1}
     try:
         status = os.stat(path)
+        # The header first: an oversized image is refused without reading all its bytes.
+        image_header(path, max_image_pixels=options.max_image_pixels)
         with open(path, "rb") as f:
             data = f.read()
         row.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
