@@ -321,6 +321,7 @@ def _hardnet(
     wrap: Callable[[Any, int, str], Any],
     max_image_pixels: int | None,
 ) -> None:
+    from hardnet_export.applications.detection import keypoints_to_frames
     from hardnet_export.applications.features import describe_images
     from hardnet_export.applications.matching import match_descriptors
 
@@ -342,8 +343,9 @@ def _hardnet(
     try:
         ids = {image.name: image.image_id for image in db.read_all_images()}
         for name, (kps, _desc) in zip(names, features, strict=True):
-            # COLMAP puts the first pixel's centre at (0.5, 0.5), OpenCV at (0, 0).
-            db.write_keypoints(ids[name], np.ascontiguousarray(kps[:, :2] + 0.5, np.float32))
+            # Six columns, the frame each patch was cut from: some COLMAP tools fail on
+            # two (colmap#2967), and COLMAP's pixel centres sit at 0.5 (OpenCV's at 0).
+            db.write_keypoints(ids[name], np.ascontiguousarray(keypoints_to_frames(kps)))
         for i, j in wrap(pairs, len(pairs), "matching"):
             matches = match_descriptors(features[i][1], features[j][1], ratio=ratio)
             db.write_matches(ids[names[i]], ids[names[j]], matches.astype(np.uint32))
