@@ -187,7 +187,7 @@ class OpenCVSift:
         return keypoints, descriptors.astype(np.float32)
 
 
-def auto_ratio(describer: KeypointDescriber | None) -> float | None:
+def auto_ratio(describer: object) -> float | None:
     """The ratio threshold ``ratio="auto"`` stands for: :data:`SIFT_RATIO` for a SIFT
     descriptor (:class:`OpenCVSift`, or None for COLMAP's own SIFT), else
     :data:`HARDNET_RATIO`."""

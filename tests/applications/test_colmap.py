@@ -29,7 +29,7 @@ from hardnet_export.applications.matching import (
     match_descriptors,
     match_images,
 )
-from hardnet_export.cli import app
+from hardnet_export.cli import app, default
 from hardnet_export.errors import InputError, MissingFileError, OutputError
 from hardnet_export.shipped import SHIPPED_ONNX
 
@@ -154,8 +154,6 @@ def test_keypoints_read_back_as_six_column_frames(pair_dir: Path, tmp_path: Path
 
 
 def test_defaults_are_the_measured_rule(pair_dir: Path, tmp_path: Path) -> None:
-    from hardnet_export.cli import default
-
     describer = runtime.load(SHIPPED_ONNX, device="cpu")
     assert default(build_database, "detector") == "colmap-sift"
     assert default(build_database, "ratio") == AUTO == default(match_images, "ratio")
