@@ -225,7 +225,8 @@ def plot(rows: list[dict[str, Any]], budgets: list[int], path: Path, title: str)
               "hardnet-frames": "HardNet, COLMAP's frames, ratio 0.8",
               "hardnet": "HardNet, defaults now (COLMAP's frames, mutual NN)",
               "hardnet-support": "candidate: as now, support max(6 x size, 24 px)"}  # fmt: skip
-    fig, axes = plt.subplots(len(budgets), 1, figsize=(13, 3.6 * len(budgets)), squeeze=False)
+    height = 3.6 * len(budgets) + 1.2  # 1.2 inches below the panels for the legend
+    fig, axes = plt.subplots(len(budgets), 1, figsize=(13, height), squeeze=False)
     width = 0.8 / len(COLUMNS)
     for ax, budget in zip(axes[:, 0], budgets, strict=True):
         mine = [r for r in rows if r["budget"] == budget]
@@ -237,7 +238,7 @@ def plot(rows: list[dict[str, Any]], budgets: list[int], path: Path, title: str)
             ax.bar(pos, verified, width, color=colours[column], label=labels[column])
             # The correct part of each bar, hatched over it.
             ax.bar(pos, correct, width, fill=False, hatch="///", edgecolor="white", lw=0)
-        ax.set_xticks(x, [r["pair"] for r in mine])
+        ax.set_xticks(x, [r["pair"] for r in mine], rotation=15, ha="right", fontsize=9)
         ax.set_ylabel("verified inliers")
         ax.set_title(f"budget {budget} keypoints (--max-keypoints)", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
@@ -246,7 +247,7 @@ def plot(rows: list[dict[str, Any]], budgets: list[int], path: Path, title: str)
     fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8)
     fig.suptitle(f"{title}\nbars: verified inliers in COLMAP's verification; hatched: correct "
                  f"(within {TOLERANCE_PX:g} px of the ground truth)", fontsize=10)  # fmt: skip
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout(rect=(0, 0.9 / height, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
