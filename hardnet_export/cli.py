@@ -42,7 +42,6 @@ from hardnet_export.applications.features import (
     save_features,
 )
 from hardnet_export.applications.matching import (
-    AUTO,
     GEOMETRIES,
     MAX_DRAWN,
     SIFT_RATIO,
@@ -50,6 +49,7 @@ from hardnet_export.applications.matching import (
     OpenCVSift,
     draw_matches,
     match_images,
+    parse_ratio,
 )
 from hardnet_export.artifacts.variants import (
     flavours,
@@ -891,10 +891,10 @@ def match(
     max_keypoints: int = typer.Option(
         default(match_images, "max_keypoints"), help="Strongest keypoints kept per image."
     ),
-    ratio: float | None = typer.Option(
-        None,
-        help="Ratio-test threshold in (0, 1]; omitted: each descriptor's measured rule, none "
-        f"for HardNet (mutual nearest neighbours only), {SIFT_RATIO} for SIFT.",
+    ratio: str = typer.Option(
+        default(match_images, "ratio"),
+        help="Ratio-test threshold in (0, 1], none, or auto: each descriptor's measured rule, "
+        f"none for HardNet (mutual nearest neighbours only), {SIFT_RATIO} for SIFT.",
     ),
     threshold: float = typer.Option(
         default(match_images, "threshold"), help="RANSAC inlier threshold in pixels."
@@ -921,6 +921,7 @@ def match(
 
     if descriptor not in ("hardnet", "sift"):
         raise InputError(f"--descriptor must be hardnet or sift, got {descriptor!r}")
+    rule = parse_ratio(ratio)
     if out.suffix.lower() != ".png":
         raise InputError(f"-o must name a .png file, got {out}")
     check_writable(out)
@@ -937,7 +938,7 @@ def match(
         detector=detector,
         max_keypoints=max_keypoints,
         geometry=geometry,
-        ratio=AUTO if ratio is None else ratio,
+        ratio=rule,
         threshold=threshold,
     )
     title = "HardNet" if descriptor == "hardnet" else "OpenCV SIFT"
@@ -981,10 +982,10 @@ def colmap(
         "--pairs",
         help="exhaustive (every pair) or sequential (each image with the next 10, by name).",
     ),
-    ratio: float | None = typer.Option(
-        None,
-        help="Ratio-test threshold in (0, 1]; omitted: each descriptor's measured rule, none "
-        f"for HardNet (mutual nearest neighbours only), {SIFT_RATIO} for COLMAP's SIFT.",
+    ratio: str = typer.Option(
+        default(build_database, "ratio"),
+        help="Ratio-test threshold in (0, 1], none, or auto: each descriptor's measured rule, "
+        f"none for HardNet (mutual nearest neighbours only), {SIFT_RATIO} for COLMAP's SIFT.",
     ),
     reconstruct_out: Path | None = typer.Option(
         None, "--reconstruct", help="Also run COLMAP's incremental mapping into this folder."
@@ -1007,7 +1008,7 @@ def colmap(
 
     Example: hardnet-export colmap images/ --database hardnet.db --reconstruct sparse/
 
-    Example: hardnet-export colmap images/ --database h.db --detector sift --ratio 0.9
+    Example: hardnet-export colmap images/ --database h.db --detector sift --ratio 0.8
 
     Example: hardnet-export colmap images/ --database sift.db --descriptor sift --pairs sequential
     """
@@ -1016,6 +1017,7 @@ def colmap(
 
     if descriptor not in ("hardnet", "sift"):
         raise InputError(f"--descriptor must be hardnet or sift, got {descriptor!r}")
+    rule = parse_ratio(ratio)
     import_pycolmap()
     limit = _image_limit(max_image_pixels)
     check_outputs(database, reconstruct_out, overwrite=overwrite)
@@ -1035,7 +1037,7 @@ def colmap(
         detector=detector,
         max_keypoints=max_keypoints,
         pairing=pairs,
-        ratio=AUTO if ratio is None else ratio,
+        ratio=rule,
         overwrite=overwrite,
         progress=bar,
         verbose=verbose,

@@ -204,6 +204,28 @@ def check_ratio(ratio: float | str | None) -> None:
     check_float("ratio", ratio, low=0.0, low_open=True, high=1.0)
 
 
+def parse_ratio(text: str) -> float | str | None:
+    """A ratio as written on a command line: ``auto``, ``none`` (no ratio test) or a number
+    in (0, 1].
+
+    Raises:
+        ValueError: anything else, in one line.
+    """
+    word = text.strip().lower()
+    if word == AUTO:
+        return AUTO
+    if word == "none":
+        return None
+    try:
+        value = float(word)
+    except ValueError:
+        raise InputError(
+            f"ratio must be a number in (0, 1], none or {AUTO}, got {text!r}"
+        ) from None
+    check_ratio(value)
+    return value
+
+
 def describe_with(
     describer: KeypointDescriber, image: np.ndarray, keypoints: list[cv2.KeyPoint]
 ) -> np.ndarray:

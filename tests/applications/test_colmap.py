@@ -28,6 +28,7 @@ from hardnet_export.applications.matching import (
     auto_ratio,
     match_descriptors,
     match_images,
+    parse_ratio,
 )
 from hardnet_export.cli import app, default
 from hardnet_export.errors import InputError, MissingFileError, OutputError
@@ -160,6 +161,16 @@ def test_defaults_are_the_measured_rule(pair_dir: Path, tmp_path: Path) -> None:
     # HardNet: mutual nearest neighbours only; SIFT (OpenCV's, or COLMAP's: None): Lowe's.
     assert auto_ratio(describer) is None
     assert auto_ratio(OpenCVSift()) == 0.8 and auto_ratio(None) == 0.8
+    # --ratio as the command line writes it.
+    assert parse_ratio("auto") == AUTO and parse_ratio("None") is None
+    assert parse_ratio("0.9") == 0.9
+    for bad, message in (
+        ("abc", r"number in \(0, 1\], none or auto, got 'abc'"),
+        ("1.5", "ratio must be <= 1.0"),
+        ("0", "ratio must be > 0.0"),
+    ):
+        with pytest.raises(InputError, match=message):
+            parse_ratio(bad)
 
     db_path = tmp_path / "hardnet.db"
     build_database(pair_dir, db_path, describer, max_keypoints=300)
