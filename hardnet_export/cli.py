@@ -46,10 +46,12 @@ from hardnet_export.applications.features import (
 from hardnet_export.applications.matching import (
     GEOMETRIES,
     MAX_DRAWN,
+    SIFT_RATIO,
     KeypointDescriber,
     OpenCVSift,
     draw_matches,
     match_images,
+    parse_ratio,
 )
 from hardnet_export.artifacts.variants import (
     flavours,
@@ -1067,7 +1069,11 @@ def match(
     max_keypoints: int = typer.Option(
         default(match_images, "max_keypoints"), help="Strongest keypoints kept per image."
     ),
-    ratio: float = typer.Option(default(match_images, "ratio"), help="Ratio-test threshold."),
+    ratio: str = typer.Option(
+        default(match_images, "ratio"),
+        help="Ratio-test threshold in (0, 1], none, or auto: each descriptor's measured rule, "
+        f"none for HardNet (mutual nearest neighbours only), {SIFT_RATIO} for SIFT.",
+    ),
     threshold: float = typer.Option(
         default(match_images, "threshold"), help="RANSAC inlier threshold in pixels."
     ),
@@ -1076,11 +1082,14 @@ def match(
 ) -> None:
     """Match two images and draw the inliers.
 
-    Mutual nearest neighbours with a ratio test, then RANSAC (USAC MAGSAC++ when OpenCV has
-    it). --descriptor sift runs OpenCV's SIFT descriptor on the same keypoints. The PNG shows
-    at most {max_drawn} inliers as thin lines coloured by descriptor distance, with the counts.
+    Mutual nearest neighbours (with Lowe's ratio test for SIFT, or with --ratio), then RANSAC
+    (USAC MAGSAC++ when OpenCV has it). --descriptor sift runs OpenCV's SIFT descriptor on the
+    same keypoints. The PNG shows at most {max_drawn} inliers as thin lines coloured by
+    descriptor distance, with the counts.
 
     Example: hardnet-export match left.png right.png --model model.fp32.onnx -o matches.png
+
+    Example: hardnet-export match left.png right.png --detector colmap-sift --ratio 0.9 -o m.png
     """
     import cv2
 
@@ -1090,6 +1099,7 @@ def match(
 
     if descriptor not in ("hardnet", "sift"):
         raise InputError(f"--descriptor must be hardnet or sift, got {descriptor!r}")
+    rule = parse_ratio(ratio)
     if out.suffix.lower() != ".png":
         raise InputError(f"-o must name a .png file, got {out}")
     check_writable(out)
@@ -1106,7 +1116,7 @@ def match(
         detector=detector,
         max_keypoints=max_keypoints,
         geometry=geometry,
-        ratio=ratio,
+        ratio=rule,
         threshold=threshold,
     )
     title = "HardNet" if descriptor == "hardnet" else "OpenCV SIFT"
@@ -1137,17 +1147,24 @@ def colmap(
     ),
     detector: str = typer.Option(
         default(build_database, "detector"),
-        help=f"Keypoint detector for HardNet: {one_of(DETECTORS)}.",
+        help=f"Keypoint detector for HardNet: {one_of(DETECTORS)}; colmap-sift gives the "
+        "frames --descriptor sift describes.",
     ),
     max_keypoints: int = typer.Option(
-        default(build_database, "max_keypoints"), help="Keypoints kept per image."
+        default(build_database, "max_keypoints"),
+        help="Keypoint budget per image: COLMAP's max_num_features for COLMAP's SIFT and "
+        "colmap-sift (locations, each with up to two orientations), the most kept otherwise.",
     ),
     pairs: str = typer.Option(
         default(build_database, "pairing"),
         "--pairs",
         help="exhaustive (every pair) or sequential (each image with the next 10, by name).",
     ),
-    ratio: float = typer.Option(default(build_database, "ratio"), help="Ratio-test threshold."),
+    ratio: str = typer.Option(
+        default(build_database, "ratio"),
+        help="Ratio-test threshold in (0, 1], none, or auto: each descriptor's measured rule, "
+        f"none for HardNet (mutual nearest neighbours only), {SIFT_RATIO} for COLMAP's SIFT.",
+    ),
     reconstruct_out: Path | None = typer.Option(
         None, "--reconstruct", help="Also run COLMAP's incremental mapping into this folder."
     ),
@@ -1160,13 +1177,16 @@ def colmap(
 ) -> None:
     """Build a COLMAP database from HardNet matches and verify it with COLMAP.
 
-    Detects keypoints, describes them with HardNet, matches the pairs (mutual nearest
-    neighbours with a ratio test), writes cameras, images, keypoints and matches with
-    pycolmap and runs COLMAP's geometric verification; prints verified inliers per pair.
-    --descriptor sift runs COLMAP's SIFT on the same images and budget, as the reference.
-    The database is renamed into place only when everything succeeded.
+    Detects keypoints (COLMAP's own SIFT frames by default), describes them with HardNet,
+    matches the pairs (mutual nearest neighbours; a ratio test with --ratio), writes cameras,
+    images, keypoints (six-column affine frames) and matches with pycolmap and runs COLMAP's
+    geometric verification; prints verified inliers per pair. --descriptor sift runs COLMAP's
+    SIFT on the same images and budget, as the reference. The database is renamed into place
+    only when everything succeeded.
 
     Example: hardnet-export colmap images/ --database hardnet.db --reconstruct sparse/
+
+    Example: hardnet-export colmap images/ --database h.db --detector sift --ratio 0.8
 
     Example: hardnet-export colmap images/ --database sift.db --descriptor sift --pairs sequential
     """
@@ -1175,6 +1195,7 @@ def colmap(
 
     if descriptor not in ("hardnet", "sift"):
         raise InputError(f"--descriptor must be hardnet or sift, got {descriptor!r}")
+    rule = parse_ratio(ratio)
     import_pycolmap()
     limit = _image_limit(max_image_pixels)
     check_outputs(database, reconstruct_out, overwrite=overwrite)
@@ -1194,7 +1215,7 @@ def colmap(
         detector=detector,
         max_keypoints=max_keypoints,
         pairing=pairs,
-        ratio=ratio,
+        ratio=rule,
         overwrite=overwrite,
         progress=bar,
         verbose=verbose,

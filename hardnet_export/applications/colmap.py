@@ -1,12 +1,13 @@
 """COLMAP databases from HardNet features, verified by COLMAP itself (``sfm`` extra).
 
-:func:`build_database` reads every image of a folder, detects keypoints (OpenCV SIFT by
-default), describes them with HardNet, matches the chosen pairs (mutual nearest neighbours
-with a ratio test) and writes cameras, images, keypoints and matches with pycolmap; then
-COLMAP's own geometric verification (``pycolmap.verify_matches``) fills the two-view
-geometries. ``describer=None`` is the reference instead: COLMAP's SIFT extraction and
-matching (``extract_features`` + ``match_exhaustive`` / ``match_sequential``) with the same
-keypoint budget and pairs. :func:`reconstruct` runs COLMAP's incremental mapper on the result.
+:func:`build_database` reads every image of a folder, detects keypoints (COLMAP's own SIFT
+frames by default, through pycolmap), describes them with HardNet, matches the chosen pairs
+(mutual nearest neighbours; a ratio test on request) and writes cameras, images, keypoints
+(six-column affine frames) and matches with pycolmap; then COLMAP's own geometric
+verification (``pycolmap.verify_matches``) fills the two-view geometries.
+``describer=None`` is the reference instead: COLMAP's SIFT extraction and matching
+(``extract_features`` + ``match_exhaustive`` / ``match_sequential``) with the same keypoint
+budget and pairs. :func:`reconstruct` runs COLMAP's incremental mapper on the result.
 
 The database is built in a temporary file beside the target and renamed onto it only when
 everything succeeded, so a failure never leaves a half-written database.
@@ -229,10 +230,10 @@ def build_database(
     database: str | Path,
     describer: Describer | None,
     *,
-    detector: str = "sift",
+    detector: str = "colmap-sift",
     max_keypoints: int = 2000,
     pairing: str = "exhaustive",
-    ratio: float = 0.8,
+    ratio: float | str | None = "auto",
     overwrite: bool = False,
     progress: Callable[[Any, int, str], Any] | None = None,
     verbose: bool = False,
@@ -244,10 +245,17 @@ def build_database(
         image_dir: folder of images (see :func:`list_images`).
         database: the ``.db`` to write; an existing one needs ``overwrite``.
         describer: a loaded HardNet model, or None for COLMAP's own SIFT (the reference).
-        detector: keypoint detector for HardNet (``sift``, ``orb``, ``fast``).
-        max_keypoints: keypoints kept per image (COLMAP SIFT's ``max_num_features`` too).
+        detector: keypoint detector for HardNet: ``colmap-sift`` (COLMAP's own SIFT
+            frames, those of the reference, so both describe the same keypoints),
+            ``sift``, ``orb`` or ``fast`` (OpenCV's).
+        max_keypoints: the keypoint budget: COLMAP's ``max_num_features`` for COLMAP's SIFT
+            (the reference, and the ``colmap-sift`` detector: locations, each with up to two
+            orientations), the most keypoints kept for OpenCV's detectors.
         pairing: ``exhaustive`` or ``sequential``.
-        ratio: ratio-test threshold of the HardNet matches (COLMAP SIFT's ``max_ratio`` too).
+        ratio: ratio-test threshold of the matches (COLMAP SIFT's ``max_ratio``); None:
+            mutual nearest neighbours only; ``"auto"``: each descriptor's measured rule
+            (:func:`~hardnet_export.applications.matching.auto_ratio`: none for HardNet,
+            COLMAP's 0.8 for its SIFT).
         overwrite: replace an existing database.
         progress: wraps an iterable as ``progress(items, total, description)`` (a bar).
         verbose: let COLMAP log its progress (otherwise only its errors).
@@ -261,12 +269,15 @@ def build_database(
         OSError: the database exists (without ``overwrite``) or cannot be written.
     """
     from hardnet_export.applications.detection import MAX_KEYPOINTS
+    from hardnet_export.applications.matching import auto_ratio, check_ratio
     from hardnet_export.imagefile import image_pixel_limit
-    from hardnet_export.validate import check_float, check_int, check_str
+    from hardnet_export.validate import check_int, check_str
 
     check_int("max_keypoints", max_keypoints, low=1, high=MAX_KEYPOINTS)
     check_str("pairs", pairing, choices=PAIRINGS)
-    check_float("ratio", ratio, low=0.0, high=1.0, low_open=True)
+    check_ratio(ratio)
+    if isinstance(ratio, str):  # AUTO, the only string check_ratio lets through
+        ratio = auto_ratio(describer)
     image_pixel_limit(max_image_pixels)
     pycolmap = import_pycolmap()
     folder = Path(image_dir)
@@ -317,10 +328,11 @@ def _hardnet(
     describer: Describer,
     detector: str,
     max_keypoints: int,
-    ratio: float,
+    ratio: float | None,
     wrap: Callable[[Any, int, str], Any],
     max_image_pixels: int | None,
 ) -> None:
+    from hardnet_export.applications.detection import keypoints_to_frames
     from hardnet_export.applications.features import describe_images
     from hardnet_export.applications.matching import match_descriptors
 
@@ -342,8 +354,9 @@ def _hardnet(
     try:
         ids = {image.name: image.image_id for image in db.read_all_images()}
         for name, (kps, _desc) in zip(names, features, strict=True):
-            # COLMAP puts the first pixel's centre at (0.5, 0.5), OpenCV at (0, 0).
-            db.write_keypoints(ids[name], np.ascontiguousarray(kps[:, :2] + 0.5, np.float32))
+            # Six columns, the frame each patch was cut from: some COLMAP tools fail on
+            # two (colmap#2967), and COLMAP's pixel centres sit at 0.5 (OpenCV's at 0).
+            db.write_keypoints(ids[name], np.ascontiguousarray(keypoints_to_frames(kps)))
         for i, j in wrap(pairs, len(pairs), "matching"):
             matches = match_descriptors(features[i][1], features[j][1], ratio=ratio)
             db.write_matches(ids[names[i]], ids[names[j]], matches.astype(np.uint32))
@@ -364,7 +377,7 @@ def _colmap_sift(
     names: list[str],
     max_keypoints: int,
     pairing: str,
-    ratio: float,
+    ratio: float | None,
 ) -> None:
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.sift.max_num_features = max_keypoints
@@ -374,7 +387,8 @@ def _colmap_sift(
     )  # fmt: skip
     _check_imported(pycolmap, db_path, folder, names)
     matching = pycolmap.FeatureMatchingOptions()
-    matching.sift.max_ratio = ratio
+    # COLMAP cannot switch its ratio test off; at 1 it keeps all but exact ties.
+    matching.sift.max_ratio = 1.0 if ratio is None else ratio
     if pairing == "exhaustive":
         pycolmap.match_exhaustive(db_path, matching_options=matching)
     else:

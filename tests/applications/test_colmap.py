@@ -15,7 +15,22 @@ from typer.testing import CliRunner
 
 from hardnet_export import runtime
 from hardnet_export.applications.colmap import build_database, image_pairs
-from hardnet_export.cli import app
+from hardnet_export.applications.detection import (
+    detect_colmap_frames,
+    detect_keypoints,
+    keypoints_to_frames,
+)
+from hardnet_export.applications.features import describe_images
+from hardnet_export.applications.images import read_image
+from hardnet_export.applications.matching import (
+    AUTO,
+    OpenCVSift,
+    auto_ratio,
+    match_descriptors,
+    match_images,
+    parse_ratio,
+)
+from hardnet_export.cli import app, default
 from hardnet_export.errors import InputError, MissingFileError, OutputError
 from hardnet_export.shipped import SHIPPED_ONNX
 
@@ -52,7 +67,8 @@ def test_verified_inliers_follow_the_true_homography(pair_dir: Path, tmp_path: P
         assert db.num_images() == 2 and db.num_cameras() >= 1
         a, b = images["a.png"], images["b.png"]
         assert db.num_keypoints() == sum(result.keypoints.values())
-        assert 0 < db.num_keypoints_for_image(a) <= 600
+        # colmap-sift, the default: 600 locations, some with a second orientation.
+        assert 600 <= db.num_keypoints_for_image(a) <= 1200
         assert len(db.read_matches(a, b)) == pair.matches
         assert db.num_verified_image_pairs() == 1
         inliers = db.read_two_view_geometry(a, b).inlier_matches
@@ -112,6 +128,67 @@ def test_every_output_is_checked_before_any_work(pair_dir: Path, tmp_path: Path)
         assert not db.exists() and not (sparse / "h.db").exists()
         assert [p.name for p in sparse.iterdir()] == ["old.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sparse"]
+
+
+def test_keypoints_read_back_as_six_column_frames(pair_dir: Path, tmp_path: Path) -> None:
+    describer = runtime.load(SHIPPED_ONNX, device="cpu")
+    for detector in ("colmap-sift", "sift"):
+        db_path = tmp_path / f"{detector}.db"
+        build_database(pair_dir, db_path, describer, detector=detector, max_keypoints=300)
+        db = pycolmap.Database.open(db_path)
+        try:
+            written = {i.name: db.read_keypoints(i.image_id) for i in db.read_all_images()}
+        finally:
+            db.close()
+        for name, frames in written.items():
+            image = read_image(pair_dir / name)
+            assert frames.shape[1] == 6, (detector, frames.shape)
+            if detector == "colmap-sift":
+                want = detect_colmap_frames(image, max_keypoints=300)
+            else:
+                found = detect_keypoints(image, detector="sift", max_keypoints=300)
+                want = keypoints_to_frames(np.array([[*k.pt, k.size, k.angle] for k in found]))
+                # A rotation times OpenCV's size / 2: no shear, no reflection.
+                np.testing.assert_allclose(frames[:, 2], frames[:, 5], atol=1e-4)
+                np.testing.assert_allclose(frames[:, 3], -frames[:, 4], atol=1e-4)
+            np.testing.assert_allclose(frames, want, atol=1e-3)
+
+
+def test_defaults_are_the_measured_rule(pair_dir: Path, tmp_path: Path) -> None:
+    describer = runtime.load(SHIPPED_ONNX, device="cpu")
+    assert default(build_database, "detector") == "colmap-sift"
+    assert default(build_database, "ratio") == AUTO == default(match_images, "ratio")
+    # HardNet: mutual nearest neighbours only; SIFT (OpenCV's, or COLMAP's: None): Lowe's.
+    assert auto_ratio(describer) is None
+    assert auto_ratio(OpenCVSift()) == 0.8 and auto_ratio(None) == 0.8
+    # --ratio as the command line writes it.
+    assert parse_ratio("auto") == AUTO and parse_ratio("None") is None
+    assert parse_ratio("0.9") == 0.9
+    for bad, message in (
+        ("abc", r"number in \(0, 1\], none or auto, got 'abc'"),
+        ("1.5", "ratio must be <= 1.0"),
+        ("0", "ratio must be > 0.0"),
+    ):
+        with pytest.raises(InputError, match=message):
+            parse_ratio(bad)
+
+    db_path = tmp_path / "hardnet.db"
+    build_database(pair_dir, db_path, describer, max_keypoints=300)
+    a, b = (
+        descriptors
+        for _kps, descriptors in describe_images(
+            describer, [pair_dir / "a.png", pair_dir / "b.png"], detector="colmap-sift",
+            max_keypoints=300,
+        )
+    )  # fmt: skip
+    db = pycolmap.Database.open(db_path)
+    try:
+        ids = {i.name: i.image_id for i in db.read_all_images()}
+        written = db.read_matches(ids["a.png"], ids["b.png"])
+    finally:
+        db.close()
+    np.testing.assert_array_equal(written, match_descriptors(a, b, ratio=None))
+    assert len(written) > len(match_descriptors(a, b, ratio=0.8))  # the old default
 
 
 def test_pairings() -> None:
