@@ -29,6 +29,7 @@ from hardnet_export import __version__, _signals
 from hardnet_export.applications.colmap import (
     build_database,
     check_outputs,
+    database_from_features,
     import_pycolmap,
     list_images,
     reconstruct,
@@ -944,6 +945,21 @@ def extract(
         help="Images described in one batch and written in one shard (a kill loses at most "
         "the shards in flight).",
     ),
+    database: Path | None = typer.Option(
+        None,
+        "--database",
+        help="Also write a COLMAP database from the whole features file: images imported by "
+        "COLMAP, six-column keypoints, the --pairs matched and verified by COLMAP.",
+    ),
+    pairs: str = typer.Option(
+        default(database_from_features, "pairing"),
+        "--pairs",
+        help="With --database: exhaustive, sequential (each image with the next 10, by "
+        "name), or a pairs file (two image names a line, as hloc writes them).",
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="With --database: replace an existing database."
+    ),
     max_image_pixels: int | None = _max_image_pixels_option(),
 ) -> None:
     """Describe every image of a folder (or list file) into one hloc features.h5, exactly
@@ -961,6 +977,8 @@ def extract(
     Example: hardnet-export extract images/ -o features.h5 --engine ray --workers 2
 
     Example: hardnet-export extract list.txt --root imgs/ -o f.h5 --engine ray --address auto
+
+    Example: hardnet-export extract images/ -o f.h5 --database f.db --pairs sequential
     """
     from hardnet_export._progress import average_rate_column, plain_console, progress_bar
     from hardnet_export.applications.extract import ExtractEvent
@@ -976,6 +994,11 @@ def extract(
         address is not None or scale.workers != Scale().workers or gpus_per_worker
     ):
         raise InputError("--address, --workers and --gpus-per-worker need --engine ray")
+    if database is not None:
+        import_pycolmap()
+        check_outputs(database, overwrite=overwrite)
+    elif pairs != default(database_from_features, "pairing") or overwrite:
+        raise InputError("--pairs and --overwrite are options of --database")
     bar = progress_bar(
         "{task.fields[patches]:,} patches",
         "{task.fields[failed]} failed",
@@ -1020,7 +1043,8 @@ def extract(
         )
     finally:
         bar.stop()
-    console = plain_console()
+    # Soft wrap: a path broken over two lines cannot be copied.
+    console = plain_console(soft_wrap=True)
     rate = f", {summary.images_per_s:.2f} images/s, {summary.patches_per_s:,.0f} patches/s"
     console.print(
         f"{summary.described} images described ({summary.patches:,} keypoints) in "
@@ -1032,6 +1056,13 @@ def extract(
         console.print(
             f"wrote {summary.out} ({summary.merged.added} added, "
             f"{summary.merged.replaced} replaced)"
+        )
+    if database is not None and out.exists():
+        root_dir = source if source.is_dir() else (root or Path("."))
+        result = database_from_features(out, root_dir, database, pairing=pairs, overwrite=overwrite)
+        console.print(
+            f"wrote {result.database}: {len(result.images)} images, "
+            f"{result.verified_pairs} of {len(result.pairs)} pairs verified"
         )
     if summary.errors_file is not None:
         console.print(f"{summary.failed} images failed: see {summary.errors_file}", style="red")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -332,9 +332,7 @@ def _hardnet(
     wrap: Callable[[Any, int, str], Any],
     max_image_pixels: int | None,
 ) -> None:
-    from hardnet_export.applications.detection import keypoints_to_frames
     from hardnet_export.applications.features import describe_images
-    from hardnet_export.applications.matching import match_descriptors
 
     _import_images(pycolmap, db_path, folder, names)
     features = list(
@@ -350,15 +348,48 @@ def _hardnet(
             "describing",
         )
     )
+    write_matched_features(
+        pycolmap,
+        db_path,
+        names,
+        [kps for kps, _ in features],
+        lambda i: features[i][1],
+        pairs,
+        ratio,
+        wrap,
+    )
+
+
+def write_matched_features(
+    pycolmap: Any,
+    db_path: Path,
+    names: list[str],
+    keypoints: Sequence[np.ndarray],
+    descriptors: Callable[[int], np.ndarray],
+    pairs: list[tuple[int, int]],
+    ratio: float | None,
+    wrap: Callable[[Any, int, str], Any],
+) -> None:
+    """Write HardNet keypoints and the matches of ``pairs`` into a database whose images
+    are imported, then let COLMAP verify them.
+
+    Args:
+        keypoints: per image, (K, 4) OpenCV keypoints (x, y, size, angle).
+        descriptors: image index -> its (K, 128) descriptors (read when a pair needs them).
+        ratio: as :func:`~hardnet_export.applications.matching.match_descriptors`.
+    """
+    from hardnet_export.applications.detection import keypoints_to_frames
+    from hardnet_export.applications.matching import match_descriptors
+
     db = pycolmap.Database.open(db_path)
     try:
         ids = {image.name: image.image_id for image in db.read_all_images()}
-        for name, (kps, _desc) in zip(names, features, strict=True):
+        for name, kps in zip(names, keypoints, strict=True):
             # Six columns, the frame each patch was cut from: some COLMAP tools fail on
             # two (colmap#2967), and COLMAP's pixel centres sit at 0.5 (OpenCV's at 0).
             db.write_keypoints(ids[name], np.ascontiguousarray(keypoints_to_frames(kps)))
         for i, j in wrap(pairs, len(pairs), "matching"):
-            matches = match_descriptors(features[i][1], features[j][1], ratio=ratio)
+            matches = match_descriptors(descriptors(i), descriptors(j), ratio=ratio)
             db.write_matches(ids[names[i]], ids[names[j]], matches.astype(np.uint32))
     finally:
         db.close()
@@ -368,6 +399,117 @@ def _hardnet(
         pycolmap.verify_matches(db_path, pairs_file, pycolmap.TwoViewGeometryOptions())
     finally:
         pairs_file.unlink(missing_ok=True)
+
+
+def database_from_features(
+    features: str | Path,
+    image_root: str | Path,
+    database: str | Path,
+    *,
+    names: Sequence[str] | None = None,
+    pairing: str | Path = "exhaustive",
+    ratio: float | str | None = "auto",
+    overwrite: bool = False,
+    progress: Callable[[Any, int, str], Any] | None = None,
+    verbose: bool = False,
+) -> DatabaseResult:
+    """A verified COLMAP database from an hloc features file written by ``extract``: its
+    images imported by COLMAP from ``image_root`` (the names are relative to it), their
+    keypoints as six-column frames, and the matches of the chosen pairs, verified by COLMAP.
+
+    Args:
+        features: the ``.h5`` (its groups need the ``frames`` dataset ``extract`` writes).
+        image_root: the folder the names are relative to.
+        names: the images to take (default: every image in ``features``), sorted.
+        pairing: ``exhaustive``, ``sequential``, or an hloc/COLMAP pairs file (two names a
+            line) for large sets.
+        ratio, overwrite, progress, verbose: as :func:`build_database`.
+
+    Raises:
+        FileNotFoundError: no features file, image root or pairs file.
+        ValueError: a group without frames, a pairs file naming an image not in
+            ``features``, an image COLMAP cannot read.
+        OSError: the database exists (without ``overwrite``) or cannot be written.
+    """
+    from hardnet_export.applications.hloc import import_h5py
+    from hardnet_export.applications.matching import HARDNET_RATIO, check_ratio
+
+    check_ratio(ratio)
+    if isinstance(ratio, str):
+        ratio = HARDNET_RATIO  # auto: the rule measured for HardNet
+    pycolmap = import_pycolmap()
+    h5py = import_h5py()
+    features, root, database = Path(features), Path(image_root), Path(database)
+    if not features.is_file():
+        raise MissingFileError(f"features file not found: {features}")
+    if not root.is_dir():
+        raise MissingFileError(f"image root not found: {root}")
+    check_outputs(database, overwrite=overwrite)
+    wrap = progress or (lambda items, _total, _what: items)
+    with h5py.File(features, "r") as f:
+        found = sorted(names if names is not None else _feature_names(f, h5py))
+        missing = [n for n in found if n not in f or "frames" not in f[n]]
+        if missing:
+            raise InputError(
+                f"{features} has no frames for {missing[0]}: write it with hardnet-export "
+                "extract, which keeps each keypoint's scale and orientation"
+            )
+        keypoints = [np.asarray(f[n]["frames"][()], np.float64) for n in found]
+    pairs = _pairs(pairing, found)
+    cache: dict[int, np.ndarray] = {}
+
+    def descriptors(i: int) -> np.ndarray:
+        if i not in cache:
+            if len(cache) > 64:  # an image's descriptors are read again when evicted
+                cache.pop(next(iter(cache)))
+            with h5py.File(features, "r") as f:
+                cache[i] = np.ascontiguousarray(f[found[i]]["descriptors"][()].T)
+        return cache[i]
+
+    with _fresh_database(database, overwrite) as tmp, colmap_log(pycolmap, verbose):
+        _import_images(pycolmap, tmp, root, found)
+        write_matched_features(pycolmap, tmp, found, keypoints, descriptors, pairs, ratio, wrap)
+        result = _summarise(pycolmap, tmp, found, pairs, f"hardnet ({features.name})")
+    result.database = database
+    return result
+
+
+def _feature_names(f: Any, h5py: Any) -> list[str]:
+    names: list[str] = []
+    f.visititems(
+        lambda name, item: (
+            names.append(name) if isinstance(item, h5py.Group) and "descriptors" in item else None
+        )
+    )
+    return names
+
+
+def _pairs(pairing: str | Path, names: list[str]) -> list[tuple[int, int]]:
+    """Index pairs from a pairing name or a pairs file (two image names a line)."""
+    if str(pairing) in PAIRINGS:
+        return image_pairs(len(names), str(pairing))
+    path = Path(pairing)
+    if not path.is_file():
+        raise MissingFileError(
+            f"pairs must be {' or '.join(PAIRINGS)}, or a pairs file; no such file: {path}"
+        )
+    index = {name: i for i, name in enumerate(names)}
+    pairs: set[tuple[int, int]] = set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        if len(parts) != 2:
+            raise InputError(f"{path}:{number}: expected two image names, got {line.strip()!r}")
+        unknown = [p for p in parts if p not in index]
+        if unknown:
+            raise InputError(f"{path}:{number}: {unknown[0]} is not an image of the features")
+        i, j = sorted((index[parts[0]], index[parts[1]]))
+        if i != j:
+            pairs.add((i, j))
+    if not pairs:
+        raise InputError(f"{path} names no pairs of two different images")
+    return sorted(pairs)
 
 
 def _colmap_sift(

@@ -137,9 +137,11 @@ def write_group(
     scores: np.ndarray,
     image_size: tuple[int, int],
     attrs: Mapping[str, Any] | None = None,
+    extra: Mapping[str, np.ndarray] | None = None,
 ) -> None:
     """Add (or replace) one image's group in an open ``h5py.File``, in hloc's layout, with
-    ``attrs`` on the group (hloc reads only the datasets). The caller checked the shapes
+    ``attrs`` on the group and ``extra`` datasets beside hloc's (hloc reads the datasets it
+    knows and passes the others on untouched). The caller checked the shapes
     (:func:`write_image_features` does)."""
     if name in f:
         del f[name]  # an incomplete group from a killed run, or a changed image
@@ -148,6 +150,8 @@ def write_group(
     group.create_dataset("descriptors", data=np.ascontiguousarray(descriptors.T, np.float32))
     group.create_dataset("scores", data=np.asarray(scores, np.float32))
     group.create_dataset("image_size", data=np.array(image_size, np.int64))
+    for key, data in (extra or {}).items():
+        group.create_dataset(key, data=data)
     for key, value in (attrs or {}).items():
         group.attrs[key] = value
 

@@ -197,3 +197,36 @@ def test_pairings() -> None:
     assert (0, 11) not in image_pairs(13, "sequential") and (0, 10) in image_pairs(13, "sequential")
     with pytest.raises(InputError, match="pairs"):
         image_pairs(3, "vocab")
+
+
+def test_extract_database_matches_the_colmap_command(pair_dir: Path, tmp_path: Path) -> None:
+    from hardnet_export.applications.colmap import database_from_features
+    from hardnet_export.applications.extract import extract
+
+    eighth = runtime.load("hardnet-eighth", backend="onnxruntime")
+    options = {"model": "hardnet-eighth", "backend": "onnxruntime", "max_keypoints": 400}
+    features = tmp_path / "f.h5"
+    extract(pair_dir, features, detector="colmap-sift", **options)
+    from_features = database_from_features(features, pair_dir, tmp_path / "x.db")
+    built = build_database(pair_dir, tmp_path / "c.db", eighth, max_keypoints=400)
+    # The same frames, descriptors and rule: the same matches, verified alike.
+    assert from_features.keypoints == built.keypoints
+    assert [(p.matches, p.inliers) for p in from_features.pairs] == [
+        (p.matches, p.inliers) for p in built.pairs
+    ]
+    db = pycolmap.Database.open(tmp_path / "x.db")
+    try:
+        assert {db.read_keypoints(i.image_id).shape[1] for i in db.read_all_images()} == {6}
+    finally:
+        db.close()
+
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("a.png b.png\nb.png a.png\n")
+    listed = database_from_features(features, pair_dir, tmp_path / "y.db", pairing=pairs)
+    assert [(p.image1, p.image2, p.matches) for p in listed.pairs] == [
+        (p.image1, p.image2, p.matches) for p in from_features.pairs
+    ]
+    pairs.write_text("a.png c.png\n")
+    with pytest.raises(InputError, match=r"pairs.txt:1: c.png is not an image of the features"):
+        database_from_features(features, pair_dir, tmp_path / "z.db", pairing=pairs)
+    assert not (tmp_path / "z.db").exists()

@@ -209,6 +209,7 @@ def test_cli_exit_status_says_some_images_failed(tmp_path: Path) -> None:
         (["--address", "auto"], "need --engine ray"),
         (["--engine", "spark"], "engine must be one of"),
         (["-o", "f.npz"], "an hloc features file (.h5)"),
+        (["--pairs", "sequential"], "are options of --database"),
     ],
 )
 def test_cli_bad_options_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
@@ -251,3 +252,17 @@ def test_a_killed_driver_loses_nothing_and_the_rerun_completes(tmp_path: Path, s
     clean = tmp_path / "clean.h5"
     extract(root, clean, **{**COMMON, "backend": None})
     assert_same_features(out, clean)
+
+
+def test_cli_database_from_the_whole_features_file(tmp_path: Path) -> None:
+    pytest.importorskip("pycolmap")
+    root = tmp_path / "imgs"
+    write_images(root, 3)
+    args = ["extract", str(root), "-o", str(tmp_path / "f.h5"), "--model", MODEL,
+            "--max-keypoints", "60", "--database", str(tmp_path / "f.db"), "--pairs",
+            "sequential"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "wrote " + str(tmp_path / "f.db") + ": 3 images" in result.output
+    again = CliRunner().invoke(app, args)  # the database exists: --overwrite replaces it
+    assert again.exit_code != 0 and "overwrite" in str(again.exception)

@@ -1,15 +1,16 @@
 """Shards and the one merge: how a bulk extraction writes each image exactly once.
 
 Workers write the described images in shards, ``OUT.parts/part-<id>.h5``: small files in
-hloc's layout, each written under a temporary name and renamed when whole, so a shard is
-either complete or absent. Every group carries the image's ``sha256``, ``size`` and
-``mtime_ns``. The driver then merges the shards into ``OUT``: a copy of the previous output
-(if any) gains each shard's groups, one per name (a retried worker may have written an image
-twice; the copies are the same bytes of the same image), and is renamed onto ``OUT`` only
-when complete. Shards are removed after the rename; one that outlives it (a kill between
-the two) holds images already in ``OUT`` and is dropped by the next merge. So a kill at any
-moment loses at most the images in flight, and never leaves a partial file under a final
-name.
+hloc's layout (plus ``frames``: each keypoint's x, y, size and angle, OpenCV's fields, for a
+COLMAP database's six-column keypoints), each written under a temporary name and renamed
+when whole, so a shard is either complete or absent. Every group carries the image's
+``sha256``, ``size`` and ``mtime_ns``. The driver then merges the shards into ``OUT``: a
+copy of the previous output (if any) gains each shard's groups, one per name (a retried
+worker may have written an image twice; the copies are the same bytes of the same image),
+and is renamed onto ``OUT`` only when complete. Shards are removed after the rename; one
+that outlives it (a kill between the two) holds images already in ``OUT`` and is dropped by
+the next merge. So a kill at any moment loses at most the images in flight, and never leaves
+a partial file under a final name.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def write_shard(folder: str | Path, rows: Sequence[Mapping[str, Any]]) -> str:
                 np.asarray(row["scores"]),
                 (int(size[0]), int(size[1])),
                 attrs={key: row[key] for key in IDENTITY},
+                # hloc keeps x, y only; a COLMAP database wants the frame each patch was
+                # cut from (database_from_features).
+                extra={"frames": np.asarray(row["keypoints"], np.float32)},
             )
     return name
 
