@@ -184,6 +184,41 @@ def file_header(path: str | Path) -> ImageHeader | None:
     return read_header(data, path)
 
 
+def read_image_bytes(
+    path: str | Path,
+    *,
+    max_image_pixels: int | None = None,
+    parameter: str | None = "max_image_pixels",
+) -> bytes:
+    """An image file's bytes, read once, its header checked against the limit before the
+    rest is read: an oversized image is refused after its first MiB, and a stream (a pipe)
+    is read only once.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a folder, an empty file, a truncated or corrupt header, or a size above
+            the limit (:class:`ImageTooLargeError`).
+    """
+    path = _image_file(path)
+    limit = image_pixel_limit(max_image_pixels)
+    with open(path, "rb") as file:
+        data = file.read(_HEAD_BYTES)
+        try:
+            found = _parser_for(data)
+            if found is not None:
+                found[1](data)
+        except _Truncated:
+            data += file.read()
+        except _Corrupt:
+            pass  # read_header below words it
+        header = read_header(data, path)
+        if header is not None:
+            _check_limit(
+                path, header.width, header.height, limit, f"{header.format} header", parameter
+            )
+        return data + file.read()
+
+
 def image_header(
     path: str | Path,
     *,

@@ -295,3 +295,18 @@ def test_opencvs_own_cap_is_one_line_naming_the_file(tmp_path: Path) -> None:
     one_line_naming(message, path)
     reason = "(-215:Assertion failed) pixels <= CV_IO_MAX_IMAGE_PIXELS"
     assert message == f"cannot decode {path}: OpenCV says {reason}"
+
+
+def test_read_image_bytes_checks_the_header_then_reads_the_rest(tmp_path: Path) -> None:
+    from hardnet_export.imagefile import ImageTooLargeError, read_image_bytes
+
+    for fmt, data in image_samples().items():
+        path = tmp_path / f"sample.{fmt}"
+        path.write_bytes(data)
+        assert read_image_bytes(path) == data, fmt
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bomb_headers(60000, 60000)["png"])
+    with pytest.raises(ImageTooLargeError, match="60000x60000"):
+        read_image_bytes(bomb)
+    with pytest.raises(InputError, match="is a folder"):
+        read_image_bytes(tmp_path)

@@ -15,12 +15,16 @@ MODEL = str(WEIGHTS_DIR / "hardnet_eighth_builtin.fp32.onnx")
 COMMON: dict[str, Any] = {"model": MODEL, "backend": "onnxruntime", "max_keypoints": 120}
 
 
-def write_images(root: Path, count: int, seed: int = 0) -> list[str]:
-    """``count`` textured PNGs under ``root``, a third of them in ``sub/``; their names."""
+def write_images(
+    root: Path, count: int, seed: int = 0, size: tuple[int, int] = (96, 128)
+) -> list[str]:
+    """``count`` textured PNGs under ``root`` (about ``size`` = (H, W)), a third of them in
+    ``sub/``; their names."""
     rng = np.random.default_rng(seed)
     names = []
     for i in range(count):
-        texture = cv2.GaussianBlur(rng.normal(128, 70, (96 + 8 * (i % 4), 128)), (0, 0), 2.0)
+        shape = (size[0] + 8 * (i % 4), size[1])
+        texture = cv2.GaussianBlur(rng.normal(128, 70, shape), (0, 0), 2.0)
         name = f"sub/view{i:02d}.png" if i % 3 == 0 else f"view{i:02d}.png"
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)

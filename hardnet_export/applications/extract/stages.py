@@ -28,7 +28,7 @@ from hardnet_export.applications.features import (
 from hardnet_export.applications.images import decode_gray
 from hardnet_export.errors import HardnetError, InputError
 from hardnet_export.geometry import PATCH_SIZE
-from hardnet_export.imagefile import image_header
+from hardnet_export.imagefile import read_image_bytes
 
 DESCRIPTOR_SIZE = 128
 #: The most patches one inference call gets: every call has exactly this many (padded), so
@@ -87,9 +87,7 @@ def prepare_row(item: Mapping[str, Any], options: ExtractOptions) -> dict[str, A
     try:
         status = os.stat(path)
         # The header first: an oversized image is refused without reading all its bytes.
-        image_header(path, max_image_pixels=options.max_image_pixels)
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_image_bytes(path, max_image_pixels=options.max_image_pixels)
         row.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
         row["mtime_ns"] = status.st_mtime_ns
         image = decode_gray(data, path, max_image_pixels=options.max_image_pixels)
