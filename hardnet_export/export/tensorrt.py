@@ -38,7 +38,12 @@ from hardnet_export._cuda import (
 )
 from hardnet_export._io import atomic_write_bytes, check_writable, sha256_file
 from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH
-from hardnet_export.artifacts.metadata import IMAGE_GRAPH_REMEDY, GraphMetadata, read_metadata
+from hardnet_export.artifacts.metadata import (
+    IMAGE_GRAPH_REMEDY,
+    GraphMetadata,
+    check_image_graph_opset,
+    read_metadata,
+)
 from hardnet_export.artifacts.sidecar import EngineSidecar, ImageProfile, read_sidecar
 from hardnet_export.artifacts.variants import VARIANTS, variant_for
 from hardnet_export.errors import (
@@ -160,6 +165,7 @@ def build_engine(
     if not onnx_path.is_file():
         raise MissingFileError(f"ONNX graph not found: {onnx_path}")
     graph = read_metadata(onnx_path)
+    check_image_graph_opset(onnx_path, graph, purpose="a TensorRT engine")
     batch, image = _plan_profile(onnx_path, graph, options)
     _check_options(onnx_path, graph, out, options, device)
 
