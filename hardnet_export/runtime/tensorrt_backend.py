@@ -649,6 +649,12 @@ class TensorRTDescriber(Describer):
             if not self._d_in.ptr:
                 return
             cudart.set_device(self._device_index)
+            # The last inference may have been enqueued on a caller's stream, which our own
+            # stream's synchronisation does not cover: wait on its event first, so no
+            # enqueued kernel still reads the context, engine or buffers freed below
+            # (cudaEventSynchronize waits for the event's most recent record, and returns at
+            # once for an event never recorded: CUDA Runtime API, "Event Management").
+            self._event.synchronize()
             self.stream.synchronize()
             if self._graph is not None:
                 self._graph.destroy()
