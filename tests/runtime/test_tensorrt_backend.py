@@ -291,3 +291,26 @@ def test_close_right_after_work_on_a_callers_stream(engine: Path) -> None:
     trt.close()
     stream.synchronize()
     np.testing.assert_allclose(out.cpu().numpy(), want, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_a_default_stream_passed_explicitly_is_joined_not_enqueued_on(engine: Path) -> None:
+    """torch's default stream (cuda_stream 0) given as ``stream=``: TensorRT runs on the
+    describer's own stream, joined by events, and the result is the host path's."""
+    torch = pytest.importorskip("torch")
+    from hardnet_export.runtime.inputs import stream_handle
+
+    trt = runtime.load(engine)
+    default = torch.cuda.default_stream()
+    assert stream_handle(default) == 0
+    x = torch.randint(0, 256, (96, 32, 32), dtype=torch.uint8, device="cuda")
+    want = trt.describe(x.cpu().numpy())
+    with torch.cuda.stream(default):
+        out = trt.describe(x, stream=default)
+    default.synchronize()
+    np.testing.assert_allclose(out.cpu().numpy(), want, atol=1e-4)
+
+    class DeviceArray:
+        __cuda_array_interface__ = x.__cuda_array_interface__
+
+    np.testing.assert_allclose(trt.describe(DeviceArray(), stream=0), want, atol=1e-4)
