@@ -70,8 +70,13 @@ def int8_isa(flags: frozenset[str] | set[str] | None = None) -> str:
 
     Returns one key of :data:`INT8_ISAS`.
     """
-    flags = cpu_flags() if flags is None else frozenset(flags)
     machine = platform.machine().lower()
+    if flags is None and machine in ("aarch64", "arm64"):
+        flags = cpu_flags() | _arm_hwcap_flags()
+        # Only ARM features can describe an ARM CPU; under qemu-user, /proc/cpuinfo is the
+        # x86 host's, while the auxiliary vector holds the emulated CPU's features.
+        flags = frozenset(f for f in flags if f.startswith("asimd"))
+    flags = cpu_flags() if flags is None else frozenset(flags)
     if "amx_int8" in flags:
         return "amx-int8"
     if "avx512_vnni" in flags:
@@ -87,6 +92,26 @@ def int8_isa(flags: frozenset[str] | set[str] | None = None) -> str:
     if "asimd" in flags or machine in ("aarch64", "arm64"):
         return "neon"
     return "generic"
+
+
+#: AT_HWCAP's bits on Linux/arm64 (the kernel's uapi asm/hwcap.h): what each feature flag of
+#: /proc/cpuinfo comes from.
+_HWCAP_ASIMD, _HWCAP_ASIMDDP = 1 << 1, 1 << 20
+
+
+def _arm_hwcap_flags() -> frozenset[str]:
+    """``asimd``/``asimddp`` from ``getauxval(AT_HWCAP)`` on Linux/arm64, the features the
+    kernel (or qemu-user) reports to this process; empty where it cannot be read."""
+    try:
+        import ctypes
+
+        getauxval = ctypes.CDLL(None).getauxval
+        getauxval.restype = ctypes.c_ulong
+        hwcap = int(getauxval(16))  # AT_HWCAP
+    except (OSError, AttributeError):
+        return frozenset()
+    found = {"asimd": _HWCAP_ASIMD, "asimddp": _HWCAP_ASIMDDP}
+    return frozenset(name for name, bit in found.items() if hwcap & bit)
 
 
 def check_isa(isa: str) -> str:
