@@ -637,8 +637,9 @@ class TensorRTDescriber(Describer):
             if owner != self._device_index:
                 raise InputError(f"patches are on cuda:{owner}, the engine runs on {self.device}")
             given = stream_handle(stream)
-            handle = given
-            if given is None or given in DEFAULT_STREAM_HANDLES:
+            if given is not None and given not in DEFAULT_STREAM_HANDLES:
+                handle = given
+            else:
                 # No stream, or a default one (never handed to TensorRT): run on the own
                 # stream, joined to the default stream given or to the array's producer.
                 handle = int(self.stream)
