@@ -39,10 +39,35 @@ if [ ! -x "$ROOT/usr/bin/python3" ]; then
         --include=python3,python3-venv,python3-pip,ca-certificates \
         "$SUITE" "$ROOT" http://deb.debian.org/debian
 fi
-cleanup() { for m in proc sys; do mountpoint -q "$ROOT/$m" && umount "$ROOT/$m"; done; true; }
+FAKESYS=$(mktemp -d)
+cleanup() {
+    for m in proc sys; do mountpoint -q "$ROOT/$m" && umount "$ROOT/$m"; done
+    rm -rf "$FAKESYS"
+}
 trap cleanup EXIT
 mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
-mountpoint -q "$ROOT/sys" || mount --bind /sys "$ROOT/sys"
+# The x86 host's /sys describes no ARM CPU: OpenVINO's CPU plugin (oneDNN's xbyak_aarch64,
+# hwloc) reads the CPU topology and MIDR_EL1 from sysfs and crashes in compile_model without
+# them under qemu-user 7.2. A minimal sysfs of a 2-core Neoverse N1 (MIDR 0x410fd0c1) stands
+# in; the instructions that run are qemu's emulated CPU's either way.
+cpus=$FAKESYS/devices/system/cpu
+for c in 0 1; do
+    d=$cpus/cpu$c
+    mkdir -p "$d/regs/identification" "$d/topology"
+    echo 0x00000000410fd0c1 > "$d/regs/identification/midr_el1"
+    echo 0 > "$d/topology/physical_package_id"
+    echo "$c" > "$d/topology/core_id"
+    echo "$c" > "$d/topology/core_cpus_list"
+    echo "$c" > "$d/topology/thread_siblings_list"
+    echo $((1 << c)) > "$d/topology/core_cpus"
+    echo $((1 << c)) > "$d/topology/thread_siblings"
+    echo 3 > "$d/topology/package_cpus"
+    echo 0-1 > "$d/topology/package_cpus_list"
+    echo 1 > "$d/online"
+done
+for f in possible present online; do echo 0-1 > "$cpus/$f"; done
+mkdir -p "$ROOT/sys"
+mountpoint -q "$ROOT/sys" || mount --bind "$FAKESYS" "$ROOT/sys"
 # A clean environment: the host's PIP_* settings name host paths.
 in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
 
