@@ -1,13 +1,14 @@
 """The aarch64 half of ``benchmarks/arm64_check.sh``: run inside the arm64 root (under
 qemu-user on an x86 host, or on a real ARM machine) with the core install of the project.
 
-    python arm64_inside.py WORK
+    python arm64_inside.py WORK PAIRS NAME
 
 ``WORK`` holds the graphs to check and ``host-reference.npz`` (patches, an image crop, its
 keypoints and the x86 host's descriptors of both per graph). For each graph: ``runtime.load``,
 ``describe`` and ``compute`` (compared with the x86 host's descriptors of the same input) and
-``check`` (the artifact against its FP32 reference on held-out pairs, as on any target).
-Writes ``WORK/arm64-result.json``. Accuracy only: emulated time means nothing.
+``check`` (the artifact against its FP32 reference on held-out pairs, as on any target). Checks
+the graph ``NAME`` of ``WORK/graphs.json`` and writes ``WORK/arm64-result-NAME.json``.
+Accuracy only: emulated time means nothing.
 """
 
 from __future__ import annotations
@@ -29,18 +30,20 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def main() -> int:
     work = Path(sys.argv[1])
-    pairs = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
+    pairs = int(sys.argv[2])
+    only = sys.argv[3]
     import hardnet_export
     from hardnet_export import host, runtime
     from hardnet_export.check import check_artifact
 
     ref = np.load(work / "host-reference.npz")
-    graphs = json.loads((work / "graphs.json").read_text())
+    graphs = [g for g in json.loads((work / "graphs.json").read_text()) if g["name"] == only]
     torch_here = "torch" in sys.modules or _importable("torch")
     result: dict[str, Any] = {
         "machine": platform.machine(),
         "python": platform.python_version(),
         "int8_isa": host.int8_isa(),
+        "cpu_features": sorted(host.cpu_flags()),
         "hardnet_export": hardnet_export.__version__,
         "torch_installed": torch_here,
         "libraries": {m: _version(m) for m in ("numpy", "onnxruntime", "openvino", "cv2")},
@@ -54,6 +57,7 @@ def main() -> int:
         started = time.perf_counter()
         try:
             d = runtime.load(path)
+            _progress(name, "load", started)
             row["steps"]["load"] = {
                 "ok": True,
                 "backend": d.backend,
@@ -69,6 +73,7 @@ def main() -> int:
                 "cosine_to_x86_min": round(float(sim.min()), 6),
                 "cosine_to_x86_mean": round(float(sim.mean()), 6),
             }
+            _progress(name, "describe", started)
             kept, desc = d.compute(ref["image"], ref["keypoints"])
             sim = cosine(desc, ref[f"{name}.compute"])
             row["steps"]["compute"] = {
@@ -77,6 +82,7 @@ def main() -> int:
                 "cosine_to_x86_min": round(float(sim.min()), 6),
                 "cosine_to_x86_mean": round(float(sim.mean()), 6),
             }
+            _progress(name, "compute", started)
             report = check_artifact(path, entry.get("reference"), pairs=pairs)
             g = report.gate
             row["steps"]["check"] = {
@@ -100,8 +106,12 @@ def main() -> int:
         failures += not row["ok"]
         result["graphs"].append(row)
         print(f"{'OK  ' if row['ok'] else 'FAIL'} {name}: {json.dumps(row['steps'])}", flush=True)
-    (work / "arm64-result.json").write_text(json.dumps(result, indent=2) + "\n")
+    (work / f"arm64-result-{only}.json").write_text(json.dumps(result, indent=2) + "\n")
     return failures
+
+
+def _progress(name: str, step: str, started: float) -> None:
+    print(f"  {name}: {step} done at {time.perf_counter() - started:.0f} s", flush=True)
 
 
 def _importable(module: str) -> bool:

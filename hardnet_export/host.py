@@ -54,8 +54,16 @@ def _cpuinfo() -> dict[str, str]:
 
 
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (x86 ``flags`` or ARM ``Features``); empty when unknown."""
+    """The CPU's feature flags (x86 ``flags`` or ARM ``Features``); empty when unknown.
+
+    On arm64 only ARM features count: ``Features`` of /proc/cpuinfo and the kernel's
+    auxiliary vector (AT_HWCAP, AT_HWCAP2). Under qemu-user, /proc/cpuinfo is the x86 host's
+    (its ``flags`` would claim AVX-512 and AMX for an ARM process), while the auxiliary
+    vector holds the emulated CPU's features.
+    """
     info = _cpuinfo()
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return frozenset(info.get("Features", "").split()) | _arm_hwcap_flags()
     return frozenset((info.get("flags") or info.get("Features") or "").split())
 
 
@@ -70,13 +78,8 @@ def int8_isa(flags: frozenset[str] | set[str] | None = None) -> str:
 
     Returns one key of :data:`INT8_ISAS`.
     """
-    machine = platform.machine().lower()
-    if flags is None and machine in ("aarch64", "arm64"):
-        flags = cpu_flags() | _arm_hwcap_flags()
-        # Only ARM features can describe an ARM CPU; under qemu-user, /proc/cpuinfo is the
-        # x86 host's, while the auxiliary vector holds the emulated CPU's features.
-        flags = frozenset(f for f in flags if f.startswith("asimd"))
     flags = cpu_flags() if flags is None else frozenset(flags)
+    machine = platform.machine().lower()
     if "amx_int8" in flags:
         return "amx-int8"
     if "avx512_vnni" in flags:
@@ -94,24 +97,29 @@ def int8_isa(flags: frozenset[str] | set[str] | None = None) -> str:
     return "generic"
 
 
-#: AT_HWCAP's bits on Linux/arm64 (the kernel's uapi asm/hwcap.h): what each feature flag of
-#: /proc/cpuinfo comes from.
-_HWCAP_ASIMD, _HWCAP_ASIMDDP = 1 << 1, 1 << 20
+#: Bits of AT_HWCAP (16) and AT_HWCAP2 (26) on Linux/arm64 (the kernel's uapi asm/hwcap.h),
+#: by the /proc/cpuinfo feature name they stand for: the ones TUNING_FLAGS names.
+_HWCAP_BITS = {
+    16: {"asimd": 1 << 1, "asimdhp": 1 << 10, "asimddp": 1 << 20, "sve": 1 << 22},
+    26: {"i8mm": 1 << 13, "bf16": 1 << 14},
+}
 
 
 def _arm_hwcap_flags() -> frozenset[str]:
-    """``asimd``/``asimddp`` from ``getauxval(AT_HWCAP)`` on Linux/arm64, the features the
-    kernel (or qemu-user) reports to this process; empty where it cannot be read."""
+    """Feature names from ``getauxval(AT_HWCAP / AT_HWCAP2)`` on Linux/arm64: what the kernel
+    (or qemu-user) reports to this process; empty where it cannot be read."""
     try:
         import ctypes
 
         getauxval = ctypes.CDLL(None).getauxval
         getauxval.restype = ctypes.c_ulong
-        hwcap = int(getauxval(16))  # AT_HWCAP
+        getauxval.argtypes = [ctypes.c_ulong]
+        words = {key: int(getauxval(key)) for key in _HWCAP_BITS}
     except (OSError, AttributeError):
         return frozenset()
-    found = {"asimd": _HWCAP_ASIMD, "asimddp": _HWCAP_ASIMDDP}
-    return frozenset(name for name, bit in found.items() if hwcap & bit)
+    return frozenset(
+        name for key, bits in _HWCAP_BITS.items() for name, bit in bits.items() if words[key] & bit
+    )
 
 
 def check_isa(isa: str) -> str:
