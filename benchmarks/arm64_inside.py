@@ -1,13 +1,14 @@
 """The aarch64 half of ``benchmarks/arm64_check.sh``: run inside the arm64 root (under
 qemu-user on an x86 host, or on a real ARM machine) with the core install of the project.
 
-    python arm64_inside.py WORK PAIRS NAME
+    python arm64_inside.py WORK PAIRS NAME [BACKEND]
 
 ``WORK`` holds the graphs to check and ``host-reference.npz`` (patches, an image crop, its
 keypoints and the x86 host's descriptors of both per graph). For each graph: ``runtime.load``,
 ``describe`` and ``compute`` (compared with the x86 host's descriptors of the same input) and
 ``check`` (the artifact against its FP32 reference on held-out pairs, as on any target). Checks
-the graph ``NAME`` of ``WORK/graphs.json`` and writes ``WORK/arm64-result-NAME.json``.
+the graph ``NAME`` of ``WORK/graphs.json`` (on ``BACKEND``, default: the runtime's choice) and
+writes ``WORK/arm64-result-NAME[-BACKEND].json``.
 Accuracy only: emulated time means nothing.
 """
 
@@ -32,6 +33,8 @@ def main() -> int:
     work = Path(sys.argv[1])
     pairs = int(sys.argv[2])
     only = sys.argv[3]
+    backend = sys.argv[4] if len(sys.argv) > 4 else None
+    options = {"backend": backend} if backend else {}
     import hardnet_export
     from hardnet_export import host, runtime
     from hardnet_export.check import check_artifact
@@ -53,10 +56,15 @@ def main() -> int:
     failures = 0
     for entry in graphs:
         name, path = entry["name"], work / entry["file"]
-        row: dict[str, Any] = {"name": name, "file": entry["file"], "steps": {}}
+        row: dict[str, Any] = {
+            "name": name,
+            "file": entry["file"],
+            "backend_asked": backend or "the runtime's choice",
+            "steps": {},
+        }
         started = time.perf_counter()
         try:
-            d = runtime.load(path)
+            d = runtime.load(path, **options)
             _progress(name, "load", started)
             row["steps"]["load"] = {
                 "ok": True,
@@ -83,7 +91,7 @@ def main() -> int:
                 "cosine_to_x86_mean": round(float(sim.mean()), 6),
             }
             _progress(name, "compute", started)
-            report = check_artifact(path, entry.get("reference"), pairs=pairs)
+            report = check_artifact(path, entry.get("reference"), pairs=pairs, **options)
             g = report.gate
             row["steps"]["check"] = {
                 "ok": bool(report.passed),
@@ -106,7 +114,8 @@ def main() -> int:
         failures += not row["ok"]
         result["graphs"].append(row)
         print(f"{'OK  ' if row['ok'] else 'FAIL'} {name}: {json.dumps(row['steps'])}", flush=True)
-    (work / f"arm64-result-{only}.json").write_text(json.dumps(result, indent=2) + "\n")
+    suffix = f"-{backend}" if backend else ""
+    (work / f"arm64-result-{only}{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
     return failures
 
 
