@@ -192,6 +192,10 @@ def check_artifact(
     check_int("pairs", pairs, low=2, high=1_000_000)
     check_int("seed", seed, low=0, high=2**63 - 1)
     provenance = read_provenance(artifact)
+    if artifact.suffix == ".onnx":
+        from hardnet_export.artifacts.metadata import check_image_graph_opset, read_metadata
+
+        check_image_graph_opset(artifact, read_metadata(artifact), purpose="check")
     reference_path = resolve_reference(
         artifact, provenance, None if reference is None else Path(reference)
     )

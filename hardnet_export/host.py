@@ -54,8 +54,16 @@ def _cpuinfo() -> dict[str, str]:
 
 
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (x86 ``flags`` or ARM ``Features``); empty when unknown."""
+    """The CPU's feature flags (x86 ``flags`` or ARM ``Features``); empty when unknown.
+
+    On arm64 only ARM features count: ``Features`` of /proc/cpuinfo and the kernel's
+    auxiliary vector (AT_HWCAP, AT_HWCAP2). Under qemu-user, /proc/cpuinfo is the x86 host's
+    (its ``flags`` would claim AVX-512 and AMX for an ARM process), while the auxiliary
+    vector holds the emulated CPU's features.
+    """
     info = _cpuinfo()
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return frozenset(info.get("Features", "").split()) | _arm_hwcap_flags()
     return frozenset((info.get("flags") or info.get("Features") or "").split())
 
 
@@ -87,6 +95,31 @@ def int8_isa(flags: frozenset[str] | set[str] | None = None) -> str:
     if "asimd" in flags or machine in ("aarch64", "arm64"):
         return "neon"
     return "generic"
+
+
+#: Bits of AT_HWCAP (16) and AT_HWCAP2 (26) on Linux/arm64 (the kernel's uapi asm/hwcap.h),
+#: by the /proc/cpuinfo feature name they stand for: the ones TUNING_FLAGS names.
+_HWCAP_BITS = {
+    16: {"asimd": 1 << 1, "asimdhp": 1 << 10, "asimddp": 1 << 20, "sve": 1 << 22},
+    26: {"i8mm": 1 << 13, "bf16": 1 << 14},
+}
+
+
+def _arm_hwcap_flags() -> frozenset[str]:
+    """Feature names from ``getauxval(AT_HWCAP / AT_HWCAP2)`` on Linux/arm64: what the kernel
+    (or qemu-user) reports to this process; empty where it cannot be read."""
+    try:
+        import ctypes
+
+        getauxval = ctypes.CDLL(None).getauxval
+        getauxval.restype = ctypes.c_ulong
+        getauxval.argtypes = [ctypes.c_ulong]
+        words = {key: int(getauxval(key)) for key in _HWCAP_BITS}
+    except (OSError, AttributeError):
+        return frozenset()
+    return frozenset(
+        name for key, bits in _HWCAP_BITS.items() for name, bit in bits.items() if words[key] & bit
+    )
 
 
 def check_isa(isa: str) -> str:

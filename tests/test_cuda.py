@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 
 import gpu_gate
 import pytest
@@ -138,3 +139,50 @@ def test_gpu_smoke_script_says_no_device() -> None:
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     assert result.returncode == 100, result.stderr
     assert result.stderr.startswith("no CUDA device") and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_cuda.cuda_device_count() > 0, reason="checks the no-GPU mode")
+def test_gpu_smoke_cpu_mode_writes_its_results(tmp_path: Path) -> None:
+    """The device check's no-GPU mode runs its torch steps on this CPU and writes the same
+    two files a GPU run writes; every CUDA step is there, skipped as such, none failed."""
+    import json
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    script = root / "benchmarks" / "gpu_smoke.py"
+    args = ["--cpu", "--out", str(tmp_path), "--seconds", "0.1", "--batches", "1,8"]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "gpu-cpu-mode.json").read_text())
+    assert report["schema"] == 1 and report["mode"] == "cpu" and report["gpu"] is None
+    assert report["slug"] == "gpu-cpu-mode" and report["versions"]["torch"]
+    steps = {s["name"]: s for s in report["steps"]}
+    assert len(steps) == len(report["steps"]) >= 15
+    for entry in report["steps"]:
+        assert set(entry) == {"name", "status", "seconds", "detail"}
+        assert entry["status"] in ("passed", "skipped"), entry
+        assert entry["seconds"] >= 0 and entry["detail"]
+    counts = report["counts"]
+    assert counts["failed"] == 0 and counts["passed"] + counts["skipped"] == len(steps)
+    cuda_steps = [s for n, s in steps.items() if "cudart" in n or "CUDA graph" in n]
+    assert len(cuda_steps) >= 4
+    assert all(s["status"] == "skipped" and "no CUDA device" in s["detail"] for s in cuda_steps)
+    assert steps["describe_timed"]["status"] == "skipped"
+    assert steps["torch backend: FP32 on the device, against the CPU"]["status"] == "passed"
+    rows = report["throughput"]
+    assert [r["batch"] for r in rows] == [1, 8]
+    for row in rows:
+        assert row["device"] == "cpu" and row["precision"] == "fp32" and row["iterations"] >= 3
+        assert row["patches_per_s"] > 0 and row["p50_ms"] > 0 and row["device_p50_ms"] is None
+        assert row["p50_ms_per_descriptor"] == pytest.approx(row["p50_ms"] / row["batch"], 1e-2)
+    markdown = (tmp_path / "gpu-cpu-mode.md").read_text()
+    assert markdown.startswith("# GPU device check: no GPU (CPU mode)")
+    assert "| step | status | seconds | detail |" in markdown
+    assert "| backend | device | precision | options | batch |" in markdown
+    assert all(f"| {name} |" in markdown for name in steps)
+    assert "wrote" in result.stdout and "0 failed" in result.stdout

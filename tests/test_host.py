@@ -40,3 +40,21 @@ def test_distribution_version_takes_the_first_installed_name() -> None:
     assert host.distribution_version("no-such-distribution-x", "numpy") == np.__version__
     assert host.distribution_version("no-such-distribution-x") is None
     assert host.distribution_version() is None
+
+
+def test_arm64_counts_only_arm_features(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under qemu-user, /proc/cpuinfo is the x86 host's: an arm64 process must not take its
+    AVX-512/AMX flags for its own (they would pick x86 int8 and bf16 rules); the auxiliary
+    vector's features count instead."""
+    import platform
+
+    x86 = {"model name": "AMD EPYC", "flags": "avx2 avx512bw avx512_vnni avx512_bf16 amx_int8"}
+    monkeypatch.setattr(host, "_cpuinfo", lambda: x86)
+    monkeypatch.setattr(host, "_arm_hwcap_flags", lambda: frozenset({"asimd", "asimddp"}))
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert host.cpu_flags() == {"asimd", "asimddp"}
+    assert host.int8_isa() == "neon-dotprod" and not host.has_bf16()
+    monkeypatch.setattr(host, "_arm_hwcap_flags", lambda: frozenset())
+    assert host.int8_isa() == "neon"  # an aarch64 machine without readable features
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    assert host.int8_isa() == "amx-int8" and host.has_bf16()

@@ -274,3 +274,98 @@ def read_metadata(path: str | Path) -> GraphMetadata:
     except Exception as exc:  # onnx raises DecodeError, ValueError, ... for a broken file
         raise InputError(f"{path} is not a readable ONNX file ({exc})") from exc
     return GraphMetadata.from_props({p.key: p.value for p in model.metadata_props}, str(path))
+
+
+#: The newest opset an image graph may have: from opset 20 on, ONNX spells GridSample's
+#: bilinear mode ``linear``, which TensorRT's ONNX importer (10.x-11.x) does not recognise and
+#: silently runs as nearest (NVIDIA/TensorRT issue 4646; onnx-tensorrt PR 1060).
+MAX_IMAGE_GRAPH_OPSET = 19
+
+
+def graph_opset(path: str | Path) -> int | None:
+    """The default-domain (``ai.onnx``) opset an ONNX file imports; None if it names none.
+
+    Reads ``ModelProto.opset_import`` from the protobuf wire format itself, so it runs in the
+    torch- and onnx-free core (ONNX Runtime does not expose the opset).
+
+    Raises:
+        MissingFileError: no such file.
+        InputError: not a readable ONNX (protobuf) file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"ONNX file not found: {path}")
+    data = path.read_bytes()
+    try:
+        for number, value in _protobuf_fields(data):
+            if number != 8 or not isinstance(value, bytes):  # 8: ModelProto.opset_import
+                continue
+            domain, version = "", None
+            for inner, item in _protobuf_fields(value):
+                if inner == 1 and isinstance(item, bytes):  # OperatorSetIdProto.domain
+                    domain = item.decode()
+                elif inner == 2 and isinstance(item, int):  # OperatorSetIdProto.version
+                    version = item
+            if domain in ("", "ai.onnx") and version is not None:
+                return version
+    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not a readable ONNX file ({exc})") from exc
+    return None
+
+
+def _protobuf_fields(data: bytes) -> list[tuple[int, int | bytes]]:
+    """The (field number, value) pairs of one protobuf message: varints as int, length-
+    delimited fields as bytes, fixed-width ones as bytes (never needed here)."""
+    found: list[tuple[int, int | bytes]] = []
+    pos = 0
+
+    def varint() -> int:
+        nonlocal pos
+        shift = result = 0
+        while True:
+            byte = data[pos]
+            pos += 1
+            result |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return result
+            shift += 7
+            if shift > 63:
+                raise ValueError("a varint longer than 10 bytes")
+
+    while pos < len(data):
+        key = varint()
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            found.append((number, varint()))
+        elif wire == 2:
+            size = varint()
+            if pos + size > len(data):
+                raise ValueError("a field runs past the end of the file")
+            found.append((number, data[pos : pos + size]))
+            pos += size
+        elif wire in (1, 5):
+            width = 8 if wire == 1 else 4
+            found.append((number, data[pos : pos + width]))
+            pos += width
+        else:
+            raise ValueError(f"wire type {wire} at byte {pos}")
+    return found
+
+
+def check_image_graph_opset(path: str | Path, metadata: GraphMetadata, *, purpose: str) -> None:
+    """Refuse an image graph above :data:`MAX_IMAGE_GRAPH_OPSET` for ``purpose`` (a TensorRT
+    build, a check), whose GridSample TensorRT would run as nearest; other graphs pass.
+
+    Raises:
+        InputError: one line naming the file, its opset and the opset to export at.
+    """
+    if metadata.kind != "image":
+        return
+    opset = graph_opset(path)
+    if opset is not None and opset > MAX_IMAGE_GRAPH_OPSET:
+        raise InputError(
+            f"{path} is an image graph at opset {opset}; {purpose} needs opset <= "
+            f"{MAX_IMAGE_GRAPH_OPSET}, where GridSample's bilinear mode is not the 'linear' "
+            "that TensorRT's ONNX importer runs as nearest (NVIDIA/TensorRT#4646); export it "
+            f"again with opset {MAX_IMAGE_GRAPH_OPSET} or lower"
+        )

@@ -176,7 +176,78 @@ def finish_export(program: Any, opset: int) -> onnx.ModelProto:
     del proto.metadata_props[:]
     for node in proto.graph.node:
         del node.metadata_props[:]
+    cast_uint8_inputs_once(proto)
     return proto
+
+
+#: Nodes that read only the shape of their input, never its values: reading the shape of the
+#: input's float Cast instead gives the same result.
+SHAPE_ONLY_OPS = ("Shape", "Size")
+
+
+def uint8_input_consumers(proto: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    """Each uint8 graph input and the nodes that read it."""
+    import onnx
+
+    uint8 = [
+        i.name for i in proto.graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    ]
+    return {name: [node for node in proto.graph.node if name in node.input] for name in uint8}
+
+
+def cast_uint8_inputs_once(proto: onnx.ModelProto) -> None:
+    """Make every uint8 graph input feed exactly one node, a Cast, in place.
+
+    TensorRT's ONNX parser wants a UINT8 network input to feed a Cast directly and nothing
+    else (an NVIDIA maintainer in NVIDIA/TensorRT issue 3985; TensorRT's Shape layer lists
+    no uint8 input), while torch's exporter reads the batch size (and an image's sides)
+    straight from the input with ``Shape``. Those nodes read the shape only, so they are
+    moved onto the Cast's output, which has the same shape; any other second reader is an
+    exporter change this function does not know, and is refused rather than rewired.
+
+    Raises:
+        InputError: a uint8 input read by no Cast, by several, or by a node that reads its
+            values other than the Cast.
+    """
+    for name, readers in uint8_input_consumers(proto).items():
+        casts = [node for node in readers if node.op_type == "Cast"]
+        others = [node for node in readers if node.op_type != "Cast"]
+        if len(casts) != 1 or any(node.op_type not in SHAPE_ONLY_OPS for node in others):
+            raise InputError(
+                f"the exported graph's uint8 input {name!r} is read by "
+                f"{', '.join(sorted(n.op_type for n in readers)) or 'nothing'}; expected one "
+                f"Cast and at most {'/'.join(SHAPE_ONLY_OPS)} nodes beside it"
+            )
+        cast_output = casts[0].output[0]
+        for node in others:
+            node.input[:] = [cast_output if value == name else value for value in node.input]
+    # The rewired Shape nodes now come before the Cast they read: restore topological order.
+    _topological_sort(proto)
+
+
+def _topological_sort(proto: onnx.ModelProto) -> None:
+    """Reorder ``proto.graph.node`` so that every node follows the producers of its inputs,
+    keeping the existing order wherever it is already valid."""
+    available = {i.name for i in proto.graph.input} | {t.name for t in proto.graph.initializer}
+    available.add("")  # an omitted optional input
+    pending = list(proto.graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(value in available for value in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise InputError(f"the graph has a cycle or a missing input at {rest[0].name!r}")
+        pending = rest
+    copies = [type(node)() for node in ordered]
+    for copy_, node in zip(copies, ordered, strict=True):
+        copy_.CopyFrom(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(copies)
 
 
 def name_layers(proto: onnx.ModelProto) -> None:

@@ -36,7 +36,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hardnet_export._io import check_writable
-from hardnet_export.artifacts.metadata import IMAGE_GRAPH_REMEDY, GraphMetadata
+from hardnet_export.artifacts.metadata import (
+    IMAGE_GRAPH_REMEDY,
+    MAX_IMAGE_GRAPH_OPSET,
+    GraphMetadata,
+)
 from hardnet_export.artifacts.variants import VARIANTS, Variant, get_variant
 from hardnet_export.errors import InputError, Remedy
 from hardnet_export.export.common import (
@@ -384,7 +388,8 @@ def export_image_graph(
         out: the ``.onnx`` file to write (its folder must exist).
         variant: one whose record allows an image graph (``image``: ``fp32``, ``fp16``), or
             its name.
-        opset: ONNX opset, at least 18.
+        opset: ONNX opset, 18 to 19 (``MAX_IMAGE_GRAPH_OPSET``): from opset 20 on,
+            TensorRT runs GridSample's bilinear mode as nearest.
         magnification: the support region in units of ``KeyPoint.size`` (default
             :data:`hardnet_export.geometry.DEFAULT_MAGNIFICATION`).
         pyramid_levels: pyramid levels, 1..15 (default :data:`PYRAMID_LEVELS`): keypoint
@@ -410,6 +415,12 @@ def export_image_graph(
             },
         )
     check_opset(opset)
+    if opset > MAX_IMAGE_GRAPH_OPSET:
+        raise InputError(
+            f"an image graph is exported at opset {MIN_OPSET}..{MAX_IMAGE_GRAPH_OPSET}, got "
+            f"{opset}: from opset 20 GridSample's bilinear mode is 'linear', which TensorRT's "
+            "ONNX importer runs as nearest (NVIDIA/TensorRT#4646)"
+        )
     scale = check_magnification(DEFAULT_MAGNIFICATION if magnification is None else magnification)
     levels = check_int(
         "pyramid_levels",

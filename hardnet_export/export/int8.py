@@ -1,7 +1,8 @@
 """INT8: explicit Q/DQ graphs from ONNX Runtime's static quantiser, named by their target.
 
 ``tensorrt``: int8 activations and weights, symmetric (zero points 0), per-channel weights,
-float biases (TensorRT's parser rejects int32 bias dequantisation), Q/DQ around Conv only.
+float biases (TensorRT's parser rejects int32 bias dequantisation), Q/DQ on each Conv's input
+only (none on its output, which would split TensorRT's Conv+ReLU fusion).
 Its figures are computed in the graph's **exact Q/DQ semantics** (ONNX Runtime with graph
 optimisations off: QuantizeLinear and DequantizeLinear run as written, the convs in float),
 which is what TensorRT computes, whatever int8 kernels the exporting CPU has.
@@ -433,7 +434,17 @@ class Quantizer:
         excluded = [*kept, *(f"relu{name[len('conv') :]}" for name in kept)]
         if self.target == "tensorrt":
             activation_type = QuantType.QInt8
-            extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
+            extra = {
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "QuantizeBias": False,
+                # Q/DQ at each conv's input only: a pair on a Conv's output would sit between
+                # the Conv and its Relu and split the Conv+ReLU fusion (TensorRT developer
+                # guide, "Q/DQ Layer-Placement Recommendations": quantise the inputs of
+                # weighted layers, not their outputs). The next conv's input Q/DQ follows
+                # the Relu, where TensorRT fuses it into the Conv+ReLU's int8 output.
+                "OpTypesToExcludeOutputQuantization": ["Conv"],
+            }
             reduce_range = False
         else:
             activation_type = QuantType.QUInt8
@@ -498,9 +509,10 @@ def qat_tensor_ranges(
     fp32: onnx.ModelProto, qat: QatRecord, target: str
 ) -> dict[str, tuple[float, float]]:
     """The QAT record's ranges keyed by the FP32 graph's tensor names: each conv's input,
-    and each conv's output: its own range in the ``tensorrt`` flavour, the Relu's after it
-    (the next conv's input range) in the ``cpu`` flavour, whose uint8 conv outputs fold the
-    Relu in, except the last conv's (no Relu)."""
+    and each conv's output: its own range in the ``tensorrt`` flavour (given to the quantiser,
+    which quantises no conv output there), the Relu's after it (the next conv's input range)
+    in the ``cpu`` flavour, whose uint8 conv outputs fold the Relu in, except the last conv's
+    (no Relu)."""
     convs = [node for node in fp32.graph.node if node.op_type == "Conv"]
     count = len(QAT_POINTS) // 2
     if len(convs) != count:
@@ -565,7 +577,7 @@ def check_qat_scales(
         if any(k is None or k.op_type != "DequantizeLinear" for k in kinds):
             return  # a layer kept float on purpose (keep_float): nothing more to check
     inputs = QAT_POINTS[: len(QAT_POINTS) // 2]
-    expected = set(QAT_POINTS) if target == "tensorrt" else {*inputs, QAT_POINTS[-1]}
+    expected = set(inputs) if target == "tensorrt" else {*inputs, QAT_POINTS[-1]}
     if seen != expected:
         raise StateError(
             f"the Q/DQ graph quantises {', '.join(sorted(seen))}; QAT trained "

@@ -140,6 +140,15 @@ def device_patch_shape(iface: dict[str, Any]) -> tuple[tuple[int, int, int, int]
     return shape, dtype
 
 
+#: cudaStream_t values that name a default stream rather than a stream of the caller's own:
+#: 0 and cudaStreamLegacy (1) the legacy default stream, cudaStreamPerThread (2) the
+#: per-thread one (CUDA Runtime API, "Stream synchronization behavior"). TensorRT's
+#: enqueueV3 synchronises extra on a default stream (its log: "Using default stream in
+#: enqueueV3() may lead to performance issues due to additional calls to
+#: cudaStreamSynchronize()"), so no backend hands one to TensorRT.
+DEFAULT_STREAM_HANDLES = (0, 1, 2)
+
+
 def stream_handle(stream: Any) -> int | None:
     """A raw ``cudaStream_t`` from a torch/CuPy/cuda-python stream or an int; None stays None."""
     if stream is None:

@@ -26,11 +26,16 @@ from hardnet_export.artifacts.metadata import (
     SEMANTICS_EXACT,
     SEMANTICS_HOST,
     GraphMetadata,
+    read_metadata,
 )
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
 from hardnet_export.runtime.base import Describer, kind_class
 from hardnet_export.runtime.image import IMAGE_GRAPH_REMEDY, ImageDescriber, check_image_inputs
-from hardnet_export.runtime.inputs import check_graph_signature, graph_input
+from hardnet_export.runtime.inputs import (
+    DEFAULT_STREAM_HANDLES,
+    check_graph_signature,
+    graph_input,
+)
 from hardnet_export.validate import device_name, parse_device
 
 if TYPE_CHECKING:
@@ -152,6 +157,53 @@ def check_tensorrt_provider(
                 "(variant fp16) instead"
             )
     return notes
+
+
+#: The options that make ONNX Runtime's TensorRT provider honour a graph's precision on
+#: TensorRT 10, whose networks it builds weakly typed: without them TensorRT may run an FP16
+#: graph's float16 layers, and a Q/DQ graph's float16 layers, in FP32 (ONNX Runtime's
+#: "TensorRT Execution Provider" page, trt_fp16_enable and trt_int8_enable; TensorRT 10 runs
+#: a Q/DQ graph's int8 layers only with INT8 enabled in a weakly typed network). The
+#: tensorrt-flavour INT8 graph keeps its first convs in float16, hence both for int8.
+TENSORRT_PRECISION_OPTIONS: dict[str, dict[str, bool]] = {
+    "fp16": {"trt_fp16_enable": True},
+    "int8": {"trt_int8_enable": True, "trt_fp16_enable": True},
+}
+
+
+def tensorrt_provider_options(
+    precision: str, tensorrt_version: str | None, given: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """The TensorRT provider's options for a graph of ``precision``: the precision flags of
+    :data:`TENSORRT_PRECISION_OPTIONS` under the caller's own (which win), on TensorRT 10 or an
+    unknown TensorRT (ONNX Runtime's provider links TensorRT 10); TensorRT 11 builds strongly
+    typed networks, where the flags do nothing. A ``user_compute_stream`` that is a default
+    stream's handle is dropped: ONNX Runtime would pass it to TensorRT's enqueue, which warns
+    that a default stream costs extra synchronisation; without it the provider runs on a
+    stream of its own.
+
+    Returns:
+        The options, and notes (warnings) on what was dropped.
+    """
+    major = _version_tuple(tensorrt_version)[:1] if tensorrt_version else ()
+    weakly_typed = not major or major[0] < 11
+    options = {**(TENSORRT_PRECISION_OPTIONS.get(precision, {}) if weakly_typed else {}), **given}
+    notes: list[str] = []
+    stream = options.get("user_compute_stream")
+    if stream is not None:
+        try:
+            handle = int(stream)
+        except (TypeError, ValueError):
+            handle = None
+        if handle in DEFAULT_STREAM_HANDLES:
+            options.pop("user_compute_stream")
+            options.pop("has_user_compute_stream", None)
+            notes.append(
+                f"user_compute_stream={stream!r} is a CUDA default stream; it was dropped, so "
+                "ONNX Runtime's TensorRT provider runs on a stream of its own (TensorRT "
+                "synchronises extra on a default stream)"
+            )
+    return options, notes
 
 
 def preload_gpu_libraries(ort: Any) -> None:
@@ -403,9 +455,15 @@ class OnnxRuntimeDescriber(Describer):
 
             trt_module, _ = tensorrt_status()
             trt_version = str(trt_module.__version__) if trt_module is not None else None
-            trt_options = dict(chosen[names.index("TensorrtExecutionProvider")][1])
-            for note in check_tensorrt_provider(ort.__version__, trt_version, trt_options):
+            index = names.index("TensorrtExecutionProvider")
+            given = dict(chosen[index][1])
+            for note in check_tensorrt_provider(ort.__version__, trt_version, given):
                 warnings.warn(note, RuntimeWarning, stacklevel=2)
+            precision = read_metadata(path).precision
+            trt_options, notes = tensorrt_provider_options(precision, trt_version, given)
+            for note in notes:
+                warnings.warn(note, RuntimeWarning, stacklevel=2)
+            chosen[index] = ("TensorrtExecutionProvider", trt_options)
         if "CUDAExecutionProvider" in names or "TensorrtExecutionProvider" in names:
             preload_gpu_libraries(ort)
         try:

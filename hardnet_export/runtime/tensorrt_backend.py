@@ -59,6 +59,7 @@ from hardnet_export.geometry import PATCH_SIZE, to_uint8
 from hardnet_export.runtime import cudart
 from hardnet_export.runtime.base import Describer, kind_class
 from hardnet_export.runtime.inputs import (
+    DEFAULT_STREAM_HANDLES,
     cuda_array_interface,
     device_patch_shape,
     stream_handle,
@@ -573,11 +574,16 @@ class TensorRTDescriber(Describer):
         handle = stream_handle(stream)
         # Torch work (the conversion, the output's allocation) goes on the caller's stream
         # when there is one, so TensorRT, which reads it there, is ordered after it.
-        work = (
-            torch.cuda.ExternalStream(handle, device=patches.device)
-            if handle is not None
-            else torch.cuda.current_stream(patches.device)
-        )
+        if handle is None:
+            work = torch.cuda.current_stream(patches.device)
+        elif handle == 0:  # torch.cuda.default_stream(): its cuda_stream is 0
+            work = torch.cuda.default_stream(patches.device)
+        else:
+            work = torch.cuda.ExternalStream(handle, device=patches.device)
+        if handle in DEFAULT_STREAM_HANDLES:
+            # A default stream passed explicitly is joined by events like no stream at all,
+            # rather than handed to TensorRT (see DEFAULT_STREAM_HANDLES).
+            handle = None
         torch_dtype = torch.uint8 if self.input_dtype == "uint8" else torch.float32
         with torch.cuda.stream(work):
             if batch.dtype != torch_dtype:
@@ -630,11 +636,15 @@ class TensorRTDescriber(Describer):
                 raise InputError("__cuda_array_interface__ points to memory that is not on a GPU")
             if owner != self._device_index:
                 raise InputError(f"patches are on cuda:{owner}, the engine runs on {self.device}")
-            handle = stream_handle(stream)
-            if handle is None:
+            given = stream_handle(stream)
+            if given is not None and given not in DEFAULT_STREAM_HANDLES:
+                handle = given
+            else:
+                # No stream, or a default one (never handed to TensorRT): run on the own
+                # stream, joined to the default stream given or to the array's producer.
                 handle = int(self.stream)
-                producer = iface.get("stream")
-                if isinstance(producer, int) and producer != 0:
+                producer = given if given is not None else iface.get("stream")
+                if isinstance(producer, int) and (producer != 0 or given is not None):
                     # __cuda_array_interface__ v3: the producer's stream (1 = legacy default,
                     # 2 = per-thread default) may still be writing the array; our stream is
                     # non-blocking, so join it explicitly.
@@ -649,6 +659,12 @@ class TensorRTDescriber(Describer):
             if not self._d_in.ptr:
                 return
             cudart.set_device(self._device_index)
+            # The last inference may have been enqueued on a caller's stream, which our own
+            # stream's synchronisation does not cover: wait on its event first, so no
+            # enqueued kernel still reads the context, engine or buffers freed below
+            # (cudaEventSynchronize waits for the event's most recent record, and returns at
+            # once for an event never recorded: CUDA Runtime API, "Event Management").
+            self._event.synchronize()
             self.stream.synchronize()
             if self._graph is not None:
                 self._graph.destroy()

@@ -143,23 +143,39 @@ class TorchDescriber(Describer):
         )
 
     def _capture_graph(self) -> None:
+        """Capture the forward pass of ``max_batch`` patches on the describer's device.
+
+        ``torch.cuda.graph`` without ``stream=`` captures on a side stream that torch creates
+        on the *current* device, so a describer on ``cuda:1`` would capture on ``cuda:0``
+        and replay a graph without its work; the capture therefore runs inside
+        ``torch.cuda.device(...)`` on a stream of the describer's own (PyTorch's "CUDA
+        Graphs" notes: warm up on a side stream, then capture on a non-default stream).
+        """
         import torch
 
         assert self.max_batch is not None
-        self._static_in = torch.zeros(
-            (self.max_batch, 1, PATCH_SIZE, PATCH_SIZE),
-            dtype=torch.float32,
-            device=self._torch_device,
-        )
-        side = torch.cuda.Stream(self._torch_device)
-        side.wait_stream(torch.cuda.current_stream(self._torch_device))
-        with torch.no_grad(), torch.cuda.stream(side):
-            for _ in range(2):  # warm-up outside the capture, as cuDNN autotuning allocates
-                self._forward(self._static_in)
-        torch.cuda.current_stream(self._torch_device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), torch.cuda.graph(graph):
-            self._static_out = self._forward(self._static_in)
+        device = self._torch_device
+        with torch.cuda.device(device):
+            self._static_in = torch.zeros(
+                (self.max_batch, 1, PATCH_SIZE, PATCH_SIZE), dtype=torch.float32, device=device
+            )
+            current = torch.cuda.current_stream(device)
+            side = torch.cuda.Stream(device)
+            side.wait_stream(current)
+            with torch.no_grad(), torch.cuda.stream(side):
+                for _ in range(2):  # warm-up outside the capture, as cuDNN autotuning allocates
+                    self._forward(self._static_in)
+            current.wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            self._capture_stream = torch.cuda.Stream(device)
+            self._capture_stream.wait_stream(current)
+            with torch.no_grad(), torch.cuda.graph(graph, stream=self._capture_stream):
+                self._static_out = self._forward(self._static_in)
+            current.wait_stream(self._capture_stream)
+            #: Recorded after each replay's output is copied out, on whichever stream ran
+            #: it; the next replay's stream waits on it before it overwrites the static
+            #: input (the lock orders the host, not the streams).
+            self._replayed = torch.cuda.Event()
         self._graph = graph
 
     def _run(self, x: Any) -> Any:
@@ -167,10 +183,16 @@ class TorchDescriber(Describer):
         import torch
 
         if self._graph is not None and x.shape[0] == self.max_batch:
-            with self._lock:
+            with self._lock, torch.cuda.device(self._torch_device):
+                stream = torch.cuda.current_stream(self._torch_device)
+                # The previous replay (on any stream) must have read the static input and
+                # had its static output copied before this call overwrites either.
+                stream.wait_event(self._replayed)
                 self._static_in.copy_(x)
                 self._graph.replay()
-                return self._static_out.clone()
+                out = self._static_out.clone()
+                self._replayed.record(stream)
+                return out
         with torch.no_grad():
             return self._forward(x)
 

@@ -204,8 +204,10 @@ class QatHardNet(nn.Module):
                 bias = _RoundSTE.apply(bias / bias_scale) * bias_scale
             y = nn.functional.conv2d(x_q, weight_q, bias, conv.stride, conv.padding)
             if not cpu:
-                # tensorrt: Q/DQ on the conv's output, Relu in float, Q/DQ at the next input.
-                y = self._activation(y, output, relu=False)
+                # tensorrt: the conv's output and its Relu stay float (the graph has no Q/DQ
+                # there: it would split TensorRT's Conv+ReLU fusion); Q/DQ at the next input.
+                # The output range is observed for the record only.
+                self._observe(y, output, relu=False)
                 x = torch.relu(y) if i < last else y
             elif i < last:
                 # Observed for the record (the tensorrt flavour's range), not quantised here.

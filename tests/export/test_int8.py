@@ -101,6 +101,14 @@ def test_tensorrt_graph_structure(tensorrt_graph: onnx.ModelProto) -> None:
             assert dq.op_type == "DequantizeLinear"
             source = dq.input[0]
             assert source in inits or producers[source].op_type == "QuantizeLinear"
+    # No Q/DQ on a Conv's output: it would split TensorRT's Conv+ReLU fusion; the Relu reads
+    # the Conv directly and the next conv's input Q/DQ follows the Relu.
+    consumers = _consumers(tensorrt_graph)
+    for conv in convs:
+        readers = [n.op_type for n in consumers.get(conv.output[0], [])]
+        assert "QuantizeLinear" not in readers, (conv.name, readers)
+        if conv.name != "conv6":
+            assert readers == ["Relu"], (conv.name, readers)
     # Only Conv is quantised: the standardisation and L2 norm stay float.
     first_q = next(i for i, n in enumerate(tensorrt_graph.graph.node) if n.op_type == "Conv")
     assert tensorrt_graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8

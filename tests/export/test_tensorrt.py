@@ -391,3 +391,66 @@ def test_the_trt_command_names_its_flags(
     )
     assert code == 1 and message in err, err
     assert "_batch" not in err and "_keypoints" not in err
+
+
+# -- a corrupt or foreign timing cache (issue 26, item 6) ----------------------------------
+
+
+class _Config:
+    """A stand-in for IBuilderConfig's two timing-cache calls: what TensorRT returns for a
+    cache it cannot deserialise (None) or whose header does not match (False)."""
+
+    def __init__(self, created: object, accepted: bool) -> None:
+        self.created, self.accepted, self.given = created, accepted, None
+
+    def create_timing_cache(self, data: bytes) -> object:
+        self.given = data
+        return self.created
+
+    def set_timing_cache(self, cache: object, ignore_mismatch: bool) -> bool:
+        if cache is None:  # what the real bindings do with None
+            raise TypeError("set_timing_cache(): incompatible function arguments")
+        assert ignore_mismatch is False
+        return self.accepted
+
+
+@pytest.mark.parametrize(
+    ("created", "accepted", "message"),
+    [
+        (None, True, r"\(9 bytes\) is not a TensorRT timing cache this TensorRT can read"),
+        (object(), False, "was made by another TensorRT version or GPU"),
+    ],
+    ids=["unreadable", "foreign"],
+)
+def test_a_bad_timing_cache_is_one_line_naming_it(
+    tmp_path: Path, created: object, accepted: bool, message: str
+) -> None:
+    from hardnet_export.export.tensorrt import _load_timing_cache
+
+    cache = tmp_path / "model.timing.cache"
+    cache.write_bytes(b"not a tc!")
+    config = _Config(created, accepted)
+    with pytest.raises(ValueError, match=message) as info:
+        _load_timing_cache(config, cache)
+    assert config.given == b"not a tc!"
+    assert str(cache) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_no_timing_cache_file_yet_gives_an_empty_cache(tmp_path: Path) -> None:
+    from hardnet_export.export.tensorrt import _load_timing_cache
+
+    config = _Config(object(), True)
+    _load_timing_cache(config, tmp_path / "new.cache")
+    assert config.given == b""
+    _load_timing_cache(config, None)
+    assert config.given == b""
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAVE_TENSORRT_AND_GPU, reason="needs TensorRT")
+def test_build_with_a_corrupt_timing_cache_says_which_file(fp32_onnx: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "garbage.cache"
+    cache.write_bytes(b"\x00garbage" * 64)
+    with pytest.raises(ValueError, match="garbage.cache") as info:
+        build_engine(fp32_onnx, tmp_path / "m.engine", max_batch=8, opt_batch=8, timing_cache=cache)
+    assert "\n" not in str(info.value)

@@ -191,3 +191,71 @@ def test_cuda_libraries_are_preloaded_once(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(backend, "_PRELOADED", False)
     with pytest.warns(RuntimeWarning, match="preload_dlls.*libcudnn"):
         backend.preload_gpu_libraries(types.SimpleNamespace(preload_dlls=broken))
+
+
+# -- the TensorRT provider's precision flags and stream (issue 26, item 8) -----------------
+
+
+@pytest.mark.parametrize(
+    ("precision", "want"),
+    [
+        ("fp32", {}),
+        ("fp16", {"trt_fp16_enable": True}),
+        ("int8", {"trt_int8_enable": True, "trt_fp16_enable": True}),
+    ],
+)
+@pytest.mark.parametrize("version", [None, "10.13.0"])
+def test_tensorrt_10_provider_gets_the_graphs_precision(
+    precision: str, want: dict, version: str | None
+) -> None:
+    from hardnet_export.runtime.onnxruntime_backend import tensorrt_provider_options
+
+    options, notes = tensorrt_provider_options(precision, version, {"device_id": 0})
+    assert options == {"device_id": 0, **want} and notes == []
+
+
+def test_tensorrt_provider_options_the_caller_gave_win_and_11_needs_none() -> None:
+    from hardnet_export.runtime.onnxruntime_backend import tensorrt_provider_options
+
+    options, _ = tensorrt_provider_options("int8", "10.9", {"trt_fp16_enable": False})
+    assert options == {"trt_fp16_enable": False, "trt_int8_enable": True}
+    assert tensorrt_provider_options("fp16", "11.4.0", {}) == ({}, [])
+
+
+@pytest.mark.parametrize("handle", [0, "0", 1, 2])
+def test_a_default_stream_is_not_handed_to_the_tensorrt_provider(handle: object) -> None:
+    from hardnet_export.runtime.onnxruntime_backend import tensorrt_provider_options
+
+    given = {"has_user_compute_stream": 1, "user_compute_stream": handle}
+    options, notes = tensorrt_provider_options("fp32", "10.13", given)
+    assert "user_compute_stream" not in options and "has_user_compute_stream" not in options
+    assert len(notes) == 1 and "default stream" in notes[0]
+    own = {"user_compute_stream": str(0x7F00AB000000)}
+    assert tensorrt_provider_options("fp32", "10.13", own) == (own, [])
+
+
+def test_open_passes_the_precision_flags_to_the_tensorrt_provider(
+    fp16_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a GPU: ONNX Runtime told it has the TensorRT provider, and a stand-in session
+    that records what open() asked for (then refuses, as a real one would here)."""
+    import onnxruntime as ort
+
+    from hardnet_export import _cuda
+    from hardnet_export.runtime import onnxruntime_backend as backend
+
+    asked: dict = {}
+
+    def session(path: str, sess_options: object, providers: list, provider_options: list):
+        asked.update(zip(providers, provider_options, strict=True))
+        raise RuntimeError("no GPU here")
+
+    available = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: available)
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    monkeypatch.setattr(backend, "preload_gpu_libraries", lambda ort: None)
+    monkeypatch.setattr(_cuda, "tensorrt_status", lambda: (None, "not installed"))
+    options = {"TensorrtExecutionProvider": {"user_compute_stream": "0"}}
+    with pytest.warns(RuntimeWarning, match="default stream"), pytest.raises(ValueError):
+        runtime.load(fp16_onnx, backend="onnxruntime", device="tensorrt", provider_options=options)
+    assert asked["TensorrtExecutionProvider"] == {"trt_fp16_enable": True}

@@ -236,3 +236,81 @@ def test_alignment_check() -> None:
     check_alignment(0x7F0000000000, "x")
     with pytest.raises(ValueError, match="256-byte boundary.*offset 1"):
         check_alignment(0x7F0000000001, "device patches")
+
+
+# -- close() waits for the last inference first (issue 26, item 5) -------------------------
+
+
+def test_close_waits_on_the_last_inference_before_freeing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a GPU: close() on a describer made of stand-ins records the order of its CUDA
+    calls; the last inference's event (recorded on whichever stream, a caller's included)
+    is waited on before the context, engine, buffers and stream go."""
+    import threading
+
+    from hardnet_export.runtime import cudart
+    from hardnet_export.runtime.tensorrt_backend import TensorRTDescriber
+
+    calls: list[str] = []
+
+    class Thing:
+        def __init__(self, name: str) -> None:
+            self.name, self.ptr = name, 1
+
+        def __getattr__(self, method: str) -> object:
+            return lambda *args: calls.append(f"{self.name}.{method}")
+
+    monkeypatch.setattr(cudart, "set_device", lambda index: calls.append("set_device"))
+    d = TensorRTDescriber.__new__(TensorRTDescriber)
+    d._lock = threading.Lock()
+    d._device_index = 0
+    d._graph = None
+    d._timing = None
+    d.context, d._graph_context, d.engine, d._keep = object(), object(), object(), (object(),)
+    d.stream = Thing("stream")
+    d._event, d._ready, d._done = Thing("event"), Thing("ready"), Thing("done")
+    d._d_in, d._d_out, d._h_in, d._h_out = (Thing(n) for n in ("d_in", "d_out", "h_in", "h_out"))
+    d.close()
+    assert calls[:3] == ["set_device", "event.synchronize", "stream.synchronize"], calls
+    assert d.context is None and d.engine is None and d._keep == ()
+    assert "d_in.free" in calls and calls[-1] == "stream.destroy"
+
+
+@pytest.mark.gpu
+def test_close_right_after_work_on_a_callers_stream(engine: Path) -> None:
+    """Work enqueued on a caller's stream behind a long sleep is still queued when close()
+    runs; close() must wait for it (no crash, and the output is complete)."""
+    torch = pytest.importorskip("torch")
+    trt = runtime.load(engine)
+    x = torch.randint(0, 256, (64, 32, 32), dtype=torch.uint8, device="cuda")
+    want = trt.describe(x.cpu().numpy())
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        torch.cuda._sleep(200_000_000)  # about 0.1 s on the GPU before the inference
+        out = trt.describe(x, stream=stream)
+    trt.close()
+    stream.synchronize()
+    np.testing.assert_allclose(out.cpu().numpy(), want, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_a_default_stream_passed_explicitly_is_joined_not_enqueued_on(engine: Path) -> None:
+    """torch's default stream (cuda_stream 0) given as ``stream=``: TensorRT runs on the
+    describer's own stream, joined by events, and the result is the host path's."""
+    torch = pytest.importorskip("torch")
+    from hardnet_export.runtime.inputs import stream_handle
+
+    trt = runtime.load(engine)
+    default = torch.cuda.default_stream()
+    assert stream_handle(default) == 0
+    x = torch.randint(0, 256, (96, 32, 32), dtype=torch.uint8, device="cuda")
+    want = trt.describe(x.cpu().numpy())
+    with torch.cuda.stream(default):
+        out = trt.describe(x, stream=default)
+    default.synchronize()
+    np.testing.assert_allclose(out.cpu().numpy(), want, atol=1e-4)
+
+    class DeviceArray:
+        __cuda_array_interface__ = x.__cuda_array_interface__
+
+    np.testing.assert_allclose(trt.describe(DeviceArray(), stream=0), want, atol=1e-4)
