@@ -451,8 +451,8 @@ def database_from_features(
         missing = [n for n in found if n not in f or "frames" not in f[n]]
         if missing:
             raise InputError(
-                f"{features} has no frames for {missing[0]}: write it with hardnet-export "
-                "extract, which keeps each keypoint's scale and orientation"
+                f"{features} has no frames for {missing[0]}: a database needs each "
+                "keypoint's scale and orientation, which the bulk extractor (extract) keeps"
             )
         keypoints = [np.asarray(f[n]["frames"][()], np.float64) for n in found]
     pairs = _pairs(pairing, found)
