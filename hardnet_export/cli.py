@@ -35,7 +35,7 @@ from hardnet_export.applications.colmap import (
     reconstruct,
 )
 from hardnet_export.applications.detection import DETECTORS
-from hardnet_export.applications.extract import Scale
+from hardnet_export.applications.extract import ExtractEvent, Scale
 from hardnet_export.applications.extract import extract as run_extract
 from hardnet_export.applications.features import (
     describe_image,
@@ -981,7 +981,6 @@ def extract(
     Example: hardnet-export extract images/ -o f.h5 --database f.db --pairs sequential
     """
     from hardnet_export._progress import average_rate_column, plain_console, progress_bar
-    from hardnet_export.applications.extract import ExtractEvent
 
     scale = Scale(
         images_per_shard=images_per_shard,

@@ -39,10 +39,13 @@ def test_a_local_ray_for_the_run_matches_the_local_engine(
 ) -> None:
     root, reference = images
     assert not ray.is_initialized()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     out = tmp_path / "ray.h5"
     scale = Scale(images_per_shard=2, workers=(2, 2))
     summary = extract(root, out, **COMMON, engine="ray", scale=scale)
     assert not ray.is_initialized()  # the engine stopped the Ray it started
+    # ... and gave the process its signal handlers back (ray.init takes them).
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
     assert (summary.described, summary.failed) == (12, 1)
     assert_same_features(out, reference)
     assert errors_path(out).read_text() == errors_path(reference).read_text()
@@ -64,6 +67,8 @@ def cluster() -> Iterator[object]:
 
     store = 100 * 2**20
     head = {"num_cpus": 1, "object_store_memory": store, "include_dashboard": False}
+    # The cluster's nodes and ray.init take SIGINT/SIGTERM; later tests need them back.
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     simulated = Cluster(initialize_head=True, head_node_args=head)
     simulated.add_node(num_cpus=2, object_store_memory=store)
     simulated.wait_for_nodes()
@@ -73,6 +78,8 @@ def cluster() -> Iterator[object]:
     finally:
         ray.shutdown()
         simulated.shutdown()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
 
 
 def test_a_describer_killed_on_a_two_node_cluster_loses_nothing(

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,21 +63,42 @@ def connected(address: str | None, cpus: int) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    if address is None:
-        ray.init(
-            num_cpus=cpus,
-            include_dashboard=False,
-            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-        )
-    else:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    # ray.init installs its own SIGINT/SIGTERM handlers over the process's and leaves them
+    # after shutdown: the caller's (the command line's end a run cleanly, leaving no partial
+    # output) are put back for the run and after it.
+    saved = _handlers()
     try:
+        if address is None:
+            ray.init(
+                num_cpus=cpus,
+                include_dashboard=False,
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+            )
+        else:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        _restore(saved)
         yield ray
     finally:
-        ray.shutdown()
-        _signals.reclaim()  # Ray installs its own SIGINT/SIGTERM handlers
+        if ray.is_initialized():
+            ray.shutdown()
+        _restore(saved)
+
+
+def _handlers() -> dict[int, Any]:
+    """This process's SIGINT/SIGTERM handlers (none off the main thread, where Python can
+    neither read nor set them)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.getsignal(signum) for signum in _signals.SIGNALS}
+
+
+def _restore(saved: dict[int, Any]) -> None:
+    for signum, handler in saved.items():
+        if handler is not None:
+            signal.signal(signum, handler)
+    _signals.reclaim()
 
 
 def run_ray(

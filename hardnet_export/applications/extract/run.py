@@ -61,12 +61,19 @@ class ExtractSummary:
     """What a run did.
 
     Attributes:
-        images: images listed; skipped: already in the output with the same content;
-        described: described this run; failed: could not be read (see ``errors_file``);
-        patches: keypoints described this run; seconds: wall time from the plan to the
-        last image (the workers' model loading included, the merge not); workers: the
-        describer processes (``host:pid``); nodes: the Ray nodes they ran on (empty for the
-        local engine).
+        out: the features file.
+        engine: the engine's name.
+        images: images listed.
+        skipped: already in the output with the same content.
+        described: described this run.
+        failed: could not be read (see ``errors_file``).
+        patches: keypoints described this run.
+        seconds: wall time from the plan to the last image (the workers' model loading
+            included, the merge not).
+        merged: what the merge did (None when no shard was there to merge).
+        errors_file: the failures of this run (None when there were none).
+        workers: the describer processes, ``host:pid``.
+        nodes: the Ray nodes they ran on (empty for the local engine).
     """
 
     out: Path
