@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -172,16 +173,22 @@ def file_header(path: str | Path) -> ImageHeader | None:
     """
     path = _image_file(path)
     with open(path, "rb") as file:
-        data = file.read(_HEAD_BYTES)
-        try:
-            found = _parser_for(data)
-            if found is not None:
-                found[1](data)
-        except _Truncated:
-            data += file.read()
-        except _Corrupt:
-            pass  # read_header below words it
+        data = _head(file)
     return read_header(data, path)
+
+
+def _head(file: BinaryIO) -> bytes:
+    """The first MiB of an open image file, or more where its header lies further on."""
+    data = file.read(_HEAD_BYTES)
+    try:
+        found = _parser_for(data)
+        if found is not None:
+            found[1](data)
+    except _Truncated:
+        data += file.read()
+    except _Corrupt:
+        pass  # read_header words it
+    return data
 
 
 def read_image_bytes(
@@ -202,15 +209,7 @@ def read_image_bytes(
     path = _image_file(path)
     limit = image_pixel_limit(max_image_pixels)
     with open(path, "rb") as file:
-        data = file.read(_HEAD_BYTES)
-        try:
-            found = _parser_for(data)
-            if found is not None:
-                found[1](data)
-        except _Truncated:
-            data += file.read()
-        except _Corrupt:
-            pass  # read_header below words it
+        data = _head(file)
         header = read_header(data, path)
         if header is not None:
             _check_limit(
