@@ -212,9 +212,7 @@ def read_image_bytes(
         data = _head(file)
         header = read_header(data, path)
         if header is not None:
-            _check_limit(
-                path, header.width, header.height, limit, f"{header.format} header", parameter
-            )
+            _check_header(path, header, limit, parameter)
         return data + file.read()
 
 
@@ -236,9 +234,7 @@ def image_header(
     limit = image_pixel_limit(max_image_pixels)
     header = file_header(path)
     if header is not None:
-        _check_limit(
-            Path(path), header.width, header.height, limit, f"{header.format} header", parameter
-        )
+        _check_header(Path(path), header, limit, parameter)
     return header
 
 
@@ -299,7 +295,7 @@ def decode_bytes(
     limit = image_pixel_limit(max_image_pixels)
     header = read_header(data, path)
     if header is not None:
-        _check_limit(path, header.width, header.height, limit, f"{header.format} header", parameter)
+        _check_header(path, header, limit, parameter)
         _check_complete(data, header.format, path)
     # imdecode instead of imread: it handles non-ASCII paths on every platform.
     try:
@@ -342,6 +338,10 @@ def _check_limit(
 ) -> None:
     if width * height > limit:
         raise ImageTooLargeError(path, width, height, limit, source=source, parameter=parameter)
+
+
+def _check_header(path: Path, header: ImageHeader, limit: int, parameter: str | None) -> None:
+    _check_limit(path, header.width, header.height, limit, f"{header.format} header", parameter)
 
 
 def _opencv_reason(exc: cv2.error) -> str:

@@ -31,6 +31,7 @@ from hardnet_export.applications.extract.stages import (
     load_describer,
 )
 from hardnet_export.applications.hloc import import_h5py
+from hardnet_export.artifacts.backends import artifact_suffixes, backend_for
 from hardnet_export.errors import InputError, OutputIsFolderError
 from hardnet_export.host import cpu_model
 from hardnet_export.imagefile import image_pixel_limit
@@ -99,8 +100,8 @@ class ExtractSummary:
 
 
 def errors_path(out: Path) -> Path:
-    """``features.h5`` -> ``features.h5.errors.jsonl``: one JSON line (name, path, reason)
-    per image that failed in the last run."""
+    """``features.h5`` -> ``features.h5.errors.jsonl``: one JSON line (name, reason) per
+    image that failed in the last run."""
     return out.with_name(out.name + ".errors.jsonl")
 
 
@@ -161,9 +162,9 @@ def extract(
     folder = parts_folder(out)
     started = time.time()
     with claimed(folder):
-        done = identities(out)
-        pending = complete_shards(folder)
-        for shard in pending:
+        existing = identities(out)
+        done = dict(existing)
+        for shard in complete_shards(folder):
             done.update(identities(shard))
         todo = _plan(items, done)
         if on_plan is not None:
@@ -195,7 +196,7 @@ def extract(
             "nodes": list(nodes),
         }
         shards = complete_shards(folder)
-        merged = merge(out, shards, run) if shards else None
+        merged = merge(out, shards, run, existing) if shards else None
     errors_file = _write_errors(out, failures)
     return ExtractSummary(
         out=out,
@@ -244,7 +245,7 @@ def _model(
     reported now, and its magnification and provenance go to the workers and the output.
     Where the workers have GPUs and this machine may not, it is checked on the CPU."""
     spec = None if model is None else str(model)
-    here = "cpu" if scale.gpus_per_worker > 0 and not _is_engine(spec) else device
+    here = "cpu" if scale.gpus_per_worker > 0 and _runs_on_cpu(spec) else device
     checked = ExtractOptions(spec, detector, max_keypoints, limit, 0.0, here, backend)
     describer = load_describer(checked)
     try:
@@ -256,8 +257,12 @@ def _model(
     return options, record
 
 
-def _is_engine(spec: str | None) -> bool:
-    return spec is not None and Path(spec).suffix.lower() in (".engine", ".plan")
+def _runs_on_cpu(spec: str | None) -> bool:
+    """Whether the model can be loaded on a CPU: a registered name, or an artifact whose
+    backend runs there (a TensorRT engine does not)."""
+    if spec is None or Path(spec).suffix.lower() not in artifact_suffixes():
+        return True
+    return "cpu" in backend_for(spec).devices
 
 
 def _model_record(describer: Any) -> dict[str, Any]:

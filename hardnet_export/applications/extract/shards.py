@@ -103,22 +103,26 @@ def identities(path: Path) -> dict[str, tuple[str, int, int]]:
     if not path.exists():
         return {}
     h5py = import_h5py()
-    found: dict[str, tuple[str, int, int]] = {}
     try:
         with h5py.File(path, "r") as f:
-
-            def visit(name: str, item: Any) -> None:
-                if isinstance(item, h5py.Group) and all(d in item for d in DATASETS):
-                    a = item.attrs
-                    found[name] = (
-                        str(a.get("sha256", "")),
-                        int(a.get("size", -1)),
-                        int(a.get("mtime_ns", -1)),
-                    )
-
-            f.visititems(visit)
+            return _identities(f, h5py)
     except OSError as exc:
         raise InputError(f"{path} is not an HDF5 file h5py can read ({exc})") from None
+
+
+def _identities(f: Any, h5py: Any) -> dict[str, tuple[str, int, int]]:
+    found: dict[str, tuple[str, int, int]] = {}
+
+    def visit(name: str, item: Any) -> None:
+        if isinstance(item, h5py.Group) and all(d in item for d in DATASETS):
+            a = item.attrs
+            found[name] = (
+                str(a.get("sha256", "")),
+                int(a.get("size", -1)),
+                int(a.get("mtime_ns", -1)),
+            )
+
+    f.visititems(visit)
     return found
 
 
@@ -133,16 +137,23 @@ class MergeResult:
     shards: int
 
 
-def merge(out: Path, shards: Sequence[Path], run: Mapping[str, Any]) -> MergeResult:
+def merge(
+    out: Path,
+    shards: Sequence[Path],
+    run: Mapping[str, Any],
+    before: Mapping[str, tuple[str, int, int]] | None = None,
+) -> MergeResult:
     """Merge ``shards`` into ``out`` (created, or a copy of it updated) and rename it into
-    place; then remove the shards. ``run`` is appended to the output's run record.
+    place; then remove the shards. ``run`` is appended to the output's run record;
+    ``before`` is :func:`identities` of ``out`` where the caller has read it already.
 
     Raises:
         InputError: a shard or the previous output that h5py cannot read.
         Interrupted: a signal before the rename (``out`` stays as it was).
     """
     h5py = import_h5py()
-    before = identities(out)
+    if before is None:
+        before = identities(out)
     added = replaced = dropped = 0
     with atomic_path(out) as tmp:
         if out.exists():
@@ -155,7 +166,7 @@ def merge(out: Path, shards: Sequence[Path], run: Mapping[str, Any]) -> MergeRes
                 except OSError as exc:
                     raise InputError(f"shard {shard} is not an HDF5 file ({exc})") from None
                 with src:
-                    for name, identity in _groups(src, h5py):
+                    for name, identity in _identities(src, h5py).items():
                         if name in merged or before.get(name, ("",))[0] == identity[0]:
                             dropped += 1
                             continue
@@ -175,18 +186,6 @@ def merge(out: Path, shards: Sequence[Path], run: Mapping[str, Any]) -> MergeRes
         with contextlib.suppress(FileNotFoundError):
             shard.unlink()
     return MergeResult(added, replaced, dropped, len(shards))
-
-
-def _groups(f: Any, h5py: Any) -> list[tuple[str, tuple[str, int, int]]]:
-    found: list[tuple[str, tuple[str, int, int]]] = []
-
-    def visit(name: str, item: Any) -> None:
-        if isinstance(item, h5py.Group) and all(d in item for d in DATASETS):
-            a = item.attrs
-            found.append((name, (str(a.get("sha256", "")), int(a.get("size", -1)), -1)))
-
-    f.visititems(visit)
-    return found
 
 
 def runs_of(path: Path) -> list[dict[str, Any]]:
