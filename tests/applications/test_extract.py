@@ -146,7 +146,11 @@ def test_the_features_are_those_of_describe(tmp_path: Path) -> None:
     got = read_all(out)
     for name, features in zip(names, alone, strict=True):
         np.testing.assert_array_equal(got[name]["keypoints"], features.keypoints[:, :2])
-        np.testing.assert_array_equal(got[name]["descriptors"], features.descriptors.T)
+        # Padded batches of 1024 against one image's batch: ONNX Runtime gives the same bits
+        # here, but a CPU kind's kernels may sum in another order at another batch size.
+        np.testing.assert_allclose(
+            got[name]["descriptors"], features.descriptors.T, rtol=0, atol=1e-6
+        )
 
 
 def test_a_second_run_on_the_same_output_is_refused(tmp_path: Path) -> None:
