@@ -4,11 +4,14 @@ Every pair goes through ``hardnet-export colmap`` (``build_database``) as a fold
 grayscale PNGs, once per configuration and keypoint budget:
 
 - ``sift``: COLMAP's SIFT extraction and matching (``--descriptor sift``), the reference;
-- ``hardnet-before``: the old defaults (OpenCV SIFT keypoints, mutual NN + ratio 0.8);
-- ``hardnet-frames``: COLMAP's SIFT frames (``--detector colmap-sift``), ratio 0.8 still;
-- ``hardnet``: the defaults now (COLMAP's frames, mutual nearest neighbours only);
-- ``hardnet-support``: a candidate, not a default: as ``hardnet`` with the patch support
-  ``max(6 x size, 24 px)`` instead of ``12 x size`` (written and verified by this script).
+- ``hardnet-before``: the first defaults (OpenCV SIFT keypoints, mutual NN + ratio 0.8);
+- ``hardnet-frames``: COLMAP's SIFT frames, patches of ``12 x size``, ratio 0.8 still;
+- ``hardnet-mnn``: as ``hardnet-frames`` with mutual nearest neighbours only;
+- ``hardnet``: the defaults now (``--detector colmap-sift``: COLMAP's frames, described from
+  the detector's support ``max(6 x size, 24 px)``, mutual nearest neighbours only).
+
+``hardnet-frames`` and ``hardnet-mnn`` are the steps between, written and verified by this
+script (COLMAP's defaults in both); the others are ``build_database`` as the command runs it.
 
 The budget is ``--max-keypoints`` (COLMAP's ``max_num_features`` for COLMAP's frames). Per
 run: keypoints, tentative matches, verified inliers (what COLMAP keeps) and, from ground
@@ -19,8 +22,8 @@ runs.
 
 Pairs: the Middlebury motorcycle stereo pair (never trained on), and each held-out photo
 (``HELDOUT_PHOTOS``, never trained on) with a copy warped by a mild and by a hard homography
-(25 degrees, 0.8x, perspective). The matching rule and the support candidate were chosen on
-the training photos, not on these (docs/sfm.md); ``--pairs training`` runs those instead.
+(25 degrees, 0.8x, perspective). The matching rule and the support were chosen on the
+training photos, not on these (docs/sfm.md); ``--pairs training`` runs those instead.
 
 Writes ``benchmarks/results/colmap-<machine>.{json,md,png}`` and prints the table.
 
@@ -47,17 +50,16 @@ from hardnet_export._io import atomic_path, atomic_write_text
 from hardnet_export.benchmark.machine import cpu_slug, machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
-#: Name -> (detector, ratio) of the HardNet runs; ``sift`` is COLMAP's own.
+#: Name -> (detector, ratio) of the HardNet runs through ``build_database``; ``sift`` is
+#: COLMAP's own.
 CONFIGS: dict[str, tuple[str, float | str | None]] = {
     "hardnet-before": ("sift", 0.8),
-    "hardnet-frames": ("colmap-sift", 0.8),
     "hardnet": ("colmap-sift", "auto"),
 }
-#: A candidate, not a default: patch support side max(6 x size, 24 px) instead of the
-#: runtime's 12 x size (chosen on the training photos; see docs/sfm.md). It changes the patch
-#: geometry every artifact records, so it is measured here by the script's own database.
-SUPPORT_RULE = (6.0, 24.0)
-COLUMNS = ("sift", *CONFIGS, "hardnet-support")
+#: Name -> ratio of the steps between: COLMAP's frames, patches of the describer's
+#: ``magnification x size`` (no detector support), written by :func:`_plain_database`.
+PLAIN: dict[str, float | None] = {"hardnet-frames": 0.8, "hardnet-mnn": None}
+COLUMNS = ("sift", "hardnet-before", *PLAIN, "hardnet")
 #: Correct: within this many pixels of the ground truth.
 TOLERANCE_PX = 3.0
 
@@ -120,8 +122,8 @@ def run(folder: Path, config: str, budget: int, describer: Any, truth: Any) -> d
 
     db_path = folder / f"{config}-{budget}.db"
     start = time.perf_counter()
-    if config == "hardnet-support":
-        _support_database(folder, db_path, budget, describer)
+    if config in PLAIN:
+        _plain_database(folder, db_path, budget, describer, PLAIN[config])
     elif config == "sift":
         build_database(folder, db_path, None, max_keypoints=budget)
     else:
@@ -164,9 +166,12 @@ def run(folder: Path, config: str, budget: int, describer: Any, truth: Any) -> d
     }
 
 
-def _support_database(folder: Path, db_path: Path, budget: int, describer: Any) -> None:
-    """What ``build_database`` writes with its defaults, but each patch cut with the support
-    of :data:`SUPPORT_RULE`; the database keeps COLMAP's true frames."""
+def _plain_database(
+    folder: Path, db_path: Path, budget: int, describer: Any, ratio: float | None
+) -> None:
+    """What ``build_database`` writes with COLMAP's frames, but each patch cut from the
+    describer's ``magnification x size`` (as before the detector had a support) and matched
+    with ``ratio``; the database keeps COLMAP's true frames."""
     import pycolmap
 
     from hardnet_export.applications.detection import detect_colmap_frames, frames_to_keypoints
@@ -176,14 +181,11 @@ def _support_database(folder: Path, db_path: Path, budget: int, describer: Any) 
     names = ["left.png", "right.png"]
     db_path.touch()  # COLMAP's import wants the file to exist
     pycolmap.import_images(db_path, folder, pycolmap.CameraMode.AUTO, names)
-    per_size, floor_px = SUPPORT_RULE
     frames, descriptors = [], []
     for name in names:
         image = read_image(folder / name)
         found = detect_colmap_frames(image, max_keypoints=budget)
         keypoints = frames_to_keypoints(found)
-        # compute() cuts magnification x size: a size that gives the rule's support.
-        keypoints[:, 2] = np.maximum(per_size * keypoints[:, 2], floor_px) / describer.magnification
         frames.append(found)
         descriptors.append(describer.compute(image, keypoints, out_of_bounds="zero")[1])
     db = pycolmap.Database.open(db_path)
@@ -191,13 +193,20 @@ def _support_database(folder: Path, db_path: Path, budget: int, describer: Any) 
         ids = {i.name: i.image_id for i in db.read_all_images()}
         for name, found in zip(names, frames, strict=True):
             db.write_keypoints(ids[name], found)
-        matches = match_descriptors(*descriptors, ratio=None).astype(np.uint32)
+        matches = match_descriptors(*descriptors, ratio=ratio).astype(np.uint32)
         db.write_matches(ids[names[0]], ids[names[1]], matches)
     finally:
         db.close()
-    pairs_file = folder / "support-pairs.txt"
+    pairs_file = folder / "plain-pairs.txt"
     pairs_file.write_text(" ".join(names) + "\n")
     pycolmap.verify_matches(db_path, pairs_file, pycolmap.TwoViewGeometryOptions())
+
+
+def _support_text() -> str:
+    from hardnet_export.applications.detection import SUPPORTS
+
+    rule = SUPPORTS["colmap-sift"]
+    return f"max({rule.per_size:g} x size, {rule.min_px:g})"
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -220,11 +229,12 @@ def plot(rows: list[dict[str, Any]], budgets: list[int], path: Path, title: str)
     import matplotlib.pyplot as plt
 
     colours = {"sift": "#7f7f7f", "hardnet-before": "#f4a582", "hardnet-frames": "#92c5de",
-               "hardnet": "#0571b0", "hardnet-support": "#1a9641"}  # fmt: skip
-    labels = {"sift": "COLMAP SIFT", "hardnet-before": "HardNet, old defaults",
-              "hardnet-frames": "HardNet, COLMAP's frames, ratio 0.8",
-              "hardnet": "HardNet, defaults now (COLMAP's frames, mutual NN)",
-              "hardnet-support": "candidate: as now, support max(6 x size, 24 px)"}  # fmt: skip
+               "hardnet-mnn": "#4393c3", "hardnet": "#1a9641"}  # fmt: skip
+    labels = {"sift": "COLMAP SIFT", "hardnet-before": "HardNet, first defaults",
+              "hardnet-frames": "HardNet, COLMAP's frames, 12 x size, ratio 0.8",
+              "hardnet-mnn": "HardNet, COLMAP's frames, 12 x size, mutual NN",
+              "hardnet": f"HardNet, defaults now (support {_support_text()} px, mutual NN)",
+              }  # fmt: skip
     height = 3.6 * len(budgets) + 1.2  # 1.2 inches below the panels for the legend
     fig, axes = plt.subplots(len(budgets), 1, figsize=(13, height), squeeze=False)
     width = 0.8 / len(COLUMNS)
@@ -321,11 +331,11 @@ def main() -> None:
         "configs": {"sift": "COLMAP extract_features + match_exhaustive (max_ratio 0.8)"}
         | {k: {"detector": d, "ratio": r} for k, (d, r) in CONFIGS.items()}
         | {
-            "hardnet-support": {
-                "detector": "colmap-sift",
-                "ratio": None,
-                "support_px": "max(6 x size, 24)",
-            }
+            k: {"detector": "colmap-sift", "ratio": r, "support_px": "magnification x size"}
+            for k, r in PLAIN.items()
+        }
+        | {
+            "hardnet": {"detector": "colmap-sift", "ratio": "auto", "support_px": _support_text()}
         },  # fmt: skip
         "tolerance_px": TOLERANCE_PX,
         "rows": rows,
@@ -343,8 +353,8 @@ def write_reports(rows: list[dict[str, Any]], title: str, stem: str) -> None:
     summary = (
         f"HardNet >= COLMAP SIFT on {len(rows)} pair-budgets, verified (correct) inliers: "
         f"defaults now {wins('hardnet', 'verified')} ({wins('hardnet', 'correct')}); "
-        f"candidate support {wins('hardnet-support', 'verified')} "
-        f"({wins('hardnet-support', 'correct')})"
+        f"without the detector's support {wins('hardnet-mnn', 'verified')} "
+        f"({wins('hardnet-mnn', 'correct')})"
     )
     markdown = (
         f"# COLMAP verified inliers: HardNet vs COLMAP SIFT\n\n{title}.\n\n"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -33,6 +34,48 @@ MAX_KEYPOINTS = 1_000_000
 COLMAP_PIXEL_CENTRE = 0.5
 #: OpenCV SIFT's ``KeyPoint.size`` over COLMAP SIFT's frame scale at the same blob.
 SIZE_PER_SCALE = 2.0
+
+
+@dataclass(frozen=True)
+class Support:
+    """The side, in image pixels, of the square a detector's keypoint is described from:
+    ``max(per_size * size, min_px)``, whatever magnification the describer was exported with.
+
+    Attributes:
+        per_size: side per unit of ``KeyPoint.size``.
+        min_px: the smallest side, for keypoints so small that ``per_size * size`` would
+            stretch a few pixels over the whole patch.
+    """
+
+    per_size: float
+    min_px: float
+
+
+#: Detectors whose keypoints are described from their own support; any other is described
+#: from the describer's ``magnification * size``. ``colmap-sift``: half the describer's 12 and
+#: at least 24 pixels. COLMAP's upsampled first octave gives most keypoints a size of 2-4
+#: pixels, and on the six training photos' warped pairs (budget 2000, COLMAP's verification,
+#: seeded RANSAC) this support verified more correct inliers than 12 x size on 12 of 12
+#: pairs; chosen there and confirmed on the held-out pairs (``benchmarks/colmap_inliers.py``,
+#: ``docs/sfm.md``). Training never used a keypoint size (its patches cut a fixed 64-pixel
+#: support with scale jitter), so this is the detector's convention, not the model's.
+SUPPORTS: dict[str, Support] = {"colmap-sift": Support(per_size=6.0, min_px=24.0)}
+
+
+def support_keypoints(keypoints: np.ndarray, detector: str, magnification: float) -> np.ndarray:
+    """Keypoints sized so that a describer cutting ``magnification * size`` pixels cuts the
+    detector's :data:`SUPPORTS` square; a copy of ``keypoints`` for a detector without one.
+    Only the patches change: the keypoints written out keep the detector's sizes.
+
+    Shape:
+        - keypoints: (K, 4) x, y, size, angle (OpenCV).
+        - Output: (K, 4) float64.
+    """
+    k = _check_columns(keypoints, 4, "keypoints").copy()
+    rule = SUPPORTS.get(detector)
+    if rule is not None:
+        k[:, 2] = np.maximum(rule.per_size * k[:, 2], rule.min_px) / magnification
+    return k
 
 
 def detect_keypoints(

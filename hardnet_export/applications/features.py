@@ -20,7 +20,7 @@ from typing import TypeAlias
 import numpy as np
 
 from hardnet_export._io import atomic_path, load_npy
-from hardnet_export.applications.detection import DETECTORS, detect_keypoints
+from hardnet_export.applications.detection import DETECTORS, detect_keypoints, support_keypoints
 from hardnet_export.applications.images import read_image
 from hardnet_export.errors import InputError
 from hardnet_export.geometry import (
@@ -273,8 +273,10 @@ def prepare_image(
     size = PATCH_SIZE / magnification
     # Checked in float64: a float32 cast first would turn 1e39 into inf and misreport it.
     kps = keypoints_to_array(given, default_size=size)
+    # Given keypoints are the caller's own convention: only detected ones take the detector's.
+    cut = kps if keypoints is not None else support_keypoints(kps, detector, magnification)
     patches, valid = extract_patches_with_mask(
-        image, kps, magnification=magnification, out_of_bounds=out_of_bounds
+        image, cut, magnification=magnification, out_of_bounds=out_of_bounds
     )
     return PreparedImage(kps, patches, valid, scores, (int(image.shape[1]), int(image.shape[0])))
 

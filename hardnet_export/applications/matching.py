@@ -14,9 +14,9 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from hardnet_export.applications.detection import detect_keypoints
+from hardnet_export.applications.detection import SUPPORTS, detect_keypoints, support_keypoints
 from hardnet_export.errors import InputError
-from hardnet_export.geometry import as_gray
+from hardnet_export.geometry import as_gray, keypoints_to_array
 from hardnet_export.validate import check_float, check_int
 
 GEOMETRIES = ("homography", "fundamental")
@@ -227,13 +227,23 @@ def parse_ratio(text: str) -> float | str | None:
 
 
 def describe_with(
-    describer: KeypointDescriber, image: np.ndarray, keypoints: list[cv2.KeyPoint]
+    describer: KeypointDescriber,
+    image: np.ndarray,
+    keypoints: list[cv2.KeyPoint],
+    detector: str | None = None,
 ) -> np.ndarray:
-    """Descriptors at ``keypoints`` from a Describer or :class:`OpenCVSift`.
+    """Descriptors at ``keypoints`` from a Describer or :class:`OpenCVSift`; a Describer
+    cuts the support of ``detector``, the keypoints' detector, where it has one
+    (:data:`~hardnet_export.applications.detection.SUPPORTS`).
 
     Shape:
         - Output: (K, D) float32 (D = 128 for both).
     """
+    magnification = getattr(describer, "magnification", None)
+    if detector in SUPPORTS and magnification is not None and keypoints:
+        sized = keypoints_to_array(keypoints, default_size=1.0)
+        cut = support_keypoints(sized, detector, magnification)
+        return np.asarray(describer.compute(image, cut)[1], np.float32)
     return np.asarray(describer.compute(image, keypoints)[1], np.float32)
 
 
@@ -254,7 +264,7 @@ def match_images(
     Args:
         image1, image2: grayscale or BGR uint8 images.
         describer: a loaded :class:`Describer`, or :class:`OpenCVSift` for OpenCV's own.
-        detector: ``sift``, ``orb`` or ``fast``.
+        detector: one of :data:`~hardnet_export.applications.detection.DETECTORS`.
         max_keypoints: strongest keypoints kept per image.
         geometry: ``homography`` or ``fundamental``.
         ratio: Lowe's ratio-test threshold (None: mutual nearest neighbours only;
@@ -272,8 +282,8 @@ def match_images(
     check_float("threshold", threshold, low=0.0, low_open=True, high=1000.0)
     kps1 = detect_keypoints(image1, detector=detector, max_keypoints=max_keypoints)
     kps2 = detect_keypoints(image2, detector=detector, max_keypoints=max_keypoints)
-    desc1 = describe_with(describer, image1, kps1)
-    desc2 = describe_with(describer, image2, kps2)
+    desc1 = describe_with(describer, image1, kps1, detector)
+    desc2 = describe_with(describer, image2, kps2, detector)
     matches = match_descriptors(desc1, desc2, ratio=ratio)
     pts1 = np.array([kps1[i].pt for i in matches[:, 0]], np.float64).reshape(-1, 2)
     pts2 = np.array([kps2[j].pt for j in matches[:, 1]], np.float64).reshape(-1, 2)
