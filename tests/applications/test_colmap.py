@@ -207,6 +207,9 @@ def test_extract_database_matches_the_colmap_command(pair_dir: Path, tmp_path: P
     options = {"model": "hardnet-eighth", "backend": "onnxruntime", "max_keypoints": 400}
     features = tmp_path / "f.h5"
     extract(pair_dir, features, detector="colmap-sift", **options)
+    from hardnet_export.applications.extract import runs_of
+
+    assert runs_of(features)[-1]["patch_support"] == {"per_size": 6.0, "min_px": 24.0}
     from_features = database_from_features(features, pair_dir, tmp_path / "x.db")
     built = build_database(pair_dir, tmp_path / "c.db", eighth, max_keypoints=400)
     # The same frames, descriptors and rule: the same matches, verified alike.

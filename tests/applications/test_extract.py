@@ -111,6 +111,8 @@ def test_features_resume_and_failures(tmp_path: Path) -> None:
     run = runs_of(out)[-1]
     assert run["engine"] == "local" and run["images"]["described"] == 7
     assert run["model"]["sha256"] and run["options"]["max_keypoints"] == 120
+    # OpenCV's SIFT has no support of its own: the describer's magnification x size.
+    assert run["patch_support"] == {"per_size": run["options"]["magnification"], "min_px": 0.0}
 
     # A rerun describes only what changed: a new image, a changed one, the mended failures.
     (root / "empty.png").unlink()

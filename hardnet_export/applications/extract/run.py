@@ -15,6 +15,7 @@ from typing import Any
 
 from hardnet_export import __version__
 from hardnet_export._io import atomic_write_text, check_writable, sha256_file
+from hardnet_export.applications.detection import SUPPORTS
 from hardnet_export.applications.extract.engines import Scale, get_engine
 from hardnet_export.applications.extract.listing import ImageItem, list_images
 from hardnet_export.applications.extract.shards import (
@@ -185,6 +186,7 @@ def extract(
             "engine": chosen.name,
             "scale": {**asdict(scale), "workers": list(scale.workers)},
             "options": options.to_dict(),
+            "patch_support": _support_record(options.detector, options.magnification),
             "model": model_record,
             "images": {
                 "listed": len(items),
@@ -263,6 +265,13 @@ def _runs_on_cpu(spec: str | None) -> bool:
     if spec is None or Path(spec).suffix.lower() not in artifact_suffixes():
         return True
     return "cpu" in backend_for(spec).devices
+
+
+def _support_record(detector: str, magnification: float) -> dict[str, float]:
+    """The square each detected keypoint was described from: ``max(per_size x size, min_px)``
+    (the detector's support, or the describer's magnification)."""
+    rule = SUPPORTS.get(detector)
+    return asdict(rule) if rule else {"per_size": magnification, "min_px": 0.0}
 
 
 def _model_record(describer: Any) -> dict[str, Any]:
