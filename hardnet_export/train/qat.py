@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from hardnet_export.artifacts.quantisation import (
@@ -105,15 +106,42 @@ def folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torc
 
 
 def _quantile_range(x: torch.Tensor, clip: float = CLIP_FRACTION) -> tuple[float, float]:
+    """The ``clip`` and ``1 - clip`` quantiles of ``x``; under DistributedDataParallel, of
+    every rank's ``x`` together, so that all ranks hold the same ranges, those a single
+    process would observe on the whole batch."""
     flat = x.detach().reshape(-1).float()
     if flat.numel() > QUANTILE_SAMPLE:
         picks = torch.randint(0, flat.numel(), (QUANTILE_SAMPLE,), device=flat.device)
         flat = flat[picks]
+    flat = _all_ranks(flat)
     n = flat.numel()
     k = max(1, int(n * clip))
     low = flat.kthvalue(k).values if k < n else flat.min()
     high = flat.kthvalue(n - k + 1).values if k < n else flat.max()
     return float(low), float(high)
+
+
+def _all_ranks(flat: torch.Tensor) -> torch.Tensor:
+    """``flat`` of every rank, concatenated (``flat`` itself outside a process group).
+
+    Each rank observes its share of the batch: with ranges of their own the ranks would
+    fake-quantise differently while DDP averages their gradients, and DDP's buffer
+    broadcast would keep rank 0's share alone.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flat
+    sizes = [
+        torch.zeros(1, dtype=torch.int64, device=flat.device) for _ in range(dist.get_world_size())
+    ]
+    dist.all_gather(sizes, torch.tensor([flat.numel()], device=flat.device))
+    if len({int(t) for t in sizes}) != 1:
+        raise InputError(
+            f"QAT ranks observed different numbers of values ({[int(t) for t in sizes]}): "
+            "every rank needs the same share of the batch"
+        )
+    parts = [torch.empty_like(flat) for _ in sizes]
+    dist.all_gather(parts, flat)
+    return torch.cat(parts)
 
 
 class QatHardNet(nn.Module):

@@ -87,3 +87,47 @@ def test_torchrun_trains_with_ddp_on_cpu(tmp_path: Path) -> None:
     assert final.meta["config"]["world_size"] == 2
     assert final.meta["config"]["global_hardest"] is True
     assert result.stdout.count("wrote") == 1  # only rank 0 reports
+
+
+def _qat_ranges(rank: int, port: int, patches: torch.Tensor, out: str) -> None:
+    from hardnet_export.model import HardNet
+    from hardnet_export.train.qat import QatHardNet
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        torch.manual_seed(0)  # the same weights on every rank, as DDP starts them
+        qat = QatHardNet(HardNet(dropout=0.0, width=0.125), ("cpu",)).train()
+        n = len(patches) // WORLD
+        qat(patches[rank * n : (rank + 1) * n])
+        ranges = [torch.empty_like(qat.ranges) for _ in range(WORLD)]
+        dist.all_gather(ranges, qat.ranges.clone())
+        if rank == 0:
+            torch.save(torch.stack(ranges), out)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_qat_ranges_are_observed_over_every_ranks_share(tmp_path: Path) -> None:
+    from hardnet_export.model import HardNet
+    from hardnet_export.train.qat import QatHardNet
+
+    gen = torch.Generator().manual_seed(1)
+    # Halves of different contrast: a rank alone would observe different ranges.
+    patches = torch.randint(0, 256, (8, 1, 32, 32), generator=gen).float()
+    patches[4:] = patches[4:] * 0.2 + 100
+    out = str(tmp_path / "ranges.pt")
+    mp.spawn(_qat_ranges, args=(_free_port(), patches, out), nprocs=WORLD, join=True)
+    ranks = torch.load(out, weights_only=True)
+    torch.manual_seed(0)
+    single = QatHardNet(HardNet(dropout=0.0, width=0.125), ("cpu",)).train()
+    single(patches)
+    # Every rank holds the same ranges, those one process observes on the whole batch (up
+    # to the convs' float sums, which depend on the batch size).
+    assert torch.equal(ranks[0], ranks[1])
+    torch.testing.assert_close(ranks[0], single.ranges, rtol=1e-5, atol=1e-6)
+    torch.manual_seed(0)
+    half = QatHardNet(HardNet(dropout=0.0, width=0.125), ("cpu",)).train()
+    half(patches[:4])
+    assert not torch.allclose(half.ranges, single.ranges, rtol=1e-2)
