@@ -34,7 +34,7 @@ from hardnet_export.applications.colmap import (
     list_images,
     reconstruct,
 )
-from hardnet_export.applications.detection import DETECTORS
+from hardnet_export.applications.detection import DETECTORS, SUPPORTS
 from hardnet_export.applications.extract import ExtractEvent, Scale
 from hardnet_export.applications.extract import extract as run_extract
 from hardnet_export.applications.features import (
@@ -1178,7 +1178,9 @@ def colmap(
     detector: str = typer.Option(
         default(build_database, "detector"),
         help=f"Keypoint detector for HardNet: {one_of(DETECTORS)}; colmap-sift gives the "
-        "frames --descriptor sift describes.",
+        "frames --descriptor sift describes, each described from a square of "
+        f"max({SUPPORTS['colmap-sift'].per_size:g} x size, "
+        f"{SUPPORTS['colmap-sift'].min_px:g} px).",
     ),
     max_keypoints: int = typer.Option(
         default(build_database, "max_keypoints"),
