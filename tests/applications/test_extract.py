@@ -33,7 +33,13 @@ from hardnet_export.applications.extract import (
     parts_folder,
     runs_of,
 )
-from hardnet_export.applications.extract.shards import claimed, merge, write_shard
+from hardnet_export.applications.extract.shards import (
+    check_settings,
+    claimed,
+    merge,
+    run_settings,
+    write_shard,
+)
 from hardnet_export.cli import EXIT_PARTIAL, app
 from hardnet_export.errors import InputError, StateError
 
@@ -185,6 +191,35 @@ def test_a_shard_written_twice_is_merged_once(tmp_path: Path) -> None:
     # The shard outlived a merge (a kill between the rename and the removal): dropped.
     again = merge(out, [folder / write_shard(folder, [row])], {"run": "again"})
     assert (again.added, again.replaced, again.dropped) == (0, 0, 1)
+
+
+def test_features_made_otherwise_are_never_mixed_in(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    write_images(root, 2)
+    out = tmp_path / "f.h5"
+    extract(root, out, **COMMON)
+    write_images(root / "more", 1)
+    # Another keypoint budget, detector or model would put unmatchable features in one file.
+    other = {**COMMON, "max_keypoints": COMMON["max_keypoints"] + 1}
+    with pytest.raises(InputError, match=r"f.h5 holds features made with max_keypoints"):
+        extract(root, out, **other)
+    with pytest.raises(InputError, match=r"made with detector 'sift', this run's is 'orb'"):
+        extract(root, out, **{**COMMON, "detector": "orb"})
+    assert len(runs_of(out)) == 1 and not parts_folder(out).exists()
+    assert extract(root, out, **COMMON).described == 1  # the same settings resume
+
+    # A killed run's shards are held to the settings of that run.
+    assert not parts_folder(out).exists()
+    later = tmp_path / "g.h5"
+    parts = parts_folder(later)
+    parts.mkdir()
+    settings = run_settings(runs_of(out)[-1])
+    check_settings(later, parts, settings)  # what the killed run recorded
+    (parts / "part-0.h5").write_bytes(b"")
+    changed = {**settings, "patch_support": {"per_size": 6.0, "min_px": 24.0}}
+    with pytest.raises(InputError, match=r"g.h5.parts holds features made with patch_support"):
+        check_settings(later, parts, changed)
+    check_settings(later, parts, settings)
 
 
 def test_the_ray_engine_is_an_extra_the_core_does_not_pull() -> None:

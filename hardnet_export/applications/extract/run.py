@@ -20,11 +20,13 @@ from hardnet_export.applications.extract.engines import Scale, get_engine
 from hardnet_export.applications.extract.listing import ImageItem, list_images
 from hardnet_export.applications.extract.shards import (
     MergeResult,
+    check_settings,
     claimed,
     complete_shards,
     identities,
     merge,
     parts_folder,
+    run_settings,
 )
 from hardnet_export.applications.extract.stages import (
     ExtractOptions,
@@ -163,6 +165,7 @@ def extract(
     folder = parts_folder(out)
     started = time.time()
     with claimed(folder):
+        check_settings(out, folder, run_settings(_run_head(options, model_record)))
         existing = identities(out)
         done = dict(existing)
         for shard in complete_shards(folder):
@@ -185,9 +188,7 @@ def extract(
             "cpu": cpu_model(),
             "engine": chosen.name,
             "scale": {**asdict(scale), "workers": list(scale.workers)},
-            "options": options.to_dict(),
-            "patch_support": _support_record(options.detector, options.magnification),
-            "model": model_record,
+            **_run_head(options, model_record),
             "images": {
                 "listed": len(items),
                 "skipped": len(items) - len(todo),
@@ -265,6 +266,15 @@ def _runs_on_cpu(spec: str | None) -> bool:
     if spec is None or Path(spec).suffix.lower() not in artifact_suffixes():
         return True
     return "cpu" in backend_for(spec).devices
+
+
+def _run_head(options: ExtractOptions, model_record: dict[str, Any]) -> dict[str, Any]:
+    """The part of a run record that says how its features were made."""
+    return {
+        "options": options.to_dict(),
+        "patch_support": _support_record(options.detector, options.magnification),
+        "model": model_record,
+    }
 
 
 def _support_record(detector: str, magnification: float) -> dict[str, float]:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from hardnet_export._io import atomic_path
+from hardnet_export._io import atomic_path, atomic_write_text
 from hardnet_export.applications.hloc import DATASETS, import_h5py, write_group
 from hardnet_export.errors import InputError, OutputError, StateError
 
@@ -38,6 +38,8 @@ RUNS_ATTR = "hardnet_export_runs"
 IDENTITY = ("sha256", "size", "mtime_ns")
 PART_PREFIX = "part-"
 LOCK_NAME = ".lock"
+#: The settings of the run whose shards the parts folder holds (see :func:`check_settings`).
+SETTINGS_NAME = "settings.json"
 
 
 def parts_folder(out: Path) -> Path:
@@ -195,6 +197,48 @@ def runs_of(path: Path) -> list[dict[str, Any]]:
         return list(json.loads(f.attrs.get(RUNS_ATTR, "[]")))
 
 
+def run_settings(run: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes a run's features comparable with another's: the model (its sha256, else
+    its name), the detector, the keypoint budget and the patch support. (A run recorded
+    before the support was would have cut ``magnification x size``.)"""
+    options = run["options"]
+    model = run["model"]
+    support = run.get("patch_support") or {"per_size": options["magnification"], "min_px": 0.0}
+    return {
+        "model": model.get("sha256") or model.get("spec"),
+        "detector": options["detector"],
+        "max_keypoints": options["max_keypoints"],
+        "patch_support": dict(support),
+    }
+
+
+def check_settings(out: Path, folder: Path, settings: Mapping[str, Any]) -> None:
+    """Refuse to extend ``out``, or a killed run's shards in ``folder``, with features made
+    with other :func:`run_settings` (one file would hold descriptors that cannot be
+    matched with each other); then record ``settings`` for this run's shards.
+
+    Raises:
+        InputError: ``out`` (its last run) or the shards were made with other settings.
+    """
+    earlier: list[tuple[Path, Mapping[str, Any]]] = []
+    runs = runs_of(out) if out.exists() else []
+    if runs:
+        earlier.append((out, run_settings(runs[-1])))
+    recorded = folder / SETTINGS_NAME
+    if recorded.exists() and complete_shards(folder):
+        earlier.append((folder, json.loads(recorded.read_text())))
+    for where, theirs in earlier:
+        changed = [key for key in settings if theirs.get(key) != settings[key]]
+        if changed:
+            key = changed[0]
+            raise InputError(
+                f"{where} holds features made with {key} {theirs.get(key)!r}, this run's is "
+                f"{settings[key]!r}: write to a new output, or rerun with the same model, "
+                "detector, keypoint budget and patch support"
+            )
+    atomic_write_text(recorded, json.dumps(dict(settings)))
+
+
 @contextlib.contextmanager
 def claimed(folder: Path) -> Iterator[None]:
     """Hold ``folder``'s lock for one run: a second run on the same output is refused (its
@@ -205,6 +249,7 @@ def claimed(folder: Path) -> Iterator[None]:
     except OSError as exc:
         raise OutputError(f"cannot create the shard folder {folder}: {exc.strerror}") from None
     lock = open(folder / LOCK_NAME, "a+")  # noqa: SIM115  # held for the whole run
+    held = False
     try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -213,13 +258,19 @@ def claimed(folder: Path) -> Iterator[None]:
                 f"another extraction is writing {folder.name.removesuffix('.parts')} "
                 f"(it holds {folder / LOCK_NAME}); wait for it to finish"
             ) from None
+        held = True
         for stale in folder.glob(".*.tmp"):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
         yield
     finally:
+        # Only the holder tidies up (a refused run must leave the holder's lock alone),
+        # also after an error: a run that left no shard leaves no folder.
+        if held:
+            with contextlib.suppress(OSError):
+                if not complete_shards(folder):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(folder / SETTINGS_NAME)
+                    os.unlink(folder / LOCK_NAME)
+                    folder.rmdir()
         lock.close()
-    with contextlib.suppress(OSError):
-        if not complete_shards(folder):
-            os.unlink(folder / LOCK_NAME)
-            folder.rmdir()
