@@ -391,6 +391,8 @@ class QatRecord:
             the range the graph's Q/DQ scales come from (:func:`activation_qparams`).
         reduce_range: the ``cpu`` flavour trained with 7-bit weights.
         clip: the share of values each observed range left out at each end.
+        inner_clip: that share at every point after the first conv's input (the standardised
+            patch); equal to ``clip`` in records that do not say.
         observe_steps: steps whose batches set the ranges (an EMA), after which they froze.
         steps: QAT steps run.
         init: the weights QAT started from (as given to ``--init``).
@@ -400,6 +402,7 @@ class QatRecord:
     ranges: dict[str, tuple[float, float]]
     reduce_range: bool = False
     clip: float = 1e-5
+    inner_clip: float | None = None
     observe_steps: int = 0
     steps: int = 0
     init: str | None = None
@@ -415,6 +418,7 @@ class QatRecord:
             "ranges": {p: [float(lo), float(hi)] for p, (lo, hi) in self.ranges.items()},
             "reduce_range": self.reduce_range,
             "clip": self.clip,
+            "inner_clip": self.clip if self.inner_clip is None else self.inner_clip,
             "observe_steps": self.observe_steps,
             "steps": self.steps,
             "init": self.init,
@@ -459,6 +463,13 @@ class QatRecord:
                 ),  # fmt: skip
                 clip=check_float(
                     "clip", data.get("clip", 1e-5), low=0.0, high=0.5, source=source
+                ),  # fmt: skip
+                inner_clip=check_float(
+                    "inner_clip",
+                    data.get("inner_clip", data.get("clip", 1e-5)),
+                    low=0.0,
+                    high=0.5,
+                    source=source,
                 ),  # fmt: skip
                 observe_steps=check_int(
                     "observe_steps", data.get("observe_steps", 0), low=0, source=source

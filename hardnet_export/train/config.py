@@ -17,6 +17,8 @@ LOSS_TYPES = ("triplet_margin", "softmax", "contrastive")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: What the distillation term compares (hardnet_export.train.losses.distillation_loss).
 DISTILL_KINDS = ("descriptors", "distances")
+#: The options that apply to quantisation-aware training only.
+QAT_OPTIONS = ("qat_target", "qat_observe_steps", "qat_reduce_range", "qat_clip", "qat_inner_clip")
 # Fields that define the run: a resumed run must agree on all of them.
 #: Bounds far beyond any real run, so a typo fails at once instead of allocating for hours.
 MAX_STEPS = 100_000_000
@@ -46,6 +48,7 @@ RECIPE_FIELDS = (
     "qat_observe_steps",
     "qat_reduce_range",
     "qat_clip",
+    "qat_inner_clip",
 )
 
 
@@ -120,6 +123,11 @@ class TrainConfig:
         qat_clip: the share of each activation's values its range leaves out at each end
             (1e-5: the 99.999 % quantile, as the percentile calibration). A larger share
             resolves ordinary patches finer and clips the rare spikes of near-flat ones.
+        qat_inner_clip: the share left out at the activations after the first conv (every
+            later conv's input, the last conv's output); by default ``qat_clip``'s. The
+            standardised patch gains from a tight range (its spikes are near-flat patches'
+            noise) where the inner activations lose by one (their largest values are the
+            strongest responses of the worst patches).
     """
 
     data: list[str] = field(default_factory=lambda: ["builtin"])
@@ -158,6 +166,7 @@ class TrainConfig:
     qat_observe_steps: int = 50
     qat_reduce_range: bool = False
     qat_clip: float = 1e-5
+    qat_inner_clip: float | None = None
 
     def __post_init__(self) -> None:
         self.data = split_specs(self.data)
@@ -230,13 +239,15 @@ class TrainConfig:
         check_bool("qat_reduce_range", self.qat_reduce_range)
         check_int("qat_observe_steps", self.qat_observe_steps, low=1, high=MAX_STEPS)
         check_float("qat_clip", self.qat_clip, low=0.0, high=0.01)
+        if self.qat_inner_clip is not None:
+            check_float("qat_inner_clip", self.qat_inner_clip, low=0.0, high=0.01)
         if self.qat_target not in QAT_TARGETS:
             raise InputError(
                 f"qat_target must be one of {', '.join(QAT_TARGETS)}, got {self.qat_target!r}"
             )
         if not self.qat:
             defaults = {f.name: f.default for f in fields(self)}
-            for name in ("qat_target", "qat_observe_steps", "qat_reduce_range", "qat_clip"):
+            for name in QAT_OPTIONS:
                 if getattr(self, name) != defaults[name]:
                     raise InputError(
                         f"{{{name}}} applies to quantisation-aware training only: add {{qat}}",

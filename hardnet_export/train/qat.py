@@ -154,6 +154,7 @@ class QatHardNet(nn.Module):
         targets: the flavours to fake-quantise for: ``("cpu",)``, ``("tensorrt",)`` or both.
         reduce_range: 7-bit weights in the ``cpu`` flavour.
         clip: the share of values each observed range leaves out at each end.
+        inner_clip: the share for every point after the first conv's input (None: ``clip``).
     """
 
     def __init__(
@@ -163,6 +164,7 @@ class QatHardNet(nn.Module):
         *,
         reduce_range: bool = False,
         clip: float = CLIP_FRACTION,
+        inner_clip: float | None = None,
     ) -> None:
         super().__init__()
         if not targets or any(t not in ("cpu", "tensorrt") for t in targets):
@@ -172,6 +174,7 @@ class QatHardNet(nn.Module):
         self.flavour = self.targets[0]
         self.reduce_range = reduce_range
         self.clip = clip
+        self.inner_clip = clip if inner_clip is None else inner_clip
         self.observing = True
         # (point, [low, high]); NaN until the first observed batch.
         self.register_buffer("ranges", torch.full((len(QAT_POINTS), 2), float("nan")))
@@ -202,7 +205,8 @@ class QatHardNet(nn.Module):
 
     def _observe(self, x: torch.Tensor, index: int, *, relu: bool) -> None:
         if self.training and self.observing:
-            low, high = _quantile_range(x, self.clip)
+            # Point 0 is the standardised patch; every other is an activation inside.
+            low, high = _quantile_range(x, self.clip if index == 0 else self.inner_clip)
             if relu:
                 low = 0.0
             old = self.ranges[index]
@@ -264,6 +268,7 @@ class QatHardNet(nn.Module):
             },
             reduce_range=self.reduce_range,
             clip=self.clip,
+            inner_clip=self.inner_clip,
             observe_steps=observe_steps,
             steps=steps,
             init=init,

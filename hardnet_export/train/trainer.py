@@ -656,7 +656,11 @@ def _begin(config: TrainConfig, device: torch.device, start: _Start, ckpt_path: 
     if config.qat:
         targets = ("cpu", "tensorrt") if config.qat_target == "both" else (config.qat_target,)
         qat = QatHardNet(
-            model, targets, reduce_range=config.qat_reduce_range, clip=config.qat_clip
+            model,
+            targets,
+            reduce_range=config.qat_reduce_range,
+            clip=config.qat_clip,
+            inner_clip=config.qat_inner_clip,
         ).to(device)
     step, anchor, saved = 0, (0, 0.0), None
     resumed: dict[str, Any] = {}

@@ -177,6 +177,31 @@ def test_record_refuses_a_malformed_one() -> None:
         QatRecord.from_dict({**good, "targets": ["gpu"]}, source="x.pth")
 
 
+def test_the_inner_clip_leaves_the_inner_ranges_wider(patches: np.ndarray) -> None:
+    x = torch.from_numpy(patches[:, None])
+
+    def ranges(**clips: float | None) -> torch.Tensor:
+        qat = QatHardNet(load_model(MODEL), ("cpu",), **clips).train()
+        with torch.no_grad():
+            qat(x)
+        return qat.ranges
+
+    tight = ranges(clip=1e-2)
+    mixed = ranges(clip=1e-2, inner_clip=0.0)
+    # The standardised patch keeps the tight range; every point inside reaches its maximum.
+    assert torch.equal(mixed[0], tight[0])
+    inner = [i for i, p in enumerate(QAT_POINTS) if p != "conv0.input" and mixed[i, 1] > 0]
+    assert inner and all(mixed[i, 1] > tight[i, 1] for i in inner)
+    # Records say which share each range left out; older records meant one share for all.
+    record = QatRecord(targets=("cpu",), ranges=dict.fromkeys(QAT_POINTS, (0.0, 1.0)), clip=1e-4)
+    assert QatRecord.from_dict(record.to_dict()).inner_clip == 1e-4
+    old = {k: v for k, v in record.to_dict().items() if k != "inner_clip"}
+    assert QatRecord.from_dict(old).inner_clip == 1e-4
+    assert QatRecord.from_dict({**old, "inner_clip": 0.0}).inner_clip == 0.0
+    with pytest.raises(InputError, match="qat_inner_clip applies to quantisation-aware"):
+        TrainConfig(qat_inner_clip=1e-6)
+
+
 @pytest.mark.slow
 def test_tiny_qat_run_exports_and_gates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
