@@ -91,7 +91,8 @@ class Row:
 def exports(name: str, weights: Path, folder: Path) -> list[Row]:
     """The frontier's points of one model, every CPU backend that runs it: the FP32 graph on
     ONNX Runtime and on OpenVINO, OpenVINO in bf16 where the CPU has native bf16, and the
-    INT8 CPU flavour made for this CPU on the backend ``runtime.load(device="cpu")`` picks."""
+    INT8 CPU flavour made for this CPU on the backend ``runtime.load(device="cpu")`` picks,
+    and the all-int8 QAT graph where the model ships one (``ShippedModel.graphs``)."""
     from hardnet_export.export.int8 import Int8Options
     from hardnet_export.export.onnx import export_onnx
     from hardnet_export.host import installed
@@ -113,6 +114,15 @@ def exports(name: str, weights: Path, folder: Path) -> list[Row]:
         if has_bf16():
             rows.append(Row("bf16", fp32, "openvino", {"inference_precision": "bf16"}))
     rows.append(Row("int8-cpu", int8, choose_backend(int8, device="cpu").name, {}))
+    # A model that ships a ready-made all-int8 graph (quantisation-aware training): that one
+    # too, as a user of the registered model gets it.
+    from hardnet_export.artifacts.models import models
+
+    for entry in models():
+        if entry.name == name and "int8-cpu" in entry.graphs:
+            shipped = entry.graph("int8-cpu")
+            backend = choose_backend(shipped, device="cpu").name
+            rows.append(Row("int8-cpu qat", shipped, backend, {}))
     return rows
 
 
@@ -409,7 +419,12 @@ def versus_markdown(against: list[dict[str, Any]]) -> list[str]:
 #: Time axis ticks, ms.
 TICKS_MS = (1, 2, 5, 10, 20, 30, 50, 100, 200, 300, 500, 1000, 2000, 5000, 10000)
 #: (marker, line style) per precision.
-STYLES = {"fp32": ("o", "-"), "bf16": ("s", "--"), "int8-cpu": ("^", ":")}
+STYLES = {
+    "fp32": ("o", "-"),
+    "bf16": ("s", "--"),
+    "int8-cpu": ("^", ":"),
+    "int8-cpu qat": ("v", "-."),
+}
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
