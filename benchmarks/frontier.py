@@ -48,7 +48,13 @@ from typing import Any
 import numpy as np
 
 from hardnet_export._io import atomic_path, atomic_write_text
-from hardnet_export.artifacts.models import models, multiply_adds, parameter_count
+from hardnet_export.artifacts.models import (
+    get_model,
+    model_names,
+    models,
+    multiply_adds,
+    parameter_count,
+)
 from hardnet_export.benchmark.frame import (
     bench_photo,
     interleaved_compute_times,
@@ -116,13 +122,9 @@ def exports(name: str, weights: Path, folder: Path) -> list[Row]:
     rows.append(Row("int8-cpu", int8, choose_backend(int8, device="cpu").name, {}))
     # A model that ships a ready-made all-int8 graph (quantisation-aware training): that one
     # too, as a user of the registered model gets it.
-    from hardnet_export.artifacts.models import models
-
-    for entry in models():
-        if entry.name == name and "int8-cpu" in entry.graphs:
-            shipped = entry.graph("int8-cpu")
-            backend = choose_backend(shipped, device="cpu").name
-            rows.append(Row("int8-cpu qat", shipped, backend, {}))
+    if name in model_names() and "int8-cpu" in get_model(name).graphs:
+        shipped = get_model(name).graph("int8-cpu")
+        rows.append(Row("int8-cpu qat", shipped, choose_backend(shipped, device="cpu").name, {}))
     return rows
 
 

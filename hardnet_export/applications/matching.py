@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from hardnet_export.applications.detection import SUPPORTS, detect_keypoints, support_keypoints
+from hardnet_export.applications.detection import detect_keypoints, support_keypoints
 from hardnet_export.errors import InputError
 from hardnet_export.geometry import as_gray, keypoints_to_array
 from hardnet_export.validate import check_float, check_int
@@ -240,7 +240,7 @@ def describe_with(
         - Output: (K, D) float32 (D = 128 for both).
     """
     magnification = getattr(describer, "magnification", None)
-    if detector in SUPPORTS and magnification is not None and keypoints:
+    if detector is not None and magnification is not None and keypoints:
         sized = keypoints_to_array(keypoints, default_size=1.0)
         cut = support_keypoints(sized, detector, magnification)
         return np.asarray(describer.compute(image, cut)[1], np.float32)
