@@ -86,13 +86,18 @@ def as_patch_batch(patches: Any) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def graph_input(batch: np.ndarray, input_dtype: str, fixed_batch: int | None) -> np.ndarray:
+def graph_input(
+    batch: np.ndarray, input_dtype: str, fixed_batch: int | None, multiple: int = 1
+) -> np.ndarray:
     """A validated host batch in the dtype a graph's input declares, padded with zero patches
-    to the graph's batch when it has a fixed one (the caller keeps the first ``len(batch)``).
+    to the graph's batch when it has a fixed one, or up to a ``multiple`` of patches (a
+    packed graph's, :mod:`hardnet_export.runtime.packing`); the caller keeps the first
+    ``len(batch)``.
 
     Shape:
         - batch: (n, 1, 32, 32) uint8 or float32.
-        - Output: (max(n, fixed_batch), 1, 32, 32) of ``input_dtype``.
+        - Output: (max(n, fixed_batch), 1, 32, 32), or (n rounded up to ``multiple``, 1,
+          32, 32), of ``input_dtype``.
     """
     if input_dtype == "uint8" and batch.dtype != np.uint8:
         # A uint8 graph holds integer grey levels: round float input to them.
@@ -100,8 +105,9 @@ def graph_input(batch: np.ndarray, input_dtype: str, fixed_batch: int | None) ->
     elif input_dtype == "float32" and batch.dtype != np.float32:
         batch = batch.astype(np.float32)
     n = len(batch)
-    if fixed_batch is not None and n < fixed_batch:
-        padded = np.zeros((fixed_batch, *batch.shape[1:]), batch.dtype)
+    size = fixed_batch if fixed_batch is not None else -(-n // multiple) * multiple
+    if n < size:
+        padded = np.zeros((size, *batch.shape[1:]), batch.dtype)
         padded[:n] = batch
         batch = padded
     return batch

@@ -14,6 +14,7 @@ be called from several threads at once without a lock.
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,11 @@ from hardnet_export.runtime.inputs import (
     DEFAULT_STREAM_HANDLES,
     check_graph_signature,
     graph_input,
+)
+from hardnet_export.runtime.packing import (
+    check_pack_channels,
+    packed_graph_file,
+    packing_candidates,
 )
 from hardnet_export.validate import device_name, parse_device
 
@@ -63,8 +69,9 @@ def _import_onnxruntime() -> Any:
 
 def tuning_candidates(metadata: GraphMetadata, flags: frozenset[str]) -> list[dict[str, Any]]:
     """What ``hardnet-export tune`` times on ONNX Runtime's CPU provider: the graph as written
-    (its float layers in f32, or f16 in an FP16 graph), with every optimisation."""
-    return [{}]
+    (its float layers in f32, or f16 in an FP16 graph), with every optimisation; also with
+    its narrow convs packed where it has some (:func:`packing_candidates`)."""
+    return packing_candidates(metadata, [{}])
 
 
 def choose_providers(
@@ -356,6 +363,10 @@ class OnnxRuntimeDescriber(Describer):
             ``{"TensorrtExecutionProvider": {"trt_engine_cache_enable": True}}``.
             ``trt_fp16_enable`` only matters with TensorRT 10; TensorRT 11 (which needs
             ONNX Runtime >= 1.27 here) ignores it: precision comes from the graph.
+        pack_channels: run the graph's narrow float convs on several patches at once, up to
+            this many channels (0: as written; :mod:`hardnet_export.runtime.packing`, needs
+            the onnx package). The same descriptors; faster for narrow widths on some CPUs,
+            which ``hardnet-export tune`` measures.
     """
 
     backend = "onnxruntime"
@@ -368,9 +379,14 @@ class OnnxRuntimeDescriber(Describer):
         *,
         max_batch: int | None,
         semantics: str = SEMANTICS_HOST,
+        pack: tuple[int, ...] = (),
+        unpacked: Any = None,
     ) -> None:
         """``semantics``: ``host-kernels`` (ONNX Runtime fuses Q/DQ into this CPU's int8
-        kernels) or ``exact-qdq`` (graph optimisations off: the graph as written)."""
+        kernels) or ``exact-qdq`` (graph optimisations off: the graph as written). ``pack``:
+        a packed graph's groups (:class:`~hardnet_export.runtime.packing.PackedGraph`);
+        ``unpacked``: a session of the graph as written, for batches smaller than the
+        pack's multiple."""
         inputs, outputs = session.get_inputs(), session.get_outputs()
         spec = inputs[0] if inputs else None
         out_spec = outputs[0] if outputs else None
@@ -400,6 +416,10 @@ class OnnxRuntimeDescriber(Describer):
         self._fixed_batch = fixed
         self._input_name = spec.name
         self._output_name = out_spec.name
+        #: Patches per packed row of each packed conv (empty: the graph as written).
+        self.pack = pack
+        self._multiple = math.lcm(*pack) if pack else 1
+        self._unpacked = unpacked
 
     @classmethod
     def open(
@@ -412,6 +432,7 @@ class OnnxRuntimeDescriber(Describer):
         inter_op_num_threads: int = 0,
         graph_optimization_level: str = "all",
         provider_options: dict[str, dict[str, Any]] | None = None,
+        pack_channels: int = 0,
     ) -> Describer:
         """Open an ONNX graph in a new session; the describer class is the registry's entry
         for the graph's kind (an image graph gives an :class:`OnnxRuntimeImageDescriber`).
@@ -431,8 +452,15 @@ class OnnxRuntimeDescriber(Describer):
                 f"got {graph_optimization_level!r}"
             )
         device = device_name(device)
+        pack_channels = check_pack_channels(pack_channels)
         ort = _import_onnxruntime()
         from hardnet_export._cuda import cuda_device_count
+
+        source: str | bytes = str(path)
+        pack: tuple[int, ...] = ()
+        if pack_channels:
+            packed = packed_graph_file(path, pack_channels)
+            source, pack = packed.model.SerializeToString(), packed.groups
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_num_threads
@@ -466,13 +494,19 @@ class OnnxRuntimeDescriber(Describer):
             chosen[index] = ("TensorrtExecutionProvider", trt_options)
         if "CUDAExecutionProvider" in names or "TensorrtExecutionProvider" in names:
             preload_gpu_libraries(ort)
-        try:
-            session = ort.InferenceSession(
-                str(path),
+
+        def session_of(given: str | bytes) -> Any:
+            return ort.InferenceSession(
+                given,
                 sess_options=options,
                 providers=[name for name, _ in chosen],
                 provider_options=[opts for _, opts in chosen],
             )
+
+        try:
+            session = session_of(source)
+            # Fewer patches than one packed row run unpacked: padding them costs more.
+            small = session_of(str(path)) if pack else None
         except Exception as exc:  # ORT raises its own pybind classes (InvalidProtobuf, Fail)
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise InputError(
@@ -483,7 +517,8 @@ class OnnxRuntimeDescriber(Describer):
         # Both kinds' classes take (session, artifact, metadata, *, max_batch, semantics).
         make: Any = kind_class(cls.backend, metadata.kind, path)
         semantics = SEMANTICS_EXACT if graph_optimization_level == "disable" else SEMANTICS_HOST
-        describer = make(session, path, metadata, max_batch=max_batch, semantics=semantics)
+        more = {"pack": pack, "unpacked": small} if pack else {}
+        describer = make(session, path, metadata, max_batch=max_batch, semantics=semantics, **more)
         if describer.device == "cpu" and describer.semantics == SEMANTICS_HOST:
             warning = int8_kernel_warning(path, describer.metadata)
             if warning:
@@ -492,8 +527,12 @@ class OnnxRuntimeDescriber(Describer):
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         n = len(batch)
-        batch = graph_input(batch, self.input_dtype, self._fixed_batch)
-        (out,) = self.session.run([self._output_name], {self._input_name: batch})
+        small = self._unpacked is not None and n < self._multiple
+        session = self._unpacked if small else self.session
+        batch = graph_input(
+            batch, self.input_dtype, self._fixed_batch, 1 if small else self._multiple
+        )
+        (out,) = session.run([self._output_name], {self._input_name: batch})
         return np.ascontiguousarray(out[:n], dtype=np.float32)
 
 
