@@ -2,8 +2,9 @@
 
 Per registered model (``hardnet_export.models()``, or ``--model`` checkpoints), precision and
 CPU backend (FP32 on ONNX Runtime and on OpenVINO, OpenVINO's bf16 inference where the CPU has
-native bf16, and the INT8 CPU flavour made for this CPU on the backend ``runtime.load`` picks
-for it), in one run on this machine:
+native bf16, the same with the narrow convs packed where ``tune`` offers it
+(:mod:`hardnet_export.runtime.packing`), and the INT8 CPU flavour made for this CPU on the
+backend ``runtime.load`` picks for it), in one run on this machine:
 
 - **time per frame**: ``Describer.compute`` (extraction + inference) of the 2000 strongest SIFT
   keypoints of the benchmark frame (``builtin:frame``, 800x640), beside OpenCV SIFT
@@ -99,9 +100,11 @@ def exports(name: str, weights: Path, folder: Path) -> list[Row]:
     ONNX Runtime and on OpenVINO, OpenVINO in bf16 where the CPU has native bf16, and the
     INT8 CPU flavour made for this CPU on the backend ``runtime.load(device="cpu")`` picks,
     and the all-int8 QAT graph where the model ships one (``ShippedModel.graphs``)."""
+    from hardnet_export.artifacts.metadata import read_metadata
     from hardnet_export.export.int8 import Int8Options
     from hardnet_export.export.onnx import export_onnx
-    from hardnet_export.host import installed
+    from hardnet_export.host import has_bf16, installed
+    from hardnet_export.runtime.packing import packing_candidates
     from hardnet_export.runtime.policy import choose_backend
 
     fp32 = export_onnx(weights, folder / f"{name}.fp32.onnx")
@@ -114,11 +117,18 @@ def exports(name: str, weights: Path, folder: Path) -> list[Row]:
     )
     rows = [Row("fp32", fp32, "onnxruntime", {})]
     if installed("openvino"):
-        from hardnet_export.runtime.openvino_backend import has_bf16
-
         rows.append(Row("fp32", fp32, "openvino", {}))
         if has_bf16():
             rows.append(Row("bf16", fp32, "openvino", {"inference_precision": "bf16"}))
+    # Narrow convs packed (the same descriptors) where tune would offer it.
+    offered = packing_candidates(read_metadata(fp32), [{}])
+    if len(offered) > 1:
+        packed = offered[-1]
+        rows.append(Row("fp32 packed", fp32, "onnxruntime", packed))
+        if installed("openvino") and has_bf16():
+            rows.append(
+                Row("bf16 packed", fp32, "openvino", {"inference_precision": "bf16", **packed})
+            )
     rows.append(Row("int8-cpu", int8, choose_backend(int8, device="cpu").name, {}))
     # A model that ships a ready-made all-int8 graph (quantisation-aware training): that one
     # too, as a user of the registered model gets it.
@@ -360,6 +370,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"keypoint there ({100 * frame['repeatable@3']:.1f} %); mnn@3: mutual nearest "
         "neighbours within 3 px, of all left keypoints with ground truth",
         "- bf16: the FP32 graph with OpenVINO's bf16 inference, on CPUs with native bf16 only",
+        "- packed: the narrow convs run several patches side by side (`pack_channels=16`, "
+        "the same descriptors; `hardnet_export.runtime.packing`); `runtime.load` packs "
+        "`hardnet-eighth` by rule, so its 'ours' rows are packed",
         "",
         "| model | width | precision (backend) | M mult-adds / patch | frame ms p50 | x SIFT "
         "| held-out NN % | stereo NN % | stereo-hard NN % | keypoints NN@3 % | keypoints mnn@3 % |",
@@ -426,6 +439,8 @@ STYLES = {
     "bf16": ("s", "--"),
     "int8-cpu": ("^", ":"),
     "int8-cpu qat": ("v", "-."),
+    "fp32 packed": ("D", "-"),
+    "bf16 packed": ("P", "--"),
 }
 
 

@@ -40,6 +40,11 @@ from hardnet_export.validate import check_int
 #: f32 (and half a bf16 one); 8 and 32 timed no better on a Zen 4 with OpenVINO and ONNX
 #: Runtime (``docs/tuning.md``).
 PACK_CHANNELS = 16
+#: The rule table (no tuning measured) packs a graph whose first conv packs at least this many
+#: patches per row: ``hardnet-eighth`` (4 channels, 4 patches) ran 1.36x faster packed on
+#: OpenVINO in bf16 and 1.44x on ONNX Runtime on a Zen 4; ``hardnet-quarter`` (2 patches)
+#: gained at most 4 % and lost in OpenVINO's f32, so only ``tune`` offers it there.
+RULE_MIN_GROUP = 4
 #: Most channels a pack may ask for (4096 patches' worth of a 1-channel conv is no kernel's
 #: block size).
 MAX_PACK_CHANNELS = 512
@@ -232,6 +237,17 @@ def packing_candidates(
     if conv_channels(metadata.width or 1.0)[0] >= PACK_CHANNELS:
         return candidates
     return candidates + [{**options, "pack_channels": PACK_CHANNELS} for options in candidates]
+
+
+def rule_packing(metadata: GraphMetadata) -> dict[str, Any]:
+    """The packing the rule table adds for a graph (no tuning measured): ``pack_channels``
+    = :data:`PACK_CHANNELS` for a patch graph whose first conv would pack at least
+    :data:`RULE_MIN_GROUP` patches, where the onnx package is installed; else nothing."""
+    if metadata.kind != "patches" or not installed("onnx"):
+        return {}
+    if PACK_CHANNELS // conv_channels(metadata.width or 1.0)[0] < RULE_MIN_GROUP:
+        return {}
+    return {"pack_channels": PACK_CHANNELS}
 
 
 def check_pack_channels(pack_channels: Any) -> int:

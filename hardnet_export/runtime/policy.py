@@ -12,6 +12,9 @@ reads the artifact is a candidate, and:
    (a gated rule, bf16 arithmetic, needs the graph to record that it passed);
 3. otherwise the suffix's default backend.
 
+After 2 and 3 the narrowest graphs' convs are packed where the backend takes
+``pack_channels`` (:mod:`hardnet_export.runtime.packing`: the same descriptors, so no gate).
+
 Options the caller gives (an ``inference_precision``, a thread count) keep only the
 backends that take them and override the rule's. Off the CPU the suffix's default backend
 runs the artifact. Loads never measure, so the first one is as quick as any. Nothing here
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +134,27 @@ def choose(
         metadata = read_metadata(path)
     except (HardnetError, ImportError):
         return Choice(names[0], dict(options), source="default", why="unreadable metadata")
-    return rule_choice(metadata, runners, options)
+    return with_packing(rule_choice(metadata, runners, options), metadata, path)
+
+
+def with_packing(choice: Choice, metadata: GraphMetadata, path: Path) -> Choice:
+    """``choice`` with the rule table's patch packing added where it applies: an ``.onnx``
+    graph narrow enough (:func:`~hardnet_export.runtime.packing.rule_packing`), a backend
+    that takes ``pack_channels``, and no packing named by the caller. Packing leaves the
+    descriptors as they are, so it needs no gate."""
+    from hardnet_export.runtime.packing import rule_packing
+
+    packing = rule_packing(metadata)
+    backend = get_backend(choice.backend)
+    if (
+        not packing
+        or path.suffix.lower() != ".onnx"
+        or set(packing) & set(choice.options)
+        or not set(packing) <= load_options(backend.describer_class())
+    ):
+        return choice
+    why = f"{choice.why}; its narrow convs packed {packing['pack_channels']} channels wide"
+    return replace(choice, options={**choice.options, **packing}, why=why)
 
 
 def rule_choice(

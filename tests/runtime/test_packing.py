@@ -136,3 +136,20 @@ def test_refusals_are_one_line_naming_the_file(image_graph: Path, tmp_path: Path
     broken.write_bytes(b"not a graph")
     with pytest.raises(InputError, match=f"{broken}"):
         runtime.load(broken, backend="onnxruntime", device="cpu", pack_channels=16)
+
+
+def test_the_rule_table_packs_the_narrowest_graphs_and_the_caller_wins() -> None:
+    eighth = get_model("hardnet-eighth").onnx
+    loaded = runtime.load(eighth, device="cpu")
+    assert loaded.choice is not None and loaded.choice.source in ("rule", "tuned")
+    if loaded.choice.source == "rule":
+        assert loaded.choice.options["pack_channels"] == PACK_CHANNELS
+        assert loaded.pack == (4, 4, 2, 2) and "packed" in loaded.choice.why
+    # Two patches per row gained too little to pack without measuring.
+    quarter = runtime.load(get_model("hardnet-quarter").onnx, device="cpu")
+    assert quarter.choice is not None and "pack_channels" not in quarter.choice.options
+    plain = runtime.load(eighth, device="cpu", pack_channels=0)
+    assert plain.choice is not None and plain.choice.options["pack_channels"] == 0
+    assert not getattr(plain, "pack", ())
+    patches = textured(37, seed=2)
+    np.testing.assert_allclose(loaded.describe(patches), plain.describe(patches), atol=2e-6)
