@@ -76,13 +76,15 @@ KEYPOINTS = 2000
 MAX_BATCH = 256
 
 
-def candidates(paths: list[Path]) -> list[tuple[str, Path, float]]:
-    """(name, checkpoint, width) of every registered model, or of the given checkpoints."""
+def candidates(paths: list[Path]) -> list[tuple[str, Path, float, str]]:
+    """(name, checkpoint, width, layout) of every registered model, or of the given
+    checkpoints."""
     from hardnet_export.model import load_model
 
     if paths:
-        return [(p.parent.name or p.stem, p, load_model(p).width) for p in paths]
-    return [(m.name, m.file("weights"), m.width) for m in models()]
+        loaded = [(p, load_model(p)) for p in paths]
+        return [(p.parent.name or p.stem, p, m.width, m.layout) for p, m in loaded]
+    return [(m.name, m.file("weights"), m.width, m.layout) for m in models()]
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,12 @@ def versus_peers(
     return frame_versus(frame, ours, rivals, keypoints, rounds=rounds)
 
 
+def _shape(row: dict[str, Any]) -> str:
+    """The width, and the layout where it is not the paper's."""
+    layout = row.get("layout", "l2net")
+    return f"{row['width']:g}" + ("" if layout == "l2net" else f" {layout}")
+
+
 def int8_gate(graph: Path, backend: str) -> bool | None:
     """Whether an INT8 graph passed its export gate as run on ``backend`` (OpenVINO's own
     gate where the export measured one); None for float graphs."""
@@ -224,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     sift_accuracy: dict[str, Any] = {}
     against: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="hardnet-frontier-") as tmp:
-        for name, weights, width in candidates(args.model):
+        for name, weights, width, layout in candidates(args.model):
             points = exports(name, weights, Path(tmp))
             if args.peers:
                 graphs = {p.precision: p.graph for p in points}
@@ -255,12 +263,13 @@ def main(argv: list[str] | None = None) -> int:
                         "label": label,
                         "model": name,
                         "width": width,
+                        "layout": layout,
                         "precision": point.precision,
                         "backend": point.backend,
                         "options": point.options,
                         "int8_gate_passed": int8_gate(point.graph, point.backend),
-                        "parameters": parameter_count(width),
-                        "multiply_adds": multiply_adds(width),
+                        "parameters": parameter_count(width, layout),
+                        "multiply_adds": multiply_adds(width, layout),
                         "accuracy": accuracy,
                         "stereo_frame": score_describer(describer, stereo),
                     }
@@ -385,7 +394,7 @@ def markdown(result: dict[str, Any]) -> str:
     for row in result["rows"]:
         mark = " **(goal)**" if meets_goal(row, sift) else ""
         lines.append(
-            f"| {row['model']} | {row['width']:g} | {_where(row)}{mark} | "
+            f"| {row['model']} | {_shape(row)} | {_where(row)}{mark} | "
             f"{row['multiply_adds'] / 1e6:.1f} | {row['frame_ms_p50']:.1f} | "
             f"{row['vs_sift']:.2f}x | {_pct(row['accuracy'], 'builtin')} | "
             f"{_pct(row['accuracy'], 'stereo')} | {_pct(row['accuracy'], 'stereo-hard')} | "

@@ -23,9 +23,10 @@ from hardnet_export import __version__
 from hardnet_export._io import atomic_path
 from hardnet_export.artifacts.describe import DESCRIPTOR_SIZE
 from hardnet_export.artifacts.models import (
-    FINAL_KERNEL,
+    DEFAULT_LAYOUT,
     check_width,
-    conv_channels,
+    conv_shapes,
+    get_layout,
     resolve_model,
     width_of,
 )
@@ -55,27 +56,31 @@ class HardNet(nn.Module):
     Args:
         dropout: dropout rate before the last conv (0.3 in the current authors' code,
             0.1 in the NIPS version).
-        width: multiplier of every conv's channels (32w, 32w, 64w, 64w, 128w, 128w; the
-            final 8x8 conv maps 128w to 128). Width 1 is the paper's network.
+        width: multiplier of every conv's channels (in the L2Net layout 32w, 32w, 64w, 64w,
+            128w, 128w; the final 8x8 conv maps 128w to 128). Width 1 is the paper's network.
+        layout: the conv stack's shape (:data:`~hardnet_export.artifacts.models.LAYOUTS`):
+            ``l2net`` (the paper's, the default) or ``strided`` (CPU-shaped). Every layout
+            has the same modules in the same order, so the state_dict keys are the same.
 
     Shape:
         - Input: (N, 1, 32, 32), uint8 (0..255) or floating point.
         - Output: (N, 128) float32, unit L2 norm.
     """
 
-    def __init__(self, dropout: float = 0.3, width: float = 1.0) -> None:
+    def __init__(
+        self, dropout: float = 0.3, width: float = 1.0, layout: str = DEFAULT_LAYOUT
+    ) -> None:
         super().__init__()
         self.width = check_width(width)
-        c = conv_channels(self.width)
+        self.layout = get_layout(layout).name
+        *convs, final = conv_shapes(self.width, self.layout)
+        layers: list[nn.Module] = []
+        for shape in convs:
+            layers += _conv_bn(shape.c_in, shape.c_out, stride=shape.stride)
         self.features = nn.Sequential(
-            *_conv_bn(1, c[0]),
-            *_conv_bn(c[0], c[1]),
-            *_conv_bn(c[1], c[2], stride=2),
-            *_conv_bn(c[2], c[3]),
-            *_conv_bn(c[3], c[4], stride=2),
-            *_conv_bn(c[4], c[5]),
+            *layers,
             nn.Dropout(dropout),
-            nn.Conv2d(c[5], DESCRIPTOR_SIZE, kernel_size=FINAL_KERNEL, bias=False),
+            nn.Conv2d(final.c_in, DESCRIPTOR_SIZE, kernel_size=final.kernel, bias=False),
             nn.BatchNorm2d(DESCRIPTOR_SIZE, affine=False),
         )
         for module in self.modules():
@@ -402,7 +407,8 @@ def load_model(path: str | Path | None = None, *, dropout: float = 0.3) -> HardN
     checkpoint = read_checkpoint(path)
     state = {k.removeprefix("module."): v for k, v in checkpoint.state_dict.items()}
     width, how = checkpoint_width(checkpoint.meta, state, str(path))
-    model = HardNet(dropout=dropout, width=width)
+    layout = checkpoint_layout(checkpoint.meta, str(path))
+    model = HardNet(dropout=dropout, width=width, layout=layout)
     missing, unexpected = _key_mismatch(model, state)
     if missing or unexpected:
         raise CheckpointError(
@@ -423,9 +429,24 @@ def load_model(path: str | Path | None = None, *, dropout: float = 0.3) -> HardN
     except RuntimeError as exc:
         reason = str(exc).strip().splitlines()[-1].strip()
         raise CheckpointError(
-            f"{path} does not fit the HardNet architecture at width {width:g} ({how}): {reason}"
+            f"{path} does not fit the HardNet architecture at width {width:g} ({how}), layout "
+            f"{layout}: {reason}"
         ) from None
     return model.eval()
+
+
+def checkpoint_layout(meta: Mapping[str, Any], source: str) -> str:
+    """The layout a checkpoint's metadata records (``l2net`` where it records none: the
+    authors' checkpoints and this project's before layouts).
+
+    Raises:
+        CheckpointError: a recorded layout that is not one of
+            :data:`~hardnet_export.artifacts.models.LAYOUTS`.
+    """
+    try:
+        return get_layout(meta.get("layout")).name
+    except InputError as exc:
+        raise CheckpointError(f"{source}: meta {exc}") from None
 
 
 def checkpoint_width(
@@ -490,8 +511,9 @@ def save_checkpoint(
         "config": dict(config or {}),
         "step": step,
         "data": data,
-        # The width travels with the weights: load_model builds the network from it.
+        # The width and layout travel with the weights: load_model builds the network from them.
         "width": getattr(module, "width", 1.0),
+        "layout": getattr(module, "layout", DEFAULT_LAYOUT),
         **dict(meta or {}),
     }
     payload: dict[str, Any] = {

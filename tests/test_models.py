@@ -248,3 +248,41 @@ def test_names_load_without_torch() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok False"
+
+
+def test_the_strided_layout_halves_the_patch_first_and_travels_with_the_weights(
+    tmp_path: Path,
+) -> None:
+    shapes = conv_shapes(1.0, "strided")
+    assert [s.out_side for s in shapes] == [16, 16, 8, 8, 4, 4, 1]
+    assert [s.stride for s in shapes[:6]] == [2, 1, 2, 1, 2, 1]
+    assert [s.c_out for s in shapes] == [16] * 6 + [128] and shapes[-1].kernel == 4
+    assert multiply_adds(1.0, "strided") == 1_028_096
+    model = HardNet(layout="strided").eval()
+    assert sum(p.numel() for p in model.parameters()) == parameter_count(1.0, "strided")
+    # The same modules in the same order: every tool that walks the convs walks these too.
+    assert list(model.state_dict()) == list(HardNet(width=0.5).state_dict())
+    saved = save_checkpoint(tmp_path / "strided.pth", model)
+    loaded = load_model(saved)
+    assert loaded.layout == "strided" and loaded.width == 1.0
+    x = torch.rand(3, 1, 32, 32) * 255
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    with pytest.raises(ValueError, match="layout must be one of l2net, strided, got 'wide'"):
+        HardNet(layout="wide")
+    # A checkpoint that names no layout is the paper's, as every checkpoint before layouts.
+    torch.save({"state_dict": HardNet(width=0.5).state_dict()}, tmp_path / "foreign.pth")
+    assert load_model(tmp_path / "foreign.pth").layout == "l2net"
+    from hardnet_export.model import read_checkpoint
+
+    bad = read_checkpoint(saved)
+    meta = {**bad.meta, "layout": "wide"}
+    import json
+
+    torch.save(
+        {"format": bad.format, "state_dict": bad.state_dict, "meta": json.dumps(meta)},
+        tmp_path / "bad.pth",
+    )
+    with pytest.raises(ValueError, match=r"bad.pth: meta layout must be one of") as caught:
+        load_model(tmp_path / "bad.pth")
+    assert "\n" not in str(caught.value)

@@ -107,6 +107,8 @@ class GraphMetadata:
             None for other weights.
         width: the width multiplier of the network's channels (None: a graph from before
             widths, which is width 1, or a foreign one).
+        layout: the network's layout (:data:`~hardnet_export.artifacts.models.LAYOUTS`;
+            None: a graph from before layouts, which is ``l2net``, or a foreign one).
         other: keys this version does not know, as they were stored.
     """
 
@@ -125,6 +127,7 @@ class GraphMetadata:
     min_image_side: int | None = None
     model_name: str | None = None
     width: float | None = None
+    layout: str | None = None
     other: dict[str, str] = field(default_factory=dict)
 
     @property

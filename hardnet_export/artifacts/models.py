@@ -31,12 +31,77 @@ from hardnet_export.host import installed
 from hardnet_export.shipped import DEFAULT_MODEL, DEFAULT_STEM, PATCH_SIZE, WEIGHTS_DIR
 from hardnet_export.validate import check_float
 
-#: Output channels of the six 3x3 convs at width 1.
+#: Output channels of the six 3x3 convs at width 1 (the L2Net layout).
 BASE_CHANNELS = (32, 32, 64, 64, 128, 128)
 #: Strides of the six 3x3 convs (32x32 -> 16x16 at the third, -> 8x8 at the fifth).
 STRIDES = (1, 1, 2, 1, 2, 1)
-#: The final conv's kernel side (it covers the whole 8x8 map: 1x1 output).
+#: The final conv's kernel side in the L2Net layout (it covers the whole 8x8 map: 1x1 output).
 FINAL_KERNEL = 8
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The shape of the conv stack at width 1: six 3x3 convs (padding 1), each followed by
+    BatchNorm and ReLU, then one conv whose kernel covers the map left (a 1x1 output, the
+    128-D descriptor). Every layout has the same seven convs and the same state_dict keys,
+    so training, export, INT8 and QAT treat them alike.
+
+    Attributes:
+        name: what a checkpoint's metadata, ``TrainConfig.layout`` and ``--layout`` say.
+        channels: the six 3x3 convs' output channels at width 1.
+        strides: their strides.
+        summary: one line for listings and cards.
+    """
+
+    name: str
+    channels: tuple[int, ...]
+    strides: tuple[int, ...]
+    summary: str
+
+    @property
+    def final_kernel(self) -> int:
+        """The side of the map the six convs leave of a 32x32 patch: the last conv's kernel."""
+        side = PATCH_SIZE
+        for stride in self.strides:
+            side = (side + 2 - 3) // stride + 1
+        return side
+
+
+#: The layouts, the default first. ``strided`` is shaped for CPU kernels: its first conv
+#: halves the patch at once and every conv has 16 channels (one AVX-512 block), so no conv
+#: runs at 32x32 and none wastes a vector on a few channels (``docs/training.md``).
+LAYOUTS: dict[str, Layout] = {
+    "l2net": Layout(
+        "l2net",
+        BASE_CHANNELS,
+        STRIDES,
+        "the paper's L2Net layout: 32, 32, 64, 64, 128, 128 channels; 32x32, 16x16 and 8x8 "
+        "maps; an 8x8 final conv",
+    ),
+    "strided": Layout(
+        "strided",
+        (16, 16, 16, 16, 16, 16),
+        (2, 1, 2, 1, 2, 1),
+        "CPU-shaped: 16 channels throughout; 16x16, 8x8 and 4x4 maps (the first conv at "
+        "stride 2); a 4x4 final conv",
+    ),
+}
+DEFAULT_LAYOUT = "l2net"
+
+
+def get_layout(name: str | None) -> Layout:
+    """The layout called ``name`` (None: the default, L2Net).
+
+    Raises:
+        InputError: no such layout; the message lists them.
+    """
+    if name is None:
+        return LAYOUTS[DEFAULT_LAYOUT]
+    if name not in LAYOUTS:
+        raise InputError(f"layout must be one of {', '.join(LAYOUTS)}, got {name!r}")
+    return LAYOUTS[name]
+
+
 #: Widths a model may have: more than 0, at most this.
 MAX_WIDTH = 4.0
 #: Which file of an entry a caller wants: the checkpoint, the FP32 ONNX graph, or ``auto``
@@ -58,11 +123,11 @@ def check_width(width: float) -> float:
     return check_float("width", width, low=0.0, low_open=True, high=MAX_WIDTH)
 
 
-def conv_channels(width: float = 1.0) -> tuple[int, ...]:
-    """Output channels of the six 3x3 convs at ``width`` (``BASE_CHANNELS x width``, rounded
-    half up, at least 1); the final conv maps the last of them to 128."""
+def conv_channels(width: float = 1.0, layout: str | None = None) -> tuple[int, ...]:
+    """Output channels of the six 3x3 convs at ``width`` (the layout's channels x ``width``,
+    rounded half up, at least 1); the final conv maps the last of them to 128."""
     width = check_width(width)
-    return tuple(max(1, math.floor(c * width + 0.5)) for c in BASE_CHANNELS)
+    return tuple(max(1, math.floor(c * width + 0.5)) for c in get_layout(layout).channels)
 
 
 @dataclass(frozen=True)
@@ -86,28 +151,29 @@ class ConvShape:
         return self.weights * self.out_side * self.out_side
 
 
-def conv_shapes(width: float = 1.0) -> tuple[ConvShape, ...]:
-    """The seven convs (``conv0`` ... ``conv6`` of the exported graph) at ``width``, for a
-    32x32 patch."""
+def conv_shapes(width: float = 1.0, layout: str | None = None) -> tuple[ConvShape, ...]:
+    """The seven convs (``conv0`` ... ``conv6`` of the exported graph) at ``width`` in
+    ``layout`` (default L2Net), for a 32x32 patch."""
     shapes = []
     c_in, side = 1, PATCH_SIZE
-    for c_out, stride in zip(conv_channels(width), STRIDES, strict=True):
+    chosen = get_layout(layout)
+    for c_out, stride in zip(conv_channels(width, layout), chosen.strides, strict=True):
         side = (side + 2 - 3) // stride + 1  # 3x3, padding 1
         shapes.append(ConvShape(c_in, c_out, 3, stride, side))
         c_in = c_out
-    shapes.append(ConvShape(c_in, DESCRIPTOR_SIZE, FINAL_KERNEL, 1, side - FINAL_KERNEL + 1))
+    shapes.append(ConvShape(c_in, DESCRIPTOR_SIZE, side, 1, 1))
     return tuple(shapes)
 
 
-def parameter_count(width: float = 1.0) -> int:
-    """Weights of the network at ``width`` (1,334,560 at width 1)."""
-    return sum(shape.weights for shape in conv_shapes(width))
+def parameter_count(width: float = 1.0, layout: str | None = None) -> int:
+    """Weights of the network at ``width`` (1,334,560 at width 1 in the L2Net layout)."""
+    return sum(shape.weights for shape in conv_shapes(width, layout))
 
 
-def multiply_adds(width: float = 1.0) -> int:
-    """Multiply-adds per 32x32 patch at ``width`` (39,092,224, about 39.1 M, at width 1);
-    BatchNorm, ReLU and the normalisations are not counted."""
-    return sum(shape.multiply_adds for shape in conv_shapes(width))
+def multiply_adds(width: float = 1.0, layout: str | None = None) -> int:
+    """Multiply-adds per 32x32 patch at ``width`` (39,092,224, about 39.1 M, at width 1 in
+    the L2Net layout); BatchNorm, ReLU and the normalisations are not counted."""
+    return sum(shape.multiply_adds for shape in conv_shapes(width, layout))
 
 
 def width_of(first_channels: int) -> float:
@@ -130,6 +196,7 @@ class ShippedModel:
             ``STEM.VARIANT.onnx`` beside the checkpoint: graphs whose weights are not the
             checkpoint's (quantisation-aware fine-tuned from it; the card says how), so no
             export of the checkpoint reproduces them.
+        layout: the conv stack's shape (:data:`LAYOUTS`).
     """
 
     name: str
@@ -138,6 +205,7 @@ class ShippedModel:
     summary: str
     folder: Path = WEIGHTS_DIR
     graphs: tuple[str, ...] = ()
+    layout: str = DEFAULT_LAYOUT
 
     @property
     def weights(self) -> Path:
@@ -174,12 +242,12 @@ class ShippedModel:
 
     @property
     def parameters(self) -> int:
-        return parameter_count(self.width)
+        return parameter_count(self.width, self.layout)
 
     @property
     def multiply_adds(self) -> int:
         """Multiply-adds per patch."""
-        return multiply_adds(self.width)
+        return multiply_adds(self.width, self.layout)
 
     def card_sha256(self) -> str | None:
         """The checkpoint sha256 the model card states (None: the card states none).
@@ -284,8 +352,8 @@ def unregister_model(name: str) -> None:
 
 def format_models(entries: tuple[ShippedModel, ...] | None = None) -> str:
     """A plain-text table of ``entries`` (default: every registered model): name, width,
-    weights, multiply-adds per patch, whether this installation has its files, its card."""
-    rows = [("name", "width", "weights", "MACs/patch", "installed", "card")]
+    layout, weights, multiply-adds per patch, whether this installation has its files, its card."""
+    rows = [("name", "width", "layout", "weights", "MACs/patch", "installed", "card")]
     for entry in models() if entries is None else entries:
         files = [("pth", entry.weights), ("onnx", entry.onnx)] + [
             (variant, entry.folder / f"{entry.stem}.{variant}.onnx") for variant in entry.graphs
@@ -295,6 +363,7 @@ def format_models(entries: tuple[ShippedModel, ...] | None = None) -> str:
             (
                 entry.name,
                 f"{entry.width:g}",
+                entry.layout,
                 f"{entry.parameters:,}",
                 f"{entry.multiply_adds / 1e6:.1f} M",
                 "+".join(have) or "no",

@@ -461,6 +461,7 @@ def export_image_graph(
         min_image_side=side,
         model_name=weights_model_name(weights),
         width=model.width,
+        layout=model.layout,
         **extra,
     )
     return write_graph(proto, metadata, out)

@@ -127,6 +127,7 @@ def export_onnx(
         weights_provenance=provenance,
         model_name=weights_model_name(weights),
         width=model.width,
+        layout=model.layout,
         **extra,
     )
     if parity:

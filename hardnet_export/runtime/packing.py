@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from hardnet_export.artifacts.metadata import GraphMetadata
-from hardnet_export.artifacts.models import conv_channels
+from hardnet_export.artifacts.models import LAYOUTS, conv_channels
 from hardnet_export.errors import InputError, MissingDependencyError
 from hardnet_export.host import installed
 from hardnet_export.validate import check_int
@@ -225,6 +225,14 @@ def _insert(graph: Any, added: list[tuple[str, Any]]) -> None:
     graph.node.extend(nodes)
 
 
+def _first_channels(metadata: GraphMetadata) -> int | None:
+    """The first conv's output channels by the graph's recorded width and layout (None: a
+    layout this version does not know)."""
+    if metadata.layout is not None and metadata.layout not in LAYOUTS:
+        return None
+    return conv_channels(metadata.width or 1.0, metadata.layout)[0]
+
+
 def packing_candidates(
     metadata: GraphMetadata, candidates: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -234,7 +242,8 @@ def packing_candidates(
     both and keeps the faster that passes the gate."""
     if metadata.kind != "patches" or not installed("onnx"):
         return candidates
-    if conv_channels(metadata.width or 1.0)[0] >= PACK_CHANNELS:
+    first = _first_channels(metadata)
+    if first is None or first >= PACK_CHANNELS:
         return candidates
     return candidates + [{**options, "pack_channels": PACK_CHANNELS} for options in candidates]
 
@@ -245,7 +254,8 @@ def rule_packing(metadata: GraphMetadata) -> dict[str, Any]:
     :data:`RULE_MIN_GROUP` patches, where the onnx package is installed; else nothing."""
     if metadata.kind != "patches" or not installed("onnx"):
         return {}
-    if PACK_CHANNELS // conv_channels(metadata.width or 1.0)[0] < RULE_MIN_GROUP:
+    first = _first_channels(metadata)
+    if first is None or PACK_CHANNELS // first < RULE_MIN_GROUP:
         return {}
     return {"pack_channels": PACK_CHANNELS}
 

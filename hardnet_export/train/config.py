@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from hardnet_export.artifacts.models import check_width
+from hardnet_export.artifacts.models import check_width, get_layout
 from hardnet_export.artifacts.quantisation import QAT_TARGETS
 from hardnet_export.data.sources import packages, split_specs
 from hardnet_export.errors import InputError, Placeholder, Remedy
@@ -40,6 +40,7 @@ RECIPE_FIELDS = (
     "global_hardest",
     "init",
     "width",
+    "layout",
     "teacher",
     "distill_weight",
     "distill_kind",
@@ -102,6 +103,9 @@ class TrainConfig:
         width: multiplier of every conv's channels (0.5: about a quarter of the
             multiply-adds, 0.25: about a fifteenth); default 1, or the width of the --init
             weights.
+        layout: the conv stack's shape: l2net (the paper's) or strided (CPU-shaped: the
+            first conv at stride 2, 16 channels throughout, 1.0 M multiply-adds at width 1);
+            default l2net, or the layout of the --init weights.
         teacher: distil from this model (a registered model name or a checkpoint): the loss
             gains distill_weight x the distillation term; the teacher runs in eval mode,
             without gradients, in the student's precision, and is recorded in the
@@ -158,6 +162,7 @@ class TrainConfig:
     progress: bool = True
     init: str | None = None
     width: float | None = None
+    layout: str | None = None
     teacher: str | None = None
     distill_weight: float = 1.0
     distill_kind: str = "descriptors"
@@ -212,6 +217,8 @@ class TrainConfig:
         check_int("seed", self.seed, low=0, high=2**63 - 1)
         if self.width is not None:
             self.width = check_width(self.width)
+        if self.layout is not None:
+            self.layout = get_layout(self.layout).name
         for name in ("init", "teacher"):
             value = getattr(self, name)
             if value is not None:

@@ -189,6 +189,10 @@ class QatHardNet(nn.Module):
     def width(self) -> float:
         return self.net.width
 
+    @property
+    def layout(self) -> str:
+        return self.net.layout
+
     def train(self, mode: bool = True) -> QatHardNet:
         super().train(mode)
         for bn in self._bns:  # frozen statistics: the folded weights are the graph's

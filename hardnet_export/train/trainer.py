@@ -28,7 +28,12 @@ import torch
 
 from hardnet_export._io import atomic_write_text, check_folder, sha256_file
 from hardnet_export._progress import progress_bar
-from hardnet_export.artifacts.models import registered_name, resolve_model
+from hardnet_export.artifacts.models import (
+    DEFAULT_LAYOUT,
+    get_layout,
+    registered_name,
+    resolve_model,
+)
 from hardnet_export.errors import (
     HardnetError,
     InputError,
@@ -272,7 +277,7 @@ def _load_resume(
     diff = [
         f"{k}: {saved[k]!r} -> {getattr(config, k)!r}"
         for k in RECIPE_FIELDS
-        if k != "width" and k in saved and saved[k] != config.recipe()[k]
+        if k not in ("width", "layout") and k in saved and saved[k] != config.recipe()[k]
     ]
     run_width = float(ckpt.meta.get("width") or 1.0)
     asked = config.width
@@ -282,6 +287,11 @@ def _load_resume(
     if asked != run_width:
         default = " (the default)" if config.width is None else ""
         diff.append(f"width: {run_width:g} -> {asked:g}{default}")
+    # The layout likewise, as the networks' layouts (unset: l2net, or the init's).
+    run_layout = get_layout(ckpt.meta.get("layout")).name
+    asked_layout = config.layout or (run_layout if config.init is not None else DEFAULT_LAYOUT)
+    if asked_layout != run_layout:
+        diff.append(f"layout: {run_layout} -> {asked_layout}")
     if diff:
         raise InputError(f"cannot resume {path}: the run's settings differ ({', '.join(diff)})")
     was, now = saved.get("teacher_provenance"), teacher_record
@@ -407,10 +417,13 @@ def _prepare(config: TrainConfig, device: torch.device, dist: DistInfo, ckpt_pat
     source.check_batch_size(config.batch_size)
     init_state = None
     width = 1.0 if config.width is None else config.width
+    layout = config.layout or DEFAULT_LAYOUT
     if config.resume:
-        # The run's own network: the width its checkpoint holds (the recipe check on
-        # loading refuses a different width).
-        width = float(read_checkpoint(ckpt_path).meta.get("width", width))
+        # The run's own network: the width and layout its checkpoint holds (the recipe check
+        # on loading refuses different ones).
+        own = read_checkpoint(ckpt_path).meta
+        width = float(own.get("width", width))
+        layout = get_layout(own.get("layout")).name
     elif config.init:
         # The same strict loading as inference: any HardNet checkpoint format, or a name.
         init_model = load_model(config.init)
@@ -423,7 +436,16 @@ def _prepare(config: TrainConfig, device: torch.device, dist: DistInfo, ckpt_pat
                     "width": Remedy({"width": init_model.width}),
                 },
             )
-        width = init_model.width
+        if config.layout is not None and init_model.layout != config.layout:
+            raise InputError(
+                f"{{init}} is a {init_model.layout} network, but layout {config.layout} was "
+                "asked for: pass {layout} or drop it",
+                remedies={
+                    "init": Remedy({"init": config.init}),
+                    "layout": Remedy({"layout": init_model.layout}),
+                },
+            )
+        width, layout = init_model.width, init_model.layout
         init_state = init_model.state_dict()
     meta_config = {**dataclasses.asdict(config), "world_size": dist.world, "device": str(device)}
     init_file = _existing_model_file(config.init)
@@ -435,7 +457,7 @@ def _prepare(config: TrainConfig, device: torch.device, dist: DistInfo, ckpt_pat
     if config.teacher is not None:
         teacher, teacher_record = load_teacher(config.teacher)
         meta_config["teacher_provenance"] = teacher_record
-    return _Start(source, init_state, meta_config, width, teacher, teacher_record)
+    return _Start(source, init_state, meta_config, width, layout, teacher, teacher_record)
 
 
 def _existing_model_file(model: str | None) -> Path | None:
@@ -467,6 +489,7 @@ def load_teacher(teacher: str | Path) -> tuple[HardNet, dict[str, Any]]:
         "file": path.name if name else str(path),
         "sha256": sha256_file(path),
         "width": model.width,
+        "layout": model.layout,
         "data": meta.get("data"),
         "step": meta.get("step"),
     }
@@ -476,13 +499,14 @@ def load_teacher(teacher: str | Path) -> tuple[HardNet, dict[str, Any]]:
 @dataclasses.dataclass(frozen=True)
 class _Start:
     """What the run starts from, checked before the run folder is taken: the pair source,
-    the network's width and initial weights, the teacher, and the config its checkpoints
-    record."""
+    the network's width, layout and initial weights, the teacher, and the config its
+    checkpoints record."""
 
     source: PairSource
     init_state: dict[str, torch.Tensor] | None
     meta_config: dict[str, Any]
     width: float = 1.0
+    layout: str = DEFAULT_LAYOUT
     teacher: HardNet | None = None
     teacher_record: dict[str, Any] | None = None
 
@@ -642,7 +666,7 @@ def _begin(config: TrainConfig, device: torch.device, start: _Start, ckpt_path: 
     """The network, its optimizer and the state to go on from: fresh (from the init weights,
     if any) or the resumed checkpoint's."""
     torch.manual_seed(config.seed)
-    model = HardNet(dropout=config.dropout, width=start.width).to(device)
+    model = HardNet(dropout=config.dropout, width=start.width, layout=start.layout).to(device)
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=config.lr,

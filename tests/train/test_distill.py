@@ -156,3 +156,27 @@ def test_width_follows_init_and_must_agree(tmp_path: Path) -> None:
     shipped_step = read_checkpoint(SHIPPED_WEIGHTS).meta["step"]
     assert read_checkpoint(named).meta["width"] == 1.0
     assert config["init_meta"]["step"] == shipped_step
+
+
+def test_layout_follows_init_and_must_agree(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    run = train(_config(tmp_path / "s", steps=1, width=None, teacher=None, layout="strided"))
+    assert read_checkpoint(run).meta["layout"] == "strided"
+    assert load_model(run).layout == "strided"
+    tuned = train(_config(tmp_path / "t", steps=1, width=None, teacher=None, init=str(run)))
+    assert read_checkpoint(tuned).meta["layout"] == "strided"
+    with pytest.raises(ValueError, match=r"is a strided network, but layout l2net was") as info:
+        train(_config(tmp_path / "u", steps=1, width=None, teacher=None, init=str(run),
+                      layout="l2net"))  # fmt: skip
+    assert str(info.value).endswith("pass layout='strided' or drop it")
+    assert not (tmp_path / "u").exists()
+    # Resuming asks for the run's own layout.
+    with pytest.raises(ValueError, match=r"the run's settings differ \(.*layout: strided -> l2net"):
+        train(_config(tmp_path / "s", steps=2, width=None, teacher=None, resume=True))
+    with pytest.raises(ValueError, match="layout must be one of l2net, strided"):
+        TrainConfig(layout="wide")
+    # The export records it, and runs it as torch does.
+    from hardnet_export.export.onnx import export_onnx
+
+    graph = export_onnx(run, tmp_path / "s.onnx")
+    assert read_metadata(graph).layout == "strided"
