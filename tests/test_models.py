@@ -185,14 +185,14 @@ def test_registered_model_is_what_its_card_says(entry, tmp_path: Path) -> None: 
     assert f"{entry.multiply_adds / 1e6:.1f} M multiply-adds" in card
     assert f"{entry.parameters:,} weights" in card and f"`{entry.name}`" in card
     model = load_model(entry.name)
-    assert model.width == entry.width
+    assert (model.width, model.layout) == (entry.width, entry.layout)
     assert sum(p.numel() for p in model.parameters()) == entry.parameters
     # Exports, and the export says which model and width it is.
     from hardnet_export.export.onnx import export_onnx
 
     graph = export_onnx(entry.name, tmp_path / "m.fp32.onnx", parity=False)
     meta = read_metadata(graph)
-    assert (meta.model_name, meta.width) == (entry.name, entry.width)
+    assert (meta.model_name, meta.width, meta.layout) == (entry.name, entry.width, entry.layout)
     assert meta.weights_sha256 == sha256_file(entry.weights)
     patches = np.random.default_rng(0).integers(0, 256, (6, 32, 32), dtype=np.uint8)
     by_name = runtime.load(entry.name, device="cpu")
@@ -208,6 +208,7 @@ def test_registered_model_is_what_its_card_says(entry, tmp_path: Path) -> None: 
     shipped_meta = read_metadata(entry.onnx)
     assert shipped_meta.weights_sha256 == sha256_file(entry.weights)
     assert (shipped_meta.width or 1.0) == entry.width
+    assert (shipped_meta.layout or "l2net") == entry.layout
     assert float((shipped.describe(patches) * a).sum(1).min()) > 0.9999
 
 

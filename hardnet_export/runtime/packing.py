@@ -14,7 +14,7 @@ Each packed conv gets ``G = max(1, channels // c_out)``; where ``G`` changes bet
 and after the last packed conv, the activation is read back the other way (a ``Reshape``,
 no copy in NCHW). Only the leading run of plain float convs (constant weights, no Q/DQ) is
 packed: in an INT8 graph that is its float prefix, in an FP32 or FP16 graph every 3x3 conv
-(the final 8x8 conv already sees whole patches). The batch must be a multiple of the
+(the final conv covers the whole map and sees one patch at a time anyway). The batch must be a multiple of the
 least common multiple of the ``G`` (:func:`PackedGraph.multiple`); the describers pad it
 with zero patches and drop their descriptors.
 
@@ -37,8 +37,9 @@ from hardnet_export.host import installed
 from hardnet_export.validate import check_int
 
 #: The channel count ``hardnet-export tune`` packs narrow convs up to: one AVX-512 block of
-#: f32 (and half a bf16 one); 8 and 32 timed no better on a Zen 4 with OpenVINO and ONNX
-#: Runtime (``docs/tuning.md``).
+#: f32. On a Zen 4 in OpenVINO bf16, ``hardnet-eighth`` packed to 32 channels took 26.1 ms
+#: per 2000 patches against 18.1 to 16 (23.3 unpacked); to 8 (2 patches per row) as 16
+#: (``docs/running.md``, Patch packing).
 PACK_CHANNELS = 16
 #: The rule table (no tuning measured) packs a graph whose first conv packs at least this many
 #: patches per row: ``hardnet-eighth`` (4 channels, 4 patches) ran 1.36x faster packed on
