@@ -316,6 +316,14 @@ MODELS: tuple[ShippedModel, ...] = (
         "HardNet, width 0.125 (52x fewer multiply-adds), distilled from hardnet on the built-in "
         "photos",
     ),
+    ShippedModel(
+        "hardnet-fast",
+        1.0,
+        "hardnet_fast_builtin",
+        "HardNet in the CPU-shaped strided layout (16 channels, first conv at stride 2; 38x "
+        "fewer multiply-adds), distilled from hardnet on the built-in photos",
+        layout="strided",
+    ),
 )
 
 

@@ -14,9 +14,10 @@ Each packed conv gets ``G = max(1, channels // c_out)``; where ``G`` changes bet
 and after the last packed conv, the activation is read back the other way (a ``Reshape``,
 no copy in NCHW). Only the leading run of plain float convs (constant weights, no Q/DQ) is
 packed: in an INT8 graph that is its float prefix, in an FP32 or FP16 graph every 3x3 conv
-(the final conv covers the whole map and sees one patch at a time anyway). The batch must be a multiple of the
-least common multiple of the ``G`` (:func:`PackedGraph.multiple`); the describers pad it
-with zero patches and drop their descriptors.
+(the final conv covers the whole map and sees one patch at a time anyway). The batch must be
+a multiple of the least common multiple of the ``G`` (:func:`PackedGraph.multiple`); the
+describers pad it with zero patches and drop their descriptors, and run batches smaller than
+that on the graph as written.
 
 Needs the ``onnx`` package (``pip install onnx``); torch-free.
 """
