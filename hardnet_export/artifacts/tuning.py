@@ -103,7 +103,7 @@ def tuning_key(artifact_sha256: str) -> dict[str, Any]:
     cores this process may use) and the versions of every backend's library."""
     from hardnet_export import __version__
     from hardnet_export.artifacts.backends import backends
-    from hardnet_export.host import cpu_model, tuning_flags, usable_cpus
+    from hardnet_export.host import cpu_model, distribution_version, tuning_flags, usable_cpus
 
     return {
         "version": CACHE_VERSION,
@@ -114,6 +114,8 @@ def tuning_key(artifact_sha256: str) -> dict[str, Any]:
         "libraries": {
             "hardnet-export": __version__,
             **{b.name: b.version() for b in backends() if b.available()},
+            # Packed candidates need onnx: a choice measured with it is not one without it.
+            "onnx": distribution_version("onnx"),
         },
     }
 
