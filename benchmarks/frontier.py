@@ -20,8 +20,9 @@ backend ``runtime.load`` picks for it), in one run on this machine:
   and SIFT by its own descriptor (:mod:`hardnet_export.evaluation.stereo_frame`).
 
 - **ours against the peers**, per model: ``runtime.load`` by default (no backend, no options)
-  of its FP32 and INT8 CPU graphs against PyTorch eager at its best chunk, ``torch.compile``,
-  ONNX Runtime with a default session on the FP32 graph and OpenVINO with its default
+  of its FP32 and INT8 CPU graphs (the shipped all-int8 one where it ships one) against
+  PyTorch eager at its best chunk, ``torch.compile``, ONNX Runtime with a default session on
+  the FP32 graph and OpenVINO with its default
   settings on it (:mod:`hardnet_export.benchmark.peers`), ``compute`` of the same keypoints
   with OpenCV SIFT ``compute()`` in interleaved rounds: ours over the best peer and x SIFT
   (the goal: <= 0.5x SIFT).
@@ -143,7 +144,8 @@ def exports(name: str, weights: Path, folder: Path) -> list[Row]:
 def versus_peers(
     frame: np.ndarray, weights: Path, graphs: dict[str, Path], keypoints: int, rounds: int
 ) -> list[Any]:
-    """Ours (``runtime.load(graph, device="cpu")`` of the FP32 and INT8 CPU graphs) against
+    """Ours (``runtime.load(graph, device="cpu")`` of the FP32 and INT8 CPU graphs, the
+    shipped all-int8 one where the model ships one) against
     every installed peer, per frame, in interleaved rounds with OpenCV SIFT ``compute()``;
     a peer that cannot run here is left out with a line on stderr."""
     import os
@@ -154,9 +156,10 @@ def versus_peers(
     from hardnet_export.benchmark.targets import Target
 
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    # The INT8 graph a user of the model takes: the shipped all-int8 one where it ships one.
+    int8 = "int8-cpu qat" if "int8-cpu qat" in graphs else "int8-cpu"
     ours = [
-        (f"ours: {v} (runtime.load default)", load_ours(graphs[v], "cpu"))
-        for v in ("fp32", "int8-cpu")
+        (f"ours: {v} (runtime.load default)", load_ours(graphs[v], "cpu")) for v in ("fp32", int8)
     ]
     rivals = []
     for peer in peers():
@@ -420,7 +423,9 @@ def versus_markdown(against: list[dict[str, Any]]) -> list[str]:
         "",
         "## Ours against the peers, per frame",
         "",
-        "Ours: `runtime.load(graph, device='cpu')`, no backend and no options. Peers: PyTorch "
+        "Ours: `runtime.load(graph, device='cpu')`, no backend and no options, of the FP32 "
+        "graph and of the INT8 CPU graph (the shipped all-int8 QAT graph where the model "
+        "ships one, else the export's). Peers: PyTorch "
         "eager FP32 at its best chunk, torch.compile, ONNX Runtime (default session) and "
         "OpenVINO (default settings: bf16 on CPUs with native bf16) on the FP32 graph. "
         "Interleaved rounds of compute() on the same keypoints with OpenCV SIFT compute(); "
