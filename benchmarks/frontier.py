@@ -536,15 +536,19 @@ def versus_panel(ax: Any, against: list[dict[str, Any]]) -> None:
     """Per model, bars of ours over the best peer per frame (one bar per graph of ours),
     each marked with its x SIFT; above 1: ours faster."""
     model_names = list(dict.fromkeys(v["model"] for v in against))
-    ours = list(dict.fromkeys(v["ours"] for v in against))
-    width = 0.8 / len(ours)
-    for j, label in enumerate(ours):
-        for i, model in enumerate(model_names):
-            v = next((v for v in against if v["model"] == model and v["ours"] == label), None)
-            if v is None:
-                continue
-            x = i + (j - (len(ours) - 1) / 2) * width
-            ax.bar(x, v["ratio"], width * 0.9, color=f"C{j}", label=label if i == 0 else None)
+    # A colour per graph kind of ours; each model's bars share its slot (two per model: FP32
+    # and its one INT8 graph), so a kind missing for one model leaves no gap.
+    colours = {label: f"C{j}" for j, label in enumerate(dict.fromkeys(v["ours"] for v in against))}
+    named: set[str] = set()
+    for i, model in enumerate(model_names):
+        present = [v for v in against if v["model"] == model]
+        width = 0.8 / len(present)
+        for j, v in enumerate(present):
+            x = i + (j - (len(present) - 1) / 2) * width
+            label = v["ours"]
+            ax.bar(x, v["ratio"], width * 0.9, color=colours[label],
+                   label=None if label in named else label)  # fmt: skip
+            named.add(label)
             ax.annotate(f"{v['ratio']:.2f}x\n{v['vs_sift']:.2f}x SIFT", (x, v["ratio"]),
                         textcoords="offset points", xytext=(0, 3), ha="center",
                         fontsize="x-small")  # fmt: skip
