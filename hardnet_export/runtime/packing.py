@@ -106,12 +106,11 @@ def _plain_conv(graph: Any, node: Any) -> bool:
 
 
 def _side(node: Any, side: int) -> int:
-    (kernel, _), strides = (
-        _attribute(node, "kernel_shape", [3, 3]),
-        _attribute(node, "strides", [1, 1]),
-    )
+    """The output side of a square conv on a ``side`` x ``side`` input."""
+    kernel = _attribute(node, "kernel_shape", [3, 3])[0]
+    stride = _attribute(node, "strides", [1, 1])[0]
     pads = _attribute(node, "pads", [0, 0, 0, 0])
-    return (side + pads[0] + pads[2] - kernel) // strides[0] + 1
+    return (side + pads[0] + pads[2] - kernel) // stride + 1
 
 
 def pack_patch_graph(
