@@ -107,7 +107,7 @@ def exports(name: str, weights: Path, folder: Path) -> list[Row]:
     from hardnet_export.export.int8 import Int8Options
     from hardnet_export.export.onnx import export_onnx
     from hardnet_export.host import has_bf16, installed
-    from hardnet_export.runtime.packing import packing_candidates
+    from hardnet_export.runtime.packing import PACK_CHANNELS, packing_candidates
     from hardnet_export.runtime.policy import choose_backend
 
     fp32 = export_onnx(weights, folder / f"{name}.fp32.onnx")
@@ -124,9 +124,8 @@ def exports(name: str, weights: Path, folder: Path) -> list[Row]:
         if has_bf16():
             rows.append(Row("bf16", fp32, "openvino", {"inference_precision": "bf16"}))
     # Narrow convs packed (the same descriptors) where tune would offer it.
-    offered = packing_candidates(read_metadata(fp32), [{}])
-    if len(offered) > 1:
-        packed = offered[-1]
+    if packing_candidates(read_metadata(fp32), [{}]) != [{}]:
+        packed = {"pack_channels": PACK_CHANNELS}
         rows.append(Row("fp32 packed", fp32, "onnxruntime", packed))
         if installed("openvino") and has_bf16():
             rows.append(

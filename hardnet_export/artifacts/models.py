@@ -33,10 +33,6 @@ from hardnet_export.validate import check_float
 
 #: Output channels of the six 3x3 convs at width 1 (the L2Net layout).
 BASE_CHANNELS = (32, 32, 64, 64, 128, 128)
-#: Strides of the six 3x3 convs (32x32 -> 16x16 at the third, -> 8x8 at the fifth).
-STRIDES = (1, 1, 2, 1, 2, 1)
-#: The final conv's kernel side in the L2Net layout (it covers the whole 8x8 map: 1x1 output).
-FINAL_KERNEL = 8
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,7 @@ LAYOUTS: dict[str, Layout] = {
     "l2net": Layout(
         "l2net",
         BASE_CHANNELS,
-        STRIDES,
+        (1, 1, 2, 1, 2, 1),
         "the paper's L2Net layout: 32, 32, 64, 64, 128, 128 channels; 32x32, 16x16 and 8x8 "
         "maps; an 8x8 final conv",
     ),

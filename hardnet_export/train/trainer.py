@@ -28,12 +28,7 @@ import torch
 
 from hardnet_export._io import atomic_write_text, check_folder, sha256_file
 from hardnet_export._progress import progress_bar
-from hardnet_export.artifacts.models import (
-    DEFAULT_LAYOUT,
-    get_layout,
-    registered_name,
-    resolve_model,
-)
+from hardnet_export.artifacts.models import DEFAULT_LAYOUT, registered_name, resolve_model
 from hardnet_export.errors import (
     HardnetError,
     InputError,
@@ -44,7 +39,13 @@ from hardnet_export.errors import (
     TrainingInterrupted,
 )
 from hardnet_export.host import require
-from hardnet_export.model import HardNet, load_model, read_checkpoint, save_checkpoint
+from hardnet_export.model import (
+    HardNet,
+    checkpoint_layout,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+)
 from hardnet_export.train.config import RECIPE_FIELDS, TrainConfig, default_num_workers
 from hardnet_export.train.distributed import (
     DistInfo,
@@ -288,7 +289,7 @@ def _load_resume(
         default = " (the default)" if config.width is None else ""
         diff.append(f"width: {run_width:g} -> {asked:g}{default}")
     # The layout likewise, as the networks' layouts (unset: l2net, or the init's).
-    run_layout = get_layout(ckpt.meta.get("layout")).name
+    run_layout = checkpoint_layout(ckpt.meta, str(path))
     asked_layout = config.layout or (run_layout if config.init is not None else DEFAULT_LAYOUT)
     if asked_layout != run_layout:
         diff.append(f"layout: {run_layout} -> {asked_layout}")
@@ -423,7 +424,7 @@ def _prepare(config: TrainConfig, device: torch.device, dist: DistInfo, ckpt_pat
         # on loading refuses different ones).
         own = read_checkpoint(ckpt_path).meta
         width = float(own.get("width", width))
-        layout = get_layout(own.get("layout")).name
+        layout = checkpoint_layout(own, str(ckpt_path))
     elif config.init:
         # The same strict loading as inference: any HardNet checkpoint format, or a name.
         init_model = load_model(config.init)

@@ -91,8 +91,13 @@ def test_an_int8_graph_packs_only_its_float_prefix(tmp_path: Path) -> None:
         parity=False,
     )  # fmt: skip
     packed = pack_patch_graph(onnx.load(str(graph)), PACK_CHANNELS)
-    # The cpu flavour keeps conv0-2 float: those pack, the quantised convs do not.
-    assert packed.groups == (4, 4, 2)
+    # The float convs before the first quantised one pack (conv0-2 on the CPUs measured so
+    # far; the export chooses them per CPU), the quantised convs do not.
+    float_layers = read_metadata(graph).quantisation.settings["float_layers"]
+    prefix = 0
+    while f"conv{prefix}" in float_layers:
+        prefix += 1
+    assert prefix >= 1 and packed.groups == (4, 4, 2, 2)[:prefix]
     for backend in BACKENDS:
         plain = runtime.load(graph, backend=backend, device="cpu")
         fast = runtime.load(graph, backend=backend, device="cpu", pack_channels=PACK_CHANNELS)
@@ -138,13 +143,16 @@ def test_refusals_are_one_line_naming_the_file(image_graph: Path, tmp_path: Path
         runtime.load(broken, backend="onnxruntime", device="cpu", pack_channels=16)
 
 
-def test_the_rule_table_packs_the_narrowest_graphs_and_the_caller_wins() -> None:
+def test_the_rule_table_packs_the_narrowest_graphs_and_the_caller_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An empty tuning cache: the rule table decides, whatever this host has tuned.
+    monkeypatch.setenv("HARDNET_EXPORT_CACHE", str(tmp_path / "cache"))
     eighth = get_model("hardnet-eighth").onnx
     loaded = runtime.load(eighth, device="cpu")
-    assert loaded.choice is not None and loaded.choice.source in ("rule", "tuned")
-    if loaded.choice.source == "rule":
-        assert loaded.choice.options["pack_channels"] == PACK_CHANNELS
-        assert loaded.pack == (4, 4, 2, 2) and "packed" in loaded.choice.why
+    assert loaded.choice is not None and loaded.choice.source == "rule"
+    assert loaded.choice.options["pack_channels"] == PACK_CHANNELS
+    assert loaded.pack == (4, 4, 2, 2) and "packed" in loaded.choice.why
     # Two patches per row gained too little to pack without measuring.
     quarter = runtime.load(get_model("hardnet-quarter").onnx, device="cpu")
     assert quarter.choice is not None and "pack_channels" not in quarter.choice.options
@@ -152,4 +160,8 @@ def test_the_rule_table_packs_the_narrowest_graphs_and_the_caller_wins() -> None
     assert plain.choice is not None and plain.choice.options["pack_channels"] == 0
     assert not getattr(plain, "pack", ())
     patches = textured(37, seed=2)
-    np.testing.assert_allclose(loaded.describe(patches), plain.describe(patches), atol=2e-6)
+    # The same arithmetic on both; bf16 (the rule's on CPUs with it) rounds every activation
+    # to 8 bits, so another summation order inside a kernel may move one rounding.
+    bf16 = getattr(loaded, "inference_precision", "f32") == "bf16"
+    atol = 1e-3 if bf16 else 2e-6
+    np.testing.assert_allclose(loaded.describe(patches), plain.describe(patches), atol=atol)
