@@ -59,8 +59,9 @@ class HardNet(nn.Module):
         width: multiplier of every conv's channels (in the L2Net layout 32w, 32w, 64w, 64w,
             128w, 128w; the final 8x8 conv maps 128w to 128). Width 1 is the paper's network.
         layout: the conv stack's shape (:data:`~hardnet_export.artifacts.models.LAYOUTS`):
-            ``l2net`` (the paper's, the default) or ``strided`` (CPU-shaped). Every layout
-            has the same modules in the same order, so the state_dict keys are the same.
+            ``l2net`` (the paper's, the default), ``strided`` or ``stem4`` (CPU-shaped).
+            Every layout has the same modules in the same order, so the state_dict keys are
+            the same.
 
     Shape:
         - Input: (N, 1, 32, 32), uint8 (0..255) or floating point.

@@ -103,9 +103,10 @@ class TrainConfig:
         width: multiplier of every conv's channels (0.5: about a quarter of the
             multiply-adds, 0.25: about a fifteenth); default 1, or the width of the --init
             weights.
-        layout: the conv stack's shape: l2net (the paper's) or strided (CPU-shaped: the
-            first conv at stride 2, 16 channels throughout, 1.0 M multiply-adds at width 1);
-            default l2net, or the layout of the --init weights.
+        layout: the conv stack's shape: l2net (the paper's), strided (CPU-shaped: the
+            first conv at stride 2, 16 channels throughout, 1.0 M multiply-adds at width 1)
+            or stem4 (strided with the second conv at stride 2 too, 0.48 M); default l2net,
+            or the layout of the --init weights.
         teacher: distil from this model (a registered model name or a checkpoint): the loss
             gains distill_weight x the distillation term; the teacher runs in eval mode,
             without gradients, in the student's precision, and is recorded in the
