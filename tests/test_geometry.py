@@ -187,8 +187,10 @@ def _reference_extract_patches(
     cx, cy = kps[:, 0] / factor, kps[:, 1] / factor
     cos = (residual * np.cos(theta))[:, None, None]
     sin = (residual * np.sin(theta))[:, None, None]
-    map_x = (cx[:, None, None] + cos * du - sin * dv).astype(np.float32)
-    map_y = (cy[:, None, None] + sin * du + cos * dv).astype(np.float32)
+    # Each term rounded to float32, then added in float32 (geometry._SampleGrid).
+    f32 = np.float32
+    map_x = (cx[:, None, None] + cos * du).astype(f32) - (sin * dv).astype(f32)
+    map_y = (cy[:, None, None] + sin * du).astype(f32) + (cos * dv).astype(f32)
     for level, level_blur in sorted({(int(a), int(b)) for a, b in zip(levels, blur, strict=True)}):
         idx = np.flatnonzero((levels == level) & (blur == level_blur))
         source = pyramid[level]
@@ -373,8 +375,9 @@ def _sample_before_vectorising(
     gray: np.ndarray, kps: np.ndarray, magnification: float, patch_size: int
 ) -> np.ndarray:
     """geometry._sample as it was before extraction was vectorised (commit aa20b31): maps
-    built as full (K, 32, 32) float64 arrays, every group gathered and folded. The reference
-    the vectorised one must equal bit for bit.
+    built as full (K, 32, 32) arrays, every group gathered and folded (with the float32
+    addition of the u and v terms that came later). The reference the vectorised one must
+    equal bit for bit.
 
     Shape:
         - gray: (H, W) uint8.
@@ -411,8 +414,10 @@ def _sample_before_vectorising(
     cx, cy = kps[:, 0] / factor, kps[:, 1] / factor
     cos = (residual * np.cos(theta))[:, None, None]
     sin = (residual * np.sin(theta))[:, None, None]
-    map_x = (cx[:, None, None] + cos * du - sin * dv).astype(np.float32)
-    map_y = (cy[:, None, None] + sin * du + cos * dv).astype(np.float32)
+    # Each term rounded to float32, then added in float32 (geometry._SampleGrid).
+    f32 = np.float32
+    map_x = (cx[:, None, None] + cos * du).astype(f32) - (sin * dv).astype(f32)
+    map_y = (cy[:, None, None] + sin * du).astype(f32) + (cos * dv).astype(f32)
     # remap wants each output side below SHRT_MAX: at most this many patches per call.
     chunk = _REMAP_MAX_SIDE // patch_size
     for level, level_blur in sorted({(int(a), int(b)) for a, b in zip(levels, blur, strict=True)}):
