@@ -259,6 +259,11 @@ def test_the_strided_layout_halves_the_patch_first_and_travels_with_the_weights(
     assert [s.stride for s in shapes[:6]] == [2, 1, 2, 1, 2, 1]
     assert [s.c_out for s in shapes] == [16] * 6 + [128] and shapes[-1].kernel == 4
     assert multiply_adds(1.0, "strided") == 1_028_096
+    # stem4: the second conv at stride 2 too, so only one conv runs at 16x16.
+    stem4 = conv_shapes(1.0, "stem4")
+    assert [s.out_side for s in stem4] == [16, 8, 8, 4, 4, 4, 1] and stem4[-1].kernel == 4
+    assert multiply_adds(1.0, "stem4") == 475_136
+    assert parameter_count(1.0, "stem4") == parameter_count(1.0, "strided")
     model = HardNet(layout="strided").eval()
     assert sum(p.numel() for p in model.parameters()) == parameter_count(1.0, "strided")
     # The same modules in the same order: every tool that walks the convs walks these too.
@@ -269,7 +274,7 @@ def test_the_strided_layout_halves_the_patch_first_and_travels_with_the_weights(
     x = torch.rand(3, 1, 32, 32) * 255
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
-    with pytest.raises(ValueError, match="layout must be one of l2net, strided, got 'wide'"):
+    with pytest.raises(ValueError, match="layout must be one of l2net, strided, stem4, got 'wide'"):
         HardNet(layout="wide")
     # A checkpoint that names no layout is the paper's, as every checkpoint before layouts.
     torch.save({"state_dict": HardNet(width=0.5).state_dict()}, tmp_path / "foreign.pth")

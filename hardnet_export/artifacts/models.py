@@ -328,8 +328,9 @@ MODELS: tuple[ShippedModel, ...] = (
         "hardnet_fast_builtin",
         "HardNet in the CPU-shaped strided layout (16 channels, first conv at stride 2; 38x "
         "fewer multiply-adds), distilled from hardnet on the built-in photos",
-        # Every conv in int8 by quantisation-aware fine-tuning (its card says how).
-        graphs=("int8-cpu",),
+        # Every conv in int8 by quantisation-aware fine-tuning, one run per flavour (its card
+        # says how).
+        graphs=("int8-cpu", "int8-tensorrt"),
         layout="strided",
     ),
 )
