@@ -587,6 +587,33 @@ def main(argv: list[str] | None = None) -> int:
         np.testing.assert_allclose(out, trt.describe(patches), atol=1e-5)
         return f"{len(patches)} patches, {seconds * 1e3:.3f} ms of inference"
 
+    @step("shipped all-int8 int8-tensorrt graphs -> INT8 engines vs exact Q/DQ", needs=("trt",))
+    def _() -> str:
+        # QAT trained them in exact Q/DQ arithmetic (ONNX Runtime, optimisations off); the
+        # engine's int8 kernels must compute that, within the rounding of their fused epilogues.
+        from hardnet_export import runtime
+        from hardnet_export.artifacts.models import models
+        from hardnet_export.data.builtin import validation_pairs
+        from hardnet_export.export.tensorrt import build_engine
+
+        held_out = validation_pairs(256, seed=0).anchors
+        figures = []
+        for entry in models():
+            if "int8-tensorrt" not in entry.graphs:
+                continue
+            graph = entry.graph("int8-tensorrt")
+            engine = work / f"{entry.stem}.int8-tensorrt.engine"
+            build_engine(
+                graph, engine, opt_batch=256, max_batch=256, timing_cache=work / "trt.cache",
+                rebuild=True,
+            )  # fmt: skip
+            exact = runtime.load(graph, backend="onnxruntime", graph_optimization_level="disable")
+            worst = cosine_min(runtime.load(engine).describe(held_out), exact.describe(held_out))
+            assert worst >= 0.99, f"{entry.name}: min cosine {worst}"
+            figures.append(f"{entry.name} {worst:.4f}")
+        assert figures, "no registered model ships an int8-tensorrt graph"
+        return "min cosine " + ", ".join(figures)
+
     @step("a version-compatible engine loads", needs=("trt", "fp32"))
     def _() -> str:
         from hardnet_export import runtime
