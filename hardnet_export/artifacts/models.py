@@ -333,16 +333,6 @@ MODELS: tuple[ShippedModel, ...] = (
         graphs=("int8-cpu", "int8-tensorrt"),
         layout="strided",
     ),
-    ShippedModel(
-        "hardnet-faster",
-        1.0,
-        "hardnet_faster_builtin",
-        "HardNet in the CPU-shaped stem4 layout (16 channels, first two convs at stride 2; 82x "
-        "fewer multiply-adds), distilled from hardnet on the built-in photos",
-        # Every conv in int8 by quantisation-aware fine-tuning (its card says how).
-        graphs=("int8-cpu",),
-        layout="stem4",
-    ),
 )
 
 
