@@ -274,7 +274,13 @@ def test_a_killed_driver_loses_nothing_and_the_rerun_completes(tmp_path: Path, s
     args = _cli("extract", str(root), "-o", str(out), "--model", MODEL, "--max-keypoints", "120",
                 "--images-per-shard", "1")  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # SIGINT as a terminal's foreground job has it: a runner started in the background of a
+    # non-interactive shell ignores SIGINT, its children inherit that, and the CLI rightly
+    # keeps an ignored SIGINT ignored.
+    process = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     deadline = time.monotonic() + 120
     while len(list(parts_folder(out).glob("part-*.h5"))) < 3:
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
