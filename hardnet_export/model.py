@@ -31,7 +31,7 @@ from hardnet_export.artifacts.models import (
     width_of,
 )
 from hardnet_export.errors import InputError, InputTypeError, MissingFileError, Remedy
-from hardnet_export.shipped import PATCH_SIZE, SHIPPED_WEIGHTS, require_shipped
+from hardnet_export.shipped import PATCH_SIZE, SHIPPED_WEIGHTS, STD_EPSILON, require_shipped
 from hardnet_export.validate import check_float, check_int, parse_json_object
 
 CHECKPOINT_FORMAT = "hardnet-export/1"
@@ -99,7 +99,7 @@ class HardNet(nn.Module):
         flat = x.reshape(x.shape[0], -1)
         mean = flat.mean(dim=1).detach()
         std = flat.std(dim=1).detach()
-        return (x - mean[:, None, None, None]) / (std[:, None, None, None] + 1e-7)
+        return (x - mean[:, None, None, None]) / (std[:, None, None, None] + STD_EPSILON)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         return self.describe(patches)

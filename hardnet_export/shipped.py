@@ -21,6 +21,9 @@ from hardnet_export.errors import MissingFileError, Remedy
 
 #: Side of the square grayscale patch every model takes, in pixels.
 PATCH_SIZE = 32
+#: Added to each patch's standard deviation before the graph divides by it (a flat patch
+#: has none).
+STD_EPSILON = 1e-7
 #: The folder of every shipped model's checkpoint, FP32 graph and model card.
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 #: The model ``load_model()`` and ``runtime.load()`` give without a name or path (the first

@@ -346,6 +346,13 @@ QAT_POINTS = (
 )
 
 
+#: The first conv's input range under exact input: the grey levels less
+#: :data:`EXACT_INPUT_OFFSET`, which the ``cpu`` flavour's uint8 holds at scale 1 and zero point
+#: 128 (:func:`activation_qparams`), so every grey level is its own quantisation level.
+EXACT_INPUT_OFFSET = 128.0
+EXACT_INPUT_RANGE = (-EXACT_INPUT_OFFSET, 255.0 - EXACT_INPUT_OFFSET)
+
+
 def activation_qparams(low: float, high: float, flavour: str) -> tuple[float, int]:
     """The (scale, zero point) of a per-tensor activation with range ``[low, high]`` in
     ``flavour``, computed exactly as ONNX Runtime's quantiser computes them from a
@@ -396,6 +403,10 @@ class QatRecord:
         observe_steps: steps whose batches set the ranges (an EMA), after which they froze.
         steps: QAT steps run.
         init: the weights QAT started from (as given to ``--init``).
+        exact_input: the first conv reads the grey levels themselves, exactly, and the
+            per-patch standardisation is applied to its output (``cpu`` flavour only; see
+            :mod:`hardnet_export.export.exact_input`); its input range is then
+            :data:`EXACT_INPUT_RANGE`.
     """
 
     targets: tuple[str, ...]
@@ -406,6 +417,7 @@ class QatRecord:
     observe_steps: int = 0
     steps: int = 0
     init: str | None = None
+    exact_input: bool = False
 
     def scales(self, flavour: str) -> dict[str, tuple[float, int]]:
         """Every point's (scale, zero point) in ``flavour``."""
@@ -422,6 +434,7 @@ class QatRecord:
             "observe_steps": self.observe_steps,
             "steps": self.steps,
             "init": self.init,
+            "exact_input": self.exact_input,
             "scales": {t: {p: list(s) for p, s in self.scales(t).items()} for t in self.targets},
         }
 
@@ -455,6 +468,17 @@ class QatRecord:
                 high = check_float(f"{point} high", pair[1], low=low, source=source)
                 parsed[point] = (low, high)
             init = data.get("init")
+            exact_input = check_bool("exact_input", data.get("exact_input", False), source=source)
+            if exact_input and "tensorrt" in targets:
+                raise InputError(
+                    f"{source}: exact_input is a cpu-flavour form (TensorRT's symmetric int8 "
+                    "holds no grey level range at scale 1), but targets name tensorrt"
+                )
+            if exact_input and parsed[QAT_POINTS[0]] != EXACT_INPUT_RANGE:
+                raise InputError(
+                    f"{source}: with exact_input, {QAT_POINTS[0]}'s range must be "
+                    f"{list(EXACT_INPUT_RANGE)}, got {list(parsed[QAT_POINTS[0]])}"
+                )
             return cls(
                 targets=tuple(targets),
                 ranges=parsed,
@@ -476,6 +500,7 @@ class QatRecord:
                 ),  # fmt: skip
                 steps=check_int("steps", data.get("steps", 0), low=0, source=source),
                 init=None if init is None else check_str("init", init, source=source),
+                exact_input=exact_input,
             )
         except InputTypeError as exc:
             raise InputError(str(exc)) from None

@@ -334,6 +334,15 @@ class Quantizer:
             )
         if target == "cpu":
             isa = host.check_isa(isa or host.int8_isa())
+        if qat is not None and qat.exact_input:
+            if target != "cpu":
+                raise InputError(
+                    "this QAT checkpoint trained the exact-input form, which only the cpu "
+                    f"flavour takes; export it with the cpu target, not {target}"
+                )
+            from hardnet_export.export.exact_input import exact_input_graph
+
+            fp32 = exact_input_graph(fp32)
         self.fp32, self.calibration, self.qat = fp32, calibration, qat
         self.target, self.method, self.isa = target, method, isa
         self.layers = conv_layers(fp32)
@@ -485,6 +494,15 @@ class Quantizer:
             )
         model = onnx.load(out)
         out.unlink()
+        if self.qat is not None and self.qat.exact_input:
+            from hardnet_export.export.exact_input import (
+                drop_accumulator_qdq,
+                input_side,
+                set_weight_sums,
+            )
+
+            drop_accumulator_qdq(model)
+            set_weight_sums(model, input_side(self.fp32))
         if self.qat is not None:
             check_qat_scales(model, self.fp32, self.qat, self.target)
         if kept and self.target == "tensorrt":
@@ -517,10 +535,20 @@ def qat_tensor_ranges(
     count = len(QAT_POINTS) // 2
     if len(convs) != count:
         raise InputError(f"a QAT record fits a graph of {count} convs; this one has {len(convs)}")
+    readers: dict[str, list[str]] = {}
+    for node in fp32.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node.op_type)
     ranges: dict[str, tuple[float, float]] = {}
     for index, conv in enumerate(convs):
         ranges[conv.input[0]] = qat.ranges[QAT_POINTS[index]]
         folded = target == "cpu" and index < count - 1
+        if folded and readers.get(conv.output[0]) != ["Relu"]:
+            # The exact-input form's conv0 output is its raw accumulation, which the float
+            # standardisation reads. The quantiser insists on a range for every conv
+            # output; the Q/DQ pair it writes there is removed after (exact_input).
+            ranges[conv.output[0]] = (-1.0, 1.0)
+            continue
         ranges[conv.output[0]] = qat.ranges[QAT_POINTS[index + 1 if folded else count + index]]
     return ranges
 

@@ -18,7 +18,14 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: What the distillation term compares (hardnet_export.train.losses.distillation_loss).
 DISTILL_KINDS = ("descriptors", "distances")
 #: The options that apply to quantisation-aware training only.
-QAT_OPTIONS = ("qat_target", "qat_observe_steps", "qat_reduce_range", "qat_clip", "qat_inner_clip")
+QAT_OPTIONS = (
+    "qat_target",
+    "qat_observe_steps",
+    "qat_reduce_range",
+    "qat_clip",
+    "qat_inner_clip",
+    "qat_exact_input",
+)
 # Fields that define the run: a resumed run must agree on all of them.
 #: Bounds far beyond any real run, so a typo fails at once instead of allocating for hours.
 MAX_STEPS = 100_000_000
@@ -50,6 +57,7 @@ RECIPE_FIELDS = (
     "qat_reduce_range",
     "qat_clip",
     "qat_inner_clip",
+    "qat_exact_input",
 )
 
 
@@ -133,6 +141,9 @@ class TrainConfig:
             standardised patch gains from a tight range (its spikes are near-flat patches'
             noise) where the inner activations lose by one (their largest values are the
             strongest responses of the worst patches).
+        qat_exact_input: the first conv reads the grey levels exactly (uint8 at scale 1) and
+            the standardisation moves after it, so no rounding of the standardised patch
+            remains (cpu flavour only; the export writes the graph in that form).
     """
 
     data: list[str] = field(default_factory=lambda: ["builtin"])
@@ -173,6 +184,7 @@ class TrainConfig:
     qat_reduce_range: bool = False
     qat_clip: float = 1e-5
     qat_inner_clip: float | None = None
+    qat_exact_input: bool = False
 
     def __post_init__(self) -> None:
         self.data = split_specs(self.data)
@@ -245,6 +257,7 @@ class TrainConfig:
     def _check_qat(self) -> None:
         check_bool("qat", self.qat)
         check_bool("qat_reduce_range", self.qat_reduce_range)
+        check_bool("qat_exact_input", self.qat_exact_input)
         check_int("qat_observe_steps", self.qat_observe_steps, low=1, high=MAX_STEPS)
         check_float("qat_clip", self.qat_clip, low=0.0, high=0.01)
         if self.qat_inner_clip is not None:
@@ -252,6 +265,16 @@ class TrainConfig:
         if self.qat_target not in QAT_TARGETS:
             raise InputError(
                 f"qat_target must be one of {', '.join(QAT_TARGETS)}, got {self.qat_target!r}"
+            )
+        if self.qat and self.qat_exact_input and self.qat_target != "cpu":
+            raise InputError(
+                "{qat_exact_input} is a cpu-flavour form (TensorRT's symmetric int8 holds no "
+                f"grey level range at scale 1), but qat_target is {self.qat_target!r}: set "
+                "{qat_target} to cpu",
+                remedies={
+                    "qat_exact_input": Remedy({"qat_exact_input": True}),
+                    "qat_target": Remedy({"qat_target": "cpu"}),
+                },
             )
         if not self.qat:
             defaults = {f.name: f.default for f in fields(self)}

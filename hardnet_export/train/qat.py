@@ -16,6 +16,13 @@ training sees the graph's rounding and clipping:
   conv's output, each Relu folded into its conv's uint8 range (zero point 0: the clamp is
   the Relu); ``tensorrt``: int8 symmetric at every conv's input, Relu in float.
 - Gradients pass the rounding straight through, and are zero where a value clips.
+- ``exact_input`` (``cpu`` only): the first conv reads the grey levels less 128, which
+  uint8 holds exactly at scale 1, and the per-patch standardisation, an affine map, is
+  applied to that conv's output instead of its input (with the zero padding's share
+  corrected per output position), as :mod:`hardnet_export.export.exact_input` writes the
+  graph. The same function in float; in int8 it removes the rounding of the standardised
+  patch, which decides the worst patches of the standardised form (faint texture on a
+  near-flat patch).
 
 Activation ranges are an EMA of each batch's ``clip`` and ``1 - clip`` quantiles (default
 0.001 %: ONNX Runtime's percentile calibration keeps 99.999 %) during the first
@@ -35,6 +42,8 @@ import torch.distributed as dist
 from torch import nn
 
 from hardnet_export.artifacts.quantisation import (
+    EXACT_INPUT_OFFSET,
+    EXACT_INPUT_RANGE,
     QAT_CONVS,
     QAT_POINTS,
     QatRecord,
@@ -43,6 +52,7 @@ from hardnet_export.artifacts.quantisation import (
 )
 from hardnet_export.errors import InputError
 from hardnet_export.model import HardNet
+from hardnet_export.shipped import STD_EPSILON
 
 #: The share of values clipped at each end of an observed range (as the percentile
 #: calibration's 99.999 %).
@@ -144,6 +154,38 @@ def _all_ranks(flat: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def _exact_first_conv(
+    patches: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, conv: nn.Conv2d
+) -> torch.Tensor:
+    """The first conv on the standardised patch, computed as the exact-input graph does:
+    the conv of the grey levels less 128, then the standardisation's affine map on its
+    output, in the graph's order of float operations.
+
+    ``conv(z) = (conv(x - 128) - (mean - 128) * conv(1)) / (std + eps)`` for ``z`` the
+    standardised patch, ``conv(1)`` the sum of each output position's in-bounds weights (the
+    zero padding adds none); the standardisation's statistics are detached, as in
+    :meth:`~hardnet_export.model.HardNet.standardize`.
+
+    Shape:
+        - patches: (N, 1, H, W) uint8 or float holding grey levels.
+        - weight: (C, 1, k, k); bias: (C,).
+        - Output: (N, C, H', W').
+    """
+    pixels = patches.float()
+    flat = pixels.reshape(pixels.shape[0], -1)
+    mean = flat.mean(dim=1).detach()[:, None, None, None]
+    spread = flat.std(dim=1).detach()[:, None, None, None] + STD_EPSILON
+    accumulated = nn.functional.conv2d(
+        pixels - EXACT_INPUT_OFFSET, weight, None, conv.stride, conv.padding
+    )
+    ones = torch.ones((1, 1, *pixels.shape[2:]), dtype=pixels.dtype, device=pixels.device)
+    weight_sum = nn.functional.conv2d(ones, weight, None, conv.stride, conv.padding)
+    correction = (mean - EXACT_INPUT_OFFSET) * weight_sum
+    # A constant patch: the two terms cancel in exact arithmetic only (see exact_input).
+    textured = (spread > STD_EPSILON).to(pixels.dtype)
+    return (accumulated - correction) * textured / spread + bias[None, :, None, None]
+
+
 class QatHardNet(nn.Module):
     """HardNet under fake quantisation for one INT8 flavour at a time (see the module
     docstring). ``flavour`` chooses the one the next forward uses; ``observing`` lets the
@@ -155,6 +197,8 @@ class QatHardNet(nn.Module):
         reduce_range: 7-bit weights in the ``cpu`` flavour.
         clip: the share of values each observed range leaves out at each end.
         inner_clip: the share for every point after the first conv's input (None: ``clip``).
+        exact_input: the first conv on the exact grey levels, the standardisation after it
+            (``cpu`` only; see the module docstring).
     """
 
     def __init__(
@@ -165,19 +209,28 @@ class QatHardNet(nn.Module):
         reduce_range: bool = False,
         clip: float = CLIP_FRACTION,
         inner_clip: float | None = None,
+        exact_input: bool = False,
     ) -> None:
         super().__init__()
         if not targets or any(t not in ("cpu", "tensorrt") for t in targets):
             raise InputError(f"QAT targets must be cpu and/or tensorrt, got {list(targets)}")
+        if exact_input and tuple(targets) != ("cpu",):
+            raise InputError(
+                "exact input is a cpu-flavour form (TensorRT's symmetric int8 holds no grey "
+                f"level range at scale 1): QAT targets must be cpu alone, got {list(targets)}"
+            )
         self.net = net
         self.targets = tuple(targets)
         self.flavour = self.targets[0]
         self.reduce_range = reduce_range
         self.clip = clip
         self.inner_clip = clip if inner_clip is None else inner_clip
+        self.exact_input = exact_input
         self.observing = True
         # (point, [low, high]); NaN until the first observed batch.
         self.register_buffer("ranges", torch.full((len(QAT_POINTS), 2), float("nan")))
+        if exact_input:
+            self.ranges[0] = torch.tensor(EXACT_INPUT_RANGE)
         layers = list(net.features)
         self._convs = [m for m in layers if isinstance(m, nn.Conv2d)]
         self._bns = [m for m in layers if isinstance(m, nn.BatchNorm2d)]
@@ -208,6 +261,8 @@ class QatHardNet(nn.Module):
         return fake_quantize(x, scale, zero, qmin, qmax)
 
     def _observe(self, x: torch.Tensor, index: int, *, relu: bool) -> None:
+        if index == 0 and self.exact_input:
+            return  # the grey levels' own range, fixed
         if self.training and self.observing:
             # Point 0 is the standardised patch; every other is an activation inside.
             low, high = _quantile_range(x, self.clip if index == 0 else self.inner_clip)
@@ -228,12 +283,17 @@ class QatHardNet(nn.Module):
         last = QAT_CONVS - 1
         for i, (conv, bn) in enumerate(zip(self._convs, self._bns, strict=True)):
             output = QAT_CONVS + i  # the index of this conv's output point
+            weight, bias = folded_conv(conv, bn)
+            weight_q, weight_scale = fake_quantize_weight(weight, qmax)
+            if i == 0 and self.exact_input:
+                y = _exact_first_conv(patches, weight_q, bias, conv)
+                self._observe(y, output, relu=False)
+                x = self._activation(y, 1, relu=True)
+                continue
             # cpu: from conv1 on, x is already the previous conv's uint8 output (Relu folded).
             x_q = x if cpu and i > 0 else self._activation(x, i, relu=i > 0)
             if i == last:
                 x_q = self._dropout(x_q)
-            weight, bias = folded_conv(conv, bn)
-            weight_q, weight_scale = fake_quantize_weight(weight, qmax)
             if cpu:
                 input_scale = activation_qparams(*(float(v) for v in self.ranges[i]), "cpu")[0]
                 bias_scale = (input_scale * weight_scale).float()
@@ -276,4 +336,5 @@ class QatHardNet(nn.Module):
             observe_steps=observe_steps,
             steps=steps,
             init=init,
+            exact_input=self.exact_input,
         )

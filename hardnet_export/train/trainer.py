@@ -686,6 +686,7 @@ def _begin(config: TrainConfig, device: torch.device, start: _Start, ckpt_path: 
             reduce_range=config.qat_reduce_range,
             clip=config.qat_clip,
             inner_clip=config.qat_inner_clip,
+            exact_input=config.qat_exact_input,
         ).to(device)
     step, anchor, saved = 0, (0, 0.0), None
     resumed: dict[str, Any] = {}

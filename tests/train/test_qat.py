@@ -47,6 +47,16 @@ def observed(patches: np.ndarray) -> tuple[torch.nn.Module, QatRecord]:
     return net, qat.record(observe_steps=2, steps=0, init=MODEL)
 
 
+@pytest.fixture(scope="module")
+def observed_exact(patches: np.ndarray) -> tuple[torch.nn.Module, QatRecord]:
+    """The shipped model with the exact-input form's ranges observed on real patches."""
+    net = load_model(MODEL)
+    qat = QatHardNet(net, ("cpu",), exact_input=True).train()
+    with torch.no_grad():
+        qat(torch.from_numpy(patches[:, None]))
+    return net, qat.record(observe_steps=1, steps=0, init=MODEL)
+
+
 def _exact(graph: onnx.ModelProto, patches: np.ndarray) -> np.ndarray:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -69,50 +79,63 @@ def test_scales_are_onnxruntimes(low: float, high: float) -> None:
     assert activation_qparams(low, high, "tensorrt") == (float(scale), int(zero))
 
 
+#: Each Q/DQ form: (flavour, exact input).
+FORMS = {"cpu": ("cpu", False), "tensorrt": ("tensorrt", False), "cpu-exact": ("cpu", True)}
+
+
 @pytest.fixture(scope="module")
-def graphs(observed: tuple[torch.nn.Module, QatRecord]) -> dict[str, onnx.ModelProto]:
-    """Each flavour's Q/DQ graph of the observed model, built from its QAT ranges."""
-    net, record = observed
-    fp32 = torch_to_onnx(net)
+def graphs(
+    observed: tuple[torch.nn.Module, QatRecord],
+    observed_exact: tuple[torch.nn.Module, QatRecord],
+) -> dict[str, onnx.ModelProto]:
+    """Each form's Q/DQ graph of the observed model, built from its QAT ranges."""
+    fp32 = torch_to_onnx(observed[0])
     found = {}
-    for flavour in ("cpu", "tensorrt"):
+    for form, (flavour, exact_input) in FORMS.items():
         isa = "avx512-vnni" if flavour == "cpu" else None
+        record = (observed_exact if exact_input else observed)[1]
         with Quantizer(
             fp32, None, target=flavour, method="percentile", isa=isa, qat=record
         ) as quantizer:
-            found[flavour] = quantizer.build()
+            found[form] = quantizer.build()
     return found
 
 
-@pytest.mark.parametrize("flavour", ["cpu", "tensorrt"])
+@pytest.mark.parametrize("form", list(FORMS))
 def test_fake_quantisation_is_the_graphs_exact_semantics(
-    flavour: str,
+    form: str,
     observed: tuple[torch.nn.Module, QatRecord],
+    observed_exact: tuple[torch.nn.Module, QatRecord],
     graphs: dict[str, onnx.ModelProto],
     patches: np.ndarray,
 ) -> None:
-    net, record = observed
-    qat = QatHardNet(net, (flavour,)).eval()
+    flavour, exact_input = FORMS[form]
+    net, record = observed_exact if exact_input else observed
+    qat = QatHardNet(net, (flavour,), exact_input=exact_input).eval()
     qat.ranges.copy_(torch.tensor([record.ranges[p] for p in QAT_POINTS]))
     with torch.no_grad():
         fake = qat(torch.from_numpy(patches[:, None])).numpy()
-    exact = _exact(graphs[flavour], patches)
+    exact = _exact(graphs[form], patches)
     cosine = (fake * exact).sum(axis=1)
     # The weights, biases and scales are bit-identical; float convs summed in another order
     # flip the odd rounding of an activation by one step, which the next layers carry on.
     identical = (np.abs(fake - exact).max(axis=1) < 1e-5).mean()
-    assert identical > 0.5, f"{flavour}: only {identical:.0%} of descriptors identical"
+    assert identical > 0.5, f"{form}: only {identical:.0%} of descriptors identical"
     assert cosine.min() > 0.999 and cosine.mean() > 0.99999, (cosine.min(), cosine.mean())
 
 
-@pytest.mark.parametrize("flavour", ["cpu", "tensorrt"])
+@pytest.mark.parametrize("form", list(FORMS))
 def test_every_conv_is_int8_with_the_trained_scales(
-    flavour: str, observed: tuple[torch.nn.Module, QatRecord], graphs: dict[str, onnx.ModelProto]
+    form: str,
+    observed: tuple[torch.nn.Module, QatRecord],
+    observed_exact: tuple[torch.nn.Module, QatRecord],
+    graphs: dict[str, onnx.ModelProto],
 ) -> None:
     from onnx import numpy_helper
 
-    _, record = observed
-    graph = graphs[flavour]
+    flavour, exact_input = FORMS[form]
+    _, record = observed_exact if exact_input else observed
+    graph = graphs[form]
     produced = {out: node for node in graph.graph.node for out in node.output}
     inits = {t.name: numpy_helper.to_array(t) for t in graph.graph.initializer}
     convs = [node for node in graph.graph.node if node.op_type == "Conv"]
@@ -128,6 +151,50 @@ def test_every_conv_is_int8_with_the_trained_scales(
     scale, zero = activation_qparams(*record.ranges["conv0.input"], flavour)
     assert inits[first.input[1]].dtype == np.float32
     assert float(inits[first.input[1]]) == scale and int(inits[first.input[2]]) == zero
+    if exact_input:
+        # Every grey level its own uint8 level; conv0's accumulation is not rounded.
+        assert (scale, zero) == (1.0, 128)
+        assert produced[convs[0].output[0]].op_type == "Conv"
+        readers = [n.op_type for n in graph.graph.node if convs[0].output[0] in n.input]
+        assert readers == ["Sub"], readers
+
+
+def test_exact_input_graph_is_the_same_function_in_float(patches: np.ndarray) -> None:
+    from hardnet_export.export.exact_input import exact_input_graph
+
+    fp32 = torch_to_onnx(load_model(MODEL))
+    # Real patches, constant ones (no standard deviation: the form's two terms would not
+    # cancel) and one grey level off a constant.
+    flat = np.stack([np.full((32, 32), v, np.uint8) for v in (0, 77, 255)])
+    almost = flat[1].copy()
+    almost[5, 9] += 1
+    batch = np.concatenate([patches, flat, almost[None]])
+    standard, moved = _exact(fp32, batch), _exact(exact_input_graph(fp32), batch)
+    cosine = (standard * moved).sum(axis=1)
+    assert cosine.min() > 0.99999, cosine.min()
+    assert np.abs(standard[300:303] - moved[300:303]).max() < 1e-5
+
+
+def test_exact_input_is_the_cpu_flavours_alone(
+    observed: tuple[torch.nn.Module, QatRecord],
+    observed_exact: tuple[torch.nn.Module, QatRecord],
+) -> None:
+    net, record = observed_exact
+    with pytest.raises(InputError, match="cpu alone"):
+        QatHardNet(load_model(MODEL), ("cpu", "tensorrt"), exact_input=True)
+    with pytest.raises(InputError, match="qat_target"):
+        TrainConfig(qat=True, init=MODEL, qat_exact_input=True)
+    with pytest.raises(InputError, match="cpu target"):
+        Quantizer(torch_to_onnx(net), None, target="tensorrt", method="minmax", qat=record)
+    data = record.to_dict()
+    assert QatRecord.from_dict(data).exact_input
+    with pytest.raises(InputError, match="x.pth: exact_input"):
+        QatRecord.from_dict({**data, "targets": ["cpu", "tensorrt"]}, source="x.pth")
+    with pytest.raises(InputError, match="range must be"):
+        QatRecord.from_dict({**data, "ranges": observed[1].to_dict()["ranges"]}, source="x.pth")
+    # Records from before the form are the standard one.
+    old = {k: v for k, v in observed[1].to_dict().items() if k != "exact_input"}
+    assert not QatRecord.from_dict(old).exact_input
 
 
 def test_export_of_qat_ranges_is_gated_and_recorded(
