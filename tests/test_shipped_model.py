@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from hardnet_export.data.stereo import stereo_pairs
@@ -64,7 +65,9 @@ def test_the_torch_free_form_is_the_same_model() -> None:
 
 def test_shipped_graphs_are_gated_all_int8_qat_graphs_of_their_model() -> None:
     # A ready-made graph (ShippedModel.graphs) ships only where quantisation-aware training
-    # put every conv in int8 and the graph passed its gate at a worst cosine of 0.99.
+    # put every conv in int8 (conv0 alone may stay float: its one input channel gains nothing
+    # from int8 kernels, and its int8 input rounds faint texture) and the graph passed its
+    # gate at a worst cosine of 0.99.
     import pytest
 
     from hardnet_export.artifacts.metadata import read_metadata
@@ -76,7 +79,7 @@ def test_shipped_graphs_are_gated_all_int8_qat_graphs_of_their_model() -> None:
             graph = read_metadata(entry.graph(variant))
             quantisation = graph.quantisation
             assert graph.variant == variant and quantisation is not None, variant
-            assert quantisation.settings["float_layers"] == {}, (entry.name, variant)
+            assert set(quantisation.settings["float_layers"]) <= {"conv0"}, (entry.name, variant)
             # Fine-tuned from this model (directly, or down the chain of --init weights).
             inits, meta = [], dict(graph.weights_provenance or {})
             while meta:
@@ -88,6 +91,22 @@ def test_shipped_graphs_are_gated_all_int8_qat_graphs_of_their_model() -> None:
             assert entry.graph(variant).name in entry.card.read_text(encoding="utf-8")
         with pytest.raises(InputError, match="ships no"):
             entry.graph("fp16")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_shipped_graphs_pass_check_on_other_held_out_samples(seed: int) -> None:
+    # The gate's worst patch is a statistic of its own 2000 pairs; a shipped graph must also
+    # stay within its limits on other held-out samples, run the way this host runs it.
+    # (hardnet-quarter's all-int8 graph fell to 0.962 on seed 2's pairs, a near-flat patch
+    # whose faint texture its int8 input rounded; its graph keeps conv0 float now.)
+    from hardnet_export.artifacts.models import models
+    from hardnet_export.check import check_artifact
+
+    for entry in models():
+        for variant in entry.graphs:
+            report = check_artifact(entry.graph(variant), seed=seed)
+            assert report.passed, (entry.name, variant, seed, report.reason())
 
 
 def test_check_compares_a_shipped_graph_with_its_model() -> None:

@@ -312,7 +312,8 @@ MODELS: tuple[ShippedModel, ...] = (
         "hardnet_quarter_builtin",
         "HardNet, width 0.25 (14x fewer multiply-adds), distilled from hardnet on the built-in "
         "photos",
-        # Every conv in int8 by quantisation-aware fine-tuning (its card says how).
+        # Convs 1-6 in int8 by quantisation-aware fine-tuning, conv0 float: its int8 input
+        # rounded the faint texture of near-flat patches (its card says how, and why).
         graphs=("int8-cpu",),
     ),
     ShippedModel(

@@ -4,7 +4,7 @@ The graph standardises each patch (zero mean, unit standard deviation) before it
 conv. An INT8 graph then rounds the standardised patch to one uint8 scale shared by every
 patch, and on a patch of faint texture (a few grey levels of variation) that rounding is a
 tenth of a grey level: the worst held-out patches of the all-int8 graphs are such patches
-(``hardnet-quarter``'s shipped all-int8 graph: worst cosine 0.962 to FP32 on one of seed 2's
+(``hardnet-quarter``'s all-int8 QAT graph: worst cosine 0.962 to FP32 on one of seed 2's
 held-out patches, where its gate's sample gave 0.990).
 
 Standardisation is affine per patch, so it commutes with the first conv:
@@ -25,7 +25,9 @@ The price is speed: OpenVINO runs the per-patch map on the first conv's output a
 element-wise layers with layout reorders around them (the standard form's front is a few
 small layers on the 32 x 32 input). Measured on a 2-core Zen 4 (AVX-512 VNNI), OpenVINO,
 batch 256: ``hardnet-quarter`` 0.57x and ``hardnet-fast`` 0.56x the standard all-int8
-graph's patches per second. So it is an option for accuracy first, not the default.
+graph's patches per second. Keeping conv0 float in a standard-form QAT graph
+(``keep_float=("conv0",)``) removes the same rounding at 0.96x there (bf16 float parts), which
+is what ``hardnet-quarter`` ships; this form is for runtimes that must run every conv in int8.
 
 Only the ``cpu`` flavour takes this form: TensorRT's symmetric int8 cannot hold 256 levels
 at scale 1. Quantisation-aware training trains it (:mod:`hardnet_export.train.qat`,
