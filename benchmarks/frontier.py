@@ -108,7 +108,6 @@ def exports(name: str, weights: Path, folder: Path) -> list[Row]:
     from hardnet_export.export.onnx import export_onnx
     from hardnet_export.host import has_bf16, installed
     from hardnet_export.runtime.packing import PACK_CHANNELS, packing_candidates
-    from hardnet_export.runtime.policy import choose_backend
 
     fp32 = export_onnx(weights, folder / f"{name}.fp32.onnx")
     # Timed and scored even if it misses the export gate (the verdict is in the row).
@@ -131,13 +130,23 @@ def exports(name: str, weights: Path, folder: Path) -> list[Row]:
             rows.append(
                 Row("bf16 packed", fp32, "openvino", {"inference_precision": "bf16", **packed})
             )
-    rows.append(Row("int8-cpu", int8, choose_backend(int8, device="cpu").name, {}))
+    # As runtime.load runs them: the rule (or a tuned choice) sets options too, such as bf16
+    # float parts where the export passed that gate; a bare backend would run them in f32.
+    rows.append(Row("int8-cpu", int8, *runtime_choice(int8)))
     # A model that ships a ready-made all-int8 graph (quantisation-aware training): that one
     # too, as a user of the registered model gets it.
     if name in model_names() and "int8-cpu" in get_model(name).graphs:
         shipped = get_model(name).graph("int8-cpu")
-        rows.append(Row("int8-cpu qat", shipped, choose_backend(shipped, device="cpu").name, {}))
+        rows.append(Row("int8-cpu qat", shipped, *runtime_choice(shipped)))
     return rows
+
+
+def runtime_choice(graph: Path) -> tuple[str, dict[str, Any]]:
+    """The backend and options ``runtime.load(graph, device="cpu")`` takes here."""
+    from hardnet_export.runtime.policy import choose
+
+    choice = choose(graph, device="cpu")
+    return choice.backend, dict(choice.options)
 
 
 def versus_peers(
@@ -258,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
                 )  # fmt: skip
                 sift_accuracy = sift_accuracy or {t.dataset: t.results["SIFT"] for t in tables}
                 accuracy = {t.dataset: t.results[next(iter(t.results))] for t in tables}
-                label = f"{name} {point.precision} ({point.backend})"
+                settings = ""
+                if point.precision.startswith("int8") and point.options:
+                    settings = ", " + ", ".join(f"{k}={v}" for k, v in point.options.items())
+                label = f"{name} {point.precision} ({point.backend}{settings})"
                 describers.append((label, describer))
                 rows.append(
                     {
@@ -381,6 +393,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"keypoint there ({100 * frame['repeatable@3']:.1f} %); mnn@3: mutual nearest "
         "neighbours within 3 px, of all left keypoints with ground truth",
         "- bf16: the FP32 graph with OpenVINO's bf16 inference, on CPUs with native bf16 only",
+        "- int8-cpu: the export's INT8 CPU graph; int8-cpu qat: the model's shipped QAT graph; "
+        "both run as `runtime.load(graph, device='cpu')` runs them here (its backend and "
+        "options, listed: bf16 float parts where the graph's export passed that gate)",
         "- packed: the narrow convs run several patches side by side (`pack_channels=16`, "
         "the same descriptors; `hardnet_export.runtime.packing`); `runtime.load` packs "
         "`hardnet-eighth` by rule, so its 'ours' rows are packed",

@@ -222,10 +222,10 @@ def cast_uint8_inputs_once(proto: onnx.ModelProto) -> None:
         for node in others:
             node.input[:] = [cast_output if value == name else value for value in node.input]
     # The rewired Shape nodes now come before the Cast they read: restore topological order.
-    _topological_sort(proto)
+    topological_sort(proto)
 
 
-def _topological_sort(proto: onnx.ModelProto) -> None:
+def topological_sort(proto: onnx.ModelProto) -> None:
     """Reorder ``proto.graph.node`` so that every node follows the producers of its inputs,
     keeping the existing order wherever it is already valid."""
     available = {i.name for i in proto.graph.input} | {t.name for t in proto.graph.initializer}

@@ -77,7 +77,7 @@ def exact_input_graph(fp32: onnx.ModelProto) -> onnx.ModelProto:
     import onnx
     from onnx import helper, numpy_helper
 
-    from hardnet_export.export.common import _topological_sort
+    from hardnet_export.export.common import topological_sort
 
     proto = onnx.ModelProto()
     proto.CopyFrom(fp32)
@@ -171,7 +171,7 @@ def exact_input_graph(fp32: onnx.ModelProto) -> onnx.ModelProto:
     unused = [t for t in graph.initializer if t.name not in used]
     for tensor in unused:
         graph.initializer.remove(tensor)
-    _topological_sort(proto)
+    topological_sort(proto)
     return proto
 
 
