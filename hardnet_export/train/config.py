@@ -52,12 +52,7 @@ RECIPE_FIELDS = (
     "distill_weight",
     "distill_kind",
     "qat",
-    "qat_target",
-    "qat_observe_steps",
-    "qat_reduce_range",
-    "qat_clip",
-    "qat_inner_clip",
-    "qat_exact_input",
+    *QAT_OPTIONS,
 )
 
 
