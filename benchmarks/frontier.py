@@ -101,8 +101,8 @@ class Row:
 def exports(name: str, weights: Path, folder: Path) -> list[Row]:
     """The frontier's points of one model, every CPU backend that runs it: the FP32 graph on
     ONNX Runtime and on OpenVINO, OpenVINO in bf16 where the CPU has native bf16, and the
-    INT8 CPU flavour made for this CPU on the backend ``runtime.load(device="cpu")`` picks,
-    and the all-int8 QAT graph where the model ships one (``ShippedModel.graphs``)."""
+    INT8 CPU flavour made for this CPU as ``runtime.load(device="cpu")`` runs it (backend, options),
+    and the QAT graph where the model ships one (``ShippedModel.graphs``)."""
     from hardnet_export.artifacts.metadata import read_metadata
     from hardnet_export.export.int8 import Int8Options
     from hardnet_export.export.onnx import export_onnx
@@ -438,7 +438,7 @@ def versus_markdown(against: list[dict[str, Any]]) -> list[str]:
         "## Ours against the peers, per frame",
         "",
         "Ours: `runtime.load(graph, device='cpu')`, no backend and no options, of the FP32 "
-        "graph and of the INT8 CPU graph (the shipped all-int8 QAT graph where the model "
+        "graph and of the INT8 CPU graph (the shipped QAT graph where the model "
         "ships one, else the export's). Peers: PyTorch "
         "eager FP32 at its best chunk, torch.compile, ONNX Runtime (default session) and "
         "OpenVINO (default settings: bf16 on CPUs with native bf16) on the FP32 graph. "
