@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hardnet_export.errors import InputError, MissingFileError
-from hardnet_export.host import BF16_FLAGS, cpu_flags, distribution_version, installed
+from hardnet_export.host import BF16_FLAGS, VNNI_FLAGS, cpu_flags, distribution_version, installed
 
 #: Where a describer runs.
 DEVICES = ("cpu", "cuda")
@@ -33,14 +33,17 @@ def resolve(target: str) -> Any:
 
 @dataclass(frozen=True, kw_only=True)
 class CpuRule:
-    """One line of the CPU rule table: graphs of ``precisions`` run on the backend whose
-    record holds it, with load ``options``, on a CPU with any of the flags in ``needs``
-    (every CPU when empty), in chunks of ``max_batch`` patches, and when ``gated`` only for
-    graphs that passed its accuracy gate at export. ``why`` gives the measurement behind it."""
+    """One line of the CPU rule table: graphs of ``precisions`` (INT8 ones of ``flavours``
+    only, when given) run on the backend whose record holds it, with load ``options``, on a
+    CPU with any of the flags in ``needs`` (every CPU when empty), in chunks of ``max_batch``
+    patches, and when ``gated`` only for graphs that passed its accuracy gate at export.
+    ``why`` gives the measurement behind it."""
 
     precisions: tuple[str, ...]
     options: Mapping[str, Any] = field(default_factory=dict, hash=False)
     needs: tuple[str, ...] = ()
+    #: The INT8 flavours (``cpu``, ``tensorrt``) it speaks for; empty: every graph.
+    flavours: tuple[str, ...] = ()
     #: Patches per inference call (None: the backend's default).
     max_batch: int | None = None
     #: Taken only for a graph whose metadata records a passed accuracy gate under
@@ -49,10 +52,13 @@ class CpuRule:
     gated: bool = False
     why: str = ""
 
-    def applies(self, precision: str, flags: frozenset[str]) -> bool:
-        """Whether it speaks for a graph of ``precision`` on a CPU with ``flags``."""
+    def applies(self, precision: str, flags: frozenset[str], flavour: str | None = None) -> bool:
+        """Whether it speaks for a graph of ``precision`` (and INT8 ``flavour``) on a CPU
+        with ``flags``."""
         native = not self.needs or any(f in flags for f in self.needs)
-        return precision in self.precisions and native
+        # An INT8 graph that records no flavour (not this exporter's) counts as a CPU graph.
+        kind = not self.flavours or (flavour or "cpu") in self.flavours
+        return precision in self.precisions and native and kind
 
     def gate_key(self, backend: str) -> str:
         """The key of its gate in a graph's metadata: ``backend:inference precision``."""
@@ -185,6 +191,20 @@ BUILTIN: tuple[Backend, ...] = (
         distributions=("onnxruntime", "onnxruntime-gpu"),
         threads_option="intra_op_num_threads",
         provenance=f"{_PROVENANCE}:graph_provenance",
+        cpu_rules=(
+            CpuRule(
+                precisions=("int8",),
+                flavours=("tensorrt",),
+                options={"graph_optimization_level": "disable"},
+                why=(
+                    "the TensorRT flavour was checked in exact Q/DQ arithmetic, which the "
+                    "unfused graph computes on any CPU; fused int8 kernels on CPUs without "
+                    "VNNI saturate on its symmetric activations (ONNX Runtime on a Zen 3: "
+                    "0.985 to exact; OpenVINO restricted to AVX2 on a Zen 4: worst cosine "
+                    "0.896 for hardnet-fast's graph). Taken where no OpenVINO rule holds"
+                ),
+            ),
+        ),
         tuning=f"{_RUNTIME}.onnxruntime_backend:tuning_candidates",
         bench=f"{_BENCH}:cpu_graph_targets",
     ),
@@ -217,10 +237,22 @@ BUILTIN: tuple[Backend, ...] = (
             ),
             CpuRule(
                 precisions=("int8",),
+                flavours=("cpu",),
                 max_batch=256,
                 why=(
-                    "INT8 graphs, float layers in f32: OpenVINO ran the cpu flavour 1.2x and the "
-                    "TensorRT flavour's symmetric activations 1.4x ONNX Runtime on an AVX2 EPYC"
+                    "INT8 graphs, float layers in f32: OpenVINO ran the cpu flavour 1.2x ONNX "
+                    "Runtime on an AVX2 EPYC"
+                ),
+            ),
+            CpuRule(
+                precisions=("int8",),
+                flavours=("tensorrt",),
+                needs=VNNI_FLAGS,
+                max_batch=256,
+                why=(
+                    "the TensorRT flavour, float layers in f32, where int8 products accumulate "
+                    "in 32 bits (VNNI, AMX): restricted to AVX2 code on a Zen 4, OpenVINO's "
+                    "kernels put hardnet-fast's all-int8 graph at a worst cosine of 0.896"
                 ),
             ),
         ),
@@ -347,7 +379,8 @@ def format_rules(flags: frozenset[str] | None = None) -> str:
                 (
                     "*" if native else "",
                     backend.name,
-                    ",".join(rule.precisions),
+                    ",".join(rule.precisions)
+                    + (f" ({','.join(rule.flavours)})" if rule.flavours else ""),
                     " or ".join(rule.needs) or "any",
                     options,
                     str(rule.max_batch or "-"),

@@ -139,6 +139,39 @@ def test_rule_table_per_instruction_set(
         assert choice.source == "rule" and choice.why
 
 
+UNFUSED = {"graph_optimization_level": "disable"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "backend", "options"),
+    [
+        (frozenset({"avx2", "fma"}), "onnxruntime", UNFUSED),
+        (frozenset({"avx512f", "avx512bw"}), "onnxruntime", UNFUSED),
+        (frozenset({"avx2", "avx_vnni"}), "openvino", {}),
+        (frozenset({"avx512f", "avx512_vnni"}), "openvino", {}),
+        (frozenset({"amx_int8"}), "openvino", {}),
+    ],
+    ids=["avx2", "avx512", "avx-vnni", "avx512-vnni", "amx"],
+)
+def test_tensorrt_flavour_runs_exactly_where_int8_kernels_saturate(
+    flags: frozenset[str], backend: str, options: dict[str, str]
+) -> None:
+    # Symmetric int8 activations on kernels without VNNI saturate (OpenVINO restricted to
+    # AVX2 on a Zen 4: worst cosine 0.896), so there the graph runs unfused, exactly as it
+    # was checked; the cpu flavour keeps OpenVINO on every CPU.
+    from hardnet_export.artifacts.metadata import GraphMetadata
+    from hardnet_export.artifacts.quantisation import Quantisation
+    from hardnet_export.runtime.policy import cpu_runners, rule_choice
+
+    runners = cpu_runners(SHIPPED_ONNX)
+    for flavour in ("tensorrt", "cpu"):
+        quantisation = Quantisation(flavour=flavour, scheme="qdq")
+        metadata = GraphMetadata(precision="int8", quantisation=quantisation)
+        choice = rule_choice(metadata, runners, flags=flags)
+        want = (backend, options) if flavour == "tensorrt" else ("openvino", {})
+        assert (choice.backend, dict(choice.options)) == want, flavour
+
+
 def test_options_and_devices_are_checked() -> None:
     with pytest.raises(ValueError, match="performance_hint.*'fast'"):
         runtime.load(SHIPPED_ONNX, backend="openvino", performance_hint="fast")
