@@ -89,6 +89,20 @@ class HardNet(nn.Module):
                 nn.init.orthogonal_(module.weight, gain=0.6)
 
     @staticmethod
+    def patch_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each patch's mean and (unbiased) standard deviation plus ``STD_EPSILON``, the
+        divisor of :meth:`standardize`; detached.
+
+        Shape:
+            - Input: (N, 1, H, W) float.
+            - Output: two (N, 1, 1, 1).
+        """
+        flat = x.reshape(x.shape[0], -1)
+        mean = flat.mean(dim=1).detach()
+        std = flat.std(dim=1).detach()
+        return mean[:, None, None, None], std[:, None, None, None] + STD_EPSILON
+
+    @staticmethod
     def standardize(x: torch.Tensor) -> torch.Tensor:
         """Per-patch zero mean, unit (unbiased) std over all pixels; statistics detached.
 
@@ -96,10 +110,8 @@ class HardNet(nn.Module):
             - Input: (N, 1, H, W) float.
             - Output: same.
         """
-        flat = x.reshape(x.shape[0], -1)
-        mean = flat.mean(dim=1).detach()
-        std = flat.std(dim=1).detach()
-        return (x - mean[:, None, None, None]) / (std[:, None, None, None] + STD_EPSILON)
+        mean, spread = HardNet.patch_statistics(x)
+        return (x - mean) / spread
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         return self.describe(patches)

@@ -172,9 +172,7 @@ def _exact_first_conv(
         - Output: (N, C, H', W').
     """
     pixels = patches.float()
-    flat = pixels.reshape(pixels.shape[0], -1)
-    mean = flat.mean(dim=1).detach()[:, None, None, None]
-    spread = flat.std(dim=1).detach()[:, None, None, None] + STD_EPSILON
+    mean, spread = HardNet.patch_statistics(pixels)
     accumulated = nn.functional.conv2d(
         pixels - EXACT_INPUT_OFFSET, weight, None, conv.stride, conv.padding
     )
@@ -279,7 +277,8 @@ class QatHardNet(nn.Module):
             raise InputError(f"expected patches (N, 1, 32, 32), got {tuple(patches.shape)}")
         cpu = self.flavour == "cpu"
         qmax = weight_qmax(self.flavour, self.reduce_range)
-        x = self.net.standardize(patches.float())
+        # The exact-input form standardises conv0's output instead (_exact_first_conv).
+        x = patches if self.exact_input else self.net.standardize(patches.float())
         last = QAT_CONVS - 1
         for i, (conv, bn) in enumerate(zip(self._convs, self._bns, strict=True)):
             output = QAT_CONVS + i  # the index of this conv's output point
