@@ -248,3 +248,40 @@ def test_bf16_inference_where_the_cpu_has_it(patches: np.ndarray) -> None:
     # bf16 keeps 8 significant bits: close to FP32, not equal to it.
     similarity = cosine(bf16.describe(patches), f32.describe(patches))
     assert similarity.min() >= 0.99 and similarity.mean() < 1 - 1e-7, similarity.min()
+
+
+def test_full_chunks_run_on_a_graph_compiled_for_their_batch(
+    patches: np.ndarray, tmp_path: Path
+) -> None:
+    from hardnet_export.artifacts.models import get_model
+
+    onnx = pytest.importorskip("onnx")
+
+    reference = runtime.load(SHIPPED_ONNX, backend="onnxruntime").describe(patches[:20])
+    ours = runtime.load(SHIPPED_ONNX, backend="openvino", max_batch=8)
+    assert ours.static_batch is None  # compiled on the first full chunk, not at load
+    # Two full chunks on the static graph, the tail of 4 on the dynamic one.
+    chunked = ours.describe(patches[:20])
+    assert ours.static_batch == 8
+    one_by_one = np.concatenate([ours.describe(patches[i : i + 1]) for i in range(20)])
+    np.testing.assert_allclose(chunked, one_by_one, atol=1e-5)
+    assert cosine(chunked, reference).min() >= 0.9999
+    ours.use_chunks(16)  # a new chunk size gets its own graph at its first full chunk
+    np.testing.assert_allclose(ours.describe(patches[:20]), chunked, atol=1e-5)
+    assert ours.static_batch == 16
+    # A packed graph's chunk compiles where it is a whole number of packed rows.
+    narrow = get_model("hardnet-eighth").onnx
+    packed = runtime.load(narrow, backend="openvino", max_batch=8, pack_channels=16)
+    plain = runtime.load(narrow, backend="onnxruntime").describe(patches[:20])
+    assert cosine(packed.describe(patches[:20]), plain).min() >= 0.9999
+    assert packed.static_batch == 8
+    uneven = runtime.load(narrow, backend="openvino", max_batch=6, pack_channels=16)
+    assert cosine(uneven.describe(patches[:20]), plain).min() >= 0.9999
+    assert uneven.static_batch is None
+    # A graph with a fixed batch is static already.
+    fixed = onnx.load(str(SHIPPED_ONNX))
+    fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 8
+    onnx.save(fixed, str(tmp_path / "fixed.onnx"))
+    static = runtime.load(tmp_path / "fixed.onnx", backend="openvino")
+    assert cosine(static.describe(patches[:20]), reference).min() >= 0.9999
+    assert static.max_batch == 8 and static.static_batch is None
