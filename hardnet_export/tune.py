@@ -439,9 +439,13 @@ def _interleaved(
     steps: Mapping[Any, Callable[[], Any]], duration_s: float
 ) -> dict[Any, list[float]]:
     """Calls per second of each step, one figure per round; in each round every step runs
-    for its share of ``duration_s`` (in all), so a slow spell of a shared CPU falls on all
-    alike. Every step is called once first (a warm-up that also sizes the rounds: as many as
-    the budget holds, one to :data:`DEFAULT_ROUNDS`)."""
+    for its share of ``duration_s`` (in all), after
+    :func:`~hardnet_export.benchmark.versus.settle`, so a slow spell of a shared CPU falls
+    on all alike and none starts beside another's spinning threads. Every step is called
+    once first (a warm-up that also sizes the rounds: as many as the budget holds, one to
+    :data:`DEFAULT_ROUNDS`)."""
+    from hardnet_export.benchmark.versus import settle
+
     if not steps:
         return {}
     once = sum(1.0 / _rate(step, 0.0) for step in steps.values())
@@ -450,6 +454,7 @@ def _interleaved(
     rates: dict[Any, list[float]] = {key: [] for key in steps}
     for _ in range(rounds):
         for key, step in steps.items():
+            settle()
             rates[key].append(_rate(step, share))
     return rates
 

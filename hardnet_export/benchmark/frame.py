@@ -30,7 +30,7 @@ from hardnet_export.benchmark.results import (
 )
 from hardnet_export.benchmark.stats import LatencySummary
 from hardnet_export.benchmark.timing import DEFAULT_DURATION_S, DEFAULT_WARMUP_S, time_step
-from hardnet_export.benchmark.versus import DEFAULT_ROUNDS, interleaved_times, versus
+from hardnet_export.benchmark.versus import DEFAULT_ROUNDS, interleaved_times, settle, versus
 from hardnet_export.errors import InputError
 from hardnet_export.host import usable_cpus
 from hardnet_export.validate import check_float, check_int
@@ -429,6 +429,7 @@ def interleaved_compute_times(
     for r in range(rounds):
         shift = r % len(steps)
         for label, step in steps[shift:] + steps[:shift]:
+            settle()
             start = clock()
             step()
             times[label].append(1000 * (clock() - start))

@@ -16,6 +16,22 @@ from hardnet_export.validate import check_float, check_int
 
 DEFAULT_ROUNDS = 10
 
+#: Seconds of idle before each contender's turn. ONNX Runtime's default session keeps its
+#: worker threads spinning for new work after a run (session option
+#: ``session.intra_op.allow_spinning``, on by default), and whatever runs next shares the cores
+#: with them: on a 2-core Zen 4, OpenCV SIFT ``compute()`` of 2000 keypoints took 1.21x as
+#: long straight after ONNX Runtime and 1.00x after 10 ms... 50 ms idle (1.17x at 10 ms, 1.01x
+#: at 50 ms), and an OpenVINO frame 1.65x. In a fixed rotation the same contender always
+#: follows the ONNX Runtime one, so without this pause one of them was slowed in every round.
+#: The pause costs an OpenVINO frame 4 % against back-to-back calls (its threads wake up), SIFT
+#: nothing; every contender starts from the same idle machine.
+SETTLE_S = 0.05
+
+
+def settle() -> None:
+    """Let the previous contender's worker threads go idle (:data:`SETTLE_S`)."""
+    time.sleep(SETTLE_S)
+
 
 def interleaved_times(
     steps: Sequence[tuple[str, Callable[[], Any]]], *, rounds: int, slice_s: float
@@ -24,7 +40,7 @@ def interleaved_times(
 
     Each step is called once to warm up and once to measure how many calls fill
     ``slice_s`` (at least one); each round then runs every step that many times, the order
-    rotating by one per round, and records its mean time per call.
+    rotating by one per round, each after :func:`settle`, and records its mean time per call.
 
     Shape:
         - Output values: (rounds,) ms.
@@ -47,6 +63,7 @@ def interleaved_times(
         shift = r % len(order)
         for i in order[shift:] + order[:shift]:
             label, step = steps[i]
+            settle()
             start = clock()
             for _ in range(calls[i]):
                 step()

@@ -65,6 +65,46 @@ def test_interleaved_times_runs_every_step_every_round() -> None:
     assert calls["a"] >= 6 and calls["b"] >= 6  # warm-up, calibration and 4 rounds
 
 
+def test_each_turn_starts_after_the_previous_contenders_threads_went_idle() -> None:
+    import time
+
+    from hardnet_export.benchmark.frame import interleaved_compute_times
+    from hardnet_export.benchmark.versus import SETTLE_S
+
+    log: list[tuple[str, float, float]] = []
+
+    def step(name: str) -> Any:
+        def run() -> None:
+            start = time.perf_counter()
+            log.append((name, start, time.perf_counter()))
+
+        return run
+
+    interleaved_times([("a", step("a")), ("b", step("b"))], rounds=3, slice_s=1e-4)
+    turns = [(n, s, e) for i, (n, s, e) in enumerate(log) if i >= 4]  # past warm-up, sizing
+    changes = [
+        later[1] - earlier[2]
+        for earlier, later in zip(turns, turns[1:], strict=False)
+        if earlier[0] != later[0]
+    ]
+    assert len(changes) == 3 and min(changes) >= SETTLE_S  # a b | b a | a b
+    # The per-frame rounds the frontier uses pause the same way (the time of a frame's
+    # compute() is measured around it, so the pause shows only in the wall clock).
+    frame = np.random.default_rng(0).integers(0, 256, (96, 96), dtype=np.uint8)
+
+    class Counted:
+        def __init__(self) -> None:
+            self.calls: list[float] = []
+
+        def compute(self, image: np.ndarray, kps: Any) -> Any:
+            self.calls.append(time.perf_counter())
+            return kps, np.zeros((len(kps), 128), np.float32)
+
+    counted = Counted()
+    interleaved_compute_times(frame, [("counted", counted)], 20, rounds=3)  # type: ignore[list-item]
+    assert len(counted.calls) == 4 and (np.diff(counted.calls[1:]) >= SETTLE_S).all()
+
+
 @pytest.mark.slow  # loads torch, ONNX Runtime and three describers: about 7 s on 2 cores
 def test_short_run_reports_ours_against_the_peers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
