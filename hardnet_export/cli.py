@@ -79,7 +79,13 @@ from hardnet_export.errors import (
 from hardnet_export.evaluation.suite import render_tables, run_evaluation, write_json
 from hardnet_export.export.common import LAYER_NAMES, MIN_OPSET
 from hardnet_export.export.image_graph import export_image_graph
-from hardnet_export.export.int8 import DEFAULT_FLOAT_LAYERS, METHODS, Int8Options
+from hardnet_export.export.int8 import (
+    DEFAULT_FLOAT_LAYERS,
+    LIGHT_FLOAT_LAYERS,
+    LIGHT_MIN_COSINE,
+    METHODS,
+    Int8Options,
+)
 from hardnet_export.export.onnx import export_onnx
 from hardnet_export.export.tensorrt import (
     BuildOptions,
@@ -437,7 +443,15 @@ def _keep_float(text: str) -> tuple[str, ...]:
         "keep_float": f"comma-separated layers ({LAYER_NAMES[0]}..{LAYER_NAMES[-1]}) kept "
         "float (FP16 for tensorrt, FP32 for cpu); 'none' quantises every conv. Default "
         "(measured): "
-        + "; ".join(f"{','.join(v)} for {k}" for k, v in DEFAULT_FLOAT_LAYERS.items())
+        + "; ".join(
+            (
+                f"{','.join(LIGHT_FLOAT_LAYERS[k])} for {k} where its gate's worst cosine "
+                f"reaches {LIGHT_MIN_COSINE}, else {','.join(v)}"
+            )
+            if k in LIGHT_FLOAT_LAYERS
+            else f"{','.join(v)} for {k}"
+            for k, v in DEFAULT_FLOAT_LAYERS.items()
+        )
         + ".",
         "float_budget": "instead of --keep-float, keep the most sensitive layers float "
         "within this share (0..1) of the multiply-adds.",

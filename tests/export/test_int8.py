@@ -7,6 +7,8 @@ differs by kind is stated as such and the host's kind is in the messages.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import onnx
 import pytest
@@ -20,6 +22,8 @@ from hardnet_export.data.types import MatchedPairs
 from hardnet_export.export.int8 import (
     CPU_SETTINGS,
     DEFAULT_FLOAT_LAYERS,
+    LIGHT_FLOAT_LAYERS,
+    LIGHT_MIN_COSINE,
     Int8Options,
     Quantizer,
     quantize_int8,
@@ -277,6 +281,30 @@ def test_cpu_mixed_precision_keeps_named_layers_fp32(
         assert producers[convs[name].input[1]].op_type == "DequantizeLinear", name
 
 
+def test_cpu_export_without_named_layers_keeps_the_lightest_set_that_holds_the_gate(
+    fp32_graph: onnx.ModelProto, calibration: CalibrationSet, gate_pairs: MatchedPairs
+) -> None:
+    options = Int8Options(calibration=calibration, gate_pairs=gate_pairs)
+    # The full model holds conv0 alone above LIGHT_MIN_COSINE (0.9953 on 2000 pairs, Zen 4).
+    _, meta = quantize_int8(fp32_graph, "cpu", options)
+    settings = meta["quantisation"].settings
+    tried = settings["light_float_layers"]
+    assert tried["kept"] and tried["limit"] == LIGHT_MIN_COSINE
+    assert settings["float_layers"] == dict.fromkeys(LIGHT_FLOAT_LAYERS["cpu"], "fp32")
+    # The trial is the gate of the graph that names those layers itself.
+    named = replace(options, keep_float=LIGHT_FLOAT_LAYERS["cpu"])
+    _, direct = quantize_int8(fp32_graph, "cpu", named)
+    assert tried["min_cosine"] == round(direct["quantisation"].gate.min_cosine, 4)
+    # A limit the lighter set cannot reach: the measured default set, gate failure forced.
+    strict = replace(options, min_cosine=0.99999, force=True)
+    _, fallback = quantize_int8(fp32_graph, "cpu", strict)
+    settings = fallback["quantisation"].settings
+    assert settings["light_float_layers"]["kept"] is False
+    assert settings["float_layers"] == dict.fromkeys(DEFAULT_FLOAT_LAYERS["cpu"], "fp32")
+    # Named layers are taken as named: no trial.
+    assert "light_float_layers" not in direct["quantisation"].settings
+
+
 def test_unknown_layer_is_refused(fp32_graph: onnx.ModelProto, calibration: CalibrationSet) -> None:
     with pytest.raises(ValueError, match=r"no conv layer called conv9.*conv0, conv1"):
         quantize_qdq(
@@ -300,7 +328,12 @@ def test_default_exports_hold_the_worst_patch(fp32_graph: onnx.ModelProto, targe
     assert gate.min_cosine_limit == 0.98
     settings = quantisation.settings
     float_type = "fp16" if target == "tensorrt" else "fp32"
-    assert settings["float_layers"] == dict.fromkeys(DEFAULT_FLOAT_LAYERS[target], float_type)
+    # The cpu flavour tries conv0 alone first; the full model holds it (0.9953 on a Zen 4).
+    tried = settings.get("light_float_layers")
+    assert (tried is not None) == (target in LIGHT_FLOAT_LAYERS)
+    light = bool(tried and tried["kept"])
+    expected = LIGHT_FLOAT_LAYERS[target] if light else DEFAULT_FLOAT_LAYERS[target]
+    assert settings["float_layers"] == dict.fromkeys(expected, float_type)
     if target == "tensorrt":
         assert gate.semantics == SEMANTICS_EXACT and quantisation.isa is None
         check_tensorrt_rules(int8)

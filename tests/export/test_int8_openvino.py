@@ -22,7 +22,12 @@ from hardnet_export.calibration.dataset import CalibrationSet
 from hardnet_export.data.types import MatchedPairs
 from hardnet_export.errors import InputError
 from hardnet_export.evaluation.metrics import compare_descriptors
-from hardnet_export.export.int8 import BACKEND_AGREEMENT, DEFAULT_FLOAT_LAYERS, Int8Options
+from hardnet_export.export.int8 import (
+    BACKEND_AGREEMENT,
+    DEFAULT_FLOAT_LAYERS,
+    LIGHT_FLOAT_LAYERS,
+    Int8Options,
+)
 from hardnet_export.export.onnx import export_onnx
 from hardnet_export.host import installed
 from hardnet_export.runtime.onnxruntime_backend import ort_describe
@@ -65,7 +70,9 @@ def test_default_cpu_export_runs_alike_on_openvino(
     assert on_openvino_gate is not None and on_openvino_gate.passed, (HOST, on_openvino_gate)
     settings = quantisation.settings
     added = settings.get("openvino_float_layers", [])
-    assert set(settings["float_layers"]) == {*DEFAULT_FLOAT_LAYERS["cpu"], *added}
+    tried = settings["light_float_layers"]
+    base = LIGHT_FLOAT_LAYERS["cpu"] if tried["kept"] else DEFAULT_FLOAT_LAYERS["cpu"]
+    assert set(settings["float_layers"]) == {*base, *added}
     probe = np.ascontiguousarray(gate_pairs.anchors[:200, None])
     on_openvino = runtime.load(graph, device="cpu")
     assert (
