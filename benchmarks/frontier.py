@@ -381,8 +381,9 @@ def markdown(result: dict[str, Any]) -> str:
         "Describer.compute (extraction + inference, chunks of "
         f"{result['max_batch']} patches) p50 over {result['rounds']} interleaved rounds per "
         "row, each running OpenCV SIFT compute() on the same keypoints and the row once, "
-        "each call after 50 ms idle (benchmarks/README.md says why); x SIFT = the median over rounds of the row's time over SIFT's in the same round; "
-        "SIFT's time: the median over every row's rounds",
+        "each call after 50 ms idle (benchmarks/README.md says why); x SIFT = the median "
+        "over rounds of the row's time over SIFT's in the same round; SIFT's time: the "
+        "median over every row's rounds",
         f"- patch pairs: NN accuracy % ({result['pairs']} pairs, seed 0) on the held-out "
         "built-in photos, the motorcycle stereo pair, and the pair with rotation/zoom jitter; "
         "SIFT on the same 32x32 patches",
