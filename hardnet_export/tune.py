@@ -401,6 +401,10 @@ def _gate_row(
         describer = _load(candidate.backend, path, candidate.options)
     except HardnetError as exc:
         return Row(candidate, error=str(exc).splitlines()[0])
+    # Gate and timing calls of TUNE_BATCH patches are then full chunks, which a backend may
+    # run on other kernels than smaller calls (OpenVINO: a graph compiled for that batch),
+    # as the runtime's own chunks are.
+    describer.use_chunks(TUNE_BATCH)
     describers[candidate] = describer
     gate = evaluate_gate(
         reference,

@@ -197,3 +197,44 @@ def test_within_noise_the_more_faithful_candidate_wins() -> None:
     much = Row(Candidate.of("c"), gate=replace(base, min_cosine=0.99), patches_per_s=1200.0)
     assert fastest_faithful([exact, rough]) is exact
     assert fastest_faithful([exact, rough, much]) is much
+
+
+class RecordingDescriber(OnnxRuntimeDescriber):
+    """ONNX Runtime, recording each inference call's size and the chunk size it ran under."""
+
+    backend = "recording"
+    calls: list[tuple[int, int | None]] = []
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        RecordingDescriber.calls.append((len(batch), self.max_batch))
+        return super()._infer(batch)
+
+
+def test_candidates_are_gated_and_timed_in_full_chunks_of_the_tuning_batch(graph: Path) -> None:
+    # A backend may run full chunks on other kernels than smaller calls (OpenVINO: a graph
+    # compiled for the chunk's batch); tuning measures the chunks the runtime will run.
+    from hardnet_export.tune import TUNE_BATCH
+
+    register_backend(
+        Backend(
+            name="recording",
+            summary="ONNX Runtime recording its calls",
+            kinds={"patches": f"{__name__}:RecordingDescriber"},
+            suffixes=(".onnx",),
+            devices=("cpu",),
+            module="onnxruntime",
+            provenance="hardnet_export.artifacts.provenance:graph_provenance",
+            tuning=f"{__name__}:plain_candidates",
+        )
+    )
+    RecordingDescriber.calls.clear()
+    try:
+        tune_artifact(graph, pairs=128, duration_s=0.05, write=False)
+    finally:
+        unregister_backend("recording")
+    full = [chunk for n, chunk in RecordingDescriber.calls if n == TUNE_BATCH]
+    assert full and set(full) == {TUNE_BATCH}  # the gate's and the timing's 256-patch calls
+
+
+def plain_candidates(metadata: GraphMetadata, flags: frozenset[str]) -> list[dict[str, Any]]:
+    return [{}]
