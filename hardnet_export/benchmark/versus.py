@@ -20,8 +20,8 @@ DEFAULT_ROUNDS = 10
 #: worker threads spinning for new work after a run (session option
 #: ``session.intra_op.allow_spinning``, on by default), and whatever runs next shares the cores
 #: with them: on a 2-core Zen 4, OpenCV SIFT ``compute()`` of 2000 keypoints took 1.21x as
-#: long straight after ONNX Runtime and 1.00x after 10 ms... 50 ms idle (1.17x at 10 ms, 1.01x
-#: at 50 ms), and an OpenVINO frame 1.65x. In a fixed rotation the same contender always
+#: long straight after ONNX Runtime, 1.17x after 10 ms idle and 1.01x after 50 ms; an
+#: OpenVINO frame straight after it took 1.65x. In a fixed rotation the same contender always
 #: follows the ONNX Runtime one, so without this pause one of them was slowed in every round.
 #: The pause costs an OpenVINO frame 4 % against back-to-back calls (its threads wake up), SIFT
 #: nothing; every contender starts from the same idle machine.

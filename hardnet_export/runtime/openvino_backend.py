@@ -375,9 +375,13 @@ class OpenVINODescriber(Describer):
             return None
         if self._static is None or self._static[0] != n:
             model, config = self._reshapable
-            shaped = model.clone()
-            shaped.reshape({shaped.inputs[0]: [n, 1, PATCH_SIZE, PATCH_SIZE]})
-            compiled = core().compile_model(shaped, "CPU", config)
+            try:
+                shaped = model.clone()
+                shaped.reshape({shaped.inputs[0]: [n, 1, PATCH_SIZE, PATCH_SIZE]})
+                compiled = core().compile_model(shaped, "CPU", config)
+            except Exception:  # a graph whose batch will not reshape keeps its dynamic form
+                self._reshapable = None
+                return None
             self._static = (n, compiled.create_infer_request())
         return self._static[1]
 
