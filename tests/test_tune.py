@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,22 +57,33 @@ def coarse_candidates(metadata: GraphMetadata, flags: frozenset[str]) -> list[di
     return [{"coarse": True}]
 
 
-@pytest.fixture
-def coarse_backend() -> Iterator[Backend]:
+@contextmanager
+def onnxruntime_variant(name: str, summary: str, describer: str, tuning: str) -> Iterator[Backend]:
+    """A backend record over a describer class of this module (ONNX Runtime underneath),
+    registered while the block runs."""
     record = register_backend(
         Backend(
-            name="coarse",
-            summary="ONNX Runtime with sign-only descriptors (a wrong candidate)",
-            kinds={"patches": f"{__name__}:CoarseDescriber"},
+            name=name,
+            summary=summary,
+            kinds={"patches": f"{__name__}:{describer}"},
             suffixes=(".onnx",),
             devices=("cpu",),
             module="onnxruntime",
             provenance="hardnet_export.artifacts.provenance:graph_provenance",
-            tuning=f"{__name__}:coarse_candidates",
+            tuning=f"{__name__}:{tuning}",
         )
     )
-    yield record
-    unregister_backend("coarse")
+    try:
+        yield record
+    finally:
+        unregister_backend(name)
+
+
+@pytest.fixture
+def coarse_backend() -> Iterator[Backend]:
+    summary = "ONNX Runtime with sign-only descriptors (a wrong candidate)"
+    with onnxruntime_variant("coarse", summary, "CoarseDescriber", "coarse_candidates") as record:
+        yield record
 
 
 @pytest.fixture(scope="module")
@@ -215,23 +227,10 @@ def test_candidates_are_gated_and_timed_in_full_chunks_of_the_tuning_batch(graph
     # compiled for the chunk's batch); tuning measures the chunks the runtime will run.
     from hardnet_export.tune import TUNE_BATCH
 
-    register_backend(
-        Backend(
-            name="recording",
-            summary="ONNX Runtime recording its calls",
-            kinds={"patches": f"{__name__}:RecordingDescriber"},
-            suffixes=(".onnx",),
-            devices=("cpu",),
-            module="onnxruntime",
-            provenance="hardnet_export.artifacts.provenance:graph_provenance",
-            tuning=f"{__name__}:plain_candidates",
-        )
-    )
     RecordingDescriber.calls.clear()
-    try:
+    summary = "ONNX Runtime recording its calls"
+    with onnxruntime_variant("recording", summary, "RecordingDescriber", "plain_candidates"):
         tune_artifact(graph, pairs=128, duration_s=0.05, write=False)
-    finally:
-        unregister_backend("recording")
     full = [chunk for n, chunk in RecordingDescriber.calls if n == TUNE_BATCH]
     assert full and set(full) == {TUNE_BATCH}  # the gate's and the timing's 256-patch calls
 
