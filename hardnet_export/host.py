@@ -250,9 +250,9 @@ def tuning_flags(flags: frozenset[str] | None = None) -> tuple[str, ...]:
     return tuple(sorted(f for f in TUNING_FLAGS if f in flags))
 
 
-#: Flags of native bf16 arithmetic (x86 AVX512-BF16 and AMX-BF16; ARM's BF16 extension).
 #: x86 flags of int8 dot products that accumulate in 32 bits (no saturating 16-bit pair sums).
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+#: Flags of native bf16 arithmetic (x86 AVX512-BF16 and AMX-BF16; ARM's BF16 extension).
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 #: Flags of native fp16 arithmetic on x86 (AVX512-FP16, AMX-FP16).
 FP16_FLAGS = ("avx512_fp16", "amx_fp16")

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from hardnet_export.artifacts.backends import Backend, backend_for, plain_table, resolve
-from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH, DescribeFn
+from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH, DescribeFn, remembering
 from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
 from hardnet_export.artifacts.quantisation import GateResult
 from hardnet_export.artifacts.tuning import Choice, write_choice
@@ -372,19 +372,7 @@ def _reference(
                 remedy=Remedy({"reference": ...}),
             )
         name = str(ref_path)
-    return _remembering(describer.describe), name
-
-
-def _remembering(describe: DescribeFn) -> DescribeFn:
-    answers: dict[bytes, np.ndarray] = {}
-
-    def remembered(batch: np.ndarray) -> np.ndarray:
-        key = np.ascontiguousarray(batch).tobytes()
-        if key not in answers:
-            answers[key] = describe(batch)
-        return answers[key]
-
-    return remembered
+    return remembering(describer.describe), name
 
 
 def _gate_row(

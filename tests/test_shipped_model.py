@@ -68,8 +68,6 @@ def test_shipped_graphs_are_gated_all_int8_qat_graphs_of_their_model() -> None:
     # put every conv in int8 (conv0 alone may stay float: its one input channel gains nothing
     # from int8 kernels, and its int8 input rounds faint texture) and the graph passed its
     # gate at a worst cosine of 0.99.
-    import pytest
-
     from hardnet_export.artifacts.metadata import read_metadata
     from hardnet_export.artifacts.models import models
     from hardnet_export.errors import InputError

@@ -43,6 +43,7 @@ import numpy as np
 from hardnet_export import host
 from hardnet_export._io import scratch_folder
 from hardnet_export.artifacts.backends import Backend, backends
+from hardnet_export.artifacts.describe import DescribeFn, remembering
 from hardnet_export.artifacts.quantisation import (
     DEFAULT_MAX_FPR95_LOSS,
     DEFAULT_MAX_NN_ACCURACY_LOSS,
@@ -691,6 +692,8 @@ def quantize_int8(
 
         pairs = validation_pairs(options.gate_size)
     tried: dict[str, Any] | None = None  # the lighter float set's trial, where made
+    # Every gate below compares with the FP32 graph on the same pairs: described once.
+    reference = remembering(ort_describe(fp32))
     with Quantizer(
         fp32, calibration, target=target, method=options.method, isa=isa, qat=qat
     ) as quantizer:
@@ -707,7 +710,7 @@ def quantize_int8(
         elif options.keep_float is None and qat is not None:
             keep_float = ()  # QAT trained every conv in int8: none is kept float
         elif options.keep_float is None:
-            keep_float, tried = _default_float_layers(quantizer, fp32, target, pairs, options)
+            keep_float, tried = _default_float_layers(quantizer, reference, target, pairs, options)
         else:
             keep_float = check_layers(fp32, options.keep_float)
         int8 = quantizer.build(keep_float)
@@ -720,8 +723,9 @@ def quantize_int8(
         chosen = chosen or qat is not None
         for backend in gate_backends(target, semantics):
             int8, keep_float, backend_gates[backend.name], added = _gate_on_backend(
-                backend, quantizer, fp32, int8, keep_float, pairs, options, may_add=not chosen
-            )
+                backend, quantizer, reference, int8, keep_float, pairs, options,
+                may_add=not chosen,
+            )  # fmt: skip
             if added:
                 backend_float[backend.name] = added
     label = (
@@ -730,7 +734,7 @@ def quantize_int8(
         else f"INT8 ({target}, quantisation-aware trained ranges)"
     )
     gate = evaluate_gate(
-        ort_describe(fp32),
+        reference,
         ort_describe(int8, semantics=semantics),
         pairs,
         max_fpr95_loss=options.max_fpr95_loss,
@@ -780,7 +784,7 @@ def quantize_int8(
 
 def _default_float_layers(
     quantizer: Quantizer,
-    fp32: onnx.ModelProto,
+    reference: DescribeFn,
     target: str,
     pairs: MatchedPairs,
     options: Int8Options,
@@ -788,7 +792,8 @@ def _default_float_layers(
     """The float layers of an export that names none: :data:`LIGHT_FLOAT_LAYERS` where
     their graph's gate (ONNX Runtime, the export's semantics) passes with a worst patch of
     at least :data:`LIGHT_MIN_COSINE`, else :data:`DEFAULT_FLOAT_LAYERS`; and the record of
-    that trial for the metadata (None where the flavour has no lighter set)."""
+    that trial for the metadata (None where the flavour has no lighter set). ``reference``
+    describes with the FP32 graph."""
     from hardnet_export.calibration.gate import evaluate_gate
     from hardnet_export.runtime.onnxruntime_backend import ort_describe
 
@@ -797,7 +802,7 @@ def _default_float_layers(
         return DEFAULT_FLOAT_LAYERS[target], None
     semantics = options.semantics(target)
     trial = evaluate_gate(
-        ort_describe(fp32),
+        reference,
         ort_describe(quantizer.build(light), semantics=semantics),
         pairs,
         max_fpr95_loss=options.max_fpr95_loss,
@@ -840,7 +845,7 @@ def gate_backends(target: str, semantics: str) -> list[Backend]:
 def _gate_on_backend(
     backend: Backend,
     quantizer: Quantizer,
-    fp32: onnx.ModelProto,
+    reference: DescribeFn,
     int8: onnx.ModelProto,
     keep_float: Sequence[str],
     pairs: MatchedPairs,
@@ -867,7 +872,6 @@ def _gate_on_backend(
     from hardnet_export.evaluation.metrics import compare_descriptors
     from hardnet_export.runtime.onnxruntime_backend import ort_describe
 
-    reference = ort_describe(fp32)
     describe_on = backend.gate_function()
     assert describe_on is not None  # gate_backends keeps only backends that name one
 
@@ -887,7 +891,7 @@ def _gate_on_backend(
     if gate.passed or not may_add:
         return int8, tuple(keep_float), gate, ()
     probe = pairs.anchors[:BACKEND_PROBE, None]
-    layers = conv_layers(fp32)
+    layers = quantizer.layers
     wrong = []
     for layer in (name for name in layers if name not in keep_float):
         alone = quantizer.build([name for name in layers if name != layer])

@@ -174,8 +174,8 @@ def rule_choice(
         if failed_gate(metadata, candidate.name):
             continue
         for rule in candidate.cpu_rules:
-            kind = metadata.precision, flags, metadata.flavour
-            if rule.applies(*kind) and passed(metadata, rule, candidate):
+            applies = rule.applies(metadata.precision, flags, metadata.flavour)
+            if applies and passed(metadata, rule, candidate):
                 merged = {**rule.options, **options}
                 return Choice(
                     candidate.name, merged, max_batch=rule.max_batch, source=source, why=rule.why
