@@ -246,15 +246,17 @@ class OpenVINODescriber(Describer):
         max_batch: int | None,
         inference_precision: str = "f32",
         pack: tuple[int, ...] = (),
+        block: int = 1,
         unpacked: tuple[Any, dict[str, Any]] | None = None,
         reshapable: tuple[Any, dict[str, Any]] | None = None,
     ) -> None:
-        """``pack``: a packed graph's groups; ``unpacked``: the graph as written and its
-        compile config, compiled at the first batch smaller than a packed row or than one
-        block of a bf16 or f16 graph (:data:`REDUCED_BLOCK`), which runs on it (in f32 for
-        those precisions); ``reshapable``: the ``openvino.Model`` ``compiled`` came from and
-        its compile config, from which full chunks get a graph compiled for their batch
-        (:meth:`_static_request`)."""
+        """``pack``: a packed graph's groups; ``block``: patches per block batches are padded
+        to (:func:`block_multiple`: :meth:`open` pads bf16 and f16 graphs, a describer built
+        directly runs batches as given); ``unpacked``: the graph as written and its compile
+        config, compiled at the first batch smaller than a packed row or a block, which runs
+        on it (in f32 for a bf16 or f16 graph); ``reshapable``: the ``openvino.Model``
+        ``compiled`` came from and its compile config, from which full chunks get a graph
+        compiled for their batch (:meth:`_static_request`)."""
         inputs, outputs = compiled.inputs, compiled.outputs
         spec = inputs[0] if inputs else None
         out = outputs[0] if outputs else None
@@ -291,7 +293,7 @@ class OpenVINODescriber(Describer):
         self.pack = pack
         #: Batches are padded to a multiple of this many patches: whole packed rows, whole
         #: bf16 blocks. A smaller batch runs on the graph as written, in f32 (``unpacked``).
-        self.multiple = math.lcm(*pack, block_multiple(inference_precision))
+        self.multiple = math.lcm(*pack, block)
         self._unpacked_source = None if fixed is not None else unpacked
         self._unpacked: Any = None
         self._reshapable = None if fixed is not None else reshapable
@@ -375,7 +377,8 @@ class OpenVINODescriber(Describer):
         if make is cls:
             more["reshapable"] = (model, config)
             more["pack"] = pack
-            if pack or block_multiple(inference_precision) > 1:
+            more["block"] = block_multiple(inference_precision)
+            if pack or more["block"] > 1:
                 # Fewer patches than a packed row or a bf16 block: padding them costs more.
                 more["unpacked"] = (plain, _f32_config(config))
         describer: Describer = make(

@@ -37,6 +37,18 @@ def test_every_installed_peer_is_one_target_labelled_peer(tmp_path: Path) -> Non
     assert targets.peer_targets("cuda", context) == [] == targets.ours_targets("cuda", context)
 
 
+def test_openvino_peer_runs_batches_as_given(tmp_path: Path) -> None:
+    """The peer is OpenVINO as a user compiles it: no padding to our bf16 blocks, no f32
+    graph for small batches (those are ours, ``OpenVINODescriber.open``)."""
+    pytest.importorskip("openvino")
+    peer = next(t for t in targets.peer_targets("cpu", _Shipped(tmp_path, 64, SHIPPED_WEIGHTS))
+                if t.loader is not None and t.loader.endswith("load_openvino_default"))  # fmt: skip
+    describer = run.resolve_loader(peer)(peer, 256, 0)
+    assert describer.multiple == 1
+    batch = np.zeros((3, 1, 32, 32), np.uint8)
+    assert describer.describe(batch).shape == (3, 128)
+
+
 def test_versus_is_the_median_of_ratios_within_rounds() -> None:
     times = {
         "ours": np.array([1.0, 2.0, 1.0]),
