@@ -476,6 +476,9 @@ class OpenVINOImageDescriber(ImageDescriber):
         check_image_inputs(artifact, [port.get_any_name() for port in compiled.inputs])
         self.metadata = metadata
         self.inference_precision = inference_precision
+        #: Keypoints are padded to a multiple of this many (whole bf16 blocks,
+        #: :data:`REDUCED_BLOCK`), with copies of the first, whose rows are dropped.
+        self.multiple = block_multiple(inference_precision)
         self.compiled = compiled
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()
@@ -486,7 +489,11 @@ class OpenVINOImageDescriber(ImageDescriber):
         return OpenVINODescriber.open(path, **options)
 
     def _run_image(self, gray: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        n = len(keypoints)
+        size = -(-n // self.multiple) * self.multiple
+        if size > n:
+            keypoints = np.concatenate([keypoints, np.repeat(keypoints[:1], size - n, axis=0)])
         with self._lock:
             out = self._request.infer({"image": gray, "keypoints": keypoints})[self._output]
             # The request owns its output buffer: copy before the next call reuses it.
-            return np.array(out, dtype=np.float32, copy=True)
+            return np.array(out[:n], dtype=np.float32, copy=True)
