@@ -49,6 +49,7 @@ from hardnet_export.artifacts.quantisation import (
     DEFAULT_MAX_NN_ACCURACY_LOSS,
     DEFAULT_MIN_COSINE,
     GATE_REFERENCE,
+    INT8_TARGET_COSINE,
     QAT_POINTS,
     SEMANTICS_EXACT,
     SEMANTICS_HOST,
@@ -107,7 +108,7 @@ DEFAULT_FLOAT_LAYERS: dict[str, tuple[str, ...]] = {
 #: one on OpenVINO (bf16 float parts, batch 256). Not for ``tensorrt``: its symmetric int8
 #: reached 0.9888 on ``hardnet`` and fails on ``hardnet-half``, and no TensorRT measured it.
 LIGHT_FLOAT_LAYERS: dict[str, tuple[str, ...]] = {"cpu": ("conv0",)}
-LIGHT_MIN_COSINE = 0.99
+LIGHT_MIN_COSINE = INT8_TARGET_COSINE
 DEFAULT_METHOD = "percentile"
 
 

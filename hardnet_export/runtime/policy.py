@@ -49,11 +49,14 @@ def failed_gate(metadata: GraphMetadata, backend: str) -> bool:
 
 def passed(metadata: GraphMetadata, rule: CpuRule, backend: Backend) -> bool:
     """Whether ``rule`` may run the graph: an ungated rule always, a gated one only where the
-    graph's export measured its gate and the graph passed."""
+    graph's export measured its gate and the graph passed (reaching the rule's own
+    ``min_cosine`` where it has one)."""
     if not rule.gated:
         return True
     gate = metadata.gate_on(rule.gate_key(backend.name))
-    return gate is not None and gate.passed
+    if gate is None or not gate.passed:
+        return False
+    return rule.min_cosine is None or gate.min_cosine >= rule.min_cosine
 
 
 def load_options(describer: type[Any]) -> set[str]:
