@@ -259,7 +259,8 @@ def tune_artifact(
     describers: dict[Candidate, Any] = {}
     for candidate in found:
         say(f"gate   {candidate.label}")
-        rows.append(_gate_row(candidate, path, reference_fn, held_out, limits, describers))
+        bar = candidate_limits(metadata, candidate, limits)
+        rows.append(_gate_row(candidate, path, reference_fn, held_out, bar, describers))
     passed = [row for row in rows if row.passed]
     if not passed:
         raise InputError(
@@ -340,6 +341,28 @@ def _limits(metadata: GraphMetadata) -> dict[str, float]:
     from hardnet_export.check import gate_limits
 
     return gate_limits(metadata.quantisation.gate if metadata.quantisation else None)
+
+
+def candidate_limits(
+    metadata: GraphMetadata, candidate: Candidate, limits: Mapping[str, float]
+) -> dict[str, float]:
+    """``limits`` for one candidate, with the stricter worst cosine of the gated rule that
+    runs the graph with those options (``CpuRule.min_cosine``: an INT8 graph's bf16 float
+    parts), so that tuning holds a candidate to what the rule table does."""
+    from hardnet_export.artifacts.backends import get_backend
+
+    options = candidate.options
+    bars = [
+        rule.min_cosine
+        for rule in get_backend(candidate.backend).cpu_rules
+        if rule.gated
+        and rule.min_cosine is not None
+        and metadata.precision in rule.precisions
+        and all(options.get(k) == v for k, v in rule.options.items())
+    ]
+    if not bars:
+        return dict(limits)
+    return {**limits, "min_cosine": max(limits["min_cosine"], *bars)}
 
 
 def _reference(

@@ -237,3 +237,21 @@ def test_candidates_are_gated_and_timed_in_full_chunks_of_the_tuning_batch(graph
 
 def plain_candidates(metadata: GraphMetadata, flags: frozenset[str]) -> list[dict[str, Any]]:
     return [{}]
+
+
+def test_int8_graphs_bf16_candidates_are_held_to_the_rule_tables_bar() -> None:
+    """Tuning judges an INT8 graph's bf16 float parts by the 0.99 the rule table asks of them
+    (CpuRule.min_cosine), other candidates by the graph's own limits."""
+    from hardnet_export.artifacts.metadata import GraphMetadata
+    from hardnet_export.artifacts.quantisation import INT8_TARGET_COSINE
+    from hardnet_export.tune import Candidate, candidate_limits
+
+    limits = {"max_fpr95_loss": 1.0, "max_nn_accuracy_loss": 2.0, "min_cosine": 0.98}
+    bf16 = Candidate.of("openvino", {"inference_precision": "bf16"})
+    f32 = Candidate.of("openvino", {"inference_precision": "f32"})
+    int8, fp32 = GraphMetadata(precision="int8"), GraphMetadata(precision="fp32")
+    assert candidate_limits(int8, bf16, limits)["min_cosine"] == INT8_TARGET_COSINE == 0.99
+    assert candidate_limits(int8, bf16, limits)["max_fpr95_loss"] == 1.0
+    assert candidate_limits(int8, f32, limits) == limits
+    assert candidate_limits(fp32, bf16, limits) == limits
+    assert candidate_limits(int8, Candidate.of("onnxruntime"), limits) == limits
