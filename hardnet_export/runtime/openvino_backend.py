@@ -43,7 +43,8 @@ INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
 _OV_DTYPES = {"u8": "uint8", "f32": "float32"}
 
 #: Patches per block of OpenVINO's bf16 kernels for these graphs (the float32 lanes of an
-#: AVX-512 register; every CPU with native bf16 or f16 has AVX-512). The patches past a
+#: AVX-512 register; the CPUs the bf16 and f16 rules take, AVX512-BF16, AMX and AVX512-FP16
+#: ones, have AVX-512; f16 was not measured, no CPU here has it). The patches past a
 #: batch's last whole block take another code path, which rounds the per-patch
 #: standardisation more: on a Zen 4 EPYC in bf16, worst held-out cosine to exact FP32 (2000
 #: patches) in whole blocks against one patch per call, ``hardnet-fast`` FP32 0.9904 / 0.9752,
