@@ -35,7 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from hardnet_export.artifacts.backends import Backend, backend_for, plain_table, resolve
+from hardnet_export.artifacts.backends import (
+    Backend,
+    backend_for,
+    get_backend,
+    plain_table,
+    resolve,
+)
 from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH, DescribeFn, remembering
 from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
 from hardnet_export.artifacts.quantisation import GateResult
@@ -349,8 +355,6 @@ def candidate_limits(
     """``limits`` for one candidate, with the stricter worst cosine of the gated rule that
     runs the graph with those options (``CpuRule.min_cosine``: an INT8 graph's bf16 float
     parts), so that tuning holds a candidate to what the rule table does."""
-    from hardnet_export.artifacts.backends import get_backend
-
     options = candidate.options
     bars = [
         rule.min_cosine
