@@ -143,7 +143,10 @@ def describe_what(describer: Any) -> str:
     parts = [f"{describer.backend} {describer.precision}"]
     inference = getattr(describer, "inference_precision", None)
     if inference and inference != "f32":
-        parts.append(f"inference {inference}")
+        block = getattr(describer, "multiple", 1)
+        # OpenVINODescriber.open runs batches under one bf16 block in f32 (REDUCED_BLOCK).
+        small = f" (f32 under {block} patches)" if block > 1 else ""
+        parts.append(f"inference {inference}{small}")
     return ", ".join(parts)
 
 

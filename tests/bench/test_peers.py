@@ -178,3 +178,17 @@ def test_frame_versus_gives_ratios_and_x_sift() -> None:
     assert record.unit == "keypoints" and record.size == 100 and record.best_peer == "peer"
     assert record.vs_sift is not None and math.isfinite(record.vs_sift) and record.vs_sift > 0
     assert record.goal == peers.FRAME_GOAL_VS_SIFT and record.meets_goal is not None
+
+
+def test_what_ran_says_which_batches_left_bf16() -> None:
+    """Ours in bf16 runs batches under one block in f32; the peer runs bf16 throughout."""
+    from types import SimpleNamespace
+
+    ours = SimpleNamespace(
+        backend="openvino", precision="fp32", inference_precision="bf16", multiple=16
+    )
+    peer = SimpleNamespace(backend="openvino", precision="fp32", inference_precision="bf16")
+    assert peers.describe_what(ours) == "openvino fp32, inference bf16 (f32 under 16 patches)"
+    assert peers.describe_what(peer) == "openvino fp32, inference bf16"
+    plain = SimpleNamespace(backend="onnxruntime", precision="int8")
+    assert peers.describe_what(plain) == "onnxruntime int8"
