@@ -437,6 +437,17 @@ class EngineSidecar:
                 f"{source} lacks {', '.join(missing)}; rebuild the engine: {{remedy}}",
                 remedy=rebuild,
             )
+        # JSON null only where the field may be absent (its default is None).
+        null = [
+            name
+            for name, f in known.items()
+            if name in data and data[name] is None and f.default is not None
+        ]
+        if null:
+            raise InputError(
+                f"{source}: {', '.join(null)} must not be null; rebuild the engine: {{remedy}}",
+                remedy=rebuild,
+            )
         for name, kind in _FIELD_TYPES.items():
             value = data.get(name)
             if value is None:

@@ -118,6 +118,13 @@ def test_reader_refuses_what_no_writer_produces(fp16_onnx: Path, tmp_path: Path)
         ({**good, "width": "0.5"}, r"width must be a number in \(0, 16\]"),
         ({**good, "width": True}, "width must be a number"),
         ({**good, "model_name": 3}, "model_name"),
+        # JSON null where a field may not be absent (found by tests/fuzz: it slipped past the
+        # type checks as None, or crashed on profile.get).
+        ({**good, "profile": None}, "profile must not be null"),
+        ({**good, "device_index": None}, "device_index must not be null"),
+        ({**good, "compute_capability": None}, "compute_capability must not be null"),
+        ({**good, "workspace_bytes": None}, "workspace_bytes must not be null"),
+        ({**good, "version_compatible": None}, "version_compatible must not be null"),
     ):
         sidecar_path(engine).write_text(json.dumps(bad))
         with pytest.raises((InputError, TypeError), match=message):
