@@ -286,16 +286,18 @@ def test_bf16_runs_whole_blocks_and_batches_under_one_block_in_f32(patches: np.n
     f32 = runtime.load(SHIPPED_ONNX, backend="openvino")
     assert (bf16.multiple, f32.multiple) == (16, 1)
     # A patch gets the same descriptor in any batch of at least one block: the 17th of 17
-    # is padded to a second whole block, not left to the tail kernels.
+    # is padded to a second whole block, not left to the tail kernels (bit-identical on a
+    # Zen 4; the tail kernels moved it by 0.012, so the tolerance leaves room only for
+    # another CPU's kernel order).
     blocks = bf16.describe(patches[:32])
-    np.testing.assert_array_equal(bf16.describe(patches[:17]), blocks[:17])
-    np.testing.assert_array_equal(bf16.describe(patches[16:33])[:16], blocks[16:32])
+    np.testing.assert_allclose(bf16.describe(patches[:17]), blocks[:17], atol=1e-3)
+    np.testing.assert_allclose(bf16.describe(patches[16:33])[:16], blocks[16:32], atol=1e-3)
     # Under one block: f32, the same descriptors as the f32 describer, patch by patch.
     for i in (0, 16):
-        np.testing.assert_array_equal(
-            bf16.describe(patches[i : i + 1]), f32.describe(patches[i : i + 1])
+        np.testing.assert_allclose(
+            bf16.describe(patches[i : i + 1]), f32.describe(patches[i : i + 1]), atol=1e-5
         )
-    np.testing.assert_array_equal(bf16.describe(patches[:15]), f32.describe(patches[:15]))
+    np.testing.assert_allclose(bf16.describe(patches[:15]), f32.describe(patches[:15]), atol=1e-5)
     assert cosine(blocks, f32.describe(patches[:32])).mean() < 1 - 1e-7  # blocks: bf16
 
 
