@@ -802,13 +802,14 @@ def _default_float_layers(
     if light is None:
         return DEFAULT_FLOAT_LAYERS[target], None
     semantics = options.semantics(target)
+    limit = max(options.min_cosine, LIGHT_MIN_COSINE)
     trial = evaluate_gate(
         reference,
         ort_describe(quantizer.build(light), semantics=semantics),
         pairs,
         max_fpr95_loss=options.max_fpr95_loss,
         max_nn_accuracy_loss=options.max_nn_accuracy_loss,
-        min_cosine=max(options.min_cosine, LIGHT_MIN_COSINE),
+        min_cosine=limit,
         force=True,  # a failed trial is an answer, not an error
         semantics=semantics,
     )
@@ -816,7 +817,7 @@ def _default_float_layers(
     record = {
         "layers": list(light),
         "min_cosine": round(trial.min_cosine, 4),
-        "limit": max(options.min_cosine, LIGHT_MIN_COSINE),
+        "limit": limit,
         "kept": kept,
     }
     return (light if kept else DEFAULT_FLOAT_LAYERS[target]), record

@@ -376,10 +376,9 @@ class OpenVINODescriber(Describer):
         # Both kinds' classes take (compiled, artifact, metadata, *, max_batch, precision).
         more: dict[str, Any] = {}
         if make is cls:
-            more["reshapable"] = (model, config)
-            more["pack"] = pack
-            more["block"] = block_multiple(inference_precision)
-            if pack or more["block"] > 1:
+            block = block_multiple(inference_precision)
+            more.update(reshapable=(model, config), pack=pack, block=block)
+            if pack or block > 1:
                 # Fewer patches than a packed row or a bf16 block: padding them costs more.
                 more["unpacked"] = (plain, _f32_config(config))
         describer: Describer = make(
