@@ -152,9 +152,19 @@ def _colmap(images: Path, database: Path) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+def _database_written(folder: Path) -> bool:
+    # The output check's probe is a temporary of the same name that lives for a moment and
+    # stays empty; only the database's own temporary gets sqlite's pages.
+    for path in folder.glob(".c.db.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_size > 0:
+                return True
+    return False
+
+
 def _when_writing(process: subprocess.Popen[str], folder: Path) -> None:
     deadline = time.monotonic() + 120
-    while not list(folder.glob(".c.db.*.tmp")):
+    while not _database_written(folder):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.02)
 
