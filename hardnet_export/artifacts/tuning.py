@@ -46,6 +46,9 @@ class Choice:
         latency_ms: measured time of one patch (``tuned`` only).
         gate: the accuracy figures against the FP32 reference on held-out pairs (``tuned``).
         why: one sentence: the rule or the measurement behind it.
+        small_batches: the path of calls (and chunks) of at most its ``max_batch`` patches,
+            another backend's (the records' ``small_batches`` rules); None: every call takes
+            this one.
     """
 
     backend: str
@@ -56,6 +59,7 @@ class Choice:
     latency_ms: float | None = None
     gate: GateResult | None = None
     why: str = ""
+    small_batches: Choice | None = None
 
     @property
     def inference_precision(self) -> str:
@@ -75,17 +79,25 @@ class Choice:
             parts.append(f"{self.latency_ms:.2f} ms at batch 1")
         if self.gate is not None:
             parts.append(f"worst cosine {self.gate.min_cosine:.4f}")
+        small = self.small_batches
+        if small is not None:
+            settings = ", ".join(f"{k}={v}" for k, v in sorted(small.options.items()))
+            on = f"{small.backend} ({settings or 'defaults'})"
+            parts.append(f"up to {small.max_batch} patches: {on}")
         return f"{self.source}: " + ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["options"] = dict(self.options)
         data["gate"] = None if self.gate is None else self.gate.to_dict()
+        small = self.small_batches
+        data["small_batches"] = None if small is None else small.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Choice:
         gate = data.get("gate")
+        small = data.get("small_batches")
         return cls(
             backend=str(data["backend"]),
             options=dict(data.get("options") or {}),
@@ -95,6 +107,7 @@ class Choice:
             latency_ms=data.get("latency_ms"),
             gate=None if gate is None else GateResult.from_dict(gate),
             why=str(data.get("why", "")),
+            small_batches=None if small is None else cls.from_dict(small),
         )
 
 

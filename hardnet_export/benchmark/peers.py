@@ -142,11 +142,14 @@ def describe_what(describer: Any) -> str:
     """One line on what ran: backend, graph precision, OpenVINO's inference precision."""
     parts = [f"{describer.backend} {describer.precision}"]
     inference = getattr(describer, "inference_precision", None)
+    small = getattr(describer, "small", None)
     if inference and inference != "f32":
         block = getattr(describer, "multiple", 1)
         # OpenVINODescriber.open runs batches under one bf16 block in f32 (REDUCED_BLOCK).
-        small = f" (f32 under {block} patches)" if block > 1 else ""
-        parts.append(f"inference {inference}{small}")
+        tail = f" (f32 under {block} patches)" if block > 1 and small is None else ""
+        parts.append(f"inference {inference}{tail}")
+    if small is not None:
+        parts.append(f"up to {small.max_batch} patches on {small.backend}")
     return ", ".join(parts)
 
 

@@ -187,6 +187,9 @@ class Describer(KeypointDescriber):
     #: The one batch a graph exported with a fixed batch takes (smaller inputs are padded to
     #: it); None: any batch up to ``max_batch``.
     _fixed_batch: int | None = None
+    #: Where calls (and chunks) of at most ``small.max_batch`` patches go instead
+    #: (:meth:`use_for_small_batches`); None: every call runs here.
+    small: Describer | None = None
 
     @property
     def fixed_batch(self) -> int | None:
@@ -199,6 +202,27 @@ class Describer(KeypointDescriber):
             raise InputError(f"chunk size must be a positive integer, got {size}")
         if self.fixed_batch is None:
             self.max_batch = size
+
+    def use_for_small_batches(self, describer: Describer) -> None:
+        """Run calls (and chunks) of at most ``describer.max_batch`` patches on
+        ``describer``, another path of the same artifact (the policy's ``small_batches``:
+        one that is faster for a few patches and computes them exactly).
+
+        Raises:
+            InputError: ``describer`` takes another input dtype or has no ``max_batch``.
+        """
+        if describer.max_batch is None or describer.input_dtype != self.input_dtype:
+            raise InputError(
+                f"a small-batch path needs a max_batch and {self.input_dtype} input, got "
+                f"max_batch={describer.max_batch} and {describer.input_dtype} input"
+            )
+        self.small = describer
+
+    def _infer_routed(self, batch: np.ndarray) -> np.ndarray:
+        small = self.small
+        if small is not None and small.max_batch is not None and len(batch) <= small.max_batch:
+            return small._infer(batch)
+        return self._infer(batch)
 
     @abc.abstractmethod
     def _infer(self, batch: np.ndarray) -> np.ndarray:
@@ -240,7 +264,9 @@ class Describer(KeypointDescriber):
     def _describe_host(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) == 0:
             return np.zeros((0, DESCRIPTOR_SIZE), np.float32)
-        chunks = [self._infer(batch[rows]) for rows in batch_slices(len(batch), self.max_batch)]
+        chunks = [
+            self._infer_routed(batch[rows]) for rows in batch_slices(len(batch), self.max_batch)
+        ]
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
     def describe_timed(self, patches: Any) -> tuple[np.ndarray, float | None]:
@@ -275,7 +301,7 @@ class Describer(KeypointDescriber):
             - batch: (n, 1, 32, 32) uint8 or float32, 1 <= n <= max_batch.
             - Output: ((n, 128) float32, seconds or None).
         """
-        return self._infer(batch), None
+        return self._infer_routed(batch), None
 
     def _describe_torch(self, patches: Any, stream: Any) -> Any:
         """Default for torch input: validate on its device, run on the host, return torch."""

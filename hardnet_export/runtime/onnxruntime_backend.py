@@ -42,7 +42,7 @@ from hardnet_export.runtime.packing import (
     packed_graph_file,
     packing_candidates,
 )
-from hardnet_export.validate import device_name, parse_device
+from hardnet_export.validate import check_bool, device_name, parse_device
 
 if TYPE_CHECKING:
     import onnx
@@ -367,6 +367,10 @@ class OnnxRuntimeDescriber(Describer):
             this many channels (0: as written; :mod:`hardnet_export.runtime.packing`, needs
             the onnx package). The same descriptors; faster for narrow widths on some CPUs,
             which ``hardnet-export tune`` measures.
+        allow_spinning: let the worker threads spin for more work after a run (ONNX
+            Runtime's default, ``session.intra_op.allow_spinning``). False for a session
+            that shares the cores with other work between its calls: the spinning threads
+            made the next OpenVINO call of 256 patches take 1.7x as long on an AMX Xeon.
     """
 
     backend = "onnxruntime"
@@ -433,6 +437,7 @@ class OnnxRuntimeDescriber(Describer):
         graph_optimization_level: str = "all",
         provider_options: dict[str, dict[str, Any]] | None = None,
         pack_channels: int = 0,
+        allow_spinning: bool = True,
     ) -> Describer:
         """Open an ONNX graph in a new session; the describer class is the registry's entry
         for the graph's kind (an image graph gives an :class:`OnnxRuntimeImageDescriber`).
@@ -453,6 +458,7 @@ class OnnxRuntimeDescriber(Describer):
             )
         device = device_name(device)
         pack_channels = check_pack_channels(pack_channels)
+        allow_spinning = check_bool("allow_spinning", allow_spinning)
         ort = _import_onnxruntime()
         from hardnet_export._cuda import cuda_device_count
 
@@ -472,6 +478,8 @@ class OnnxRuntimeDescriber(Describer):
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[graph_optimization_level]
         options.graph_optimization_level = level
+        if not allow_spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = list(ort.get_available_providers())
         cuda = cuda_device_count() if device is None else 0
         chosen = choose_providers(

@@ -14,6 +14,8 @@ reads the artifact is a candidate, and:
 
 After 2 and 3 the narrowest graphs' convs are packed where the backend takes
 ``pack_channels`` (:mod:`hardnet_export.runtime.packing`: the same descriptors, so no gate).
+After 1 and 2, calls of a few patches go to another backend where one of its
+``small_batches`` rules holds (an exact path faster there, so no gate either).
 
 Options the caller gives (an ``inference_precision``, a thread count) keep only the
 backends that take them and override the rule's. Off the CPU the suffix's default backend
@@ -126,18 +128,52 @@ def choose(
         # The default backend's open says what is missing (its library, an option it lacks).
         return Choice(default.name, dict(options), source="default", why="no CPU backend here")
     names = [b.name for b in runners]
+    try:
+        metadata = read_metadata(path)
+    except (HardnetError, ImportError):
+        metadata = None
     if not options:
         try:
             tuned = read_choice(path)
         except OSError:
             tuned = None  # an unreadable artifact: its backend's open says why
         if tuned is not None and tuned.backend in names:
-            return tuned
-    try:
-        metadata = read_metadata(path)
-    except (HardnetError, ImportError):
+            return tuned if metadata is None else with_small_batches(tuned, metadata, runners)
+    if metadata is None:
         return Choice(names[0], dict(options), source="default", why="unreadable metadata")
-    return with_packing(rule_choice(metadata, runners, options), metadata, path)
+    choice = with_packing(rule_choice(metadata, runners, options), metadata, path)
+    return with_small_batches(choice, metadata, runners)
+
+
+def with_small_batches(
+    choice: Choice,
+    metadata: GraphMetadata,
+    runners: list[Backend],
+    flags: frozenset[str] | None = None,
+) -> Choice:
+    """``choice`` with the path of its smallest calls: the first ``small_batches`` rule of
+    another backend among ``runners`` that holds for the graph on a CPU with ``flags`` (this
+    one's by default). Only a choice the policy made (tuned or by rule) gets one: what the
+    caller named runs every call."""
+    from hardnet_export.host import cpu_flags
+
+    if choice.source not in ("tuned", "rule") or choice.small_batches is not None:
+        return choice
+    flags = cpu_flags() if flags is None else flags
+    for candidate in runners:
+        if candidate.name == choice.backend or failed_gate(metadata, candidate.name):
+            continue
+        for rule in candidate.small_batches:
+            if rule.applies(metadata.precision, flags, metadata.flavour):
+                small = Choice(
+                    candidate.name,
+                    dict(rule.options),
+                    max_batch=rule.max_batch,
+                    source=choice.source,
+                    why=rule.why,
+                )
+                return replace(choice, small_batches=small)
+    return choice
 
 
 def with_packing(choice: Choice, metadata: GraphMetadata, path: Path) -> Choice:

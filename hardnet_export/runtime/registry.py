@@ -115,6 +115,12 @@ def load(
     describer = _open(chosen, path, device, max_batch, dict(choice.options), choice)
     if chunks is not None and isinstance(describer, Describer):
         describer.use_chunks(chunks)
+    small = choice.small_batches
+    if small is not None and isinstance(describer, Describer):
+        other = _open(get_backend(small.backend), path, "cpu", small.max_batch,
+                      dict(small.options), small)  # fmt: skip
+        if isinstance(other, Describer):
+            describer.use_for_small_batches(other)
     return describer
 
 

@@ -1,0 +1,115 @@
+"""Calls of a few patches on another backend's exact path: the policy's ``small_batches``
+rules, the describer's routing of calls and chunks, and ``runtime.load`` putting them
+together."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from hardnet_export import get_model, runtime
+from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
+from hardnet_export.artifacts.tuning import Choice
+from hardnet_export.errors import InputError
+from hardnet_export.host import has_bf16
+from hardnet_export.runtime.policy import cpu_runners, rule_choice, with_small_batches
+from hardnet_export.shipped import SHIPPED_ONNX
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+
+SMALL = Choice("onnxruntime", {"allow_spinning": False}, max_batch=15, source="rule")
+
+
+@pytest.mark.parametrize(
+    ("flags", "precision", "small"),
+    [
+        (frozenset({"avx2", "fma"}), "fp32", None),  # ONNX Runtime runs every call already
+        (frozenset({"avx512f", "avx512_vnni"}), "int8", None),  # no rule for INT8 graphs
+        (frozenset({"avx512f", "avx512_bf16"}), "fp32", SMALL),
+        (frozenset({"amx_int8", "amx_bf16"}), "fp32", SMALL),
+        (frozenset({"amx_int8", "amx_bf16"}), "int8", None),
+    ],
+    ids=["avx2-fp32", "vnni-int8", "bf16-fp32", "amx-fp32", "amx-int8"],
+)
+def test_small_batch_rules_per_instruction_set(
+    flags: frozenset[str], precision: str, small: Choice | None
+) -> None:
+    gate = read_metadata(SHIPPED_ONNX).gate_on("openvino:bf16")
+    assert gate is not None
+    metadata = GraphMetadata(precision=precision, inference_gates={"openvino:bf16": gate})
+    runners = cpu_runners(SHIPPED_ONNX)
+    choice = with_small_batches(
+        rule_choice(metadata, runners, flags=flags), metadata, runners, flags
+    )
+    got = choice.small_batches
+    if small is None:
+        assert got is None
+        return
+    assert got is not None and got.why
+    assert (got.backend, dict(got.options), got.max_batch) == (
+        small.backend,
+        dict(small.options),
+        small.max_batch,
+    )
+    assert "up to 15 patches: onnxruntime (allow_spinning=False)" in choice.summary()
+    assert Choice.from_dict(choice.to_dict()) == choice  # what a cache or a report keeps
+    # A tuned choice gets one too; what the caller named does not.
+    tuned = replace(choice, source="tuned", small_batches=None)
+    assert with_small_batches(tuned, metadata, runners, flags).small_batches is not None
+    explicit = replace(choice, source="explicit", small_batches=None)
+    assert with_small_batches(explicit, metadata, runners, flags).small_batches is None
+
+
+def test_calls_and_chunks_up_to_the_small_path_s_batch_run_there(patches: np.ndarray) -> None:
+    # Two different models make the route visible in the descriptors themselves.
+    main = runtime.load(SHIPPED_ONNX, backend="onnxruntime", max_batch=5)
+    other = get_model("hardnet-fast").file("onnx")
+    small = runtime.load(other, backend="onnxruntime", max_batch=3, allow_spinning=False)
+    full = runtime.load(SHIPPED_ONNX, backend="onnxruntime").describe(patches[:8])
+    fast = runtime.load(other, backend="onnxruntime").describe(patches[:8])
+    main.use_for_small_batches(small)
+    np.testing.assert_array_equal(main.describe(patches[:3]), fast[:3])
+    np.testing.assert_array_equal(main.describe(patches[:4]), full[:4])
+    # 8 patches in chunks of 5: the first chunk here, the last 3 on the small path.
+    got = main.describe(patches[:8])
+    np.testing.assert_array_equal(got[:5], full[:5])
+    np.testing.assert_array_equal(got[5:], fast[5:])
+    assert main.describe(patches[:0]).shape == (0, 128)
+
+
+def test_a_small_path_must_take_the_same_input() -> None:
+    torch = pytest.importorskip("torch")
+    del torch
+    main = runtime.load(SHIPPED_ONNX, backend="onnxruntime")
+    floats = runtime.load(get_model("hardnet").file("weights"), backend="torch", device="cpu")
+    assert (main.input_dtype, floats.input_dtype) == ("uint8", "float32")
+    with pytest.raises(InputError, match="uint8 input"):
+        main.use_for_small_batches(floats)
+
+
+def test_load_runs_a_few_patches_exactly_where_it_chose_bf16(patches: np.ndarray) -> None:
+    describer = runtime.load(SHIPPED_ONNX, device="cpu")
+    exact = runtime.load(SHIPPED_ONNX, backend="onnxruntime")
+    if not has_bf16():  # ONNX Runtime runs every call: nothing to route
+        assert describer.backend == "onnxruntime" and describer.small is None
+        return
+    assert describer.backend == "openvino" and describer.small is not None
+    assert (describer.small.backend, describer.small.max_batch) == ("onnxruntime", 15)
+    for n in (1, 15):
+        np.testing.assert_array_equal(describer.describe(patches[:n]), exact.describe(patches[:n]))
+    # From one block up: OpenVINO's bf16, as explicitly loaded.
+    bf16 = runtime.load(SHIPPED_ONNX, backend="openvino", inference_precision="bf16")
+    np.testing.assert_allclose(
+        describer.describe(patches[:32]), bf16.describe(patches[:32]), atol=1e-5
+    )
+
+
+def test_the_spinning_option_is_checked(patches: np.ndarray) -> None:
+    quiet = runtime.load(SHIPPED_ONNX, backend="onnxruntime", allow_spinning=False)
+    spinning = runtime.load(SHIPPED_ONNX, backend="onnxruntime")
+    np.testing.assert_array_equal(quiet.describe(patches[:4]), spinning.describe(patches[:4]))
+    with pytest.raises(TypeError, match="allow_spinning must be true or false"):
+        runtime.load(SHIPPED_ONNX, backend="onnxruntime", allow_spinning="no")
