@@ -224,9 +224,9 @@ BUILTIN: tuple[Backend, ...] = (
                 why=(
                     "FP32 graphs' calls under one bf16 block of 16 patches, which OpenVINO "
                     "runs in f32 (its bf16 tail kernels round more than the gate measured): "
-                    "ONNX Runtime computes them in f32 too and took 1.1-3.1x less time than "
-                    "OpenVINO's f32 at 1 to 15 patches on an AMX Xeon (the five shipped FP32 "
-                    "graphs; 3.1x for hardnet-fast's at one patch) and 1.3-2.8x at one patch "
+                    "ONNX Runtime computes them in f32 too, and OpenVINO's f32 took 1.1-3.1x "
+                    "its time at 1 to 15 patches on an AMX Xeon (the five shipped FP32 "
+                    "graphs; 3.1x for hardnet-fast's at one patch), 1.3-2.8x at one patch "
                     "on an AVX512-BF16 EPYC"
                 ),
             ),
