@@ -218,16 +218,15 @@ BUILTIN: tuple[Backend, ...] = (
         small_batches=(
             CpuRule(
                 precisions=("fp32",),
-                max_batch=15,
+                max_batch=4,
                 # Its spinning threads would slow the chosen backend's next call.
                 options={"allow_spinning": False},
                 why=(
-                    "FP32 graphs' calls under one bf16 block of 16 patches, which OpenVINO "
-                    "runs in f32 (its bf16 tail kernels round more than the gate measured): "
-                    "ONNX Runtime computes them in f32 too, and OpenVINO's f32 took 1.1-3.1x "
-                    "its time at 1 to 15 patches on an AMX Xeon (the five shipped FP32 "
-                    "graphs; 3.1x for hardnet-fast's at one patch), 1.3-2.8x at one patch "
-                    "on an AVX512-BF16 EPYC"
+                    "FP32 graphs' calls of a few patches, which OpenVINO runs in f32 under one "
+                    "bf16 block: ONNX Runtime computes them in f32 too, and OpenVINO's f32 took "
+                    "1.1-2.4x its time at one patch and 0.99-1.6x at four on an AMX Xeon (the "
+                    "five shipped FP32 graphs, its threads not spinning; 2.4x for "
+                    "hardnet-fast's), but as little as 0.69x at 8-15 patches for the narrow ones"
                 ),
             ),
         ),

@@ -20,7 +20,7 @@ from hardnet_export.shipped import SHIPPED_ONNX
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 
-SMALL = Choice("onnxruntime", {"allow_spinning": False}, max_batch=15, source="rule")
+SMALL = Choice("onnxruntime", {"allow_spinning": False}, max_batch=4, source="rule")
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,7 @@ def test_small_batch_rules_per_instruction_set(
         dict(small.options),
         small.max_batch,
     )
-    assert "up to 15 patches: onnxruntime (allow_spinning=False)" in choice.summary()
+    assert "up to 4 patches: onnxruntime (allow_spinning=False)" in choice.summary()
     assert Choice.from_dict(choice.to_dict()) == choice  # what a cache or a report keeps
     # A tuned choice gets one too; what the caller named does not.
     tuned = replace(choice, source="tuned", small_batches=None)
@@ -97,8 +97,8 @@ def test_load_runs_a_few_patches_exactly_where_it_chose_bf16(patches: np.ndarray
         assert describer.backend == "onnxruntime" and describer.small is None
         return
     assert describer.backend == "openvino" and describer.small is not None
-    assert (describer.small.backend, describer.small.max_batch) == ("onnxruntime", 15)
-    for n in (1, 15):
+    assert (describer.small.backend, describer.small.max_batch) == ("onnxruntime", 4)
+    for n in (1, 4):
         np.testing.assert_array_equal(describer.describe(patches[:n]), exact.describe(patches[:n]))
     # From one block up: OpenVINO's bf16, as explicitly loaded.
     bf16 = runtime.load(SHIPPED_ONNX, backend="openvino", inference_precision="bf16")
