@@ -508,8 +508,14 @@ def _tiff(data: bytes) -> tuple[int, int]:
         if fmt is None or n != 1 or (fmt == "Q" and magic == 42):
             raise _Corrupt(f"tag {tag} has type {kind} and count {n}; expected one integer")
         (value,) = struct.unpack_from(order + fmt, data, at + value_at)
-        # A repeated tag: the larger value, whichever one libtiff keeps.
-        sizes[tag] = max(value, sizes.get(tag, 0))
+        # Tags are unique in a directory; one given twice with two values leaves the size to
+        # whichever the decoder keeps (libtiff kept the first, 80 against a later 5120).
+        if sizes.get(tag, value) != value:
+            name = "ImageWidth" if tag == _TIFF_WIDTH else "ImageLength"
+            raise _Corrupt(
+                f"its first image directory gives {name} twice, {sizes[tag]} and {value}"
+            )
+        sizes[tag] = value
     if _TIFF_WIDTH not in sizes or _TIFF_LENGTH not in sizes:
         raise _Corrupt("its first image directory has no ImageWidth or ImageLength")
     return sizes[_TIFF_WIDTH], sizes[_TIFF_LENGTH]

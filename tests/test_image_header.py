@@ -229,6 +229,29 @@ def test_truncated_and_corrupt_headers_say_where(tmp_path: Path) -> None:
         one_line_naming(str(info.value), path)
 
 
+@pytest.mark.parametrize("name", ["tiff-big-endian", "bigtiff"])
+def test_a_tiff_size_tag_given_twice_must_agree(name: str, tmp_path: Path) -> None:
+    # The fixture's last entry is StripByteCounts (279); make it a second ImageWidth (256).
+    data = bytearray(SAMPLES[name])
+    big = name == "bigtiff"
+    order = ">" if data[:2] == b"MM" else "<"
+    count_at, entry = (16, 20) if big else (8, 12)
+    (count,) = struct.unpack_from(order + ("Q" if big else "H"), data, count_at)
+    last = count_at + (8 if big else 2) + (count - 1) * entry
+    assert struct.unpack_from(order + "H", data, last) == (279,)
+    struct.pack_into(order + "H", data, last, 256)
+    value_at = last + (12 if big else 8)
+    for width, fine in ((80, True), (5120, False)):
+        struct.pack_into(order + "I", data, value_at, width)
+        path = write(tmp_path, f"twice-{width}.tif", bytes(data))
+        if fine:  # the same value twice: a harmless repeat (libtiff decodes it)
+            assert decode_image(path).shape == (64, 80)
+            continue
+        with pytest.raises(InputError, match="gives ImageWidth twice, 80 and 5120") as info:
+            decode_image(path)
+        one_line_naming(str(info.value), path)
+
+
 def test_pnm_numbers_are_read_the_way_opencv_reads_them(tmp_path: Path) -> None:
     # OpenCV's PNM reader consumes the byte after a number: in "80#9..." the 9 starts the
     # height, so a parser taking "#9..." for a comment would say 80x1 where OpenCV decodes
