@@ -67,10 +67,14 @@ class Choice:
         the graph is written: f32, or f16 in an FP16 graph)."""
         return str(self.options.get(INFERENCE_PRECISION, "graph"))
 
+    def path(self) -> str:
+        """The backend and its settings, e.g. ``openvino (inference_precision=bf16)``."""
+        settings = ", ".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{self.backend} ({settings or 'defaults'})"
+
     def summary(self) -> str:
         """One line: backend, settings, measured speed and accuracy."""
-        settings = ", ".join(f"{k}={v}" for k, v in sorted(self.options.items()))
-        parts = [f"{self.backend} ({settings or 'defaults'})"]
+        parts = [self.path()]
         if self.max_batch:
             parts.append(f"chunks of {self.max_batch}")
         if self.patches_per_s is not None:
@@ -81,9 +85,7 @@ class Choice:
             parts.append(f"worst cosine {self.gate.min_cosine:.4f}")
         small = self.small_batches
         if small is not None:
-            settings = ", ".join(f"{k}={v}" for k, v in sorted(small.options.items()))
-            on = f"{small.backend} ({settings or 'defaults'})"
-            parts.append(f"up to {small.max_batch} patches: {on}")
+            parts.append(f"up to {small.max_batch} patches: {small.path()}")
         return f"{self.source}: " + ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
