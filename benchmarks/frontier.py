@@ -483,7 +483,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     against = result.get("versus", [])
     panels = 3 if against else 2
-    figure, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.5), constrained_layout=True)
+    figure, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 6.5), constrained_layout=True)
     sift = result["sift"]
     times = [sift["frame_ms_p50"], *(r["frame_ms_p50"] for r in result["rows"])]
     lo, hi = min(times), max(times)
@@ -534,7 +534,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("NN accuracy %")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="lower right", fontsize="small")
+        # Below the axes: SIFT, slowest and least accurate, sits in the lower right corner.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize="small")
     if against:
         versus_panel(axes[2], against)
     cpu = result["machine"]["cpu"]

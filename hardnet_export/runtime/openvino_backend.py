@@ -10,7 +10,8 @@ request is reused behind a lock, so ``describe`` may be called from several thre
 
 Image graphs (``graph_kind`` ``image``) compile too, with their dynamic image and keypoint
 axes (OpenVINO has GridSample, opset 9, with the reflection padding the graph uses):
-:class:`OpenVINOImageDescriber` runs ``compute(image, keypoints)`` in one inference.
+:class:`OpenVINOImageDescriber` runs ``compute(image, keypoints)`` in one inference, in f32
+only (a bf16 or f16 hint would round the sampling coordinates too).
 """
 
 from __future__ import annotations
@@ -344,6 +345,16 @@ class OpenVINODescriber(Describer):
             pack = packed.groups
         # An unopened kind fails before compiling.
         make: Any = kind_class(cls.backend, metadata.kind, path)
+        if getattr(make, "graph_kind", None) == "image" and inference_precision != "f32":
+            # The precision hint would take the sampling coordinates too: bf16 keeps 8
+            # significant bits, so x = 800 is off by up to 2 pixels (on an 800x640 frame, 90 %
+            # of the descriptors of 500 SIFT keypoints had a cosine under 0.9 to f32's).
+            raise InputError(
+                f"{path} is an image graph, which OpenVINO runs in f32 only, got "
+                f"inference_precision={inference_precision!r}: in {inference_precision} its "
+                "sampling coordinates lose whole pixels across a frame. Use 'f32', or the "
+                f"patch graph with compute() for {inference_precision}"
+            )
         if failed_openvino_gate(metadata):
             assert metadata.quantisation is not None
             gate = metadata.quantisation.gates[GATE_OPENVINO]
@@ -475,10 +486,8 @@ class OpenVINOImageDescriber(ImageDescriber):
         )
         check_image_inputs(artifact, [port.get_any_name() for port in compiled.inputs])
         self.metadata = metadata
+        #: Always ``f32``: :meth:`OpenVINODescriber.open` refuses the others for image graphs.
         self.inference_precision = inference_precision
-        #: Keypoints are padded to a multiple of this many (whole bf16 blocks,
-        #: :data:`REDUCED_BLOCK`), with copies of the first, whose rows are dropped.
-        self.multiple = block_multiple(inference_precision)
         self.compiled = compiled
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()
@@ -489,11 +498,7 @@ class OpenVINOImageDescriber(ImageDescriber):
         return OpenVINODescriber.open(path, **options)
 
     def _run_image(self, gray: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
-        n = len(keypoints)
-        size = -(-n // self.multiple) * self.multiple
-        if size > n:
-            keypoints = np.concatenate([keypoints, np.repeat(keypoints[:1], size - n, axis=0)])
         with self._lock:
             out = self._request.infer({"image": gray, "keypoints": keypoints})[self._output]
             # The request owns its output buffer: copy before the next call reuses it.
-            return np.array(out[:n], dtype=np.float32, copy=True)
+            return np.array(out, dtype=np.float32, copy=True)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,15 @@ def test_openvino_opens_an_image_graph_as_an_image_describer(
     assert not hasattr(ours, "describe")
     with pytest.raises(InputError, match=r"compute\(image, keypoints\)"):
         patch_describer(ours)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "f16"])
+def test_openvino_runs_an_image_graph_in_f32_only(image_graph: Path, precision: str) -> None:
+    # Refused on every CPU, before the bf16 check that only CPUs without it would meet.
+    name = re.escape(str(image_graph))
+    refused = rf"{name} is an image graph, which OpenVINO runs in f32 only.*{precision}"
+    with pytest.raises(InputError, match=refused):
+        runtime.load(image_graph, backend="openvino", inference_precision=precision)
 
 
 @pytest.mark.parametrize("k", [1, 150])
@@ -83,20 +93,3 @@ def test_openvino_image_graph_has_the_host_rules_and_errors(
         ours.compute(np.zeros((4, 40), np.uint8), np.array([[1.0, 1.0]]))
     with pytest.raises(InputError, match="magnification 12"):
         ours.compute(photo_crop, far[:1], magnification=6.0)
-
-
-def test_bf16_image_graph_runs_whole_blocks_of_keypoints(
-    image_graph: Path, photo_crop: np.ndarray, crop_keypoints: np.ndarray
-) -> None:
-    """As the patch describer (test_openvino_backend): in bf16 a keypoint's descriptor is the
-    same in any call, the keypoints padded to whole blocks of 16."""
-    from hardnet_export.host import has_bf16
-
-    if not has_bf16():  # refused on CPUs without native bf16 (test_openvino_backend)
-        return
-    bf16 = runtime.load(image_graph, backend="openvino", inference_precision="bf16")
-    assert bf16.multiple == 16
-    _, blocks = bf16.compute(photo_crop, crop_keypoints[:32])
-    for k in (1, 17):
-        _, got = bf16.compute(photo_crop, crop_keypoints[:k])
-        np.testing.assert_allclose(got, blocks[:k], atol=1e-3)  # as the patch test's
