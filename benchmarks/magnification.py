@@ -36,6 +36,8 @@ from typing import Any
 import cv2
 
 from hardnet_export._io import atomic_write_text, sha256_file
+from hardnet_export.artifacts.models import lookup
+from hardnet_export.evaluation.describers import exact_model
 from hardnet_export.evaluation.stereo_frame import (
     THRESHOLDS,
     score_describer,
@@ -69,7 +71,12 @@ def run(
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     rows.append({"descriptor": "sift", "magnification": None, **sift_scores(frame)})
-    describer = load(model, device=device)
+    # A name is the model itself, exactly; a file runs as runtime.load runs it here.
+    describer = (
+        exact_model(model, device=device)
+        if model is None or lookup(model)
+        else load(model, device=device)
+    )
     for mag in magnifications:
         scores = score_describer(describer, frame, magnification=mag)
         rows.append({"descriptor": "hardnet", "magnification": mag, **scores})

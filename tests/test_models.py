@@ -195,10 +195,15 @@ def test_registered_model_is_what_its_card_says(entry, tmp_path: Path) -> None: 
     assert (meta.model_name, meta.width, meta.layout) == (entry.name, entry.width, entry.layout)
     assert meta.weights_sha256 == sha256_file(entry.weights)
     patches = np.random.default_rng(0).integers(0, 256, (6, 32, 32), dtype=np.uint8)
+    # On the CPU a name runs its shipped FP32 graph as runtime.load runs that graph here.
     by_name = runtime.load(entry.name, device="cpu")
+    assert by_name.artifact == entry.onnx
+    assert by_name.choice == runtime.load(entry.onnx, device="cpu").choice
+    checkpoint = runtime.load(entry.name, backend="torch", device="cpu")
+    assert checkpoint.artifact == entry.weights
     # As written (f32): the CPU policy may run it in a gated bf16 on this CPU.
     exported = runtime.load(graph, backend="onnxruntime", device="cpu")
-    a, b = by_name.describe(patches), exported.describe(patches)
+    a, b = checkpoint.describe(patches), exported.describe(patches)
     assert a.shape == (6, 128) and np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
     assert float((a * b).sum(1).min()) > 0.9999
     # The torch-free form ships beside it: an export of exactly these weights (the default's
@@ -230,8 +235,10 @@ NO_TORCH = textwrap.dedent(
 
     for entry in hardnet_export.models():
         d = runtime.load(entry.name, device="cpu")
-        assert d.backend == "onnxruntime" and d.artifact == entry.onnx, (d.backend, d.artifact)
+        assert d.artifact == entry.onnx and d.backend != "torch", (d.backend, d.artifact)
         assert d.describe(np.zeros((2, 32, 32), np.uint8)).shape == (2, 128)
+        d = runtime.load(entry.name, backend="onnxruntime")
+        assert d.backend == "onnxruntime" and d.artifact == entry.onnx, (d.backend, d.artifact)
     try:
         runtime.load("hardnet-tiny")
     except ValueError as exc:

@@ -55,6 +55,8 @@ SCRIPT = textwrap.dedent(
             codes[name] = exc.code or 0
     print("RESULT " + json.dumps({
         "backend": describer.backend,
+        "artifact": str(describer.artifact),
+        "graph_backend": runtime.load(runtime.registry.SHIPPED_ONNX).backend,
         "shape": list(describer.describe(patches).shape),
         "norm": float(np.linalg.norm(computed[0])),
         "codes": codes,
@@ -90,7 +92,9 @@ def test_shipped_model_runs_without_torch(tmp_path: Path) -> None:
     result = json.loads(lines[-1][len("RESULT ") :])
     assert result["codes"] == {"describe": 0, "match": 0, "check": 0, "bench": 0}, done.stderr
     assert not result["torch_loaded"]
-    assert result["backend"] == "onnxruntime" and result["shape"] == [5, 128]
+    # The shipped FP32 graph, on the path runtime.load takes for it on this CPU.
+    assert result["artifact"].endswith("hardnet_builtin.fp32.onnx")
+    assert result["backend"] == result["graph_backend"] and result["shape"] == [5, 128]
     assert abs(result["norm"] - 1.0) < 1e-4
     with np.load(tmp_path / "f.npz") as features:
         assert features["descriptors_0"].shape[1] == 128

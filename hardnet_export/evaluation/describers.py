@@ -8,10 +8,15 @@ Model files (``.pth``, ``.onnx``, ``.engine`` alike) load through
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hardnet_export.artifacts.describe import DescribeFn
 from hardnet_export.artifacts.models import lookup, model_names
 from hardnet_export.errors import MissingFileError
+from hardnet_export.host import installed
+
+if TYPE_CHECKING:
+    from hardnet_export.runtime.base import Describer
 
 
 def as_describer(model: str | Path | DescribeFn, *, device: str = "auto") -> tuple[str, DescribeFn]:
@@ -29,8 +34,7 @@ def as_describer(model: str | Path | DescribeFn, *, device: str = "auto") -> tup
 
     entry = lookup(model)
     if entry is not None:
-        describer = runtime.load(entry.name, device=device)
-        return entry.name, describer.describe
+        return entry.name, exact_model(entry.name, device=device).describe
     path = Path(model)
     if not path.is_file():
         raise MissingFileError(
@@ -39,3 +43,21 @@ def as_describer(model: str | Path | DescribeFn, *, device: str = "auto") -> tup
         )
     describer = runtime.load(path, device=device)
     return path.name, describer.describe
+
+
+def exact_model(name: str | None, *, device: str | None = "auto") -> Describer:
+    """A registered model (None: the default) computed exactly in FP32, on any CPU: its
+    checkpoint on PyTorch where torch is installed, else its FP32 graph on ONNX Runtime.
+
+    What evaluation measures is the model itself: ``runtime.load(name)`` on the CPU would
+    take the graph's host path (bf16 where the CPU has it), and the figures would change
+    with the CPU.
+
+    Raises:
+        InputError: not a registered model's name.
+    """
+    from hardnet_export import runtime
+    from hardnet_export.runtime.base import patch_describer
+
+    backend = "torch" if installed("torch") else "onnxruntime"
+    return patch_describer(runtime.load(name, backend=backend, device=device), "evaluation")

@@ -27,8 +27,9 @@ from hardnet_export.artifacts.tuning import Choice
 from hardnet_export.errors import InputError, InputTypeError, MissingFileError, Remedy
 from hardnet_export.host import installed
 from hardnet_export.runtime.base import Describer, KeypointDescriber
-from hardnet_export.runtime.policy import choose, load_options
+from hardnet_export.runtime.policy import choose, cpu_runners, load_options, on_cpu
 from hardnet_export.shipped import SHIPPED_ONNX, require_shipped
+from hardnet_export.validate import device_name
 
 __all__ = [
     "Backend",
@@ -76,9 +77,13 @@ def load(
     faster CPU backend installed (:func:`~hardnet_export.runtime.policy.choose_backend`:
     OpenVINO for INT8 graphs, ONNX Runtime for FP32 and FP16). A registered model's name
     (:func:`hardnet_export.models`) loads that model and ``path=None`` the default one
-    (``hardnet``): its checkpoint with PyTorch (on CUDA when available) where torch is
-    installed, else, or with a backend that reads ``.onnx`` (``onnxruntime``, ``openvino``),
-    its FP32 ONNX graph, which ships beside it.
+    (``hardnet``). On the CPU (``device="cpu"``, or none on a host without a CUDA device) and
+    with no ``backend``, that is its FP32 ONNX graph, which ships beside the checkpoint, run
+    as any graph is run there (the tuned or rule path: gated bf16 where the CPU has it);
+    elsewhere its checkpoint with PyTorch where torch is installed; with a backend that reads
+    ``.onnx`` (``onnxruntime``, ``openvino``), its FP32 graph on that backend; with
+    ``backend="torch"``, its checkpoint. For the model's INT8 graph, load that graph
+    (``hardnet_export.get_model(name).graph("int8-cpu")``).
 
     Args:
         path: the artifact, a registered model's name, or None for the default model.
@@ -163,8 +168,16 @@ def _load_registered(
     max_batch: int | None,
     options: dict[str, Any],
 ) -> KeypointDescriber:
-    """A registered model (None: the default) in its checkpoint form on PyTorch, or its FP32
-    graph on a backend that reads ``.onnx``."""
+    """A registered model (None: the default): on the CPU its FP32 graph as :func:`load` runs
+    any graph there, else its checkpoint on PyTorch, or its FP32 graph on a backend that
+    reads ``.onnx``."""
+    if backend is None and on_cpu(device_name(device)):
+        # PyTorch eager took 2.7x (an AVX2 EPYC: ONNX Runtime by rule) to 7x (a Zen 4: bf16
+        # by rule) the time of the graph's path per 256 patches (benchmarks/results/cpu-*.md).
+        graph = require_shipped(SHIPPED_ONNX) if entry is None else entry.file("onnx")
+        # Options no graph backend takes (PyTorch's own) keep the checkpoint.
+        if not options or cpu_runners(graph, options):
+            return load(graph, device="cpu", max_batch=max_batch, **options)
     if backend is None:
         backend = "torch" if installed("torch") else "onnxruntime"
     chosen = get_backend(backend)

@@ -67,10 +67,14 @@ def test_the_toy_model_loads_by_name_everywhere(toy: ShippedModel, patches: np.n
     from hardnet_export.model import load_model
 
     assert load_model(TOY_MODEL).width == 0.0625
+    # On the CPU a name runs its FP32 graph the way runtime.load runs that graph there.
     by_name = runtime.load(TOY_MODEL, device="cpu")
-    assert by_name.backend == "torch" and by_name.artifact == toy.weights
+    assert by_name.artifact == toy.onnx
+    assert by_name.choice == runtime.load(toy.onnx, device="cpu").choice
+    checkpoint = runtime.load(TOY_MODEL, backend="torch", device="cpu")
+    assert checkpoint.backend == "torch" and checkpoint.artifact == toy.weights
     graph = runtime.load(TOY_MODEL, backend="onnxruntime", device="cpu")
-    np.testing.assert_allclose(by_name.describe(patches), graph.describe(patches), atol=1e-4)
+    np.testing.assert_allclose(checkpoint.describe(patches), graph.describe(patches), atol=1e-4)
 
 
 def test_check_finds_the_toy_models_reference_for_a_toy_artifact(
