@@ -57,6 +57,34 @@ def test_an_unknown_option_names_the_backend_and_its_options(onnx_model: Path) -
         runtime.load("hardnet", backend="torch", half=True, fp32=True)
 
 
+def test_a_name_on_the_cpu_runs_its_graph_as_the_graph_runs_there() -> None:
+    pytest.importorskip("onnxruntime")
+    from hardnet_export import get_model
+
+    entry = get_model("hardnet-fast")
+    by_name = runtime.load(entry.name, device="cpu")
+    assert by_name.artifact == entry.onnx and by_name.backend != "torch"
+    assert by_name.choice == runtime.load(entry.onnx, device="cpu").choice
+    # The default model likewise.
+    assert runtime.load(device="cpu").artifact == get_model("hardnet").onnx
+    # Naming a graph backend runs the FP32 graph there as written.
+    plain = runtime.load(entry.name, backend="onnxruntime")
+    assert plain.artifact == entry.onnx and plain.choice.source not in ("tuned", "rule")
+
+
+def test_a_name_keeps_its_checkpoint_for_pytorch_and_its_own_options() -> None:
+    pytest.importorskip("torch")
+    from hardnet_export import get_model
+
+    entry = get_model("hardnet-fast")
+    named = runtime.load(entry.name, backend="torch", device="cpu")
+    assert named.backend == "torch" and named.artifact == entry.weights
+    # An option only PyTorch takes goes to PyTorch (which says what it needs), not to a graph
+    # backend that would call it unknown.
+    with pytest.raises(ValueError, match="channels_last and cuda_graph need device='cuda'"):
+        runtime.load(entry.name, device="cpu", channels_last=True)
+
+
 def test_tensorrt_path_none_needs_an_artifact() -> None:
     with pytest.raises(ValueError, match="needs an artifact"):
         runtime.load(backend="tensorrt")
