@@ -180,12 +180,13 @@ def failed_openvino_gate(metadata: GraphMetadata) -> bool:
 
 def tuning_candidates(metadata: GraphMetadata, flags: frozenset[str]) -> list[dict[str, Any]]:
     """What ``hardnet-export tune`` times on OpenVINO: the graph's float layers in f32, and
-    in bf16 or f16 where this CPU computes them natively (``flags``); each also with its
-    narrow convs packed where the graph has some (:func:`packing_candidates`)."""
+    in bf16 or f16 (not for an INT8 graph) where this CPU computes them natively (``flags``);
+    each also with its narrow convs packed where the graph has some
+    (:func:`packing_candidates`)."""
     precisions = ["f32"]
     if has_bf16(flags):
         precisions.append("bf16")
-    if has_fp16(flags):
+    if has_fp16(flags) and metadata.precision != "int8":  # refused by open(): it says why
         precisions.append("f16")
     return packing_candidates(metadata, [{"inference_precision": p} for p in precisions])
 
@@ -354,6 +355,14 @@ class OpenVINODescriber(Describer):
                 f"inference_precision={inference_precision!r}: in {inference_precision} its "
                 "sampling coordinates lose whole pixels across a frame. Use 'f32', or the "
                 f"patch graph with compute() for {inference_precision}"
+            )
+        if inference_precision == "f16" and metadata.precision == "int8":
+            raise InputError(
+                f"{path} is an INT8 graph, whose float parts OpenVINO runs in f32 or bf16, got "
+                "inference_precision='f16': in f16 its int8 convolutions' outputs move on in "
+                "f16, and on an AVX512-FP16 Xeon (OpenVINO 2026.4) the worst held-out patch "
+                "fell to a cosine of 0.81 to FP32 (hardnet-half's INT8 graph). Use 'f32' or "
+                "'bf16' (gated), or f16 on the FP32 graph"
             )
         if failed_openvino_gate(metadata):
             assert metadata.quantisation is not None

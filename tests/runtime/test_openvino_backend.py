@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -66,6 +67,19 @@ def test_int8_graph_within_the_gates_cosine(int8_graph: Path, patches: np.ndarra
     assert ours.precision == "int8"
     worst = cosine(ours.describe(patches), exact.describe(patches)).min()
     assert worst >= Int8Options().min_cosine
+
+
+def test_f16_is_refused_for_int8_graphs_and_never_tuned(int8_graph: Path) -> None:
+    from hardnet_export.runtime.openvino_backend import tuning_candidates
+
+    # Refused on every CPU, before anything compiles.
+    with pytest.raises(ValueError, match=rf"{re.escape(str(int8_graph))} is an INT8 graph.*f16"):
+        runtime.load(int8_graph, backend="openvino", inference_precision="f16")
+    fp16_cpu = frozenset({"avx512f", "avx512_fp16", "avx512_bf16"})
+    int8 = tuning_candidates(read_metadata(int8_graph), fp16_cpu)
+    fp32 = tuning_candidates(read_metadata(SHIPPED_ONNX), fp16_cpu)
+    assert {c["inference_precision"] for c in int8} == {"f32", "bf16"}
+    assert {c["inference_precision"] for c in fp32} == {"f32", "bf16", "f16"}
 
 
 def test_ir_round_trip(tmp_path: Path, patches: np.ndarray) -> None:
