@@ -42,6 +42,8 @@ from hardnet_export.applications.features import (
     describe_images,
     extract_features,
     load_keypoints_file,
+    model_record,
+    model_summary,
     save_features,
 )
 from hardnet_export.applications.matching import (
@@ -884,19 +886,20 @@ def describe(
         "max_image_pixels": limit,
     }
     # The next image is read, detected and cut in a helper thread while this one is inferred.
+    record = model_record(describer)
     if hloc:
         found = (f for _, f in hloc_file.write_features(out, describer, todo, root, **options))
     else:
         found = extract_features(describer, todo, **options)
     features = list(track(found, len(todo), "describing", unit="img", enabled=len(todo) > 1))
     if not hloc:
-        save_features(out, todo, [(f.keypoints, f.descriptors) for f in features])
+        save_features(out, todo, [(f.keypoints, f.descriptors) for f in features], record)
     for path, f in zip(todo, features, strict=True):
         kps, desc = f.keypoints, f.descriptors
         outside = int((~desc.any(axis=1)).sum())
         kept = f" ({outside} out of bounds, zero descriptors)" if outside else ""
         typer.echo(f"{path}: {len(kps)} keypoints{kept}")
-    typer.echo(f"wrote {out} ({describer.backend}, {describer.precision}, {describer.device})")
+    typer.echo(f"wrote {out} ({model_summary(record)})")
 
 
 @app.command()

@@ -6,16 +6,18 @@ The .npz written by :func:`save_features` holds, for image ``i`` (in the order g
 as strings. ``valid_i[k]`` is False where keypoint ``k`` lay outside the bound of
 :func:`~hardnet_export.geometry.keypoints_in_bounds` and was kept (``out_of_bounds="zero"``)
 with an all-zero descriptor row; real descriptors are unit-norm, so the flag is the row's
-being non-zero (all True where keypoints were detected or rejected when out of bounds). It
-loads with ``np.load(path)`` (no pickle).
+being non-zero (all True where keypoints were detected or rejected when out of bounds), and
+``model``: what made the descriptors (:func:`model_record`, JSON text). It loads with
+``np.load(path)`` (no pickle).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -306,12 +308,49 @@ def describe_prepared(prepared: PreparedImage, descriptors: np.ndarray) -> Image
     )
 
 
+def model_record(describer: Any) -> dict[str, Any]:
+    """What made a set of descriptors, saved beside them (the ``.npz`` and hloc ``.h5`` of
+    ``describe``, ``extract``'s run record): the artifact (path and sha256), backend, the
+    graph's precision, the arithmetic of its float parts where the backend says (OpenVINO's
+    ``inference_precision``), device, and the runtime's choice. Descriptors of one model made
+    on two paths (FP32 on one CPU, gated bf16 on another) differ a little; this says which."""
+    from hardnet_export.artifacts.tuning import artifact_digest
+
+    artifact = describer.artifact
+    record: dict[str, Any] = {
+        "artifact": None if artifact is None else str(Path(artifact).resolve()),
+        "sha256": None if artifact is None else artifact_digest(Path(artifact)),
+        "backend": describer.backend,
+        "precision": describer.precision,
+        "device": describer.device,
+    }
+    arithmetic = getattr(describer, "inference_precision", None)
+    if arithmetic is not None:
+        record["inference_precision"] = arithmetic
+    choice = getattr(describer, "choice", None)
+    if choice is not None:
+        record["choice"] = choice.summary()
+    return record
+
+
+def model_summary(record: Mapping[str, Any]) -> str:
+    """One line of a :func:`model_record`: backend, precision (and arithmetic), device."""
+    precision = str(record["precision"])
+    arithmetic = record.get("inference_precision")
+    if arithmetic not in (None, "f32"):
+        precision += f" graph, {arithmetic} arithmetic"
+    return f"{record['backend']}, {precision}, {record['device']}"
+
+
 def save_features(
     path: str | Path,
     images: Sequence[str | Path],
     features: Sequence[tuple[np.ndarray, np.ndarray]],
+    model: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write keypoints and descriptors of several images to one .npz, atomically.
+    """Write keypoints and descriptors of several images to one .npz, atomically, with the
+    :func:`model_record` that made them as JSON text under ``model`` where given
+    (``json.loads(str(np.load(path)["model"]))``: no pickle).
 
     Shape:
         - features: per image, ((K, 4), (K, 128)); ``valid_i`` is written from the
@@ -335,6 +374,8 @@ def save_features(
         arrays[f"keypoints_{i}"] = keypoints
         arrays[f"descriptors_{i}"] = descriptors
         arrays[f"valid_{i}"] = np.asarray(descriptors.any(axis=1), np.bool_)
+    if model is not None:
+        arrays["model"] = np.array(json.dumps(dict(model), sort_keys=True))
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub mistypes **kwds

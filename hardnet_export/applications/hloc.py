@@ -11,6 +11,7 @@ incomplete is written again. h5py comes with the ``sfm`` extra.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -18,7 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from hardnet_export.applications.features import ImageFeatures, extract_features
+from hardnet_export.applications.features import (
+    ImageFeatures,
+    extract_features,
+    model_record,
+)
 from hardnet_export.errors import InputError, MissingDependencyError, OutputIsFolderError
 from hardnet_export.runtime.base import Describer
 
@@ -103,8 +108,10 @@ def write_image_features(
     descriptors: np.ndarray,
     scores: np.ndarray,
     image_size: tuple[int, int],
+    attrs: Mapping[str, Any] | None = None,
 ) -> None:
-    """Add (or replace) one image's group in hloc's layout and flush it to disk.
+    """Add (or replace) one image's group in hloc's layout, with ``attrs`` on the group,
+    and flush it to disk.
 
     Raises:
         ValueError: keypoints, descriptors and scores disagree in N, or are not 2-D / 1-D.
@@ -125,7 +132,7 @@ def write_image_features(
         raise InputError(f"features of {name}: expected ({len(kps)},) scores, got {score.shape}")
     h5py = import_h5py()
     with h5py.File(path, "a") as f:
-        write_group(f, name, kps, desc, score, image_size)
+        write_group(f, name, kps, desc, score, image_size, attrs)
         f.flush()
 
 
@@ -178,6 +185,8 @@ def write_features(
 ) -> Iterator[tuple[str | Path, ImageFeatures]]:
     """Describe ``images`` and add each one's group to hloc's ``features.h5`` at ``path`` as
     soon as it is described (a killed run keeps what it finished), yielding what was written.
+    Each group's ``model`` attribute holds the :func:`model_record` of ``describer`` (JSON
+    text): a resumed run may have used another model, or another path of the same one.
 
     The images are read, detected and cut in a helper thread while the previous one is
     inferred (:func:`~hardnet_export.applications.features.extract_features`, which takes
@@ -191,6 +200,7 @@ def write_features(
     import_h5py()
     names = [image_key(image, root) for image in images]  # a bad name fails before any work
     found = extract_features(describer, images, **options)
+    attrs = {"model": json.dumps(model_record(describer), sort_keys=True)}
     for image, name, features in zip(images, names, found, strict=True):
         write_image_features(
             path,
@@ -199,5 +209,6 @@ def write_features(
             features.descriptors,
             features.scores,
             features.image_size,
+            attrs,
         )
         yield image, features

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -9,7 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from hardnet_export import runtime
+from hardnet_export._io import sha256_file
 from hardnet_export.cli import app
+from hardnet_export.shipped import SHIPPED_ONNX
 
 h5py = pytest.importorskip("h5py")
 
@@ -45,6 +49,13 @@ def test_hloc_layout_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert scores.shape == (n,) and scores.dtype == np.float32 and (scores > 0).all()
         assert list(group["image_size"][()]) == [160, 130]  # [W, H]
         assert (kps[:, 0] < 160).all() and (kps[:, 1] < 130).all()
+        # What made them: the default model's FP32 graph on this CPU's path, and which path.
+        made = json.loads(group.attrs["model"])
+        graph = runtime.load(device="cpu")
+        assert made["artifact"] == str(SHIPPED_ONNX.resolve()) == str(graph.artifact.resolve())
+        assert made["sha256"] == sha256_file(SHIPPED_ONNX) and made["precision"] == "fp32"
+        assert (made["backend"], made["choice"]) == (graph.backend, graph.choice.summary())
+        assert made.get("inference_precision") == getattr(graph, "inference_precision", None)
 
     second = CliRunner().invoke(app, ["describe", *map(str, paths), *common])
     assert second.exit_code == 0, second.output
@@ -74,10 +85,8 @@ def test_an_h5_output_that_is_a_folder_or_no_hdf5_is_one_line(tmp_path: Path) ->
 def test_the_library_writes_hloc_features_pipelined_as_the_cli_does(tmp_path: Path) -> None:
     import cv2 as opencv
 
-    from hardnet_export import runtime
     from hardnet_export.applications import hloc
     from hardnet_export.applications.detection import detect_keypoints
-    from hardnet_export.shipped import SHIPPED_ONNX
 
     paths = _images(tmp_path, 3)
     out = tmp_path / "features.h5"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from fixture_files import run_cli
+
+from hardnet_export._io import sha256_file
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +35,10 @@ def test_describe_writes_npz(photos: tuple[Path, Path], onnx_model: Path, tmp_pa
     assert result.returncode == 0, result.stderr
     data = np.load(out)
     assert list(data["images"]) == [str(p) for p in photos]
+    made = json.loads(str(data["model"]))
+    assert made["artifact"] == str(onnx_model.resolve()) and made["precision"] == "fp32"
+    assert made["sha256"] == sha256_file(onnx_model) and made["device"] == "cpu"
+    assert made["backend"] in result.stdout and made["choice"]
     for i in range(2):
         kps, desc = data[f"keypoints_{i}"], data[f"descriptors_{i}"]
         assert kps.shape[1] == 4 and 0 < len(kps) <= 50 and desc.shape == (len(kps), 128)

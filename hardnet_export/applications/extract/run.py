@@ -33,6 +33,7 @@ from hardnet_export.applications.extract.stages import (
     check_detector,
     load_describer,
 )
+from hardnet_export.applications.features import model_record
 from hardnet_export.applications.hloc import import_h5py
 from hardnet_export.artifacts.backends import artifact_suffixes, backend_for
 from hardnet_export.errors import InputError, OutputIsFolderError
@@ -252,7 +253,7 @@ def _model(
     checked = ExtractOptions(spec, detector, max_keypoints, limit, 0.0, here, backend)
     describer = load_describer(checked)
     try:
-        record = {**_model_record(describer), "spec": spec, "checked_on": here or "auto"}
+        record = {**model_record(describer), "spec": spec, "checked_on": here or "auto"}
         magnification = float(describer.magnification)
     finally:
         describer.close()
@@ -282,23 +283,6 @@ def _support_record(detector: str, magnification: float) -> dict[str, float]:
     (the detector's support, or the describer's magnification)."""
     rule = SUPPORTS.get(detector)
     return asdict(rule) if rule else {"per_size": magnification, "min_px": 0.0}
-
-
-def _model_record(describer: Any) -> dict[str, Any]:
-    from hardnet_export.artifacts.tuning import artifact_digest
-
-    artifact = describer.artifact
-    record: dict[str, Any] = {
-        "artifact": None if artifact is None else str(Path(artifact).resolve()),
-        "sha256": None if artifact is None else artifact_digest(Path(artifact)),
-        "backend": describer.backend,
-        "precision": describer.precision,
-        "device": describer.device,
-    }
-    choice = getattr(describer, "choice", None)
-    if choice is not None:
-        record["choice"] = choice.summary()
-    return record
 
 
 def _plan(items: Sequence[ImageItem], done: dict[str, tuple[str, int, int]]) -> list[ImageItem]:
