@@ -1312,6 +1312,17 @@ def check(
         default(check_artifact, "pairs"), help="Held-out built-in pairs to compare on."
     ),
     seed: int = typer.Option(default(check_artifact, "seed"), help="Seed of those pairs."),
+    tune_first: bool = typer.Option(
+        False,
+        "--tune",
+        help="First tune the artifact on this CPU (as hardnet-export tune: measure, gate and "
+        "keep the fastest correct path), then check the path it keeps.",
+    ),
+    duration_s: float = typer.Option(
+        default(tune_artifact, "duration_s"),
+        "--duration-s",
+        help="With --tune: timing seconds per candidate.",
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON."),
 ) -> None:
     """Check an artifact on the machine it will run on against its FP32 model.
@@ -1319,13 +1330,29 @@ def check(
     Runs the artifact the way runtime.load would here (on a CPU: the choice tune measured,
     else the backends' rule table; TensorRT on this GPU), prints the path it took, worst/mean
     cosine, NN agreement, FPR95 and NN accuracy and the host, and exits 1 when the INT8
-    gate's limits (stored in the artifact) are exceeded.
+    gate's limits (stored in the artifact) are exceeded. With --tune it measures that path
+    first (hardnet-export tune) and prints the table.
 
     Example: hardnet-export check model.int8-cpu.onnx
+
+    Example: hardnet-export check model.fp32.onnx --tune
 
     Example: hardnet-export check model.int8-tensorrt.engine --reference weights.pth
     """
     _writable(json_out)
+    if tune_first:
+        if device not in (None, "cpu"):
+            raise InputError(f"--tune measures the paths on this CPU, got --device {device}")
+        tuned = tune_artifact(
+            artifact,
+            reference,
+            pairs=pairs,
+            seed=seed,
+            duration_s=duration_s,
+            progress=lambda line: typer.echo(line, err=True),
+        )
+        typer.echo(tuned.format())
+        device = "cpu"
     report = check_artifact(artifact, reference, device=device, pairs=pairs, seed=seed)
     _show_report(report, json_out)
     if not report.passed:

@@ -141,6 +141,30 @@ def test_tune_gates_every_candidate_and_loads_take_the_choice(
     assert "coarse (coarse=True)" in text and "FAILED" in text and "chosen" in text
 
 
+def test_check_tune_tunes_then_checks_the_path_it_keeps(
+    graph: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from hardnet_export.cli import app
+
+    monkeypatch.setenv("HARDNET_EXPORT_CACHE", str(tmp_path / "cache"))
+    args = ["check", str(graph), "--reference", str(graph), "--tune", "--pairs", "64"]
+    args += ["--duration-s", "0.05"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    choice = read_choice(graph, tmp_path / "cache")
+    assert choice is not None and choice.source == "tuned"
+    # The tune table, then the check of the kept path.
+    assert "chosen" in result.output
+    assert f"path       {choice.summary()}" in result.output
+    refused = CliRunner().invoke(app, [*args, "--device", "cuda"])
+    assert refused.exit_code != 0
+    assert "--tune measures the paths on this CPU, got --device cuda" in str(refused.output) + str(
+        refused.exception
+    )
+
+
 def test_load_takes_the_cached_choice_and_the_caller_wins(
     graph: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
