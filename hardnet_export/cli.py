@@ -1176,7 +1176,8 @@ def match(
         f"{len(result.matches)} matches, {result.n_inliers} inliers "
         f"(inlier ratio {result.inlier_ratio:.3f}, {geometry})"
     )
-    typer.echo(f"wrote {out}")
+    made = f" ({model_summary(model_record(describer))})" if descriptor == "hardnet" else ""
+    typer.echo(f"wrote {out}{made}")
 
 
 @app.command()
