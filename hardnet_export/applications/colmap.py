@@ -16,15 +16,19 @@ everything succeeded, so a failure never leaves a half-written database.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hardnet_export.applications.features import describe_images, model_record
+from hardnet_export.applications.hloc import import_h5py, runs_of
 from hardnet_export.errors import (
     InputError,
     MissingDependencyError,
@@ -287,17 +291,55 @@ def build_database(
     wrap = progress or (lambda items, _total, _what: items)
     pairs = image_pairs(len(names), pairing)
     _check_images(folder, names, max_image_pixels)
+    settings = {"max_keypoints": max_keypoints, "pairs": pairing, "ratio": ratio}
     with _fresh_database(database, overwrite) as tmp, colmap_log(pycolmap, verbose):
         if describer is None:
             _colmap_sift(pycolmap, tmp, folder, names, max_keypoints, pairing, ratio)
             descriptor = "colmap-sift"
+            made: dict[str, Any] = {"descriptor": descriptor, **settings}
         else:
             _hardnet(pycolmap, tmp, folder, names, pairs, describer, detector, max_keypoints,
                      ratio, wrap, max_image_pixels)  # fmt: skip
             descriptor = f"hardnet ({describer.backend})"
+            made = {"descriptor": "hardnet", "detector": detector, **settings,
+                    "model": model_record(describer)}  # fmt: skip
+        record_provenance(tmp, made)
         result = _summarise(pycolmap, tmp, names, pairs, descriptor)
     result.database = database
     return result
+
+
+#: The table this project adds to a COLMAP database: what made its descriptors (COLMAP's own
+#: tables have no place for it, and COLMAP leaves tables it does not know alone).
+PROVENANCE_TABLE = "hardnet_export_provenance"
+
+
+def record_provenance(db_path: Path, made: Mapping[str, Any]) -> None:
+    """Write ``made`` (descriptor, detector, settings, and for HardNet the
+    :func:`~hardnet_export.applications.features.model_record` or the features file's
+    ``extract`` runs) as JSON text under the key ``made`` in :data:`PROVENANCE_TABLE`, with
+    this package's version; :func:`read_provenance` reads it back."""
+    from hardnet_export import __version__
+
+    with contextlib.closing(sqlite3.connect(db_path)) as con, con:
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {PROVENANCE_TABLE} "
+            "(key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)"
+        )
+        rows = [("made", json.dumps(dict(made), sort_keys=True)), ("version", __version__)]
+        con.executemany(f"INSERT OR REPLACE INTO {PROVENANCE_TABLE} VALUES (?, ?)", rows)
+
+
+def read_provenance(database: str | Path) -> dict[str, Any] | None:
+    """What :func:`record_provenance` wrote into ``database`` (None for a database this
+    project did not write)."""
+    uri = f"{Path(database).resolve().as_uri()}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as con:
+        try:
+            rows = dict(con.execute(f"SELECT key, value FROM {PROVENANCE_TABLE}").fetchall())
+        except sqlite3.OperationalError:  # no such table
+            return None
+    return {"version": rows.get("version"), **json.loads(rows.get("made", "{}"))}
 
 
 def _import_images(pycolmap: Any, db_path: Path, folder: Path, names: list[str]) -> None:
@@ -332,8 +374,6 @@ def _hardnet(
     wrap: Callable[[Any, int, str], Any],
     max_image_pixels: int | None,
 ) -> None:
-    from hardnet_export.applications.features import describe_images
-
     _import_images(pycolmap, db_path, folder, names)
     features = list(
         wrap(
@@ -431,7 +471,6 @@ def database_from_features(
             ``features``, an image COLMAP cannot read.
         OSError: the database exists (without ``overwrite``) or cannot be written.
     """
-    from hardnet_export.applications.hloc import import_h5py
     from hardnet_export.applications.matching import HARDNET_RATIO, check_ratio
 
     check_ratio(ratio)
@@ -466,9 +505,12 @@ def database_from_features(
                 cache[i] = np.ascontiguousarray(f[found[i]]["descriptors"][()].T)
         return cache[i]
 
+    made = {"descriptor": "hardnet", "features": str(features.resolve()), "pairs": str(pairing),
+            "ratio": ratio, "runs": runs_of(features)}  # fmt: skip
     with _fresh_database(database, overwrite) as tmp, colmap_log(pycolmap, verbose):
         _import_images(pycolmap, tmp, root, found)
         write_matched_features(pycolmap, tmp, found, keypoints, descriptors, pairs, ratio, wrap)
+        record_provenance(tmp, made)
         result = _summarise(pycolmap, tmp, found, pairs, f"hardnet ({features.name})")
     result.database = database
     return result

@@ -163,6 +163,18 @@ def write_group(
         group.attrs[key] = value
 
 
+#: The root attribute of a features file ``extract`` wrote that records every run (settings,
+#: model, counts), as JSON.
+RUNS_ATTR = "hardnet_export_runs"
+
+
+def runs_of(path: Path) -> list[dict[str, Any]]:
+    """The run record of a features file written by ``extract`` (empty for others)."""
+    h5py = import_h5py()
+    with h5py.File(path, "r") as f:
+        return list(json.loads(f.attrs.get(RUNS_ATTR, "[]")))
+
+
 def pending_images(
     path: str | Path, images: Sequence[str | Path], root: str | Path | None = None
 ) -> list[str | Path]:

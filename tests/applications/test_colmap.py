@@ -14,7 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hardnet_export import runtime
-from hardnet_export.applications.colmap import build_database, image_pairs
+from hardnet_export._io import sha256_file
+from hardnet_export.applications.colmap import build_database, image_pairs, read_provenance
 from hardnet_export.applications.detection import (
     detect_colmap_frames,
     detect_keypoints,
@@ -77,6 +78,12 @@ def test_verified_inliers_follow_the_true_homography(pair_dir: Path, tmp_path: P
     finally:
         db.close()
     assert len(inliers) == pair.inliers
+    # The database says what made its descriptors; COLMAP read it above regardless.
+    made = read_provenance(db_path)
+    assert made is not None and made["descriptor"] == "hardnet"
+    assert made["detector"] == "colmap-sift" and made["max_keypoints"] == 600
+    assert made["model"]["sha256"] == sha256_file(SHIPPED_ONNX)
+    assert made["model"]["choice"] == describer.choice.summary()
     mapped = cv2.perspectiveTransform(
         kps_a[inliers[:, 0]].astype(np.float64).reshape(-1, 1, 2), H_TRUE
     ).reshape(-1, 2)
@@ -222,6 +229,10 @@ def test_extract_database_matches_the_colmap_command(pair_dir: Path, tmp_path: P
         assert {db.read_keypoints(i.image_id).shape[1] for i in db.read_all_images()} == {6}
     finally:
         db.close()
+    made = read_provenance(tmp_path / "x.db")
+    assert made is not None and made["features"] == str(features.resolve())
+    assert made["runs"] == runs_of(features) and made["runs"][-1]["model"]["backend"]
+    assert read_provenance(tmp_path / "c.db")["model"]["backend"] == "onnxruntime"  # type: ignore[index]
 
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("a.png b.png\nb.png a.png\n")
@@ -233,3 +244,16 @@ def test_extract_database_matches_the_colmap_command(pair_dir: Path, tmp_path: P
     with pytest.raises(InputError, match=r"pairs.txt:1: c.png is not an image of the features"):
         database_from_features(features, pair_dir, tmp_path / "z.db", pairing=pairs)
     assert not (tmp_path / "z.db").exists()
+
+
+def test_a_colmap_sift_database_says_so_and_a_foreign_one_says_nothing(
+    pair_dir: Path, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    build_database(pair_dir, tmp_path / "sift.db", None, max_keypoints=200)
+    made = read_provenance(tmp_path / "sift.db")
+    assert made is not None and made["descriptor"] == "colmap-sift" and "model" not in made
+    assert made["max_keypoints"] == 200 and made["version"]
+    sqlite3.connect(tmp_path / "foreign.db").close()
+    assert read_provenance(tmp_path / "foreign.db") is None

@@ -29,11 +29,15 @@ from typing import Any
 import numpy as np
 
 from hardnet_export._io import atomic_path, atomic_write_text
-from hardnet_export.applications.hloc import DATASETS, import_h5py, write_group
+from hardnet_export.applications.hloc import (
+    DATASETS,
+    RUNS_ATTR,
+    import_h5py,
+    runs_of,
+    write_group,
+)
 from hardnet_export.errors import InputError, OutputError, StateError
 
-#: The root attribute of ``OUT`` that records every run (settings, model, counts), as JSON.
-RUNS_ATTR = "hardnet_export_runs"
 #: Per-group attributes: what identifies the image content a group was made from.
 IDENTITY = ("sha256", "size", "mtime_ns")
 PART_PREFIX = "part-"
@@ -188,13 +192,6 @@ def merge(
         with contextlib.suppress(FileNotFoundError):
             shard.unlink()
     return MergeResult(added, replaced, dropped, len(shards))
-
-
-def runs_of(path: Path) -> list[dict[str, Any]]:
-    """The run record of a features file written by ``extract`` (empty for others)."""
-    h5py = import_h5py()
-    with h5py.File(path, "r") as f:
-        return list(json.loads(f.attrs.get(RUNS_ATTR, "[]")))
 
 
 def run_settings(run: Mapping[str, Any]) -> dict[str, Any]:
