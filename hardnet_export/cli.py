@@ -56,6 +56,7 @@ from hardnet_export.applications.matching import (
     match_images,
     parse_ratio,
 )
+from hardnet_export.artifacts.backends import backends
 from hardnet_export.artifacts.variants import (
     flavours,
     get_variant,
@@ -268,6 +269,17 @@ def _size(size: tuple[int, int]) -> str:
 
 #: The commands with ``--max-image-pixels``: an image above the limit names the flag there.
 _IMAGE_LIMIT_COMMANDS = ("describe", "extract", "match", "colmap", "bench")
+
+
+def _backend_option() -> Any:
+    names = ", ".join(b.name for b in backends())
+    return typer.Option(
+        None,
+        "--backend",
+        help=f"Run the model on this backend ({names}; hardnet-export backends lists them); "
+        "default: the artifact and this host decide (on a CPU, a name runs its FP32 graph "
+        "on the tuned or rule path; --backend torch runs its checkpoint).",
+    )
 
 
 def _max_image_pixels_option() -> Any:
@@ -825,6 +837,7 @@ def describe(
         "folder, as hloc's image_dir expects (default: the paths as given).",
     ),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N (default: best)."),
+    backend: str | None = _backend_option(),
     pipeline: bool = typer.Option(
         default(describe_images, "pipeline"),
         "--pipeline/--no-pipeline",
@@ -875,7 +888,7 @@ def describe(
     limit = _image_limit(max_image_pixels)
     for path in todo:  # headers first: a bad image is named before the model loads
         image_header(path, max_image_pixels=limit)
-    describer = patch_describer(runtime.load(model, device=device), "describe")
+    describer = patch_describer(runtime.load(model, device=device, backend=backend), "describe")
     options: dict[str, Any] = {
         "detector": detector,
         "max_keypoints": max_keypoints,
@@ -933,6 +946,7 @@ def extract(
     device: str | None = typer.Option(
         None, help="cpu, cuda, cuda:N (default: best; on Ray, each worker's best)."
     ),
+    backend: str | None = _backend_option(),
     engine: str = typer.Option(
         default(run_extract, "engine"),
         help="local (this process, no Ray needed) or ray (Ray Data: a local Ray for the run, "
@@ -1051,6 +1065,7 @@ def extract(
             detector=detector,
             max_keypoints=max_keypoints,
             device=device,
+            backend=backend,
             max_image_pixels=_image_limit(max_image_pixels),
             engine=engine,
             scale=scale,
@@ -1125,6 +1140,7 @@ def match(
         default(match_images, "threshold"), help="RANSAC inlier threshold in pixels."
     ),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N (default: best)."),
+    backend: str | None = _backend_option(),
     max_image_pixels: int | None = _max_image_pixels_option(),
 ) -> None:
     """Match two images and draw the inliers.
@@ -1154,7 +1170,9 @@ def match(
     first = read_image(image1, max_image_pixels=limit)
     second = read_image(image2, max_image_pixels=limit)
     describer: KeypointDescriber = (
-        runtime.load(model, device=device) if descriptor == "hardnet" else OpenCVSift()
+        runtime.load(model, device=device, backend=backend)
+        if descriptor == "hardnet"
+        else OpenCVSift()
     )
     result = match_images(
         first,
@@ -1222,6 +1240,7 @@ def colmap(
         False, "--overwrite", help="Replace an existing database (and --reconstruct folder)."
     ),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N (default: best)."),
+    backend: str | None = _backend_option(),
     verbose: bool = typer.Option(False, "--verbose", help="Show COLMAP's own log."),
     max_image_pixels: int | None = _max_image_pixels_option(),
 ) -> None:
@@ -1252,7 +1271,9 @@ def colmap(
     # A wrong folder or image is reported before the model loads.
     for name in list_images(image_dir):
         image_header(image_dir / name, max_image_pixels=limit)
-    describer = runtime.load(model, device=device) if descriptor == "hardnet" else None
+    describer = (
+        runtime.load(model, device=device, backend=backend) if descriptor == "hardnet" else None
+    )
 
     def bar(items: Any, total: int, what: str) -> Any:
         unit = "img" if what == "describing" else "pair"

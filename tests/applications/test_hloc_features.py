@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hardnet_export import runtime
+from hardnet_export import get_model, runtime
 from hardnet_export._io import sha256_file
 from hardnet_export.cli import app
+from hardnet_export.host import installed
 from hardnet_export.shipped import SHIPPED_ONNX
 
 h5py = pytest.importorskip("h5py")
@@ -115,3 +116,24 @@ def test_root_names_groups_as_hloc_image_dir_does(tmp_path: Path) -> None:
         assert set(f) == {"view0.png", "view1.png"}
     outside = CliRunner().invoke(app, [*args, "--root", str(tmp_path / "elsewhere")])
     assert "is not inside the image root" in str(outside.exception)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_backend_names_the_path_a_model_name_runs_on(tmp_path: Path, backend: str) -> None:
+    if not installed(backend):
+        pytest.skip(f"{backend} is not installed")
+    (image,) = _images(tmp_path, 1)
+    out = tmp_path / "f.npz"
+    args = ["describe", str(image), "-o", str(out), "--model", "hardnet-eighth"]
+    result = CliRunner().invoke(app, [*args, "--max-keypoints", "50", "--backend", backend])
+    assert result.exit_code == 0, result.output
+    made = json.loads(str(np.load(out)["model"]))
+    entry = get_model("hardnet-eighth")
+    file = entry.weights if backend == "torch" else entry.onnx
+    assert made["backend"] == backend and made["artifact"] == str(file.resolve())
+    assert f"({backend}, fp32, cpu)" in result.output
+    other = tmp_path / "g.npz"
+    bad = ["describe", str(image), "-o", str(other), "--model", "hardnet-eighth", "--backend"]
+    refused = CliRunner().invoke(app, [*bad, "nope"])
+    assert refused.exit_code != 0 and not other.exists()
+    assert "unknown backend 'nope'" in str(refused.exception)
