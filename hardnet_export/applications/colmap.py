@@ -332,14 +332,32 @@ def record_provenance(db_path: Path, made: Mapping[str, Any]) -> None:
 
 def read_provenance(database: str | Path) -> dict[str, Any] | None:
     """What :func:`record_provenance` wrote into ``database`` (None for a database this
-    project did not write)."""
-    uri = f"{Path(database).resolve().as_uri()}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True)) as con:
-        try:
+    project did not write).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not an SQLite database, or a provenance entry that is not JSON.
+    """
+    path = Path(database)
+    if not path.is_file():
+        raise MissingFileError(f"COLMAP database not found: {path}")
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as con:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master")}
+            if PROVENANCE_TABLE not in tables:
+                return None
             rows = dict(con.execute(f"SELECT key, value FROM {PROVENANCE_TABLE}").fetchall())
-        except sqlite3.OperationalError:  # no such table
-            return None
-    return {"version": rows.get("version"), **json.loads(rows.get("made", "{}"))}
+    except sqlite3.DatabaseError as exc:
+        raise InputError(
+            f"{path} is not an SQLite database (a COLMAP database is): {exc}"
+        ) from None
+    try:
+        made = json.loads(rows.get("made", "{}"))
+    except ValueError:
+        raise InputError(f"{path}: its {PROVENANCE_TABLE} entry is not JSON") from None
+    return {"version": rows.get("version"), **made}
 
 
 def _import_images(pycolmap: Any, db_path: Path, folder: Path, names: list[str]) -> None:

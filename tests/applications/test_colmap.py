@@ -257,3 +257,8 @@ def test_a_colmap_sift_database_says_so_and_a_foreign_one_says_nothing(
     assert made["max_keypoints"] == 200 and made["version"]
     sqlite3.connect(tmp_path / "foreign.db").close()
     assert read_provenance(tmp_path / "foreign.db") is None
+    (tmp_path / "junk.db").write_bytes(b"not a database, but long enough to be read" * 4)
+    with pytest.raises(InputError, match=r"junk\.db is not an SQLite database"):
+        read_provenance(tmp_path / "junk.db")
+    with pytest.raises(FileNotFoundError, match="COLMAP database not found: .*none.db"):
+        read_provenance(tmp_path / "none.db")
