@@ -56,7 +56,7 @@ from hardnet_export.applications.matching import (
     match_images,
     parse_ratio,
 )
-from hardnet_export.artifacts.backends import backends
+from hardnet_export.artifacts.backends import backends, format_backends, format_rules
 from hardnet_export.artifacts.variants import (
     flavours,
     get_variant,
@@ -343,8 +343,6 @@ def list_backends() -> None:
 
     Example: hardnet-export backends
     """
-    from hardnet_export.artifacts.backends import format_backends, format_rules
-
     typer.echo(format_backends())
     typer.echo("")
     typer.echo(format_rules())
