@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from hardnet_export.artifacts.describe import DescribeFn
 from hardnet_export.artifacts.models import lookup, model_names
 from hardnet_export.errors import MissingFileError
-from hardnet_export.host import installed
 
 if TYPE_CHECKING:
     from hardnet_export.runtime.base import Describer
@@ -58,6 +57,6 @@ def exact_model(name: str | None, *, device: str | None = "auto") -> Describer:
     """
     from hardnet_export import runtime
     from hardnet_export.runtime.base import patch_describer
+    from hardnet_export.runtime.registry import model_backend
 
-    backend = "torch" if installed("torch") else "onnxruntime"
-    return patch_describer(runtime.load(name, backend=backend, device=device), "evaluation")
+    return patch_describer(runtime.load(name, backend=model_backend(), device=device), "evaluation")

@@ -161,6 +161,18 @@ def _open(
     return describer
 
 
+def model_backend() -> str:
+    """The backend a registered model's name takes off the CPU path (and, for exact figures,
+    evaluation everywhere): PyTorch on its checkpoint where torch is installed, else ONNX
+    Runtime on its FP32 graph."""
+    return "torch" if installed("torch") else "onnxruntime"
+
+
+def _fp32_graph(entry: ShippedModel | None) -> Path:
+    """A registered model's FP32 graph (None: the default model's)."""
+    return require_shipped(SHIPPED_ONNX) if entry is None else entry.file("onnx")
+
+
 def _load_registered(
     entry: ShippedModel | None,
     backend: str | None,
@@ -174,20 +186,19 @@ def _load_registered(
     if backend is None and on_cpu(device_name(device)):
         # PyTorch eager took 2.7x (an AVX2 EPYC: ONNX Runtime by rule) to 7x (a Zen 4: bf16
         # by rule) the time of the graph's path per 256 patches (benchmarks/results/cpu-*.md).
-        graph = require_shipped(SHIPPED_ONNX) if entry is None else entry.file("onnx")
+        graph = _fp32_graph(entry)
         # Options no graph backend takes (PyTorch's own) keep the checkpoint.
         if not options or cpu_runners(graph, options):
             return load(graph, device="cpu", max_batch=max_batch, **options)
     if backend is None:
-        backend = "torch" if installed("torch") else "onnxruntime"
+        backend = model_backend()
     chosen = get_backend(backend)
     if chosen.name == "torch":
         # The default model by None: the torch backend's own "no shipped model" check.
         weights = None if entry is None else entry.file("weights")
         return _open(chosen, weights, device, max_batch, options)
     if ".onnx" in chosen.suffixes:
-        graph = require_shipped(SHIPPED_ONNX) if entry is None else entry.file("onnx")
-        return _open(chosen, graph, device, max_batch, options)
+        return _open(chosen, _fp32_graph(entry), device, max_batch, options)
     what = "the shipped model" if entry is None else f"model {entry.name!r}"
     raise InputError(
         f"backend {backend!r} needs an artifact: export {what} ({{export}}), build an engine "
