@@ -53,6 +53,10 @@ class CpuRule:
     gated: bool = False
     #: A gated rule's stricter bar: the recorded gate's worst cosine must reach it too.
     min_cosine: float | None = None
+    #: A ``small_batches`` rule's budget: it takes calls of at most this many multiply-adds
+    #: in all (patches x the graph's per patch, from the width and layout it records), so a
+    #: narrow graph routes more patches and a wide one none; None: ``max_batch`` alone.
+    max_multiply_adds: int | None = None
     why: str = ""
 
     def applies(self, precision: str, flags: frozenset[str], flavour: str | None = None) -> bool:
@@ -218,15 +222,16 @@ BUILTIN: tuple[Backend, ...] = (
         small_batches=(
             CpuRule(
                 precisions=("fp32",),
-                max_batch=4,
+                max_multiply_adds=4_000_000,
                 # Its spinning threads would slow the chosen backend's next call.
                 options={"allow_spinning": False},
                 why=(
-                    "FP32 graphs' calls of a few patches, which OpenVINO runs in f32 under one "
-                    "bf16 block: ONNX Runtime computes them in f32 too, and OpenVINO's f32 took "
-                    "1.1-2.4x its time at one patch and 0.99-1.6x at four on an AMX Xeon (the "
-                    "five shipped FP32 graphs, its threads not spinning; 2.4x for "
-                    "hardnet-fast's), but as little as 0.69x at 8-15 patches for the narrow ones"
+                    "FP32 graphs' calls of little work, where OpenVINO's per-call overhead "
+                    "dominates: on an AMX Xeon OpenVINO's bf16 took 0.43x-0.61x ONNX Runtime's "
+                    "time at one patch for hardnet-fast and hardnet-eighth (1.0 and 0.76 M "
+                    "multiply-adds per patch), 0.69x at four for hardnet-fast, about 1x at "
+                    "4-8 M multiply-adds a call, and won above (1.63x at one patch of the full "
+                    "model, 39 M); ONNX Runtime's threads not spinning"
                 ),
             ),
         ),

@@ -85,7 +85,8 @@ class Choice:
             parts.append(f"worst cosine {self.gate.min_cosine:.4f}")
         small = self.small_batches
         if small is not None:
-            parts.append(f"up to {small.max_batch} patches: {small.path()}")
+            patches = "patch" if small.max_batch == 1 else "patches"
+            parts.append(f"up to {small.max_batch} {patches}: {small.path()}")
         return f"{self.source}: " + ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:

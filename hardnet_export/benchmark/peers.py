@@ -144,12 +144,10 @@ def describe_what(describer: Any) -> str:
     inference = getattr(describer, "inference_precision", None)
     small = getattr(describer, "small", None)
     if inference and inference != "f32":
-        block = getattr(describer, "multiple", 1)
-        # OpenVINODescriber.open runs batches under one bf16 block in f32 (REDUCED_BLOCK).
-        tail = f" (f32 under {block} patches)" if block > 1 and small is None else ""
-        parts.append(f"inference {inference}{tail}")
+        parts.append(f"inference {inference}")
     if small is not None:
-        parts.append(f"up to {small.max_batch} patches on {small.backend}")
+        patches = "patch" if small.max_batch == 1 else "patches"
+        parts.append(f"up to {small.max_batch} {patches} on {small.backend}")
     return ", ".join(parts)
 
 

@@ -43,30 +43,72 @@ PERFORMANCE_HINTS = ("latency", "throughput")
 INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
 _OV_DTYPES = {"u8": "uint8", "f32": "float32"}
 
-#: Patches per block of OpenVINO's bf16 kernels for these graphs (the float32 lanes of an
-#: AVX-512 register; the CPUs the bf16 and f16 rules take, AVX512-BF16, AMX and AVX512-FP16
-#: ones, have AVX-512; f16 was not measured, no CPU here has it). The patches past a
-#: batch's last whole block take another code path, which rounds the per-patch
-#: standardisation more: on a Zen 4 EPYC in bf16, worst held-out cosine to exact FP32 (2000
-#: patches) in whole blocks against one patch per call, ``hardnet-fast`` FP32 0.9904 / 0.9752,
-#: its INT8 graph 0.9893 / 0.9696, ``hardnet-quarter`` INT8 0.9911 / 0.9780, ``hardnet``
-#: FP32 0.9926 / 0.9852 (limit 0.98); whole blocks give bit-identical descriptors whatever the
-#: batch. The export's gate measures whole blocks, so in bf16 and f16 batches are padded to
-#: whole blocks, and a batch smaller than one block runs in f32 instead: exact, and at one
-#: patch as fast as bf16 or faster (``hardnet-fast`` INT8 0.061 against 0.091 ms, the full
-#: model's INT8 graph 0.157 against 0.158 ms; FP32 ``hardnet`` 0.25 against 0.19 ms), where
-#: padding it to a block would cost 2-10x.
-REDUCED_BLOCK = 16
+#: The tensor name of the one-value output :func:`keep_standardisation_f32` adds.
+STANDARDISATION_PROBE = "hardnet_export.standardisation_probe"
+
+#: The ops a graph's first layer is made of: a float conv, or the FakeQuantize OpenVINO makes
+#: of an INT8 graph's first QuantizeLinear/DequantizeLinear pair.
+_FIRST_LAYER_OPS = ("Convolution", "GroupConvolution", "FakeQuantize")
 
 
-def block_multiple(inference_precision: str) -> int:
-    """Whole blocks of patches a batch is padded to in ``inference_precision``
-    (:data:`REDUCED_BLOCK` says why); 1 for f32."""
-    return 1 if inference_precision == "f32" else REDUCED_BLOCK
+def keep_standardisation_f32(model: Any) -> Any:
+    """``model`` (changed in place) with its in-graph per-patch standardisation kept in f32
+    when it is compiled with a bf16 or f16 inference precision: a one-value slice of the
+    first layer's input becomes an extra output (:data:`STANDARDISATION_PROBE`; the
+    descriptors stay output 0).
+
+    Why: under a reduced precision hint, OpenVINO's CPU plugin runs every float op in it
+    except those that feed only the graph's outputs past the last conv or matmul, which it
+    keeps in f32 "to maintain accuracy" (the plugin's ``Graph::EnforceInferencePrecision``,
+    openvino ``src/plugins/intel_cpu/src/graph.cpp``). The standardisation of uint8 patches
+    in bf16 rounds each patch's mean to a whole grey level (bf16 keeps 8 significant bits),
+    an offset that is a large part of a low-contrast patch's signal; made to feed an output,
+    it runs in f32 and the convs still in bf16. Measured on a 2-core Xeon with AMX
+    (OpenVINO 2026.4, 2000 held-out textured patches, worst cosine to f32, whole batches /
+    one patch per call): ``hardnet`` FP32 0.9941 / 0.9809 before, 0.9998 / 0.9998 after;
+    ``hardnet-fast`` FP32 0.9871 / 0.9609 before, 0.9997 / 0.9997 after; the float parts of
+    ``hardnet-fast``'s and ``hardnet-half``'s INT8 graphs 0.984-0.987 / 0.961-0.977 before,
+    1.0000 / 1.0000 after; for 0-10 % more time per patch. A graph whose first layer reads
+    its input directly (no standardisation in it) is left as it is.
+    """
+    if any(STANDARDISATION_PROBE in output.get_names() for output in model.outputs):
+        return model
+    first = next(
+        (
+            op for op in model.get_ordered_ops()
+            if op.get_type_name() in _FIRST_LAYER_OPS and _from_input(op.input_value(0))
+        ),
+        None,
+    )  # fmt: skip
+    if first is None:
+        return model
+    source = first.input_value(0)
+    if source.get_node().get_type_name() == "Parameter":
+        return model
+    from openvino import opset8
+
+    rank = source.get_partial_shape().rank.get_length()
+    axes = np.arange(1, rank, dtype=np.int64)
+    ones = np.ones(rank - 1, dtype=np.int64)
+    probe = opset8.slice(source, ones * 0, ones, ones, axes)
+    probe.output(0).get_tensor().set_names({STANDARDISATION_PROBE})
+    model.add_results([opset8.result(probe)])
+    return model
 
 
-def _f32_config(config: dict[str, Any]) -> dict[str, Any]:
-    return {**config, "INFERENCE_PRECISION_HINT": "f32"}
+def _from_input(value: Any) -> bool:
+    """Whether a node output depends on a graph input (and is not computed from constants)."""
+    seen: set[int] = set()
+    stack = [value.get_node()]
+    while stack:
+        node = stack.pop()
+        if node.get_type_name() == "Parameter":
+            return True
+        if node.get_instance_id() in seen:
+            continue
+        seen.add(node.get_instance_id())
+        stack.extend(v.get_node() for v in node.input_values())
+    return False
 
 
 def _import_openvino() -> Any:
@@ -194,30 +236,24 @@ def tuning_candidates(metadata: GraphMetadata, flags: frozenset[str]) -> list[di
 def ov_describe(proto_or_path: Any, *, inference_precision: str = "f32") -> Any:
     """A describe function running a HardNet graph (an ``onnx.ModelProto`` or a path) on
     OpenVINO's CPU plugin in one latency-hinted request, as :class:`OpenVINODescriber`
-    does; uint8 patches in (cast to the graph's input dtype)."""
+    does (its standardisation in f32 under a reduced precision,
+    :func:`keep_standardisation_f32`); uint8 patches in (cast to the graph's input dtype)."""
     ov_core = core()
     if isinstance(proto_or_path, (str, Path)):
         model = ov_core.read_model(str(proto_or_path))
     else:
         model = ov_core.read_model(proto_or_path.SerializeToString())
+    if inference_precision != "f32":
+        keep_standardisation_f32(model)
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": inference_precision}
     compiled = ov_core.compile_model(model, "CPU", config)
     request = compiled.create_infer_request()
     dtype = np.dtype(_OV_DTYPES[compiled.inputs[0].get_element_type().get_type_name()])
-    multiple = block_multiple(inference_precision)
-    small: list[Any] = []  # the f32 request for batches under one block, made on first use
 
     def describe(batch: np.ndarray) -> np.ndarray:
-        n = len(batch)
-        run = request
-        if n < multiple:
-            if not small:
-                f32 = ov_core.compile_model(model, "CPU", _f32_config(config))
-                small.append(f32.create_infer_request())
-            run = small[0]
-        batch = graph_input(batch, str(dtype), None, 1 if n < multiple else multiple)
-        out = run.infer({0: np.ascontiguousarray(batch)})[0]
-        return np.array(out[:n], dtype=np.float32, copy=True)
+        batch = graph_input(batch, str(dtype), None, 1)
+        out = request.infer({0: np.ascontiguousarray(batch)})[0]
+        return np.array(out, dtype=np.float32, copy=True)
 
     return describe
 
@@ -249,17 +285,14 @@ class OpenVINODescriber(Describer):
         max_batch: int | None,
         inference_precision: str = "f32",
         pack: tuple[int, ...] = (),
-        block: int = 1,
         unpacked: tuple[Any, dict[str, Any]] | None = None,
         reshapable: tuple[Any, dict[str, Any]] | None = None,
     ) -> None:
-        """``pack``: a packed graph's groups; ``block``: patches per block batches are padded
-        to (:func:`block_multiple`: :meth:`open` pads bf16 and f16 graphs, a describer built
-        directly runs batches as given); ``unpacked``: the graph as written and its compile
-        config, compiled at the first batch smaller than a packed row or a block, which runs
-        on it (in f32 for a bf16 or f16 graph); ``reshapable``: the ``openvino.Model``
-        ``compiled`` came from and its compile config, from which full chunks get a graph
-        compiled for their batch (:meth:`_static_request`)."""
+        """``pack``: a packed graph's groups; ``unpacked``: the graph as written and its
+        compile config, compiled at the first batch smaller than a packed row, which runs on
+        it; ``reshapable``: the ``openvino.Model`` ``compiled`` came from and its compile
+        config, from which full chunks get a graph compiled for their batch
+        (:meth:`_static_request`)."""
         inputs, outputs = compiled.inputs, compiled.outputs
         spec = inputs[0] if inputs else None
         out = outputs[0] if outputs else None
@@ -294,9 +327,9 @@ class OpenVINODescriber(Describer):
         self._output = compiled.outputs[0]
         #: Patches per packed row of each packed conv (empty: the graph as written).
         self.pack = pack
-        #: Batches are padded to a multiple of this many patches: whole packed rows, whole
-        #: bf16 blocks. A smaller batch runs on the graph as written, in f32 (``unpacked``).
-        self.multiple = math.lcm(*pack, block)
+        #: Batches are padded to a multiple of this many patches: whole packed rows. A
+        #: smaller batch runs on the graph as written (``unpacked``).
+        self.multiple = math.lcm(*pack)
         self._unpacked_source = None if fixed is not None else unpacked
         self._unpacked: Any = None
         self._reshapable = None if fixed is not None else reshapable
@@ -382,6 +415,9 @@ class OpenVINODescriber(Describer):
                 f"flags {', '.join(BF16_FLAGS)}), which this one lacks: OpenVINO would run f32. "
                 "Use 'f32', or an INT8 graph for speed on this CPU"
             )
+        if inference_precision != "f32":
+            keep_standardisation_f32(model)
+            keep_standardisation_f32(plain)
         config: dict[str, Any] = {
             "PERFORMANCE_HINT": performance_hint.upper(),
             "INFERENCE_PRECISION_HINT": inference_precision,
@@ -396,11 +432,10 @@ class OpenVINODescriber(Describer):
         # Both kinds' classes take (compiled, artifact, metadata, *, max_batch, precision).
         more: dict[str, Any] = {}
         if make is cls:
-            block = block_multiple(inference_precision)
-            more.update(reshapable=(model, config), pack=pack, block=block)
-            if pack or block > 1:
-                # Fewer patches than a packed row or a bf16 block: padding them costs more.
-                more["unpacked"] = (plain, _f32_config(config))
+            more.update(reshapable=(model, config), pack=pack)
+            if pack:
+                # Fewer patches than a packed row: padding them costs more.
+                more["unpacked"] = (plain, config)
         describer: Describer = make(
             compiled,
             path,
@@ -446,8 +481,8 @@ class OpenVINODescriber(Describer):
         return self._static[1]
 
     def _unpacked_request(self) -> Any:
-        """The request of the graph as written (in f32 for a bf16 or f16 graph), compiled on
-        the first batch smaller than :attr:`multiple` and kept."""
+        """The request of the graph as written, compiled on the first batch smaller than
+        :attr:`multiple` (a packed row) and kept."""
         if self._unpacked is None:
             assert self._unpacked_source is not None
             model, config = self._unpacked_source

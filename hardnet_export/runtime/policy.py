@@ -39,8 +39,9 @@ from hardnet_export.artifacts.backends import (
     get_backend,
 )
 from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
+from hardnet_export.artifacts.models import multiply_adds
 from hardnet_export.artifacts.tuning import Choice, read_choice
-from hardnet_export.errors import HardnetError
+from hardnet_export.errors import HardnetError, InputError
 
 
 def failed_gate(metadata: GraphMetadata, backend: str) -> bool:
@@ -164,16 +165,33 @@ def with_small_batches(
         if candidate.name == choice.backend or failed_gate(metadata, candidate.name):
             continue
         for rule in candidate.small_batches:
-            if rule.applies(metadata.precision, flags, metadata.flavour):
+            limit = small_batch_limit(rule, metadata)
+            if limit != 0 and rule.applies(metadata.precision, flags, metadata.flavour):
                 small = Choice(
                     candidate.name,
                     dict(rule.options),
-                    max_batch=rule.max_batch,
+                    max_batch=limit,
                     source=choice.source,
                     why=rule.why,
                 )
                 return replace(choice, small_batches=small)
     return choice
+
+
+def small_batch_limit(rule: CpuRule, metadata: GraphMetadata) -> int | None:
+    """The most patches per call a ``small_batches`` rule takes for a graph: its
+    ``max_batch``, cut to its multiply-add budget where it has one (0: none, as for a graph
+    that records no width or a layout this version does not know)."""
+    if rule.max_multiply_adds is None:
+        return rule.max_batch
+    if metadata.width is None:
+        return 0
+    try:
+        per_patch = multiply_adds(metadata.width, metadata.layout)
+    except InputError:
+        return 0
+    fit = rule.max_multiply_adds // per_patch
+    return fit if rule.max_batch is None else min(fit, rule.max_batch)
 
 
 def with_packing(choice: Choice, metadata: GraphMetadata, path: Path) -> Choice:

@@ -38,13 +38,13 @@ def test_every_installed_peer_is_one_target_labelled_peer(tmp_path: Path) -> Non
 
 
 def test_openvino_peer_runs_batches_as_given(tmp_path: Path) -> None:
-    """The peer is OpenVINO as a user compiles it: no padding to our bf16 blocks, no f32
-    graph for small batches (those are ours, ``OpenVINODescriber.open``)."""
+    """The peer is OpenVINO as a user compiles it: no padding, and its standardisation in
+    the inference precision OpenVINO picks (``OpenVINODescriber.open`` keeps ours in f32)."""
     pytest.importorskip("openvino")
     peer = next(t for t in targets.peer_targets("cpu", _Shipped(tmp_path, 64, SHIPPED_WEIGHTS))
                 if t.loader is not None and t.loader.endswith("load_openvino_default"))  # fmt: skip
     describer = run.resolve_loader(peer)(peer, 256, 0)
-    assert describer.multiple == 1
+    assert describer.multiple == 1 and len(describer.compiled.outputs) == 1  # no probe
     batch = np.zeros((3, 1, 32, 32), np.uint8)
     assert describer.describe(batch).shape == (3, 128)
 
@@ -180,15 +180,18 @@ def test_frame_versus_gives_ratios_and_x_sift() -> None:
     assert record.goal == peers.FRAME_GOAL_VS_SIFT and record.meets_goal is not None
 
 
-def test_what_ran_says_which_batches_left_bf16() -> None:
-    """Ours in bf16 runs batches under one block in f32; the peer runs bf16 throughout."""
+def test_what_ran_says_the_arithmetic_and_the_small_path() -> None:
     from types import SimpleNamespace
 
-    ours = SimpleNamespace(
-        backend="openvino", precision="fp32", inference_precision="bf16", multiple=16
+    ours = SimpleNamespace(backend="openvino", precision="fp32", inference_precision="bf16")
+    assert peers.describe_what(ours) == "openvino fp32, inference bf16"
+    small = SimpleNamespace(backend="onnxruntime", max_batch=1)
+    assert peers.describe_what(SimpleNamespace(**vars(ours), small=small)) == (
+        "openvino fp32, inference bf16, up to 1 patch on onnxruntime"
     )
-    peer = SimpleNamespace(backend="openvino", precision="fp32", inference_precision="bf16")
-    assert peers.describe_what(ours) == "openvino fp32, inference bf16 (f32 under 16 patches)"
-    assert peers.describe_what(peer) == "openvino fp32, inference bf16"
+    small.max_batch = 3
+    assert peers.describe_what(SimpleNamespace(**vars(ours), small=small)).endswith(
+        "up to 3 patches on onnxruntime"
+    )
     plain = SimpleNamespace(backend="onnxruntime", precision="int8")
     assert peers.describe_what(plain) == "onnxruntime int8"

@@ -10,17 +10,26 @@ import numpy as np
 import pytest
 
 from hardnet_export import get_model, runtime
+from hardnet_export.artifacts.backends import get_backend
+from hardnet_export.artifacts.models import models
 from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
 from hardnet_export.artifacts.tuning import Choice
 from hardnet_export.errors import InputError
 from hardnet_export.host import has_bf16
-from hardnet_export.runtime.policy import cpu_runners, rule_choice, with_small_batches
+from hardnet_export.runtime.policy import (
+    cpu_runners,
+    rule_choice,
+    small_batch_limit,
+    with_small_batches,
+)
 from hardnet_export.shipped import SHIPPED_ONNX
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 
-SMALL = Choice("onnxruntime", {"allow_spinning": False}, max_batch=4, source="rule")
+#: hardnet-fast's layout: 1.03 M multiply-adds per patch, 3 patches in the rule's budget.
+FAST = {"width": 1.0, "layout": "strided"}
+SMALL = Choice("onnxruntime", {"allow_spinning": False}, max_batch=3, source="rule")
 
 
 @pytest.mark.parametrize(
@@ -39,7 +48,9 @@ def test_small_batch_rules_per_instruction_set(
 ) -> None:
     gate = read_metadata(SHIPPED_ONNX).gate_on("openvino:bf16")
     assert gate is not None
-    metadata = GraphMetadata(precision=precision, inference_gates={"openvino:bf16": gate})
+    metadata = GraphMetadata(
+        precision=precision, inference_gates={"openvino:bf16": gate}, **FAST
+    )
     runners = cpu_runners(SHIPPED_ONNX)
     choice = with_small_batches(
         rule_choice(metadata, runners, flags=flags), metadata, runners, flags
@@ -54,13 +65,32 @@ def test_small_batch_rules_per_instruction_set(
         dict(small.options),
         small.max_batch,
     )
-    assert "up to 4 patches: onnxruntime (allow_spinning=False)" in choice.summary()
+    assert "up to 3 patches: onnxruntime (allow_spinning=False)" in choice.summary()
     assert Choice.from_dict(choice.to_dict()) == choice  # what a cache or a report keeps
     # A tuned choice gets one too; what the caller named does not.
     tuned = replace(choice, source="tuned", small_batches=None)
     assert with_small_batches(tuned, metadata, runners, flags).small_batches is not None
     explicit = replace(choice, source="explicit", small_batches=None)
     assert with_small_batches(explicit, metadata, runners, flags).small_batches is None
+
+
+@pytest.mark.parametrize("name", [m.name for m in models()])
+def test_the_small_path_takes_calls_of_little_work(name: str) -> None:
+    """Patches per call on the small path: the rule's multiply-add budget over the graph's
+    per patch, so the full model (39 M each, faster on OpenVINO's bf16 from one patch) has
+    none and the narrowest the most."""
+    (rule,) = get_backend("onnxruntime").small_batches
+    assert rule.max_multiply_adds is not None
+    entry = get_model(name)
+    metadata = GraphMetadata(precision="fp32", width=entry.width, layout=entry.layout)
+    limit = small_batch_limit(rule, metadata)
+    assert limit == rule.max_multiply_adds // entry.multiply_adds
+    assert (limit == 0) == (entry.multiply_adds > rule.max_multiply_adds)
+    if name == "hardnet":
+        assert limit == 0
+    # A graph that records no width, or a layout this version does not know: no small path.
+    assert small_batch_limit(rule, replace(metadata, width=None)) == 0
+    assert small_batch_limit(rule, replace(metadata, layout="from-the-future")) == 0
 
 
 def test_calls_and_chunks_up_to_the_small_path_s_batch_run_there(patches: np.ndarray) -> None:
@@ -91,20 +121,26 @@ def test_a_small_path_must_take_the_same_input() -> None:
 
 
 def test_load_runs_a_few_patches_exactly_where_it_chose_bf16(patches: np.ndarray) -> None:
-    describer = runtime.load(SHIPPED_ONNX, device="cpu")
-    exact = runtime.load(SHIPPED_ONNX, backend="onnxruntime")
+    fast = get_model("hardnet-fast").file("onnx")
+    describer = runtime.load(fast, device="cpu")
+    exact = runtime.load(fast, backend="onnxruntime")
+    full = runtime.load(SHIPPED_ONNX, device="cpu")
     if not has_bf16():  # ONNX Runtime runs every call: nothing to route
-        assert describer.backend == "onnxruntime" and describer.small is None
+        assert describer.backend == full.backend == "onnxruntime"
+        assert describer.small is None and full.small is None
         return
     assert describer.backend == "openvino" and describer.small is not None
-    assert (describer.small.backend, describer.small.max_batch) == ("onnxruntime", 4)
-    for n in (1, 4):
+    assert (describer.small.backend, describer.small.max_batch) == ("onnxruntime", 3)
+    for n in (1, 3):
         np.testing.assert_array_equal(describer.describe(patches[:n]), exact.describe(patches[:n]))
-    # From one block up: OpenVINO's bf16, as explicitly loaded.
-    bf16 = runtime.load(SHIPPED_ONNX, backend="openvino", inference_precision="bf16")
-    np.testing.assert_allclose(
-        describer.describe(patches[:32]), bf16.describe(patches[:32]), atol=1e-5
-    )
+    # From 4 patches on: OpenVINO's bf16, as explicitly loaded.
+    bf16 = runtime.load(fast, backend="openvino", inference_precision="bf16")
+    for n in (4, 32):
+        np.testing.assert_allclose(
+            describer.describe(patches[:n]), bf16.describe(patches[:n]), atol=1e-5
+        )
+    # The full model is faster on OpenVINO's bf16 from one patch on.
+    assert full.backend == "openvino" and full.small is None
 
 
 def test_the_spinning_option_is_checked(patches: np.ndarray) -> None:
