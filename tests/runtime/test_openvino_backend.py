@@ -339,7 +339,7 @@ def test_bf16_is_as_exact_in_any_batch() -> None:
     assert cosine(gate, f32[:3]).min() >= 0.999
 
 
-def test_full_chunks_run_on_a_graph_compiled_for_their_batch(
+def test_full_chunks_and_single_patches_run_on_a_graph_compiled_for_their_batch(
     patches: np.ndarray, tmp_path: Path
 ) -> None:
     from hardnet_export.artifacts.models import get_model
@@ -352,12 +352,15 @@ def test_full_chunks_run_on_a_graph_compiled_for_their_batch(
     # Two full chunks on the static graph, the tail of 4 on the dynamic one.
     chunked = ours.describe(patches[:20])
     assert ours.static_batch == 8
+    assert ours.static_batches == (8,)
+    # One patch per call, the latency case, on a graph compiled for one patch.
     one_by_one = np.concatenate([ours.describe(patches[i : i + 1]) for i in range(20)])
+    assert ours.static_batches == (1, 8)
     np.testing.assert_allclose(chunked, one_by_one, atol=1e-5)
     assert cosine(chunked, reference).min() >= 0.9999
     ours.use_chunks(16)  # a new chunk size gets its own graph at its first full chunk
     np.testing.assert_allclose(ours.describe(patches[:20]), chunked, atol=1e-5)
-    assert ours.static_batch == 16
+    assert ours.static_batch == 16 and ours.static_batches == (1, 16)
     # A packed graph's chunk compiles where it is a whole number of packed rows.
     narrow = get_model("hardnet-eighth").onnx
     packed = runtime.load(narrow, backend="openvino", max_batch=8, pack_channels=16)
@@ -367,6 +370,8 @@ def test_full_chunks_run_on_a_graph_compiled_for_their_batch(
     uneven = runtime.load(narrow, backend="openvino", max_batch=6, pack_channels=16)
     assert cosine(uneven.describe(patches[:20]), plain).min() >= 0.9999
     assert uneven.static_batch is None
+    packed.describe(patches[:1])  # fewer than a packed row: the graph as written
+    assert packed.static_batches == (8,)
     # A graph with a fixed batch is static already.
     fixed = onnx.load(str(SHIPPED_ONNX))
     fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 8
@@ -374,3 +379,5 @@ def test_full_chunks_run_on_a_graph_compiled_for_their_batch(
     static = runtime.load(tmp_path / "fixed.onnx", backend="openvino")
     assert cosine(static.describe(patches[:20]), reference).min() >= 0.9999
     assert static.max_batch == 8 and static.static_batch is None
+    static.describe(patches[:1])
+    assert static.static_batches == ()
