@@ -11,8 +11,8 @@ import pytest
 
 from hardnet_export import get_model, runtime
 from hardnet_export.artifacts.backends import get_backend
-from hardnet_export.artifacts.models import models
 from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
+from hardnet_export.artifacts.models import models
 from hardnet_export.artifacts.tuning import Choice
 from hardnet_export.errors import InputError
 from hardnet_export.host import has_bf16
