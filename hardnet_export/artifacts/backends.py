@@ -234,6 +234,23 @@ BUILTIN: tuple[Backend, ...] = (
                     "model, 39 M); ONNX Runtime's threads not spinning"
                 ),
             ),
+            CpuRule(
+                precisions=("int8",),
+                # The flavour made for these kernels, on CPUs whose int8 products accumulate
+                # in 32 bits: where OpenVINO's and ONNX Runtime's int8 agree (worst held-out
+                # cosine 0.9999 between them for the three shipped all-int8 graphs).
+                flavours=("cpu",),
+                needs=VNNI_FLAGS,
+                max_multiply_adds=6_000_000,
+                options={"allow_spinning": False},
+                why=(
+                    "INT8 graphs' calls of little work: on an AMX Xeon ONNX Runtime took "
+                    "0.59-0.72x OpenVINO's time (float parts f32, one patch on a graph compiled "
+                    "for it) at 1-4 patches of hardnet-fast's all-int8 graph (1.0 M "
+                    "multiply-adds per patch), 0.97x at 8; 0.89-0.93x at 1-2 of hardnet-"
+                    "quarter's (2.7 M), 1.36x at 4; 1.03x at one of hardnet-half's (10.1 M)"
+                ),
+            ),
         ),
     ),
     Backend(

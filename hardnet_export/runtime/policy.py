@@ -14,8 +14,9 @@ reads the artifact is a candidate, and:
 
 After 2 and 3 the narrowest graphs' convs are packed where the backend takes
 ``pack_channels`` (:mod:`hardnet_export.runtime.packing`: the same descriptors, so no gate).
-After 1 and 2, calls of a few patches go to another backend where one of its
-``small_batches`` rules holds (an exact path faster there, so no gate either).
+After 1 and 2, calls of little work (a few patches of a narrow graph) go to another backend
+where one of its ``small_batches`` rules holds (a path computing the same descriptors, or
+closer to the graph's, and faster there: no gate either; :func:`small_batch_limit`).
 
 Options the caller gives (an ``inference_precision``, a thread count) keep only the
 backends that take them and override the rule's. Off the CPU the suffix's default backend

@@ -15,7 +15,7 @@ from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
 from hardnet_export.artifacts.models import models
 from hardnet_export.artifacts.tuning import Choice
 from hardnet_export.errors import InputError
-from hardnet_export.host import has_bf16
+from hardnet_export.host import VNNI_FLAGS, cpu_flags, has_bf16
 from hardnet_export.runtime.policy import (
     cpu_runners,
     rule_choice,
@@ -27,29 +27,49 @@ from hardnet_export.shipped import SHIPPED_ONNX
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 
-#: hardnet-fast's layout: 1.03 M multiply-adds per patch, 3 patches in the rule's budget.
+#: hardnet-fast's layout: 1.03 M multiply-adds per patch, 3 patches in the FP32 rule's budget
+#: and 5 in the INT8 rule's.
 FAST = {"width": 1.0, "layout": "strided"}
 SMALL = Choice("onnxruntime", {"allow_spinning": False}, max_batch=3, source="rule")
+SMALL_INT8 = replace(SMALL, max_batch=5)
+AVX2 = frozenset({"avx2", "fma"})
+VNNI = frozenset({"avx512f", "avx512_vnni"})
+BF16 = frozenset({"avx512f", "avx512_vnni", "avx512_bf16"})
+AMX = frozenset({"amx_int8", "amx_bf16"})
 
 
 @pytest.mark.parametrize(
-    ("flags", "precision", "small"),
+    ("flags", "precision", "flavour", "small"),
     [
-        (frozenset({"avx2", "fma"}), "fp32", None),  # ONNX Runtime runs every call already
-        (frozenset({"avx512f", "avx512_vnni"}), "int8", None),  # no rule for INT8 graphs
-        (frozenset({"avx512f", "avx512_bf16"}), "fp32", SMALL),
-        (frozenset({"amx_int8", "amx_bf16"}), "fp32", SMALL),
-        (frozenset({"amx_int8", "amx_bf16"}), "int8", None),
+        (AVX2, "fp32", None, None),  # ONNX Runtime runs every call already
+        (AVX2, "int8", "cpu", None),  # int8 products may saturate: no rule without VNNI
+        (VNNI, "int8", "cpu", SMALL_INT8),
+        (VNNI, "int8", None, SMALL_INT8),  # a graph that records no flavour counts as cpu
+        (VNNI, "int8", "tensorrt", None),  # made for TensorRT's kernels, not these
+        (BF16, "fp32", None, SMALL),
+        (AMX, "fp32", None, SMALL),
+        (AMX, "int8", "cpu", SMALL_INT8),
     ],
-    ids=["avx2-fp32", "vnni-int8", "bf16-fp32", "amx-fp32", "amx-int8"],
-)
+    ids=[
+        "avx2-fp32", "avx2-int8", "vnni-int8", "vnni-int8-unflavoured", "vnni-int8-tensorrt",
+        "bf16-fp32", "amx-fp32", "amx-int8",
+    ],
+)  # fmt: skip
 def test_small_batch_rules_per_instruction_set(
-    flags: frozenset[str], precision: str, small: Choice | None
+    flags: frozenset[str], precision: str, flavour: str | None, small: Choice | None
 ) -> None:
     gate = read_metadata(SHIPPED_ONNX).gate_on("openvino:bf16")
     assert gate is not None
+    quantisation = None
+    if flavour is not None:
+        int8 = read_metadata(get_model("hardnet-fast").graph("int8-cpu")).quantisation
+        assert int8 is not None
+        quantisation = replace(int8, flavour=flavour)
     metadata = GraphMetadata(
-        precision=precision, inference_gates={"openvino:bf16": gate}, **FAST
+        precision=precision,
+        inference_gates={"openvino:bf16": gate},
+        quantisation=quantisation,
+        **FAST,
     )
     runners = cpu_runners(SHIPPED_ONNX)
     choice = with_small_batches(
@@ -65,7 +85,9 @@ def test_small_batch_rules_per_instruction_set(
         dict(small.options),
         small.max_batch,
     )
-    assert "up to 3 patches: onnxruntime (allow_spinning=False)" in choice.summary()
+    assert f"up to {small.max_batch} patches: onnxruntime (allow_spinning=False)" in (
+        choice.summary()
+    )
     assert Choice.from_dict(choice.to_dict()) == choice  # what a cache or a report keeps
     # A tuned choice gets one too; what the caller named does not.
     tuned = replace(choice, source="tuned", small_batches=None)
@@ -75,18 +97,19 @@ def test_small_batch_rules_per_instruction_set(
 
 
 @pytest.mark.parametrize("name", [m.name for m in models()])
-def test_the_small_path_takes_calls_of_little_work(name: str) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_small_path_takes_calls_of_little_work(name: str, precision: str) -> None:
     """Patches per call on the small path: the rule's multiply-add budget over the graph's
-    per patch, so the full model (39 M each, faster on OpenVINO's bf16 from one patch) has
-    none and the narrowest the most."""
-    (rule,) = get_backend("onnxruntime").small_batches
+    per patch, so the full model (39 M each, faster on OpenVINO from one patch) has none and
+    the narrowest the most."""
+    (rule,) = [r for r in get_backend("onnxruntime").small_batches if precision in r.precisions]
     assert rule.max_multiply_adds is not None
     entry = get_model(name)
-    metadata = GraphMetadata(precision="fp32", width=entry.width, layout=entry.layout)
+    metadata = GraphMetadata(precision=precision, width=entry.width, layout=entry.layout)
     limit = small_batch_limit(rule, metadata)
     assert limit == rule.max_multiply_adds // entry.multiply_adds
     assert (limit == 0) == (entry.multiply_adds > rule.max_multiply_adds)
-    if name == "hardnet":
+    if name in ("hardnet", "hardnet-half"):
         assert limit == 0
     # A graph that records no width, or a layout this version does not know: no small path.
     assert small_batch_limit(rule, replace(metadata, width=None)) == 0
@@ -141,6 +164,24 @@ def test_load_runs_a_few_patches_exactly_where_it_chose_bf16(patches: np.ndarray
         )
     # The full model is faster on OpenVINO's bf16 from one patch on.
     assert full.backend == "openvino" and full.small is None
+
+
+def test_load_runs_a_few_patches_of_an_int8_graph_on_onnxruntime_where_int8_is_exact(
+    patches: np.ndarray,
+) -> None:
+    graph = get_model("hardnet-fast").graph("int8-cpu")
+    describer = runtime.load(graph, device="cpu")
+    assert describer.backend == "openvino"  # INT8 graphs run there on every CPU kind
+    if not any(flag in cpu_flags() for flag in VNNI_FLAGS):  # int8 products may saturate
+        assert describer.small is None
+        return
+    assert describer.small is not None
+    assert (describer.small.backend, describer.small.max_batch) == ("onnxruntime", 5)
+    exact = runtime.load(graph, backend="onnxruntime")
+    for n in (1, 5):
+        np.testing.assert_array_equal(describer.describe(patches[:n]), exact.describe(patches[:n]))
+    openvino = runtime.load(graph, backend="openvino").describe(patches[:6])
+    np.testing.assert_allclose(describer.describe(patches[:6]), openvino, atol=1e-5)
 
 
 def test_the_spinning_option_is_checked(patches: np.ndarray) -> None:
