@@ -418,7 +418,8 @@ class OpenVINODescriber(Describer):
             )
         if inference_precision != "f32":
             keep_standardisation_f32(model)
-            keep_standardisation_f32(plain)
+            if plain is not model:  # the unpacked graph that packing keeps for small batches
+                keep_standardisation_f32(plain)
         config: dict[str, Any] = {
             "PERFORMANCE_HINT": performance_hint.upper(),
             "INFERENCE_PRECISION_HINT": inference_precision,

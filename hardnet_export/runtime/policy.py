@@ -166,8 +166,10 @@ def with_small_batches(
         if candidate.name == choice.backend or failed_gate(metadata, candidate.name):
             continue
         for rule in candidate.small_batches:
+            if not rule.applies(metadata.precision, flags, metadata.flavour):
+                continue
             limit = small_batch_limit(rule, metadata)
-            if limit != 0 and rule.applies(metadata.precision, flags, metadata.flavour):
+            if limit != 0:
                 small = Choice(
                     candidate.name,
                     dict(rule.options),
