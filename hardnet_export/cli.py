@@ -103,7 +103,7 @@ from hardnet_export.imagefile import (
     image_header,
 )
 from hardnet_export.train.config import TrainConfig
-from hardnet_export.tune import tune_artifact
+from hardnet_export.tune import tune_artifact, tune_model
 
 app = typer.Typer(
     name="hardnet-export",
@@ -1413,7 +1413,9 @@ def tune(
     passes, with its best chunk size, goes to the tuning cache ($HARDNET_EXPORT_CACHE or
     ~/.cache/hardnet-export), keyed by the artifact, this CPU and the library versions.
     Every later runtime.load(ARTIFACT, device="cpu") here takes it; without it the
-    backends' rule table decides.
+    backends' rule table decides. A registered model's name tunes each graph the name may
+    run (its FP32 graph and the INT8 graph it ships, if any), against the model's FP32
+    weights; runtime.load(NAME) then runs the fastest of them.
 
     Example: hardnet-export tune hardnet
 
@@ -1421,7 +1423,22 @@ def tune(
 
     Example: hardnet-export tune model.fp32.onnx --no-write --duration-s 5
     """
+    from hardnet_export.artifacts.models import lookup
+
     _writable(json_out)
+    if reference is None and lookup(artifact) is not None:
+        _show_report(
+            tune_model(
+                artifact,
+                pairs=pairs,
+                seed=seed,
+                duration_s=duration_s,
+                write=write,
+                progress=lambda line: typer.echo(line, err=True),
+            ),
+            json_out,
+        )
+        return
     report = tune_artifact(
         artifact,
         reference,

@@ -319,6 +319,79 @@ def tune_artifact(
     )
 
 
+@dataclass(frozen=True)
+class ModelTuneReport:
+    """``tune`` of a registered model's name: one report per graph its name may run, and
+    the graph it runs here."""
+
+    model: str
+    reports: list[TuneReport]
+    runs: str
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "runs": self.runs,
+            "why": self.why,
+            "graphs": [r.to_dict() for r in self.reports],
+        }
+
+    def format(self) -> str:
+        """Each graph's table, then which one the name runs."""
+        parts = [r.format() for r in self.reports]
+        parts.append(f"model      {self.model} runs {self.runs} on this CPU ({self.why})")
+        return "\n\n".join(parts)
+
+
+def tune_model(
+    model: str,
+    *,
+    pairs: int = GATE_PAIRS,
+    seed: int = 0,
+    duration_s: float = 2.0,
+    write: bool = True,
+    cache_dir: Path | None = None,
+    progress: Callable[[str], Any] | None = None,
+) -> ModelTuneReport:
+    """Tune every graph the name ``model`` may run on the CPU (its FP32 graph, and each
+    shipped graph of a variant with ``name_rules``: :func:`~hardnet_export.runtime.policy.
+    registered_graph`), each against the model's FP32 weights; with every one in the cache,
+    ``runtime.load(model)`` then runs the fastest of them.
+
+    Raises:
+        UnknownModelError: no registered model of that name.
+        InputError, MissingDependencyError: as :func:`tune_artifact`.
+    """
+    from hardnet_export.artifacts.models import get_model
+    from hardnet_export.artifacts.variants import get_variant
+    from hardnet_export.runtime.policy import GraphPick, fastest_graph
+
+    entry = get_model(model)
+    fp32 = entry.file("onnx")
+    graphs = [fp32] + [
+        entry.graph(name) for name in entry.graphs if get_variant(name).name_rules
+    ]  # fmt: skip
+    say = progress or (lambda _line: None)
+    reports = []
+    for graph in graphs:
+        say(f"graph  {graph.name}")
+        reports.append(
+            tune_artifact(
+                graph,
+                pairs=pairs,
+                seed=seed,
+                duration_s=duration_s,
+                write=write,
+                cache_dir=cache_dir,
+                progress=progress,
+            )
+        )
+    pick = fastest_graph({Path(r.artifact): r.choice for r in reports}) or GraphPick(fp32)
+    why = pick.why or "its FP32 graph, the only one it runs"
+    return ModelTuneReport(entry.name, reports, pick.graph.name, why)
+
+
 def fastest_faithful(rows: Sequence[Row]) -> Row:
     """The fastest of ``rows`` at batch 256, except that among those within
     :data:`SAME_SPEED` of it the one closest to the reference (highest worst cosine) wins:

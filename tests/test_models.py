@@ -31,6 +31,7 @@ from hardnet_export.artifacts.models import (
     resolve_model,
 )
 from hardnet_export.model import HardNet, load_model, save_checkpoint
+from hardnet_export.runtime.policy import registered_graph
 from hardnet_export.shipped import SHIPPED_ONNX, SHIPPED_WEIGHTS, require_shipped
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,10 +196,12 @@ def test_registered_model_is_what_its_card_says(entry, tmp_path: Path) -> None: 
     assert (meta.model_name, meta.width, meta.layout) == (entry.name, entry.width, entry.layout)
     assert meta.weights_sha256 == sha256_file(entry.weights)
     patches = np.random.default_rng(0).integers(0, 256, (6, 32, 32), dtype=np.uint8)
-    # On the CPU a name runs its shipped FP32 graph as runtime.load runs that graph here.
+    # On the CPU a name runs the graph the policy picks (its FP32 graph, or a faster INT8
+    # graph it ships) as runtime.load runs that graph here.
     by_name = runtime.load(entry.name, device="cpu")
-    assert by_name.artifact == entry.onnx
-    assert by_name.choice == runtime.load(entry.onnx, device="cpu").choice
+    pick = registered_graph(entry)
+    assert by_name.artifact == pick.graph
+    assert by_name.choice.backend == runtime.load(pick.graph, device="cpu").choice.backend
     checkpoint = runtime.load(entry.name, backend="torch", device="cpu")
     assert checkpoint.artifact == entry.weights
     # As written (f32): the CPU policy may run it in a gated bf16 on this CPU.
@@ -233,9 +236,12 @@ NO_TORCH = textwrap.dedent(
     import hardnet_export
     from hardnet_export import runtime
 
+    from hardnet_export.runtime.policy import registered_graph
+
     for entry in hardnet_export.models():
         d = runtime.load(entry.name, device="cpu")
-        assert d.artifact == entry.onnx and d.backend != "torch", (d.backend, d.artifact)
+        graph = registered_graph(entry).graph
+        assert d.artifact == graph and d.backend != "torch", (d.backend, d.artifact)
         assert d.describe(np.zeros((2, 32, 32), np.uint8)).shape == (2, 128)
         d = runtime.load(entry.name, backend="onnxruntime")
         assert d.backend == "onnxruntime" and d.artifact == entry.onnx, (d.backend, d.artifact)

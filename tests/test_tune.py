@@ -286,3 +286,27 @@ def test_int8_graphs_bf16_candidates_are_held_to_the_rule_tables_bar() -> None:
     assert candidate_limits(int8, f32, limits) == limits
     assert candidate_limits(fp32, bf16, limits) == limits
     assert candidate_limits(int8, Candidate.of("onnxruntime"), limits) == limits
+
+
+def test_tuning_a_name_tunes_each_graph_it_may_run_and_loads_follow(tmp_path: Path) -> None:
+    from hardnet_export import get_model
+    from hardnet_export.runtime.policy import registered_graph
+    from hardnet_export.tune import tune_model
+
+    entry = get_model("hardnet-fast")
+    cache = tmp_path / "cache"
+    report = tune_model(entry.name, pairs=32, duration_s=0.02, cache_dir=cache)
+    assert [Path(r.artifact) for r in report.reports] == [entry.onnx, entry.graph("int8-cpu")]
+    # The INT8 graph's reference is the model it was fine-tuned from, not itself.
+    assert report.reports[1].reference != report.reports[1].artifact
+    speeds = {Path(r.artifact).name: r.choice.patches_per_s for r in report.reports}
+    assert report.runs == max(speeds, key=lambda name: speeds[name])
+    pick = registered_graph(entry, cache_dir=cache)
+    assert pick.source == "tuned" and pick.graph.name == report.runs
+    text = report.format()
+    assert f"hardnet-fast runs {report.runs}" in text and text.count("chosen") == 2
+    assert [g["artifact"] for g in report.to_dict()["graphs"]] == [str(entry.onnx),
+        str(entry.graph("int8-cpu"))]  # fmt: skip
+    # A model that ships no other graph: its FP32 graph alone.
+    only = tune_model("hardnet-eighth", pairs=32, duration_s=0.02, write=False)
+    assert len(only.reports) == 1 and only.runs == get_model("hardnet-eighth").onnx.name

@@ -18,6 +18,11 @@ After 1 and 2, calls of little work (a few patches of a narrow graph) go to anot
 where one of its ``small_batches`` rules holds (a path computing the same descriptors, or
 closer to the graph's, and faster there: no gate either; :func:`small_batch_limit`).
 
+A registered model's name has one more choice to make first, which of its shipped graphs runs
+(:func:`registered_graph`): its FP32 graph, or a graph of another variant it ships (an INT8
+graph made by quantisation-aware fine-tuning) where the tuning measured that graph faster
+here, or without tuning where the variant's ``name_rules`` hold.
+
 Options the caller gives (an ``inference_precision``, a thread count) keep only the
 backends that take them and override the rule's. Off the CPU the suffix's default backend
 runs the artifact. Loads never measure, so the first one is as quick as any. Nothing here
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +45,9 @@ from hardnet_export.artifacts.backends import (
     get_backend,
 )
 from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
-from hardnet_export.artifacts.models import multiply_adds
+from hardnet_export.artifacts.models import ShippedModel, multiply_adds
 from hardnet_export.artifacts.tuning import Choice, read_choice
+from hardnet_export.artifacts.variants import NameRule, get_variant
 from hardnet_export.errors import HardnetError, InputError
 
 
@@ -242,6 +248,70 @@ def rule_choice(
                 )
     why = "no rule prefers another backend for this graph on this CPU"
     return Choice(runners[0].name, dict(options), source=source, why=why)
+
+
+@dataclass(frozen=True)
+class GraphPick:
+    """Which of a registered model's graphs its name runs on the CPU, and why (empty: its
+    FP32 graph, the one every name runs unless something measured says otherwise)."""
+
+    graph: Path
+    source: str = "default"
+    why: str = ""
+
+
+def registered_graph(
+    entry: ShippedModel, flags: frozenset[str] | None = None, cache_dir: Path | None = None
+) -> GraphPick:
+    """The graph the name of ``entry`` runs on this CPU (or one with ``flags``).
+
+    The candidates are its FP32 graph and the shipped graphs of variants that have
+    ``name_rules`` (:class:`~hardnet_export.artifacts.variants.NameRule`). Where
+    ``hardnet-export tune NAME`` measured every candidate here (the tuning cache holds a
+    choice for each), the fastest at batch 256 runs; otherwise the first candidate whose
+    variant's rule holds for its metadata and this CPU; otherwise the FP32 graph. A shipped
+    graph missing from this installation is no candidate.
+    """
+    fp32 = entry.file("onnx")
+    others: list[tuple[Path, tuple[NameRule, ...]]] = []
+    for name in entry.graphs:
+        rules = get_variant(name).name_rules
+        path = entry.folder / f"{entry.stem}.{name}.onnx"
+        if rules and path.is_file():
+            others.append((path, rules))
+    if not others:
+        return GraphPick(fp32)
+    try:
+        tuned = {path: read_choice(path, cache_dir) for path in (fp32, *(p for p, _ in others))}
+    except OSError:
+        tuned = {}
+    measured = fastest_graph(tuned) if tuned else None
+    if measured is not None:
+        return measured
+    from hardnet_export.host import cpu_flags
+
+    flags = cpu_flags() if flags is None else flags
+    for path, rules in others:
+        try:
+            metadata = read_metadata(path)
+        except HardnetError:
+            continue
+        for rule in rules:
+            if rule.holds(metadata, flags):
+                return GraphPick(path, "rule", f"{entry.name} runs {path.name}: {rule.why}")
+    return GraphPick(fp32)
+
+
+def fastest_graph(choices: Mapping[Path, Choice | None]) -> GraphPick | None:
+    """The graph whose tuned choice ran the most patches per second at batch 256, or None
+    unless every one of ``choices`` was measured."""
+    speeds = {path: c.patches_per_s for path, c in choices.items() if c and c.patches_per_s}
+    if not speeds or len(speeds) < len(choices):
+        return None
+    best = max(speeds, key=lambda path: speeds[path])
+    rest = ", ".join(f"{p.name} {speeds[p]:,.0f}" for p in speeds if p != best)
+    why = f"measured here: {best.name} ran {speeds[best]:,.0f} patches/s at batch 256"
+    return GraphPick(best, "tuned", f"{why} ({rest})" if rest else why)
 
 
 def choose_backend(path: Path, *, device: str | None = None, backend: str | None = None) -> Backend:

@@ -12,6 +12,7 @@ is only an error when that backend is asked for. No backend module imports this 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,24 @@ from hardnet_export.artifacts.backends import (
     get_backend,
     register_backend,
 )
-from hardnet_export.artifacts.models import DEFAULT_MODEL, ShippedModel, as_path, lookup
+from hardnet_export.artifacts.models import (
+    DEFAULT_MODEL,
+    ShippedModel,
+    as_path,
+    get_model,
+    lookup,
+)
 from hardnet_export.artifacts.tuning import Choice
 from hardnet_export.errors import InputError, InputTypeError, MissingFileError, Remedy
 from hardnet_export.host import installed
 from hardnet_export.runtime.base import Describer, KeypointDescriber
-from hardnet_export.runtime.policy import choose, cpu_runners, load_options, on_cpu
+from hardnet_export.runtime.policy import (
+    choose,
+    cpu_runners,
+    load_options,
+    on_cpu,
+    registered_graph,
+)
 from hardnet_export.shipped import SHIPPED_ONNX, require_shipped
 from hardnet_export.validate import device_name
 
@@ -77,13 +90,14 @@ def load(
     faster CPU backend installed (:func:`~hardnet_export.runtime.policy.choose_backend`:
     OpenVINO for INT8 graphs, ONNX Runtime for FP32 and FP16). A registered model's name
     (:func:`hardnet_export.models`) loads that model and ``path=None`` the default one
-    (``hardnet``). On the CPU (``device="cpu"``, or none on a host without a CUDA device) and
-    with no ``backend``, that is its FP32 ONNX graph, which ships beside the checkpoint, run
-    as any graph is run there (the tuned or rule path: gated bf16 where the CPU has it);
-    elsewhere its checkpoint with PyTorch where torch is installed; with a backend that reads
-    ``.onnx`` (``onnxruntime``, ``openvino``), its FP32 graph on that backend; with
-    ``backend="torch"``, its checkpoint. For the model's INT8 graph, load that graph
-    (``hardnet_export.get_model(name).graph("int8-cpu")``).
+    (``hardnet``). On the CPU (``device="cpu"``, or none on a host without a CUDA device) with
+    no ``backend`` and no options, that is the fastest gated graph the model ships for this CPU
+    (:func:`~hardnet_export.runtime.policy.registered_graph`: its FP32 ONNX graph, or its
+    all-int8 graph where tuning measured it faster here or, untuned, the CPU has VNNI or AMX),
+    run as any graph is run there (the tuned or rule path: gated bf16 where the CPU has it);
+    with options, its FP32 graph; elsewhere its checkpoint with PyTorch where torch is
+    installed; with a backend that reads ``.onnx`` (``onnxruntime``, ``openvino``), its FP32
+    graph on that backend; with ``backend="torch"``, its checkpoint.
 
     Args:
         path: the artifact, a registered model's name, or None for the default model.
@@ -180,15 +194,24 @@ def _load_registered(
     max_batch: int | None,
     options: dict[str, Any],
 ) -> KeypointDescriber:
-    """A registered model (None: the default): on the CPU its FP32 graph as :func:`load` runs
-    any graph there, else its checkpoint on PyTorch, or its FP32 graph on a backend that
-    reads ``.onnx``."""
+    """A registered model (None: the default): on the CPU the graph the policy picks (FP32, or
+    a faster INT8 graph it ships) as :func:`load` runs any graph there, else its checkpoint on
+    PyTorch, or its FP32 graph on a backend that reads ``.onnx``."""
     if backend is None and on_cpu(device_name(device)):
         # PyTorch eager took 2.7x (an AVX2 EPYC: ONNX Runtime by rule) to 7x (a Zen 4: bf16
         # by rule) the time of the graph's path per 256 patches (benchmarks/results/cpu-*.md).
         graph = _fp32_graph(entry)
+        if not options:
+            # The caller named nothing: the fastest gated graph the model ships may run.
+            pick = registered_graph(get_model(DEFAULT_MODEL) if entry is None else entry)
+            describer = load(pick.graph, device="cpu", max_batch=max_batch)
+            if pick.why:
+                describer.choice = replace(
+                    describer.choice, why=f"{pick.why}; there: {describer.choice.why}"
+                )
+            return describer
         # Options no graph backend takes (PyTorch's own) keep the checkpoint.
-        if not options or cpu_runners(graph, options):
+        if cpu_runners(graph, options):
             return load(graph, device="cpu", max_batch=max_batch, **options)
     if backend is None:
         backend = model_backend()
