@@ -324,13 +324,18 @@ def list_models() -> None:
 
     A bare name (no / and no model suffix such as .pth or .onnx) is the registered model,
     even where a file of that name is in the working directory (a warning says so); a path
-    is always a file: ./hardnet-half, runs/a/final.pth, model.onnx.
+    is always a file: ./hardnet-half, runs/a/final.pth, model.onnx. Then which graph each
+    name runs on this CPU: its FP32 graph, or the all-int8 graph it ships where that is the
+    faster here (measured by tune NAME, or by rule on CPUs with VNNI or AMX).
 
     Example: hardnet-export models
     """
     from hardnet_export.artifacts.models import format_models
+    from hardnet_export.runtime.policy import format_registered_graphs
 
     typer.echo(format_models())
+    typer.echo("")
+    typer.echo(format_registered_graphs())
 
 
 @app.command("backends")

@@ -302,6 +302,29 @@ def registered_graph(
     return GraphPick(fp32)
 
 
+def format_registered_graphs(
+    flags: frozenset[str] | None = None, cache_dir: Path | None = None
+) -> str:
+    """Which graph each registered model's name runs on this CPU (or one with ``flags``), as
+    plain text: what ``runtime.load(NAME, device="cpu")`` opens, measured or by rule."""
+    from hardnet_export.artifacts.backends import plain_table
+    from hardnet_export.artifacts.models import models
+
+    rows = [("name", "runs on this CPU", "by")]
+    for entry in models():
+        try:
+            pick = registered_graph(entry, flags, cache_dir)
+        except HardnetError as exc:  # its FP32 graph is not in this installation
+            rows.append((entry.name, f"- ({exc})", "-"))
+            continue
+        rows.append((entry.name, pick.graph.name, pick.source))
+    head = (
+        "A name on the CPU (runtime.load(NAME) with nothing named) runs: by tuned = the fastest "
+        "graph tune measured here, rule = the variant's name rule, default = the FP32 graph"
+    )
+    return f"{head}\n{plain_table(rows)}"
+
+
 def fastest_graph(choices: Mapping[Path, Choice | None]) -> GraphPick | None:
     """The graph whose tuned choice ran the most patches per second at batch 256, or None
     unless every one of ``choices`` was measured."""

@@ -121,3 +121,14 @@ def test_what_the_caller_names_runs_the_fp32_graph() -> None:
     assert runtime.load(entry.name, backend="openvino").artifact == entry.onnx
     forced = runtime.load(entry.name, device="cpu", inference_precision="f32")
     assert forced.artifact == entry.onnx and forced.choice.options["inference_precision"] == "f32"
+
+
+def test_models_lists_the_graph_each_name_runs_here(tmp_path: Path) -> None:
+    from hardnet_export.runtime.policy import format_registered_graphs
+
+    text = format_registered_graphs(AMX, tmp_path)
+    lines = {line.split()[0]: line.split()[1:] for line in text.splitlines()[2:]}
+    assert set(lines) == {entry.name for entry in models()}
+    assert lines["hardnet-fast"] == [get_model("hardnet-fast").graph("int8-cpu").name, "rule"]
+    assert lines["hardnet"] == [get_model("hardnet").onnx.name, "default"]
+    assert format_registered_graphs(AVX2, tmp_path).count("int8") == 0
