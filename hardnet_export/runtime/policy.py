@@ -43,9 +43,10 @@ from hardnet_export.artifacts.backends import (
     backend_for,
     backends,
     get_backend,
+    plain_table,
 )
 from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
-from hardnet_export.artifacts.models import ShippedModel, multiply_adds
+from hardnet_export.artifacts.models import ShippedModel, models, multiply_adds
 from hardnet_export.artifacts.tuning import Choice, read_choice
 from hardnet_export.artifacts.variants import NameRule, get_variant
 from hardnet_export.errors import HardnetError, InputError
@@ -307,9 +308,6 @@ def format_registered_graphs(
 ) -> str:
     """Which graph each registered model's name runs on this CPU (or one with ``flags``), as
     plain text: what ``runtime.load(NAME, device="cpu")`` opens, measured or by rule."""
-    from hardnet_export.artifacts.backends import plain_table
-    from hardnet_export.artifacts.models import models
-
     rows = [("name", "runs on this CPU", "by")]
     for entry in models():
         try:
