@@ -49,7 +49,7 @@ from hardnet_export.artifacts.metadata import GraphMetadata, read_metadata
 from hardnet_export.artifacts.models import ShippedModel, models, multiply_adds
 from hardnet_export.artifacts.tuning import Choice, read_choice
 from hardnet_export.artifacts.variants import NameRule, get_variant
-from hardnet_export.errors import HardnetError, InputError
+from hardnet_export.errors import HardnetError, InputError, MissingFileError
 
 
 def failed_gate(metadata: GraphMetadata, backend: str) -> bool:
@@ -277,9 +277,12 @@ def registered_graph(
     others: list[tuple[Path, tuple[NameRule, ...]]] = []
     for name in entry.graphs:
         rules = get_variant(name).name_rules
-        path = entry.folder / f"{entry.stem}.{name}.onnx"
-        if rules and path.is_file():
-            others.append((path, rules))
+        if not rules:
+            continue
+        try:
+            others.append((entry.graph(name), rules))
+        except MissingFileError:
+            continue
     if not others:
         return GraphPick(fp32)
     try:

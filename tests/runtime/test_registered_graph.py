@@ -132,3 +132,14 @@ def test_models_lists_the_graph_each_name_runs_here(tmp_path: Path) -> None:
     assert lines["hardnet-fast"] == [get_model("hardnet-fast").graph("int8-cpu").name, "rule"]
     assert lines["hardnet"] == [get_model("hardnet").onnx.name, "default"]
     assert format_registered_graphs(AVX2, tmp_path).count("int8") == 0
+
+
+def test_a_shipped_graph_missing_from_the_installation_is_no_candidate(tmp_path: Path) -> None:
+    import shutil
+
+    entry = get_model("hardnet-fast")
+    shutil.copyfile(entry.onnx, tmp_path / entry.onnx.name)
+    slim = dataclasses.replace(entry, folder=tmp_path)
+    assert registered_graph(slim, AMX, tmp_path / "cache").graph == slim.onnx
+    shutil.copyfile(entry.graph("int8-cpu"), tmp_path / entry.graph("int8-cpu").name)
+    assert registered_graph(slim, AMX, tmp_path / "cache").graph == slim.graph("int8-cpu")
