@@ -168,8 +168,10 @@ def check_artifact(
     """Compare ``artifact``, run as this machine would run it, with its FP32 reference.
 
     Args:
-        artifact: an ``.onnx``, ``.engine`` or ``.pth`` file, or a registered model's name
-            (its checkpoint where torch is installed, else its FP32 graph).
+        artifact: an ``.onnx``, ``.engine`` or ``.pth`` file, or a registered model's name:
+            on the CPU with no options the graph ``runtime.load(name)`` runs here
+            (:func:`~hardnet_export.runtime.policy.registered_graph`), elsewhere its
+            checkpoint where torch is installed, else its FP32 graph.
         reference: the FP32 model (a path or a registered name); default: the registered
             model whose weights hash the artifact's matches.
         device: the artifact's device (``runtime.load``'s); None = what it would pick.
@@ -182,13 +184,19 @@ def check_artifact(
             reference where one is needed.
     """
     from hardnet_export import runtime
-    from hardnet_export.artifacts.models import resolve_model
+    from hardnet_export.artifacts.models import lookup, resolve_model
     from hardnet_export.benchmark.machine import cpu_info, gpu_info, library_versions
     from hardnet_export.calibration.gate import evaluate_gate
     from hardnet_export.data.builtin import validation_pairs
     from hardnet_export.runtime.base import patch_describer
+    from hardnet_export.runtime.policy import on_cpu, registered_graph
 
-    artifact = resolve_model(artifact, "auto")
+    entry = lookup(artifact)
+    if entry is not None and not options and on_cpu(device):
+        # What a load of the name runs here, so the check speaks for it.
+        artifact = registered_graph(entry).graph
+    else:
+        artifact = resolve_model(artifact, "auto")
     check_int("pairs", pairs, low=2, high=1_000_000)
     check_int("seed", seed, low=0, high=2**63 - 1)
     provenance = read_provenance(artifact)

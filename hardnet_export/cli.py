@@ -1356,7 +1356,9 @@ def check(
     else the backends' rule table; TensorRT on this GPU), prints the path it took, worst/mean
     cosine, NN agreement, FPR95 and NN accuracy and the host, and exits 1 when the INT8
     gate's limits (stored in the artifact) are exceeded. With --tune it measures that path
-    first (hardnet-export tune) and prints the table.
+    first (hardnet-export tune) and prints the table. A registered model's name on the CPU
+    checks the graph runtime.load(NAME) runs here (its FP32 graph, or the all-int8 graph it
+    ships where that is the faster).
 
     Example: hardnet-export check model.int8-cpu.onnx
 
@@ -1368,14 +1370,13 @@ def check(
     if tune_first:
         if device not in (None, "cpu"):
             raise InputError(f"--tune measures the paths on this CPU, got --device {device}")
-        tuned = tune_artifact(
-            artifact,
-            reference,
-            pairs=pairs,
-            seed=seed,
-            duration_s=duration_s,
-            progress=lambda line: typer.echo(line, err=True),
-        )
+        from hardnet_export.artifacts.models import lookup
+
+        timing = {"pairs": pairs, "seed": seed, "duration_s": duration_s}
+        if reference is None and lookup(artifact) is not None:
+            tuned: Any = tune_model(artifact, progress=_say, **timing)
+        else:
+            tuned = tune_artifact(artifact, reference, progress=_say, **timing)
         typer.echo(tuned.format())
         device = "cpu"
     report = check_artifact(artifact, reference, device=device, pairs=pairs, seed=seed)
@@ -1454,6 +1455,11 @@ def tune(
         progress=lambda line: typer.echo(line, err=True),
     )
     _show_report(report, json_out)
+
+
+def _say(line: str) -> None:
+    """A progress line, on stderr."""
+    typer.echo(line, err=True)
 
 
 def _writable(json_out: Path | None) -> None:

@@ -143,3 +143,13 @@ def test_a_shipped_graph_missing_from_the_installation_is_no_candidate(tmp_path:
     assert registered_graph(slim, AMX, tmp_path / "cache").graph == slim.onnx
     shutil.copyfile(entry.graph("int8-cpu"), tmp_path / entry.graph("int8-cpu").name)
     assert registered_graph(slim, AMX, tmp_path / "cache").graph == slim.graph("int8-cpu")
+
+
+def test_check_of_a_name_checks_the_graph_the_name_runs() -> None:
+    pytest.importorskip("onnxruntime")
+    from hardnet_export.check import check_artifact
+
+    entry = get_model("hardnet-fast")
+    report = check_artifact(entry.name, device="cpu", pairs=32)
+    assert Path(report.artifact) == registered_graph(entry).graph
+    assert report.passed and report.gate.min_cosine > 0.98
