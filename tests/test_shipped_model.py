@@ -63,11 +63,12 @@ def test_the_torch_free_form_is_the_same_model() -> None:
     assert float((got * want).sum(1).min()) >= 0.9999
 
 
-def test_shipped_graphs_are_gated_all_int8_qat_graphs_of_their_model() -> None:
-    # A ready-made graph (ShippedModel.graphs) ships only where quantisation-aware training
-    # put every conv in int8 (conv0 alone may stay float: its one input channel gains nothing
-    # from int8 kernels, and its int8 input rounds faint texture) and the graph passed its
-    # gate at a worst cosine of 0.99.
+def test_shipped_graphs_are_gated_int8_graphs_of_their_model() -> None:
+    # A ready-made graph (ShippedModel.graphs) has every conv in int8 (conv0 alone may stay
+    # float: its one input channel gains nothing from int8 kernels, and its int8 input rounds
+    # faint texture), passed its gate at a worst cosine of 0.99, and is either fine-tuned from
+    # its model by quantisation-aware training or the export of the model's own weights.
+    from hardnet_export._io import sha256_file
     from hardnet_export.artifacts.metadata import read_metadata
     from hardnet_export.artifacts.models import models
     from hardnet_export.errors import InputError
@@ -78,12 +79,14 @@ def test_shipped_graphs_are_gated_all_int8_qat_graphs_of_their_model() -> None:
             quantisation = graph.quantisation
             assert graph.variant == variant and quantisation is not None, variant
             assert set(quantisation.settings["float_layers"]) <= {"conv0"}, (entry.name, variant)
-            # Fine-tuned from this model (directly, or down the chain of --init weights).
+            # Fine-tuned from this model (directly, or down the chain of --init weights), or
+            # exported from its own weights.
             inits, meta = [], dict(graph.weights_provenance or {})
             while meta:
                 inits.append(meta.get("config", {}).get("init"))
                 meta = meta.get("config", {}).get("init_meta")
-            assert entry.name in inits, (entry.name, variant, inits)
+            own = graph.weights_sha256 == sha256_file(entry.weights)
+            assert own or entry.name in inits, (entry.name, variant, inits)
             gate = quantisation.gate
             assert gate is not None and gate.passed and gate.min_cosine >= 0.99, entry.name
             assert entry.graph(variant).name in entry.card.read_text(encoding="utf-8")

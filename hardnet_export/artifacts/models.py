@@ -200,8 +200,10 @@ class ShippedModel:
         folder: where its files are (``hardnet_export/weights/`` for the shipped ones).
         graphs: the variants (``int8-cpu``, ``int8-tensorrt``) shipped ready-made as
             ``STEM.VARIANT.onnx`` beside the checkpoint: graphs whose weights are not the
-            checkpoint's (quantisation-aware fine-tuned from it; the card says how), so no
-            export of the checkpoint reproduces them.
+            checkpoint's (quantisation-aware fine-tuned from it), so no export of the
+            checkpoint reproduces them, or the checkpoint's own INT8 export where the name
+            runs it on the CPU (``runtime.load(NAME)`` needs no torch and no export then);
+            the card says how each was made.
         layout: the conv stack's shape (:data:`LAYOUTS`).
     """
 
@@ -296,6 +298,9 @@ MODELS: tuple[ShippedModel, ...] = (
         1.0,
         DEFAULT_STEM,
         "HardNet, width 1, trained on the built-in photos (the default)",
+        # The export's INT8 graph of these weights (conv0 float), which its name runs on
+        # CPUs with VNNI or AMX (its card says how it was made and how fast it runs).
+        graphs=("int8-cpu",),
     ),
     ShippedModel(
         "hardnet-half",

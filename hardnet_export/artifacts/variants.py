@@ -45,15 +45,22 @@ class NameRule:
 
     needs: tuple[str, ...]
     all_int8: bool = False
+    #: Only graphs of at least this many multiply-adds per patch (0: any).
+    min_multiply_adds: int = 0
     min_cosine: float = 0.99
     why: str = ""
 
-    def holds(self, metadata: GraphMetadata, flags: frozenset[str]) -> bool:
-        """Whether the rule picks the graph with ``metadata`` on a CPU with ``flags``."""
+    def holds(
+        self, metadata: GraphMetadata, flags: frozenset[str], multiply_adds: int | None = None
+    ) -> bool:
+        """Whether the rule picks the graph with ``metadata`` (``multiply_adds`` per patch,
+        None: unknown) on a CPU with ``flags``."""
         quantisation = metadata.quantisation
         if quantisation is None or not any(f in flags for f in self.needs):
             return False
         if self.all_int8 and quantisation.settings.get("float_layers"):
+            return False
+        if self.min_multiply_adds and (multiply_adds or 0) < self.min_multiply_adds:
             return False
         gates = list(quantisation.gates.values())
         return bool(gates) and all(g.passed and g.min_cosine >= self.min_cosine for g in gates)
@@ -186,11 +193,22 @@ BUILTIN: tuple[Variant, ...] = (
                 all_int8=True,
                 why=(
                     "its shipped INT8 graph keeps every conv in int8 and this CPU's int8 dot "
-                    "products accumulate in 32 bits: per 256 patches 1.19x (hardnet-fast) and "
-                    "1.35x (hardnet-half) the FP32 graph's speed in OpenVINO's bf16 on an AMX "
-                    "Xeon, 1.23x and 1.82x on a Zen 4; a graph with a float conv was not faster "
-                    "(hardnet-quarter 0.95x on the Xeon), and on CPUs without VNNI 8-bit "
-                    "weights can saturate"
+                    "products accumulate in 32 bits: per 256 patches 1.29x (hardnet-fast) and "
+                    "1.37x (hardnet-half) the FP32 graph's speed in OpenVINO's bf16 on an AMX "
+                    "Xeon, 1.23x and 1.82x on a Zen 4; a narrow model's graph with a float conv "
+                    "was not faster (hardnet-quarter 0.99x on the Xeon), and on CPUs without "
+                    "VNNI 8-bit weights can saturate"
+                ),
+            ),
+            NameRule(
+                needs=VNNI_FLAGS,
+                min_multiply_adds=20_000_000,
+                why=(
+                    "a wide model's INT8 graph (conv0 float) on a CPU whose int8 dot products "
+                    "accumulate in 32 bits: hardnet's (39.1 M multiply-adds per patch) ran "
+                    "1.79x per 256 patches and 1.68x per frame the FP32 graph's bf16 on an AMX "
+                    "Xeon, 2.03x and 1.93x on a Zen 4 (the export's INT8 graph then); "
+                    "hardnet-quarter's (2.7 M) 0.99x"
                 ),
             ),
         ),

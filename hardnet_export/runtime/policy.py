@@ -300,8 +300,14 @@ def registered_graph(
             metadata = read_metadata(path)
         except HardnetError:
             continue
+        try:
+            per_patch = (
+                None if metadata.width is None else multiply_adds(metadata.width, metadata.layout)
+            )
+        except InputError:
+            per_patch = None  # a layout this version does not know
         for rule in rules:
-            if rule.holds(metadata, flags):
+            if rule.holds(metadata, flags, per_patch):
                 return GraphPick(path, "rule", f"{entry.name} runs {path.name}: {rule.why}")
     return GraphPick(fp32)
 

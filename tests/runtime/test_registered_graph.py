@@ -24,9 +24,10 @@ BF16 = frozenset({"avx512f", "avx512_vnni", "avx512_bf16"})
 AMX = frozenset({"amx_int8", "amx_bf16"})
 ARM = frozenset({"asimd", "asimddp", "bf16"})
 
-#: The shipped models whose INT8 graph keeps every conv in int8 (hardnet-quarter's keeps conv0
-#: float; hardnet and hardnet-eighth ship none).
-ALL_INT8 = {"hardnet-fast", "hardnet-half"}
+#: The shipped models whose name runs their INT8 graph on VNNI/AMX CPUs: every conv in int8
+#: (hardnet-fast, hardnet-half), or a wide model (hardnet, 39.1 M multiply-adds per patch).
+#: hardnet-quarter's keeps conv0 float at 2.7 M; hardnet-eighth ships none.
+BY_RULE = {"hardnet", "hardnet-fast", "hardnet-half"}
 
 
 @pytest.mark.parametrize("entry", models(), ids=lambda e: e.name)
@@ -39,15 +40,28 @@ def test_without_tuning_a_name_runs_its_all_int8_graph_where_int8_products_do_no
     entry, flags: frozenset[str], int8_cpu: bool, tmp_path: Path
 ) -> None:
     pick = registered_graph(entry, flags, cache_dir=tmp_path)
-    if int8_cpu and entry.name in ALL_INT8:
+    if int8_cpu and entry.name in BY_RULE:
         assert pick.graph == entry.graph("int8-cpu") and pick.source == "rule"
-        assert "every conv in int8" in pick.why and entry.name in pick.why
+        assert pick.why.startswith(f"{entry.name} runs {pick.graph.name}: ")
     else:
         assert pick.graph == entry.onnx and pick.why == ""
 
 
+def test_a_mixed_graph_needs_a_wide_model() -> None:
+    _, wide = get_variant("int8-cpu").name_rules
+    metadata = read_metadata(get_model("hardnet").graph("int8-cpu"))
+    assert metadata.quantisation is not None
+    assert metadata.quantisation.settings["float_layers"]  # conv0 float
+    assert wide.holds(metadata, AMX, get_model("hardnet").multiply_adds)
+    assert not wide.holds(metadata, AMX, get_model("hardnet-quarter").multiply_adds)
+    assert not wide.holds(metadata, AMX, None)  # unknown: not taken
+    assert not wide.holds(metadata, AVX2, get_model("hardnet").multiply_adds)
+    quarter = read_metadata(get_model("hardnet-quarter").graph("int8-cpu"))
+    assert not any(r.holds(quarter, AMX, 2_700_000) for r in get_variant("int8-cpu").name_rules)
+
+
 def test_the_rule_needs_every_conv_int8_and_every_gate_passed_at_its_bar() -> None:
-    (rule,) = get_variant("int8-cpu").name_rules
+    rule, _ = get_variant("int8-cpu").name_rules
     metadata = read_metadata(get_model("hardnet-fast").graph("int8-cpu"))
     assert rule.holds(metadata, AMX) and not rule.holds(metadata, AVX2)
     quantisation = metadata.quantisation
@@ -130,7 +144,7 @@ def test_models_lists_the_graph_each_name_runs_here(tmp_path: Path) -> None:
     lines = {line.split()[0]: line.split()[1:] for line in text.splitlines()[2:]}
     assert set(lines) == {entry.name for entry in models()}
     assert lines["hardnet-fast"] == [get_model("hardnet-fast").graph("int8-cpu").name, "rule"]
-    assert lines["hardnet"] == [get_model("hardnet").onnx.name, "default"]
+    assert lines["hardnet-eighth"] == [get_model("hardnet-eighth").onnx.name, "default"]
     assert format_registered_graphs(AVX2, tmp_path).count("int8") == 0
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from hardnet_export import runtime
+from hardnet_export.runtime.policy import registered_graph
 from hardnet_export.runtime.registry import backend_for, backends, get_backend
 
 BACKENDS = backends()
@@ -66,7 +67,8 @@ def test_a_name_on_the_cpu_runs_its_graph_as_the_graph_runs_there() -> None:
     assert by_name.artifact == entry.onnx and by_name.backend != "torch"
     assert by_name.choice == runtime.load(entry.onnx, device="cpu").choice
     # The default model likewise.
-    assert runtime.load(device="cpu").artifact == get_model("hardnet").onnx
+    default = runtime.load(device="cpu")
+    assert default.artifact == registered_graph(get_model("hardnet")).graph
     # Naming a graph backend runs the FP32 graph there as written.
     plain = runtime.load(entry.name, backend="onnxruntime")
     assert plain.artifact == entry.onnx and plain.choice.source not in ("tuned", "rule")
