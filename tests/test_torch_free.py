@@ -56,7 +56,7 @@ SCRIPT = textwrap.dedent(
     print("RESULT " + json.dumps({
         "backend": describer.backend,
         "artifact": str(describer.artifact),
-        "graph_backend": runtime.load(runtime.registry.SHIPPED_ONNX).backend,
+        "graph_backend": runtime.load(describer.artifact).backend,
         "shape": list(describer.describe(patches).shape),
         "norm": float(np.linalg.norm(computed[0])),
         "codes": codes,
@@ -92,8 +92,12 @@ def test_shipped_model_runs_without_torch(tmp_path: Path) -> None:
     result = json.loads(lines[-1][len("RESULT ") :])
     assert result["codes"] == {"describe": 0, "match": 0, "check": 0, "bench": 0}, done.stderr
     assert not result["torch_loaded"]
-    # The shipped FP32 graph, on the path runtime.load takes for it on this CPU.
-    assert result["artifact"].endswith("hardnet_builtin.fp32.onnx")
+    # The shipped graph the default model's name runs here (its FP32 graph, or its INT8 graph
+    # on VNNI/AMX CPUs), on the path runtime.load takes for that graph on this CPU.
+    from hardnet_export import get_model
+    from hardnet_export.runtime.policy import registered_graph
+
+    assert Path(result["artifact"]) == registered_graph(get_model("hardnet")).graph
     assert result["backend"] == result["graph_backend"] and result["shape"] == [5, 128]
     assert abs(result["norm"] - 1.0) < 1e-4
     with np.load(tmp_path / "f.npz") as features:

@@ -50,11 +50,13 @@ def test_hloc_layout_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert scores.shape == (n,) and scores.dtype == np.float32 and (scores > 0).all()
         assert list(group["image_size"][()]) == [160, 130]  # [W, H]
         assert (kps[:, 0] < 160).all() and (kps[:, 1] < 130).all()
-        # What made them: the default model's FP32 graph on this CPU's path, and which path.
+        # What made them: the default model's graph for this CPU (FP32, or INT8 where VNNI or
+        # AMX) on this CPU's path, and which path.
         made = json.loads(group.attrs["model"])
         graph = runtime.load(device="cpu")
-        assert made["artifact"] == str(SHIPPED_ONNX.resolve()) == str(graph.artifact.resolve())
-        assert made["sha256"] == sha256_file(SHIPPED_ONNX) and made["precision"] == "fp32"
+        assert made["artifact"] == str(graph.artifact.resolve())
+        assert made["sha256"] == sha256_file(graph.artifact)
+        assert made["precision"] == graph.precision
         assert (made["backend"], made["choice"]) == (graph.backend, graph.choice.summary())
         assert made.get("inference_precision") == getattr(graph, "inference_precision", None)
 
