@@ -242,18 +242,29 @@ def peer_targets(device: str, context: BenchContext) -> list[Target]:
     return found
 
 
+#: The label of ``runtime.load()`` with no path: the default model by its name.
+DEFAULT_MODEL_LABEL = "ours: runtime.load() (the default model's name)"
+
+
 def ours_targets(device: str, context: BenchContext) -> list[Target]:
     """``runtime.load(graph, device="cpu")``, no backend, no options, on the export of each
-    of :data:`hardnet_export.benchmark.peers.OURS_VARIANTS`."""
+    of :data:`hardnet_export.benchmark.peers.OURS_VARIANTS`; for the shipped weights also
+    ``runtime.load()`` itself, which runs the graph the default model's name picks on this
+    CPU (its FP32 graph, or the INT8 graph that ships beside it:
+    :func:`~hardnet_export.runtime.policy.registered_graph`)."""
     from hardnet_export.benchmark.peers import OURS_VARIANTS
+    from hardnet_export.shipped import SHIPPED_WEIGHTS
 
     if device != "cpu":
         return []
-    return [
+    found = [
         Target(f"ours: {name} (runtime.load default)", context.graph(get_variant(name)), None,
                device, role="ours")
         for name in OURS_VARIANTS
     ]  # fmt: skip
+    if SHIPPED_WEIGHTS.is_file() and context.weights.resolve() == SHIPPED_WEIGHTS.resolve():
+        found.append(Target(DEFAULT_MODEL_LABEL, None, None, device, role="ours"))
+    return found
 
 
 def default_targets(

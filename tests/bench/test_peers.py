@@ -32,8 +32,12 @@ def test_every_installed_peer_is_one_target_labelled_peer(tmp_path: Path) -> Non
         assert target.loader == peer.load and callable(run.resolve_loader(target))
         assert target.artifact == (SHIPPED_WEIGHTS if peer.source == "weights" else SHIPPED_ONNX)
     ours = targets.ours_targets("cpu", context)
-    assert [t.role for t in ours] == ["ours"] * len(peers.OURS_VARIANTS)
+    # Each variant's export, and for the shipped weights runtime.load() itself (no path).
+    assert [t.role for t in ours] == ["ours"] * (len(peers.OURS_VARIANTS) + 1)
     assert all(t.backend is None and not t.options and t.loader is None for t in ours)
+    assert ours[-1].label == targets.DEFAULT_MODEL_LABEL and ours[-1].artifact is None
+    other = _Shipped(tmp_path, 64, tmp_path / "other.pth")
+    assert len(targets.ours_targets("cpu", other)) == len(peers.OURS_VARIANTS)
     assert targets.peer_targets("cuda", context) == [] == targets.ours_targets("cuda", context)
 
 
