@@ -1432,28 +1432,11 @@ def tune(
     from hardnet_export.artifacts.models import lookup
 
     _writable(json_out)
+    timing = {"pairs": pairs, "seed": seed, "duration_s": duration_s, "write": write}
     if reference is None and lookup(artifact) is not None:
-        _show_report(
-            tune_model(
-                artifact,
-                pairs=pairs,
-                seed=seed,
-                duration_s=duration_s,
-                write=write,
-                progress=lambda line: typer.echo(line, err=True),
-            ),
-            json_out,
-        )
-        return
-    report = tune_artifact(
-        artifact,
-        reference,
-        pairs=pairs,
-        seed=seed,
-        duration_s=duration_s,
-        write=write,
-        progress=lambda line: typer.echo(line, err=True),
-    )
+        report: Any = tune_model(artifact, progress=_say, **timing)
+    else:
+        report = tune_artifact(artifact, reference, progress=_say, **timing)
     _show_report(report, json_out)
 
 

@@ -364,14 +364,11 @@ def tune_model(
         InputError, MissingDependencyError: as :func:`tune_artifact`.
     """
     from hardnet_export.artifacts.models import get_model
-    from hardnet_export.artifacts.variants import get_variant
-    from hardnet_export.runtime.policy import GraphPick, fastest_graph
+    from hardnet_export.runtime.policy import GraphPick, fastest_graph, name_candidates
 
     entry = get_model(model)
     fp32 = entry.file("onnx")
-    graphs = [fp32] + [
-        entry.graph(name) for name in entry.graphs if get_variant(name).name_rules
-    ]  # fmt: skip
+    graphs = [fp32] + [path for path, _ in name_candidates(entry)]
     say = progress or (lambda _line: None)
     reports = []
     for graph in graphs:

@@ -274,15 +274,7 @@ def registered_graph(
     graph missing from this installation is no candidate.
     """
     fp32 = entry.file("onnx")
-    others: list[tuple[Path, tuple[NameRule, ...]]] = []
-    for name in entry.graphs:
-        rules = get_variant(name).name_rules
-        if not rules:
-            continue
-        try:
-            others.append((entry.graph(name), rules))
-        except MissingFileError:
-            continue
+    others = name_candidates(entry)
     if not others:
         return GraphPick(fp32)
     try:
@@ -310,6 +302,22 @@ def registered_graph(
             if rule.holds(metadata, flags, per_patch):
                 return GraphPick(path, "rule", f"{entry.name} runs {path.name}: {rule.why}")
     return GraphPick(fp32)
+
+
+def name_candidates(entry: ShippedModel) -> list[tuple[Path, tuple[NameRule, ...]]]:
+    """The graphs besides its FP32 one that the name of ``entry`` may run, with their
+    variants' rules: the shipped graphs of variants that have ``name_rules``, where this
+    installation has the file."""
+    found = []
+    for name in entry.graphs:
+        rules = get_variant(name).name_rules
+        if not rules:
+            continue
+        try:
+            found.append((entry.graph(name), rules))
+        except MissingFileError:
+            continue
+    return found
 
 
 def format_registered_graphs(
