@@ -325,7 +325,7 @@ def list_models() -> None:
     A bare name (no / and no model suffix such as .pth or .onnx) is the registered model,
     even where a file of that name is in the working directory (a warning says so); a path
     is always a file: ./hardnet-half, runs/a/final.pth, model.onnx. Then which graph each
-    name runs on this CPU: its FP32 graph, or the all-int8 graph it ships where that is the
+    name runs on this CPU: its FP32 graph, or the INT8 graph it ships where that is the
     faster here (measured by tune NAME, or by rule on CPUs with VNNI or AMX).
 
     Example: hardnet-export models
@@ -1357,7 +1357,7 @@ def check(
     cosine, NN agreement, FPR95 and NN accuracy and the host, and exits 1 when the INT8
     gate's limits (stored in the artifact) are exceeded. With --tune it measures that path
     first (hardnet-export tune) and prints the table. A registered model's name on the CPU
-    checks the graph runtime.load(NAME) runs here (its FP32 graph, or the all-int8 graph it
+    checks the graph runtime.load(NAME) runs here (its FP32 graph, or the INT8 graph it
     ships where that is the faster).
 
     Example: hardnet-export check model.int8-cpu.onnx

@@ -20,8 +20,8 @@ closer to the graph's, and faster there: no gate either; :func:`small_batch_limi
 
 A registered model's name has one more choice to make first, which of its shipped graphs runs
 (:func:`registered_graph`): its FP32 graph, or a graph of another variant it ships (an INT8
-graph made by quantisation-aware fine-tuning) where the tuning measured that graph faster
-here, or without tuning where the variant's ``name_rules`` hold.
+graph) where the tuning measured that graph faster here, or without tuning where the
+variant's ``name_rules`` hold.
 
 Options the caller gives (an ``inference_precision``, a thread count) keep only the
 backends that take them and override the rule's. Off the CPU the suffix's default backend
