@@ -277,8 +277,9 @@ def _backend_option() -> Any:
         None,
         "--backend",
         help=f"Run the model on this backend ({names}; hardnet-export backends lists them); "
-        "default: the artifact and this host decide (on a CPU, a name runs its FP32 graph "
-        "on the tuned or rule path; --backend torch runs its checkpoint).",
+        "default: the artifact and this host decide (on a CPU, a name runs its FP32 graph, or "
+        "the INT8 graph it ships where that is the faster here, on the tuned or rule path; "
+        "hardnet-export models lists which; --backend torch runs its checkpoint).",
     )
 
 
