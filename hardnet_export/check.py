@@ -184,7 +184,7 @@ def check_artifact(
             reference where one is needed.
     """
     from hardnet_export import runtime
-    from hardnet_export.artifacts.models import lookup, resolve_model
+    from hardnet_export.artifacts.models import as_path, lookup
     from hardnet_export.benchmark.machine import cpu_info, gpu_info, library_versions
     from hardnet_export.calibration.gate import evaluate_gate
     from hardnet_export.data.builtin import validation_pairs
@@ -192,11 +192,13 @@ def check_artifact(
     from hardnet_export.runtime.policy import on_cpu, registered_graph
 
     entry = lookup(artifact)
-    if entry is not None and not options and on_cpu(device):
+    if entry is None:
+        artifact = as_path(artifact)
+    elif not options and on_cpu(device):
         # What a load of the name runs here, so the check speaks for it.
         artifact = registered_graph(entry).graph
     else:
-        artifact = resolve_model(artifact, "auto")
+        artifact = entry.file("auto")
     check_int("pairs", pairs, low=2, high=1_000_000)
     check_int("seed", seed, low=0, high=2**63 - 1)
     provenance = read_provenance(artifact)

@@ -194,14 +194,22 @@ def small_batch_limit(rule: CpuRule, metadata: GraphMetadata) -> int | None:
     that records no width or a layout this version does not know)."""
     if rule.max_multiply_adds is None:
         return rule.max_batch
-    if metadata.width is None:
-        return 0
-    try:
-        per_patch = multiply_adds(metadata.width, metadata.layout)
-    except InputError:
+    per_patch = graph_multiply_adds(metadata)
+    if per_patch is None:
         return 0
     fit = rule.max_multiply_adds // per_patch
     return fit if rule.max_batch is None else min(fit, rule.max_batch)
+
+
+def graph_multiply_adds(metadata: GraphMetadata) -> int | None:
+    """A graph's multiply-adds per patch from the width and layout it records; None for a
+    graph that records no width or a layout this version does not know."""
+    if metadata.width is None:
+        return None
+    try:
+        return multiply_adds(metadata.width, metadata.layout)
+    except InputError:
+        return None
 
 
 def with_packing(choice: Choice, metadata: GraphMetadata, path: Path) -> Choice:
@@ -292,12 +300,7 @@ def registered_graph(
             metadata = read_metadata(path)
         except HardnetError:
             continue
-        try:
-            per_patch = (
-                None if metadata.width is None else multiply_adds(metadata.width, metadata.layout)
-            )
-        except InputError:
-            per_patch = None  # a layout this version does not know
+        per_patch = graph_multiply_adds(metadata)
         for rule in rules:
             if rule.holds(metadata, flags, per_patch):
                 return GraphPick(path, "rule", f"{entry.name} runs {path.name}: {rule.why}")
