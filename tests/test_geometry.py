@@ -494,7 +494,7 @@ def test_vectorised_extraction_of_sift_keypoints_of_a_photo() -> None:
 
 
 def test_one_group_larger_than_a_remap_call() -> None:
-    # 1100 keypoints of one level and blur: two remap calls (1023 patches each at most),
+    # 1100 keypoints of one level and blur: several remap calls (pieces of 256 patches),
     # some on a reflection-folded border and some not.
     rng = np.random.default_rng(3)
     image = rng.integers(0, 256, (20, 30), dtype=np.uint8)
@@ -507,3 +507,42 @@ def test_one_group_larger_than_a_remap_call() -> None:
         extract_patches(image, kps, magnification=8.0),
         _sample_before_vectorising(image, kps, 8.0, 32),
     )
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 5])
+def test_pieces_on_any_number_of_threads_give_the_same_patches(
+    monkeypatch: pytest.MonkeyPatch, cpus: int
+) -> None:
+    # 1,100 keypoints over every level and blur: many pieces, on worker threads or inline.
+    from hardnet_export import geometry
+
+    rng = np.random.default_rng(8)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (120, 150), dtype=np.uint8), (0, 0), 1.0)
+    kps = _varied_keypoints(rng, 120, 150, 1100, DEFAULT_MAGNIFICATION)
+    expected = _sample_before_vectorising(image, kps, DEFAULT_MAGNIFICATION, 32)
+    monkeypatch.setattr(geometry, "usable_cpus", lambda: cpus)
+    monkeypatch.setattr(geometry, "_pool", None)
+    np.testing.assert_array_equal(extract_patches(image, kps), expected)
+    assert (geometry._pool is None) == (cpus == 1)
+    if cpus > 1:
+        assert geometry._pool is not None
+        assert geometry._pool[1]._max_workers == min(cpus, geometry._MAX_WORKERS)
+
+
+def test_a_forked_child_cuts_patches_with_its_own_workers() -> None:
+    # The parent's workers do not survive fork: the child must not queue work to them.
+    import multiprocessing
+
+    from hardnet_export import geometry
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    rng = np.random.default_rng(9)
+    image = rng.integers(0, 256, (60, 80), dtype=np.uint8)
+    kps = _varied_keypoints(rng, 60, 80, 700, DEFAULT_MAGNIFICATION)
+    expected = extract_patches(image, kps)
+    parent_pool = geometry._pool
+    with multiprocessing.get_context("fork").Pool(1) as children:
+        got = children.apply_async(extract_patches, (image, kps)).get(timeout=60)
+    np.testing.assert_array_equal(got, expected)
+    assert geometry._pool is parent_pool
