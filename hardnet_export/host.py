@@ -11,6 +11,11 @@ and AMX accumulate in 32 bits. ONNX Runtime's quantisation guide therefore recom
 ``reduce_range`` (7-bit weights, |w| <= 64: 2 x 255 x 64 = 32,640 fits) on non-VNNI x86.
 ARM's NEON int8 kernels widen to 16 bits per product and accumulate in 32 bits (``sdot``/
 ``udot`` with the dot-product extension), so they do not saturate.
+
+OpenVINO's int8 kernels do the same on such CPUs: one Q/DQ conv (16 input channels, 3x3,
+every weight 127, every input 255) gave the exact 4,663,440 on an AMX Xeon and 2,359,224 with
+OpenVINO 2026.4 restricted to AVX2 code there (``ONEDNN_MAX_CPU_ISA=AVX2``): every pair sum
+clipped at 32,767 (:func:`int8_kernels_fit`).
 """
 
 from __future__ import annotations
@@ -134,8 +139,25 @@ def check_isa(isa: str) -> str:
 
 
 def saturates(isa: str) -> bool:
-    """Whether ONNX Runtime's u8 x s8 kernels on ``isa`` sum pairs in saturating 16 bits."""
+    """Whether the u8 x s8 kernels on ``isa`` (ONNX Runtime's and OpenVINO's) sum pairs in
+    saturating 16 bits."""
     return check_isa(isa) in SATURATING_ISAS
+
+
+def int8_kernels_fit(isa: str, flavour: str | None, made_for: str | None) -> bool:
+    """Whether fused int8 kernels on ``isa`` compute an INT8 graph of ``flavour`` whose
+    weights were made for ``made_for`` kernels without clipping a sum.
+
+    On kernels that do not saturate, every graph fits. On saturating ones the ``tensorrt``
+    flavour (symmetric int8 activations) does not, nor a ``cpu`` graph with 8-bit weights
+    (made for kernels that do not saturate); a ``cpu`` graph made for saturating kernels
+    (7-bit weights) does, and so does one that records no kind (not this exporter's).
+    """
+    if not saturates(isa):
+        return True
+    if (flavour or "cpu") == "tensorrt":
+        return False
+    return made_for is None or saturates(made_for)
 
 
 def distribution_version(*distributions: str) -> str | None:

@@ -20,7 +20,15 @@ from typing import Any
 
 from hardnet_export.artifacts.quantisation import INT8_TARGET_COSINE
 from hardnet_export.errors import InputError, MissingFileError
-from hardnet_export.host import BF16_FLAGS, VNNI_FLAGS, cpu_flags, distribution_version, installed
+from hardnet_export.host import (
+    BF16_FLAGS,
+    VNNI_FLAGS,
+    cpu_flags,
+    distribution_version,
+    installed,
+    int8_isa,
+    int8_kernels_fit,
+)
 
 #: Where a describer runs.
 DEVICES = ("cpu", "cuda")
@@ -57,15 +65,30 @@ class CpuRule:
     #: in all (patches x the graph's per patch, from the width and layout it records), so a
     #: narrow graph routes more patches and a wide one none; None: ``max_batch`` alone.
     max_multiply_adds: int | None = None
+    #: INT8 graphs only where this CPU's fused int8 kernels compute their weights without
+    #: saturating (``fit``, :func:`~hardnet_export.host.int8_kernels_fit`), or only where
+    #: they would saturate (``misfit``); None: either.
+    weights: str | None = None
     why: str = ""
 
-    def applies(self, precision: str, flags: frozenset[str], flavour: str | None = None) -> bool:
-        """Whether it speaks for a graph of ``precision`` (and INT8 ``flavour``) on a CPU
-        with ``flags``."""
+    def applies(
+        self,
+        precision: str,
+        flags: frozenset[str],
+        flavour: str | None = None,
+        made_for: str | None = None,
+    ) -> bool:
+        """Whether it speaks for a graph of ``precision`` (and INT8 ``flavour``, weights made
+        for ``made_for`` int8 kernels) on a CPU with ``flags``."""
         native = not self.needs or any(f in flags for f in self.needs)
         # An INT8 graph that records no flavour (not this exporter's) counts as a CPU graph.
         kind = not self.flavours or (flavour or "cpu") in self.flavours
-        return precision in self.precisions and native and kind
+        if not (precision in self.precisions and native and kind):
+            return False
+        if self.weights is None or precision != "int8":
+            return True
+        fit = int8_kernels_fit(int8_isa(flags), flavour, made_for)
+        return fit == (self.weights == "fit")
 
     def gate_key(self, backend: str) -> str:
         """The key of its gate in a graph's metadata: ``backend:inference precision``."""
@@ -216,6 +239,21 @@ BUILTIN: tuple[Backend, ...] = (
                     "0.896 for hardnet-fast's graph). Taken where no OpenVINO rule holds"
                 ),
             ),
+            CpuRule(
+                precisions=("int8",),
+                flavours=("cpu",),
+                options={"graph_optimization_level": "disable"},
+                weights="misfit",
+                why=(
+                    "a cpu-flavour graph with 8-bit weights (made for VNNI or AMX) on a CPU "
+                    "whose int8 kernels sum pairs in saturating 16 bits (x86 without VNNI): "
+                    "ONNX Runtime's and OpenVINO's fused kernels can clip (a Q/DQ conv of "
+                    "weights 127 and inputs 255: 2,359,224 for 4,663,440 in OpenVINO "
+                    "restricted to AVX2); the unfused graph computes the exact Q/DQ "
+                    "arithmetic it was checked in. A graph exported for such CPUs (7-bit "
+                    "weights) runs fused"
+                ),
+            ),
         ),
         tuning=f"{_RUNTIME}.onnxruntime_backend:tuning_candidates",
         bench=f"{_BENCH}:cpu_graph_targets",
@@ -300,9 +338,11 @@ BUILTIN: tuple[Backend, ...] = (
                 precisions=("int8",),
                 flavours=("cpu",),
                 max_batch=256,
+                weights="fit",
                 why=(
                     "INT8 graphs, float layers in f32: OpenVINO ran the cpu flavour 1.2x ONNX "
-                    "Runtime on an AVX2 EPYC"
+                    "Runtime on an AVX2 EPYC (a graph exported there: 7-bit weights); not a "
+                    "graph whose 8-bit weights this CPU's kernels would clip"
                 ),
             ),
             CpuRule(

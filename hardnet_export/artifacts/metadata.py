@@ -141,6 +141,13 @@ class GraphMetadata:
         return self.quantisation.flavour if self.quantisation is not None else None
 
     @property
+    def made_for(self) -> str | None:
+        """The int8 kernel kind an INT8 graph's weights were made for (a key of
+        :data:`~hardnet_export.host.INT8_ISAS`); None for a float graph or one that does not
+        say."""
+        return self.quantisation.isa if self.quantisation is not None else None
+
+    @property
     def variant(self) -> str:
         """The variant name (``fp32``, ``fp16``, ``int8-tensorrt``, ``int8-cpu``, ...)."""
         from hardnet_export.artifacts.variants import variant_for

@@ -70,8 +70,16 @@ def _import_onnxruntime() -> Any:
 def tuning_candidates(metadata: GraphMetadata, flags: frozenset[str]) -> list[dict[str, Any]]:
     """What ``hardnet-export tune`` times on ONNX Runtime's CPU provider: the graph as written
     (its float layers in f32, or f16 in an FP16 graph), with every optimisation; also with
-    its narrow convs packed where it has some (:func:`packing_candidates`)."""
-    return packing_candidates(metadata, [{}])
+    its narrow convs packed where it has some (:func:`packing_candidates`). An INT8 graph
+    whose sums the fused int8 kernels of a CPU with ``flags`` can clip
+    (:func:`~hardnet_export.host.int8_kernels_fit`) runs unfused only, in its exact Q/DQ
+    arithmetic: a gate on natural patches would not see the clipping."""
+    from hardnet_export import host
+
+    fit = metadata.precision != "int8" or host.int8_kernels_fit(
+        host.int8_isa(flags), metadata.flavour, metadata.made_for
+    )
+    return packing_candidates(metadata, [{} if fit else {"graph_optimization_level": "disable"}])
 
 
 def choose_providers(
@@ -284,8 +292,8 @@ def int8_kernel_warning(path: Path, metadata: GraphMetadata, isa: str | None = N
             "(variant int8-cpu), or graph_optimization_level='disable' for exact (slower) "
             "results; check_artifact measures the difference."
         )
-    made_for = metadata.quantisation.isa if metadata.quantisation is not None else None
-    if target == "cpu" and made_for and not host.saturates(made_for):
+    made_for = metadata.made_for
+    if target == "cpu" and not host.int8_kernels_fit(isa, target, made_for):
         return (
             f"{path.name} was made for {made_for} int8 kernels (8-bit weights); this CPU has "
             f"{isa} ({host.INT8_ISAS[isa]}), where such weights can saturate. Re-export it "

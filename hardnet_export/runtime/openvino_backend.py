@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,14 @@ from hardnet_export.artifacts.describe import DEFAULT_MAX_BATCH
 from hardnet_export.artifacts.metadata import SEMANTICS_HOST, GraphMetadata
 from hardnet_export.artifacts.quantisation import GATE_OPENVINO
 from hardnet_export.errors import InputError, MissingDependencyError, MissingFileError
-from hardnet_export.host import BF16_FLAGS, has_bf16, has_fp16
+from hardnet_export.host import (
+    BF16_FLAGS,
+    INT8_ISAS,
+    has_bf16,
+    has_fp16,
+    int8_isa,
+    int8_kernels_fit,
+)
 from hardnet_export.runtime.base import Describer, kind_class
 from hardnet_export.runtime.image import IMAGE_GRAPH_REMEDY, ImageDescriber, check_image_inputs
 from hardnet_export.runtime.inputs import check_graph_signature, graph_input
@@ -224,7 +232,12 @@ def tuning_candidates(metadata: GraphMetadata, flags: frozenset[str]) -> list[di
     """What ``hardnet-export tune`` times on OpenVINO: the graph's float layers in f32, and
     in bf16 or f16 (not for an INT8 graph) where this CPU computes them natively (``flags``);
     each also with its narrow convs packed where the graph has some
-    (:func:`packing_candidates`)."""
+    (:func:`packing_candidates`). None for an INT8 graph whose sums its int8 kernels on such
+    a CPU can clip (:func:`~hardnet_export.host.int8_kernels_fit`)."""
+    if metadata.precision == "int8" and not int8_kernels_fit(
+        int8_isa(flags), metadata.flavour, metadata.made_for
+    ):
+        return []
     precisions = ["f32"]
     if has_bf16(flags):
         precisions.append("bf16")
@@ -256,6 +269,28 @@ def ov_describe(proto_or_path: Any, *, inference_precision: str = "f32") -> Any:
         return np.array(out, dtype=np.float32, copy=True)
 
     return describe
+
+
+def int8_kernel_warning(path: Path, metadata: GraphMetadata, isa: str | None = None) -> str | None:
+    """Why OpenVINO's int8 kernels on a CPU of kind ``isa`` (default: this one) may clip an
+    INT8 graph's sums, or None when they compute it as checked.
+
+    On x86 without VNNI they add u8 x s8 product pairs in saturating 16 bits
+    (:mod:`hardnet_export.host`): the ``tensorrt`` flavour and ``cpu`` graphs with 8-bit
+    weights can clip there. OpenVINO has no unfused mode; ONNX Runtime's has.
+    """
+    if metadata.precision != "int8":
+        return None
+    isa = isa or int8_isa()
+    if int8_kernels_fit(isa, metadata.flavour, metadata.made_for):
+        return None
+    weights = "symmetric int8 activations" if metadata.flavour == "tensorrt" else "8-bit weights"
+    return (
+        f"{path.name} has {weights}, whose product pairs OpenVINO's int8 kernels on this CPU "
+        f"({isa}: {INT8_ISAS[isa]}) can clip. runtime.load without a backend runs it in its "
+        "exact Q/DQ arithmetic on ONNX Runtime (graph_optimization_level='disable'); for "
+        f"speed here, re-export it for this CPU (the int8-cpu variant with for_isa={isa!r})"
+    )
 
 
 class OpenVINODescriber(Describer):
@@ -410,6 +445,9 @@ class OpenVINODescriber(Describer):
                 "passed), or export it again without keep_float so that the export keeps "
                 "float the layers OpenVINO gets wrong"
             )
+        warning = int8_kernel_warning(path, metadata)
+        if warning:
+            warnings.warn(warning, RuntimeWarning, stacklevel=2)
         if inference_precision == "bf16" and not has_bf16():
             raise InputError(
                 "inference_precision='bf16' needs a CPU with native bf16 (AVX512-BF16 or AMX; "

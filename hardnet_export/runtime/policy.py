@@ -173,7 +173,7 @@ def with_small_batches(
         if candidate.name == choice.backend or failed_gate(metadata, candidate.name):
             continue
         for rule in candidate.small_batches:
-            if not rule.applies(metadata.precision, flags, metadata.flavour):
+            if not rule.applies(metadata.precision, flags, metadata.flavour, metadata.made_for):
                 continue
             limit = small_batch_limit(rule, metadata)
             if limit != 0:
@@ -249,7 +249,7 @@ def rule_choice(
         if failed_gate(metadata, candidate.name):
             continue
         for rule in candidate.cpu_rules:
-            applies = rule.applies(metadata.precision, flags, metadata.flavour)
+            applies = rule.applies(metadata.precision, flags, metadata.flavour, metadata.made_for)
             if applies and passed(metadata, rule, candidate):
                 merged = {**rule.options, **options}
                 return Choice(

@@ -199,6 +199,133 @@ def test_tensorrt_flavour_runs_exactly_where_int8_kernels_saturate(
         assert (choice.backend, dict(choice.options)) == want, flavour
 
 
+@pytest.mark.parametrize(
+    ("flags", "saturating"),
+    [
+        (frozenset({"avx2", "fma"}), True),
+        (frozenset({"avx512f", "avx512bw"}), True),
+        (frozenset({"avx2", "avx_vnni"}), False),
+        (frozenset({"avx512f", "avx512_vnni"}), False),
+        (frozenset({"amx_int8"}), False),
+    ],
+    ids=["avx2", "avx512", "avx-vnni", "avx512-vnni", "amx"],
+)
+def test_cpu_flavour_with_8_bit_weights_runs_exactly_where_int8_kernels_saturate(
+    flags: frozenset[str], saturating: bool
+) -> None:
+    # OpenVINO restricted to AVX2 clips u8 x s8 pair sums (host.py's docstring), so a graph
+    # made for VNNI kernels (8-bit weights) runs unfused there, in the arithmetic it was
+    # checked in, and neither backend offers its fused kernels to tune; a graph made for
+    # saturating kernels (7-bit weights), or one that does not say, keeps OpenVINO.
+    from hardnet_export.artifacts.metadata import GraphMetadata
+    from hardnet_export.artifacts.quantisation import Quantisation
+    from hardnet_export.runtime import onnxruntime_backend, openvino_backend
+    from hardnet_export.runtime.policy import cpu_runners, rule_choice
+
+    runners = cpu_runners(SHIPPED_ONNX)
+    for made_for, fits in (("avx512-vnni", not saturating), ("avx2", True), (None, True)):
+        quantisation = Quantisation(flavour="cpu", scheme="qdq", isa=made_for)
+        metadata = GraphMetadata(precision="int8", quantisation=quantisation)
+        choice = rule_choice(metadata, runners, flags=flags)
+        want = ("openvino", {}) if fits else ("onnxruntime", UNFUSED)
+        assert (choice.backend, dict(choice.options)) == want, made_for
+        ov_candidates = openvino_backend.tuning_candidates(metadata, flags)
+        ort_candidates = onnxruntime_backend.tuning_candidates(metadata, flags)
+        assert bool(ov_candidates) == fits, made_for
+        assert ort_candidates == ([{}] if fits else [UNFUSED]), made_for
+
+
+def _extreme_qdq_conv() -> bytes:
+    """One Q/DQ conv, 16 input channels, 3x3: output channel 0 has every weight 127, 1 every
+    weight -128, 2 alternating 127 / -128 over input channels."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.full((3, 16, 3, 3), 127, np.int8)
+    weights[1] = -128
+    weights[2, 1::2] = -128
+    one, zero = np.array(1.0, np.float32), np.array(0, np.uint8)
+    graph = helper.make_graph(
+        [
+            helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+            helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+            helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0),
+            helper.make_node("Conv", ["xd", "wd"], ["y"], pads=[1, 1, 1, 1]),
+        ],
+        "extreme",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 5, 5])],
+        [
+            numpy_helper.from_array(one, "s"),
+            numpy_helper.from_array(zero, "z"),
+            numpy_helper.from_array(weights, "wq"),
+            numpy_helper.from_array(np.ones(3, np.float32), "ws"),
+            numpy_helper.from_array(np.zeros(3, np.int8), "wz"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model.SerializeToString()
+
+
+def test_openvino_int8_kernels_clip_pair_sums_only_where_the_host_says_they_saturate() -> None:
+    # The premise of the "fit" rules, on this machine's real kernels: at full-scale inputs
+    # OpenVINO's int8 conv is exact on kernels that accumulate in 32 bits, and on those
+    # host.saturates() names it is exact or clips every u8 x s8 pair at 16 bits (72 pairs
+    # of 2 x 255 x 127), nothing else. ONNX Runtime unfused is exact everywhere.
+    import onnxruntime as ort
+
+    from hardnet_export.host import int8_isa, saturates
+
+    graph = _extreme_qdq_conv()
+    x = np.full((1, 16, 5, 5), 255.0, np.float32)
+    exact = np.array([255 * 127 * 144, -255 * 128 * 144, -255 * 72], np.float64)
+    clipped = np.array([72 * 32767, 72 * -32768, -255 * 72], np.float64)
+    compiled = core().compile_model(
+        core().read_model(graph, b""), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    )
+    got = np.asarray(compiled(x)[0], np.float64)[0, :, 2, 2]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(session.run(None, {"x": x})[0][0, :, 2, 2], exact)
+    if saturates(int8_isa()):
+        assert np.array_equal(got, exact) or np.array_equal(got, clipped), got
+    else:
+        np.testing.assert_array_equal(got, exact)
+
+
+@pytest.mark.parametrize(
+    ("flavour", "made_for", "isa", "warned"),
+    [
+        ("cpu", "avx512-vnni", "avx2", "8-bit weights"),
+        ("cpu", "amx-int8", "avx512", "8-bit weights"),
+        ("tensorrt", None, "avx2", "symmetric int8 activations"),
+        ("cpu", "avx2", "avx2", None),
+        ("cpu", None, "avx2", None),
+        ("cpu", "avx512-vnni", "avx512-vnni", None),
+        ("tensorrt", None, "amx-int8", None),
+        ("cpu", "avx512-vnni", "neon-dotprod", None),
+    ],
+)
+def test_openvino_int8_kernel_warning_by_cpu_kind(
+    flavour: str, made_for: str | None, isa: str, warned: str | None
+) -> None:
+    # The rule, for every CPU kind, whatever kind runs the test.
+    from hardnet_export.artifacts.metadata import GraphMetadata
+    from hardnet_export.artifacts.quantisation import Quantisation
+    from hardnet_export.runtime.openvino_backend import int8_kernel_warning
+
+    quantisation = Quantisation(flavour=flavour, isa=made_for)
+    message = int8_kernel_warning(
+        Path("m.onnx"), GraphMetadata(precision="int8", quantisation=quantisation), isa=isa
+    )
+    assert (message is None) == (warned is None)
+    if warned is not None:
+        assert message is not None and warned in message and isa in message
+        assert "graph_optimization_level='disable'" in message
+    assert int8_kernel_warning(Path("m.onnx"), GraphMetadata(precision="fp32"), isa="avx2") is None
+
+
 def test_options_and_devices_are_checked() -> None:
     with pytest.raises(ValueError, match="performance_hint.*'fast'"):
         runtime.load(SHIPPED_ONNX, backend="openvino", performance_hint="fast")
