@@ -219,11 +219,13 @@ def test_int8_tensorrt_graph_on_this_cpus_kernels(
     isa = host.int8_isa()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        d = runtime.load(int8_tensorrt_graph)
+        d = runtime.load(int8_tensorrt_graph, backend="onnxruntime", device="cpu")
     said = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert d.semantics == "host-kernels"
     if host.saturates(isa):
-        assert any("TensorRT flavour" in m and isa in m and "--int8-target cpu" in m for m in said)
+        assert any("TensorRT flavour" in m and isa in m and "int8-cpu" in m for m in said)
+        # With nothing named, the runtime runs it there in the exact Q/DQ arithmetic.
+        assert runtime.load(int8_tensorrt_graph, device="cpu").semantics == "exact-qdq"
     else:
         assert not said, said
         assert cosine(d.describe(patches), reference).mean() >= 0.99, f"int8 kernels: {isa}"
