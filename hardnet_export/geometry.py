@@ -585,23 +585,28 @@ _PIECE = 256
 #: Xeon with AMX, 9.1 -> 8.3 ms back to back and 12.9 -> 9.6 ms after 50 ms idle (the
 #: per-frame case). Beyond a few threads the remaps' memory traffic is the limit.
 _MAX_WORKERS = 8
-_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool: tuple[tuple[int, int], ThreadPoolExecutor] | None = None
 _pool_lock = threading.Lock()
 
 
 def _piece_pool() -> ThreadPoolExecutor | None:
-    """This process's piece workers (created on first use), or None on a single CPU.
+    """This process's piece workers (created on first use), or None where one thread is
+    all it should use: a single CPU, or OpenCV held to one thread (``cv2.setNumThreads``, as
+    a data-loading worker does), whose thread count also caps theirs.
 
-    Keyed by process id: a forked child inherits the executor but not its threads, and
-    would wait forever on work queued to it.
+    Keyed by process id and size: a forked child inherits the executor but not its threads,
+    and would wait forever on work queued to it.
     """
     global _pool
-    workers = min(usable_cpus(), _MAX_WORKERS)
+    workers = min(usable_cpus(), cv2.getNumThreads(), _MAX_WORKERS)
     if workers < 2:
         return None
+    key = (os.getpid(), workers)
     with _pool_lock:
-        if _pool is None or _pool[0] != os.getpid():
-            _pool = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="hardnet-patches"))
+        if _pool is None or _pool[0] != key:
+            if _pool is not None and _pool[0][0] == key[0]:
+                _pool[1].shutdown(wait=False)
+            _pool = (key, ThreadPoolExecutor(workers, thread_name_prefix="hardnet-patches"))
         return _pool[1]
 
 

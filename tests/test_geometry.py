@@ -509,11 +509,12 @@ def test_one_group_larger_than_a_remap_call() -> None:
     )
 
 
-@pytest.mark.parametrize("cpus", [1, 2, 5])
+@pytest.mark.parametrize(("cpus", "opencv_threads"), [(1, 4), (2, 4), (5, 8), (5, 1), (5, 3)])
 def test_pieces_on_any_number_of_threads_give_the_same_patches(
-    monkeypatch: pytest.MonkeyPatch, cpus: int
+    monkeypatch: pytest.MonkeyPatch, cpus: int, opencv_threads: int
 ) -> None:
-    # 1,100 keypoints over every level and blur: many pieces, on worker threads or inline.
+    # 1,100 keypoints over every level and blur: many pieces, on worker threads or inline;
+    # as many workers as CPUs and OpenCV's threads allow (one: none).
     from hardnet_export import geometry
 
     rng = np.random.default_rng(8)
@@ -522,11 +523,17 @@ def test_pieces_on_any_number_of_threads_give_the_same_patches(
     expected = _sample_before_vectorising(image, kps, DEFAULT_MAGNIFICATION, 32)
     monkeypatch.setattr(geometry, "usable_cpus", lambda: cpus)
     monkeypatch.setattr(geometry, "_pool", None)
-    np.testing.assert_array_equal(extract_patches(image, kps), expected)
-    assert (geometry._pool is None) == (cpus == 1)
-    if cpus > 1:
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(opencv_threads)
+    try:
+        np.testing.assert_array_equal(extract_patches(image, kps), expected)
+    finally:
+        cv2.setNumThreads(before)
+    workers = min(cpus, opencv_threads, geometry._MAX_WORKERS)
+    assert (geometry._pool is None) == (workers == 1)
+    if workers > 1:
         assert geometry._pool is not None
-        assert geometry._pool[1]._max_workers == min(cpus, geometry._MAX_WORKERS)
+        assert geometry._pool[1]._max_workers == workers
 
 
 def test_a_forked_child_cuts_patches_with_its_own_workers() -> None:
