@@ -582,8 +582,9 @@ _PIECE = 256
 #: The most threads that build maps and remap pieces at once. Building a piece's maps is
 #: single-threaded numpy (as long as its remap) and both release the GIL, so pieces on
 #: several threads keep every core busy: 2000 SIFT keypoints of the benchmark frame, 2-core
-#: Xeon with AMX, 9.1 -> 8.3 ms back to back and 12.9 -> 9.6 ms after 50 ms idle (the
-#: per-frame case). Beyond a few threads the remaps' memory traffic is the limit.
+#: Xeon with AMX, each call after 50 ms idle (the per-frame case), 0.83-0.87x the time of
+#: pieces cut in turn (A/B, 40 rounds, three runs; 13.6 -> 11.8 ms in one). Beyond a few
+#: threads the remaps' memory traffic is the limit.
 _MAX_WORKERS = 8
 _pool: tuple[tuple[int, int], ThreadPoolExecutor] | None = None
 _pool_lock = threading.Lock()
