@@ -327,7 +327,8 @@ def list_models() -> None:
     even where a file of that name is in the working directory (a warning says so); a path
     is always a file: ./hardnet-half, runs/a/final.pth, model.onnx. Then which graph each
     name runs on this CPU: its FP32 graph, or the INT8 graph it ships where that is the
-    faster here (measured by tune NAME, or by rule on CPUs with VNNI or AMX).
+    faster here (measured by tune NAME, or by rule: on CPUs with VNNI or AMX, and for hardnet
+    also on AVX2 CPUs).
 
     Example: hardnet-export models
     """

@@ -298,8 +298,9 @@ MODELS: tuple[ShippedModel, ...] = (
         1.0,
         DEFAULT_STEM,
         "HardNet, width 1, trained on the built-in photos (the default)",
-        # The export's INT8 graph of these weights (conv0 float), which its name runs on
-        # CPUs with VNNI or AMX (its card says how it was made and how fast it runs).
+        # The export's INT8 graph of these weights (conv0 float; 7-bit weights, which no x86
+        # int8 kernel clips), which its name runs on x86 CPUs with AVX2, VNNI or AMX (its
+        # card says how it was made and how fast it runs).
         graphs=("int8-cpu",),
     ),
     ShippedModel(

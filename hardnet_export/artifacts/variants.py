@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hardnet_export.errors import InputError, InputTypeError
-from hardnet_export.host import VNNI_FLAGS
+from hardnet_export.host import VNNI_FLAGS, int8_isa, int8_kernels_fit
 
 if TYPE_CHECKING:
     from hardnet_export.artifacts.metadata import GraphMetadata
@@ -54,9 +54,12 @@ class NameRule:
         self, metadata: GraphMetadata, flags: frozenset[str], multiply_adds: int | None = None
     ) -> bool:
         """Whether the rule picks the graph with ``metadata`` (``multiply_adds`` per patch,
-        None: unknown) on a CPU with ``flags``."""
+        None: unknown) on a CPU with ``flags``: never one whose weights that CPU's int8
+        kernels would clip (:func:`~hardnet_export.host.int8_kernels_fit`)."""
         quantisation = metadata.quantisation
         if quantisation is None or not any(f in flags for f in self.needs):
+            return False
+        if not int8_kernels_fit(int8_isa(flags), metadata.flavour, metadata.made_for):
             return False
         if self.all_int8 and quantisation.settings.get("float_layers"):
             return False
@@ -201,13 +204,16 @@ BUILTIN: tuple[Variant, ...] = (
                 ),
             ),
             NameRule(
-                needs=VNNI_FLAGS,
+                needs=(*VNNI_FLAGS, "avx2"),
                 min_multiply_adds=20_000_000,
                 why=(
-                    "a wide model's INT8 graph (conv0 float) on a CPU whose int8 dot products "
-                    "accumulate in 32 bits: hardnet's (39.1 M multiply-adds per patch) ran "
-                    "1.79x per 256 patches and 1.68x per frame the FP32 graph's bf16 on an AMX "
-                    "Xeon, 2.03x and 1.93x on a Zen 4 (the export's INT8 graph then); "
+                    "a wide model's INT8 graph (conv0 float) with weights this CPU's int8 "
+                    "kernels compute without clipping: hardnet's (39.1 M multiply-adds per "
+                    "patch; 7-bit weights) ran 1.70x per 256 patches and 1.63x per frame the "
+                    "FP32 graph's bf16 on an AMX Xeon, 2.03x and 1.93x on a Zen 4 (8-bit "
+                    "weights, the same speed on the Xeon); on a Zen 3 (AVX2, no "
+                    "bf16) the full model's INT8 graphs with 7-bit weights ran 1.41-1.79x "
+                    "ONNX Runtime's FP32 per 256 patches (int8-cpu-2core-amd-epyc-avx2.md); "
                     "hardnet-quarter's (2.7 M) 0.99x"
                 ),
             ),

@@ -10,9 +10,13 @@ which is what TensorRT computes, whatever int8 kernels the exporting CPU has.
 ``cpu``: uint8 asymmetric activations with each Relu folded into its conv's output range,
 ONNX Runtime's fast CPU path, int32 biases. Its settings depend on the int8 kernels of the
 CPU it is made for (:data:`CPU_SETTINGS`, :mod:`hardnet_export.host`): on x86 without VNNI
-the weights use 7 bits, so that ONNX Runtime's 16-bit pair sums cannot saturate. It is gated
-as this host's kernels run it when it is made for this host's kernel kind, and in exact
-semantics (which equal the target's kernels, as nothing saturates) when made for another.
+the weights use 7 bits, so that the 16-bit pair sums of ONNX Runtime's and OpenVINO's kernels
+cannot saturate. It is gated as this host's kernels run it where they compute it as the
+target's do, with no sum clipped (made for this host's kernel kind, or for kernels whose
+weights this host does not clip: a 7-bit graph for AVX2 on a VNNI or AMX host, which is then
+also gated on OpenVINO and in its bf16 float parts here), and in exact semantics (which equal
+the target's kernels, as nothing saturates there) where this host's kernels would clip the
+target's weights.
 
 Mixed precision: the layers named in ``keep_float`` (default: :data:`LIGHT_FLOAT_LAYERS`
 where they hold the gate at :data:`LIGHT_MIN_COSINE`, else :data:`DEFAULT_FLOAT_LAYERS`;
@@ -245,7 +249,10 @@ class Int8Options:
 
     def semantics(self, target: str) -> str:
         """How a ``target`` graph's gate and parity figures are computed (module docstring)."""
-        if target == "cpu" and self.isa(target) == host.int8_isa():
+        if target != "cpu":
+            return SEMANTICS_EXACT
+        here = host.int8_isa()
+        if self.isa(target) == here or host.int8_kernels_fit(here, target, self.isa(target)):
             return SEMANTICS_HOST
         return SEMANTICS_EXACT
 

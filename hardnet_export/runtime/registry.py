@@ -93,7 +93,8 @@ def load(
     (``hardnet``). On the CPU (``device="cpu"``, or none on a host without a CUDA device) with
     no ``backend`` and no options, that is the fastest gated graph the model ships for this CPU
     (:func:`~hardnet_export.runtime.policy.registered_graph`: its FP32 ONNX graph, or its
-    all-int8 graph where tuning measured it faster here or, untuned, the CPU has VNNI or AMX),
+    INT8 graph where tuning measured it faster here or, untuned, where the variant's name
+    rules hold: VNNI or AMX, and AVX2 for ``hardnet``'s 7-bit graph),
     run as any graph is run there (the tuned or rule path: gated bf16 where the CPU has it);
     with options, its FP32 graph; elsewhere its checkpoint with PyTorch where torch is
     installed; with a backend that reads ``.onnx`` (``onnxruntime``, ``openvino``), its FP32

@@ -28,19 +28,23 @@ ARM = frozenset({"asimd", "asimddp", "bf16"})
 #: (hardnet-fast, hardnet-half), or a wide model (hardnet, 39.1 M multiply-adds per patch).
 #: hardnet-quarter's keeps conv0 float at 2.7 M; hardnet-eighth ships none.
 BY_RULE = {"hardnet", "hardnet-fast", "hardnet-half"}
+#: ... and on AVX2 CPUs, whose int8 kernels clip 8-bit weights: the wide model's graph, made
+#: with 7-bit weights (the all-int8 graphs have 8-bit ones).
+BY_RULE_AVX2 = {"hardnet"}
 
 
 @pytest.mark.parametrize("entry", models(), ids=lambda e: e.name)
 @pytest.mark.parametrize(
     ("flags", "int8_cpu"),
-    [(AVX2, False), (ARM, False), (VNNI, True), (BF16, True), (AMX, True)],
+    [(AVX2, "avx2"), (ARM, ""), (VNNI, "vnni"), (BF16, "vnni"), (AMX, "vnni")],
     ids=["avx2", "arm", "vnni", "vnni-bf16", "amx"],
 )
-def test_without_tuning_a_name_runs_its_all_int8_graph_where_int8_products_do_not_saturate(
-    entry, flags: frozenset[str], int8_cpu: bool, tmp_path: Path
+def test_without_tuning_a_name_runs_its_int8_graph_where_int8_kernels_compute_it(
+    entry, flags: frozenset[str], int8_cpu: str, tmp_path: Path
 ) -> None:
     pick = registered_graph(entry, flags, cache_dir=tmp_path)
-    if int8_cpu and entry.name in BY_RULE:
+    chosen = {"vnni": BY_RULE, "avx2": BY_RULE_AVX2, "": set()}[int8_cpu]
+    if entry.name in chosen:
         assert pick.graph == entry.graph("int8-cpu") and pick.source == "rule"
         assert pick.why.startswith(f"{entry.name} runs {pick.graph.name}: ")
     else:
@@ -55,7 +59,15 @@ def test_a_mixed_graph_needs_a_wide_model() -> None:
     assert wide.holds(metadata, AMX, get_model("hardnet").multiply_adds)
     assert not wide.holds(metadata, AMX, get_model("hardnet-quarter").multiply_adds)
     assert not wide.holds(metadata, AMX, None)  # unknown: not taken
-    assert not wide.holds(metadata, AVX2, get_model("hardnet").multiply_adds)
+    # Its 7-bit weights fit AVX2's saturating kernels; the same graph with 8-bit ones would not.
+    assert metadata.made_for == "avx2"
+    assert wide.holds(metadata, AVX2, get_model("hardnet").multiply_adds)
+    eight_bit = dataclasses.replace(
+        metadata, quantisation=dataclasses.replace(metadata.quantisation, isa="amx-int8")
+    )
+    assert wide.holds(eight_bit, AMX, get_model("hardnet").multiply_adds)
+    assert not wide.holds(eight_bit, AVX2, get_model("hardnet").multiply_adds)
+    assert not wide.holds(metadata, ARM, get_model("hardnet").multiply_adds)  # not measured
     quarter = read_metadata(get_model("hardnet-quarter").graph("int8-cpu"))
     assert not any(r.holds(quarter, AMX, 2_700_000) for r in get_variant("int8-cpu").name_rules)
 
@@ -145,7 +157,9 @@ def test_models_lists_the_graph_each_name_runs_here(tmp_path: Path) -> None:
     assert set(lines) == {entry.name for entry in models()}
     assert lines["hardnet-fast"] == [get_model("hardnet-fast").graph("int8-cpu").name, "rule"]
     assert lines["hardnet-eighth"] == [get_model("hardnet-eighth").onnx.name, "default"]
-    assert format_registered_graphs(AVX2, tmp_path).count("int8") == 0
+    on_avx2 = format_registered_graphs(AVX2, tmp_path)
+    assert on_avx2.count("int8") == 1 and get_model("hardnet").graph("int8-cpu").name in on_avx2
+    assert format_registered_graphs(ARM, tmp_path).count("int8") == 0
 
 
 def test_a_shipped_graph_missing_from_the_installation_is_no_candidate(tmp_path: Path) -> None:
