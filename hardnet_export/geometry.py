@@ -596,7 +596,8 @@ def _piece_pool() -> ThreadPoolExecutor | None:
     a data-loading worker does), whose thread count also caps theirs.
 
     Keyed by process id and size: a forked child inherits the executor but not its threads,
-    and would wait forever on work queued to it.
+    and would wait forever on work queued to it. A replaced executor is not shut down (a
+    call may still be queueing to it); its idle threads end when it is collected.
     """
     global _pool
     workers = min(usable_cpus(), cv2.getNumThreads(), _MAX_WORKERS)
@@ -605,8 +606,6 @@ def _piece_pool() -> ThreadPoolExecutor | None:
     key = (os.getpid(), workers)
     with _pool_lock:
         if _pool is None or _pool[0] != key:
-            if _pool is not None and _pool[0][0] == key[0]:
-                _pool[1].shutdown(wait=False)
             _pool = (key, ThreadPoolExecutor(workers, thread_name_prefix="hardnet-patches"))
         return _pool[1]
 
