@@ -29,6 +29,7 @@ from hardnet_export.artifacts.quantisation import (
 )
 from hardnet_export.artifacts.variants import all_flavours, precisions
 from hardnet_export.errors import InputError, MissingFileError, Remedy
+from hardnet_export.host import int8_kernels_fit
 from hardnet_export.validate import check_str, parse_json_object
 
 PRODUCER = "hardnet-export"
@@ -146,6 +147,11 @@ class GraphMetadata:
         :data:`~hardnet_export.host.INT8_ISAS`); None for a float graph or one that does not
         say."""
         return self.quantisation.isa if self.quantisation is not None else None
+
+    def int8_kernels_fit(self, isa: str) -> bool:
+        """Whether fused int8 kernels of kind ``isa`` compute this graph without clipping a
+        sum (:func:`~hardnet_export.host.int8_kernels_fit`); always for a float graph."""
+        return self.precision != "int8" or int8_kernels_fit(isa, self.flavour, self.made_for)
 
     @property
     def variant(self) -> str:

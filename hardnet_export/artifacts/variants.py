@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hardnet_export.errors import InputError, InputTypeError
-from hardnet_export.host import VNNI_FLAGS, int8_isa, int8_kernels_fit
+from hardnet_export.host import VNNI_FLAGS, int8_isa
 
 if TYPE_CHECKING:
     from hardnet_export.artifacts.metadata import GraphMetadata
@@ -59,7 +59,7 @@ class NameRule:
         quantisation = metadata.quantisation
         if quantisation is None or not any(f in flags for f in self.needs):
             return False
-        if not int8_kernels_fit(int8_isa(flags), metadata.flavour, metadata.made_for):
+        if not metadata.int8_kernels_fit(int8_isa(flags)):
             return False
         if self.all_int8 and quantisation.settings.get("float_layers"):
             return False

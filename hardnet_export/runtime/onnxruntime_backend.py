@@ -74,11 +74,9 @@ def tuning_candidates(metadata: GraphMetadata, flags: frozenset[str]) -> list[di
     whose sums the fused int8 kernels of a CPU with ``flags`` can clip
     (:func:`~hardnet_export.host.int8_kernels_fit`) runs unfused only, in its exact Q/DQ
     arithmetic: a gate on natural patches would not see the clipping."""
-    from hardnet_export import host
+    from hardnet_export.host import int8_isa
 
-    fit = metadata.precision != "int8" or host.int8_kernels_fit(
-        host.int8_isa(flags), metadata.flavour, metadata.made_for
-    )
+    fit = metadata.int8_kernels_fit(int8_isa(flags))
     return packing_candidates(metadata, [{} if fit else {"graph_optimization_level": "disable"}])
 
 

@@ -34,7 +34,6 @@ from hardnet_export.host import (
     has_bf16,
     has_fp16,
     int8_isa,
-    int8_kernels_fit,
 )
 from hardnet_export.runtime.base import Describer, kind_class
 from hardnet_export.runtime.image import IMAGE_GRAPH_REMEDY, ImageDescriber, check_image_inputs
@@ -234,9 +233,7 @@ def tuning_candidates(metadata: GraphMetadata, flags: frozenset[str]) -> list[di
     each also with its narrow convs packed where the graph has some
     (:func:`packing_candidates`). None for an INT8 graph whose sums its int8 kernels on such
     a CPU can clip (:func:`~hardnet_export.host.int8_kernels_fit`)."""
-    if metadata.precision == "int8" and not int8_kernels_fit(
-        int8_isa(flags), metadata.flavour, metadata.made_for
-    ):
+    if not metadata.int8_kernels_fit(int8_isa(flags)):
         return []
     precisions = ["f32"]
     if has_bf16(flags):
@@ -279,10 +276,8 @@ def int8_kernel_warning(path: Path, metadata: GraphMetadata, isa: str | None = N
     (:mod:`hardnet_export.host`): the ``tensorrt`` flavour and ``cpu`` graphs with 8-bit
     weights can clip there. OpenVINO has no unfused mode; ONNX Runtime's has.
     """
-    if metadata.precision != "int8":
-        return None
     isa = isa or int8_isa()
-    if int8_kernels_fit(isa, metadata.flavour, metadata.made_for):
+    if metadata.int8_kernels_fit(isa):
         return None
     weights = "symmetric int8 activations" if metadata.flavour == "tensorrt" else "8-bit weights"
     return (
